@@ -1,0 +1,3 @@
+"""aurora-proxy-harness: chaos and conformance testing for proxied Aurora deployments."""
+
+__version__ = "0.1.0"
