@@ -35,6 +35,27 @@ class BackendConnectFailed(ProxyError):
     """Opening a new backend connection failed (refused, auth failure, server error)."""
 
 
+class ConfigError(ProxyError, ValueError):
+    """A setting is unknown, missing, of the wrong type or out of range.
+
+    ``key`` is the full dotted name of the offending setting (``pool.max_connections_percent``,
+    ``endpoints[1].port``) so that the message points straight at the line to fix.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+        self.message = message
+
+
+class NoWriter(ProxyError):
+    """No instance is currently known to be the writer (for example in the middle of a failover)."""
+
+
+class NoReader(ProxyError):
+    """A read-only endpoint has no reader instance to send a new session to."""
+
+
 class Role(str, enum.Enum):
     """An instance's role as the proxy believes it (from its monitor)."""
 

@@ -1,1 +1,46 @@
-"""checkers."""
+"""Checkers: pure functions from a history to a verdict about one guarantee.
+
+``base`` holds the verdict model and the combining rules; each other module judges one family of
+guarantees.  :func:`default_checkers` gives one checker per catalogue entry, with default
+workload conventions, for suites that do not need to tune them.
+"""
+
+from __future__ import annotations
+
+from harness.checkers.availability import (FailoverReadErrorsChecker, FailoverWriteGapChecker,
+                                           IdleSurvivalChecker)
+from harness.checkers.base import (CheckContext, Checker, CheckerError, ComposedVerdict, MetricSample,
+                                   Validity, Verdict, check_safe, compose, merge_validity)
+from harness.checkers.borrow import BorrowTimeoutChecker
+from harness.checkers.durability import NoFailedVisibleChecker, NoLostAckChecker
+from harness.checkers.isolation import SessionLeakChecker
+from harness.checkers.latency import AddedLatencyP50Checker, AddedLatencyP99Checker
+from harness.checkers.netfault import SilentFaultDetectedChecker
+from harness.checkers.pinning import PinNonTriggersChecker, PinTriggersChecker
+from harness.checkers.pooling import BackendCapChecker, MultiplexingChecker
+from harness.checkers.routing import ReaderBalanceChecker, ReaderOnlyChecker, WriterEndpointChecker
+from harness.checkers.storm import StormServedChecker
+
+CHECKER_TYPES: dict[str, type] = {c.guarantee_id: c for c in (
+    BackendCapChecker, MultiplexingChecker, WriterEndpointChecker, ReaderOnlyChecker, ReaderBalanceChecker,
+    PinTriggersChecker, PinNonTriggersChecker, SessionLeakChecker, BorrowTimeoutChecker,
+    FailoverWriteGapChecker, FailoverReadErrorsChecker, IdleSurvivalChecker, NoLostAckChecker,
+    NoFailedVisibleChecker, StormServedChecker, AddedLatencyP50Checker, AddedLatencyP99Checker,
+    SilentFaultDetectedChecker)}
+"""The checker class for each guarantee id."""
+
+
+def default_checkers(ids: list[str] | None = None) -> list[Checker]:
+    """One checker with default settings per guarantee id (all of them when ``ids`` is None)."""
+    wanted = list(CHECKER_TYPES) if ids is None else ids
+    unknown_ids = [i for i in wanted if i not in CHECKER_TYPES]
+    if unknown_ids:
+        raise CheckerError(f"no checker for {', '.join(unknown_ids)}; known: {', '.join(sorted(CHECKER_TYPES))}")
+    return [CHECKER_TYPES[i]() for i in wanted]
+
+
+__all__ = [
+    "CHECKER_TYPES", "CheckContext", "Checker", "CheckerError", "ComposedVerdict", "MetricSample", "Validity",
+    "Verdict", "check_safe", "compose", "default_checkers", "merge_validity",
+    *(c.__name__ for c in CHECKER_TYPES.values()),
+]

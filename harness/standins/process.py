@@ -233,3 +233,15 @@ def remove_tree(path: str | None) -> None:
     """Delete a data directory; never fails on a missing path."""
     if path:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Raise this process's soft descriptor limit toward ``wanted`` (children inherit it); returns it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft

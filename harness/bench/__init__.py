@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print numbers side by side with peers. Never used as test assertions."""

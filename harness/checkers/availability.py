@@ -1,0 +1,144 @@
+"""Availability across failover: the write gap, reader errors, and idle-connection survival.
+
+A failover is a fault window (``fault`` start/end events) whose name is one of ``fault_names``
+(default ``failover``).  Its *promotion instant* is the first ``event`` naming a new writer inside
+the window (``f="new_writer"`` or a ``roles`` observation with a different writer), or else the
+window's end - the fault ends when the new writer has been promoted.
+
+* FAILOVER-WRITE-GAP: seconds from the promotion instant to the first ok ``write`` through the writer
+  endpoint completing after it (queued writes that complete after it count: the proxy is allowed
+  to hold them).  If no write succeeded, the gap is at least the rest of the run; that breaks the
+  guarantee only when the run went on longer than the threshold, and is UNKNOWN otherwise.
+* FAILOVER-READ-ERRORS: reader-endpoint requests that overlap a failover window and did not end ok,
+  counted per client; the figure is the worst client's count.
+* FAILOVER-IDLE-SURVIVAL: idle clients connect before the failover, send nothing during it, and
+  afterwards send one ``f="idle_probe"`` request on the same connection; the figure is the fraction
+  of those probes that ended ok.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from harness.checkers.base import CheckContext, Verdict, completed_pairs, judge, seconds, unknown
+from harness.checkers.routing import READER_ENDPOINT, WRITER_ENDPOINT, WriterTimeline
+from harness.history import FaultWindow, History, Op, OpType
+
+FAILOVER_FAULTS = ("failover",)
+
+
+def promotion_instant(history: History, window: FaultWindow,
+                      initial_writer: str | None = None) -> int | None:
+    """When the new writer took over during ``window``, or ``None`` if the history cannot say."""
+    timeline = WriterTimeline.from_history(history, initial_writer)
+    before = timeline.writer_at(window.start - 1) if timeline else None
+    for o in history.events(("new_writer", "roles")):
+        if o.time < window.start or (window.end is not None and o.time > window.end):
+            continue
+        named = o.value if o.f == "new_writer" else (o.value or {}).get("writer")
+        if named is not None and named != before:
+            return o.time
+    return window.end
+
+
+class FailoverWriteGapChecker:
+    """FAILOVER-WRITE-GAP: worst time from promotion to the first successful write, in seconds."""
+
+    guarantee_id = "FAILOVER-WRITE-GAP"
+
+    def __init__(self, fault_names: Iterable[str] = FAILOVER_FAULTS, write_fs: Iterable[str] = ("write",)):
+        self.fault_names = tuple(fault_names)
+        self.write_fs = tuple(write_fs)
+
+    def check(self, history: History, context: CheckContext) -> Verdict:
+        g = context.guarantee(self.guarantee_id)
+        windows = history.fault_windows(self.fault_names)
+        if not windows:
+            return unknown(g, f"no {'/'.join(self.fault_names)} fault in the history")
+        writes = [c for _, c in completed_pairs(history, f=self.write_fs, endpoint=WRITER_ENDPOINT)
+                  if c is not None and c.type is OpType.OK]
+        if not completed_pairs(history, f=self.write_fs, endpoint=WRITER_ENDPOINT):
+            return unknown(g, "no writes through the writer endpoint")
+        end = history.end_time or 0
+        gaps: list[tuple[float, Op | None]] = []
+        unmeasured = 0
+        for w in windows:
+            t0 = promotion_instant(history, w, context.initial_writer)
+            if t0 is None:
+                unmeasured += 1
+                continue
+            first = next((c for c in writes if c.time >= t0), None)
+            if first is not None:
+                gaps.append((seconds(first.time - t0), first))
+            elif seconds(end - t0) > g.threshold:
+                gaps.append((seconds(end - t0), w.start_op))
+            else:
+                unmeasured += 1
+        if not gaps:
+            return unknown(g, f"{unmeasured} failovers, none measurable (no promotion instant, or the "
+                              "run ended before a write could succeed)")
+        worst, evidence = max(gaps, key=lambda x: x[0])
+        reason = f"{len(gaps)} failovers measured; worst gap {worst:.3f} s"
+        if unmeasured:
+            reason += f"; {unmeasured} not measurable"
+        return judge(g, worst, reason, [evidence] if evidence is not None and worst > g.threshold else [])
+
+
+class FailoverReadErrorsChecker:
+    """FAILOVER-READ-ERRORS: the most failed reader-endpoint requests of one client during failovers."""
+
+    guarantee_id = "FAILOVER-READ-ERRORS"
+
+    def __init__(self, fault_names: Iterable[str] = FAILOVER_FAULTS):
+        self.fault_names = tuple(fault_names)
+
+    def check(self, history: History, context: CheckContext) -> Verdict:
+        g = context.guarantee(self.guarantee_id)
+        windows = history.fault_windows(self.fault_names)
+        if not windows:
+            return unknown(g, f"no {'/'.join(self.fault_names)} fault in the history")
+        end = history.end_time or 0
+        inside = [(i, c) for i, c in completed_pairs(history, endpoint=READER_ENDPOINT)
+                  if any(w.overlaps(i.time, c.time if c is not None else end) for w in windows)]
+        if not inside:
+            return unknown(g, "no reader-endpoint requests overlapped a failover")
+        errors = [(i, c) for i, c in inside if c is None or c.type is not OpType.OK]
+        per_client = Counter(i.process for i, _ in errors)
+        worst = max(per_client.values(), default=0)
+        reason = (f"{len(inside)} reader requests by {len({i.process for i, _ in inside})} clients during "
+                  f"failovers; {len(errors)} errors, worst client {worst}")
+        return judge(g, float(worst), reason, [c if c is not None else i for i, c in errors])
+
+
+class IdleSurvivalChecker:
+    """FAILOVER-IDLE-SURVIVAL: fraction of idle connections whose first request after failover worked."""
+
+    guarantee_id = "FAILOVER-IDLE-SURVIVAL"
+
+    def __init__(self, fault_names: Iterable[str] = FAILOVER_FAULTS, probe_f: str = "idle_probe"):
+        self.fault_names = tuple(fault_names)
+        self.probe_f = probe_f
+
+    def check(self, history: History, context: CheckContext) -> Verdict:
+        g = context.guarantee(self.guarantee_id)
+        windows = [w for w in history.fault_windows(self.fault_names) if w.end is not None]
+        if not windows:
+            return unknown(g, f"no completed {'/'.join(self.fault_names)} fault in the history")
+        pairs = history.pairs()
+        probes: list[tuple[Op, Op | None]] = []
+        for w in windows:
+            busy = {i.process for i, c in pairs
+                    if w.overlaps(i.time, c.time if c is not None else i.time)}
+            seen: set[object] = set()
+            for i, c in pairs:
+                if (i.f == self.probe_f and i.time > w.end and i.process not in busy
+                        and i.process not in seen):
+                    seen.add(i.process)
+                    probes.append((i, c))
+        if not probes:
+            return unknown(g, f"no {self.probe_f} request from a client that stayed idle through a failover")
+        dropped = [c if c is not None else i for i, c in probes if c is None or c.type is not OpType.OK]
+        fraction = (len(probes) - len(dropped)) / len(probes)
+        reason = f"{len(probes)} idle clients probed after failover, {len(dropped)} had lost their connection"
+        return judge(g, fraction, reason, dropped)

@@ -1,0 +1,81 @@
+"""Session isolation: no client may observe session state another client created.
+
+A transaction-mode pooler that hands a backend connection to the next client without resetting it
+leaks whatever the previous client left behind.  The workload makes such leaks observable by giving
+every piece of state a value unique to the client that creates it:
+
+* ``f="set_state"``  ok, ``value={"kind": K, "name": N, "value": V}`` - this process created it;
+* ``f="read_state"`` ok, ``value={"kind": K, "name": N, "value": V}`` - this process observed it.
+
+``kind`` is one of :data:`STATE_KINDS`.  For ``setting`` the value is the setting's value (e.g.
+``application_name = 'client-7'``); for the other kinds, which either exist or not, the value is
+``True`` when the process saw the object (a temp table, a prepared statement name, an advisory lock
+held by its session, a LISTEN registration) and ``False`` or ``None`` when it did not.
+
+A leak is a read of a value (or the presence of an object) that some *other* process set and the
+reading process never set itself.  Reads of defaults or of values nobody set are not leaks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from harness.checkers.base import CheckContext, Verdict, judge, unknown
+from harness.history import History, Op, OpType
+
+STATE_KINDS = frozenset({"setting", "temp_table", "prepared_statement", "advisory_lock", "listen"})
+
+
+def _state_key(o: Op) -> tuple[str, str, Any] | None:
+    v = o.value
+    if not isinstance(v, dict) or v.get("kind") not in STATE_KINDS or "name" not in v:
+        return None
+    kind, name = v["kind"], str(v["name"])
+    if kind == "setting":
+        observed = v.get("value")
+        if observed is None:
+            return None
+        return (kind, name, _hashable(observed))
+    return (kind, name, True) if v.get("value") is True or o.f == "set_state" else None
+
+
+def _hashable(x: Any) -> Any:
+    return x if isinstance(x, (str, int, float, bool)) else repr(x)
+
+
+class SessionLeakChecker:
+    """ISOLATION-NO-SESSION-LEAK: reads of state another process created."""
+
+    guarantee_id = "ISOLATION-NO-SESSION-LEAK"
+
+    def check(self, history: History, context: CheckContext) -> Verdict:
+        g = context.guarantee(self.guarantee_id)
+        setters: dict[tuple[str, str, Any], set[object]] = defaultdict(set)
+        reads: list[tuple[Op, tuple[str, str, Any] | None]] = []
+        malformed = 0
+        for o in history.ops(f=("set_state", "read_state"), type=OpType.OK):
+            if not isinstance(o.value, dict) or o.value.get("kind") not in STATE_KINDS:
+                malformed += 1
+                continue
+            key = _state_key(o)
+            if o.f == "set_state":
+                if key is not None:
+                    setters[key].add(o.process)
+            else:
+                reads.append((o, key))
+        if not reads:
+            return unknown(g, "no read_state ops with a known kind")
+        processes = {o.process for o, _ in reads} | {p for ps in setters.values() for p in ps}
+        if len(processes) < 2 or not setters:
+            return unknown(g, "leaks need state set by one client and read by another; "
+                              "the history has fewer than two clients or no set_state ops")
+        leaks = [o for o, key in reads
+                 if key is not None and setters.get(key) and o.process not in setters[key]]
+        reason = f"{len(reads)} state reads by {len(processes)} clients, {len(leaks)} saw another client's state"
+        if leaks:
+            kinds = sorted({o.value["kind"] for o in leaks})
+            reason += f" (kinds: {', '.join(kinds)})"
+        if malformed:
+            reason += f"; {malformed} state ops with an unknown kind were ignored"
+        return judge(g, float(len(leaks)), reason, leaks)

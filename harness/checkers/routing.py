@@ -1,0 +1,182 @@
+"""Routing guarantees: writer endpoint to the writer, reader endpoint to readers, balance over readers.
+
+Who was writer when is rebuilt from the history (a *writer timeline*):
+
+* ``context.initial_writer`` - the writer when the run began;
+* ``event`` ops ``f="roles"`` with ``value={"writer": id, "readers": [ids]}`` - a role observation;
+* ``event`` ops ``f="new_writer"`` with ``value`` = the promoted instance id;
+* ``fault`` end events whose params carry ``new_writer`` (a failover fault says whom it promoted).
+
+A request is judged only if it completed ok and names the instance that served it (``node``).  It
+ran at some instant between its invocation and completion, so it is a violation only if no writer
+in force during that interval matches (writer endpoint), or the serving node was writer for the
+whole interval (reader endpoint): a request that straddles a promotion gets the benefit of the doubt.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterable
+
+from harness.checkers.base import CheckContext, Verdict, completed_pairs, judge, unknown
+from harness.history import History, Op, OpType, Phase
+
+WRITER_ENDPOINT = "writer"
+READER_ENDPOINT = "reader"
+
+
+class WriterTimeline:
+    """The writer instance as a step function of time."""
+
+    def __init__(self, changes: Iterable[tuple[int, str]]) -> None:
+        ordered = sorted(changes, key=lambda c: c[0])
+        self._times = [t for t, _ in ordered]
+        self._writers = [w for _, w in ordered]
+
+    @classmethod
+    def from_history(cls, history: History, initial_writer: str | None = None) -> WriterTimeline:
+        changes: list[tuple[int, str]] = []
+        if initial_writer is not None:
+            changes.append((-(2 ** 63), initial_writer))
+        for o in history:
+            w = _writer_named_by(o)
+            if w is not None:
+                changes.append((o.time, w))
+        return cls(changes)
+
+    def __bool__(self) -> bool:
+        return bool(self._times)
+
+    def writer_at(self, t: int) -> str | None:
+        i = bisect.bisect_right(self._times, t) - 1
+        return self._writers[i] if i >= 0 else None
+
+    def writers_during(self, lo: int, hi: int) -> set[str] | None:
+        """Every instance that was writer at some instant of [lo, hi]; ``None`` if unknown at ``lo``."""
+        first = self.writer_at(lo)
+        if first is None:
+            return None
+        result = {first}
+        i = bisect.bisect_right(self._times, lo)
+        while i < len(self._times) and self._times[i] <= hi:
+            result.add(self._writers[i])
+            i += 1
+        return result
+
+    def readers_seen(self, history: History) -> set[str]:
+        """Readers named by role observations in ``history``."""
+        found: set[str] = set()
+        for o in history.events("roles"):
+            if isinstance(o.value, dict):
+                found.update(str(r) for r in o.value.get("readers", []) or [])
+        return found
+
+
+def _writer_named_by(o: Op) -> str | None:
+    if o.type is OpType.EVENT and o.f == "roles" and isinstance(o.value, dict) and o.value.get("writer"):
+        return str(o.value["writer"])
+    if o.type is OpType.EVENT and o.f == "new_writer" and isinstance(o.value, str):
+        return o.value
+    if o.type is OpType.FAULT and o.phase is Phase.END and o.params.get("new_writer"):
+        return str(o.params["new_writer"])
+    return None
+
+
+def _served(history: History, endpoint: str) -> list[tuple[Op, Op]]:
+    return [(i, c) for i, c in completed_pairs(history, endpoint=endpoint)
+            if c is not None and c.type is OpType.OK and c.node is not None]
+
+
+class WriterEndpointChecker:
+    """ROUTE-WRITER-ENDPOINT: requests via the writer endpoint served by a non-writer."""
+
+    guarantee_id = "ROUTE-WRITER-ENDPOINT"
+
+    def check(self, history: History, context: CheckContext) -> Verdict:
+        g = context.guarantee(self.guarantee_id)
+        timeline = WriterTimeline.from_history(history, context.initial_writer)
+        if not timeline:
+            return unknown(g, "who was writer is unknown (no initial_writer, roles events or failover params)")
+        served = _served(history, WRITER_ENDPOINT)
+        judged, bad = 0, []
+        for inv, comp in served:
+            writers = timeline.writers_during(inv.time, comp.time)
+            if writers is None:
+                continue
+            judged += 1
+            if comp.node not in writers:
+                bad.append(comp)
+        if judged == 0:
+            return unknown(g, "no ok writer-endpoint request with a known serving instance and known writer")
+        return judge(g, float(len(bad)), f"{judged} writer-endpoint requests judged, "
+                                         f"{len(bad)} served by a non-writer", bad)
+
+
+class ReaderOnlyChecker:
+    """ROUTE-READER-ONLY: requests via the reader endpoint served by the writer."""
+
+    guarantee_id = "ROUTE-READER-ONLY"
+
+    def check(self, history: History, context: CheckContext) -> Verdict:
+        g = context.guarantee(self.guarantee_id)
+        timeline = WriterTimeline.from_history(history, context.initial_writer)
+        if not timeline:
+            return unknown(g, "who was writer is unknown (no initial_writer, roles events or failover params)")
+        judged, bad = 0, []
+        for inv, comp in _served(history, READER_ENDPOINT):
+            writers = timeline.writers_during(inv.time, comp.time)
+            if writers is None:
+                continue
+            judged += 1
+            if writers == {comp.node}:
+                bad.append(comp)
+        if judged == 0:
+            return unknown(g, "no ok reader-endpoint request with a known serving instance and known writer")
+        return judge(g, float(len(bad)), f"{judged} reader-endpoint requests judged, "
+                                         f"{len(bad)} served by the writer", bad)
+
+
+class ReaderBalanceChecker:
+    """ROUTE-READER-BALANCE: largest relative deviation of a reader's share of new connections.
+
+    Balancing is per client connection (all requests of one connection stay on one reader where
+    practical), so each reader-endpoint process counts once, on the reader that served its first ok
+    request.  Expected shares come from ``context.reader_weights`` or, failing that, equal weights
+    over the readers named by ``roles`` events.
+    """
+
+    guarantee_id = "ROUTE-READER-BALANCE"
+
+    def __init__(self, min_connections_per_reader: int = 5) -> None:
+        self.min_connections_per_reader = min_connections_per_reader
+
+    def check(self, history: History, context: CheckContext) -> Verdict:
+        g = context.guarantee(self.guarantee_id)
+        weights = dict(context.reader_weights or {})
+        if not weights:
+            readers = WriterTimeline.from_history(history).readers_seen(history)
+            weights = {r: 1.0 for r in readers}
+        if len(weights) < 2 or any(w <= 0 for w in weights.values()):
+            return unknown(g, "balance needs two or more readers with positive weights "
+                              "(context.reader_weights or roles events)")
+        first_node: dict[object, Op] = {}
+        for inv, comp in _served(history, READER_ENDPOINT):
+            first_node.setdefault(inv.process, comp)
+        counts = Counter(c.node for c in first_node.values())
+        stray = [c for c in first_node.values() if c.node not in weights]
+        total = sum(counts[r] for r in weights)
+        if total < self.min_connections_per_reader * len(weights):
+            return unknown(g, f"only {total} reader-endpoint connections for {len(weights)} readers; "
+                              f"need {self.min_connections_per_reader} per reader to judge balance")
+        weight_sum = sum(weights.values())
+        deviations = {}
+        for r, w in weights.items():
+            expected = w / weight_sum
+            deviations[r] = abs(counts[r] / total - expected) / expected
+        worst = max(deviations, key=deviations.__getitem__)
+        shares = ", ".join(f"{r}: {counts[r]}" for r in sorted(weights))
+        reason = f"connections per reader {shares}; worst is {worst} off by {deviations[worst]:.0%}"
+        if stray:
+            reason += f"; {len(stray)} connections on instances that are not weighted readers (ignored)"
+        return judge(g, deviations[worst], reason, stray)

@@ -1,0 +1,42 @@
+"""``aurora-harness bench ...``: benchmarks that print numbers beside the peers' numbers."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from harness.cli.common import fail_on_errors
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks (numbers to read, never pass/fail)."""
+
+
+@bench.command()
+@click.option("--seconds", type=click.IntRange(1, 3600), default=10, show_default=True,
+              help="Duration of each pgbench run.")
+@click.option("--clients", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--pool-size", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Backend connections allowed to PgBouncer and to the proxy.")
+@click.option("--storm", "storm_clients", type=click.IntRange(0, 20000), default=10_000, show_default=True,
+              help="Clients in the connection storm (0 to skip).")
+@click.option("--mode", type=click.Choice(["simple", "extended", "prepared"]), default="simple",
+              show_default=True, help="pgbench query mode (-M).")
+@click.option("--out", default="bench-results/postgres.json", show_default=True, help="JSON result file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of the table.")
+@fail_on_errors
+def postgres(seconds: int, clients: int, pool_size: int, storm_clients: int, mode: str, out: str,
+             as_json: bool) -> None:
+    """pgbench -S and -S -C direct, via PgBouncer and via the reference proxy; then a connection storm."""
+    import os
+
+    from harness.bench import postgres as pgb
+
+    cfg = pgb.BenchConfig(seconds=seconds, clients=clients, pool_size=pool_size, storm_clients=storm_clients,
+                          mode=mode)
+    results = pgb.run(cfg, say=lambda m: click.echo(m, err=True))
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    pgb.write(results, out)
+    click.echo(json.dumps(results, indent=2) if as_json else pgb.table(results) + f"\nJSON written to {out}")

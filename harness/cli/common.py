@@ -1,0 +1,42 @@
+"""Helpers shared by the CLI command modules: state directory access, JSON output, errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from harness.standins.base import StandinError
+from harness.targets.base import TargetError
+from harness.statedir import StateDir, StateError, resolve
+
+
+def state_dir(ctx: click.Context) -> StateDir:
+    return StateDir(resolve(ctx.find_root().obj.get("state_dir")))
+
+
+def emit(data: Any, as_json: bool, human: str) -> None:
+    """Print ``data`` as JSON for scripts, or ``human`` text."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(human)
+
+
+class CliFailure(click.ClickException):
+    """A failure the user can act on; click prints 'Error: <message>' and exits 1."""
+
+
+def fail_on_errors(fn):
+    """Turn the harness's own errors into clean CLI failures instead of tracebacks."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (StandinError, StateError, TargetError) as e:
+            raise CliFailure(str(e)) from None
+
+    return wrapper

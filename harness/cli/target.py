@@ -1,0 +1,152 @@
+"""``aurora-harness up|status|down|failover|crash``: a reference target running in the background.
+
+``up`` starts a stand-in cluster and the reference proxy in front of it, records both in the state
+directory and exits, leaving them running; the other commands rebuild the target from the record.
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from harness.cli.common import CliFailure, emit, fail_on_errors, state_dir
+from harness.targets.base import TargetError
+from harness.targets.reference import ReferenceTarget
+
+RECORD = "target"
+
+
+def _load(ctx: click.Context) -> ReferenceTarget:
+    record = state_dir(ctx).read(RECORD)
+    if record is None:
+        raise CliFailure(f"no target is running (nothing recorded in {state_dir(ctx).path}); "
+                         "start one with 'aurora-harness up'")
+    return ReferenceTarget.from_state(record)
+
+
+def _human(t: ReferenceTarget) -> str:
+    d = t.describe()
+    c = d["credentials"]
+    lines = [f"{t.engine} reference target ({'proxy running' if t.proxy_running() else 'PROXY NOT RUNNING'})",
+             f"  writer endpoint  {d['endpoints']['writer']['host']}:{d['endpoints']['writer']['port']}"]
+    lines += [f"  reader endpoint  {e['host']}:{e['port']} ({e['name']})" for e in d["endpoints"]["readers"]]
+    lines += [f"  credentials      user={c['user']} password={c['password']} database={c['database']}",
+              f"  metrics          {d['metrics_url']}", f"  status           {d['status_url']}",
+              f"  proxy log        {d['proxy_log']}", "  instances:"]
+    lines += [f"    {i['id']:<12} {i['role']:<7} {i['host']}:{i['port']}" for i in d["instances"]]
+    return "\n".join(lines)
+
+
+def _fail_on_target_errors(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TargetError as e:
+            raise CliFailure(str(e)) from None
+
+    return fail_on_errors(wrapper)
+
+
+@click.command()
+@click.option("--engine", type=click.Choice(["postgres"]), default="postgres", show_default=True,
+              help="The MySQL side of the reference proxy is not built yet.")
+@click.option("--readers", type=click.IntRange(0, 15), default=2, show_default=True)
+@click.option("--require-tls", is_flag=True, help="Reject clients that do not use TLS (RequireTLS).")
+@click.option("--borrow-timeout", type=click.FloatRange(0, 300), default=None,
+              help="ConnectionBorrowTimeout in seconds (default 120, as RDS Proxy).")
+@click.option("--max-connections-percent", type=click.IntRange(1, 100), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print endpoints and credentials as JSON (public contract).")
+@click.pass_context
+@_fail_on_target_errors
+def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_timeout: float | None,
+       max_connections_percent: int | None, as_json: bool) -> None:
+    """Start a stand-in cluster with the reference proxy in front; both keep running after exit."""
+    sd = state_dir(ctx)
+    previous = sd.read(RECORD)
+    if previous is not None:
+        old = ReferenceTarget.from_state(previous)
+        if old.proxy_running():
+            raise CliFailure(f"a reference target is already running from {sd.path}; "
+                             "stop it first with 'aurora-harness down'")
+        old.down()
+        sd.remove(RECORD)
+    pool = {"connection_borrow_timeout": borrow_timeout, "max_connections_percent": max_connections_percent}
+    target = ReferenceTarget(engine, readers, pool={k: v for k, v in pool.items() if v is not None},
+                             require_tls=require_tls)
+    started = time.monotonic()
+    try:
+        target.up()
+        sd.write(RECORD, target.to_state())
+    except BaseException:
+        target.down()
+        sd.remove(RECORD)
+        raise
+    elapsed = time.monotonic() - started
+    emit({**target.describe(), "start_seconds": round(elapsed, 3)}, as_json,
+         _human(target) + f"\nstarted in {elapsed:.1f}s; stop with 'aurora-harness down'")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_fail_on_target_errors
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the running target's endpoints, credentials and instances."""
+    target = _load(ctx)
+    if target.follow_live_roles():
+        state_dir(ctx).write(RECORD, target.to_state())
+    data = {**target.describe(), "proxy_running": target.proxy_running()}
+    emit(data, as_json, _human(target))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_fail_on_target_errors
+def down(ctx: click.Context, as_json: bool) -> None:
+    """Stop the proxy and the stand-in cluster and remove their data."""
+    sd = state_dir(ctx)
+    record = sd.read(RECORD)
+    if record is None:
+        emit({"stopped": False}, as_json, "no target recorded; nothing to stop")
+        return
+    ReferenceTarget.from_state(record).down()
+    sd.remove(RECORD)
+    emit({"stopped": True}, as_json, "reference target stopped and its data removed")
+
+
+@click.command()
+@click.option("--to", "to", default=None, metavar="ID", help="Promote this reader (default: most advanced).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_fail_on_target_errors
+def failover(ctx: click.Context, to: str | None, as_json: bool) -> None:
+    """Planned failover of the target's cluster (the proxy is not told)."""
+    target = _load(ctx)
+    assert target.cluster is not None
+    previous = target.cluster.writer.id
+    started = time.monotonic()
+    try:
+        new_writer = target.failover(to)
+    finally:
+        state_dir(ctx).write(RECORD, target.to_state())
+    elapsed = time.monotonic() - started
+    emit({"previous_writer": previous, "new_writer": new_writer, "failover_seconds": round(elapsed, 3)},
+         as_json, f"{new_writer} is the writer now (was {previous}); took {elapsed:.2f}s")
+
+
+@click.command()
+@click.argument("instance_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_fail_on_target_errors
+def crash(ctx: click.Context, instance_id: str, as_json: bool) -> None:
+    """Kill one instance of the target's cluster with SIGKILL (unplanned failure)."""
+    target = _load(ctx)
+    target.crash(instance_id)
+    state_dir(ctx).write(RECORD, target.to_state())
+    emit({"crashed": instance_id}, as_json, f"{instance_id} killed")

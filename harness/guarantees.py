@@ -1,0 +1,260 @@
+"""The catalogue of guarantees a proxied Aurora deployment is certified against.
+
+A guarantee is one promise with a stable id, a sentence a reader can check by hand, a threshold
+and its unit.  Checkers (``harness/checkers/``) measure a figure from a history and compare it
+with the threshold of the guarantee they are named after; reports print the sentence.
+
+Default thresholds follow the behaviour documented for Amazon RDS Proxy; each entry's ``basis``
+names the section of our RDS Proxy behaviour notes the number comes from, and why.  A run can
+override thresholds from a TOML or JSON file with :func:`load_thresholds` (for instance a slower CI
+machine, or a real RDS Proxy whose ConnectionBorrowTimeout differs), which never changes the
+catalogue itself: it returns a new mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import os
+import tomllib
+import types
+from collections.abc import Mapping
+from typing import Any
+
+
+class GuaranteeError(Exception):
+    """Root of errors about the catalogue: unknown ids, malformed threshold files."""
+
+
+class UnknownGuarantee(GuaranteeError, KeyError):
+    """An id that is not in the catalogue; the message lists the known ids."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Family(str, enum.Enum):
+    """Which checker module judges a guarantee."""
+
+    POOLING = "pooling"
+    ROUTING = "routing"
+    PINNING = "pinning"
+    ISOLATION = "isolation"
+    BORROW = "borrow"
+    AVAILABILITY = "availability"
+    DURABILITY = "durability"
+    STORM = "storm"
+    LATENCY = "latency"
+    NETFAULT = "netfault"
+
+
+class Comparison(str, enum.Enum):
+    """How a measured figure is held against the threshold."""
+
+    AT_MOST = "at_most"      # figure <= threshold (counts, delays, excess)
+    AT_LEAST = "at_least"    # figure >= threshold (fractions served, distinct backends)
+
+
+ENGINES = frozenset({"postgres", "mysql"})
+TARGETS = frozenset({"reference", "rds", "external"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Guarantee:
+    """One promise: ``sentence`` states it with ``{threshold}`` and ``{unit}`` filled in on render."""
+
+    id: str
+    sentence: str
+    threshold: float
+    unit: str
+    family: Family
+    comparison: Comparison
+    basis: str
+    engines: frozenset[str] = ENGINES
+    targets: frozenset[str] = TARGETS
+
+    def render(self) -> str:
+        """The sentence with this guarantee's threshold in it."""
+        value = int(self.threshold) if float(self.threshold).is_integer() else self.threshold
+        return self.sentence.format(threshold=value, unit=self.unit)
+
+    def holds(self, figure: float) -> bool:
+        """Whether a measured figure satisfies the threshold."""
+        if self.comparison is Comparison.AT_MOST:
+            return figure <= self.threshold
+        return figure >= self.threshold
+
+    def with_threshold(self, threshold: float) -> Guarantee:
+        return dataclasses.replace(self, threshold=float(threshold))
+
+    def applies_to(self, engine: str | None = None, target: str | None = None) -> bool:
+        return (engine is None or engine in self.engines) and (target is None or target in self.targets)
+
+
+def _g(id: str, sentence: str, threshold: float, unit: str, family: Family, comparison: Comparison,
+       basis: str, **kw: Any) -> Guarantee:
+    return Guarantee(id, sentence, float(threshold), unit, family, comparison, basis, **kw)
+
+
+_AT_MOST, _AT_LEAST = Comparison.AT_MOST, Comparison.AT_LEAST
+
+_ALL = [
+    _g("POOL-BACKEND-CAP",
+       "Backend connections to each instance never exceed {threshold} {unit} "
+       "(max_connections x MaxConnectionsPercent / 100).", 100, "% of the pool cap",
+       Family.POOLING, _AT_MOST,
+       "§1.4: the cap is per target instance, max_connections x MaxConnectionsPercent / 100; "
+       "§1.6: beyond it clients queue instead of opening more."),
+    _g("POOL-MULTIPLEXING",
+       "An unpinned client's transactions are spread over backend connections: "
+       "some client sees at least {threshold} {unit}.", 2, "distinct backend connections",
+       Family.POOLING, _AT_LEAST,
+       "§0 and §1.2: multiplexing is transaction-level reuse; the next transaction of a client may "
+       "run on a different backend connection (check 1.9.1)."),
+    _g("ROUTE-WRITER-ENDPOINT",
+       "Every request through the writer endpoint is served by the instance that is writer at "
+       "that time; violations allowed: {threshold} {unit}.", 0, "requests",
+       Family.ROUTING, _AT_MOST,
+       "§3.1: all default-endpoint connections go to the writer; §4.1: the proxy tracks the writer "
+       "through failover."),
+    _g("ROUTE-READER-ONLY",
+       "Requests through the reader endpoint are served only by readers; requests served by the "
+       "writer allowed: {threshold} {unit}.", 0, "requests",
+       Family.ROUTING, _AT_MOST,
+       "§3.2 and §3.4: a READ_ONLY endpoint goes to readers; reads are not redirected to the writer "
+       "when readers fail."),
+    _g("ROUTE-READER-BALANCE",
+       "New reader-endpoint connections are spread over readers in proportion to their "
+       "max_connections: each reader's share is off its expected share by at most {threshold} "
+       "of that share.", 0.25,
+       "relative deviation", Family.ROUTING, _AT_MOST,
+       "§3.3: least outstanding connections weighted by each reader's max_connections "
+       "(500/500/1000 gives about 1:1:2)."),
+    _g("PIN-TRIGGERS",
+       "After a documented pinning statement a client keeps one backend connection until it "
+       "disconnects; clients that moved allowed: {threshold} {unit}.", 0, "sessions",
+       Family.PINNING, _AT_MOST,
+       "§2.1, §2.3, §2.5: once pinned, every later transaction uses the same backend connection "
+       "until the client connection closes."),
+    _g("PIN-NON-TRIGGERS",
+       "Documented non-pinning statements leave a client multiplexed; clients stuck on one backend "
+       "allowed: {threshold} {unit}.", 0, "sessions",
+       Family.PINNING, _AT_MOST,
+       "§2.3-§2.5: tracked MySQL variables, transaction-scoped advisory locks and routine calls do "
+       "not pin (check 2.10)."),
+    _g("ISOLATION-NO-SESSION-LEAK",
+       "No client observes session state (settings, temporary tables, prepared statements, "
+       "advisory locks, LISTEN) created by another client; leaks allowed: {threshold} {unit}.", 0,
+       "observations", Family.ISOLATION, _AT_MOST,
+       "§1.3: untracked state pins, so a multiplexed backend connection carries no session state "
+       "back to the pool."),
+    _g("BORROW-TIMEOUT",
+       "A client that cannot get a backend connection receives 'Timed-out waiting to acquire "
+       "database connection' after ConnectionBorrowTimeout, within {threshold} {unit}.", 2.0,
+       "s of the configured timeout", Family.BORROW, _AT_MOST,
+       "§1.6: the borrow waits up to ConnectionBorrowTimeout (default 120 s) then fails with the "
+       "documented text (MySQL ERROR 9501)."),
+    _g("FAILOVER-WRITE-GAP",
+       "Writes through the writer endpoint succeed again within {threshold} {unit} of the new "
+       "writer's promotion.", 3.0, "s", Family.AVAILABILITY, _AT_MOST,
+       "§4.1: the proxy tracks topology itself rather than DNS and sends queued requests to the new "
+       "primary; a role poll of about 1 s plus a retry bounds the gap at about 3 s."),
+    _g("FAILOVER-READ-ERRORS",
+       "During a failover each reader-endpoint client sees at most {threshold} failed requests.", 1,
+       "errors per client", Family.AVAILABILITY, _AT_MOST,
+       "§3.4: a multiplexed reader session moves to another reader without error; §4.3: only a "
+       "statement in flight may be cancelled."),
+    _g("FAILOVER-IDLE-SURVIVAL",
+       "Idle client connections survive a failover: the fraction still working afterwards is at "
+       "least {threshold}.", 1.0, "fraction", Family.AVAILABILITY, _AT_LEAST,
+       "§4.1 and §4.3: idle client connections are not dropped; their next transaction runs on the "
+       "new writer."),
+    _g("DURABILITY-NO-LOST-ACK",
+       "Every write acknowledged to a client is present in the final read; lost writes allowed: "
+       "{threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
+       "§4.3: acknowledged work must not vanish across failover; only in-flight work may fail."),
+    _g("DURABILITY-NO-FAILED-VISIBLE",
+       "No write that failed with a definite error is present in the final read; such writes "
+       "allowed: {threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
+       "§1.2: a transaction ends on the wire protocol's signal, so a reported failure must mean no "
+       "effect (a pooler leaking a failed write is an isolation bug)."),
+    _g("STORM-SERVED",
+       "In a connection storm the fraction of connection attempts served within "
+       "ConnectionBorrowTimeout is at least {threshold}.", 0.99, "fraction", Family.STORM, _AT_LEAST,
+       "§1.6 and §1.8: excess clients are queued, not refused (1,000 clients on a 45-connection "
+       "instance all succeeded with short transactions)."),
+    _g("LATENCY-ADDED-P50",
+       "The proxy adds at most {threshold} {unit} to median request latency compared with the "
+       "direct connection.", 5000, "µs", Family.LATENCY, _AT_MOST,
+       "§1.8: added latency is 'low single-digit milliseconds' per round trip; 5 ms is its upper end."),
+    _g("LATENCY-ADDED-P99",
+       "The proxy adds at most {threshold} {unit} to 99th-percentile request latency compared with "
+       "the direct connection.", 20000, "µs", Family.LATENCY, _AT_MOST,
+       "§1.8: low single-digit milliseconds per round trip; the tail is allowed four times the median "
+       "bound."),
+    _g("NETFAULT-SILENT-DETECTED",
+       "When an instance goes silent (no packets, no reset) clients get an error or are moved "
+       "within {threshold} {unit}.", 30.0, "s", Family.NETFAULT, _AT_MOST,
+       "§4.1: clients are not left waiting on a dead former writer; §4.2: failover itself takes "
+       "typically under 35 s, so detection must come sooner."),
+]
+
+CATALOGUE: Mapping[str, Guarantee] = types.MappingProxyType({g.id: g for g in _ALL})
+"""Every guarantee with its default threshold, keyed by id (read-only)."""
+
+
+def get(guarantee_id: str, catalogue: Mapping[str, Guarantee] = CATALOGUE) -> Guarantee:
+    """Look up a guarantee, with an error naming the known ids for a typo."""
+    try:
+        return catalogue[guarantee_id]
+    except KeyError:
+        raise UnknownGuarantee(f"unknown guarantee {guarantee_id!r}; known: "
+                               f"{', '.join(sorted(catalogue))}") from None
+
+
+def with_thresholds(overrides: Mapping[str, Any],
+                    catalogue: Mapping[str, Guarantee] = CATALOGUE) -> Mapping[str, Guarantee]:
+    """A copy of ``catalogue`` with some thresholds replaced; unknown ids and non-numbers are rejected."""
+    unknown = sorted(k for k in overrides if k not in catalogue)
+    if unknown:
+        raise UnknownGuarantee(f"unknown guarantee id(s) in thresholds: {', '.join(unknown)}; known: "
+                               f"{', '.join(sorted(catalogue))}")
+    result = dict(catalogue)
+    for gid, value in overrides.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise GuaranteeError(f"threshold for {gid} must be a finite number, got {value!r}")
+        result[gid] = catalogue[gid].with_threshold(value)
+    return types.MappingProxyType(result)
+
+
+def load_thresholds(path: str | os.PathLike[str],
+                    catalogue: Mapping[str, Guarantee] = CATALOGUE) -> Mapping[str, Guarantee]:
+    """Read threshold overrides from a ``.toml`` or ``.json`` file and apply them to ``catalogue``.
+
+    The file maps guarantee ids to numbers, at top level or under a ``thresholds`` table::
+
+        [thresholds]
+        FAILOVER-WRITE-GAP = 5.0
+    """
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as fh:
+            raw = fh.read()
+    except OSError as e:
+        raise GuaranteeError(f"cannot read thresholds file {p!r}: {e.strerror}") from e
+    try:
+        if p.endswith(".toml"):
+            data = tomllib.loads(raw.decode("utf-8"))
+        elif p.endswith(".json"):
+            data = json.loads(raw)
+        else:
+            raise GuaranteeError(f"thresholds file {p!r} must end in .toml or .json")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GuaranteeError(f"thresholds file {p!r} is not valid: {e}") from None
+    if not isinstance(data, dict):
+        raise GuaranteeError(f"thresholds file {p!r} must hold a table of id = number")
+    if set(data) == {"thresholds"} and isinstance(data["thresholds"], dict):
+        data = data["thresholds"]
+    return with_thresholds(data, catalogue)

@@ -1,0 +1,1 @@
+"""Other poolers run beside the reference proxy: benchmark peers and known-leaky external targets."""

@@ -1,0 +1,170 @@
+"""The Target: the system under test, as the suites see it.
+
+A target has a writer endpoint, reader endpoints, credentials, a query that names the instance
+serving it, and control operations declared as capabilities.  The same suite code runs against the
+reference target (stand-ins + reference proxy, every capability), an external proxy given by its
+endpoints (no control), and a real RDS Proxy; anything target-specific lives in this package.
+
+A suite that needs a capability the target lacks calls :meth:`Target.require`, which raises
+:class:`Unsupported`; the harness records that guarantee as *unknown* with the reason, never as a
+silent skip or a pass.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+from typing import Any, Self
+
+
+class TargetError(Exception):
+    """Root of the targets' errors."""
+
+
+class Unsupported(TargetError):
+    """The target cannot do what a test asked (e.g. fail over an external proxy)."""
+
+    def __init__(self, target: str, capability: Capability) -> None:
+        super().__init__(f"target {target!r} does not support {capability.value}")
+        self.capability = capability
+
+
+class Capability(str, enum.Enum):
+    """Control operations a target may offer."""
+
+    FAILOVER = "failover"            # planned promotion of a reader
+    CRASH = "crash"                  # kill an instance without promotion
+    RESTART = "restart"              # start a killed instance again
+    NETWORK_FAULTS = "network_faults"  # relays between proxy and instances
+    METRICS = "metrics"              # CloudWatch-named proxy metrics
+    STATUS = "status"                # the proxy's JSON status (pools, pins)
+    DIRECT = "direct"                # connect to instances without the proxy (baselines)
+    ROTATE_SECRET = "rotate_secret"  # change the database password behind the proxy
+
+
+IDENTITY_QUERIES = {
+    "postgres": "SELECT aurora_db_instance_identifier()",
+    "mysql": "SELECT @@report_host",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """A proxy endpoint clients connect to; ``role`` is 'writer' (read/write) or 'reader' (read-only)."""
+
+    name: str
+    role: str
+    host: str
+    port: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: str
+    database: str
+
+
+class Target(abc.ABC):
+    """Something with endpoints to test; a context manager that brings it up and down."""
+
+    kind: str = ""
+    capabilities: frozenset[Capability] = frozenset()
+
+    def __init__(self, engine: str) -> None:
+        if engine not in IDENTITY_QUERIES:
+            raise TargetError(f"unknown engine {engine!r}: expected one of {', '.join(IDENTITY_QUERIES)}")
+        self.engine = engine
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def up(self) -> None:
+        """Bring the target up (or check it is reachable). Default: nothing to start."""
+
+    def down(self) -> None:
+        """Stop what up() started. Default: nothing to stop."""
+
+    def __enter__(self) -> Self:
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    # -- what clients need ------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def writer_endpoint(self) -> Endpoint: ...
+
+    @property
+    @abc.abstractmethod
+    def reader_endpoints(self) -> list[Endpoint]: ...
+
+    @property
+    @abc.abstractmethod
+    def credentials(self) -> Credentials: ...
+
+    @property
+    def identity_query(self) -> str:
+        """SQL returning the id of the instance that serves the current transaction."""
+        return IDENTITY_QUERIES[self.engine]
+
+    def conninfo(self, endpoint: Endpoint) -> dict[str, Any]:
+        """Keyword arguments for the engine's driver to reach ``endpoint`` with the credentials."""
+        c = self.credentials
+        return {"host": endpoint.host, "port": endpoint.port, "user": c.user, "password": c.password,
+                "dbname" if self.engine == "postgres" else "database": c.database}
+
+    # -- control -----------------------------------------------------------------------------
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def require(self, capability: Capability) -> None:
+        if capability not in self.capabilities:
+            raise Unsupported(self.kind, capability)
+
+    def failover(self, target_instance: str | None = None) -> str:
+        self.require(Capability.FAILOVER)
+        raise NotImplementedError
+
+    def crash(self, instance_id: str) -> None:
+        self.require(Capability.CRASH)
+        raise NotImplementedError
+
+    def restart(self, instance_id: str) -> None:
+        self.require(Capability.RESTART)
+        raise NotImplementedError
+
+    def metrics_text(self) -> str:
+        """The proxy's metrics in Prometheus text format."""
+        self.require(Capability.METRICS)
+        raise NotImplementedError
+
+    def status(self) -> dict[str, Any]:
+        """The proxy's JSON status document."""
+        self.require(Capability.STATUS)
+        raise NotImplementedError
+
+    def direct_instances(self) -> list[dict[str, Any]]:
+        """The instances as in ``standin up --json`` (id, role, host, port, credentials)."""
+        self.require(Capability.DIRECT)
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """The public JSON contract of ``aurora-harness up/status --json``."""
+        c = self.credentials
+        w = self.writer_endpoint
+        return {
+            "engine": self.engine,
+            "target": self.kind,
+            "endpoints": {
+                "writer": {"host": w.host, "port": w.port},
+                "readers": [{"name": e.name, "host": e.host, "port": e.port} for e in self.reader_endpoints],
+            },
+            "credentials": {"user": c.user, "password": c.password, "database": c.database},
+            "capabilities": sorted(cap.value for cap in self.capabilities),
+        }

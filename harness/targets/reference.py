@@ -1,0 +1,250 @@
+"""The reference target: a stand-in cluster with the reference proxy in front of it.
+
+The proxy runs as its own process (``python -m reference_proxy --config FILE``), exactly as a user
+would run it, so a crash of the proxy is visible as a crash and its log is a file.  Every capability
+is available: failover, crash and restart act on the stand-in; metrics and status come from the
+proxy's admin listener.
+
+The whole target can be recorded (:meth:`to_state`) and rebuilt in another process, which is how
+``aurora-harness up`` leaves it running in the background and ``aurora-harness down`` stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+from typing import Any
+
+from harness.standins import process
+from harness.standins.base import Cluster, Role, StandinError, cluster_class, cluster_from_state
+from harness.targets.base import Capability, Credentials, Endpoint, Target, TargetError
+
+READY_TIMEOUT = 30.0
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def render_toml(config: dict[str, Any]) -> str:
+    """Write the proxy's configuration dict (scalars, tables, arrays of tables) as TOML."""
+    lines: list[str] = []
+    for key, value in config.items():
+        if not isinstance(value, (dict, list)) or (isinstance(value, list) and value
+                                                   and not isinstance(value[0], dict)):
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key, value in config.items():
+        if isinstance(value, dict):
+            scalars = {k: v for k, v in value.items() if not isinstance(v, (dict, list)) or
+                       (isinstance(v, list) and not (v and isinstance(v[0], dict)))}
+            lines.append(f"\n[{key}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+            for sub, items in value.items():
+                if isinstance(items, list) and items and isinstance(items[0], dict):
+                    for item in items:
+                        lines.append(f"\n[[{key}.{sub}]]")
+                        lines += [f"{k} = {_toml_value(v)}" for k, v in item.items()]
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                lines.append(f"\n[[{key}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in item.items()]
+    return "\n".join(lines) + "\n"
+
+
+class ReferenceTarget(Target):
+    """Stand-in cluster + reference proxy process; a context manager."""
+
+    kind = "reference"
+    capabilities = frozenset({Capability.FAILOVER, Capability.CRASH, Capability.RESTART, Capability.METRICS,
+                              Capability.STATUS, Capability.DIRECT})
+
+    def __init__(self, engine: str = "postgres", readers: int = 2, *, pool: dict[str, Any] | None = None,
+                 require_tls: bool = False, cluster: Cluster | None = None) -> None:
+        super().__init__(engine)
+        self.readers = readers
+        self.pool_settings = dict(pool or {})
+        self.require_tls = require_tls
+        self.cluster = cluster
+        self._owns_cluster = cluster is None
+        self.run_dir: str | None = None
+        self.ports: dict[str, int] = {}
+        self.proxy_pid: int | None = None
+        self.proxy_pid_start: int | None = None
+
+    # -- paths -------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> str:
+        assert self.run_dir
+        return os.path.join(self.run_dir, "proxy.toml")
+
+    @property
+    def log_path(self) -> str:
+        assert self.run_dir
+        return os.path.join(self.run_dir, "proxy.log")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def proxy_config(self) -> dict[str, Any]:
+        """The proxy's configuration for this cluster (what goes into proxy.toml)."""
+        assert self.cluster is not None
+        c = self.cluster
+        return {
+            "engine": self.engine,
+            "endpoints": [
+                {"name": "default", "role": "read_write", "host": process.LOOPBACK, "port": self.ports["writer"]},
+                {"name": "reader", "role": "read_only", "host": process.LOOPBACK, "port": self.ports["reader"]},
+            ],
+            "instances": [{"id": i.id, "host": i.host, "port": i.port, "role": i.role.value}
+                          for i in c.instances],
+            "pool": self.pool_settings,
+            "auth": {"users": [{"name": c.user, "password": c.password,
+                                "method": "scram-sha-256" if self.engine == "postgres" else "mysql_native_password"}]},
+            "tls": {"require_tls": self.require_tls},
+            "admin": {"host": process.LOOPBACK, "port": self.ports["admin"]},
+        }
+
+    def up(self) -> None:
+        if self.cluster is None:
+            self.cluster = cluster_class(self.engine)(readers=self.readers)
+        if self._owns_cluster and not self.cluster.instances:
+            self.cluster.start()
+        self.run_dir = process.make_base_dir("aurora-harness-proxy-", None)
+        self.ports = {"writer": process.free_port(), "reader": process.free_port(), "admin": process.free_port()}
+        self.start_proxy()
+
+    def start_proxy(self) -> None:
+        """Write the configuration and start the proxy process; wait until it serves."""
+        config = self.proxy_config()
+        config["pool"] = {k: v for k, v in config["pool"].items() if v is not None}
+        if not config["pool"]:
+            del config["pool"]
+        with open(self.config_path, "w") as f:
+            f.write(render_toml(config))
+        self.proxy_pid, self.proxy_pid_start = process.spawn(
+            [sys.executable, "-m", "reference_proxy", "--config", self.config_path],
+            log_path=self.log_path)
+        ready = process.wait_until(self._ready, READY_TIMEOUT, interval=0.1)
+        if not ready or not self.proxy_running():
+            tail = process.log_tail(self.log_path)
+            alive = process.pid_alive(self.proxy_pid, self.proxy_pid_start)
+            raise TargetError(f"the reference proxy {'did not become ready' if alive else 'exited'} "
+                              f"within {READY_TIMEOUT:.0f}s; its log ends:\n{tail}")
+
+    def _ready(self) -> bool:
+        if not process.pid_alive(self.proxy_pid, self.proxy_pid_start):
+            return True  # stop polling; up() reports the exit
+        return all(process.port_open(p) for p in self.ports.values())
+
+    def stop_proxy(self) -> None:
+        process.terminate(self.proxy_pid, self.proxy_pid_start, timeout=15)
+        self.proxy_pid = None
+
+    def down(self) -> None:
+        self.stop_proxy()
+        if self.cluster is not None and self._owns_cluster:
+            self.cluster.stop()
+        process.remove_tree(self.run_dir)
+        self.run_dir = None
+
+    def proxy_running(self) -> bool:
+        return process.pid_alive(self.proxy_pid, self.proxy_pid_start)
+
+    # -- endpoints ---------------------------------------------------------------------------
+    @property
+    def writer_endpoint(self) -> Endpoint:
+        return Endpoint("default", "writer", process.LOOPBACK, self.ports["writer"])
+
+    @property
+    def reader_endpoints(self) -> list[Endpoint]:
+        return [Endpoint("reader", "reader", process.LOOPBACK, self.ports["reader"])]
+
+    @property
+    def credentials(self) -> Credentials:
+        assert self.cluster is not None
+        return Credentials(self.cluster.user, self.cluster.password, self.cluster.database)
+
+    # -- control -----------------------------------------------------------------------------
+    def failover(self, target_instance: str | None = None) -> str:
+        assert self.cluster is not None
+        return self.cluster.failover(target_instance)
+
+    def crash(self, instance_id: str) -> None:
+        assert self.cluster is not None
+        self.cluster.crash(instance_id)
+
+    def restart(self, instance_id: str) -> None:
+        assert self.cluster is not None
+        self.cluster.restart(instance_id)
+
+    def _admin_get(self, path: str) -> bytes:
+        url = f"http://{process.LOOPBACK}:{self.ports['admin']}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - our own loopback listener
+                return resp.read()
+        except OSError as e:
+            raise TargetError(f"cannot read {url}: {e}") from None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{process.LOOPBACK}:{self.ports['admin']}/metrics"
+
+    @property
+    def status_url(self) -> str:
+        return f"http://{process.LOOPBACK}:{self.ports['admin']}/status"
+
+    def metrics_text(self) -> str:
+        return self._admin_get("/metrics").decode()
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(self._admin_get("/status"))
+
+    def direct_instances(self) -> list[dict[str, Any]]:
+        assert self.cluster is not None
+        return self.cluster.describe()["instances"]
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["metrics_url"] = self.metrics_url
+        d["status_url"] = self.status_url
+        d["instances"] = self.direct_instances()
+        d["proxy_log"] = self.log_path if self.run_dir else None
+        return d
+
+    # -- persistence for the CLI -------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        assert self.cluster is not None
+        return {"engine": self.engine, "readers": self.readers, "pool": self.pool_settings,
+                "require_tls": self.require_tls, "run_dir": self.run_dir, "ports": self.ports,
+                "proxy_pid": self.proxy_pid, "proxy_pid_start": self.proxy_pid_start,
+                "cluster": self.cluster.to_state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ReferenceTarget:
+        t = cls(state["engine"], state["readers"], pool=state.get("pool"), require_tls=state["require_tls"],
+                cluster=cluster_from_state(state["cluster"]))
+        t._owns_cluster = True
+        t.run_dir, t.ports = state["run_dir"], state["ports"]
+        t.proxy_pid, t.proxy_pid_start = state["proxy_pid"], state["proxy_pid_start"]
+        return t
+
+    def follow_live_roles(self) -> bool:
+        """Update the recorded roles from the servers (after a failover done elsewhere); True if changed."""
+        assert self.cluster is not None
+        try:
+            writer = self.cluster.topology().writer
+        except StandinError:
+            return False
+        if writer is None or writer == self.cluster.writer.id:
+            return False
+        for inst in self.cluster.instances:
+            inst.role = Role.WRITER if inst.id == writer else Role.READER
+        return True

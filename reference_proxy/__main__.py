@@ -1,0 +1,75 @@
+"""``reference-proxy --config FILE``: run the reference proxy until SIGTERM or Ctrl-C.
+
+SIGTERM / SIGINT drain (see :mod:`reference_proxy.server`); SIGHUP re-reads the file and applies
+its pool settings.  Exit status: 0 after a clean stop, 2 for a bad configuration or a port that
+cannot be bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import click
+
+from reference_proxy.contracts import ProxyError
+from reference_proxy.server import DEFAULT_GRACE_SECONDS, ProxyServer
+
+
+def _loop_factory():
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional at run time; the standard loop works the same
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def _run(config_path: str, grace: float) -> int:
+    from reference_proxy.config import ProxyConfig
+
+    config = ProxyConfig.load(config_path)
+    server = ProxyServer(config)
+    await server.start()
+    ports = " ".join(f"{name}={port}" for name, port in server.ports.items())
+    print(f"reference-proxy ready: {ports} admin={server.admin_port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        try:
+            server.reload(ProxyConfig.load(config_path))
+        except ProxyError as e:
+            logging.getLogger("reference_proxy").error("reload failed, keeping the old settings: %s", e)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(grace=grace)
+    return 0
+
+
+@click.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="TOML configuration file (see reference_proxy/example-config.toml).")
+@click.option("--grace", default=DEFAULT_GRACE_SECONDS, show_default=True, type=float,
+              help="Seconds open transactions get to finish on SIGTERM.")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+def main(config_path: str, grace: float, log_level: str) -> None:
+    """Run the reference proxy (an RDS-Proxy-like pooling proxy) until SIGTERM."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory) as runner:
+            code = runner.run(_run(config_path, grace))
+    except ProxyError as e:
+        click.echo(f"reference-proxy: {e}", err=True)
+        sys.exit(2)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,429 @@
+"""The proxy's configuration: one TOML file read into typed, frozen, validated dataclasses.
+
+Every section is a frozen dataclass whose fields carry their meaning, default and range
+(:func:`reference_proxy.settings_fields.setting`).  A small loader walks the dataclasses' type hints,
+so that any unknown key, wrong type or out-of-range value is reported as a :class:`ConfigError`
+naming the full dotted key (``endpoints[1].port``, ``pool.connection_borrow_timeout``).  Defaults are
+RDS Proxy's.  Command-line flags apply on top with :meth:`ProxyConfig.with_overrides`, which goes
+through the same validation.
+
+A minimal file::
+
+    engine = "postgres"
+    [[endpoints]]
+    name = "default"
+    port = 6432
+    [[instances]]
+    id = "instance-1"
+    port = 5432
+    [[auth.users]]
+    name = "app"
+    password = "app-secret"
+
+See ``example-config.toml`` next to this module for every section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+from reference_proxy.contracts import ConfigError, InstanceAddress, Role
+from reference_proxy.pool.settings import PoolSettings
+from reference_proxy.settings_fields import check_ranges, setting
+
+LOOPBACK = "127.0.0.1"
+
+
+class Engine(str, enum.Enum):
+    POSTGRES = "postgres"
+    MYSQL = "mysql"
+
+
+class EndpointRole(str, enum.Enum):
+    """RDS Proxy endpoint target roles (``READ_WRITE`` / ``READ_ONLY``), in snake case."""
+
+    READ_WRITE = "read_write"
+    READ_ONLY = "read_only"
+
+
+class AuthMethod(str, enum.Enum):
+    """How a client proves its password (RDS ``ClientPasswordAuthType``)."""
+
+    SCRAM_SHA_256 = "scram-sha-256"
+    MD5 = "md5"
+    MYSQL_NATIVE_PASSWORD = "mysql_native_password"
+    CACHING_SHA2_PASSWORD = "caching_sha2_password"
+
+
+AUTH_METHODS_BY_ENGINE = {
+    Engine.POSTGRES: (AuthMethod.SCRAM_SHA_256, AuthMethod.MD5),
+    Engine.MYSQL: (AuthMethod.MYSQL_NATIVE_PASSWORD, AuthMethod.CACHING_SHA2_PASSWORD),
+}
+DEFAULT_AUTH_METHOD = {Engine.POSTGRES: AuthMethod.SCRAM_SHA_256,
+                       Engine.MYSQL: AuthMethod.CACHING_SHA2_PASSWORD}
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointConfig:
+    """One proxy endpoint: where clients connect, and whether it reaches the writer or the readers."""
+
+    name: str = setting(doc="Endpoint name, as in metrics and logs (the default endpoint is 'default').")
+    port: int = setting(minimum=0, maximum=65535, doc="TCP port to listen on; 0 lets the system choose.")
+    role: EndpointRole = setting(EndpointRole.READ_WRITE,
+                                 doc="read_write: the writer; read_only: spread over readers.")
+    host: str = setting(LOOPBACK, doc="Address to listen on.")
+    readers: tuple[str, ...] | None = setting(
+        None, doc="For read_only endpoints: ids of the reader instances it covers; absent = all readers.")
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceConfig:
+    """One database instance behind the proxy."""
+
+    id: str = setting(doc="Instance identifier, as the cluster names it.")
+    port: int = setting(minimum=1, maximum=65535, doc="Port the database listens on.")
+    host: str = setting(LOOPBACK, doc="Host the database listens on.")
+    role: Role | None = setting(None, doc="Static role until the topology monitor decides: writer or reader.")
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+    @property
+    def address(self) -> InstanceAddress:
+        return InstanceAddress(self.id, self.host, self.port)
+
+
+@dataclasses.dataclass(frozen=True)
+class UserConfig:
+    """A user clients may log in as, and the credentials the proxy uses towards the database."""
+
+    name: str = setting(doc="User name clients log in with.")
+    password: str = setting(doc="Password clients must prove.")
+    method: AuthMethod | None = setting(
+        None, doc="Client auth method; default scram-sha-256 (postgres) or caching_sha2_password (mysql).")
+    backend_user: str | None = setting(None, doc="Database user the proxy logs in as; default: name.")
+    backend_password: str | None = setting(None, doc="Database password; default: password.")
+
+    @property
+    def database_user(self) -> str:
+        return self.backend_user if self.backend_user is not None else self.name
+
+    @property
+    def database_password(self) -> str:
+        return self.backend_password if self.backend_password is not None else self.password
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthConfig:
+    users: tuple[UserConfig, ...] = setting(default_factory=tuple, doc="Static users (secrets).")
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsConfig:
+    """Client-side TLS. Without cert and key files a self-signed certificate is made at start."""
+
+    cert_file: str | None = setting(None, doc="PEM certificate chain file.")
+    key_file: str | None = setting(None, doc="PEM private key file.")
+    require_tls: bool = setting(False, doc="RequireTLS: refuse clients that do not use TLS.")
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("cert_file" if self.cert_file is None else "key_file",
+                              "cert_file and key_file must be given together")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdminConfig:
+    """The HTTP admin listener serving /metrics and /status."""
+
+    host: str = setting(LOOPBACK, doc="Address to listen on.")
+    port: int = setting(0, minimum=0, maximum=65535, doc="TCP port; 0 lets the system choose.")
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingConfig:
+    level: str = setting("info", choices=("debug", "info", "warning", "error"), doc="Log level.")
+    debug_logging: bool = setting(False, doc="DebugLogging: also log SQL text (may contain data).")
+    file: str | None = setting(None, doc="Log file; absent = standard error.")
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyConfig:
+    """The whole configuration of one reference proxy."""
+
+    engine: Engine = setting(doc="postgres or mysql: the wire protocol spoken on both sides.")
+    endpoints: tuple[EndpointConfig, ...] = setting(doc="Listeners; at least one.")
+    instances: tuple[InstanceConfig, ...] = setting(doc="Database instances of the cluster; at least one.")
+    pool: PoolSettings = setting(default_factory=PoolSettings, doc="Target group connection pool settings.")
+    auth: AuthConfig = setting(default_factory=AuthConfig, doc="Who may log in.")
+    tls: TlsConfig = setting(default_factory=TlsConfig, doc="Client TLS.")
+    admin: AdminConfig = setting(default_factory=AdminConfig, doc="Metrics and status over HTTP.")
+    logging: LoggingConfig = setting(default_factory=LoggingConfig, doc="Logging.")
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            raise ConfigError("endpoints", "at least one endpoint is required")
+        if not self.instances:
+            raise ConfigError("instances", "at least one instance is required")
+        _unique("endpoints", "name", [e.name for e in self.endpoints])
+        _unique("instances", "id", [i.id for i in self.instances])
+        _unique("auth.users", "name", [u.name for u in self.auth.users])
+        listeners = [(e.host, e.port) for e in self.endpoints if e.port != 0]
+        if self.admin.port:
+            listeners.append((self.admin.host, self.admin.port))
+        if len(set(listeners)) != len(listeners):
+            raise ConfigError("endpoints", "two listeners (endpoints or admin) use the same host and port")
+        instance_ids = {i.id for i in self.instances}
+        for n, endpoint in enumerate(self.endpoints):
+            if endpoint.readers is None:
+                continue
+            if endpoint.role is not EndpointRole.READ_ONLY:
+                raise ConfigError(f"endpoints[{n}].readers", "only read_only endpoints list readers")
+            for reader in endpoint.readers:
+                if reader not in instance_ids:
+                    raise ConfigError(f"endpoints[{n}].readers", f"unknown instance id {reader!r}")
+        writers = [i.id for i in self.instances if i.role is Role.WRITER]
+        if len(writers) > 1:
+            raise ConfigError("instances", f"at most one instance may be the writer, got {writers}")
+        allowed = AUTH_METHODS_BY_ENGINE[self.engine]
+        for n, user in enumerate(self.auth.users):
+            if user.method is not None and user.method not in allowed:
+                raise ConfigError(f"auth.users[{n}].method",
+                                  f"{user.method.value!r} is not a {self.engine.value} method; "
+                                  f"use one of {', '.join(m.value for m in allowed)}")
+
+    # ---------------------------------------------------------------------------- loading
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read and validate a TOML file; errors name the file and the key."""
+        path = Path(path)
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigError("", f"cannot read configuration file {str(path)!r}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("", f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build from plain data (as TOML gives it); unknown keys, bad types and ranges raise."""
+        return _build(cls, data, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that :meth:`from_dict` turns back into an equal configuration."""
+        return _plain(self)
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None = None, /, **dotted: Any) -> Self:
+        """A copy with some settings replaced, validated like a file.
+
+        Keys are dotted paths, list items by index: ``{"pool.connection_borrow_timeout": 5,
+        "endpoints.0.port": 6543}``; keyword arguments use ``__`` for the dot
+        (``admin__port=9000``).  A value of None leaves the setting as it was, so unset CLI flags
+        can be passed straight through.
+        """
+        changes = dict(overrides or {})
+        changes.update({k.replace("__", "."): v for k, v in dotted.items()})
+        data = self.to_dict()
+        for path, value in changes.items():
+            if value is not None:
+                _set_path(data, path, value)
+        return self.from_dict(data)
+
+    # ---------------------------------------------------------------------------- helpers
+
+    def auth_method(self, user: UserConfig) -> AuthMethod:
+        """The client auth method in force for ``user`` (its own or the engine's default)."""
+        return user.method if user.method is not None else DEFAULT_AUTH_METHOD[self.engine]
+
+    def endpoint(self, name: str) -> EndpointConfig:
+        for endpoint in self.endpoints:
+            if endpoint.name == name:
+                return endpoint
+        raise ConfigError("endpoints", f"no endpoint named {name!r}")
+
+    def user(self, name: str) -> UserConfig | None:
+        return next((u for u in self.auth.users if u.name == name), None)
+
+
+def _unique(section: str, attribute: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for n, value in enumerate(values):
+        if value in seen:
+            raise ConfigError(f"{section}[{n}].{attribute}", f"duplicate {attribute} {value!r}")
+        seen.add(value)
+
+
+# ------------------------------------------------------------------------- the generic loader
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(path, f"must be a table, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = _join(path, str(unknown[0]))
+        raise ConfigError(key, f"unknown setting; allowed here: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for name, field in fields.items():
+        key = _join(path, name)
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], key)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(key, "required setting is missing")
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(_join(path, exc.key), exc.message) from None
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(options[0], value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"must be a list, got {_describe(value)}")
+        item = typing.get_args(hint)[0]
+        return tuple(_convert(item, v, f"{key}[{n}]") for n, v in enumerate(value))
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            raise ConfigError(key, f"must be one of {', '.join(repr(m.value) for m in hint)}, "
+                                   f"got {value!r}") from None
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be a whole number, got {_describe(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"must be a number, got {_describe(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {_describe(value)}")
+        if not value:
+            raise ConfigError(key, "must not be empty")
+        return value
+    raise ConfigError(key, f"unsupported setting type {hint!r}")  # a bug in a declaration
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _join(path: str, key: str) -> str:
+    if not key:
+        return path
+    if not path:
+        return key
+    return f"{path}{key}" if key.startswith("[") else f"{path}.{key}"
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if getattr(value, f.name) is not None}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node: Any = data
+    for n, part in enumerate(parts):
+        last = n == len(parts) - 1
+        where = ".".join(parts[: n + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(where, f"no list item {part!r} (there are {len(node)})")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError(where, "cannot set a key inside a plain value")
+
+
+# --------------------------------------------------------------------------- JSON schema
+
+def json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of the configuration file, derived from the dataclasses."""
+    schema = _schema_of(ProxyConfig)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "reference proxy configuration"
+    return schema
+
+
+def _schema_of(hint: Any, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    meta = meta or {}
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return _schema_of(next(a for a in typing.get_args(hint) if a is not type(None)), meta)
+    if origin is tuple:
+        return {"type": "array", "items": _schema_of(typing.get_args(hint)[0])}
+    if dataclasses.is_dataclass(hint):
+        hints = typing.get_type_hints(hint)
+        props = {}
+        required = []
+        for f in dataclasses.fields(hint):
+            prop = _schema_of(hints[f.name], f.metadata)
+            if f.metadata.get("doc"):
+                prop["description"] = f.metadata["doc"]
+            if f.default is not dataclasses.MISSING and f.default is not None:
+                prop["default"] = _plain(f.default)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                required.append(f.name)
+            props[f.name] = prop
+        result: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+        if required:
+            result["required"] = required
+        return result
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return {"enum": [m.value for m in hint]}
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string"}[hint]
+    result = {"type": kind}
+    if meta.get("minimum") is not None:
+        result["minimum"] = meta["minimum"]
+    if meta.get("maximum") is not None:
+        result["maximum"] = meta["maximum"]
+    if meta.get("choices"):
+        result["enum"] = list(meta["choices"])
+    return result

@@ -1,0 +1,217 @@
+"""The proxy's metrics, named and meant as RDS Proxy's CloudWatch metrics.
+
+Every metric the proxy may emit is declared once in :data:`METRICS`, with its kind, its labels and
+the meaning RDS Proxy documents for it, so that a harness reading ``/metrics`` from the reference
+proxy and a harness reading CloudWatch for a real proxy compare the same quantities.  Emitting a
+name that is not declared, or with other labels than declared, raises :class:`MetricsError`: a
+typo must fail a test, not create a new silent series.
+
+Kinds follow the meaning: current amounts (connections open, borrowed, pinned) are gauges, things
+that happen (requests, failures) are counters, latencies are histograms in seconds (CloudWatch
+reports microseconds; :meth:`ProxyMetrics.snapshot` adds milliseconds for people).
+
+All series live in a private ``CollectorRegistry`` owned by one :class:`ProxyMetrics`, never in
+prometheus_client's global registry, so that several proxies (or tests) in one process do not mix.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from reference_proxy.contracts import ProxyError
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Latency buckets in seconds: from well below a millisecond (a pooled borrow) up to the
+# 300-second maximum ConnectionBorrowTimeout.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                   0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class MetricsError(ProxyError):
+    """A metric name that is not declared, or labels that do not match its declaration."""
+
+
+class Kind(str, enum.Enum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One declared metric: its CloudWatch name, kind, label names and documented meaning."""
+
+    name: str
+    kind: Kind
+    labels: tuple[str, ...]
+    meaning: str
+
+
+_ENDPOINT = ("endpoint",)
+_INSTANCE = ("instance",)
+
+
+def _declare(*specs: MetricSpec) -> dict[str, MetricSpec]:
+    return {spec.name: spec for spec in specs}
+
+
+METRICS: dict[str, MetricSpec] = _declare(
+    # Client side, per proxy endpoint.
+    MetricSpec("ClientConnections", Kind.GAUGE, _ENDPOINT,
+               "The current number of client connections."),
+    MetricSpec("ClientConnectionsReceived", Kind.COUNTER, _ENDPOINT,
+               "The number of client connection requests received."),
+    MetricSpec("ClientConnectionsSetupSucceeded", Kind.COUNTER, _ENDPOINT,
+               "The number of client connections successfully established with any authentication "
+               "mechanism, with or without TLS."),
+    MetricSpec("ClientConnectionsSetupFailedAuth", Kind.COUNTER, _ENDPOINT,
+               "The number of client connection attempts that failed because of misconfigured "
+               "authentication or TLS."),
+    MetricSpec("ClientConnectionsClosed", Kind.COUNTER, _ENDPOINT,
+               "The number of client connections closed."),
+    MetricSpec("ClientConnectionsTLS", Kind.GAUGE, _ENDPOINT,
+               "The current number of client connections that use TLS."),
+    MetricSpec("ClientConnectionsNoTLS", Kind.GAUGE, _ENDPOINT,
+               "The current number of client connections that do not use TLS."),
+    MetricSpec("QueryRequests", Kind.COUNTER, _ENDPOINT,
+               "The number of queries received; a query holding several statements counts once."),
+    MetricSpec("QueryRequestsTLS", Kind.COUNTER, _ENDPOINT,
+               "The number of queries received over TLS connections."),
+    MetricSpec("QueryRequestsNoTLS", Kind.COUNTER, _ENDPOINT,
+               "The number of queries received over non-TLS connections."),
+    MetricSpec("QueryResponseLatency", Kind.HISTOGRAM, _ENDPOINT,
+               "Seconds from receiving a query request to the proxy answering it."),
+    MetricSpec("QueryDatabaseResponseLatency", Kind.HISTOGRAM, _INSTANCE,
+               "Seconds the database took to answer a query."),
+    # Database side, per target instance (owned by the pool).
+    MetricSpec("DatabaseConnections", Kind.GAUGE, _INSTANCE,
+               "The current number of database connections."),
+    MetricSpec("DatabaseConnectionRequests", Kind.COUNTER, _INSTANCE,
+               "The number of requests to create a database connection."),
+    MetricSpec("DatabaseConnectionsSetupSucceeded", Kind.COUNTER, _INSTANCE,
+               "The number of database connections successfully established."),
+    MetricSpec("DatabaseConnectionsSetupFailed", Kind.COUNTER, _INSTANCE,
+               "The number of database connection requests that failed."),
+    MetricSpec("DatabaseConnectionsCurrentlyBorrowed", Kind.GAUGE, _INSTANCE,
+               "The current number of database connections in the borrow state."),
+    MetricSpec("DatabaseConnectionsCurrentlyInTransaction", Kind.GAUGE, _INSTANCE,
+               "The current number of database connections in a transaction."),
+    MetricSpec("DatabaseConnectionsCurrentlySessionPinned", Kind.GAUGE, _INSTANCE,
+               "The current number of database connections pinned because of operations in client "
+               "requests that change session state."),
+    MetricSpec("DatabaseConnectionsBorrowLatency", Kind.HISTOGRAM, _INSTANCE,
+               "Seconds it takes the proxy to obtain a database connection for a client."),
+    MetricSpec("MaxDatabaseConnectionsAllowed", Kind.GAUGE, _INSTANCE,
+               "The maximum number of database connections allowed."),
+)
+
+
+class ProxyMetrics:
+    """All metric series of one proxy, over its own registry.
+
+    Use :meth:`inc` for counters, :meth:`gauge_add` / :meth:`gauge_set` for gauges and
+    :meth:`observe` for latency histograms; labels are keyword arguments and must be exactly the
+    declared ones (values are turned into strings).
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._series: dict[str, Any] = {}
+        for spec in METRICS.values():
+            if spec.kind is Kind.COUNTER:
+                self._series[spec.name] = Counter(spec.name, spec.meaning, spec.labels,
+                                                  registry=self.registry)
+            elif spec.kind is Kind.GAUGE:
+                self._series[spec.name] = Gauge(spec.name, spec.meaning, spec.labels,
+                                                registry=self.registry)
+            else:
+                self._series[spec.name] = Histogram(spec.name, spec.meaning, spec.labels,
+                                                    buckets=LATENCY_BUCKETS, registry=self.registry)
+
+    def _child(self, name: str, kind: Kind, labels: dict[str, object]) -> Any:
+        spec = METRICS.get(name)
+        if spec is None:
+            raise MetricsError(f"unknown metric {name!r}; declared metrics are: {', '.join(sorted(METRICS))}")
+        if spec.kind is not kind:
+            raise MetricsError(f"metric {name!r} is a {spec.kind.value}, not a {kind.value}")
+        if set(labels) != set(spec.labels):
+            raise MetricsError(f"metric {name!r} takes labels {list(spec.labels)}, got {sorted(labels)}")
+        return self._series[name].labels(**{k: str(v) for k, v in labels.items()})
+
+    def inc(self, name: str, value: float = 1, **labels: object) -> None:
+        """Add ``value`` (≥ 0) to a counter."""
+        if value < 0:
+            raise MetricsError(f"counter {name!r} cannot decrease (got {value})")
+        self._child(name, Kind.COUNTER, labels).inc(value)
+
+    def observe(self, name: str, seconds: float, **labels: object) -> None:
+        """Record one latency, in seconds, in a histogram."""
+        self._child(name, Kind.HISTOGRAM, labels).observe(max(0.0, seconds))
+
+    def gauge_add(self, name: str, delta: float, **labels: object) -> None:
+        """Move a gauge up (positive ``delta``) or down (negative)."""
+        self._child(name, Kind.GAUGE, labels).inc(delta)
+
+    def gauge_set(self, name: str, value: float, **labels: object) -> None:
+        """Set a gauge to an absolute value."""
+        self._child(name, Kind.GAUGE, labels).set(value)
+
+    def value(self, name: str, **labels: object) -> float:
+        """The current value of a counter or gauge, or the observation count of a histogram.
+
+        Meant for tests and the status document; a series never touched reads as 0.
+        """
+        spec = METRICS.get(name)
+        if spec is None:
+            raise MetricsError(f"unknown metric {name!r}")
+        wanted = {k: str(v) for k, v in labels.items()}
+        sample_name = {Kind.COUNTER: name + "_total", Kind.GAUGE: name,
+                       Kind.HISTOGRAM: name + "_count"}[spec.kind]
+        total = 0.0
+        for family in self.registry.collect():
+            for sample in family.samples:
+                if sample.name == sample_name and all(sample.labels.get(k) == v for k, v in wanted.items()):
+                    total += sample.value
+        return total
+
+    def prometheus_text(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every declared metric as plain JSON-able data.
+
+        ``{name: {"kind", "meaning", "series": [{"labels": {...}, ...}]}}`` where a counter or gauge
+        series has ``value`` and a histogram series has ``count``, ``sum_seconds`` and
+        ``average_ms``.
+        """
+        result: dict[str, dict[str, Any]] = {
+            spec.name: {"kind": spec.kind.value, "meaning": spec.meaning, "series": []}
+            for spec in METRICS.values()}
+        histograms: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
+        for family in self.registry.collect():
+            spec = METRICS.get(family.name)
+            if spec is None:
+                continue
+            for sample in family.samples:
+                labels = dict(sample.labels)
+                if spec.kind is Kind.HISTOGRAM:
+                    if sample.name.endswith("_bucket") or sample.name.endswith("_created"):
+                        continue
+                    key = (spec.name, tuple(sorted(labels.items())))
+                    entry = histograms.setdefault(key, {"labels": labels, "count": 0, "sum_seconds": 0.0})
+                    if sample.name.endswith("_count"):
+                        entry["count"] = int(sample.value)
+                    elif sample.name.endswith("_sum"):
+                        entry["sum_seconds"] = sample.value
+                elif sample.name in (spec.name, spec.name + "_total"):
+                    result[spec.name]["series"].append({"labels": labels, "value": sample.value})
+        for (name, _), entry in histograms.items():
+            entry["average_ms"] = (entry["sum_seconds"] / entry["count"] * 1000.0) if entry["count"] else 0.0
+            result[name]["series"].append(entry)
+        return result

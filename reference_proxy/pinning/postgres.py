@@ -1,0 +1,217 @@
+"""Which PostgreSQL SQL text pins a client session to its backend connection, as RDS Proxy decides.
+
+RDS Proxy multiplexes a client over many backend connections only while the client keeps no
+session state the proxy cannot carry over.  For Aurora PostgreSQL, AWS lists what makes it give up
+and pin the session until the client disconnects; :func:`classify` implements that list:
+
+* any ``SET`` (``SET x``, ``SET SESSION x``, ``SET x TO DEFAULT``, ``SET ROLE``, ``SET TIME ZONE``,
+  ``SET SESSION CHARACTERISTICS``...), any ``RESET``, any call of ``set_config()``;
+* SQL-level prepared statements: ``PREPARE``, ``EXECUTE``, ``DEALLOCATE``; and ``DISCARD``;
+* ``CREATE TEMP``/``TEMPORARY`` tables, sequences and views (also ``... AS``, objects created in
+  ``pg_temp``, and ``SELECT ... INTO TEMP``);
+* ``DECLARE ... CURSOR`` (only ``WITH HOLD`` cursors outlive a transaction, but RDS pins on any
+  ``DECLARE``, so this does too);
+* ``LISTEN``; ``LOAD``;
+* calls of ``nextval`` and ``setval``;
+* session-level advisory locks ``pg_advisory_lock``, ``pg_advisory_lock_shared``,
+  ``pg_try_advisory_lock``, ``pg_try_advisory_lock_shared`` (never the ``_xact_`` variants, whose
+  locks end with the transaction);
+* any text longer than 16 KB (16,384 bytes), which RDS does not inspect.
+
+Deliberately *not* pinning, because the state they set dies with the transaction: ``SET LOCAL``,
+``SET TRANSACTION`` (including ``SET TRANSACTION SNAPSHOT``) and ``SET CONSTRAINTS``.  AWS's
+PostgreSQL list is silent on ``SET LOCAL``; its MySQL list says it does not pin, and a
+transaction-scoped setting cannot leak to another client, so it is treated the same here.
+``PREPARE TRANSACTION`` (two-phase commit) is not a prepared statement and does not pin either.
+Function bodies (``DO $$ ... $$``, ``CREATE FUNCTION``) are string literals to the proxy: what they
+do inside the server is invisible, exactly as AWS warns.
+
+A text holding several statements pins if any of its statements does; keywords are found on tokens
+(see :mod:`pg_lexer`), case-insensitively, never inside literals, quoted identifiers or comments.
+"""
+
+from __future__ import annotations
+
+from reference_proxy.pinning.decision import PinDecision
+from reference_proxy.pinning.pg_lexer import Token, TokenKind, split_statements, tokenize
+
+MAX_INSPECTED_BYTES = 16384
+"""RDS Proxy pins on any statement text larger than 16 KB."""
+
+REASON_SETTINGS = ("SQL changed session settings that the proxy doesn't track. "
+                   "Consider moving session configuration to the proxy's initialization query.")
+REASON_PREPARED = "SQL-level prepared statements keep session state that the proxy doesn't track."
+REASON_DISCARD = "SQL discarded session state, which the proxy manages itself."
+REASON_TEMP = "SQL created a temporary object, which lives as long as the database session."
+REASON_CURSOR = "SQL declared a cursor, which can outlive the transaction."
+REASON_LISTEN = "SQL subscribed the session to notifications with LISTEN."
+REASON_LOAD = "SQL loaded a library module into the database session."
+REASON_SEQUENCE = "SQL called a sequence function, whose session state the proxy doesn't track."
+REASON_ADVISORY = "SQL took a session-level advisory lock."
+REASON_TOO_LARGE = "The statement text is larger than 16 KB, so the proxy didn't inspect it."
+
+_SESSION_FUNCTIONS = {
+    "set_config": ("set_config", REASON_SETTINGS),
+    "nextval": ("sequence", REASON_SEQUENCE),
+    "setval": ("sequence", REASON_SEQUENCE),
+    "pg_advisory_lock": ("advisory_lock", REASON_ADVISORY),
+    "pg_advisory_lock_shared": ("advisory_lock", REASON_ADVISORY),
+    "pg_try_advisory_lock": ("advisory_lock", REASON_ADVISORY),
+    "pg_try_advisory_lock_shared": ("advisory_lock", REASON_ADVISORY),
+}
+
+_LEADING_KEYWORDS = {
+    "reset": ("reset", REASON_SETTINGS),
+    "execute": ("execute", REASON_PREPARED),
+    "deallocate": ("deallocate", REASON_PREPARED),
+    "discard": ("discard", REASON_DISCARD),
+    "declare": ("cursor", REASON_CURSOR),
+    "listen": ("listen", REASON_LISTEN),
+    "load": ("load", REASON_LOAD),
+}
+
+_TRANSACTION_SCOPED_SET = {"local", "transaction", "constraints"}
+_TEMP_WORDS = {"temp", "temporary"}
+_TEMP_OBJECTS = {"table": "temp_table", "sequence": "temp_sequence", "view": "temp_view"}
+
+# Reserved words that can follow ``INTO TEMP`` only when TEMP is itself a table name
+# (``INSERT INTO temp SELECT ...``, ``SELECT 1 INTO temp FROM t`` is not valid SQL anyway).
+_NOT_A_TABLE_NAME = {"select", "values", "default", "from", "where", "as", "on", "with", "union",
+                     "group", "order", "limit", "offset", "returning", "table"}
+
+
+def classify(sql: str) -> PinDecision | None:
+    """The reason ``sql`` pins the session, or None if RDS Proxy would keep multiplexing."""
+    if len(sql.encode("utf-8", errors="surrogatepass")) > MAX_INSPECTED_BYTES:
+        return PinDecision(REASON_TOO_LARGE, "statement_too_large")
+    for statement in split_statements(tokenize(sql)):
+        decision = _classify_statement(statement)
+        if decision is not None:
+            return decision
+    return None
+
+
+def _classify_statement(tokens: list[Token]) -> PinDecision | None:
+    words = [t.value if t.kind is TokenKind.WORD else None for t in tokens[:4]]
+    first = words[0]
+    second = words[1] if len(words) > 1 else None
+    if first == "set":
+        if second not in _TRANSACTION_SCOPED_SET:
+            return PinDecision(REASON_SETTINGS, "set")
+    elif first in _LEADING_KEYWORDS:
+        return PinDecision(_LEADING_KEYWORDS[first][1], _LEADING_KEYWORDS[first][0])
+    elif first == "prepare":
+        if second != "transaction":
+            return PinDecision(REASON_PREPARED, "prepare")
+    elif first == "create":
+        trigger = _created_temp_object(tokens)
+        if trigger is not None:
+            return PinDecision(REASON_TEMP, trigger)
+    elif (first in ("select", "with") or tokens[0].text == "(") and _selects_into_temp(tokens):
+        return PinDecision(REASON_TEMP, "temp_table")
+    return _session_function_call(tokens)
+
+
+def _word_at(tokens: list[Token], i: int) -> str | None:
+    if 0 <= i < len(tokens) and tokens[i].kind is TokenKind.WORD:
+        return tokens[i].value
+    return None
+
+
+def _created_temp_object(tokens: list[Token]) -> str | None:
+    """``CREATE [OR REPLACE] [GLOBAL|LOCAL] TEMP|TEMPORARY [UNLOGGED] [RECURSIVE] TABLE|SEQUENCE|VIEW``,
+    or a table, sequence or view created in the ``pg_temp`` schema."""
+    i = 1
+    temporary = False
+    while True:
+        word = _word_at(tokens, i)
+        if word in ("or", "replace", "global", "local", "unlogged", "recursive"):
+            i += 1
+        elif word in _TEMP_WORDS:
+            temporary = True
+            i += 1
+        else:
+            break
+    trigger = _TEMP_OBJECTS.get(_word_at(tokens, i) or "")
+    if trigger is None:
+        return None
+    if temporary:
+        return trigger
+    i += 1
+    if _word_at(tokens, i) == "if" and _word_at(tokens, i + 1) == "not" and _word_at(tokens, i + 2) == "exists":
+        i += 3
+    return trigger if _in_pg_temp(tokens, i) else None
+
+
+def _in_pg_temp(tokens: list[Token], i: int) -> bool:
+    """Whether the name starting at ``i`` is qualified by the ``pg_temp`` schema."""
+    if i + 1 >= len(tokens) or tokens[i + 1].text != ".":
+        return False
+    schema = tokens[i]
+    if schema.kind is TokenKind.WORD:
+        return schema.value == "pg_temp"
+    return schema.kind is TokenKind.QUOTED_IDENT and schema.value == "pg_temp"
+
+
+def _selects_into_temp(tokens: list[Token]) -> bool:
+    """``SELECT ... INTO [GLOBAL|LOCAL] TEMP|TEMPORARY [TABLE] name`` or ``INTO pg_temp.name``."""
+    for i, token in enumerate(tokens):
+        if token.kind is not TokenKind.WORD or token.value != "into":
+            continue
+        j = i + 1
+        if _word_at(tokens, j) in ("global", "local"):
+            j += 1
+        if _word_at(tokens, j) in _TEMP_WORDS:
+            j += 1
+            if _word_at(tokens, j) == "table":
+                j += 1
+            if j < len(tokens) and (
+                    tokens[j].kind is TokenKind.QUOTED_IDENT
+                    or (tokens[j].kind is TokenKind.WORD and tokens[j].value not in _NOT_A_TABLE_NAME)):
+                return True
+        elif _in_pg_temp(tokens, j):
+            return True
+    return False
+
+
+def _session_function_call(tokens: list[Token]) -> PinDecision | None:
+    for i in range(len(tokens) - 1):
+        token = tokens[i]
+        if token.kind is TokenKind.WORD:
+            name = token.value
+        elif token.kind is TokenKind.QUOTED_IDENT:
+            name = token.value  # quoted names are case-sensitive: "NEXTVAL" is another function
+        else:
+            continue
+        if name in _SESSION_FUNCTIONS and tokens[i + 1].text == "(":
+            trigger, reason = _SESSION_FUNCTIONS[name]
+            return PinDecision(reason, trigger)
+    return None
+
+
+def digest(sql: str) -> str:
+    """The statement text with literals replaced by ``$1``, ``$2``... and whitespace collapsed.
+
+    For logs, like RDS Proxy's pinning digests: the shape of the statement without its data.
+    Numbering continues after any ``$n`` parameter already in the text; comments are dropped.
+    """
+    tokens = tokenize(sql)
+    params = [int(t.text[1:]) for t in tokens if t.kind is TokenKind.PARAM and t.text[1:].isdigit()]
+    counter = max(params, default=0)
+    parts: list[str] = []
+    previous = ""
+    for token in tokens:
+        if token.kind in (TokenKind.STRING, TokenKind.NUMBER):
+            counter += 1
+            text = f"${counter}"
+        else:
+            text = token.text
+        if parts and not _glued(previous, text):
+            parts.append(" ")
+        parts.append(text)
+        previous = text
+    return "".join(parts)
+
+
+def _glued(previous: str, current: str) -> bool:
+    return previous in ("(", ".", ",", "::", "[") or current in (")", ",", ".", ";", "::", "]", "[")

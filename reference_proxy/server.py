@@ -1,0 +1,185 @@
+"""The reference proxy's asyncio server: configuration in, listening endpoints out.
+
+Wiring: ``ProxyConfig`` -> :class:`Pool` (with the PostgreSQL backend factory) -> :class:`Router`
+-> one :class:`PostgresClientSession` per accepted client, all sharing one :class:`SessionServices`;
+metrics and the admin listener (``/metrics``, ``/status``) on the side.  Every endpoint listens on
+its own port of 127.0.0.1 (or the configured loopback host).
+
+Shutdown (SIGTERM) drains: listeners stop accepting, idle clients are told the proxy is shutting
+down, clients inside a transaction finish it (up to the grace period), then the pool closes.
+Reload (SIGHUP) swaps the pool settings (caps, borrow timeout, InitQuery for new connections,
+idle client timeout) without dropping anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from reference_proxy.admin import AdminServer
+from reference_proxy.config import EndpointRole, Engine, ProxyConfig
+from reference_proxy.contracts import Clock, ProxyError, Role, SystemClock
+from reference_proxy.metrics import ProxyMetrics
+from reference_proxy.pinning.postgres import classify, digest
+from reference_proxy.pool import Pool
+from reference_proxy.routing import Router
+from reference_proxy.sessions.postgres import PostgresClientSession, SessionServices
+from reference_proxy.sessions.postgres_auth import MD5, SCRAM, ClientCredential
+from reference_proxy.sessions.postgres_backend import BackendCredentials, PostgresBackend, PostgresBackendFactory
+from reference_proxy.sessions.tls import server_context
+
+__all__ = ["ProxyServer", "ServerError", "DEFAULT_GRACE_SECONDS"]
+
+log = logging.getLogger("reference_proxy.server")
+
+DEFAULT_GRACE_SECONDS = 30.0
+REAP_INTERVAL = 30.0
+
+
+class ServerError(ProxyError):
+    """The server cannot start with this configuration (engine not served, port taken...)."""
+
+
+class ProxyServer:
+    """Runs every endpoint of one configuration. ``await start()``, then ``await stop()``.
+
+    ``ports`` maps endpoint names to the ports actually bound (useful with port 0);
+    ``admin_port`` is the admin listener's.
+    """
+
+    def __init__(self, config: ProxyConfig, *, clock: Clock | None = None, metrics: ProxyMetrics | None = None,
+                 token_bytes: Callable[[int], bytes] = os.urandom) -> None:
+        if config.engine is not Engine.POSTGRES:
+            raise ServerError(f"engine {config.engine.value!r} is not served by this proxy yet; use 'postgres'")
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or ProxyMetrics()
+        self.router = Router([(i.address, i.role or Role.UNKNOWN) for i in config.instances],
+                             reader_endpoints={e.name: e.readers for e in config.endpoints
+                                               if e.role is EndpointRole.READ_ONLY})
+        self._factory = PostgresBackendFactory(self._backend_credentials, init_query=lambda: self.pool.settings.init_query,
+                                               on_first_connect=self._learn_instance)
+        self.pool = Pool(self._factory, config.pool, self.clock, self.metrics)
+        tls_context = server_context(config.tls.cert_file, config.tls.key_file)
+        self.services = SessionServices(
+            pool=self.pool, choose_instance=self._choose_instance, session_ended=self.router.session_ended,
+            credentials=self._client_credential, classify=classify, digest=digest, metrics=self.metrics,
+            clock=self.clock, tls_context=tls_context, require_tls=config.tls.require_tls, token_bytes=token_bytes)
+        self._roles = {e.name: e.role for e in config.endpoints}
+        self._listeners: dict[str, asyncio.Server] = {}
+        self._sessions: dict[PostgresClientSession, asyncio.Task] = {}
+        self._client_ids = itertools.count(1)
+        self._admin: AdminServer | None = None
+        self._reaper: asyncio.Task | None = None
+        self.ports: dict[str, int] = {}
+        self.admin_port: int | None = None
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        try:
+            for endpoint in self.config.endpoints:
+                server = await asyncio.start_server(
+                    lambda r, w, name=endpoint.name: self._serve(name, r, w), endpoint.host, endpoint.port)
+                self._listeners[endpoint.name] = server
+                self.ports[endpoint.name] = server.sockets[0].getsockname()[1]
+            self._admin = AdminServer(self.metrics, self.status, self.config.admin.host, self.config.admin.port)
+            await self._admin.start()
+            self.admin_port = self._admin.port
+        except OSError as e:
+            await self.stop(grace=0)
+            raise ServerError(f"cannot listen: {e}") from None
+        self._reaper = asyncio.ensure_future(self._reap_periodically())
+        log.info("reference proxy listening: %s; admin on port %s",
+                 ", ".join(f"{n}={self.config.endpoint(n).host}:{p}" for n, p in self.ports.items()),
+                 self.admin_port)
+
+    async def stop(self, grace: float = DEFAULT_GRACE_SECONDS) -> None:
+        """Drain: stop accepting, let transactions finish for up to ``grace`` seconds, close all."""
+        for server in self._listeners.values():
+            server.close()
+        for session in list(self._sessions):
+            session.request_drain()
+        tasks = list(self._sessions.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        await self.pool.drain(timeout=5.0)
+        for server in self._listeners.values():
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        self._listeners.clear()
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+    def reload(self, config: ProxyConfig) -> None:
+        """Apply a new configuration's pool settings; listeners, users and TLS stay as they are."""
+        self.pool.settings = config.pool
+        for instance_id, info in self.pool.snapshot()["instances"].items():
+            with contextlib.suppress(ProxyError):
+                self.pool.set_instance_max_connections(instance_id, info["max_connections"])
+        log.info("reloaded pool settings: %s", config.pool)
+
+    # -------------------------------------------------------------------------------- serving
+
+    async def _serve(self, endpoint: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = PostgresClientSession(reader, writer, endpoint, self.services, next(self._client_ids))
+        self._sessions[session] = asyncio.current_task()
+        try:
+            await session.run()
+        finally:
+            self._sessions.pop(session, None)
+
+    def _choose_instance(self, endpoint: str):
+        if self._roles[endpoint] is EndpointRole.READ_ONLY:
+            return self.router.choose_reader(endpoint)
+        return self.router.choose_writer()
+
+    def _client_credential(self, user: str) -> ClientCredential | None:
+        cfg = self.config.user(user)
+        if cfg is None:
+            return None
+        method = self.config.auth_method(cfg).value
+        return ClientCredential(cfg.name, cfg.password, MD5 if method == MD5 else SCRAM)
+
+    def _backend_credentials(self, user: str) -> BackendCredentials | None:
+        cfg = self.config.user(user)
+        if cfg is None:
+            return None
+        return BackendCredentials(cfg.database_user, cfg.database_password)
+
+    async def _learn_instance(self, instance_id: str, backend: PostgresBackend) -> None:
+        """First connection to an instance: read max_connections, which sets its pool cap."""
+        value = await backend.query_value("SHOW max_connections")
+        if value and value.isdigit():
+            self.pool.set_instance_max_connections(instance_id, int(value))
+            with contextlib.suppress(ProxyError):
+                self.router.set_weight(instance_id, int(value))
+
+    async def _reap_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            with contextlib.suppress(ProxyError):
+                self.pool.reap()
+
+    def status(self) -> dict[str, Any]:
+        """The admin ``/status`` document."""
+        return {
+            "engine": self.config.engine.value,
+            "endpoints": {n: {"port": p, "role": self._roles[n].value} for n, p in self.ports.items()},
+            "client_sessions": len(self._sessions),
+            "pinned_sessions": sum(1 for s in self._sessions if s.tracker.pinned),
+            "pool": self.pool.snapshot(),
+            "routing": self.router.snapshot(),
+        }

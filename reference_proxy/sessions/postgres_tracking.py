@@ -1,0 +1,167 @@
+"""Transaction boundaries and pinning for one PostgreSQL client session, without I/O.
+
+The session relays whole messages in bulk and shows each run to a :class:`TransactionTracker`,
+which reads only what it needs:
+
+* Client side: ``Query`` and ``Parse`` text goes to the pinning classifier (RDS Proxy's PostgreSQL
+  list: SET, PREPARE, temp tables, cursors, LISTEN, session advisory locks, nextval...); ``Parse``
+  and ``Close`` names track named prepared statements; ``Query``, ``Sync`` and ``FunctionCall`` are
+  sync points, each answered by exactly one ReadyForQuery.
+* Backend side: ReadyForQuery's status byte.
+
+The backend may go back to the pool only at a *release point*: every sync point answered, nothing
+sent after the last one, and status ``I``.  That is RDS's rule of detecting transaction end from
+the wire protocol, not from COMMIT/ROLLBACK text.
+
+Named prepared statements (psycopg's ``_pg3_N``, pgx's cache) live on one backend.  When one is
+still open at a release point the session pins, as RDS Proxy is reported to do; unnamed statements
+never pin by themselves, and a named statement closed (protocol Close) within its transaction
+leaves no trace.  Re-preparing transparently on the next backend (PgBouncer's way) was not chosen:
+pinning is what RDS does, and the harness compares against RDS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from reference_proxy.contracts import ReleaseState
+from reference_proxy.protocol.postgres import Close, Frames, Parse, ProtocolViolation, Query, ReadyForQuery
+
+__all__ = ["PinDecisionLike", "Pin", "ClientRun", "TransactionTracker", "NAMED_STATEMENT_REASON"]
+
+NAMED_STATEMENT_REASON = ("A named prepared statement outlived its transaction. The proxy can't move "
+                          "prepared statements between database connections.")
+
+_SYNC_POINTS = frozenset(b"QSF")
+_COPY_STREAM = frozenset(b"dcf")
+
+
+class PinDecisionLike(Protocol):
+    reason: str
+
+
+@dataclass(frozen=True)
+class Pin:
+    """Why a session pinned, and the statement that did it (for the RDS-style log line)."""
+
+    reason: str
+    sql: str
+
+
+@dataclass
+class ClientRun:
+    """What one run of client messages means for the session."""
+
+    sync_points: int = 0
+    queries: int = 0
+    new_pin: Pin | None = None
+    terminate_at: int | None = None  # offset in ``Frames.data`` of a Terminate; bytes before it go through
+
+
+@dataclass
+class TransactionTracker:
+    """See the module docstring. ``classify(sql)`` returns a decision with ``.reason`` or None."""
+
+    classify: Callable[[str], Any]
+    pending_sync_points: int = 0
+    unsynced: bool = False
+    status: str = "I"
+    pin: Pin | None = None
+    named_statements: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pinned(self) -> bool:
+        return self.pin is not None
+
+    def _pin(self, reason: str, sql: str, run: ClientRun) -> None:
+        if self.pin is None:
+            self.pin = Pin(reason, sql)
+            run.new_pin = self.pin
+
+    def _classify(self, sql: str, run: ClientRun) -> None:
+        if self.pin is None:
+            decision = self.classify(sql)
+            if decision is not None:
+                self._pin(decision.reason, sql, run)
+
+    def client_run(self, frames: Frames) -> ClientRun:
+        """Account for messages about to be forwarded to the backend."""
+        run = ClientRun()
+        data = frames.data
+        for t, start, end in frames.spans:
+            if t in _SYNC_POINTS:
+                run.sync_points += 1
+                self.unsynced = False
+                if t == 0x51:  # Q
+                    run.queries += 1
+                    self._classify(Query.decode(data[start + 5:end]).sql, run)
+            elif t in _COPY_STREAM:
+                continue
+            elif t == 0x58:  # X
+                run.terminate_at = start
+                break
+            else:
+                self.unsynced = True
+                if t == 0x50:  # P
+                    parse = Parse.decode(data[start + 5:end])
+                    self._classify(parse.sql, run)
+                    if parse.name:
+                        self.named_statements[parse.name] = parse.sql
+                elif t == 0x43:  # C
+                    close = Close.decode(data[start + 5:end])
+                    if close.kind == "S":
+                        self.named_statements.pop(close.name, None)
+                elif t == 0x45:  # E
+                    run.queries += 1
+                elif t == 0x70:  # p
+                    raise ProtocolViolation("client sent a password message after authentication")
+        self.pending_sync_points += run.sync_points
+        return run
+
+    def backend_run(self, frames: Frames) -> int:
+        """Account for messages from the backend; returns how many ReadyForQuery it held."""
+        ready = 0
+        for t, start, end in frames.spans:
+            if t == 0x5A:  # Z
+                ready += 1
+                self.status = ReadyForQuery.decode(frames.data[start + 5:end]).status
+        self.pending_sync_points = max(0, self.pending_sync_points - ready)
+        return ready
+
+    @property
+    def at_release_point(self) -> bool:
+        """Every sync point answered, nothing sent since, and no transaction open."""
+        return self.pending_sync_points == 0 and not self.unsynced and self.status == "I"
+
+    def may_release(self) -> tuple[bool, Pin | None]:
+        """At a release point: (release now?, a pin that starts now).
+
+        A named statement still open here pins the session instead of releasing.
+        """
+        if not self.at_release_point or self.pin is not None:
+            return False, None
+        if self.named_statements:
+            name, sql = next(iter(self.named_statements.items()))
+            self.pin = Pin(NAMED_STATEMENT_REASON, sql)
+            return False, self.pin
+        return True, None
+
+    def release_state_if_client_leaves(self) -> ReleaseState:
+        """What the backend is worth when the client vanishes now.
+
+        Mid-transaction or mid-request: BROKEN (never returned with unknown state).  Idle but pinned:
+        DIRTY (reset first).  Idle and clean: CLEAN.
+        """
+        if not self.at_release_point:
+            return ReleaseState.BROKEN
+        if self.pin is not None or self.named_statements:
+            return ReleaseState.DIRTY
+        return ReleaseState.CLEAN
+
+    def backend_released(self) -> None:
+        """Forget per-backend state after a release (only done when nothing is pending)."""
+        self.unsynced = False
+        self.pending_sync_points = 0
+        self.status = "I"

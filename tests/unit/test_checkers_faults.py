@@ -1,0 +1,282 @@
+"""Borrow, availability, durability, storm, netfault and latency checkers on hand-made histories."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from harness.checkers.availability import FailoverReadErrorsChecker, FailoverWriteGapChecker, IdleSurvivalChecker
+from harness.checkers.base import CheckContext, Validity
+from harness.checkers.borrow import MYSQL_TEXT, PG_TEXT, BorrowTimeoutChecker
+from harness.checkers.durability import NoFailedVisibleChecker, NoLostAckChecker
+from harness.checkers.latency import AddedLatencyP50Checker, AddedLatencyP99Checker, percentile_us
+from harness.checkers.netfault import SilentFaultDetectedChecker
+from harness.checkers.storm import StormServedChecker
+from harness.checkers.synthetic import HistoryBuilder
+from harness.history import OpError, OpType
+
+T, F, U = Validity.TRUE, Validity.FALSE, Validity.UNKNOWN
+CTX = CheckContext()
+LOST = OpError("08006", "server closed the connection unexpectedly", definite=False)
+PG_TIMEOUT = OpError(None, PG_TEXT, definite=True)
+MY_TIMEOUT = OpError("9501", MYSQL_TEXT, definite=True)
+
+
+# -- borrow timeout -------------------------------------------------------------------------------
+def test_borrow_timeout_true_when_text_and_time_match():
+    b = HistoryBuilder()
+    b.op(1, "txn", at=0, took=5.3, type="fail", error=PG_TIMEOUT, invoke_extra={"expect": "borrow_timeout"})
+    b.op(2, "txn", at=1, took=4.9, type="fail", error=MY_TIMEOUT)
+    v = BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5))
+    assert v.valid is T and v.figure == pytest.approx(0.3)
+
+
+def test_borrow_timeout_false_when_late_or_early():
+    b = HistoryBuilder().op(1, "txn", at=0, took=8.0, type="fail", error=PG_TIMEOUT)
+    v = BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5, engine="postgres"))
+    assert v.valid is F and v.figure == pytest.approx(3.0)
+    b = HistoryBuilder().op(1, "txn", at=0, took=0.1, type="fail", error=PG_TIMEOUT)
+    assert BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5)).valid is F
+
+
+def test_borrow_timeout_false_on_wrong_text():
+    wrong = OpError("9501", "timed-out waiting for a connection", definite=True)
+    b = HistoryBuilder().op(1, "txn", at=0, took=5.0, type="fail", error=wrong)
+    v = BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5))
+    assert v.valid is F and "with a text other than" in v.reason
+    # The MySQL text is wrong for a PostgreSQL target.
+    b = HistoryBuilder().op(1, "txn", at=0, took=5.0, type="fail", error=OpError(None, MYSQL_TEXT, True))
+    assert BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5, engine="postgres")).valid is F
+
+
+def test_borrow_timeout_false_when_an_expected_timeout_succeeded():
+    b = HistoryBuilder().op(1, "txn", at=0, took=0.2, invoke_extra={"expect": "borrow_timeout"})
+    v = BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5))
+    assert v.valid is F and "did not time out" in v.reason
+
+
+def test_borrow_timeout_unknown_when_nothing_timed_out_and_defaults_to_120s():
+    b = HistoryBuilder().op(1, "txn", at=0)
+    assert BorrowTimeoutChecker().check(b.history(), CTX).valid is U
+    b = HistoryBuilder().op(1, "txn", at=0, took=120.5, type="fail", error=PG_TIMEOUT)
+    v = BorrowTimeoutChecker().check(b.history(), CTX)
+    assert v.valid is T and "RDS default 120 s assumed" in v.reason
+
+
+# -- failover write gap ---------------------------------------------------------------------------
+def writes_every(b: HistoryBuilder, start: float, stop: float, step: float, ok_after: float,
+                 node_after: str = "i2") -> None:
+    t, p = start, 0
+    while t < stop:
+        p += 1
+        if t < ok_after:
+            b.op(f"w{p}", "write", p, at=t, took=0.01, type="info", endpoint="writer", error=LOST)
+        else:
+            b.op(f"w{p}", "write", p, at=t, took=0.01, endpoint="writer", node=node_after)
+        t += step
+
+
+def test_write_gap_measured_from_promotion():
+    b = HistoryBuilder().fault("failover", start=1.0, end=2.0, new_writer="i2")
+    writes_every(b, 0.0, 6.0, 0.25, ok_after=3.5)
+    v = FailoverWriteGapChecker().check(b.history(), CTX)
+    assert v.valid is T and v.figure == pytest.approx(1.51, abs=0.01)
+    b = HistoryBuilder().fault("failover", start=1.0, end=2.0, new_writer="i2")
+    writes_every(b, 0.0, 8.0, 0.25, ok_after=5.5)
+    v = FailoverWriteGapChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == pytest.approx(3.51, abs=0.01)
+
+
+def test_write_gap_uses_a_new_writer_event_inside_the_window():
+    b = HistoryBuilder().fault("failover", start=1.0, end=5.0)
+    b.event("roles", {"writer": "i1"}, at=0.5)
+    b.event("new_writer", "i2", at=1.5)
+    writes_every(b, 0.0, 6.0, 0.25, ok_after=4.9)
+    v = FailoverWriteGapChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == pytest.approx(3.51, abs=0.01)
+
+
+def test_write_gap_no_recovery_is_false_only_if_the_run_went_on_long_enough():
+    b = HistoryBuilder().fault("failover", start=1.0, end=2.0)
+    writes_every(b, 0.0, 10.0, 0.5, ok_after=99)
+    v = FailoverWriteGapChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure > 7
+    b = HistoryBuilder().fault("failover", start=1.0, end=2.0)
+    writes_every(b, 0.0, 3.0, 0.5, ok_after=99)
+    assert FailoverWriteGapChecker().check(b.history(), CTX).valid is U
+
+
+def test_write_gap_unknown_without_failover_or_writes():
+    b = HistoryBuilder()
+    writes_every(b, 0.0, 3.0, 0.5, ok_after=0)
+    assert FailoverWriteGapChecker().check(b.history(), CTX).valid is U
+    b = HistoryBuilder().fault("failover", start=1.0, end=2.0)
+    assert FailoverWriteGapChecker().check(b.history(), CTX).valid is U
+
+
+# -- failover read errors and idle survival --------------------------------------------------------
+def test_read_errors_counted_per_client_inside_failover_windows():
+    b = HistoryBuilder().fault("failover", start=1.0, end=2.0)
+    b.op(1, "read", at=0.5, endpoint="reader", type="fail", error=LOST)  # before: not counted
+    b.op(1, "read", at=1.2, endpoint="reader", type="info", error=LOST)
+    b.op(1, "read", at=1.4, endpoint="reader", node="i3")
+    b.op(2, "read", at=1.5, endpoint="reader", node="i3")
+    v = FailoverReadErrorsChecker().check(b.history(), CTX)
+    assert v.valid is T and v.figure == 1
+    b.op(1, "read", at=1.9, took=0.5, endpoint="reader", type="fail", error=LOST)  # overlaps the end
+    v = FailoverReadErrorsChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == 2 and len(v.evidence) == 2
+
+
+def test_read_errors_unknown_without_reads_during_failover():
+    b = HistoryBuilder().fault("failover", start=1.0, end=2.0).op(1, "read", at=3, endpoint="reader")
+    assert FailoverReadErrorsChecker().check(b.history(), CTX).valid is U
+    assert FailoverReadErrorsChecker().check(HistoryBuilder().history(), CTX).valid is U
+
+
+def test_idle_survival():
+    b = HistoryBuilder()
+    for p in (1, 2, 3, 4):
+        b.op(p, "connect", at=0.1 * p)
+    b.fault("failover", start=1.0, end=2.0)
+    b.op(4, "read", at=1.5, endpoint="writer", type="info", error=LOST)  # busy during failover: not idle
+    for p in (1, 2, 3):
+        b.op(p, "idle_probe", at=3.0)
+    b.op(4, "idle_probe", at=3.0, type="fail", error=LOST)
+    v = IdleSurvivalChecker().check(b.history(), CTX)
+    assert v.valid is T and v.figure == 1.0 and "3 idle clients" in v.reason
+    b.op(5, "idle_probe", at=4.0, type="info", error=LOST)
+    v = IdleSurvivalChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == pytest.approx(0.75)
+    assert IdleSurvivalChecker().check(HistoryBuilder().fault("failover", start=1, end=2).history(), CTX).valid is U
+
+
+# -- durability -----------------------------------------------------------------------------------
+def durability_run(final: list[int]) -> HistoryBuilder:
+    b = HistoryBuilder()
+    b.op(1, "write", 1, at=0.0)
+    b.op(1, "write", {"id": 2}, at=0.1)
+    b.op(2, "write", 3, at=0.2, type="fail", error=OpError("40001", "serialization failure", True))
+    b.op(2, "write", 4, at=0.3, type="info", error=LOST)
+    b.op(3, "write", 5, at=0.4, took=None)
+    b.op(4, "write", 6, at=0.5, type="fail", error=OpError("08006", "lost during commit", False))
+    b.op(9, "final_read", at=5.0, result=final)
+    return b
+
+
+def test_durability_true_when_acked_present_and_failed_absent():
+    for final in ([1, 2], [1, 2, 4, 5, 6]):  # indeterminate writes may go either way
+        h = durability_run(final).history()
+        lost, visible = NoLostAckChecker().check(h, CTX), NoFailedVisibleChecker().check(h, CTX)
+        assert (lost.valid, visible.valid) == (T, T)
+        assert "3 indeterminate writes" in lost.reason
+
+
+def test_durability_false_on_lost_ack_and_on_visible_failure():
+    h = durability_run([2, 3]).history()
+    lost = NoLostAckChecker().check(h, CTX)
+    assert lost.valid is F and lost.figure == 1 and lost.evidence[0]["value"] == 1
+    visible = NoFailedVisibleChecker().check(h, CTX)
+    assert visible.valid is F and visible.evidence[0]["value"] == 3
+
+
+def test_durability_unknown_without_final_read_or_relevant_writes():
+    b = HistoryBuilder().op(1, "write", 1, at=0)
+    assert NoLostAckChecker().check(b.history(), CTX).valid is U
+    b.op(9, "final_read", at=1, type="info", error=LOST)
+    assert NoLostAckChecker().check(b.history(), CTX).valid is U
+    b.op(9, "final_read", at=2, result=[1])
+    assert NoLostAckChecker().check(b.history(), CTX).valid is T
+    v = NoFailedVisibleChecker().check(b.history(), CTX)
+    assert v.valid is U and "no write failed definitely" in v.reason
+
+
+# -- storm ----------------------------------------------------------------------------------------
+def test_storm_served_fraction_inside_storm_window():
+    b = HistoryBuilder().fault("storm", start=1.0, end=3.0)
+    b.op("x", "connect", at=0.5, type="fail", error=OpError("1040", "too many", True))  # outside: ignored
+    for p in range(99):
+        b.op(p, "connect", at=1.0 + p * 0.01, took=2.0)
+    b.op(100, "connect", at=2.5, took=7.0)  # served, but after the 5 s borrow timeout
+    ctx = CheckContext(borrow_timeout_s=5)
+    v = StormServedChecker().check(b.history(), ctx)
+    assert v.valid is T and v.figure == pytest.approx(0.99)
+    b.op(101, "connect", at=2.6, took=None)
+    v = StormServedChecker().check(b.history(), ctx)
+    assert v.valid is F and len(v.evidence) == 2
+    assert StormServedChecker().check(HistoryBuilder().history(), ctx).valid is U
+
+
+# -- netfault -------------------------------------------------------------------------------------
+def test_silent_fault_detected_in_time_and_too_late():
+    b = HistoryBuilder().fault("blackhole", start=10.0, end=40.0)
+    b.op(1, "read", at=5.0, type="fail", error=LOST)  # before the fault: not detection
+    b.op(1, "read", at=11.0, took=4.0, type="info", error=LOST)
+    v = SilentFaultDetectedChecker().check(b.history(), CTX)
+    assert v.valid is T and v.figure == pytest.approx(5.0)
+    b = HistoryBuilder().fault("blackhole", start=10.0, end=50.0)
+    b.event("detected", {"instance": "i1"}, at=45.0)
+    v = SilentFaultDetectedChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == pytest.approx(35.0)
+
+
+def test_silent_fault_never_detected():
+    b = HistoryBuilder().fault("blackhole", start=0.0, end=60.0).op(1, "read", at=1, took=None)
+    v = SilentFaultDetectedChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == pytest.approx(60.0)
+    b = HistoryBuilder().fault("blackhole", start=0.0, end=5.0)
+    assert SilentFaultDetectedChecker().check(b.history(), CTX).valid is U
+    assert SilentFaultDetectedChecker().check(HistoryBuilder().history(), CTX).valid is U
+
+
+def test_silent_fault_only_counts_errors_on_its_endpoint():
+    b = HistoryBuilder().fault("blackhole", start=0.0, end=60.0, endpoint="reader")
+    b.op(1, "write", at=1, type="fail", error=LOST, endpoint="writer")
+    b.op(2, "read", at=2, type="info", error=LOST, endpoint="reader")
+    assert SilentFaultDetectedChecker().check(b.history(), CTX).figure == pytest.approx(2.01)
+
+
+# -- latency --------------------------------------------------------------------------------------
+def latency_run(n: int, proxy_ms: float, direct_ms: float, seed: int = 1) -> HistoryBuilder:
+    rng = random.Random(seed)
+    b = HistoryBuilder()
+    for i in range(n):
+        b.op(f"p{i}", "read", at=i * 0.1, took=proxy_ms / 1000 * rng.uniform(0.9, 1.1), endpoint="reader")
+        b.op(f"d{i}", "read", at=i * 0.1, took=direct_ms / 1000 * rng.uniform(0.9, 1.1), endpoint="direct:i2")
+    return b
+
+
+def test_added_latency_from_direct_requests_in_the_same_history():
+    h = latency_run(200, proxy_ms=2.0, direct_ms=1.0).history()
+    v50 = AddedLatencyP50Checker().check(h, CTX)
+    assert v50.valid is T and 800 <= v50.figure <= 1200
+    v99 = AddedLatencyP99Checker().check(h, CTX)
+    assert v99.valid is T
+    h = latency_run(200, proxy_ms=12.0, direct_ms=1.0).history()
+    assert AddedLatencyP50Checker().check(h, CTX).valid is F
+
+
+def test_added_latency_from_a_baseline_history():
+    proxied = HistoryBuilder()
+    direct = HistoryBuilder()
+    for i in range(150):
+        proxied.op(i, "read", at=i, took=0.030, endpoint="writer")
+        direct.op(i, "read", at=i, took=0.001, endpoint="direct:i1")
+    v = AddedLatencyP99Checker().check(proxied.history(), CheckContext(baseline=direct.history()))
+    assert v.valid is F and v.figure == pytest.approx(29000, rel=0.01)
+
+
+def test_added_latency_unknown_without_baseline_or_samples():
+    only_proxy = HistoryBuilder()
+    for i in range(150):
+        only_proxy.op(i, "read", at=i, endpoint="reader")
+    v = AddedLatencyP50Checker().check(only_proxy.history(), CTX)
+    assert v.valid is U and "baseline" in v.reason
+    v = AddedLatencyP50Checker().check(latency_run(20, 2, 1).history(), CTX)
+    assert v.valid is U and "too few samples" in v.reason
+
+
+def test_percentiles_clamp_out_of_range_values():
+    assert percentile_us([0, 0, 0], 50) == 1
+    assert percentile_us([100, 200, 300, 400], 50) == 200
