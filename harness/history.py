@@ -27,11 +27,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, overload
+from typing import Any, Self, overload
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 """Returns monotonic time in nanoseconds (``time.monotonic_ns`` in real runs)."""
@@ -214,6 +217,7 @@ class History(Sequence[Op]):
         self._ops: tuple[Op, ...] = tuple(sorted(ops, key=lambda o: o.index))
         self.torn_lines = torn_lines
         """Lines that could not be parsed at the end of the file (a run that died mid-write)."""
+        self._pairs: tuple[tuple[Op, Op | None], ...] | None = None
 
     # -- Sequence ---------------------------------------------------------------------------
     @overload
@@ -265,6 +269,9 @@ class History(Sequence[Op]):
                 ops.append(Op.from_dict(raw))
             except HistoryError as e:
                 raise HistoryError(f"{os.fspath(path)}:{number}: {e}") from None
+        if torn:
+            log.warning("%s: skipped a torn last line (the recording process died mid-write)",
+                        os.fspath(path))
         return cls(ops, torn_lines=torn)
 
     # -- queries -----------------------------------------------------------------------------
@@ -289,8 +296,13 @@ class History(Sequence[Op]):
 
         A process has at most one request outstanding, so a completion belongs to the latest
         invocation of the same process.  An invocation that never completed (the run ended first)
-        is paired with ``None``; checkers treat it like ``info``.
+        is paired with ``None``; checkers treat it like ``info``.  Computed once per history.
         """
+        if self._pairs is None:
+            self._pairs = self._pair_up()
+        return list(self._pairs)
+
+    def _pair_up(self) -> tuple[tuple[Op, Op | None], ...]:
         open_by_process: dict[Any, int] = {}
         result: list[list[Any]] = []
         for o in self._ops:
@@ -305,7 +317,7 @@ class History(Sequence[Op]):
                 if slot is None:
                     raise HistoryError(f"completion {o.index} of process {o.process!r} has no invocation")
                 result[slot][1] = o
-        return [(inv, comp) for inv, comp in result]
+        return tuple((inv, comp) for inv, comp in result)
 
     def faults(self, name: str | Iterable[str] | None = None) -> list[Op]:
         """Fault start/end events, optionally only those with the given name(s)."""
@@ -364,7 +376,7 @@ class Recorder:
         self.path = os.fspath(path) if path is not None else None
         if path is not None:
             try:
-                self._fh = open(path, "x", encoding="utf-8")
+                self._fh = open(path, "x", encoding="utf-8")  # noqa: SIM115 - open for the recorder's life
             except FileExistsError:
                 raise HistoryError(f"history file {os.fspath(path)!r} already exists") from None
             except OSError as e:
@@ -450,7 +462,7 @@ class Recorder:
                 self._fh.close()
                 self._fh = None
 
-    def __enter__(self) -> Recorder:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -164,6 +164,33 @@ class LoggingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MonitorConfig:
+    """The topology monitor: how often it polls every instance on its own connection, and as whom."""
+
+    interval: float = setting(1.0, minimum=0.01, maximum=60.0,
+                              doc="Seconds between polls while the topology is stable.")
+    fast_interval: float = setting(0.1, minimum=0.01, maximum=60.0,
+                                   doc="Seconds between polls from any error or role doubt until stable again.")
+    connect_timeout: float = setting(2.0, minimum=0.1, maximum=60.0,
+                                     doc="Seconds a poll may take, connecting included, before the instance "
+                                         "counts as unreachable.")
+    query_timeout: float = setting(1.0, minimum=0.01, maximum=60.0,
+                                   doc="statement_timeout of the monitoring query, in seconds.")
+    user: str | None = setting(None, doc="Database user the monitor logs in as; default: the first "
+                                         "auth user's backend credentials.")
+    password: str | None = setting(None, doc="Password of monitor.user (required with it).")
+    database: str = setting("postgres", doc="Database the monitoring connections open.")
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.fast_interval > self.interval:
+            raise ConfigError("fast_interval", f"must not exceed interval ({self.interval}), "
+                                               f"got {self.fast_interval}")
+        if self.user is not None and self.password is None:
+            raise ConfigError("password", "monitor.user is set, so monitor.password is required")
+
+
+@dataclasses.dataclass(frozen=True)
 class ProxyConfig:
     """The whole configuration of one reference proxy."""
 
@@ -175,6 +202,7 @@ class ProxyConfig:
     tls: TlsConfig = setting(default_factory=TlsConfig, doc="Client TLS.")
     admin: AdminConfig = setting(default_factory=AdminConfig, doc="Metrics and status over HTTP.")
     logging: LoggingConfig = setting(default_factory=LoggingConfig, doc="Logging.")
+    monitor: MonitorConfig = setting(default_factory=MonitorConfig, doc="Topology monitor.")
 
     def __post_init__(self) -> None:
         if not self.endpoints:
@@ -262,6 +290,17 @@ class ProxyConfig:
 
     def user(self, name: str) -> UserConfig | None:
         return next((u for u in self.auth.users if u.name == name), None)
+
+    def monitor_credentials(self) -> tuple[str, str]:
+        """(user, password) the topology monitor logs in with: its own, else the first user's."""
+        if self.monitor.user is not None:
+            assert self.monitor.password is not None  # enforced by MonitorConfig
+            return self.monitor.user, self.monitor.password
+        if not self.auth.users:
+            raise ConfigError("monitor.user", "the monitor needs credentials: set monitor.user and "
+                                              "monitor.password, or declare at least one auth user")
+        first = self.auth.users[0]
+        return first.database_user, first.database_password
 
 
 def _unique(section: str, attribute: str, values: list[str]) -> None:

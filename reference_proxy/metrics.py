@@ -54,6 +54,7 @@ class MetricSpec:
 
 _ENDPOINT = ("endpoint",)
 _INSTANCE = ("instance",)
+_TARGET_ROLE = ("target_role",)  # READ_WRITE or READ_ONLY, as RDS's TargetRole dimension
 
 
 def _declare(*specs: MetricSpec) -> dict[str, MetricSpec]:
@@ -108,6 +109,10 @@ METRICS: dict[str, MetricSpec] = _declare(
                "Seconds it takes the proxy to obtain a database connection for a client."),
     MetricSpec("MaxDatabaseConnectionsAllowed", Kind.GAUGE, _INSTANCE,
                "The maximum number of database connections allowed."),
+    # Target group, per target role (owned by the topology monitor).
+    MetricSpec("AvailabilityPercentage", Kind.GAUGE, _TARGET_ROLE,
+               "The percentage of time in the last minute the target group was available in the role "
+               "of the dimension (READ_WRITE: one accepted writer; READ_ONLY: at least one reader)."),
 )
 
 

@@ -52,7 +52,13 @@ class Router:
             self._coverage[name] = None if readers is None else frozenset(readers)
 
     def update(self, roles: Mapping[str, Role]) -> None:
-        """Replace the roles of the instances named (the monitor's latest view of the cluster)."""
+        """Replace the roles of the instances named (the monitor's latest view of the cluster).
+
+        The topology monitor reports every instance in each update, so a failover lands in one call
+        (old writer READER or UNKNOWN, new writer WRITER).  "No writer" - a failover in progress, or
+        a split brain fenced by the monitor - is every instance READER or UNKNOWN: then
+        :meth:`choose_writer` raises :class:`NoWriter` until an update names a writer again.
+        """
         self._check_known(roles)
         merged = {**self._roles, **{i: Role(r) for i, r in roles.items()}}
         writers = [i for i, r in merged.items() if r is Role.WRITER]

@@ -1,8 +1,9 @@
 """Shared fixtures for our own tests.
 
-``no_leaked_processes`` runs around every test: any database or proxy process whose command line
-mentions a stand-in data directory (prefix ``aurora-harness-``) and that appeared during the test
-must be gone when the test ends, or the test fails naming it.
+``no_leaked_processes`` runs around every integration test: any database or proxy process started
+by this test process whose command line mentions a stand-in data directory (prefix
+``aurora-harness-``) and that appeared during the test must be gone when the test ends, or the test
+fails naming it.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ STANDIN_MARK = "aurora-harness-"
 
 
 def _standin_pids() -> dict[int, str]:
+    """Stand-in processes started by this test process (its descendants): other runs on the same
+    machine are none of our business."""
     found: dict[int, str] = {}
-    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+    for p in psutil.Process(os.getpid()).children(recursive=True):
         try:
-            if p.info["status"] == psutil.STATUS_ZOMBIE:
+            if p.status() == psutil.STATUS_ZOMBIE:
                 continue
-            cmd = " ".join(p.info["cmdline"] or [])
+            cmd = " ".join(p.cmdline())
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if STANDIN_MARK in cmd and p.info["pid"] != os.getpid():
-            found[p.info["pid"]] = cmd
+        if STANDIN_MARK in cmd:
+            found[p.pid] = cmd
     return found
 
 

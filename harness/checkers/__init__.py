@@ -7,10 +7,23 @@ workload conventions, for suites that do not need to tune them.
 
 from __future__ import annotations
 
-from harness.checkers.availability import (FailoverReadErrorsChecker, FailoverWriteGapChecker,
-                                           IdleSurvivalChecker)
-from harness.checkers.base import (CheckContext, Checker, CheckerError, ComposedVerdict, MetricSample,
-                                   Validity, Verdict, check_safe, compose, merge_validity)
+from harness.checkers.availability import (
+    FailoverReadErrorsChecker,
+    FailoverWriteGapChecker,
+    IdleSurvivalChecker,
+)
+from harness.checkers.base import (
+    CheckContext,
+    Checker,
+    CheckerError,
+    ComposedVerdict,
+    MetricSample,
+    Validity,
+    Verdict,
+    check_safe,
+    compose,
+    merge_validity,
+)
 from harness.checkers.borrow import BorrowTimeoutChecker
 from harness.checkers.durability import NoFailedVisibleChecker, NoLostAckChecker
 from harness.checkers.isolation import SessionLeakChecker
@@ -39,8 +52,12 @@ def default_checkers(ids: list[str] | None = None) -> list[Checker]:
     return [CHECKER_TYPES[i]() for i in wanted]
 
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped by role, not alphabetically
     "CHECKER_TYPES", "CheckContext", "Checker", "CheckerError", "ComposedVerdict", "MetricSample", "Validity",
     "Verdict", "check_safe", "compose", "default_checkers", "merge_validity",
-    *(c.__name__ for c in CHECKER_TYPES.values()),
+    "AddedLatencyP50Checker", "AddedLatencyP99Checker", "BackendCapChecker", "BorrowTimeoutChecker",
+    "FailoverReadErrorsChecker", "FailoverWriteGapChecker", "IdleSurvivalChecker", "MultiplexingChecker",
+    "NoFailedVisibleChecker", "NoLostAckChecker", "PinNonTriggersChecker", "PinTriggersChecker",
+    "ReaderBalanceChecker", "ReaderOnlyChecker", "SessionLeakChecker", "SilentFaultDetectedChecker",
+    "StormServedChecker", "WriterEndpointChecker",
 ]

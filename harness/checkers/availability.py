@@ -56,10 +56,10 @@ class FailoverWriteGapChecker:
         windows = history.fault_windows(self.fault_names)
         if not windows:
             return unknown(g, f"no {'/'.join(self.fault_names)} fault in the history")
-        writes = [c for _, c in completed_pairs(history, f=self.write_fs, endpoint=WRITER_ENDPOINT)
-                  if c is not None and c.type is OpType.OK]
-        if not completed_pairs(history, f=self.write_fs, endpoint=WRITER_ENDPOINT):
+        attempts = completed_pairs(history, f=self.write_fs, endpoint=WRITER_ENDPOINT)
+        if not attempts:
             return unknown(g, "no writes through the writer endpoint")
+        writes = [c for _, c in attempts if c is not None and c.type is OpType.OK]
         end = history.end_time or 0
         gaps: list[tuple[float, Op | None]] = []
         unmeasured = 0

@@ -18,7 +18,7 @@ The figure is the largest deviation from the configured timeout, in seconds.
 from __future__ import annotations
 
 from harness.checkers.base import CheckContext, Verdict, broken, judge, seconds, unknown
-from harness.history import History, Op, OpType, OpError
+from harness.history import History, Op, OpError, OpType
 
 PG_TEXT = "Timed-out waiting to acquire database connection."
 MYSQL_TEXT = "Timed-out waiting to acquire database connection"

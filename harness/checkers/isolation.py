@@ -12,12 +12,16 @@ every piece of state a value unique to the client that creates it:
 ``True`` when the process saw the object (a temp table, a prepared statement name, an advisory lock
 held by its session, a LISTEN registration) and ``False`` or ``None`` when it did not.
 
+``f="set_setting"`` / ``f="read_setting"`` with ``value={"name": N, "value": V}`` are shorthands
+for the ``setting`` kind.
+
 A leak is a read of a value (or the presence of an object) that some *other* process set and the
 reading process never set itself.  Reads of defaults or of values nobody set are not leaks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from typing import Any
 
@@ -25,6 +29,16 @@ from harness.checkers.base import CheckContext, Verdict, judge, unknown
 from harness.history import History, Op, OpType
 
 STATE_KINDS = frozenset({"setting", "temp_table", "prepared_statement", "advisory_lock", "listen"})
+_SET_FS = {"set_state": "set_state", "set_setting": "set_state"}
+_READ_FS = {"read_state": "read_state", "read_setting": "read_state"}
+
+
+def _normalised(o: Op) -> Op:
+    """The op as a ``set_state`` / ``read_state`` op, expanding the setting shorthands."""
+    if o.f in ("set_setting", "read_setting") and isinstance(o.value, dict):
+        value = {"kind": "setting", **o.value}
+        return dataclasses.replace(o, f={**_SET_FS, **_READ_FS}[o.f], value=value)
+    return o
 
 
 def _state_key(o: Op) -> tuple[str, str, Any] | None:
@@ -52,9 +66,10 @@ class SessionLeakChecker:
     def check(self, history: History, context: CheckContext) -> Verdict:
         g = context.guarantee(self.guarantee_id)
         setters: dict[tuple[str, str, Any], set[object]] = defaultdict(set)
-        reads: list[tuple[Op, tuple[str, str, Any] | None]] = []
+        reads: list[tuple[Op, Op, tuple[str, str, Any] | None]] = []  # (as recorded, normalised, key)
         malformed = 0
-        for o in history.ops(f=("set_state", "read_state"), type=OpType.OK):
+        for raw in history.ops(f=(*_SET_FS, *_READ_FS), type=OpType.OK):
+            o = _normalised(raw)
             if not isinstance(o.value, dict) or o.value.get("kind") not in STATE_KINDS:
                 malformed += 1
                 continue
@@ -63,19 +78,19 @@ class SessionLeakChecker:
                 if key is not None:
                     setters[key].add(o.process)
             else:
-                reads.append((o, key))
+                reads.append((raw, o, key))
         if not reads:
             return unknown(g, "no read_state ops with a known kind")
-        processes = {o.process for o, _ in reads} | {p for ps in setters.values() for p in ps}
+        processes = {o.process for o, _, _ in reads} | {p for ps in setters.values() for p in ps}
         if len(processes) < 2 or not setters:
             return unknown(g, "leaks need state set by one client and read by another; "
                               "the history has fewer than two clients or no set_state ops")
-        leaks = [o for o, key in reads
-                 if key is not None and setters.get(key) and o.process not in setters[key]]
+        leaks = [(raw, key) for raw, _, key in reads
+                 if key is not None and setters.get(key) and raw.process not in setters[key]]
         reason = f"{len(reads)} state reads by {len(processes)} clients, {len(leaks)} saw another client's state"
         if leaks:
-            kinds = sorted({o.value["kind"] for o in leaks})
+            kinds = sorted({key[0] for _, key in leaks})
             reason += f" (kinds: {', '.join(kinds)})"
         if malformed:
             reason += f"; {malformed} state ops with an unknown kind were ignored"
-        return judge(g, float(len(leaks)), reason, leaks)
+        return judge(g, float(len(leaks)), reason, [raw for raw, _ in leaks])

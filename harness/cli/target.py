@@ -2,6 +2,9 @@
 
 ``up`` starts a stand-in cluster and the reference proxy in front of it, records both in the state
 directory and exits, leaving them running; the other commands rebuild the target from the record.
+By default ``up`` also starts the stand-in's automatic-failover supervisor (Aurora's control plane):
+``crash`` of the writer is then followed by a promotion, and ``failover`` holds the supervisor's
+lock so that a planned and an automatic failover never run at once.
 """
 
 from __future__ import annotations
@@ -28,7 +31,15 @@ def _load(ctx: click.Context) -> ReferenceTarget:
 def _human(t: ReferenceTarget) -> str:
     d = t.describe()
     c = d["credentials"]
-    lines = [f"{t.engine} reference target ({'proxy running' if t.proxy_running() else 'PROXY NOT RUNNING'})",
+    auto = d.get("auto_failover") or {}
+    if auto.get("enabled"):
+        supervision = f"automatic failover after {auto['grace_seconds']:g}s"
+        if not auto.get("supervisor_running"):
+            supervision += " (SUPERVISOR NOT RUNNING)"
+    else:
+        supervision = "no automatic failover"
+    proxy = "proxy running" if t.proxy_running() else "PROXY NOT RUNNING"
+    lines = [f"{t.engine} reference target ({proxy}; {supervision})",
              f"  writer endpoint  {d['endpoints']['writer']['host']}:{d['endpoints']['writer']['port']}"]
     lines += [f"  reader endpoint  {e['host']}:{e['port']} ({e['name']})" for e in d["endpoints"]["readers"]]
     lines += [f"  credentials      user={c['user']} password={c['password']} database={c['database']}",
@@ -59,11 +70,15 @@ def _fail_on_target_errors(fn):
 @click.option("--borrow-timeout", type=click.FloatRange(0, 300), default=None,
               help="ConnectionBorrowTimeout in seconds (default 120, as RDS Proxy).")
 @click.option("--max-connections-percent", type=click.IntRange(1, 100), default=None)
+@click.option("--auto-failover/--no-auto-failover", default=True, show_default=True,
+              help="Promote a reader when the writer stops answering, as Aurora does.")
+@click.option("--failover-grace", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
+              help="Seconds the writer may stay silent before a reader is promoted.")
 @click.option("--json", "as_json", is_flag=True, help="Print endpoints and credentials as JSON (public contract).")
 @click.pass_context
 @_fail_on_target_errors
 def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_timeout: float | None,
-       max_connections_percent: int | None, as_json: bool) -> None:
+       max_connections_percent: int | None, auto_failover: bool, failover_grace: float, as_json: bool) -> None:
     """Start a stand-in cluster with the reference proxy in front; both keep running after exit."""
     sd = state_dir(ctx)
     previous = sd.read(RECORD)
@@ -76,7 +91,7 @@ def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_
         sd.remove(RECORD)
     pool = {"connection_borrow_timeout": borrow_timeout, "max_connections_percent": max_connections_percent}
     target = ReferenceTarget(engine, readers, pool={k: v for k, v in pool.items() if v is not None},
-                             require_tls=require_tls)
+                             require_tls=require_tls, auto_failover=auto_failover, failover_grace=failover_grace)
     started = time.monotonic()
     try:
         target.up()
@@ -125,7 +140,7 @@ def down(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 @_fail_on_target_errors
 def failover(ctx: click.Context, to: str | None, as_json: bool) -> None:
-    """Planned failover of the target's cluster (the proxy is not told)."""
+    """Planned failover of the target's cluster (the proxy is not told; the supervisor waits for it)."""
     target = _load(ctx)
     assert target.cluster is not None
     previous = target.cluster.writer.id
@@ -145,7 +160,11 @@ def failover(ctx: click.Context, to: str | None, as_json: bool) -> None:
 @click.pass_context
 @_fail_on_target_errors
 def crash(ctx: click.Context, instance_id: str, as_json: bool) -> None:
-    """Kill one instance of the target's cluster with SIGKILL (unplanned failure)."""
+    """Kill one instance of the target's cluster with SIGKILL (unplanned failure).
+
+    With automatic failover on, killing the writer makes the supervisor promote a reader after
+    the grace period; the proxy is not told either way.
+    """
     target = _load(ctx)
     target.crash(instance_id)
     state_dir(ctx).write(RECORD, target.to_state())

@@ -31,10 +31,9 @@ import socket
 import struct
 import threading
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Self
 
-from harness.faults.toxics import (Blackhole, Down, Piece, RelayError, ResetPeer, Stream, Toxic,
-                                   ToxicError)
+from harness.faults.toxics import Blackhole, Down, Piece, RelayError, ResetPeer, Stream, Toxic, ToxicError
 
 LOOPBACK = "127.0.0.1"
 CHUNK_SIZE = 65536
@@ -233,7 +232,7 @@ class Relay:
         self._serial = 0
         self._changed = asyncio.Event()
         self._started = False
-        self._counts = dict(total=0, up=0, down=0, failures=0, resets=0)
+        self._counts = {"total": 0, "up": 0, "down": 0, "failures": 0, "resets": 0}
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
@@ -257,7 +256,7 @@ class Relay:
                 t.cancel()
             await asyncio.gather(*handlers, return_exceptions=True)
 
-    async def __aenter__(self) -> Relay:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -356,8 +355,11 @@ class Relay:
 
     # -- connections -----------------------------------------------------------------------------
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._on_connect, self.listen_host, self.listen_port,
-                                                  reuse_address=True)
+        try:
+            self._server = await asyncio.start_server(self._on_connect, self.listen_host, self.listen_port,
+                                                      reuse_address=True)
+        except OSError as e:
+            raise RelayError(f"cannot listen on {self.listen_host}:{self.listen_port}: {e.strerror}") from e
         self.listen_port = self._server.sockets[0].getsockname()[1]
 
     async def _unlisten(self) -> None:
@@ -382,7 +384,7 @@ class Relay:
             return
         try:
             upstream = await asyncio.wait_for(asyncio.open_connection(*self.upstream), self.connect_timeout)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             self._counts["failures"] += 1
             writer.close()
             with contextlib.suppress(OSError):
@@ -410,8 +412,8 @@ class RelayServer:
                  listen_port: int = 0, rng: random.Random | None = None, connect_timeout: float = 5.0,
                  call_timeout: float = 10.0) -> None:
         _check_loopback(listen_host)
-        self._args = dict(listen_host=listen_host, listen_port=listen_port, rng=rng,
-                          connect_timeout=connect_timeout)
+        self._args = {"listen_host": listen_host, "listen_port": listen_port, "rng": rng,
+                      "connect_timeout": connect_timeout}
         self._upstream = (upstream_host, upstream_port)
         self._call_timeout = call_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -461,7 +463,7 @@ class RelayServer:
                 loop.close()
             self._loop = self._thread = self._relay = None
 
-    def __enter__(self) -> RelayServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

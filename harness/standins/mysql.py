@@ -420,7 +420,7 @@ class MySQLCluster(Cluster):
         if not self._running(old):
             return None
         try:
-            with self._connect(old, timeout=1.0) as conn:
+            with self._connect(old, timeout=2.0) as conn:
                 return repl.fence(conn, spare_users=(ADMIN_USER, REPLICATION_USER))
         except pymysql.err.MySQLError:
             self.crash(old.id)

@@ -34,14 +34,22 @@ INSTANCE_ID_FUNCTION_SQL = (
 #: Role used by readers (and base backups) to stream WAL from the writer.
 REPLICATION_USER = "replicator"
 
-#: Client authentication: password (SCRAM) over TCP on loopback only, for sessions and for
-#: replication.  Nothing else is accepted.
-HBA_CONF = """\
-# TYPE  DATABASE     USER  ADDRESS        METHOD
-local   all          all                  scram-sha-256
-host    all          all   127.0.0.1/32   scram-sha-256
-host    replication  all   127.0.0.1/32   scram-sha-256
-"""
+def hba_conf(user: str) -> str:
+    """Client authentication: passwords over TCP on loopback only, nothing else.
+
+    The cluster's own user must use SCRAM (its password is stored as a SCRAM secret).  Other
+    roles may use md5 -- a role created with ``password_encryption = md5`` lets a test exercise
+    a backend that asks for md5, as older Aurora parameter groups do.  Under the ``md5`` method
+    a role with a SCRAM secret still authenticates with SCRAM.
+    """
+    return (
+        "# TYPE  DATABASE     USER  ADDRESS        METHOD\n"
+        "local   all          all                  scram-sha-256\n"
+        f"host    all          {user}  127.0.0.1/32   scram-sha-256\n"
+        "host    replication  all   127.0.0.1/32   scram-sha-256\n"
+        "host    all          all   127.0.0.1/32   md5\n"
+    )
+
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 

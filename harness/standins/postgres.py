@@ -35,7 +35,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from harness.standins import pgconf, process
@@ -50,6 +49,7 @@ from harness.standins.base import (
     StartFailed,
     Topology,
 )
+from harness.standins.pgcontrol import ServerControl
 
 PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
 PG_PACKAGE = "postgresql-15"
@@ -68,6 +68,11 @@ class PostgresCluster(Cluster):
     Use it as a context manager (``with PostgresCluster(readers=2) as c: ...``) or call
     :meth:`start` / :meth:`stop`; both clean up everything on failure.  ``bin_dirs`` is where the
     server binaries are looked for first (then ``PATH``).
+
+    Operations are not thread-safe: one caller drives a cluster (clients may of course use the
+    servers from any thread).  A failover to a *named* reader after the writer crashed can lose
+    commits that only another reader received, exactly as promoting a lagging replica would;
+    without a target, or after a clean fence, the promoted reader holds every acknowledged commit.
     """
 
     engine = "postgres"
@@ -136,10 +141,10 @@ class PostgresCluster(Cluster):
         writer = self._new_instance(Role.WRITER)
         self._initdb(writer)
         self._spawn(writer)
-        self._bootstrap_sql(writer)
+        self._control(writer).bootstrap(self.replication_password)
         readers = [self._new_instance(Role.READER) for _ in range(self.initial_readers)]
         for r in readers:
-            self._ensure_slot(writer, r)
+            self._control(writer).ensure_slot(pgconf.slot_name(r.id))
         # Base backups of a fresh cluster are small; taking them side by side halves start time.
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(readers))) as pool:
             for f in [pool.submit(self._base_backup, r, writer) for r in readers]:
@@ -169,22 +174,22 @@ class PostgresCluster(Cluster):
         """Ask every running instance whether it is in recovery, and the writer about its readers."""
         answers: dict[str, bool] = {}
         for inst in self.instances:
-            with contextlib.suppress(psycopg.Error, StandinError):
-                answers[inst.id] = self._scalar(inst, "SELECT pg_is_in_recovery()")
+            with contextlib.suppress(psycopg.Error):
+                answers[inst.id] = self._control(inst).scalar("SELECT pg_is_in_recovery()")
         primaries = [i for i, in_recovery in answers.items() if not in_recovery]
         recorded = next((i.id for i in self.instances if i.role is Role.WRITER), None)
         writer_id = recorded if recorded in primaries else (primaries[0] if primaries else None)
         from_writer: dict[str, ReaderStatus] = {}
         if writer_id is not None:
-            with contextlib.suppress(psycopg.Error, StandinError):
-                from_writer = self._replication_view(self.instance(writer_id))
+            with contextlib.suppress(psycopg.Error):
+                from_writer = self._control(self.instance(writer_id)).replication_view()
         statuses = []
         for inst in self.instances:
             if inst.id == writer_id:
                 continue
             status = from_writer.get(inst.id)
             if status is None:
-                status = (self._reader_self_view(inst) if inst.id in answers
+                status = (self._control(inst).reader_self_view(inst.id) if inst.id in answers
                           else ReaderStatus(inst.id, replicating=False, lag_seconds=None))
             statuses.append(status)
         return Topology(writer=writer_id, readers=tuple(statuses))
@@ -204,14 +209,14 @@ class PostgresCluster(Cluster):
 
         end_of_wal = self._fence(old)
         if end_of_wal is not None:  # clean shutdown: readers get all of it, wait briefly for that
-            process.wait_until(lambda: all((self._received_lsn(r) or 0) > end_of_wal for r in running),
-                               5.0)
-        positions = {r.id: self._received_lsn(r) or 0 for r in running}
+            process.wait_until(lambda: all((self._control(r).received_lsn() or 0) > end_of_wal
+                                           for r in running), 5.0)
+        positions = {r.id: self._control(r).received_lsn() or 0 for r in running}
         if target is None:
             chosen = max(running, key=lambda r: (positions[r.id], -self._number(r)))
         fork_point = positions[chosen.id]
 
-        self._promote(chosen)
+        self._control(chosen).promote(chosen.id)
         old.role, chosen.role = Role.READER, Role.WRITER
         self._configure_new_writer(chosen)
         for r in self.readers:
@@ -250,7 +255,7 @@ class PostgresCluster(Cluster):
             raise StandinError(f"cannot add a reader: the writer {writer.id} is not running")
         inst = self._new_instance(Role.READER)
         try:
-            self._ensure_slot(writer, inst)
+            self._control(writer).ensure_slot(pgconf.slot_name(inst.id))
             self._base_backup(inst, writer)
             self._spawn(inst)
             self._wait_streaming(writer, [inst.id])
@@ -264,15 +269,14 @@ class PostgresCluster(Cluster):
         """Block until every running reader has replayed up to the writer's current WAL position."""
         writer = self.writer
         try:
-            target = pgconf.parse_lsn(self._scalar(writer, "SELECT pg_current_wal_lsn()::text"))
+            target = self._control(writer).current_lsn()
         except psycopg.Error as e:
             raise ReplicationTimeout(f"cannot read the writer {writer.id}'s WAL position: {e}") from e
-        assert target is not None
         readers = [r for r in self.readers if self._live_pid(r)]
         behind: list[str] = []
 
         def caught_up() -> bool:
-            behind[:] = [r.id for r in readers if (self._replayed_lsn(r) or -1) < target]
+            behind[:] = [r.id for r in readers if (self._control(r).replayed_lsn() or -1) < target]
             return not behind
 
         if not process.wait_until(caught_up, timeout, interval=0.05):
@@ -340,7 +344,7 @@ class PostgresCluster(Cluster):
             if not process.pid_alive(inst.pid, inst.pid_start_time):
                 raise self._start_failure(inst, "exited during startup")
             try:  # "postgres" always exists; the cluster's database may not yet
-                with self._connect(inst, dbname="postgres"):
+                with self._control(inst).connect(dbname="postgres"):
                     return True
             except psycopg.Error as e:
                 errors[:] = [str(e).strip()]
@@ -379,29 +383,18 @@ class PostgresCluster(Cluster):
                 os.remove(pwfile)
         with open(os.path.join(writer.data_dir, "postgresql.conf"), "a") as f:
             f.write(pgconf.server_conf(self.socket_dir, self.max_connections))
-        self._write_owned(os.path.join(writer.data_dir, "pg_hba.conf"), pgconf.HBA_CONF)
-
-    def _bootstrap_sql(self, writer: Instance) -> None:
-        """Replication role, the instance-id function everywhere, and the cluster's database."""
-        with self._connect(writer, dbname="postgres") as conn:
-            conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
-                sql.Identifier(pgconf.REPLICATION_USER), sql.Literal(self.replication_password)))
-            conn.execute(pgconf.INSTANCE_ID_FUNCTION_SQL)
-        with self._connect(writer, dbname="template1") as conn:
-            conn.execute(pgconf.INSTANCE_ID_FUNCTION_SQL)
-        if self.database not in ("postgres", "template1"):
-            with self._connect(writer, dbname="postgres") as conn:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        self._write_owned(os.path.join(writer.data_dir, "pg_hba.conf"), pgconf.hba_conf(self.user))
 
     def _base_backup(self, inst: Instance, writer: Instance) -> None:
         """Copy the writer into the instance's (empty) data dir and make it a standby of it."""
         process.remove_tree(inst.data_dir)
         conninfo = make_conninfo(host=writer.host, port=writer.port, user=pgconf.REPLICATION_USER,
-                                 password=self.replication_password, connect_timeout=5)
+                                 connect_timeout=5)
         try:
             process.run([self._bin("pg_basebackup"), "-D", inst.data_dir, "-d", conninfo,
                          "-X", "stream", "--checkpoint=fast", "--no-sync"],
-                        owner=SERVICE_ACCOUNT, env=self._tool_env(), timeout=300)
+                        owner=SERVICE_ACCOUNT, env=self._tool_env(self.replication_password),
+                        timeout=300)
         except StandinError as e:
             raise StartFailed(f"base backup of {writer.id} for {inst.id} failed: {e}") from None
         self._write_standby_files(inst, writer)
@@ -426,8 +419,13 @@ class PostgresCluster(Cluster):
             os.chown(path, *process.service_user(SERVICE_ACCOUNT))
 
     @staticmethod
-    def _tool_env() -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "LANG": "C"}
+    def _tool_env(password: str | None = None) -> dict[str, str]:
+        """Environment of the client tools: C locale (parsable output); the password, if any,
+        in PGPASSWORD rather than on a command line that every local user can read."""
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "LANG": "C"}
+        if password is not None:
+            env["PGPASSWORD"] = password
+        return env
 
     # -- failover steps ----------------------------------------------------------------------
     def _fence(self, old: Instance) -> int | None:
@@ -445,36 +443,19 @@ class PostgresCluster(Cluster):
         state, lsn = pgconf.checkpoint_lsn_from_controldata(out)
         return lsn if state == "shut down" else None
 
-    def _promote(self, inst: Instance) -> None:
-        with self._connect(inst) as conn:
-            row = conn.execute("SELECT pg_promote(wait => true, wait_seconds => 60)").fetchone()
-        if not row or not row[0]:
-            raise StandinError(f"{inst.id} did not finish promotion within 60s:\n"
-                               f"{process.log_tail(inst.log_path)}")
-
     def _configure_new_writer(self, writer: Instance) -> None:
-        """Slots for every reader, synchronous names, and a checkpoint so pg_rewind sees the new timeline."""
+        """Slots for every reader, synchronous names, and a checkpoint for pg_rewind's sake."""
+        control = self._control(writer)
         for r in self.readers:
-            self._ensure_slot(writer, r)
-        wanted = [pgconf.slot_name(r.id) for r in self.readers]
-        with self._connect(writer) as conn:
-            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                         "WHERE NOT active AND slot_type = 'physical' "
-                         "AND NOT (slot_name = ANY(%s))", (wanted,))
-            conn.execute("ALTER SYSTEM RESET primary_conninfo")
-            conn.execute("ALTER SYSTEM RESET primary_slot_name")
-            conn.execute("CHECKPOINT")
+            control.ensure_slot(pgconf.slot_name(r.id))
+        control.drop_idle_slots_except([pgconf.slot_name(r.id) for r in self.readers])
+        control.become_primary_settings()
         self._apply_synchronous_names(writer)
 
     def _repoint(self, reader: Instance, writer: Instance) -> None:
-        """Point a running reader at the new writer; PostgreSQL 15 applies this on reload."""
+        """Point a running reader at the new writer; rejoin it the hard way if it won't listen."""
         try:
-            with self._connect(reader) as conn:
-                conn.execute(sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(
-                    sql.Literal(self._primary_conninfo(writer))))
-                conn.execute(sql.SQL("ALTER SYSTEM SET primary_slot_name = {}").format(
-                    sql.Literal(pgconf.slot_name(reader.id))))
-                conn.execute("SELECT pg_reload_conf()")
+            self._control(reader).follow(self._primary_conninfo(writer), pgconf.slot_name(reader.id))
         except psycopg.Error:
             self._rejoin(reader, writer)
 
@@ -482,11 +463,11 @@ class PostgresCluster(Cluster):
         """Make a stopped or diverged instance a reader of ``writer``: pg_rewind, else re-clone."""
         self._stop_instance(inst)
         source = make_conninfo(host=writer.host, port=writer.port, user=self.user,
-                               password=self.password, dbname=self.database, connect_timeout=5)
+                               dbname=self.database, connect_timeout=5)
         try:
             process.run([self._bin("pg_rewind"), f"--target-pgdata={inst.data_dir}",
                          f"--source-server={source}", "--no-sync"],
-                        owner=SERVICE_ACCOUNT, env=self._tool_env(), timeout=300)
+                        owner=SERVICE_ACCOUNT, env=self._tool_env(self.password), timeout=300)
             self._clear_slots(inst)
             self._write_standby_files(inst, writer)
         except StandinError:
@@ -504,36 +485,21 @@ class PostgresCluster(Cluster):
     def _discard(self, inst: Instance, writer: Instance) -> None:
         """Undo a half-made reader: stop it, drop its slot and its directory, forget it."""
         self._stop_instance(inst)
-        with contextlib.suppress(psycopg.Error, StandinError), self._connect(writer) as conn:
-            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                         "WHERE slot_name = %s AND NOT active", (pgconf.slot_name(inst.id),))
         self.instances.remove(inst)
+        with contextlib.suppress(psycopg.Error):
+            self._control(writer).drop_idle_slots_except([pgconf.slot_name(r.id) for r in self.readers])
         process.remove_tree(os.path.dirname(inst.data_dir))
 
-    def _ensure_slot(self, writer: Instance, reader: Instance) -> None:
-        with self._connect(writer) as conn:
-            conn.execute("SELECT pg_create_physical_replication_slot(%s, true) WHERE NOT EXISTS "
-                         "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
-                         (pgconf.slot_name(reader.id),) * 2)
-
     def _apply_synchronous_names(self, writer: Instance) -> None:
-        names = pgconf.synchronous_standby_names([r.id for r in self.readers], self.synchronous)
-        with self._connect(writer) as conn:
-            conn.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(
-                sql.Literal(names)))
-            conn.execute("SELECT pg_reload_conf()")
+        self._control(writer).set_synchronous_names(
+            pgconf.synchronous_standby_names([r.id for r in self.readers], self.synchronous))
 
     def _wait_streaming(self, writer: Instance, reader_ids: list[str],
                         timeout: float = _STREAM_TIMEOUT) -> None:
         missing: list[str] = []
 
         def all_streaming() -> bool:
-            try:
-                rows = self._rows(writer, "SELECT application_name FROM pg_stat_replication "
-                                          "WHERE state = 'streaming'")
-            except psycopg.Error:
-                rows = []
-            streaming = {r[0] for r in rows}
+            streaming = self._control(writer).streaming_names()
             missing[:] = [i for i in reader_ids if i not in streaming]
             for i in missing:
                 inst = self.instance(i)
@@ -547,63 +513,5 @@ class PostgresCluster(Cluster):
             raise ReplicationTimeout(f"{', '.join(missing)} did not start streaming from "
                                      f"{writer.id} within {timeout:.0f}s\n{logs}")
 
-    # -- queries -----------------------------------------------------------------------------
-    def _connect(self, inst: Instance, dbname: str | None = None) -> psycopg.Connection:
-        return psycopg.connect(host=inst.host, port=inst.port, user=self.user,
-                               password=self.password, dbname=dbname or self.database,
-                               autocommit=True, connect_timeout=2,
-                               application_name="aurora-harness-control")
-
-    def _rows(self, inst: Instance, query: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self._connect(inst) as conn:
-            return conn.execute(query, params).fetchall()
-
-    def _scalar(self, inst: Instance, query: str) -> Any:
-        rows = self._rows(inst, query)
-        return rows[0][0] if rows else None
-
-    def _received_lsn(self, inst: Instance) -> int | None:
-        """How much WAL a reader holds (received or replayed, whichever is further); None if down."""
-        try:
-            row = self._rows(inst, "SELECT pg_last_wal_receive_lsn()::text, "
-                                   "pg_last_wal_replay_lsn()::text")[0]
-        except psycopg.Error:
-            return None
-        values = [v for v in (pgconf.parse_lsn(row[0]), pgconf.parse_lsn(row[1])) if v is not None]
-        return max(values) if values else None
-
-    def _replayed_lsn(self, inst: Instance) -> int | None:
-        try:
-            return pgconf.parse_lsn(self._scalar(inst, "SELECT pg_last_wal_replay_lsn()::text"))
-        except psycopg.Error:
-            return None
-
-    def _replication_view(self, writer: Instance) -> dict[str, ReaderStatus]:
-        """Readers streaming from the writer, with lag as the writer measures it."""
-        rows = self._rows(writer, """
-            SELECT application_name,
-                   EXTRACT(EPOCH FROM replay_lag)::float8,
-                   pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint
-            FROM pg_stat_replication WHERE state = 'streaming'""")
-        view = {}
-        for name, lag_s, lag_b in rows:
-            if lag_s is None and lag_b == 0:
-                lag_s = 0.0  # the writer clears replay_lag once a reader is idle and caught up
-            view[name] = ReaderStatus(name, replicating=True, lag_seconds=lag_s,
-                                      lag_bytes=max(0, int(lag_b)) if lag_b is not None else None)
-        return view
-
-    def _reader_self_view(self, inst: Instance) -> ReaderStatus:
-        """A running reader the writer does not list: ask it whether and how far it streams."""
-        try:
-            rows = self._rows(inst, """
-                SELECT (SELECT status FROM pg_stat_wal_receiver) = 'streaming',
-                       pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint,
-                       EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8""")
-        except psycopg.Error:
-            return ReaderStatus(inst.id, replicating=False, lag_seconds=None)
-        streaming, lag_b, since_replay = rows[0]
-        lag_s = 0.0 if lag_b == 0 else since_replay
-        return ReaderStatus(inst.id, replicating=bool(streaming), lag_seconds=lag_s,
-                            lag_bytes=int(lag_b) if lag_b is not None else None)
-
+    def _control(self, inst: Instance) -> ServerControl:
+        return ServerControl(inst.host, inst.port, self.user, self.password, self.database)

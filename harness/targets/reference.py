@@ -7,6 +7,13 @@ proxy's admin listener.
 
 The whole target can be recorded (:meth:`to_state`) and rebuilt in another process, which is how
 ``aurora-harness up`` leaves it running in the background and ``aurora-harness down`` stops it.
+
+With ``auto_failover=True`` the stand-in gets an Aurora-like control plane: a supervisor process
+(``python -m harness.standins.supervisor``) that promotes a reader when the writer stops answering
+for ``failover_grace`` seconds.  The cluster record then lives in ``<run_dir>/cluster.json``, which
+the supervisor updates; every control operation here takes the record's lock, re-reads it, acts
+and saves it, so a planned failover never races an automatic one.  The proxy is told nothing in
+either case: it must notice the new writer through its own monitor.
 """
 
 from __future__ import annotations
@@ -15,13 +22,24 @@ import json
 import os
 import sys
 import urllib.request
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from harness.standins import process
 from harness.standins.base import Cluster, Role, StandinError, cluster_class, cluster_from_state
+from harness.standins.supervisor import (
+    DEFAULT_GRACE,
+    READY_LINE,
+    StateFileStore,
+    cluster_lock,
+    read_promotions,
+    write_json_atomically,
+)
 from harness.targets.base import Capability, Credentials, Endpoint, Target, TargetError
 
 READY_TIMEOUT = 30.0
+SUPERVISOR_READY_TIMEOUT = 20.0
 
 
 def _toml_value(value: Any) -> str:
@@ -69,8 +87,17 @@ class ReferenceTarget(Target):
                               Capability.STATUS, Capability.DIRECT})
 
     def __init__(self, engine: str = "postgres", readers: int = 2, *, pool: dict[str, Any] | None = None,
-                 require_tls: bool = False, cluster: Cluster | None = None) -> None:
+                 require_tls: bool = False, cluster: Cluster | None = None, auto_failover: bool = False,
+                 failover_grace: float = DEFAULT_GRACE) -> None:
+        """``auto_failover`` starts the supervisor (off by default, so tests drive failover by hand)."""
         super().__init__(engine)
+        if isinstance(failover_grace, bool) or not isinstance(failover_grace, (int, float)) \
+                or not 0 < failover_grace <= 3600:
+            raise TargetError(f"failover_grace must be a number of seconds in (0, 3600], got {failover_grace!r}")
+        self.auto_failover = auto_failover
+        self.failover_grace = float(failover_grace)
+        self.supervisor_pid: int | None = None
+        self.supervisor_pid_start: int | None = None
         self.readers = readers
         self.pool_settings = dict(pool or {})
         self.require_tls = require_tls
@@ -91,6 +118,28 @@ class ReferenceTarget(Target):
     def log_path(self) -> str:
         assert self.run_dir
         return os.path.join(self.run_dir, "proxy.log")
+
+    @property
+    def cluster_record_path(self) -> str:
+        """The supervised cluster's record (the supervisor and control operations share it)."""
+        assert self.run_dir
+        return os.path.join(self.run_dir, "cluster.json")
+
+    @property
+    def promotions_path(self) -> str:
+        """JSON lines, one per automatic failover (see :class:`harness.standins.supervisor.Promotion`)."""
+        assert self.run_dir
+        return os.path.join(self.run_dir, "promotions.jsonl")
+
+    @property
+    def supervisor_log_path(self) -> str:
+        assert self.run_dir
+        return os.path.join(self.run_dir, "supervisor.log")
+
+    @property
+    def supervised(self) -> bool:
+        """True when the cluster record is on disk for a supervisor (auto failover was started)."""
+        return bool(self.run_dir) and os.path.exists(self.cluster_record_path)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def proxy_config(self) -> dict[str, Any]:
@@ -119,7 +168,45 @@ class ReferenceTarget(Target):
             self.cluster.start()
         self.run_dir = process.make_base_dir("aurora-harness-proxy-", None)
         self.ports = {"writer": process.free_port(), "reader": process.free_port(), "admin": process.free_port()}
+        if self.auto_failover:
+            self.start_supervisor()
         self.start_proxy()
+
+    def start_supervisor(self) -> None:
+        """Record the cluster in the run directory and start the supervisor process watching it."""
+        assert self.cluster is not None and self.run_dir
+        write_json_atomically(Path(self.cluster_record_path), self.cluster.to_state())
+        self.supervisor_pid, self.supervisor_pid_start = process.spawn(
+            [sys.executable, "-m", "harness.standins.supervisor", "--state", self.cluster_record_path,
+             "--grace", repr(self.failover_grace), "--promotions-log", self.promotions_path],
+            log_path=self.supervisor_log_path)
+
+        def started() -> bool:
+            if not self.supervisor_running():
+                return True  # stop polling; reported below
+            try:
+                with open(self.supervisor_log_path) as f:
+                    return READY_LINE in f.read()
+            except OSError:
+                return False
+
+        process.wait_until(started, SUPERVISOR_READY_TIMEOUT, interval=0.05)
+        if not self.supervisor_running():
+            raise TargetError("the failover supervisor exited at start; its log ends:\n"
+                              + process.log_tail(self.supervisor_log_path))
+
+    def stop_supervisor(self) -> None:
+        """Stop the supervisor (it finishes a promotion in progress first). Idempotent."""
+        if self.supervisor_pid is not None:
+            process.terminate(self.supervisor_pid, self.supervisor_pid_start, timeout=60)
+        self.supervisor_pid = self.supervisor_pid_start = None
+
+    def supervisor_running(self) -> bool:
+        return process.pid_alive(self.supervisor_pid, self.supervisor_pid_start)
+
+    def promotions(self) -> list[dict[str, Any]]:
+        """Automatic failovers done so far, oldest first (empty without auto failover)."""
+        return read_promotions(self.promotions_path) if self.run_dir else []
 
     def start_proxy(self) -> None:
         """Write the configuration and start the proxy process; wait until it serves."""
@@ -149,7 +236,10 @@ class ReferenceTarget(Target):
         self.proxy_pid = None
 
     def down(self) -> None:
+        self.stop_supervisor()  # first, so that stopping the servers is not taken for a failure
         self.stop_proxy()
+        if self.supervised:
+            self._reload_cluster()
         if self.cluster is not None and self._owns_cluster:
             self.cluster.stop()
         process.remove_tree(self.run_dir)
@@ -174,21 +264,37 @@ class ReferenceTarget(Target):
 
     # -- control -----------------------------------------------------------------------------
     def failover(self, target_instance: str | None = None) -> str:
-        assert self.cluster is not None
-        return self.cluster.failover(target_instance)
+        """Planned failover; under the supervisor's lock when supervised, so the two never race."""
+        return self._control(lambda c: c.failover(target_instance))
 
     def crash(self, instance_id: str) -> None:
-        assert self.cluster is not None
-        self.cluster.crash(instance_id)
+        self._control(lambda c: c.crash(instance_id))
 
     def restart(self, instance_id: str) -> None:
+        self._control(lambda c: c.restart(instance_id))
+
+    def _control(self, operation: Callable[[Cluster], Any]) -> Any:
         assert self.cluster is not None
-        self.cluster.restart(instance_id)
+        if not self.supervised:
+            return operation(self.cluster)
+        with cluster_lock(self.cluster_record_path):
+            self._reload_cluster()
+            try:
+                return operation(self.cluster)
+            finally:
+                write_json_atomically(Path(self.cluster_record_path), self.cluster.to_state())
+
+    def _reload_cluster(self) -> None:
+        """Take the supervised record as the truth (the supervisor may have promoted a reader)."""
+        try:
+            self.cluster = StateFileStore(self.cluster_record_path).load()
+        except StandinError:
+            pass  # keep the handle we have; down() still stops what it names
 
     def _admin_get(self, path: str) -> bytes:
         url = f"http://{process.LOOPBACK}:{self.ports['admin']}{path}"
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - our own loopback listener
+            with urllib.request.urlopen(url, timeout=5) as resp:
                 return resp.read()
         except OSError as e:
             raise TargetError(f"cannot read {url}: {e}") from None
@@ -217,6 +323,9 @@ class ReferenceTarget(Target):
         d["status_url"] = self.status_url
         d["instances"] = self.direct_instances()
         d["proxy_log"] = self.log_path if self.run_dir else None
+        d["auto_failover"] = {"enabled": self.supervised, "grace_seconds": self.failover_grace,
+                              "supervisor_running": self.supervisor_running(),
+                              "promotions": self.promotions()}
         return d
 
     # -- persistence for the CLI -------------------------------------------------------------
@@ -225,15 +334,21 @@ class ReferenceTarget(Target):
         return {"engine": self.engine, "readers": self.readers, "pool": self.pool_settings,
                 "require_tls": self.require_tls, "run_dir": self.run_dir, "ports": self.ports,
                 "proxy_pid": self.proxy_pid, "proxy_pid_start": self.proxy_pid_start,
+                "auto_failover": self.auto_failover, "failover_grace": self.failover_grace,
+                "supervisor_pid": self.supervisor_pid, "supervisor_pid_start": self.supervisor_pid_start,
                 "cluster": self.cluster.to_state()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ReferenceTarget:
         t = cls(state["engine"], state["readers"], pool=state.get("pool"), require_tls=state["require_tls"],
-                cluster=cluster_from_state(state["cluster"]))
+                cluster=cluster_from_state(state["cluster"]), auto_failover=bool(state.get("auto_failover")),
+                failover_grace=state.get("failover_grace", DEFAULT_GRACE))
         t._owns_cluster = True
         t.run_dir, t.ports = state["run_dir"], state["ports"]
         t.proxy_pid, t.proxy_pid_start = state["proxy_pid"], state["proxy_pid_start"]
+        t.supervisor_pid, t.supervisor_pid_start = state.get("supervisor_pid"), state.get("supervisor_pid_start")
+        if t.supervised:
+            t._reload_cluster()
         return t
 
     def follow_live_roles(self) -> bool:

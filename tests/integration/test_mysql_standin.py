@@ -185,13 +185,17 @@ def test_bad_requests_get_clear_errors(shared):
 
 # -- failover ------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_failover_under_writes_keeps_every_acknowledged_write():
+@pytest.mark.parametrize("writer_fate", ["fenced", "crashed"])
+def test_failover_under_writes_keeps_every_acknowledged_write(writer_fate):
+    """Fenced: the live writer is drained.  Crashed: only semi-sync puts acked writes on a reader."""
     with MySQLCluster(readers=2) as cluster:
         execute(cluster, "instance-1", "CREATE TABLE acked (id INT PRIMARY KEY)")
         loop = WriteLoop(cluster, "acked")
         loop.start()
         try:
             loop.wait_for_acks(30)
+            if writer_fate == "crashed":
+                cluster.crash("instance-1")
             new_writer = cluster.failover()
             before = len(loop.acked)
             loop.wait_for_acks(before + 30)
@@ -275,6 +279,24 @@ def test_crashed_writer_rejoins_without_its_unacknowledged_commit():
 
 
 # -- crash, restart, add ---------------------------------------------------------------------------
+def test_a_diverged_reader_is_rebuilt_from_the_seed_on_restart():
+    """A reader holding a transaction the writer never had cannot follow it by GTID any more."""
+    with MySQLCluster(readers=1) as cluster:
+        execute(cluster, "instance-1", "CREATE TABLE t (id INT PRIMARY KEY)")
+        execute(cluster, "instance-1", "INSERT INTO t VALUES (1)")
+        cluster.wait_replicated(timeout=10)
+        with cluster._connect(cluster.instance("instance-2")) as admin, admin.cursor() as cur:
+            cur.execute(f"INSERT INTO {cluster.database}.t VALUES (100)")  # a local, stray write
+        execute(cluster, "instance-1", "INSERT INTO t VALUES (2)")
+        eventually(lambda: not reader_status(cluster, "instance-2").replicating,
+                   what="the reader stopping on the conflicting transaction")
+        cluster.restart("instance-2")
+        assert cluster.rebuilt == ["instance-2"]
+        cluster.wait_replicated(timeout=30)
+        assert ids_on(cluster, "instance-2", "t") == {1, 2}
+        assert reader_status(cluster, "instance-2").replicating
+
+
 def test_crash_and_restart_of_a_reader():
     with MySQLCluster(readers=2) as cluster:
         execute(cluster, "instance-1", "CREATE TABLE t (id INT PRIMARY KEY)")
@@ -398,6 +420,8 @@ def test_a_handle_rebuilt_in_another_process_stops_the_cluster():
         assert isinstance(cluster, MySQLCluster)
         assert cluster.topology().writer == "instance-1"
         assert scalar(cluster, "instance-2", "SELECT @@report_host") == "instance-2"
+        assert cluster.failover() == "instance-2"  # control works from the rebuilt handle too
+        eventually(lambda: all_streaming(cluster), what="instance-1 streaming from instance-2")
     finally:
         cluster.stop()
     _assert_left_nothing(cluster)

@@ -31,6 +31,7 @@ from harness.standins.base import (
     UnknownInstance,
     cluster_from_state,
 )
+from harness.standins.pgcontrol import ServerControl
 from harness.standins.postgres import PG_BIN_DIR, PostgresCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres,
@@ -145,6 +146,24 @@ def test_instance_id_function_exists_in_new_databases(cluster):
     with psycopg.connect(host=p.host, port=p.port, user=p.user, password=p.password,
                          dbname="later_db", autocommit=True) as conn:
         assert conn.execute("SELECT aurora_db_instance_identifier()").fetchone()[0] == cluster.writer.id
+
+
+@pytest.mark.shares_cluster
+def test_cluster_user_has_scram_secret_and_md5_roles_can_log_in(cluster):
+    secret = scalar(cluster, cluster.writer.id,
+                    "SELECT rolpassword FROM pg_authid WHERE rolname = current_user")
+    assert secret.startswith("SCRAM-SHA-256$")
+    with connect(cluster, cluster.writer.id) as conn:
+        conn.execute("SET password_encryption = 'md5'")
+        conn.execute("DROP ROLE IF EXISTS legacy_md5")
+        conn.execute("CREATE ROLE legacy_md5 LOGIN PASSWORD 'legacy-pass'")
+    p = cluster.connection_params(cluster.writer.id)
+    with psycopg.connect(host=p.host, port=p.port, user="legacy_md5", password="legacy-pass",
+                         dbname=p.database, connect_timeout=3) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == "legacy_md5"
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(host=p.host, port=p.port, user=p.user, password="wrong",
+                        dbname=p.database, connect_timeout=3)
 
 
 @pytest.mark.shares_cluster
@@ -272,6 +291,28 @@ def test_failover_to_named_target(cluster):
 
 
 @pytest.mark.shares_cluster
+def test_failover_rebuilds_old_writer_when_rewind_fails(cluster, monkeypatch):
+    real_run = process.run
+    rewinds = []
+
+    def run_without_rewind(argv, **kwargs):
+        if os.path.basename(argv[0]) == "pg_rewind":
+            rewinds.append(argv)
+            raise StandinError("pg_rewind exited with 1: simulated failure")
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(process, "run", run_without_rewind)
+    old_writer = cluster.writer.id
+    cluster.crash(old_writer)  # an unclean old writer is the case that most needs a rewind
+    new_writer = cluster.failover()
+    assert rewinds, "failover did not try pg_rewind"
+    assert scalar(cluster, old_writer, "SELECT pg_is_in_recovery()") is True
+    assert scalar(cluster, old_writer, "SELECT aurora_db_instance_identifier()") == old_writer
+    eventually(lambda: all_streaming(cluster), what="re-cloned old writer streaming")
+    assert cluster.topology().writer == new_writer
+
+
+@pytest.mark.shares_cluster
 def test_failover_rejects_bad_targets(cluster):
     with pytest.raises(UnknownInstance):
         cluster.failover("instance-99")
@@ -354,11 +395,11 @@ def test_start_fails_cleanly_when_a_port_is_taken(monkeypatch):
 
 
 def test_interrupted_start_leaves_nothing_behind(monkeypatch):
-    def interrupted(self, writer):
-        assert process.pid_alive(writer.pid, writer.pid_start_time)  # the writer is up by now
+    def interrupted(self, replication_password):
+        assert process.port_open(self.port)  # the writer is up by now
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(PostgresCluster, "_bootstrap_sql", interrupted)
+    monkeypatch.setattr(ServerControl, "bootstrap", interrupted)
     cluster = PostgresCluster(readers=1)
     with pytest.raises(KeyboardInterrupt):
         cluster.start()

@@ -7,8 +7,18 @@ import json
 import pytest
 
 from harness.checkers import CHECKER_TYPES, default_checkers
-from harness.checkers.base import (MAX_EVIDENCE, CheckContext, CheckerError, Validity, Verdict, check_safe, compose,
-                                   judge, merge_validity, unknown)
+from harness.checkers.base import (
+    MAX_EVIDENCE,
+    CheckContext,
+    CheckerError,
+    Validity,
+    Verdict,
+    check_safe,
+    compose,
+    judge,
+    merge_validity,
+    unknown,
+)
 from harness.checkers.synthetic import HistoryBuilder
 from harness.guarantees import CATALOGUE, with_thresholds
 from harness.history import History

@@ -6,7 +6,11 @@ import random
 
 import pytest
 
-from harness.checkers.availability import FailoverReadErrorsChecker, FailoverWriteGapChecker, IdleSurvivalChecker
+from harness.checkers.availability import (
+    FailoverReadErrorsChecker,
+    FailoverWriteGapChecker,
+    IdleSurvivalChecker,
+)
 from harness.checkers.base import CheckContext, Validity
 from harness.checkers.borrow import MYSQL_TEXT, PG_TEXT, BorrowTimeoutChecker
 from harness.checkers.durability import NoFailedVisibleChecker, NoLostAckChecker
@@ -14,7 +18,7 @@ from harness.checkers.latency import AddedLatencyP50Checker, AddedLatencyP99Chec
 from harness.checkers.netfault import SilentFaultDetectedChecker
 from harness.checkers.storm import StormServedChecker
 from harness.checkers.synthetic import HistoryBuilder
-from harness.history import OpError, OpType
+from harness.history import OpError
 
 T, F, U = Validity.TRUE, Validity.FALSE, Validity.UNKNOWN
 CTX = CheckContext()

@@ -6,8 +6,12 @@ from harness.checkers.base import CheckContext, MetricSample, Validity
 from harness.checkers.isolation import SessionLeakChecker
 from harness.checkers.pinning import PinNonTriggersChecker, PinTriggersChecker
 from harness.checkers.pooling import BackendCapChecker, MultiplexingChecker
-from harness.checkers.routing import (ReaderBalanceChecker, ReaderOnlyChecker, WriterEndpointChecker,
-                                      WriterTimeline)
+from harness.checkers.routing import (
+    ReaderBalanceChecker,
+    ReaderOnlyChecker,
+    WriterEndpointChecker,
+    WriterTimeline,
+)
 from harness.checkers.synthetic import HistoryBuilder
 from harness.history import OpError, OpType
 
@@ -224,3 +228,11 @@ def test_isolation_ignores_failed_reads_and_reports_unknown_kinds():
     _state(b, 2, "read_state", "cursor", "c", True, 3)
     v = SessionLeakChecker().check(b.history(), CTX)
     assert v.valid is T and "1 state ops with an unknown kind" in v.reason
+
+
+def test_isolation_accepts_the_setting_shorthand():
+    b = HistoryBuilder()
+    b.op(1, "set_setting", {"name": "search_path", "value": "client_1"}, at=0)
+    b.op(2, "read_setting", {"name": "search_path", "value": "client_1"}, at=1)
+    v = SessionLeakChecker().check(b.history(), CTX)
+    assert v.valid is F and v.evidence[0]["f"] == "read_setting"

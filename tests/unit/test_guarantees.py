@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from harness.guarantees import (CATALOGUE, Comparison, GuaranteeError, UnknownGuarantee, get, load_thresholds,
-                                with_thresholds)
+from harness.guarantees import (
+    CATALOGUE,
+    Comparison,
+    GuaranteeError,
+    UnknownGuarantee,
+    get,
+    load_thresholds,
+    with_thresholds,
+)
 
 REQUIRED = {
     "POOL-BACKEND-CAP", "POOL-MULTIPLEXING", "ROUTE-WRITER-ENDPOINT", "ROUTE-READER-ONLY", "ROUTE-READER-BALANCE",

@@ -8,8 +8,17 @@ import threading
 
 import pytest
 
-from harness.history import (History, HistoryError, ManualClock, Op, OpError, OpType, Phase, Recorder,
-                             duration_ns)
+from harness.history import (
+    History,
+    HistoryError,
+    ManualClock,
+    Op,
+    OpError,
+    OpType,
+    Phase,
+    Recorder,
+    duration_ns,
+)
 
 
 def small_run(rec: Recorder, clock: ManualClock) -> None:
@@ -221,3 +230,11 @@ def test_many_threads_and_tasks_lose_nothing(tmp_path):
     assert times == sorted(times)
     assert all(c is not None and c.value == i.value if i.f == "write" else c is not None
                for i, c in loaded.pairs())
+
+
+def test_torn_line_is_logged(tmp_path, caplog):
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"index": 0, "time": 0, "type": "ok", "f": "x"}\n{"ind')
+    with caplog.at_level("WARNING"):
+        assert History.load(path).torn_lines == 1
+    assert "torn last line" in caplog.text

@@ -17,8 +17,17 @@ import time
 import pytest
 
 from harness.faults.relay import Relay, RelayError, RelayServer
-from harness.faults.toxics import (Bandwidth, Blackhole, Down, Latency, LimitData, ResetPeer, Slicer, Stream,
-                                   ToxicError)
+from harness.faults.toxics import (
+    Bandwidth,
+    Blackhole,
+    Down,
+    Latency,
+    LimitData,
+    ResetPeer,
+    Slicer,
+    Stream,
+    ToxicError,
+)
 
 
 class EchoServer:
@@ -135,11 +144,10 @@ def test_reset_peer_resets_client_and_server(relay, echo):
     assert wait_for(lambda: echo.endings == ["reset"])
     assert relay.stats().resets == 1
     # New connections are reset too while the toxic is in place.
-    with connect(relay) as s2:
-        with pytest.raises(ConnectionResetError):
-            s2.sendall(b"x")
-            while s2.recv(10):
-                pass
+    with connect(relay) as s2, pytest.raises(ConnectionResetError):
+        s2.sendall(b"x")
+        while s2.recv(10):
+            pass
 
 
 def test_blackhole_holds_silently_and_releases_without_loss(relay):
@@ -323,3 +331,10 @@ def test_async_api_inside_a_running_loop():
 
     data, elapsed = asyncio.run(scenario())
     assert data == b"async" and elapsed >= 0.045
+
+
+def test_listening_on_a_taken_port_is_a_clear_error(echo):
+    relay = RelayServer("127.0.0.1", echo.port, listen_port=echo.port)
+    with pytest.raises(RelayError, match=f"cannot listen on 127.0.0.1:{echo.port}"):
+        relay.start()
+    assert not any(t.name == f"relay-to-{echo.port}" for t in threading.enumerate())

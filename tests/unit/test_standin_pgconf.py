@@ -42,9 +42,13 @@ def test_server_conf_listens_on_loopback_only_and_enables_rewind():
 
 
 def test_hba_allows_password_logins_from_loopback_only():
-    rules = [line.split() for line in pgconf.HBA_CONF.splitlines() if not line.startswith("#")]
-    assert all(r[-1] == "scram-sha-256" for r in rules)
+    rules = [line.split() for line in pgconf.hba_conf("harness").splitlines()
+             if not line.startswith("#")]
     assert {r[3] for r in rules if r[0] == "host"} == {"127.0.0.1/32"}
+    assert all(r[-1] in ("scram-sha-256", "md5") for r in rules)
+    # The cluster user's rule comes before the md5 catch-all, so it always uses SCRAM.
+    assert rules.index(["host", "all", "harness", "127.0.0.1/32", "scram-sha-256"]) < \
+        rules.index(["host", "all", "all", "127.0.0.1/32", "md5"])
 
 
 def test_server_argv_sets_port_and_cluster_name():

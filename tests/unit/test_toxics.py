@@ -6,8 +6,20 @@ import random
 
 import pytest
 
-from harness.faults.toxics import (TOXIC_TYPES, Bandwidth, Blackhole, Down, Latency, LimitData, Piece, ResetPeer,
-                                   Slicer, Stream, ToxicError, toxic_from_dict)
+from harness.faults.toxics import (
+    TOXIC_TYPES,
+    Bandwidth,
+    Blackhole,
+    Down,
+    Latency,
+    LimitData,
+    Piece,
+    ResetPeer,
+    Slicer,
+    Stream,
+    ToxicError,
+    toxic_from_dict,
+)
 
 
 def piece(data: bytes, at: float = 10.0) -> Piece:

@@ -1,0 +1,124 @@
+"""The command line as a user runs it: each command is a separate process, servers outlive them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def harness(state_dir, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "--state-dir", str(state_dir), *args],
+                          capture_output=True, text=True, timeout=240)
+    if check and proc.returncode != 0:
+        pytest.fail(f"aurora-harness {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def processes_under(path: str) -> list[str]:
+    """Command lines of running processes that mention ``path`` (a cluster's data directory)."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if p.info["status"] != psutil.STATUS_ZOMBIE and path in " ".join(p.info["cmdline"] or []):
+                found.append(" ".join(p.info["cmdline"]))
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("engine", [pytest.param("postgres", marks=pytest.mark.postgres),
+                                    pytest.param("mysql", marks=pytest.mark.mysql)])
+def test_standin_up_status_failover_down_cycle(tmp_path, engine):
+    up = json.loads(harness(tmp_path, "standin", "up", "--engine", engine, "--readers", "2", "--json").stdout)
+    base_dir = json.loads((tmp_path / "standin.json").read_text())["base_dir"]
+    try:
+        assert up["engine"] == engine
+        roles = [i["role"] for i in up["instances"]]
+        assert roles.count("writer") == 1 and roles.count("reader") == 2
+        for inst in up["instances"]:
+            assert set(inst) >= {"id", "role", "host", "port", "user", "password", "database"}
+            assert inst["host"] == "127.0.0.1"
+        old_writer = next(i["id"] for i in up["instances"] if i["role"] == "writer")
+        # The servers outlive the CLI process that started them.
+        assert processes_under(base_dir)
+
+        status = json.loads(harness(tmp_path, "standin", "status", "--json").stdout)
+        assert all(i["running"] for i in status["instances"])
+        assert status["topology"]["writer"] == old_writer
+
+        fo = json.loads(harness(tmp_path, "standin", "failover", "--json").stdout)
+        assert fo["previous_writer"] == old_writer and fo["new_writer"] != old_writer
+        status = json.loads(harness(tmp_path, "standin", "status", "--json").stdout)
+        writers = [i["id"] for i in status["instances"] if i["role"] == "writer"]
+        assert writers == [fo["new_writer"]]
+        assert status["topology"]["writer"] == fo["new_writer"]
+    finally:
+        down = harness(tmp_path, "standin", "down", "--json", check=False)
+    assert json.loads(down.stdout)["stopped"] is True
+    assert not processes_under(base_dir)
+    assert not os.path.exists(base_dir)
+    assert not (tmp_path / "standin.json").exists()
+
+
+def test_standin_commands_without_a_cluster_fail_clearly(tmp_path):
+    proc = harness(tmp_path, "standin", "status", check=False)
+    assert proc.returncode == 1
+    assert "no stand-in is running" in proc.stderr
+    proc = harness(tmp_path, "standin", "failover", check=False)
+    assert proc.returncode == 1 and "standin up" in proc.stderr
+
+
+@pytest.mark.postgres
+def test_second_up_is_refused_while_one_runs(tmp_path):
+    harness(tmp_path, "standin", "up", "--readers", "0", "--json")
+    try:
+        again = harness(tmp_path, "standin", "up", "--readers", "0", check=False)
+        assert again.returncode == 1
+        assert "already running" in again.stderr
+    finally:
+        harness(tmp_path, "standin", "down")
+
+
+@pytest.mark.postgres
+def test_down_after_the_servers_were_killed_still_cleans_up(tmp_path):
+    harness(tmp_path, "standin", "up", "--readers", "1")
+    state = json.loads((tmp_path / "standin.json").read_text())
+    for inst in state["instances"]:
+        harness(tmp_path, "standin", "crash", inst["id"])
+    harness(tmp_path, "standin", "down")
+    assert not os.path.exists(state["base_dir"])
+    assert not processes_under(state["base_dir"])
+
+
+@pytest.mark.postgres
+def test_target_up_status_down_gives_working_endpoints(tmp_path):
+    import psycopg
+
+    up = json.loads(harness(tmp_path, "up", "--engine", "postgres", "--readers", "1", "--json").stdout)
+    record = json.loads((tmp_path / "target.json").read_text())
+    try:
+        assert set(up) >= {"engine", "endpoints", "credentials", "metrics_url", "status_url", "instances"}
+        cred = up["credentials"]
+        w = up["endpoints"]["writer"]
+        with psycopg.connect(host=w["host"], port=w["port"], user=cred["user"], password=cred["password"],
+                             dbname=cred["database"], connect_timeout=10) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+        r = up["endpoints"]["readers"][0]
+        with psycopg.connect(host=r["host"], port=r["port"], user=cred["user"], password=cred["password"],
+                             dbname=cred["database"], connect_timeout=10) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+        status = json.loads(harness(tmp_path, "status", "--json").stdout)
+        assert status["proxy_running"] is True
+        assert status["endpoints"] == up["endpoints"]
+    finally:
+        harness(tmp_path, "down", check=False)
+    assert not processes_under(record["run_dir"])
+    assert not processes_under(record["cluster"]["base_dir"])
+    assert not (tmp_path / "target.json").exists()
