@@ -23,8 +23,10 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from harness.errors import HarnessError
 
-class GuaranteeError(Exception):
+
+class GuaranteeError(HarnessError):
     """Root of errors about the catalogue: unknown ids, malformed threshold files."""
 
 

@@ -34,13 +34,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Self, overload
 
+from harness.errors import HarnessError
+
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 """Returns monotonic time in nanoseconds (``time.monotonic_ns`` in real runs)."""
 
 
-class HistoryError(Exception):
+class HistoryError(HarnessError):
     """Root of errors about histories: a malformed record, a broken file, a misused recorder."""
 
 

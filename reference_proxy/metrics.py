@@ -113,6 +113,9 @@ METRICS: dict[str, MetricSpec] = _declare(
     MetricSpec("AvailabilityPercentage", Kind.GAUGE, _TARGET_ROLE,
                "The percentage of time in the last minute the target group was available in the role "
                "of the dimension (READ_WRITE: one accepted writer; READ_ONLY: at least one reader)."),
+    MetricSpec("TopologyRoleChanges", Kind.COUNTER, _INSTANCE,
+               "Reference proxy only, not an RDS Proxy metric: the number of times the topology monitor "
+               "changed this instance's role (writer, reader, unknown)."),
 )
 
 

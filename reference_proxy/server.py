@@ -30,10 +30,14 @@ from reference_proxy.pool import Pool
 from reference_proxy.routing import Router
 from reference_proxy.sessions.postgres import PostgresClientSession, SessionServices
 from reference_proxy.sessions.postgres_auth import MD5, SCRAM, ClientCredential
-from reference_proxy.sessions.postgres_backend import BackendCredentials, PostgresBackend, PostgresBackendFactory
+from reference_proxy.sessions.postgres_backend import (
+    BackendCredentials,
+    PostgresBackend,
+    PostgresBackendFactory,
+)
 from reference_proxy.sessions.tls import server_context
 
-__all__ = ["ProxyServer", "ServerError", "DEFAULT_GRACE_SECONDS"]
+__all__ = ["DEFAULT_GRACE_SECONDS", "ProxyServer", "ServerError"]
 
 log = logging.getLogger("reference_proxy.server")
 

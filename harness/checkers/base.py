@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from harness import guarantees as _guarantees
+from harness.errors import HarnessError
 from harness.guarantees import Guarantee
 from harness.history import History, Op
 
@@ -24,7 +25,7 @@ MAX_EVIDENCE = 20
 """Verdicts keep at most this many evidence ops; the reason says how many there were."""
 
 
-class CheckerError(Exception):
+class CheckerError(HarnessError):
     """Root of errors raised by checkers; :func:`check_safe` turns any error into UNKNOWN."""
 
 

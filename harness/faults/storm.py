@@ -4,6 +4,11 @@ This is the load that RDS Proxy exists for (serverless functions scaling out), a
 breaks a database reached directly.  The storm runs in one asyncio loop with psycopg's async
 connections, so thousands of clients cost one process; each client's outcome is recorded, grouped
 by error text, so a report can say *why* clients failed, not only how many.
+
+Given a :class:`~harness.history.Recorder`, every client is also recorded as one ``connect``
+request (connect, query, disconnect: the STORM-SERVED checker's convention), each client its own
+process, classified like any other request.  :class:`StormFault` runs a storm as a registered fault
+(``storm``) in a background thread, between its start and end events.
 """
 
 from __future__ import annotations
@@ -11,8 +16,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import itertools
+import threading
 import time
 from typing import Any
+
+from harness.faults.base import Fault, FaultError, check_number
+from harness.faults.registry import register
+from harness.history import Recorder
+from harness.targets.base import Target
+
+_STORM_SERIAL = itertools.count(1)
 
 
 @dataclasses.dataclass
@@ -47,14 +61,18 @@ def _pct(values: list[float], q: float) -> float | None:
 
 async def storm(conninfo: dict[str, Any], clients: int, *, query: str = "SELECT 1",
                 hold_seconds: float = 0.0, connect_timeout: float = 130.0,
-                ramp_seconds: float = 0.0) -> StormResult:
+                ramp_seconds: float = 0.0, recorder: Recorder | None = None, endpoint: str = "writer",
+                process_prefix: str = "storm") -> StormResult:
     """Run the storm against a PostgreSQL endpoint and return the outcome of every client.
 
     ``ramp_seconds`` spreads the connection attempts evenly over that time (0: all at once);
     ``hold_seconds`` keeps each connection open that long after its query, so the clients
-    overlap even when the queries are fast.
+    overlap even when the queries are fast.  With a ``recorder``, client ``i`` is recorded as
+    process ``f"{process_prefix}-{i}"`` with one ``connect`` request addressed to ``endpoint``.
     """
     import psycopg
+
+    from harness.clients.outcomes import Stage, classify_psycopg, completion_type
 
     errors: collections.Counter[str] = collections.Counter()
     connect_ms: list[float] = []
@@ -67,12 +85,20 @@ async def storm(conninfo: dict[str, Any], clients: int, *, query: str = "SELECT 
         await start_gate.wait()
         if ramp_seconds:
             await asyncio.sleep(ramp_seconds * i / clients)
+        inv = recorder.invoke(f"{process_prefix}-{i}", "connect", endpoint=endpoint) if recorder else None
+
+        def failed(e: Exception, stage: Stage) -> None:
+            if inv is not None and recorder is not None:
+                error = classify_psycopg(e, stage)  # a storm attempt is idempotent: never info
+                recorder.complete(inv, completion_type(error, idempotent=True), error=error)
+
         t0 = time.perf_counter()
         try:
             conn = await psycopg.AsyncConnection.connect(
                 **conninfo, autocommit=True, connect_timeout=int(connect_timeout), sslmode="disable")
-        except Exception as e:  # every failure is data; classify it by its first line
+        except Exception as e:  # noqa: BLE001 - every failure is data; classified by its first line
             errors[f"connect: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"] += 1
+            failed(e, Stage.CONNECT)
             return
         t1 = time.perf_counter()
         connect_ms.append((t1 - t0) * 1000)
@@ -80,11 +106,15 @@ async def storm(conninfo: dict[str, Any], clients: int, *, query: str = "SELECT 
             async with conn:
                 await (await conn.execute(query)).fetchall()
                 query_ms.append((time.perf_counter() - t1) * 1000)
+                if inv is not None and recorder is not None:
+                    recorder.ok(inv)
+                    inv = None
                 if hold_seconds:
                     await asyncio.sleep(hold_seconds)
             ok += 1
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - likewise
             errors[f"query: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"] += 1
+            failed(e, Stage.COMMIT)
 
     tasks = [asyncio.create_task(one(i)) for i in range(clients)]
     started = time.perf_counter()
@@ -101,3 +131,78 @@ def run_storm(conninfo: dict[str, Any], clients: int, **kwargs: Any) -> StormRes
 
     raise_fd_limit(clients * 2 + 1024)
     return asyncio.run(storm(conninfo, clients, **kwargs))
+
+
+@register("storm")
+@dataclasses.dataclass
+class StormFault(Fault):
+    """``clients`` simultaneous connect-query-disconnect clients against an endpoint (PostgreSQL).
+
+    The storm runs in a background thread from :meth:`start`; :meth:`stop` waits for every client
+    to finish and writes the end event with the outcome counts.  It needs no control capability:
+    any target with endpoints can be stormed.
+    """
+
+    requires = None
+    clients: int = 100
+    endpoint: str = "writer"
+    query: str = "SELECT 1"
+    hold_seconds: float = 0.0
+    connect_timeout: float = 130.0
+    ramp_seconds: float = 0.0
+
+    def validate(self) -> None:
+        check_number(self.name, "clients", self.clients, low=1, high=10_000, integer=True)
+        check_number(self.name, "hold_seconds", self.hold_seconds, high=3600)
+        check_number(self.name, "connect_timeout", self.connect_timeout, low=1, high=3600)
+        check_number(self.name, "ramp_seconds", self.ramp_seconds, high=3600)
+        if self.endpoint not in ("writer", "reader"):
+            raise FaultError(f"{self.name}: endpoint must be 'writer' or 'reader', got {self.endpoint!r}")
+        if not isinstance(self.query, str) or not self.query.strip():
+            raise FaultError(f"{self.name}: query must be a non-empty SQL string")
+        self.result: StormResult | None = None
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    def start(self, target: Target, recorder: Recorder) -> None:
+        if target.engine != "postgres":
+            raise FaultError("the connection storm drives psycopg and supports PostgreSQL targets only")
+        super().start(target, recorder)
+
+    def apply(self, target: Target, recorder: Recorder, chosen: dict[str, Any]) -> None:
+        from harness.clients.base import Address
+        from harness.standins.process import raise_fd_limit
+
+        address = Address.of(target, self.endpoint)
+        conninfo = {"host": address.host, "port": address.port, "user": address.user,
+                    "password": address.password, "dbname": address.database}
+        raise_fd_limit(self.clients * 2 + 1024)
+        prefix = f"storm{next(_STORM_SERIAL)}"
+
+        def run() -> None:
+            try:
+                self.result = asyncio.run(storm(
+                    conninfo, self.clients, query=self.query, hold_seconds=self.hold_seconds,
+                    connect_timeout=self.connect_timeout, ramp_seconds=self.ramp_seconds,
+                    recorder=recorder, endpoint=self.endpoint, process_prefix=prefix))
+            except BaseException as e:  # noqa: BLE001 - reported by stop()
+                self._failure = e
+
+        self._thread = threading.Thread(target=run, name=prefix, daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for every storm client to finish; True if they did within ``timeout``."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def heal(self, target: Target, recorder: Recorder, chosen: dict[str, Any]) -> dict[str, Any]:
+        limit = self.ramp_seconds + self.connect_timeout + self.hold_seconds + 60
+        if not self.wait(limit):
+            raise FaultError(f"storm clients still running after {limit:.0f} s")
+        if self._failure is not None:
+            raise FaultError(f"the storm failed: {self._failure!r}") from self._failure
+        assert self.result is not None
+        return {"ok": self.result.ok, "failed": self.result.failed}

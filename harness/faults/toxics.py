@@ -27,8 +27,10 @@ import math
 import random
 from typing import Any, ClassVar
 
+from harness.errors import HarnessError
 
-class RelayError(Exception):
+
+class RelayError(HarnessError):
     """Root of errors from the TCP relay and its toxics."""
 
 

@@ -18,8 +18,10 @@ import dataclasses
 import enum
 from typing import Any, Self
 
+from harness.errors import HarnessError
 
-class StandinError(Exception):
+
+class StandinError(HarnessError):
     """Root of every error raised by the stand-ins."""
 
 

@@ -15,10 +15,15 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.faults.relay import RelayServer
 
 
-class TargetError(Exception):
+class TargetError(HarnessError):
     """Root of the targets' errors."""
 
 
@@ -137,6 +142,16 @@ class Target(abc.ABC):
 
     def restart(self, instance_id: str) -> None:
         self.require(Capability.RESTART)
+        raise NotImplementedError
+
+    def roles(self) -> dict[str, Any]:
+        """Who is writer now: ``{"writer": id, "readers": [ids]}`` (faults pick their instance by it)."""
+        self.require(Capability.DIRECT)
+        raise NotImplementedError
+
+    def relay(self, instance_id: str) -> RelayServer:
+        """The TCP relay between the proxy and ``instance_id``, for network faults."""
+        self.require(Capability.NETWORK_FAULTS)
         raise NotImplementedError
 
     def metrics_text(self) -> str:

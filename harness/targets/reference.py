@@ -14,6 +14,12 @@ for ``failover_grace`` seconds.  The cluster record then lives in ``<run_dir>/cl
 the supervisor updates; every control operation here takes the record's lock, re-reads it, acts
 and saves it, so a planned failover never races an automatic one.  The proxy is told nothing in
 either case: it must notice the new writer through its own monitor.
+
+With ``relays=True`` a user-space TCP relay (:class:`~harness.faults.relay.RelayServer`) sits
+between the proxy and each instance, and the proxy is configured with the relays' ports under the
+instances' own ids, so network faults (latency, blackhole, resets...) can be put on the path to one
+instance.  The relays run in threads of this process, so a target left running in the background
+by ``aurora-harness up`` has none.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.faults.relay import RelayServer
 from harness.standins import process
-from harness.standins.base import Cluster, Role, StandinError, cluster_class, cluster_from_state
+from harness.standins.base import Cluster, Instance, Role, StandinError, cluster_class, cluster_from_state
 from harness.standins.supervisor import (
     DEFAULT_GRACE,
     READY_LINE,
@@ -88,9 +95,14 @@ class ReferenceTarget(Target):
 
     def __init__(self, engine: str = "postgres", readers: int = 2, *, pool: dict[str, Any] | None = None,
                  require_tls: bool = False, cluster: Cluster | None = None, auto_failover: bool = False,
-                 failover_grace: float = DEFAULT_GRACE) -> None:
-        """``auto_failover`` starts the supervisor (off by default, so tests drive failover by hand)."""
+                 failover_grace: float = DEFAULT_GRACE, relays: bool = False) -> None:
+        """``auto_failover`` starts the supervisor (off by default, so tests drive failover by hand);
+        ``relays`` puts a TCP relay in front of every instance (adds NETWORK_FAULTS)."""
         super().__init__(engine)
+        self.relays = bool(relays)
+        self._relays: dict[str, RelayServer] = {}
+        if self.relays:
+            self.capabilities = type(self).capabilities | {Capability.NETWORK_FAULTS}
         if isinstance(failover_grace, bool) or not isinstance(failover_grace, (int, float)) \
                 or not 0 < failover_grace <= 3600:
             raise TargetError(f"failover_grace must be a number of seconds in (0, 3600], got {failover_grace!r}")
@@ -152,8 +164,7 @@ class ReferenceTarget(Target):
                 {"name": "default", "role": "read_write", "host": process.LOOPBACK, "port": self.ports["writer"]},
                 {"name": "reader", "role": "read_only", "host": process.LOOPBACK, "port": self.ports["reader"]},
             ],
-            "instances": [{"id": i.id, "host": i.host, "port": i.port, "role": i.role.value}
-                          for i in c.instances],
+            "instances": [self._instance_entry(i) for i in c.instances],
             "pool": self.pool_settings,
             "auth": {"users": [{"name": c.user, "password": c.password,
                                 "method": "scram-sha-256" if self.engine == "postgres" else "mysql_native_password"}]},
@@ -170,7 +181,30 @@ class ReferenceTarget(Target):
         self.ports = {"writer": process.free_port(), "reader": process.free_port(), "admin": process.free_port()}
         if self.auto_failover:
             self.start_supervisor()
+        if self.relays:
+            self.start_relays()
         self.start_proxy()
+
+    def start_relays(self) -> None:
+        """One relay per instance, listening on a free loopback port, forwarding to the instance."""
+        assert self.cluster is not None
+        for inst in self.cluster.instances:
+            if inst.id not in self._relays:
+                relay = RelayServer(inst.host, inst.port)
+                relay.start()
+                self._relays[inst.id] = relay
+
+    def stop_relays(self) -> None:
+        """Close every relay and its connections. Idempotent."""
+        relays, self._relays = self._relays, {}
+        for relay in relays.values():
+            relay.stop()
+
+    def _instance_entry(self, inst: Instance) -> dict[str, Any]:
+        """The proxy's view of an instance: its own id and role, at its relay's address if it has one."""
+        relay = self._relays.get(inst.id)
+        host, port = relay.address if relay is not None else (inst.host, inst.port)
+        return {"id": inst.id, "host": host, "port": port, "role": inst.role.value}
 
     def start_supervisor(self) -> None:
         """Record the cluster in the run directory and start the supervisor process watching it."""
@@ -237,7 +271,10 @@ class ReferenceTarget(Target):
 
     def down(self) -> None:
         self.stop_supervisor()  # first, so that stopping the servers is not taken for a failure
-        self.stop_proxy()
+        try:
+            self.stop_proxy()
+        finally:
+            self.stop_relays()  # threads of this process: never leave them behind
         if self.supervised:
             self._reload_cluster()
         if self.cluster is not None and self._owns_cluster:
@@ -313,6 +350,22 @@ class ReferenceTarget(Target):
     def status(self) -> dict[str, Any]:
         return json.loads(self._admin_get("/status"))
 
+    def roles(self) -> dict[str, Any]:
+        """The writer and readers as the cluster record has them (after this target's failovers,
+        and the supervisor's when supervised)."""
+        assert self.cluster is not None
+        if self.supervised:
+            self._reload_cluster()
+        return {"writer": self.cluster.writer.id, "readers": [i.id for i in self.cluster.readers]}
+
+    def relay(self, instance_id: str) -> RelayServer:
+        self.require(Capability.NETWORK_FAULTS)
+        try:
+            return self._relays[instance_id]
+        except KeyError:
+            raise TargetError(f"no relay for instance {instance_id!r} "
+                              f"(have: {', '.join(self._relays) or 'none; the target is down'})") from None
+
     def direct_instances(self) -> list[dict[str, Any]]:
         assert self.cluster is not None
         return self.cluster.describe()["instances"]
@@ -323,6 +376,7 @@ class ReferenceTarget(Target):
         d["status_url"] = self.status_url
         d["instances"] = self.direct_instances()
         d["proxy_log"] = self.log_path if self.run_dir else None
+        d["relays"] = {iid: r.port for iid, r in self._relays.items()}
         d["auto_failover"] = {"enabled": self.supervised, "grace_seconds": self.failover_grace,
                               "supervisor_running": self.supervisor_running(),
                               "promotions": self.promotions()}

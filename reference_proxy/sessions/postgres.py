@@ -20,8 +20,8 @@ Life of a session
    vanishes mid-transaction releases BROKEN.
 
 All waiting happens in :meth:`PostgresClientSession._relay`, one ``asyncio.wait`` over the
-client's read, the held backend's read and the drain signal; decisions live in the sans-I/O
-tracker, codec and auth modules.
+client's read, the held backend's read, congested writes and the drain signal; decisions live in
+the sans-I/O tracker, codec and auth modules.
 """
 
 from __future__ import annotations
@@ -36,19 +36,47 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference_proxy.contracts import (BackendConnectFailed, BorrowTimeout, Clock, InstanceAddress, PoolKey,
-                                       ProxyError, ReleaseState)
-from reference_proxy.protocol.postgres import (
-    BACKEND_TYPES, DEFAULT_MAX_MESSAGE_SIZE, FRONTEND_TYPES, NEED_DATA, BackendKeyData, CancelRequest, Decoder,
-    Direction, ErrorResponse, Frames, GSSENCRequest, MessageSplitter, NegotiateProtocolVersion, ParameterStatus,
-    PasswordMessage, ProtocolViolation, ReadyForQuery, SSLRequest, StartupMessage,
+from reference_proxy.contracts import (
+    BackendConnectFailed,
+    BorrowTimeout,
+    Clock,
+    InstanceAddress,
+    PoolKey,
+    ProxyError,
+    ReleaseState,
 )
-from reference_proxy.sessions.postgres_auth import AuthFailed, ClientAuthenticator, ClientCredential, ScramSecretCache
+from reference_proxy.protocol.postgres import (
+    BACKEND_TYPES,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    FRONTEND_TYPES,
+    NEED_DATA,
+    BackendKeyData,
+    CancelRequest,
+    Decoder,
+    Direction,
+    ErrorResponse,
+    GSSENCRequest,
+    MessageSplitter,
+    NegotiateProtocolVersion,
+    ParameterStatus,
+    PasswordMessage,
+    ProtocolViolation,
+    ReadyForQuery,
+    SSLRequest,
+    StartupMessage,
+)
+from reference_proxy.sessions.postgres_auth import (
+    AuthFailed,
+    ClientAuthenticator,
+    ClientCredential,
+    ScramSecretCache,
+)
 from reference_proxy.sessions.postgres_cancel import CancelRegistry
 from reference_proxy.sessions.postgres_startup import StartupRejected, check_startup
 from reference_proxy.sessions.postgres_tracking import Pin, TransactionTracker
+from reference_proxy.sessions.postgres_unserved import answer_unserved, skip_to_after_sync
 
-__all__ = ["SessionServices", "PostgresClientSession", "REQUIRE_TLS_MESSAGE"]
+__all__ = ["REQUIRE_TLS_MESSAGE", "PostgresClientSession", "SessionServices"]
 
 log = logging.getLogger("reference_proxy.sessions.postgres")
 
@@ -86,6 +114,14 @@ class SessionServices:
     token_bytes: Callable[[int], bytes] = os.urandom
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+
+
+WRITE_HIGH_WATER = 256 * 1024
+"""Bytes queued towards one peer above which the relay stops reading from the other peer."""
+
+
+def _congested(writer: asyncio.StreamWriter) -> bool:
+    return writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER
 
 
 class _SessionOver(Exception):
@@ -278,42 +314,69 @@ class PostgresClientSession:
     # ---------------------------------------------------------------------------------- relay
 
     async def _relay(self, leftover: bytes) -> None:
+        """Wait on everything at once: client bytes, backend bytes, congested writes, drain.
+
+        Writes never block this loop: when one side's write buffer is over WRITE_HIGH_WATER, the
+        loop stops reading from the *other* side until it drains, and keeps reading this side.
+        (Awaiting a backend write while the backend itself waits for us to read its output would
+        deadlock, e.g. a pipelined client sending while results stream back.)
+        """
         if leftover:
             await self._on_client_data(leftover)
-        client_read: asyncio.Task | None = None
-        backend_read: asyncio.Task | None = None
+        client_read: asyncio.Future | None = None
+        backend_read: asyncio.Future | None = None
+        client_flush: asyncio.Future | None = None
+        backend_flush: asyncio.Future | None = None
         drain_wait = asyncio.ensure_future(self._drain_requested.wait())
         try:
             while not self._closing:
-                if client_read is None:
+                backend = self.backend
+                backend_congested = backend is not None and _congested(backend.writer)
+                client_congested = _congested(self.writer)
+                waits: set[asyncio.Future] = set()
+                if client_read is None and not backend_congested:
                     client_read = asyncio.ensure_future(self.reader.read(READ_SIZE))
-                waits = {client_read}
-                if self.backend is not None:
-                    if backend_read is None:
-                        backend_read = asyncio.ensure_future(self.backend.reader.read(READ_SIZE))
-                    waits.add(backend_read)
-                elif drain_wait.done():
-                    await self._say_fatal(ADMIN_SHUTDOWN, "terminating connection: the proxy is shutting down")
-                    return
+                if client_read is not None:
+                    waits.add(client_read)
+                if backend_congested and backend_flush is None:
+                    backend_flush = asyncio.ensure_future(backend.writer.drain())
+                if backend is not None and backend_read is None and not client_congested:
+                    backend_read = asyncio.ensure_future(backend.reader.read(READ_SIZE))
+                if client_congested and client_flush is None:
+                    client_flush = asyncio.ensure_future(self.writer.drain())
+                waits.update(f for f in (backend_read, backend_flush, client_flush) if f is not None)
+                # Idle: nothing held, or a pinned backend with no transaction and nothing pending.
+                idle = backend is None or self.tracker.at_release_point
+                if drain_wait.done():
+                    if idle:
+                        await self._say_fatal(ADMIN_SHUTDOWN, "terminating connection: the proxy is shutting down")
+                        return
                 else:
                     waits.add(drain_wait)
-                timeout = self.s.pool.settings.idle_client_timeout if self.backend is None else None
+                timeout = self.s.pool.settings.idle_client_timeout if idle else None
                 done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not done:
                     log.info("[proxyEndpoint=%s] [clientConnection=%s] closing idle client connection",
                              self.endpoint, self.client_id)
                     return
+                if client_flush is not None and client_flush in done:
+                    flushed, client_flush = client_flush, None
+                    flushed.result()  # a client that went away ends the session here
+                if backend_flush is not None and backend_flush in done:
+                    flushed, backend_flush = backend_flush, None
+                    if flushed.exception() is not None and self.backend is not None:
+                        await self._backend_lost("the database connection closed while sending a request")
                 if backend_read is not None and backend_read in done:
                     task, backend_read = backend_read, None
                     await self._on_backend_data(task)
-                if client_read in done:
+                if client_read is not None and client_read in done:
                     task, client_read = client_read, None
                     data = task.result()
                     if not data:
                         return
                     await self._on_client_data(data)
         finally:
-            for task in (client_read, backend_read, drain_wait):
+            for task in (client_read, backend_read, client_flush, backend_flush, drain_wait):
                 if task is not None and not task.done():
                     task.cancel()
 
@@ -323,15 +386,22 @@ class PostgresClientSession:
         if not frames.spans:
             return
         if self._discarding_until_sync:
-            frames = self._skip_to_after_sync(frames)
-            if frames is None:
+            skipped = skip_to_after_sync(frames)
+            self.writer.write(skipped.reply)
+            self._discarding_until_sync = skipped.still_discarding
+            self._closing = skipped.terminate
+            if skipped.rest is None:
                 return
+            frames = skipped.rest
         if self.backend is None:
             if frames.spans[0][0] == 0x58:  # Terminate with nothing held
                 self._closing = True
                 return
             if not await self._borrow(fatal=False):
-                self._answer_unserved(frames)
+                answer = answer_unserved(frames, self._unserved_error)
+                self.writer.write(answer.reply)
+                self._discarding_until_sync = answer.still_discarding
+                self._closing = answer.terminate
                 await self.writer.drain()
                 return
         run = self.tracker.client_run(frames)
@@ -344,11 +414,9 @@ class PostgresClientSession:
         payload = frames.data if run.terminate_at is None else frames.data[:run.terminate_at]
         if payload:
             backend = self.backend
-            try:
-                backend.writer.write(payload)
-                await backend.writer.drain()
-            except (ConnectionError, OSError):
+            if backend.writer.is_closing():
                 await self._backend_lost("the database connection closed while sending a request")
+            backend.writer.write(payload)  # flow control: see _relay
             sent = self.s.clock.monotonic()
             self._inflight.extend([(arrived, sent)] * run.sync_points)
         if run.terminate_at is not None:
@@ -377,13 +445,12 @@ class PostgresClientSession:
                 self.s.metrics.observe("QueryDatabaseResponseLatency", now - sent, instance=backend.key.instance_id)
             if was_idle != (self.tracker.status == "I"):
                 self.s.pool.mark_in_transaction(backend, self.tracker.status != "I")
-        await self.writer.drain()
         release, new_pin = self.tracker.may_release()
         if new_pin is not None:
             self._pinned(new_pin)
         if release and self._backend_splitter.buffered == 0:
             self._release(ReleaseState.CLEAN)
-        if self._drain_requested.is_set() and self.backend is None:
+        if self._drain_requested.is_set() and (self.backend is None or self.tracker.at_release_point):
             await self._say_fatal(ADMIN_SHUTDOWN, "terminating connection: the proxy is shutting down")
             raise _SessionOver()
 
@@ -438,49 +505,6 @@ class PostgresClientSession:
                     "connection [dbConnection=%s] for the remainder of the session. The proxy can't reuse this "
                     'connection until the session ends. Reason: %s Digest: "%s".', self.endpoint,
                     self.client_id, getattr(backend, "backend_id", "?"), pin.reason, self.s.digest(pin.sql))
-
-    # ----------------------------------------------------------------------- unserved requests
-
-    def _answer_unserved(self, frames: Frames) -> None:
-        """No backend could be had: fail each request in ``frames`` the way a backend error would.
-
-        Every Query gets ErrorResponse + ReadyForQuery; an extended-protocol batch gets one error
-        and a ReadyForQuery at its Sync (later, if the Sync has not arrived yet).
-        """
-        error = self._unserved_error
-        errored_since_sync = False
-        for t, _, _ in frames.spans:
-            if t == 0x51:  # Query
-                self._send(error, ReadyForQuery("I"))
-                errored_since_sync = False
-            elif t in (0x53, 0x46):  # Sync, FunctionCall
-                if not errored_since_sync:
-                    self._send(error)
-                self._send(ReadyForQuery("I"))
-                errored_since_sync = False
-            elif t == 0x58:  # Terminate
-                self._closing = True
-                return
-            elif not errored_since_sync and t not in (0x64, 0x63, 0x66):
-                self._send(error)
-                errored_since_sync = True
-        self._discarding_until_sync = errored_since_sync
-
-    def _skip_to_after_sync(self, frames: Frames) -> Frames | None:
-        """While discarding after an unserved batch: drop messages up to the Sync and answer it."""
-        for i, (t, start, end) in enumerate(frames.spans):
-            if t == 0x53:
-                self._send(ReadyForQuery("I"))
-                self._discarding_until_sync = False
-                rest = frames.spans[i + 1:]
-                if not rest:
-                    return None
-                base = rest[0][1]
-                return Frames(frames.data[base:], [(tt, a - base, b - base) for tt, a, b in rest])
-            if t == 0x58:
-                self._closing = True
-                return None
-        return None
 
     # -------------------------------------------------------------------------------- helpers
 

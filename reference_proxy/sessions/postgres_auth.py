@@ -19,12 +19,27 @@ from scramp import ScramException, ScramMechanism
 
 from reference_proxy.contracts import ProxyError
 from reference_proxy.protocol.postgres import (
-    AuthenticationMD5Password, AuthenticationOk, AuthenticationSASL, AuthenticationSASLContinue,
-    AuthenticationSASLFinal, PasswordMessage, ProtocolViolation, SASLInitialResponse, SASLResponse,
+    AuthenticationMD5Password,
+    AuthenticationOk,
+    AuthenticationSASL,
+    AuthenticationSASLContinue,
+    AuthenticationSASLFinal,
+    PasswordMessage,
+    ProtocolViolation,
+    SASLInitialResponse,
+    SASLResponse,
 )
 
-__all__ = ["SCRAM", "MD5", "ClientCredential", "AuthFailed", "ClientAuthenticator", "md5_answer",
-           "ScramSecretCache", "INVALID_PASSWORD"]
+__all__ = [
+    "INVALID_PASSWORD",
+    "MD5",
+    "SCRAM",
+    "AuthFailed",
+    "ClientAuthenticator",
+    "ClientCredential",
+    "ScramSecretCache",
+    "md5_answer",
+]
 
 SCRAM = "scram-sha-256"
 MD5 = "md5"

@@ -20,10 +20,29 @@ from scramp import ScramClient, ScramException
 
 from reference_proxy.contracts import BackendConnectFailed, InstanceAddress, PoolKey
 from reference_proxy.protocol.postgres import (
-    NEED_DATA, PROTOCOL_3_0, AuthenticationCleartextPassword, AuthenticationMD5Password, AuthenticationOk,
-    AuthenticationSASL, AuthenticationSASLContinue, AuthenticationSASLFinal, BackendKeyData, CancelRequest, DataRow,
-    Decoder, Direction, ErrorResponse, ParameterStatus, PasswordMessage, ProtocolViolation, Query,
-    ReadyForQuery, SASLInitialResponse, SASLResponse, StartupMessage, Terminate,
+    NEED_DATA,
+    PROTOCOL_3_0,
+    AuthenticationCleartextPassword,
+    AuthenticationMD5Password,
+    AuthenticationOk,
+    AuthenticationSASL,
+    AuthenticationSASLContinue,
+    AuthenticationSASLFinal,
+    BackendKeyData,
+    CancelRequest,
+    DataRow,
+    Decoder,
+    Direction,
+    ErrorResponse,
+    ParameterStatus,
+    PasswordMessage,
+    ProtocolViolation,
+    Query,
+    ReadyForQuery,
+    SASLInitialResponse,
+    SASLResponse,
+    StartupMessage,
+    Terminate,
 )
 from reference_proxy.sessions.postgres_auth import md5_answer
 

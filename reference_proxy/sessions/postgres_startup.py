@@ -18,8 +18,14 @@ from dataclasses import dataclass
 from reference_proxy.contracts import ProxyError
 from reference_proxy.protocol.postgres import StartupMessage
 
-__all__ = ["RUNTIME_PARAMETERS", "StartupRejected", "ClientStartup", "check_startup",
-           "FEATURE_NOT_SUPPORTED", "INVALID_AUTHORIZATION"]
+__all__ = [
+    "FEATURE_NOT_SUPPORTED",
+    "INVALID_AUTHORIZATION",
+    "RUNTIME_PARAMETERS",
+    "ClientStartup",
+    "StartupRejected",
+    "check_startup",
+]
 
 RUNTIME_PARAMETERS = ("application_name", "client_encoding", "DateStyle", "TimeZone",
                       "extra_float_digits", "search_path")

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from reference_proxy.contracts import ReleaseState
 from reference_proxy.protocol.postgres import Close, Frames, Parse, ProtocolViolation, Query, ReadyForQuery
 
-__all__ = ["PinDecisionLike", "Pin", "ClientRun", "TransactionTracker", "NAMED_STATEMENT_REASON"]
+__all__ = ["NAMED_STATEMENT_REASON", "ClientRun", "Pin", "PinDecisionLike", "TransactionTracker"]
 
 NAMED_STATEMENT_REASON = ("A named prepared statement outlived its transaction. The proxy can't move "
                           "prepared statements between database connections.")
@@ -143,7 +143,7 @@ class TransactionTracker:
         if not self.at_release_point or self.pin is not None:
             return False, None
         if self.named_statements:
-            name, sql = next(iter(self.named_statements.items()))
+            sql = next(iter(self.named_statements.values()))
             self.pin = Pin(NAMED_STATEMENT_REASON, sql)
             return False, self.pin
         return True, None

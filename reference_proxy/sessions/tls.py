@@ -19,13 +19,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["server_context", "self_signed_pem"]
+__all__ = ["self_signed_pem", "server_context"]
 
 
 def self_signed_pem(common_name: str = "localhost", days: int = 30,
                     now: datetime.datetime | None = None) -> tuple[bytes, bytes]:
     """(certificate PEM, private key PEM) of a fresh self-signed P-256 certificate."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (x509.CertificateBuilder()

@@ -257,6 +257,9 @@ class TopologyMonitor:
         else:
             self.writer_available.clear()
         if self.metrics is not None:
+            for instance_id in outcome.roles:
+                if outcome.roles[instance_id] is not outcome.previous_roles[instance_id]:
+                    self.metrics.inc("TopologyRoleChanges", instance=instance_id)
             now = self.clock.monotonic()
             for role, target_role in TARGET_ROLES.items():
                 self.metrics.gauge_set("AvailabilityPercentage", self.core.availability_percentage(role, now),

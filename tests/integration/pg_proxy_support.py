@@ -85,7 +85,7 @@ def running_proxy(cluster, **overrides: Any) -> Iterator[RunningProxy]:
         try:
             holder["server"] = ProxyServer(config)
             loop.run_until_complete(holder["server"].start())
-        except BaseException as e:  # reported to the test below
+        except Exception as e:  # noqa: BLE001 - handed to the test thread below
             failure.append(e)
             started.set()
             return

@@ -6,8 +6,10 @@ proxy (a fresh pool) in a background thread, so pool-level assertions start from
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -17,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 import psycopg
 import pytest
@@ -159,6 +162,47 @@ def test_no_session_state_leaks_to_the_next_client(proxy, cluster):
             conn.close()
 
 
+def _backend_alive(cluster, pid: int) -> bool:
+    with psycopg.connect(host="127.0.0.1", port=cluster.writer.port, user=cluster.user,
+                         password=cluster.password, dbname=cluster.database, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0] == 1
+
+
+def test_client_leaving_mid_transaction_closes_its_backend(proxy, cluster):
+    conn = proxy.connect(prepare_threshold=None)
+    conn.execute("BEGIN")
+    conn.execute("CREATE TABLE IF NOT EXISTS proxy_half_done (x int)")
+    pid = backend_pid(conn)
+    conn.close()  # Terminate inside an open transaction
+    eventually(lambda: not _backend_alive(cluster, pid), what="the half-used backend to be closed")
+    assert pid not in {backend_pid(c) for c in [proxy.connect(prepare_threshold=None)]}
+
+
+def test_idle_client_timeout_closes_client_not_backend(cluster):
+    with running_proxy(cluster, pool__idle_client_timeout=1) as proxy:
+        conn = proxy.connect(prepare_threshold=None)
+        pid = backend_pid(conn)
+        eventually(lambda: proxy.metric("ClientConnectionsClosed", endpoint="default") >= 1,
+                   what="the idle client to be closed")
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("SELECT 1")
+        conn.close()
+        assert _backend_alive(cluster, pid)
+        assert proxy.pool_instance(cluster.writer.id)["idle"] >= 1
+
+
+def test_drain_closes_idle_pinned_sessions_at_once(cluster):
+    with running_proxy(cluster) as proxy:
+        pinned = proxy.connect(prepare_threshold=None)
+        pinned.execute("SET search_path TO public")
+        # The grace is long: only closing the idle pinned session at once lets the drain end in time.
+        stopped = asyncio.run_coroutine_threadsafe(proxy.server.stop(grace=120), proxy.loop)
+        eventually(lambda: stopped.done(), timeout=60, what="the drain to finish well before its grace")
+        with pytest.raises(psycopg.OperationalError):
+            pinned.execute("SELECT 1")
+        pinned.close()
+
+
 def test_backend_cap_holds_with_200_clients(cluster):
     """max_connections 100 x 10 % = 10 backends at most, whatever the number of clients."""
     with running_proxy(cluster, pool__max_connections_percent=10,
@@ -240,8 +284,10 @@ def test_startup_options_are_refused_like_rds(proxy):
 
 
 def test_cancel_reaches_the_running_query(proxy):
+    """cancel_safe() here: the blocking cancel() holds the GIL inside libpq while it waits for the
+    server, which would starve this in-process proxy; the standalone-process test covers cancel()."""
     with proxy.connect(prepare_threshold=None) as conn:
-        timer = threading.Timer(0.5, conn.cancel)
+        timer = threading.Timer(0.5, conn.cancel_safe)
         timer.start()
         try:
             with pytest.raises(psycopg.errors.QueryCanceled):
@@ -268,10 +314,32 @@ def test_psycopg_automatic_prepared_statements(proxy):
 
 
 def test_prepared_statement_eviction_closes_cleanly(proxy):
-    with proxy.connect(prepared_max=2) as conn:
+    with proxy.connect() as conn:
+        conn.prepared_max = 2  # evicting the oldest deallocates it on the server
         for i in range(6):
             assert conn.execute(f"SELECT %s::int + {i}", (1,), prepare=True).fetchone()[0] == 1 + i
         assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] <= 2
+
+
+def test_bulk_traffic_copy_big_results_and_pipelines(proxy):
+    """Several MB each way: COPY FROM STDIN, COPY TO STDOUT, a big result set, a pipeline."""
+    rows = [(i, "x" * 100) for i in range(40000)]
+    with proxy.connect(prepare_threshold=None) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS proxy_bulk (id int, pad text)")
+        conn.execute("TRUNCATE proxy_bulk")
+        with conn.cursor() as cur:
+            with cur.copy("COPY proxy_bulk FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            assert cur.execute("SELECT count(*), sum(id) FROM proxy_bulk").fetchone() == (40000, sum(range(40000)))
+            with cur.copy("COPY proxy_bulk TO STDOUT") as copy:
+                assert sum(1 for _ in copy.rows()) == 40000
+            cur.execute("SELECT g, repeat('y', 200) FROM generate_series(1, 50000) g")
+            assert sum(1 for _ in cur) == 50000
+        with conn.pipeline():
+            cursors = [conn.execute("SELECT %s::int", (i,)) for i in range(300)]
+        assert [c.fetchone()[0] for c in cursors] == list(range(300))
+        assert proxy.metric("DatabaseConnectionsCurrentlySessionPinned", instance=proxy.cluster.writer.id) == 0
 
 
 def test_read_only_endpoint_reaches_only_readers(proxy, cluster):
@@ -338,14 +406,13 @@ def test_malformed_client_bytes_get_08p01_and_close(proxy):
 
 
 def test_reload_changes_pool_settings_without_dropping_clients(cluster):
-    with running_proxy(cluster) as proxy:
-        with proxy.connect(prepare_threshold=None) as conn:
-            backend_pid(conn)
-            assert proxy.pool_instance(cluster.writer.id)["connection_cap"] == 100
-            new = proxy_config(cluster, pool__max_connections_percent=20, pool__max_idle_connections_percent=20)
-            proxy.call(proxy.server.reload, new)
-            assert proxy.pool_instance(cluster.writer.id)["connection_cap"] == 20
-            assert conn.execute("SELECT 1").fetchone()[0] == 1
+    with running_proxy(cluster) as proxy, proxy.connect(prepare_threshold=None) as conn:
+        backend_pid(conn)
+        assert proxy.pool_instance(cluster.writer.id)["connection_cap"] == 100
+        new = proxy_config(cluster, pool__max_connections_percent=20, pool__max_idle_connections_percent=20)
+        proxy.call(proxy.server.reload, new)
+        assert proxy.pool_instance(cluster.writer.id)["connection_cap"] == 20
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
 
 
 @pytest.mark.slow
@@ -364,6 +431,16 @@ def test_standalone_process_drains_on_sigterm(cluster):
             port = int(line.split("default=")[1].split()[0])
             conn = psycopg.connect(host="127.0.0.1", port=port, user=cluster.user, password=cluster.password,
                                    dbname=cluster.database, autocommit=True, prepare_threshold=None)
+            admin = int(line.split("admin=")[1].split()[0])
+            assert _connection_cap(admin, cluster.writer.id) == 100
+            with open(path, "a") as f:  # SIGHUP: new pool settings, nobody dropped
+                f.write("[pool]\nmax_connections_percent = 20\nmax_idle_connections_percent = 20\n")
+            proc.send_signal(signal.SIGHUP)
+            eventually(lambda: _connection_cap(admin, cluster.writer.id) == 20, what="SIGHUP to apply")
+            timer = threading.Timer(0.5, conn.cancel)
+            timer.start()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(20)")
             conn.execute("BEGIN")
             conn.execute("SELECT 1")
             proc.send_signal(signal.SIGTERM)
@@ -376,6 +453,11 @@ def test_standalone_process_drains_on_sigterm(cluster):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def _connection_cap(admin_port: int, instance_id: str) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/status", timeout=5) as response:
+        return json.load(response)["pool"]["instances"][instance_id]["connection_cap"]
 
 
 def _port_accepts(port: int) -> bool:

@@ -327,6 +327,9 @@ def test_monitor_applies_rounds_to_router_metrics_and_listeners(caplog):
     assert any("listener" in r.getMessage() for r in caplog.records)
     assert 0 < metrics.value("AvailabilityPercentage", target_role="READ_WRITE") < 100
     assert metrics.value("AvailabilityPercentage", target_role="READ_ONLY") == pytest.approx(100.0)
+    # i2: unknown -> reader -> writer -> unknown (split brain) -> writer
+    assert metrics.value("TopologyRoleChanges", instance="i2") == 4
+    assert metrics.value("TopologyRoleChanges", instance="i3") == 1  # unknown -> reader, never again
 
 
 # ---------------------------------------------------------------------------------- configuration

@@ -16,13 +16,13 @@ sockets, no asyncio: the proxy's sessions own all I/O.  Layout, one module per m
 Malformed peer input raises :class:`ProtocolViolation`; sessions answer it with SQLSTATE 08P01.
 """
 
-from reference_proxy.protocol.postgres.auth import *  # noqa: F403
-from reference_proxy.protocol.postgres.copy import *  # noqa: F403
-from reference_proxy.protocol.postgres.decoder import *  # noqa: F403
-from reference_proxy.protocol.postgres.errors import *  # noqa: F403
-from reference_proxy.protocol.postgres.extended import *  # noqa: F403
-from reference_proxy.protocol.postgres.framing import *  # noqa: F403
-from reference_proxy.protocol.postgres.notices import *  # noqa: F403
-from reference_proxy.protocol.postgres.simple_query import *  # noqa: F403
-from reference_proxy.protocol.postgres.startup import *  # noqa: F403
-from reference_proxy.protocol.postgres.status import *  # noqa: F403
+from reference_proxy.protocol.postgres.auth import *
+from reference_proxy.protocol.postgres.copy import *
+from reference_proxy.protocol.postgres.decoder import *
+from reference_proxy.protocol.postgres.errors import *
+from reference_proxy.protocol.postgres.extended import *
+from reference_proxy.protocol.postgres.framing import *
+from reference_proxy.protocol.postgres.notices import *
+from reference_proxy.protocol.postgres.simple_query import *
+from reference_proxy.protocol.postgres.startup import *
+from reference_proxy.protocol.postgres.status import *

@@ -15,9 +15,16 @@ from reference_proxy.protocol.postgres.errors import ProtocolViolation
 from reference_proxy.protocol.postgres.wire import BodyReader, cstring, frame, int32
 
 __all__ = [
-    "AuthenticationOk", "AuthenticationCleartextPassword", "AuthenticationMD5Password",
-    "AuthenticationSASL", "AuthenticationSASLContinue", "AuthenticationSASLFinal",
-    "AuthenticationOther", "PasswordMessage", "SASLInitialResponse", "SASLResponse",
+    "AuthenticationCleartextPassword",
+    "AuthenticationMD5Password",
+    "AuthenticationOk",
+    "AuthenticationOther",
+    "AuthenticationSASL",
+    "AuthenticationSASLContinue",
+    "AuthenticationSASLFinal",
+    "PasswordMessage",
+    "SASLInitialResponse",
+    "SASLResponse",
     "decode_authentication",
 ]
 

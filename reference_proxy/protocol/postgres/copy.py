@@ -9,7 +9,7 @@ from typing import ClassVar
 from reference_proxy.protocol.postgres.errors import ProtocolViolation
 from reference_proxy.protocol.postgres.wire import BodyReader, cstring, frame, int16
 
-__all__ = ["CopyInResponse", "CopyOutResponse", "CopyBothResponse", "CopyData", "CopyDone", "CopyFail"]
+__all__ = ["CopyBothResponse", "CopyData", "CopyDone", "CopyFail", "CopyInResponse", "CopyOutResponse"]
 
 
 class _CopyResponse:

@@ -20,10 +20,13 @@ from typing import Any
 from reference_proxy.protocol.postgres import auth, copy, extended, notices, simple_query, startup, status
 from reference_proxy.protocol.postgres.errors import ProtocolViolation
 from reference_proxy.protocol.postgres.framing import (
-    BACKEND_TYPES, DEFAULT_MAX_MESSAGE_SIZE, FRONTEND_TYPES, MAX_STARTUP_PACKET_SIZE,
+    BACKEND_TYPES,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    FRONTEND_TYPES,
+    MAX_STARTUP_PACKET_SIZE,
 )
 
-__all__ = ["NEED_DATA", "Direction", "Decoder", "decode_frontend", "decode_backend"]
+__all__ = ["NEED_DATA", "Decoder", "Direction", "decode_backend", "decode_frontend"]
 
 
 class _NeedData:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from reference_proxy.contracts import ProxyError
 
-__all__ = ["PostgresProtocolError", "ProtocolViolation", "LocalProtocolError", "PROTOCOL_VIOLATION_SQLSTATE"]
+__all__ = ["PROTOCOL_VIOLATION_SQLSTATE", "LocalProtocolError", "PostgresProtocolError", "ProtocolViolation"]
 
 PROTOCOL_VIOLATION_SQLSTATE = "08P01"
 

@@ -14,9 +14,21 @@ from reference_proxy.protocol.postgres.errors import ProtocolViolation
 from reference_proxy.protocol.postgres.wire import BodyReader, cstring, frame, int16, int32, uint32
 
 __all__ = [
-    "Parse", "Bind", "Describe", "Execute", "Close", "Sync", "Flush",
-    "ParseComplete", "BindComplete", "CloseComplete", "NoData", "ParameterDescription", "PortalSuspended",
-    "STATEMENT", "PORTAL",
+    "PORTAL",
+    "STATEMENT",
+    "Bind",
+    "BindComplete",
+    "Close",
+    "CloseComplete",
+    "Describe",
+    "Execute",
+    "Flush",
+    "NoData",
+    "ParameterDescription",
+    "Parse",
+    "ParseComplete",
+    "PortalSuspended",
+    "Sync",
 ]
 
 STATEMENT = "S"

@@ -14,8 +14,12 @@ from typing import NamedTuple
 from reference_proxy.protocol.postgres.errors import ProtocolViolation
 
 __all__ = [
-    "FRONTEND_TYPES", "BACKEND_TYPES", "DEFAULT_MAX_MESSAGE_SIZE", "MAX_STARTUP_PACKET_SIZE",
-    "Frames", "MessageSplitter",
+    "BACKEND_TYPES",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "FRONTEND_TYPES",
+    "MAX_STARTUP_PACKET_SIZE",
+    "Frames",
+    "MessageSplitter",
 ]
 
 FRONTEND_TYPES = frozenset(b"QPBDECSHXdcfpF")
@@ -49,7 +53,7 @@ class Frames(NamedTuple):
 class MessageSplitter:
     """Incrementally split one direction's typed messages; see the module docstring."""
 
-    __slots__ = ("_allowed", "_max", "_buf", "_what")
+    __slots__ = ("_allowed", "_buf", "_max", "_what")
 
     def __init__(self, allowed_types: frozenset[int], max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                  what: str = "peer") -> None:

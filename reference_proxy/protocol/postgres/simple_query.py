@@ -13,8 +13,15 @@ from reference_proxy.protocol.postgres.errors import ProtocolViolation
 from reference_proxy.protocol.postgres.wire import BodyReader, cstring, frame, int16, int32, uint32
 
 __all__ = [
-    "Query", "Terminate", "FieldDescription", "RowDescription", "DataRow", "CommandComplete",
-    "EmptyQueryResponse", "FunctionCall", "FunctionCallResponse",
+    "CommandComplete",
+    "DataRow",
+    "EmptyQueryResponse",
+    "FieldDescription",
+    "FunctionCall",
+    "FunctionCallResponse",
+    "Query",
+    "RowDescription",
+    "Terminate",
 ]
 
 

@@ -14,8 +14,15 @@ from reference_proxy.protocol.postgres.errors import ProtocolViolation
 from reference_proxy.protocol.postgres.wire import BodyReader, cstring, frame, int32
 
 __all__ = [
-    "SSL_REQUEST_CODE", "GSSENC_REQUEST_CODE", "CANCEL_REQUEST_CODE", "PROTOCOL_3_0",
-    "SSLRequest", "GSSENCRequest", "CancelRequest", "StartupMessage", "NegotiateProtocolVersion",
+    "CANCEL_REQUEST_CODE",
+    "GSSENC_REQUEST_CODE",
+    "PROTOCOL_3_0",
+    "SSL_REQUEST_CODE",
+    "CancelRequest",
+    "GSSENCRequest",
+    "NegotiateProtocolVersion",
+    "SSLRequest",
+    "StartupMessage",
     "decode_startup_packet",
 ]
 

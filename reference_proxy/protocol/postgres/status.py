@@ -13,8 +13,15 @@ from typing import ClassVar
 from reference_proxy.protocol.postgres.errors import ProtocolViolation
 from reference_proxy.protocol.postgres.wire import BodyReader, cstring, frame, int32
 
-__all__ = ["ParameterStatus", "BackendKeyData", "ReadyForQuery", "NotificationResponse",
-           "TX_IDLE", "TX_IN_BLOCK", "TX_FAILED"]
+__all__ = [
+    "TX_FAILED",
+    "TX_IDLE",
+    "TX_IN_BLOCK",
+    "BackendKeyData",
+    "NotificationResponse",
+    "ParameterStatus",
+    "ReadyForQuery",
+]
 
 TX_IDLE = "I"
 TX_IN_BLOCK = "T"

@@ -1,0 +1,203 @@
+"""``aurora-harness certify``: run the suites against a target and say which guarantees held.
+
+The suites run in a child pytest process with the harness plugin (``python -m pytest suites/...
+--target ...``).  A child process, not ``pytest.main`` in this one, because a run imports test
+modules, starts threads and servers and registers Hypothesis profiles: all of that is torn down with
+the process, a second certify in the same interpreter (our own tests) starts clean, and Ctrl-C is
+handled by pytest itself (it tears the session fixtures down, so the target is stopped).  The child
+prints live progress, one line per verdict; when it has finished, this command renders the reports
+from the run directory and prints the verdict table.
+
+Exit status: 0 when no guarantee is false and no check failed (with ``--strict``, also none unknown);
+1 when something is false or failed; 2 when the run could not be carried out (the target did not
+come up, the results are missing).
+
+Profiles: ``quick`` runs the conformance suites (pooling, routing, pinning, isolation, borrow
+timeout, TLS, latency), a 1,000-client connection storm and the Hypothesis session model with the
+``ci`` profile; failover, crash and network-fault chaos run only in ``full`` (with a 10,000-client
+storm and the ``nightly`` Hypothesis profile), because the reference proxy does not follow a
+failover yet and those verdicts could not be true.  Guarantees left out by the profile are listed
+as such, never reported as held.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from harness import guarantees as _guarantees
+from harness.cli.common import CliFailure
+from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError, default_run_dir, utc_now
+
+SUITES = ("conformance", "models", "chaos")
+"""Run in this order: chaos last, because a failover or crash changes the cluster the others would see."""
+INTERRUPT_GRACE_S = 120.0
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+_INI = """[pytest]
+addopts = --strict-markers
+timeout = 900
+console_output_style = classic
+"""
+
+
+def suites_dir() -> Path:
+    import suites
+
+    return Path(suites.__file__).resolve().parent
+
+
+def pytest_command(*, target: str, engine: str, profile: str, run_dir: Path, ini: Path, seed: int,
+                   writer_dsn: str | None = None, reader_dsns: tuple[str, ...] = (), metrics_url: str | None = None,
+                   thresholds: str | None = None, select: str | None = None,
+                   suites: tuple[str, ...] = ()) -> list[str]:
+    """The child pytest command line for one certification run."""
+    base = suites_dir()
+    paths = [os.fspath(base / s) for s in (suites or SUITES)]
+    cmd = [sys.executable, "-m", "pytest", *paths, "-c", os.fspath(ini), "--rootdir", os.fspath(base.parent),
+           "-p", "no:locust", "-p", "no:cacheprovider", "-q", "-rfEs",
+           "--target", target, "--engine", engine, "--profile", profile, "--run-dir", os.fspath(run_dir),
+           f"--hypothesis-seed={seed}"]
+    # Load the plugin by module name, and block its entry point: whether the entry point is visible
+    # depends on the environment (a stale egg-info beside the sources hides it), and loading both
+    # would register the plugin twice.
+    cmd += ["-p", "no:aurora_harness", "-p", "harness.pytest_plugin"]
+    if writer_dsn:
+        cmd += ["--writer-dsn", writer_dsn]
+    for dsn in reader_dsns:
+        cmd += ["--reader-dsn", dsn]
+    if metrics_url:
+        cmd += ["--metrics-url", metrics_url]
+    if thresholds:
+        cmd += ["--thresholds", os.fspath(Path(thresholds).resolve())]
+    if select:
+        cmd += ["-k", select]
+    return cmd
+
+
+def _default_sigint() -> None:
+    """In the child: take SIGINT back from SIG_IGN (a background job inherits it ignored), so that an
+    interrupt reaches pytest, which then tears the target down."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _run_child(cmd: list[str], *, to_stderr: bool) -> int:
+    """Run pytest, streaming its output; on Ctrl-C let it tear down, and stop it if it will not."""
+    child = subprocess.Popen(cmd, stdout=sys.stderr if to_stderr else None, stdin=subprocess.DEVNULL,
+                             preexec_fn=_default_sigint)  # noqa: PLW1509 - only resets one signal
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        # The terminal's Ctrl-C reached the child too; SIGTERM to us did not, so pass it on.
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=INTERRUPT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            child.terminate()
+            child.wait(timeout=30)
+        raise
+
+
+@click.command()
+@click.option("--target", "target_kind", type=click.Choice(["reference", "external"]), required=True,
+              help="reference: stand-in cluster + reference proxy started here; external: a running proxy.")
+@click.option("--engine", type=click.Choice(["postgres", "mysql"]), default="postgres", show_default=True)
+@click.option("--profile", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
+              help="quick (about 5 min, no failover chaos) or full (about 20 min, everything).")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write the run (default runs/<UTC time>-<target>-<engine>).")
+@click.option("--writer-dsn", default=None, help="External target: DSN of the read/write endpoint.")
+@click.option("--reader-dsn", "reader_dsns", multiple=True, help="External target: DSN of a reader endpoint.")
+@click.option("--metrics-url", default=None, help="External target: the proxy's Prometheus metrics URL.")
+@click.option("--thresholds", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="TOML or JSON file overriding guarantee thresholds.")
+@click.option("--strict", is_flag=True, help="Fail when any guarantee is unknown, too.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
+@click.option("--suite", "suites", multiple=True, type=click.Choice(SUITES),
+              help="Run only these suites (repeatable; default all).")
+@click.option("-k", "--select", default=None, metavar="EXPR",
+              help="Run only tests matching this pytest -k expression.")
+@click.option("--seed", type=int, default=None, help="Hypothesis seed (default random; printed for replay).")
+def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, writer_dsn: str | None,
+            reader_dsns: tuple[str, ...], metrics_url: str | None, thresholds: str | None, strict: bool,
+            as_json: bool, suites: tuple[str, ...], select: str | None, seed: int | None) -> None:
+    """Certify a proxied Aurora target against the guarantee catalogue."""
+    if engine != "postgres":
+        raise CliFailure("the suites speak PostgreSQL only so far; use --engine postgres")
+    if target_kind == "external" and not writer_dsn:
+        raise CliFailure("--target external needs --writer-dsn (and optionally --reader-dsn, --metrics-url)")
+    if target_kind == "reference" and (writer_dsn or reader_dsns or metrics_url):
+        raise CliFailure("--writer-dsn/--reader-dsn/--metrics-url are for --target external")
+    if thresholds:
+        try:
+            _guarantees.load_thresholds(thresholds)
+        except _guarantees.GuaranteeError as e:
+            raise CliFailure(str(e)) from None
+    default_location = run_dir is None
+    path = Path(run_dir) if run_dir else default_run_dir(DEFAULT_ROOT, target_kind, engine, utc_now())
+    if path.exists() and any(path.iterdir()):
+        raise CliFailure(f"run directory {os.fspath(path)!r} exists and is not empty")
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
+    info = click.echo if not as_json else (lambda m: click.echo(m, err=True))
+    info(f"certify: target={target_kind} engine={engine} profile={profile} seed={seed} run-dir={path}")
+    workdir = tempfile.mkdtemp(prefix="aurora-certify-")
+    try:
+        ini = Path(workdir) / "pytest.ini"
+        ini.write_text(_INI)
+        cmd = pytest_command(target=target_kind, engine=engine, profile=profile, run_dir=path, ini=ini, seed=seed,
+                             writer_dsn=writer_dsn, reader_dsns=reader_dsns, metrics_url=metrics_url,
+                             thresholds=thresholds, select=select, suites=suites)
+        try:
+            pytest_status = _run_child(cmd, to_stderr=as_json)
+        except KeyboardInterrupt:
+            interrupted = True
+            pytest_status = 2
+        else:
+            interrupted = False
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    status = finish(path, strict=strict, as_json=as_json, pytest_status=pytest_status,
+                    point_latest=default_location)
+    if interrupted:
+        click.echo("certify: interrupted; the target was stopped and the partial run kept", err=True)
+        sys.exit(130)
+    sys.exit(status)
+
+
+def finish(path: Path, *, strict: bool, as_json: bool, pytest_status: int, point_latest: bool = False) -> int:
+    """Render the reports of a finished run, print the verdicts, and return the exit status."""
+    from reports.model import ReportError
+    from reports.render import write_reports
+    from reports.table import render_table
+
+    try:
+        report = write_reports(path, strict=strict)
+    except (ReportError, RunStoreError) as e:
+        click.echo(f"certify: no results (pytest exit status {pytest_status}): {e}", err=True)
+        return EXIT_ERROR
+    if point_latest:
+        RunStore(path).point_latest(path.parent)
+    ok, problems = report.passed(strict=strict)
+    if as_json:
+        from reports.json_report import report_dict
+
+        click.echo(json.dumps(report_dict(report, strict=strict), indent=2))
+    else:
+        click.echo("")
+        click.echo(render_table(report))
+        click.echo("")
+        click.echo(f"run directory: {path}  (results.json, junit.xml, report.html, history/)")
+        click.echo("PASSED" if ok else "FAILED: " + "; ".join(problems))
+    if report.results.get("status") != "complete":
+        return EXIT_ERROR  # interrupted, or the target never came up: no certification either way
+    return EXIT_PASS if ok else EXIT_FAIL

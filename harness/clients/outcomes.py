@@ -1,0 +1,132 @@
+"""Classifying driver errors: did the request certainly have no effect, or is its outcome unknown?
+
+A chaos test is only as good as this decision.  Calling a write *failed* when it may have committed
+makes the durability checker cry wolf; calling it *unknown* when it certainly did not commit hides
+real bugs.  The rules follow Jepsen's etcd client (``remap-errors`` / ``with-errors``):
+
+* every error gets a code (PostgreSQL SQLSTATE, MySQL errno as text, or a short client-side name
+  such as ``"timeout"``) and a ``definite`` flag;
+* whether a broken connection is definite depends on the :class:`Stage` the request had reached:
+  nothing can have happened before the connection was made, nor inside an explicit transaction
+  before COMMIT was sent (the server rolls back a transaction whose client vanished); once COMMIT,
+  or a statement in autocommit mode, has been sent, it may have taken effect;
+* an error the *server* reported (unique violation, serialization failure, read-only transaction,
+  the proxy's borrow timeout) is definite: the server says the statement or transaction did not
+  happen;
+* idempotent requests (reads) turn an indefinite error into ``fail``: doing them or not changes
+  nothing, so their outcome is never "unknown" (:func:`completion_type`).
+
+The functions here are pure: they look only at the exception object and the stage, so they are
+tested with constructed exceptions and no server.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from harness.history import OpError, OpType
+
+BORROW_TIMEOUT_TEXT = "Timed-out waiting to acquire database connection"
+"""RDS Proxy's text when no backend could be lent in time (PostgreSQL adds a full stop)."""
+
+TIMEOUT = "timeout"
+"""Code of a request the client gave up on after its own deadline (the connection is then closed)."""
+
+CONNECTION_LOST = "connection-lost"
+"""Code of a connection that broke without the server saying why (no SQLSTATE / errno)."""
+
+
+class Stage(str, enum.Enum):
+    """How far a request got when it failed, as far as its effect is concerned."""
+
+    CONNECT = "connect"            # opening the connection: nothing was asked yet
+    IN_TRANSACTION = "in_transaction"  # inside BEGIN ... before COMMIT was sent: nothing can be durable
+    COMMIT = "commit"              # COMMIT sent, or an autocommit statement: it may have taken effect
+
+
+# PostgreSQL ------------------------------------------------------------------------------------
+_PG_SHUTDOWN = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now
+_PG_CANCELED = "57014"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _by_stage(code: str | None, text: str, stage: Stage) -> OpError:
+    """A connection-level failure: definite unless the request may already have taken effect."""
+    return OpError(code, text, definite=stage is not Stage.COMMIT)
+
+
+def classify_psycopg(exc: BaseException, stage: Stage, *, timed_out: bool = False) -> OpError:
+    """Classify an exception raised by psycopg 3 while a request was at ``stage``.
+
+    ``timed_out`` says the client's own deadline expired and it closed the connection, which is
+    what made the driver raise.
+    """
+    text = _first_line(exc)
+    if timed_out:
+        return _by_stage(TIMEOUT, f"no answer within the client's deadline ({text})", stage)
+    sqlstate = getattr(exc, "sqlstate", None)
+    if BORROW_TIMEOUT_TEXT in text:
+        return OpError(sqlstate, text, definite=True)
+    if sqlstate is None:
+        # No server code: a lost or refused connection, or a client-side timeout (ConnectionTimeout).
+        return _by_stage(CONNECTION_LOST if stage is not Stage.CONNECT else "connect-failed", text, stage)
+    if sqlstate.startswith("08") or sqlstate in _PG_SHUTDOWN:
+        return _by_stage(sqlstate, text, stage)
+    if sqlstate == _PG_CANCELED:
+        # A cancelled COMMIT may have been cancelled after it became durable.
+        return _by_stage(sqlstate, text, stage)
+    # Every other server error (40001, 40P01, 25006, 23505, syntax...) aborted the statement and,
+    # inside a transaction, the transaction: nothing it asked for happened.
+    return OpError(sqlstate, text, definite=True)
+
+
+# MySQL (PyMySQL) ---------------------------------------------------------------------------------
+_MY_CANNOT_CONNECT = {2002, 2003, 2005}   # socket / TCP refused / unknown host
+_MY_LOST = {2006, 2013, 2055}             # gone away / lost during query / lost at reading
+_MY_BORROW_TIMEOUT = 9501
+
+
+def mysql_errno(exc: BaseException) -> int | None:
+    """The errno PyMySQL put first in the exception's args, if any."""
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
+
+
+def classify_pymysql(exc: BaseException, stage: Stage, *, timed_out: bool = False) -> OpError:
+    """Classify an exception raised by PyMySQL while a request was at ``stage``."""
+    errno = mysql_errno(exc)
+    text = _first_line(exc)
+    if len(getattr(exc, "args", ())) >= 2:
+        text = str(exc.args[1]).strip() or text
+    code = str(errno) if errno else None
+    if timed_out:
+        return _by_stage(TIMEOUT, f"no answer within the client's deadline ({text})", stage)
+    if errno == _MY_BORROW_TIMEOUT or BORROW_TIMEOUT_TEXT in text:
+        return OpError(code, text, definite=True)
+    if errno in _MY_CANNOT_CONNECT:
+        return OpError(code, text, definite=True)
+    if errno in _MY_LOST:
+        return _by_stage(code, text, stage)
+    if errno is None or errno == 0:
+        # PyMySQL's InterfaceError(0, '') means the connection was already closed: nothing was sent.
+        # Anything else without an errno (a socket error surfacing raw) is a lost connection.
+        if type(exc).__name__ == "InterfaceError":
+            return OpError("closed", text or "connection already closed", definite=True)
+        return _by_stage(CONNECTION_LOST, text, stage)
+    if 2000 <= errno < 3000:
+        # Other client-side errors (protocol out of sync, packet too large): the connection is
+        # unusable and we cannot tell what the server did.
+        return _by_stage(code, text, stage)
+    # Server errors: 1290 read-only, 1205 lock wait timeout, 1213 deadlock, 1062 duplicate key...
+    return OpError(code, text, definite=True)
+
+
+# Outcome ---------------------------------------------------------------------------------------
+def completion_type(error: OpError, *, idempotent: bool) -> OpType:
+    """``fail`` for a definite error or an idempotent request, ``info`` otherwise."""
+    return OpType.FAIL if error.definite or idempotent else OpType.INFO

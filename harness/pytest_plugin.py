@@ -1,0 +1,419 @@
+"""The harness as a pytest plugin: options, fixtures, the ``guarantee`` marker, and verdict collection.
+
+Installed as the ``aurora_harness`` pytest11 entry point, so it is loaded in every pytest run but
+stays inert until ``--target`` is given.  Then one run directory is made (``--run-dir`` or
+``runs/<UTC time>-<target>-<engine>``), the target is brought up once per session, every test gets
+a ``recorder`` writing its history into the run directory, and after the body of each test marked
+``@pytest.mark.guarantee("ID", ...)`` the checkers of those guarantees judge its history:
+
+* FALSE fails the test with the reason and the evidence;
+* UNKNOWN is recorded; a test that raises :class:`~harness.targets.base.Unsupported` (the target
+  cannot do what it needs) is skipped with the reason, and its guarantees are unknown;
+* a test that errors before finishing turns its TRUE verdicts into UNKNOWN: a half-run workload
+  proves nothing, though a FALSE found in it stands.
+
+A line per verdict is printed as it is reached (live progress).  ``results.json`` is rewritten after
+every test; ``aurora-harness certify`` renders the reports from it.
+
+The option is ``--target`` and never ``--host``: Locust's pytest plugin owns ``--host``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from harness import guarantees as _guarantees
+from harness.history import History, Phase, Recorder
+from harness.plugin import PluginError
+from harness.plugin.targets import build_target, pool_caps, reader_weights
+from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError
+from harness.targets.base import Capability, Target, Unsupported
+
+if TYPE_CHECKING:
+    from harness.checkers import CheckContext
+    from harness.plugin.run import HarnessRun
+
+# The checkers, the metrics sampler and the recording client are imported where they are used: this
+# module is loaded by every pytest run in an environment where the package is installed, and must
+# cost nothing (and risk nothing) there unless --target is given.
+
+RUN_KEY = pytest.StashKey["HarnessRun"]()
+RECORDER_KEY = pytest.StashKey[Recorder]()
+CONTEXT_KEY = pytest.StashKey[dict]()
+TARGET_KEY = pytest.StashKey[Target]()
+PROFILES = ("quick", "full")
+
+
+# -- options and configuration ---------------------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("aurora-harness", "proxied-Aurora certification (aurora-proxy-harness)")
+    g.addoption("--target", choices=("reference", "external"), default=None,
+                help="What to certify: reference (stand-in + reference proxy) or external (--writer-dsn).")
+    g.addoption("--engine", choices=("postgres", "mysql"), default="postgres", help="Database engine.")
+    g.addoption("--writer-dsn", default=None, help="External target: DSN of the writer (read/write) endpoint.")
+    g.addoption("--reader-dsn", action="append", default=[], help="External target: DSN of a reader endpoint "
+                "(repeatable).")
+    g.addoption("--metrics-url", default=None, help="External target: Prometheus metrics URL of the proxy.")
+    g.addoption("--run-dir", default=None, help="Run directory (default runs/<UTC time>-<target>-<engine>).")
+    g.addoption("--runs-root", default=DEFAULT_ROOT, help="Where default run directories go (default runs).")
+    g.addoption("--thresholds", default=None, help="TOML or JSON file of guarantee threshold overrides.")
+    g.addoption("--profile", choices=PROFILES, default="quick",
+                help="quick: no failover chaos, small storms; full: everything, deeper Hypothesis.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "guarantee(*ids): the catalogue guarantees this test's history is "
+                                       "judged against")
+    config.addinivalue_line("markers", "profile(name): run only in this certification profile (e.g. full)")
+    kind = config.getoption("--target", default=None)
+    if kind is None or hasattr(config, "workerinput"):
+        return
+    engine = config.getoption("--engine")
+    try:
+        catalogue = _guarantees.CATALOGUE
+        if config.getoption("--thresholds"):
+            catalogue = _guarantees.load_thresholds(config.getoption("--thresholds"))
+        store = RunStore.create(config.getoption("--run-dir"), target=kind, engine=engine,
+                                root=config.getoption("--runs-root"))
+    except (_guarantees.GuaranteeError, RunStoreError) as e:
+        raise pytest.UsageError(str(e)) from None
+    from harness.plugin.run import HarnessRun
+
+    config.stash[RUN_KEY] = HarnessRun(store, target=kind, engine=engine,
+                                       profile=config.getoption("--profile"), catalogue=catalogue)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is None:
+        return None
+    return [(f"aurora-harness: target={run.target_kind} engine={run.engine} profile={run.profile} "
+             f"run-dir={run.store.path}")]
+
+
+def _guarantees_of(item: pytest.Item) -> list[str]:
+    ids: list[str] = []
+    for mark in item.iter_markers("guarantee"):
+        ids.extend(str(a) for a in mark.args)
+    return list(dict.fromkeys(ids))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Check guarantee ids, and leave out tests of another profile (recording which guarantees that hides)."""
+    for item in items:
+        for gid in _guarantees_of(item):
+            if gid not in _guarantees.CATALOGUE:
+                raise pytest.UsageError(f"{item.nodeid}: unknown guarantee {gid!r} in @pytest.mark.guarantee")
+    run = config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    keep, drop = [], []
+    for item in items:
+        mark = item.get_closest_marker("profile")
+        (drop if mark is not None and run.profile not in mark.args else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+    run.not_in_profile = sorted({g for item in drop for g in _guarantees_of(item)}
+                                - {g for item in keep for g in _guarantees_of(item)})
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The guarantees this run will judge: those of the tests left after every deselection (-k too)."""
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    run.selected = list(dict.fromkeys(g for item in session.items for g in _guarantees_of(item)))
+    run.save()
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def harness_run(request: pytest.FixtureRequest) -> HarnessRun:
+    """The current run (run store, thresholds, profile); the suites need ``--target``."""
+    run = request.config.stash.get(RUN_KEY, None)
+    if run is None:
+        raise PluginError("the harness suites need a target: run them with --target reference or "
+                          "--target external --writer-dsn DSN (or use `aurora-harness certify`)")
+    return run
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest, harness_run: HarnessRun) -> Iterator[Target]:
+    """The target under test, brought up once for the session; its description goes to target.json."""
+    opt = request.config.getoption
+    try:
+        t = build_target(harness_run.target_kind, harness_run.engine, writer_dsn=opt("--writer-dsn"),
+                         reader_dsns=opt("--reader-dsn"), metrics_url=opt("--metrics-url"))
+    except PluginError as e:
+        raise pytest.UsageError(str(e)) from None
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(t)
+        except Exception as e:
+            harness_run.target_error = f"{type(e).__name__}: {e}"
+            raise
+        stack.callback(_keep_proxy_log, harness_run, t)  # last in, first out: before the target goes down
+        harness_run.store.write_target(t.describe())
+        harness_run.server_version = _server_version(t)
+        request.config.stash[TARGET_KEY] = t
+        yield t
+
+
+def _keep_proxy_log(run: HarnessRun, t: Target) -> None:
+    log_path = getattr(t, "log_path", None) if getattr(t, "run_dir", None) else None
+    if log_path:
+        run.store.copy_log(log_path, "proxy.log")
+
+
+def _server_version(t: Target) -> str | None:
+    if t.engine != "postgres":
+        return None
+    try:
+        import psycopg
+
+        with psycopg.connect(**t.conninfo(t.writer_endpoint), autocommit=True, connect_timeout=10) as c:
+            return str(c.execute("SHOW server_version").fetchone()[0])
+    except Exception:  # noqa: BLE001 - a version we cannot read is left out, not fatal
+        return None
+
+
+@pytest.fixture(scope="session")
+def profile(harness_run: HarnessRun) -> str:
+    """``quick`` or ``full``: suites scale their load with it."""
+    return harness_run.profile
+
+
+@pytest.fixture
+def recorder(request: pytest.FixtureRequest, harness_run: HarnessRun) -> Iterator[Recorder]:
+    """This test's history, written to ``history/<test id>.jsonl`` in the run directory."""
+    path = harness_run.store.history_path(request.node.nodeid)
+    rec = Recorder(path)
+    request.node.stash[RECORDER_KEY] = rec
+    harness_run.record_for(request.node.nodeid, _guarantees_of(request.node)).history = \
+        harness_run.store.relative(path)
+    try:
+        yield rec
+    finally:
+        rec.close()
+
+
+@pytest.fixture
+def check_context(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Extra facts for the checkers (``CheckContext`` fields): e.g. ``check_context["baseline"] = history``."""
+    overrides: dict[str, Any] = {}
+    request.node.stash[CONTEXT_KEY] = overrides
+    return overrides
+
+
+@pytest.fixture
+def pg_clients(target: Target, recorder: Recorder) -> Iterator[Any]:
+    """A factory of recorded PostgreSQL sessions: ``pg_clients("writer")`` / ``pg_clients("reader")``;
+    every session it made is closed after the test."""
+    from harness.plugin.recording import PgSession  # imported here: the plugin loads in every pytest run
+
+    made: list[PgSession] = []
+
+    def make(endpoint: str = "writer", *, connect: bool = True, conninfo_target: Target | None = None,
+             **kwargs: Any) -> PgSession:
+        t = conninfo_target or target
+        if endpoint == "writer":
+            ep = t.writer_endpoint
+        elif endpoint == "reader":
+            if not t.reader_endpoints:
+                pytest.skip("the target has no reader endpoint (give --reader-dsn)")
+            ep = t.reader_endpoints[0]
+        else:
+            raise PluginError(f"unknown endpoint {endpoint!r}: expected writer or reader")
+        session = PgSession(recorder, t.conninfo(ep), endpoint, **kwargs)
+        made.append(session)
+        if connect:
+            session.connect()
+        return session
+
+    if target.engine != "postgres":
+        pytest.skip("the recorded clients of these suites speak PostgreSQL only so far")
+    try:
+        yield make
+    finally:
+        for s in made:
+            s.close()
+
+
+class Faults:
+    """Faults against the target, each written into the history as a start and an end event."""
+
+    def __init__(self, target: Target, recorder: Recorder) -> None:
+        self.target = target
+        self.recorder = recorder
+
+    def failover(self, to: str | None = None) -> str:
+        self.target.require(Capability.FAILOVER)
+        self.recorder.fault("failover", Phase.START, {"to": to})
+        new_writer = None
+        try:
+            new_writer = self.target.failover(to)
+            self.recorder.event("new_writer", new_writer)
+            return new_writer
+        finally:
+            self.recorder.fault("failover", Phase.END, {"new_writer": new_writer})
+
+    def crash(self, instance_id: str) -> None:
+        self.target.require(Capability.CRASH)
+        self.recorder.fault("crash", Phase.START, {"instance": instance_id})
+        self.target.crash(instance_id)
+
+    def restart(self, instance_id: str) -> None:
+        self.target.require(Capability.RESTART)
+        try:
+            self.target.restart(instance_id)
+        finally:
+            self.recorder.fault("crash", Phase.END, {"instance": instance_id})
+
+
+@pytest.fixture
+def faults(target: Target, recorder: Recorder) -> Faults:
+    """Failover / crash / restart of the target, recorded as fault windows."""
+    return Faults(target, recorder)
+
+
+# -- judging each test -----------------------------------------------------------------------------
+def _context(item: pytest.Item, run: HarnessRun, metrics: list[Any]) -> CheckContext:
+    from harness.checkers import CheckContext
+
+    t = item.config.stash.get(TARGET_KEY, None)
+    base: dict[str, Any] = {"catalogue": run.catalogue, "metrics": tuple(metrics), "engine": run.engine,
+                            "target": run.target_kind}
+    if t is not None:
+        base["pool_cap"] = pool_caps(t)
+        base["reader_weights"] = reader_weights(t)
+        if t.supports(Capability.DIRECT):
+            with contextlib.suppress(Exception):
+                base["initial_writer"] = next(i["id"] for i in t.direct_instances() if i.get("role") == "writer")
+    overrides = item.stash.get(CONTEXT_KEY, {})
+    if "metrics" in overrides:
+        overrides = {**overrides, "metrics": tuple(metrics) + tuple(overrides["metrics"])}
+    base.update(overrides)
+    return CheckContext(**base)
+
+
+def _progress(item: pytest.Item, line: str) -> None:
+    reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+    capture = item.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        reporter.ensure_newline()
+        reporter.write_line(line)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    run = item.config.stash.get(RUN_KEY, None)
+    ids = _guarantees_of(item)
+    if run is None or not ids:
+        return (yield)
+    from harness.checkers import Validity
+    from harness.plugin.metrics import MetricsSampler
+
+    record = run.record_for(item.nodeid, ids)
+    t = item.config.stash.get(TARGET_KEY, None)
+    sampler = None
+    if t is not None and t.supports(Capability.METRICS):
+        sampler = MetricsSampler(t.metrics_text).start()
+    error: BaseException | None = None
+    try:
+        yield
+    except Unsupported as e:
+        verdicts = run.unknown_verdicts(ids, f"unsupported by target {run.target_kind!r}: {e}")
+        _finish(item, run, record, verdicts)
+        if sampler:
+            sampler.stop()
+        pytest.skip(f"unknown: {e}")
+    except pytest.skip.Exception as e:
+        _finish(item, run, record, run.unknown_verdicts(ids, f"skipped: {e.msg}"))
+        if sampler:
+            sampler.stop()
+        raise
+    except BaseException as e:  # the test failed or errored; still judge what it recorded
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        error = e
+    metrics = sampler.stop() if sampler else []
+    recorder = item.stash.get(RECORDER_KEY, None)
+    history = recorder.history() if recorder is not None else History()
+    verdicts = run.judge(ids, history, _context(item, run, metrics))
+    if error is not None:
+        verdicts = [v if v.valid is not Validity.TRUE else
+                    run.unknown_verdicts([v.guarantee_id],
+                                         f"the test stopped early ({type(error).__name__}: {error}); "
+                                         f"its partial history showed no violation")[0]
+                    for v in verdicts]
+    _finish(item, run, record, verdicts)
+    if error is not None:
+        raise error
+    broken = [v for v in verdicts if v.valid is Validity.FALSE]
+    if broken:
+        lines = []
+        for v in broken:
+            lines.append(f"{v.guarantee_id} is FALSE: {v.reason} (figure {v.figure} vs threshold {v.threshold} "
+                         f"{v.unit})")
+            lines += ["  evidence: " + json.dumps(e, sort_keys=True) for e in v.evidence[:10]]
+        lines.append(f"run directory: {run.store.path}")
+        pytest.fail("\n".join(lines), pytrace=False)
+    return None
+
+
+def _finish(item: pytest.Item, run: HarnessRun, record: Any, verdicts: list[Any]) -> None:
+    record.verdicts = [v.to_dict() for v in verdicts]
+    for v in verdicts:
+        figure = "-" if v.figure is None else f"{v.figure:g}"
+        _progress(item, f"[verdict] {v.guarantee_id:<28} {v.valid.value.upper():<7} {figure} "
+                        f"(threshold {v.threshold:g} {v.unit}) {v.reason[:120]}"
+                  if v.threshold is not None else f"[verdict] {v.guarantee_id} {v.valid.value.upper()} {v.reason}")
+    run.save()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    """Keep each test's outcome and duration (every test of a run, with or without guarantees)."""
+    report = yield
+    run = item.config.stash.get(RUN_KEY, None)
+    if run is None:
+        return report
+    record = run.record_for(item.nodeid, _guarantees_of(item))
+    record.duration_s = round(record.duration_s + report.duration, 3)
+    if report.failed:
+        record.outcome = "failed" if report.when == "call" else "error"
+        record.message = _message(report)
+    elif report.skipped and record.outcome == "passed":
+        record.outcome = "skipped"
+        record.message = _message(report)
+    if report.when == "teardown":
+        run.save()
+    return report
+
+
+def _message(report: pytest.TestReport) -> str:
+    if isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
+        return str(report.longrepr[2])
+    text = getattr(report, "longreprtext", "") or str(report.longrepr or "")
+    return text[-4000:]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    if run.target_error:
+        run.status = f"the target did not come up ({run.target_error})"
+    elif exitstatus in (0, 1):
+        run.status = "complete"
+    else:
+        run.status = "interrupted" if exitstatus == 2 else f"pytest exit status {int(exitstatus)}"
+    run.save()

@@ -1,0 +1,249 @@
+"""The run store: one directory per certification run, holding everything a report is built from.
+
+Layout of a run directory::
+
+    target.json          the target's description (endpoints, capabilities, instances)
+    history/<test>.jsonl one history per test, written while the test runs
+    results.json         every test with its verdicts, the per-guarantee summary, thresholds, versions
+    junit.xml            one test case per guarantee (rendered from results.json by ``reports``)
+    proxy.log            the reference proxy's log, copied before the target is torn down
+
+Runs live under ``runs/<UTC timestamp>-<target>-<engine>/`` unless a directory is given, and
+``runs/latest`` points at the newest.  Reports read only these files, so a report can be rebuilt
+long after the run, and two runs can be compared file by file.
+
+``results.json`` is rewritten atomically after every test, so a run that dies part-way still
+leaves the verdicts it reached.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+DEFAULT_ROOT = "runs"
+LATEST_LINK = "latest"
+
+Now = Callable[[], _dt.datetime]
+"""Returns the current UTC time (injected so tests get exact directory names)."""
+
+_RANK = {"true": 0, "unknown": 1, "false": 2}
+
+
+class RunStoreError(Exception):
+    """Root of the run store's errors: an unusable directory, a damaged results file."""
+
+
+def utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def default_run_dir(root: str | os.PathLike[str], target: str, engine: str, now: _dt.datetime) -> Path:
+    """``<root>/<YYYYmmddTHHMMSSZ>-<target>-<engine>``: sorts by time, says what was tested."""
+    for name, value in (("target", target), ("engine", engine)):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value or ""):
+            raise RunStoreError(f"{name} {value!r} cannot be part of a directory name")
+    stamp = now.astimezone(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(root) / f"{stamp}-{target}-{engine}"
+
+
+def history_file_name(test_id: str) -> str:
+    """A file name for a pytest node id: readable, unique per id, free of path separators."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_id.replace("::", "__")).strip("._") or "test"
+    if len(safe) > 150:
+        import hashlib
+
+        safe = safe[:130] + "-" + hashlib.sha1(test_id.encode()).hexdigest()[:12]
+    return safe + ".jsonl"
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it over: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False, allow_nan=False, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class RunStore:
+    """One run directory.  Create a new one with :meth:`create`; open an existing one with :meth:`open`."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    # -- creation ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, run_dir: str | os.PathLike[str] | None = None, *, target: str, engine: str,
+               root: str | os.PathLike[str] = DEFAULT_ROOT, now: Now = utc_now) -> RunStore:
+        """Make a fresh run directory (an existing one must be empty) and point ``latest`` at it.
+
+        The ``latest`` link is only maintained for runs placed under ``root`` by default: a
+        directory the user named is theirs to organise.
+        """
+        chosen = Path(run_dir) if run_dir is not None else default_run_dir(root, target, engine, now())
+        if run_dir is None and chosen.exists():
+            # Two runs in the same second: add a counter rather than mixing them.
+            for n in range(2, 100):
+                candidate = chosen.with_name(f"{chosen.name}-{n}")
+                if not candidate.exists():
+                    chosen = candidate
+                    break
+        if chosen.exists() and (not chosen.is_dir() or any(chosen.iterdir())):
+            raise RunStoreError(f"run directory {os.fspath(chosen)!r} exists and is not empty; "
+                                "choose another or remove it")
+        try:
+            (chosen / "history").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunStoreError(f"cannot create run directory {os.fspath(chosen)!r}: {e.strerror}") from e
+        store = cls(chosen)
+        if run_dir is None:
+            store.point_latest(Path(root))
+        return store
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike[str]) -> RunStore:
+        path = Path(run_dir)
+        if not path.is_dir():
+            raise RunStoreError(f"no run directory at {os.fspath(path)!r}")
+        return cls(path)
+
+    def point_latest(self, root: str | os.PathLike[str]) -> None:
+        """Make ``<root>/latest`` a relative symlink to this run (atomically replacing the old one)."""
+        root = Path(root)
+        if self.path.parent.resolve() != root.resolve():
+            return  # the link is relative: only runs directly under root get it
+        link = root / LATEST_LINK
+        tmp = root / f".{LATEST_LINK}.{os.getpid()}"
+        try:
+            if tmp.is_symlink():
+                tmp.unlink()
+            tmp.symlink_to(self.path.name)
+            os.replace(tmp, link)
+        except OSError:
+            pass  # a filesystem without symlinks: the run itself is still complete
+
+    # -- paths ------------------------------------------------------------------------------
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def target_path(self) -> Path:
+        return self.path / "target.json"
+
+    @property
+    def junit_path(self) -> Path:
+        return self.path / "junit.xml"
+
+    def history_path(self, test_id: str) -> Path:
+        return self.path / "history" / history_file_name(test_id)
+
+    def relative(self, path: Path) -> str:
+        return os.fspath(path.relative_to(self.path))
+
+    # -- writing ----------------------------------------------------------------------------
+    def write_target(self, description: Mapping[str, Any]) -> None:
+        write_json_atomically(self.target_path, dict(description))
+
+    def write_results(self, results: Mapping[str, Any]) -> None:
+        write_json_atomically(self.results_path, dict(results))
+
+    def copy_log(self, source: str | os.PathLike[str] | None, name: str) -> Path | None:
+        """Copy a log file into the run (``None`` when it does not exist: nothing to keep)."""
+        if source is None or not os.path.exists(source):
+            return None
+        dest = self.path / name
+        shutil.copyfile(source, dest)
+        return dest
+
+    # -- reading ----------------------------------------------------------------------------
+    def load_results(self) -> dict[str, Any]:
+        try:
+            with open(self.results_path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
+            raise RunStoreError(f"{os.fspath(self.results_path)!r} does not exist: the run recorded "
+                                "no results (did it start?)") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunStoreError(f"cannot read {os.fspath(self.results_path)!r}: {e}") from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
+            raise RunStoreError(f"{os.fspath(self.results_path)!r} is not a results file of schema "
+                                f"{SCHEMA_VERSION}")
+        return data
+
+    def load_target(self) -> dict[str, Any] | None:
+        try:
+            with open(self.target_path, encoding="utf-8") as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunStoreError(f"cannot read {os.fspath(self.target_path)!r}: {e}") from None
+
+
+# -- the per-guarantee summary ----------------------------------------------------------------------
+def summarise(tests: Iterable[Mapping[str, Any]], catalogue: Mapping[str, Mapping[str, Any]],
+              selected: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """One entry per selected guarantee, combining the verdicts every test reached on it.
+
+    Combining ranks false over unknown over true (as the checkers do); the entry shows the figure
+    and reason of the deciding verdict and names the test it came from.  A selected guarantee that
+    no test judged is unknown: nothing proved it.
+    """
+    by_id: dict[str, list[tuple[str, Mapping[str, Any]]]] = {g: [] for g in selected}
+    for test in tests:
+        for verdict in test.get("verdicts", []):
+            by_id.setdefault(verdict["guarantee_id"], []).append((test["id"], verdict))
+    summary: dict[str, dict[str, Any]] = {}
+    for gid, found in by_id.items():
+        info = catalogue.get(gid, {})
+        entry: dict[str, Any] = {"sentence": info.get("sentence"), "family": info.get("family"),
+                                 "threshold": info.get("threshold"), "unit": info.get("unit", ""),
+                                 "comparison": info.get("comparison")}
+        if not found:
+            entry.update(valid="unknown", figure=None, reason="no test in this run judged it",
+                         decided_by=None, tests=[], evidence=[])
+        else:
+            test_id, deciding = max(found, key=lambda tv: _RANK.get(tv[1]["valid"], 1))
+            entry.update(valid=deciding["valid"], figure=deciding.get("figure"),
+                         threshold=deciding.get("threshold", entry["threshold"]),
+                         unit=deciding.get("unit", entry["unit"]), reason=deciding.get("reason", ""),
+                         decided_by=test_id, tests=[t for t, _ in found],
+                         evidence=list(deciding.get("evidence", [])))
+        summary[gid] = entry
+    return summary
+
+
+def overall(results: Mapping[str, Any], *, strict: bool) -> tuple[bool, list[str]]:
+    """Whether a run passes, and why not: any false guarantee or failed test fails it; under
+    ``strict`` so does any unknown guarantee."""
+    problems: list[str] = []
+    for gid, entry in results.get("guarantees", {}).items():
+        if entry["valid"] == "false":
+            problems.append(f"{gid} is false")
+        elif entry["valid"] == "unknown" and strict:
+            problems.append(f"{gid} is unknown (--strict)")
+    for test in results.get("tests", []):
+        if test.get("outcome") in ("failed", "error") and not any(
+                v["valid"] == "false" for v in test.get("verdicts", [])):
+            problems.append(f"test {test['id']} {test['outcome']}")
+    if results.get("status") not in (None, "complete"):
+        problems.append(f"the run did not complete ({results.get('status')})")
+    return (not problems, problems)

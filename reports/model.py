@@ -1,0 +1,93 @@
+"""The report model: what a run directory says, in the shape the renderers need."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from harness.runstore import RunStore, RunStoreError, overall
+
+
+class ReportError(Exception):
+    """Root of the reports' errors: a run directory that cannot be read or rendered."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GuaranteeRow:
+    """One guarantee's combined verdict, as a table row."""
+
+    id: str
+    valid: str
+    figure: float | None
+    threshold: float | None
+    unit: str
+    comparison: str | None
+    reason: str
+    sentence: str | None
+    decided_by: str | None
+    evidence: list[dict[str, Any]]
+
+    @property
+    def figure_vs_threshold(self) -> str:
+        """``12.5 <= 3 s`` style: what was measured against what was promised."""
+        if self.figure is None:
+            return f"- (threshold {_num(self.threshold)} {self.unit})".rstrip()
+        op = {"at_most": "<=", "at_least": ">="}.get(self.comparison or "", "vs")
+        return f"{_num(self.figure)} {op} {_num(self.threshold)} {self.unit}".rstrip()
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """A run's results plus its target description."""
+
+    run_dir: str
+    results: dict[str, Any]
+    target: dict[str, Any] | None
+
+    @property
+    def run(self) -> dict[str, Any]:
+        return self.results.get("run", {})
+
+    @property
+    def tests(self) -> list[dict[str, Any]]:
+        return list(self.results.get("tests", []))
+
+    @property
+    def rows(self) -> list[GuaranteeRow]:
+        rows = []
+        for gid, e in self.results.get("guarantees", {}).items():
+            rows.append(GuaranteeRow(gid, e["valid"], e.get("figure"), e.get("threshold"), e.get("unit", ""),
+                                     e.get("comparison"), e.get("reason", ""), e.get("sentence"),
+                                     e.get("decided_by"), list(e.get("evidence", []))))
+        return rows
+
+    def counts(self) -> dict[str, int]:
+        c = {"true": 0, "false": 0, "unknown": 0}
+        for row in self.rows:
+            c[row.valid] = c.get(row.valid, 0) + 1
+        return c
+
+    def passed(self, *, strict: bool = False) -> tuple[bool, list[str]]:
+        return overall(self.results, strict=strict)
+
+    def tests_without_guarantees(self) -> list[dict[str, Any]]:
+        """Tests that assert something no catalogue guarantee names (they still pass or fail the run)."""
+        return [t for t in self.tests if not t.get("guarantees")]
+
+
+def load_report(run_dir: str | os.PathLike[str]) -> Report:
+    """Read ``results.json`` and ``target.json`` of a run directory."""
+    try:
+        store = RunStore.open(run_dir)
+        return Report(os.fspath(run_dir), store.load_results(), store.load_target())
+    except RunStoreError as e:
+        raise ReportError(str(e)) from None
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if float(x).is_integer():
+        return str(int(x))
+    return f"{x:.4g}"

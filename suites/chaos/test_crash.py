@@ -1,0 +1,60 @@
+"""Instance crashes: the writer dies and comes back; a reader dies and comes back.
+
+Full profile only.  Acknowledged writes must survive a writer crash and restart; reads through the
+reader endpoint must never reach the writer while a reader is down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from harness.targets.base import Capability
+from suites.chaos.test_failover import _table, final_read, mixed_load
+from suites.workloads import note_roles
+
+
+@pytest.mark.profile("full")
+@pytest.mark.guarantee("DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE")
+def test_writer_crash_and_restart(target, pg_clients, faults, recorder):
+    target.require(Capability.CRASH)
+    table = "harness_crash_writes"
+    _table(pg_clients, table)
+    roles = note_roles(target, recorder)
+    stop = threading.Event()
+    threads = mixed_load(pg_clients, table, stop, readers=0)
+    try:
+        time.sleep(2.0)
+        faults.crash(roles["writer"])
+        time.sleep(2.0)
+        faults.restart(roles["writer"])
+        time.sleep(3.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    final_read(pg_clients, table)
+
+
+@pytest.mark.profile("full")
+@pytest.mark.guarantee("ROUTE-READER-ONLY")
+def test_reader_crash_and_restart(target, pg_clients, faults, recorder):
+    target.require(Capability.CRASH)
+    table = "harness_reader_crash_writes"
+    _table(pg_clients, table)
+    roles = note_roles(target, recorder)
+    victim = roles["readers"][0]
+    stop = threading.Event()
+    threads = mixed_load(pg_clients, table, stop, writers=1)
+    try:
+        time.sleep(2.0)
+        faults.crash(victim)
+        time.sleep(4.0)
+        faults.restart(victim)
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)

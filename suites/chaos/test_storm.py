@@ -1,0 +1,59 @@
+"""Connection storm: many clients connect at once, run one query and leave; all must be served.
+
+1,000 clients in the quick profile, 10,000 in full.  Each attempt is one recorded ``connect``
+request (connect, ``SELECT``, disconnect) inside a ``storm`` fault window; the checker counts the
+fraction served within ConnectionBorrowTimeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from harness.clients.outcomes import Stage, classify_psycopg
+from harness.history import Phase, Recorder
+from harness.plugin.recording import WHO
+from harness.standins import process
+
+CONCURRENCY_CAP = 2000
+"""At most this many attempts in flight from this one process (file descriptors, memory)."""
+
+
+async def _storm(recorder: Recorder, conninfo: dict, clients: int, connect_timeout: float) -> None:
+    import psycopg
+
+    gate = asyncio.Semaphore(CONCURRENCY_CAP)
+
+    async def attempt(i: int) -> None:
+        async with gate:
+            inv = recorder.invoke(f"storm-{i}", "connect", endpoint="writer")
+            try:
+                conn = await psycopg.AsyncConnection.connect(**conninfo, autocommit=True,
+                                                             connect_timeout=round(connect_timeout))
+                try:
+                    cur = await conn.execute(f"SELECT {WHO}")
+                    node, backend = await cur.fetchone()
+                finally:
+                    await conn.close()
+            except Exception as e:  # noqa: BLE001 - every failure is an outcome to record
+                recorder.fail(inv, classify_psycopg(e, Stage.CONNECT))
+                return
+            recorder.ok(inv, node=node, extra={"backend": backend})
+
+    await asyncio.gather(*(attempt(i) for i in range(clients)))
+
+
+@pytest.mark.guarantee("STORM-SERVED")
+@pytest.mark.timeout(900)
+def test_connection_storm_is_served(target, recorder, profile, check_context):
+    if target.engine != "postgres":
+        pytest.skip("the storm client speaks PostgreSQL only so far")
+    clients = 1000 if profile == "quick" else 10000
+    process.raise_fd_limit()
+    check_context.setdefault("borrow_timeout_s", 120.0)
+    recorder.fault("storm", Phase.START, {"clients": clients})
+    try:
+        asyncio.run(_storm(recorder, target.conninfo(target.writer_endpoint), clients, connect_timeout=130))
+    finally:
+        recorder.fault("storm", Phase.END, {"clients": clients})

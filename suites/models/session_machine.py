@@ -1,0 +1,235 @@
+"""A state machine of several clients using the proxy, checked step by step against a model.
+
+Each client runs a random sequence of BEGIN, COMMIT, ROLLBACK, SET, temporary-table DDL and
+inserts, SQL prepared statements, session advisory locks, plain queries and disconnects, through
+the writer endpoint.  The model says what every statement must return for a client that owns a
+private database session, which is exactly what a transparent pooling proxy must provide.  Any
+difference - including seeing another client's setting, table, statement or lock - fails the run;
+Hypothesis shrinks the sequence and the failure prints the SQL steps (``note``) to replay it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Any, ClassVar
+
+from hypothesis import note
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from harness.history import OpType, Recorder
+from harness.plugin.recording import WHO, PgSession
+
+CLIENTS = 3
+TAG = "harness.model_tag"
+
+
+class ModelMismatch(AssertionError):
+    """The proxy answered differently from what a private session would have."""
+
+
+@dataclasses.dataclass
+class ClientModel:
+    """What one client's own database session holds, as far as the model knows."""
+
+    tag: str | None = None
+    temp_table: bool = False
+    temp_rows: int = 0
+    prepared: bool = False
+    locks: int = 0
+    in_txn: bool = False
+    # State to restore when the open transaction rolls back.
+    saved: tuple[str | None, bool, int] | None = None
+
+
+class ProxySessions(RuleBasedStateMachine):
+    """Bind ``conninfo`` and ``recorder`` with :func:`machine_for` before running it."""
+
+    conninfo: ClassVar[dict[str, Any]] = {}
+    recorder: ClassVar[Recorder | None] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sessions: list[PgSession | None] = [None] * CLIENTS
+        self.models = [ClientModel() for _ in range(CLIENTS)]
+        self.steps: list[str] = []
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _run(self, c: int, f: str, sql: str, *, value: Any = None, result=None) -> Any:
+        session = self.sessions[c]
+        assert session is not None
+        line = f"-- client {c} ({session.process}): {sql}"
+        op = session.request(f, sql, value=value, result=result, idempotent=False)
+        note(f"{line}  => {op.type.value} {op.value if op.type is OpType.OK else op.error}")
+        self.steps.append(line)
+        if op.type is not OpType.OK:
+            raise ModelMismatch(f"client {c}: {sql!r} failed through the proxy: {op.error}")
+        return op.value
+
+    def _expect(self, c: int, what: str, got: Any, want: Any) -> None:
+        if got != want:
+            raise ModelMismatch(f"client {c}: {what} is {got!r} through the proxy; a private session has "
+                                f"{want!r}")
+
+    def connected(self, c: int) -> bool:
+        return self.sessions[c] is not None
+
+    # -- rules -------------------------------------------------------------------------------
+    @initialize()
+    def connect_everyone(self) -> None:
+        for c in range(CLIENTS):
+            self.connect(c)
+
+    @rule(c=st.integers(0, CLIENTS - 1))
+    def connect(self, c: int) -> None:
+        if self.sessions[c] is not None:
+            return
+        assert self.recorder is not None
+        session = PgSession(self.recorder, self.conninfo, "writer")
+        op = session.connect()
+        note(f"-- client {c}: connect as {session.process} => {op.type.value}")
+        if op.type is not OpType.OK:
+            raise ModelMismatch(f"client {c} could not connect: {op.error}")
+        self.sessions[c] = session
+        self.models[c] = ClientModel()
+
+    @precondition(lambda self: any(self.sessions))
+    @rule(c=st.integers(0, CLIENTS - 1))
+    def disconnect(self, c: int) -> None:
+        if self.sessions[c] is None:
+            return
+        note(f"-- client {c}: disconnect (leaving its session state behind)")
+        self.sessions[c].close()
+        self.sessions[c] = None
+
+    @rule(c=st.integers(0, CLIENTS - 1))
+    def begin(self, c: int) -> None:
+        m = self.models[c]
+        if not self.connected(c) or m.in_txn:
+            return
+        self._run(c, "txn", f"BEGIN; SELECT {WHO}")
+        m.in_txn, m.saved = True, (m.tag, m.temp_table, m.temp_rows)
+
+    @rule(c=st.integers(0, CLIENTS - 1), commit=st.booleans())
+    def end(self, c: int, commit: bool) -> None:
+        m = self.models[c]
+        if not self.connected(c) or not m.in_txn:
+            return
+        self._run(c, "txn", f"{'COMMIT' if commit else 'ROLLBACK'}; SELECT {WHO}")
+        if not commit and m.saved is not None:
+            m.tag, m.temp_table, m.temp_rows = m.saved
+        m.in_txn, m.saved = False, None
+
+    @rule(c=st.integers(0, CLIENTS - 1), n=st.integers(0, 99))
+    def set_tag(self, c: int, n: int) -> None:
+        if not self.connected(c):
+            return
+        tag = f"{self.sessions[c].process}-{n}"
+        self._run(c, "set_state", f"SET {TAG} = '{tag}'; SELECT {WHO}",
+                  value={"kind": "setting", "name": TAG, "value": tag})
+        self.models[c].tag = tag
+
+    @rule(c=st.integers(0, CLIENTS - 1))
+    def show_tag(self, c: int) -> None:
+        if not self.connected(c):
+            return
+        got = self._run(c, "read_state", f"SELECT current_setting('{TAG}', true), {WHO}",
+                        value={"kind": "setting", "name": TAG},
+                        result=lambda row: {"kind": "setting", "name": TAG, "value": row[0] or None})
+        self._expect(c, TAG, got["value"], self.models[c].tag)
+
+    @rule(c=st.integers(0, CLIENTS - 1))
+    def create_temp(self, c: int) -> None:
+        if not self.connected(c):
+            return
+        self._run(c, "set_state", f"CREATE TEMP TABLE IF NOT EXISTS harness_model_t (x int); SELECT {WHO}",
+                  value={"kind": "temp_table", "name": "harness_model_t", "value": True})
+        m = self.models[c]
+        if not m.temp_table:
+            m.temp_table, m.temp_rows = True, 0
+
+    @rule(c=st.integers(0, CLIENTS - 1))
+    def insert_temp(self, c: int) -> None:
+        if not self.connected(c) or not self.models[c].temp_table:
+            return
+        self._run(c, "write", f"INSERT INTO harness_model_t VALUES (1); SELECT {WHO}")
+        self.models[c].temp_rows += 1
+
+    @rule(c=st.integers(0, CLIENTS - 1))
+    def check_temp(self, c: int) -> None:
+        if not self.connected(c):
+            return
+        got = self._run(c, "read_state", f"SELECT to_regclass('pg_temp.harness_model_t') IS NOT NULL, {WHO}",
+                        value={"kind": "temp_table", "name": "harness_model_t"},
+                        result=lambda row: {"kind": "temp_table", "name": "harness_model_t", "value": row[0]})
+        m = self.models[c]
+        self._expect(c, "the temporary table's existence", got["value"], m.temp_table)
+        if m.temp_table:
+            rows = self._run(c, "read", f"SELECT count(*), {WHO} FROM harness_model_t", result=lambda row: row[0])
+            self._expect(c, "the temporary table's row count", rows, m.temp_rows)
+
+    @rule(c=st.integers(0, CLIENTS - 1))
+    def prepare(self, c: int) -> None:
+        m = self.models[c]
+        if not self.connected(c) or m.prepared or m.in_txn:
+            return
+        self._run(c, "set_state", f"PREPARE harness_model_ps AS SELECT 42; SELECT {WHO}",
+                  value={"kind": "prepared_statement", "name": "harness_model_ps", "value": True})
+        m.prepared = True
+
+    @rule(c=st.integers(0, CLIENTS - 1))
+    def check_prepared(self, c: int) -> None:
+        if not self.connected(c):
+            return
+        got = self._run(c, "read_state", "SELECT EXISTS (SELECT 1 FROM pg_prepared_statements "
+                        f"WHERE name = 'harness_model_ps'), {WHO}",
+                        value={"kind": "prepared_statement", "name": "harness_model_ps"},
+                        result=lambda row: {"kind": "prepared_statement", "name": "harness_model_ps",
+                                            "value": row[0]})
+        self._expect(c, "prepared statement harness_model_ps", got["value"], self.models[c].prepared)
+
+    @rule(c=st.integers(0, CLIENTS - 1))
+    def lock(self, c: int) -> None:
+        m = self.models[c]
+        if not self.connected(c) or m.in_txn:
+            return
+        key = zlib.crc32(self.sessions[c].process.encode())
+        got = self._run(c, "set_state", f"SELECT pg_try_advisory_lock({key}), {WHO}",
+                        value={"kind": "advisory_lock", "name": "any", "value": True},
+                        result=lambda row: {"kind": "advisory_lock", "name": "any", "value": row[0]})
+        self._expect(c, f"pg_try_advisory_lock({key})", got["value"], True)
+        m.locks += 1
+
+    @rule(c=st.integers(0, CLIENTS - 1))
+    def check_locks(self, c: int) -> None:
+        if not self.connected(c):
+            return
+        got = self._run(c, "read_state", "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                        f"AND pid = pg_backend_pid() AND granted), {WHO}",
+                        value={"kind": "advisory_lock", "name": "any"},
+                        result=lambda row: {"kind": "advisory_lock", "name": "any", "value": row[0] > 0,
+                                            "count": row[0]})
+        self._expect(c, "advisory locks held by the session", got["count"], 1 if self.models[c].locks else 0)
+
+    @rule(c=st.integers(0, CLIENTS - 1), n=st.integers(0, 1000))
+    def query(self, c: int, n: int) -> None:
+        if not self.connected(c):
+            return
+        got = self._run(c, "read", f"SELECT {n} + 1, {WHO}", result=lambda row: row[0])
+        self._expect(c, f"SELECT {n} + 1", got, n + 1)
+
+    @invariant()
+    def nothing_outstanding(self) -> None:
+        assert self.recorder is not None
+        assert not self.recorder.outstanding(), "a request was left without an outcome"
+
+    def teardown(self) -> None:
+        for s in self.sessions:
+            if s is not None:
+                s.close()
+
+
+def machine_for(conninfo: dict[str, Any], recorder: Recorder) -> type[ProxySessions]:
+    """A subclass bound to one endpoint and one history (the state machine API takes a class)."""
+    return type("BoundProxySessions", (ProxySessions,), {"conninfo": dict(conninfo), "recorder": recorder})

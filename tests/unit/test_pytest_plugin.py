@@ -1,0 +1,106 @@
+"""The harness pytest plugin, driven through a child pytest on hand-written tests (no servers).
+
+The external target is given an address nothing listens on: its endpoints are only used by the
+clients, which these tests do not make, so the plugin's judging is exercised without a database.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from harness.plugin.metrics import parse_samples
+
+SUITE = textwrap.dedent('''
+    import pytest
+    from harness.targets.base import Capability
+
+    def _leak(recorder):
+        for process, tag in (("c1", "client-c1"), ("c2", "client-c2")):
+            inv = recorder.invoke(process, "set_state", {"kind": "setting", "name": "t", "value": tag})
+            recorder.ok(inv, {"kind": "setting", "name": "t", "value": tag})
+        inv = recorder.invoke("c2", "read_state", {"kind": "setting", "name": "t"})
+        recorder.ok(inv, {"kind": "setting", "name": "t", "value": "client-c1"})
+
+    @pytest.mark.guarantee("ISOLATION-NO-SESSION-LEAK")
+    def test_leaks(recorder):
+        _leak(recorder)
+
+    @pytest.mark.guarantee("FAILOVER-WRITE-GAP")
+    def test_needs_failover(target, recorder):
+        target.require(Capability.FAILOVER)
+
+    @pytest.mark.profile("full")
+    @pytest.mark.guarantee("STORM-SERVED")
+    def test_only_in_full(recorder):
+        pass
+
+    def test_plain_check():
+        assert True
+''')
+
+
+def run_suite(tmp_path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    (tmp_path / "test_suite.py").write_text(SUITE)
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path / "test_suite.py"), "-c", str(tmp_path / "pytest.ini"),
+         "-p", "no:locust", "-p", "no:cacheprovider", "-p", "no:aurora_harness", "-p", "harness.pytest_plugin",
+         "--target", "external", "--writer-dsn", "host=127.0.0.1 port=1 user=nobody", "--run-dir", str(run_dir),
+         *extra], check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    return done, json.loads((run_dir / "results.json").read_text())
+
+
+def test_false_fails_the_test_with_evidence_and_unsupported_is_unknown(tmp_path):
+    done, results = run_suite(tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert "ISOLATION-NO-SESSION-LEAK is FALSE" in done.stdout
+    assert '"process": "c2"' in done.stdout  # the leaking read is printed as evidence
+    assert "[verdict] ISOLATION-NO-SESSION-LEAK" in done.stdout  # live progress
+    g = results["guarantees"]
+    assert g["ISOLATION-NO-SESSION-LEAK"]["valid"] == "false"
+    assert g["ISOLATION-NO-SESSION-LEAK"]["evidence"][0]["value"]["value"] == "client-c1"
+    assert g["FAILOVER-WRITE-GAP"]["valid"] == "unknown"
+    assert "does not support failover" in g["FAILOVER-WRITE-GAP"]["reason"]
+    assert "STORM-SERVED" not in g and results["not_in_profile"] == ["STORM-SERVED"]
+    outcomes = {t["id"].split("::")[-1]: t["outcome"] for t in results["tests"]}
+    assert outcomes == {"test_leaks": "failed", "test_needs_failover": "skipped", "test_plain_check": "passed"}
+    assert results["status"] == "complete"
+    history = tmp_path / "run" / next(t["history"] for t in results["tests"] if t["id"].endswith("test_leaks"))
+    assert len(history.read_text().splitlines()) == 6
+
+
+def test_full_profile_runs_the_full_only_tests(tmp_path):
+    _, results = run_suite(tmp_path, "--profile", "full", "-k", "only_in_full")
+    assert list(results["guarantees"]) == ["STORM-SERVED"]
+    assert results["guarantees"]["STORM-SERVED"]["valid"] == "unknown"  # an empty history proves nothing
+
+
+def test_bad_threshold_file_is_a_usage_error(tmp_path):
+    bad = tmp_path / "t.toml"
+    bad.write_text("NOT-A-GUARANTEE = 1\n")
+    (tmp_path / "test_suite.py").write_text(SUITE)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path / "test_suite.py"), "-p", "no:locust",
+         "-p", "no:aurora_harness", "-p", "harness.pytest_plugin", "--target", "external",
+         "--writer-dsn", "host=127.0.0.1 port=1 user=nobody", "--thresholds", str(bad)],
+        check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 4  # pytest's usage error
+    assert "NOT-A-GUARANTEE" in done.stderr
+
+
+def test_prometheus_text_becomes_per_instance_samples():
+    text = textwrap.dedent('''
+        # TYPE DatabaseConnections gauge
+        DatabaseConnections{instance="instance-1"} 17.0
+        DatabaseConnections{instance="instance-2"} 3.0
+        ClientConnections{endpoint="default"} 40.0
+        DatabaseConnections{instance="instance-3"} not-a-number
+    ''')
+    samples = parse_samples(text, now_ns=5)
+    assert [(s.name, s.value, dict(s.dimensions), s.time) for s in samples] == [
+        ("DatabaseConnections", 17.0, {"Target": "instance-1"}, 5),
+        ("DatabaseConnections", 3.0, {"Target": "instance-2"}, 5)]
