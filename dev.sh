@@ -48,22 +48,6 @@ setup() {
     setup_python
 }
 
-main_job() {
-    # Until the certification run lands: bring each engine's stand-in up, fail it over, tear it down.
-    local ah="$VENV/bin/aurora-harness" state
-    state=$(mktemp -d)
-    trap '"$ah" --state-dir "$state" standin down >/dev/null 2>&1; rm -rf "$state"' EXIT
-    for engine in postgres mysql; do
-        echo "==> $engine stand-in: up"
-        "$ah" --state-dir "$state" standin up --engine "$engine" --readers 2
-        echo "==> $engine stand-in: failover"
-        "$ah" --state-dir "$state" standin failover
-        "$ah" --state-dir "$state" standin status
-        echo "==> $engine stand-in: down"
-        "$ah" --state-dir "$state" standin down
-    done
-}
-
 cmd=${1:-help}
 shift || true
 case "$cmd" in
@@ -76,7 +60,7 @@ case "$cmd" in
         ;;
     certify)
         setup
-        main_job "$@"
+        exec "$VENV/bin/aurora-harness" certify --target reference --engine postgres --profile quick "$@"
         ;;
     *)
         sed -n '2,6p' "$0"

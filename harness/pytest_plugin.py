@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness import guarantees as _guarantees
-from harness.history import History, Phase, Recorder
+from harness.history import History, Recorder
 from harness.plugin import PluginError
+from harness.plugin.faults import Faults
 from harness.plugin.targets import build_target, pool_caps, reader_weights
 from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError
 from harness.targets.base import Capability, Target, Unsupported
@@ -42,6 +44,10 @@ if TYPE_CHECKING:
 # module is loaded by every pytest run in an environment where the package is installed, and must
 # cost nothing (and risk nothing) there unless --target is given.
 
+WRITER_DSN_ENV = "AURORA_HARNESS_WRITER_DSN"
+READER_DSNS_ENV = "AURORA_HARNESS_READER_DSNS"
+"""DSNs may come from the environment so that passwords stay off command lines (``ps`` shows those)."""
+
 RUN_KEY = pytest.StashKey["HarnessRun"]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 CONTEXT_KEY = pytest.StashKey[dict]()
@@ -50,14 +56,20 @@ PROFILES = ("quick", "full")
 
 
 # -- options and configuration ---------------------------------------------------------------------
+def _env_list(name: str) -> list[str]:
+    return [line.strip() for line in os.environ.get(name, "").splitlines() if line.strip()]
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("aurora-harness", "proxied-Aurora certification (aurora-proxy-harness)")
     g.addoption("--target", choices=("reference", "external"), default=None,
                 help="What to certify: reference (stand-in + reference proxy) or external (--writer-dsn).")
     g.addoption("--engine", choices=("postgres", "mysql"), default="postgres", help="Database engine.")
-    g.addoption("--writer-dsn", default=None, help="External target: DSN of the writer (read/write) endpoint.")
-    g.addoption("--reader-dsn", action="append", default=[], help="External target: DSN of a reader endpoint "
-                "(repeatable).")
+    g.addoption("--writer-dsn", default=os.environ.get(WRITER_DSN_ENV),
+                help=f"External target: DSN of the writer (read/write) endpoint (or ${WRITER_DSN_ENV}).")
+    g.addoption("--reader-dsn", action="append", default=_env_list(READER_DSNS_ENV),
+                help=f"External target: DSN of a reader endpoint, repeatable (or ${READER_DSNS_ENV}, "
+                     "one per line).")
     g.addoption("--metrics-url", default=None, help="External target: Prometheus metrics URL of the proxy.")
     g.addoption("--run-dir", default=None, help="Run directory (default runs/<UTC time>-<target>-<engine>).")
     g.addoption("--runs-root", default=DEFAULT_ROOT, help="Where default run directories go (default runs).")
@@ -85,7 +97,8 @@ def pytest_configure(config: pytest.Config) -> None:
     from harness.plugin.run import HarnessRun
 
     config.stash[RUN_KEY] = HarnessRun(store, target=kind, engine=engine,
-                                       profile=config.getoption("--profile"), catalogue=catalogue)
+                                       profile=config.getoption("--profile"), catalogue=catalogue,
+                                       seed=config.getoption("hypothesis_seed", default=None))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -245,56 +258,35 @@ def pg_clients(target: Target, recorder: Recorder) -> Iterator[Any]:
             s.close()
 
 
-class Faults:
-    """Faults against the target, each written into the history as a start and an end event."""
-
-    def __init__(self, target: Target, recorder: Recorder) -> None:
-        self.target = target
-        self.recorder = recorder
-
-    def failover(self, to: str | None = None) -> str:
-        self.target.require(Capability.FAILOVER)
-        self.recorder.fault("failover", Phase.START, {"to": to})
-        new_writer = None
-        try:
-            new_writer = self.target.failover(to)
-            self.recorder.event("new_writer", new_writer)
-            return new_writer
-        finally:
-            self.recorder.fault("failover", Phase.END, {"new_writer": new_writer})
-
-    def crash(self, instance_id: str) -> None:
-        self.target.require(Capability.CRASH)
-        self.recorder.fault("crash", Phase.START, {"instance": instance_id})
-        self.target.crash(instance_id)
-
-    def restart(self, instance_id: str) -> None:
-        self.target.require(Capability.RESTART)
-        try:
-            self.target.restart(instance_id)
-        finally:
-            self.recorder.fault("crash", Phase.END, {"instance": instance_id})
-
-
 @pytest.fixture
-def faults(target: Target, recorder: Recorder) -> Faults:
-    """Failover / crash / restart of the target, recorded as fault windows."""
-    return Faults(target, recorder)
+def faults(target: Target, recorder: Recorder) -> Iterator[Faults]:
+    """Faults against the target, recorded as fault windows; whatever is still active is healed after the test."""
+    f = Faults(target, recorder)
+    try:
+        yield f
+    finally:
+        f.heal_all()
 
 
 # -- judging each test -----------------------------------------------------------------------------
-def _context(item: pytest.Item, run: HarnessRun, metrics: list[Any]) -> CheckContext:
+def _writer_now(t: Target | None) -> str | None:
+    """The writer instance as the target reports it now (None when it cannot say)."""
+    if t is None or not t.supports(Capability.DIRECT):
+        return None
+    with contextlib.suppress(Exception):
+        return next(i["id"] for i in t.direct_instances() if i.get("role") == "writer")
+    return None
+
+
+def _context(item: pytest.Item, run: HarnessRun, metrics: list[Any], initial_writer: str | None) -> CheckContext:
     from harness.checkers import CheckContext
 
     t = item.config.stash.get(TARGET_KEY, None)
     base: dict[str, Any] = {"catalogue": run.catalogue, "metrics": tuple(metrics), "engine": run.engine,
-                            "target": run.target_kind}
+                            "target": run.target_kind, "initial_writer": initial_writer}
     if t is not None:
         base["pool_cap"] = pool_caps(t)
         base["reader_weights"] = reader_weights(t)
-        if t.supports(Capability.DIRECT):
-            with contextlib.suppress(Exception):
-                base["initial_writer"] = next(i["id"] for i in t.direct_instances() if i.get("role") == "writer")
     overrides = item.stash.get(CONTEXT_KEY, {})
     if "metrics" in overrides:
         overrides = {**overrides, "metrics": tuple(metrics) + tuple(overrides["metrics"])}
@@ -323,6 +315,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
     record = run.record_for(item.nodeid, ids)
     t = item.config.stash.get(TARGET_KEY, None)
+    initial_writer = _writer_now(t)  # before the test: a failover in it changes who is writer
     sampler = None
     if t is not None and t.supports(Capability.METRICS):
         sampler = MetricsSampler(t.metrics_text).start()
@@ -347,7 +340,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     metrics = sampler.stop() if sampler else []
     recorder = item.stash.get(RECORDER_KEY, None)
     history = recorder.history() if recorder is not None else History()
-    verdicts = run.judge(ids, history, _context(item, run, metrics))
+    verdicts = run.judge(ids, history, _context(item, run, metrics, initial_writer))
     if error is not None:
         verdicts = [v if v.valid is not Validity.TRUE else
                     run.unknown_verdicts([v.guarantee_id],
@@ -364,7 +357,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             lines.append(f"{v.guarantee_id} is FALSE: {v.reason} (figure {v.figure} vs threshold {v.threshold} "
                          f"{v.unit})")
             lines += ["  evidence: " + json.dumps(e, sort_keys=True) for e in v.evidence[:10]]
-        lines.append(f"run directory: {run.store.path}")
+        seed = item.config.getoption("hypothesis_seed", default=None)
+        lines.append(f"run directory: {run.store.path}; history: {record.history}"
+                     + (f"; seed {seed} (replay with --seed {seed})" if seed is not None else ""))
         pytest.fail("\n".join(lines), pytrace=False)
     return None
 
@@ -417,3 +412,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     else:
         run.status = "interrupted" if exitstatus == 2 else f"pytest exit status {int(exitstatus)}"
     run.save()
+    # Render the reports here too, so that a plain `pytest suites --target ...` run has them
+    # (`aurora-harness certify` renders them again, with its --strict setting).
+    from reports.model import ReportError
+    from reports.render import write_reports
+
+    try:
+        write_reports(run.store.path)
+    except (ReportError, OSError) as e:
+        _warn(session.config, f"aurora-harness: could not render the reports: {e}")
+
+
+def _warn(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)

@@ -73,6 +73,7 @@ def write_json_atomically(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, sort_keys=False, allow_nan=False, default=str)
             fh.write("\n")
+        os.chmod(tmp, 0o644)  # like any other file of the run: readable by whoever collects the artifacts
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -160,7 +161,8 @@ class RunStore:
 
     # -- writing ----------------------------------------------------------------------------
     def write_target(self, description: Mapping[str, Any]) -> None:
-        write_json_atomically(self.target_path, dict(description))
+        """Keep the target's description, with every password replaced: run directories get shared."""
+        write_json_atomically(self.target_path, redact(dict(description)))
 
     def write_results(self, results: Mapping[str, Any]) -> None:
         write_json_atomically(self.results_path, dict(results))
@@ -196,6 +198,15 @@ class RunStore:
             return None
         except (OSError, json.JSONDecodeError) as e:
             raise RunStoreError(f"cannot read {os.fspath(self.target_path)!r}: {e}") from None
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with the value of every ``password`` key replaced."""
+    if isinstance(value, Mapping):
+        return {k: ("(redacted)" if k == "password" and v else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
 
 
 # -- the per-guarantee summary ----------------------------------------------------------------------

@@ -119,12 +119,39 @@ METRICS: dict[str, MetricSpec] = _declare(
 )
 
 
+class BoundCounter:
+    """One counter series whose name and labels were checked when it was bound."""
+
+    __slots__ = ("_child",)
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+
+    def inc(self, value: float = 1) -> None:
+        if value < 0:
+            raise MetricsError(f"a counter cannot decrease (got {value})")
+        self._child.inc(value)
+
+
+class BoundHistogram:
+    """One latency histogram series whose name and labels were checked when it was bound."""
+
+    __slots__ = ("_child",)
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+
+    def observe(self, seconds: float) -> None:
+        self._child.observe(max(0.0, seconds))
+
+
 class ProxyMetrics:
     """All metric series of one proxy, over its own registry.
 
     Use :meth:`inc` for counters, :meth:`gauge_add` / :meth:`gauge_set` for gauges and
     :meth:`observe` for latency histograms; labels are keyword arguments and must be exactly the
-    declared ones (values are turned into strings).
+    declared ones (values are turned into strings).  Code that counts on every query binds its
+    series once with :meth:`counter` / :meth:`histogram` and skips the lookups.
     """
 
     def __init__(self) -> None:
@@ -140,8 +167,23 @@ class ProxyMetrics:
             else:
                 self._series[spec.name] = Histogram(spec.name, spec.meaning, spec.labels,
                                                     buckets=LATENCY_BUCKETS, registry=self.registry)
+        # Validated label children by (name, kind, label items as passed).  prometheus_client's
+        # ``labels()`` takes a lock and rebuilds a key on every call, which shows in the per-query
+        # profile; a series is validated once and then found with one dict lookup.
+        self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, name: str, kind: Kind, labels: dict[str, object]) -> Any:
+        cache_key = (name, kind, *labels.items())
+        try:
+            return self._children[cache_key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable label value: validate and convert it the slow way
+            return self._validated_child(name, kind, labels)
+        child = self._children[cache_key] = self._validated_child(name, kind, labels)
+        return child
+
+    def _validated_child(self, name: str, kind: Kind, labels: dict[str, object]) -> Any:
         spec = METRICS.get(name)
         if spec is None:
             raise MetricsError(f"unknown metric {name!r}; declared metrics are: {', '.join(sorted(METRICS))}")
@@ -168,6 +210,14 @@ class ProxyMetrics:
     def gauge_set(self, name: str, value: float, **labels: object) -> None:
         """Set a gauge to an absolute value."""
         self._child(name, Kind.GAUGE, labels).set(value)
+
+    def counter(self, name: str, **labels: object) -> BoundCounter:
+        """A counter series checked once, for code that counts on every query."""
+        return BoundCounter(self._child(name, Kind.COUNTER, labels))
+
+    def histogram(self, name: str, **labels: object) -> BoundHistogram:
+        """A latency histogram series checked once, for code that observes on every query."""
+        return BoundHistogram(self._child(name, Kind.HISTOGRAM, labels))
 
     def value(self, name: str, **labels: object) -> float:
         """The current value of a counter or gauge, or the observation count of a histogram.

@@ -68,7 +68,7 @@ class Router:
         self._roles = merged
 
     def set_weight(self, instance_id: str, max_connections: int) -> None:
-        """Weigh a reader by its ``max_connections`` (unweighted readers count as 1)."""
+        """Weigh a reader by its ``max_connections`` (unweighted ones count as the average weight)."""
         self._check_known([instance_id])
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
             raise RoutingError(f"weight of {instance_id!r} must be a whole number ≥ 1, got {max_connections!r}")
@@ -82,18 +82,45 @@ class Router:
                 return self._addresses[instance_id]
         raise NoWriter("no instance is currently the writer")
 
-    def choose_reader(self, endpoint_name: str) -> InstanceAddress:
+    def writer(self) -> InstanceAddress:
+        """The current writer without counting a session (for a session already counted)."""
+        for instance_id, role in self._roles.items():
+            if role is Role.WRITER:
+                return self._addresses[instance_id]
+        raise NoWriter("no instance is currently the writer")
+
+    def readers_of(self, endpoint_name: str) -> list[str]:
+        """Ids of the instances a read-only endpoint may use right now (role READER), in order."""
+        covered = self._coverage.get(endpoint_name)
+        return [i for i, r in self._roles.items() if r is Role.READER and (covered is None or i in covered)]
+
+    def could_serve_reads(self, endpoint_name: str) -> bool:
+        """True when the endpoint covers any instance that is not the writer now.
+
+        An instance that is down (UNKNOWN) still counts: it may come back, so a reader endpoint
+        waits for it; only a cluster with no reader instance at all fails at once.
+        """
+        covered = self._coverage.get(endpoint_name)
+        return any(r is not Role.WRITER and (covered is None or i in covered) for i, r in self._roles.items())
+
+    def choose_reader(self, endpoint_name: str, eligible: Iterable[str] | None = None) -> InstanceAddress:
         """A reader for a new session on a read-only endpoint; raises :class:`NoReader`.
 
         Picks the reader whose load after adding this session, ``(sessions + 1) / weight``, is
-        lowest; ties go to the reader listed first.
+        lowest; ties go to the reader listed first.  ``eligible`` narrows the choice (a session
+        moving off a lost reader may only go to readers that are not behind it).
         """
-        covered = self._coverage.get(endpoint_name)
-        candidates = [i for i, r in self._roles.items()
-                      if r is Role.READER and (covered is None or i in covered)]
+        candidates = self.readers_of(endpoint_name)
+        if eligible is not None:
+            allowed = set(eligible)
+            candidates = [i for i in candidates if i in allowed]
         if not candidates:
             raise NoReader(f"endpoint {endpoint_name!r} has no reader instance available")
-        chosen = min(candidates, key=lambda i: (self._sessions[i] + 1) / self._weights.get(i, 1))
+        # A reader not weighed yet (its max_connections is read on the first connection to it)
+        # counts as an average one; weight 1 next to weights in the hundreds would starve it.
+        known = list(self._weights.values())
+        default = sum(known) / len(known) if known else 1
+        chosen = min(candidates, key=lambda i: (self._sessions[i] + 1) / self._weights.get(i, default))
         self._sessions[chosen] += 1
         return self._addresses[chosen]
 
@@ -103,6 +130,14 @@ class Router:
         if self._sessions[instance_id] <= 0:
             raise RoutingError(f"no session is open on {instance_id!r}")
         self._sessions[instance_id] -= 1
+
+    def move_session(self, from_id: str, to_id: str) -> None:
+        """A counted session now runs on ``to_id`` (failover moved it off ``from_id``)."""
+        self._check_known([from_id, to_id])
+        if from_id == to_id:
+            return
+        self.session_ended(from_id)
+        self._sessions[to_id] += 1
 
     def role(self, instance_id: str) -> Role:
         self._check_known([instance_id])

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from harness.cli.common import fail_on_errors
+from harness.cli.common import CliFailure, fail_on_errors
 
 
 @click.group()
@@ -40,3 +40,39 @@ def postgres(seconds: int, clients: int, pool_size: int, storm_clients: int, mod
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     pgb.write(results, out)
     click.echo(json.dumps(results, indent=2) if as_json else pgb.table(results) + f"\nJSON written to {out}")
+
+
+@bench.command()
+@click.option("--engine", type=click.Choice(["postgres"]), default="postgres", show_default=True,
+              help="Engine of the stand-in cluster and the proxy.")
+@click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Failovers to run (the figures are summarised over them).")
+@click.option("--clients", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Writer clients and reader clients per path (proxy, and direct unless --no-direct).")
+@click.option("--idle-clients", type=click.IntRange(0, 256), default=4, show_default=True,
+              help="Clients connected through the writer endpoint before each failover, used after it.")
+@click.option("--readers", type=click.IntRange(2, 15), default=2, show_default=True,
+              help="Readers in the stand-in cluster.")
+@click.option("--direct/--no-direct", default=True, show_default=True,
+              help="Also run the clients straight at the instances, for comparison.")
+@click.option("--out", default="bench-results/failover.json", show_default=True,
+              help="JSON result file; each round's history goes to a directory beside it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of the table.")
+@fail_on_errors
+def failover(engine: str, rounds: int, clients: int, idle_clients: int, readers: int, direct: bool, out: str,
+             as_json: bool) -> None:
+    """Writer failovers under load: time to the first write on the new writer, failed reads, idle
+    client survival and lost writes, through the reference proxy and directly."""
+    import os
+
+    from harness.bench import failover as fb
+
+    history_dir = os.path.splitext(out)[0] + "-histories"
+    cfg = fb.FailoverBenchConfig(rounds=rounds, clients=clients, idle_clients=idle_clients, readers=readers,
+                                 direct=direct, history_dir=history_dir)
+    try:
+        results = fb.run(cfg, say=lambda m: click.echo(m, err=True))
+    except fb.FailoverBenchError as e:
+        raise CliFailure(str(e)) from None
+    fb.write(results, out)
+    click.echo(json.dumps(results, indent=2) if as_json else fb.table(results) + f"\nJSON written to {out}")

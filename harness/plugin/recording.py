@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
+from harness.clients.base import SocketDeadline
 from harness.clients.outcomes import Stage, classify_psycopg
 from harness.history import Op, OpError, Recorder
 
@@ -36,13 +37,17 @@ class PgSession:
     """One recorded client connection to an endpoint of a PostgreSQL target."""
 
     def __init__(self, recorder: Recorder, conninfo: dict[str, Any], endpoint: str, *,
-                 process: str | None = None, connect_timeout: float = 15.0, **connect_kwargs: Any) -> None:
+                 process: str | None = None, connect_timeout: float = 15.0, request_timeout: float | None = None,
+                 **connect_kwargs: Any) -> None:
+        """``request_timeout`` gives up on a request that gets no answer (a silent network fault) by
+        shutting the socket down; the request is recorded with the code ``timeout``."""
         self.recorder = recorder
         self.conninfo = dict(conninfo)
         self.endpoint = endpoint
         self.process = process or next_process_id()
         self.connect_timeout = connect_timeout
         self.connect_kwargs = connect_kwargs
+        self.request_timeout = request_timeout
         self.conn: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -63,6 +68,12 @@ class PgSession:
 
     def close(self) -> None:
         self._drop()
+
+    def _fileno(self) -> int | None:
+        try:
+            return self.conn.pgconn.socket if self.conn is not None else None
+        except Exception:  # noqa: BLE001 - a closed connection has no socket
+            return None
 
     def _drop(self) -> None:
         if self.conn is not None:
@@ -91,6 +102,8 @@ class PgSession:
         inv = self.recorder.invoke(self.process, f, value, endpoint=self.endpoint, extra=extra)
         if self.conn is None:
             return self.recorder.fail(inv, OpError("not-connected", "the session has no connection", True))
+        deadline = SocketDeadline(self.request_timeout)
+        deadline.arm(self._fileno)
         try:
             cur = self.conn.execute(sql, params) if params is not None else self.conn.execute(sql)
             row = None
@@ -100,12 +113,14 @@ class PgSession:
                 if not cur.nextset():
                     break
         except Exception as e:  # noqa: BLE001
-            err = classify_psycopg(e, Stage.COMMIT)
+            deadline.disarm()
+            err = classify_psycopg(e, Stage.COMMIT, timed_out=deadline.fired)
             if self.conn is not None and self.conn.closed:
                 self._drop()
             if err.definite or idempotent:
                 return self.recorder.fail(inv, OpError(err.code, err.text, True) if idempotent else err)
             return self.recorder.info(inv, err)
+        deadline.disarm()
         if row is None or len(row) < 2:
             return self.recorder.ok(inv, value, extra={"note": "no identity columns in the result"})
         node, backend = row[-2], row[-1]

@@ -56,12 +56,13 @@ class HarnessRun:
     """The state of one run: store, thresholds, options, and the records of the tests so far."""
 
     def __init__(self, store: RunStore, *, target: str, engine: str, profile: str,
-                 catalogue: Mapping[str, Guarantee] = _guarantees.CATALOGUE,
+                 catalogue: Mapping[str, Guarantee] = _guarantees.CATALOGUE, seed: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.target_kind = target
         self.engine = engine
         self.profile = profile
+        self.seed = seed
         self.catalogue = catalogue
         self._clock = clock
         self._started = clock()
@@ -110,7 +111,7 @@ class HarnessRun:
         return {
             "schema": SCHEMA_VERSION,
             "status": self.status,
-            "run": {"target": self.target_kind, "engine": self.engine, "profile": self.profile,
+            "run": {"target": self.target_kind, "engine": self.engine, "profile": self.profile, "seed": self.seed,
                     "started_at": self.started_at,
                     "finished_at": utc_now().isoformat(timespec="seconds") if self.status != "running" else None,
                     "duration_s": round(self._clock() - self._started, 3),

@@ -40,14 +40,19 @@ def build_target(kind: str, engine: str, *, writer_dsn: str | None = None, reade
     raise PluginError(f"unknown target {kind!r}: expected reference or external")
 
 
-def extra_proxy(target: Target, *, pool: dict[str, Any] | None = None, require_tls: bool = False) -> Target:
-    """Another reference proxy on the same stand-in cluster, with its own settings (not up yet)."""
+def extra_proxy(target: Target, *, pool: dict[str, Any] | None = None, require_tls: bool = False,
+                relays: bool = False) -> Target:
+    """Another reference proxy on the same stand-in cluster, with its own settings (not up yet).
+
+    ``relays`` puts TCP relays between this proxy and the instances, for network faults that must
+    not disturb the other suites.
+    """
     from harness.targets.reference import ReferenceTarget
 
     if not isinstance(target, ReferenceTarget) or target.cluster is None:
         raise PluginError("a second proxy can only be started in front of the reference target's cluster")
     return ReferenceTarget(target.engine, readers=target.readers, pool=pool, require_tls=require_tls,
-                           cluster=target.cluster)
+                           cluster=target.cluster, relays=relays)
 
 
 def pool_caps(target: Target) -> dict[str, int] | None:

@@ -375,11 +375,15 @@ class Pool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def close_instance(self, instance_id: str) -> int:
+    def close_instance(self, instance_id: str, cut_lent: str | None = None, only_pinned: bool = False) -> int:
         """Close every idle connection of an instance now and lent ones when they come back.
 
-        For failover: nothing opened before this call is pooled again.  Returns how many idle
-        connections were closed.
+        For failover: nothing opened before this call is pooled again.  With ``cut_lent`` (the
+        reason, e.g. "the writer was demoted by a failover") lent connections are cut at once
+        too, through the connection's ``abort(reason)`` when it has one: a session in the middle
+        of a transaction on a demoted writer must fail now rather than write to an instance that
+        is no longer the writer.  ``only_pinned`` limits the cut to pinned sessions (a lost reader:
+        a multiplexed read in flight may still finish).  Returns how many idle connections were closed.
         """
         inst = self._instances.get(instance_id)
         if inst is None:
@@ -387,6 +391,11 @@ class Pool:
         inst.generation += 1
         for rec in inst.tracked:
             rec.doomed = True
+            if cut_lent is not None and rec.borrowed and (rec.pinned or not only_pinned):
+                abort = getattr(rec.conn, "abort", None)
+                if abort is not None:
+                    with contextlib.suppress(Exception):
+                        abort(cut_lent)
         return self._trim_idle(inst, 0)
 
     def reap(self) -> int:

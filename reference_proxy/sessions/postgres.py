@@ -19,9 +19,10 @@ Life of a session
    its backend until it disconnects, then releases it DIRTY (the pool resets it).  A client that
    vanishes mid-transaction releases BROKEN.
 
-All waiting happens in :meth:`PostgresClientSession._relay`, one ``asyncio.wait`` over the
-client's read, the held backend's read, congested writes and the drain signal; decisions live in
-the sans-I/O tracker, codec and auth modules.
+During the relay, bytes arrive through transport callbacks (:mod:`postgres_relay`): while a
+backend is held they are split, tracked and written on the spot; anything that must wait (a
+borrow, an error to report, shutdown) goes to the session's coroutine in order.  Decisions live
+in the sans-I/O tracker, codec and auth modules.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import logging
 import os
 import ssl
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reference_proxy.contracts import (
@@ -55,6 +56,7 @@ from reference_proxy.protocol.postgres import (
     Decoder,
     Direction,
     ErrorResponse,
+    Frames,
     GSSENCRequest,
     MessageSplitter,
     NegotiateProtocolVersion,
@@ -72,6 +74,7 @@ from reference_proxy.sessions.postgres_auth import (
     ScramSecretCache,
 )
 from reference_proxy.sessions.postgres_cancel import CancelRegistry
+from reference_proxy.sessions.postgres_relay import Relay
 from reference_proxy.sessions.postgres_startup import StartupRejected, check_startup
 from reference_proxy.sessions.postgres_tracking import Pin, TransactionTracker
 from reference_proxy.sessions.postgres_unserved import answer_unserved, skip_to_after_sync
@@ -94,8 +97,14 @@ class SessionServices:
     """Everything a session needs from the rest of the proxy, shared by all sessions.
 
     ``choose_instance(endpoint)`` picks the instance for a new session (raises a ProxyError when
-    there is none); ``session_ended(instance_id)`` tells the router it left.  ``classify(sql)``
-    returns a pin decision with ``.reason`` or None; ``digest(sql)`` normalises SQL for logs.
+    there is none); ``session_ended(instance_id)`` tells the router it left.  ``acquire(endpoint,
+    key, address)``, when given, replaces ``pool.borrow``: it follows failovers (waits for a
+    writer, moves a session off a lost reader) and returns the instance actually used with the
+    backend.  ``backend_lost(instance_id, why)`` hears of every backend connection lost mid-use.
+    ``wait_for_instance(endpoint)``, when given, replaces ``choose_instance`` for new sessions:
+    during a failover it waits (up to the borrow timeout) instead of refusing the connection.
+    ``classify(sql)`` returns a pin decision with ``.reason`` or None; ``digest(sql)`` normalises
+    SQL for logs.
     """
 
     pool: Any
@@ -114,14 +123,9 @@ class SessionServices:
     token_bytes: Callable[[int], bytes] = os.urandom
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     handshake_timeout: float = HANDSHAKE_TIMEOUT
-
-
-WRITE_HIGH_WATER = 256 * 1024
-"""Bytes queued towards one peer above which the relay stops reading from the other peer."""
-
-
-def _congested(writer: asyncio.StreamWriter) -> bool:
-    return writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER
+    acquire: Callable[[str, PoolKey, InstanceAddress], Awaitable[tuple[InstanceAddress, Any]]] | None = None
+    backend_lost: Callable[[str, str], None] | None = None
+    wait_for_instance: Callable[[str], Awaitable[InstanceAddress]] | None = None
 
 
 class _SessionOver(Exception):
@@ -152,6 +156,11 @@ class PostgresClientSession:
         self._drain_requested = asyncio.Event()
         self._set_up = False
         self._closing = False
+        self._relay_driver: Relay | None = None
+        self._m_queries: Any = None
+        self._m_queries_tls: Any = None
+        self._m_response_latency: Any = None
+        self._m_database_latency: tuple[str, Any] | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -181,6 +190,8 @@ class PostgresClientSession:
     def request_drain(self) -> None:
         """Shutdown: finish the current transaction (if any), then close the client."""
         self._drain_requested.set()
+        if self._relay_driver is not None:
+            self._relay_driver.wakeup()
 
     async def cancel_current(self) -> None:
         """Forward a cancel to the backend this session holds right now, if any."""
@@ -290,7 +301,13 @@ class PostgresClientSession:
 
     async def _welcome(self, startup) -> None:
         try:
-            self.address = self.s.choose_instance(self.endpoint)
+            if self.s.wait_for_instance is not None:
+                self.address = await self.s.wait_for_instance(self.endpoint)
+            else:
+                self.address = self.s.choose_instance(self.endpoint)
+        except BorrowTimeout:
+            await self._say_fatal(UNABLE_TO_CONNECT, BorrowTimeout.TEXT)
+            raise _SessionOver() from None
         except ProxyError as e:
             await self._say_fatal(UNABLE_TO_CONNECT, str(e))
             raise _SessionOver() from None
@@ -314,71 +331,29 @@ class PostgresClientSession:
     # ---------------------------------------------------------------------------------- relay
 
     async def _relay(self, leftover: bytes) -> None:
-        """Wait on everything at once: client bytes, backend bytes, congested writes, drain.
-
-        Writes never block this loop: when one side's write buffer is over WRITE_HIGH_WATER, the
-        loop stops reading from the *other* side until it drains, and keeps reading this side.
-        (Awaiting a backend write while the backend itself waits for us to read its output would
-        deadlock, e.g. a pipelined client sending while results stream back.)
-        """
-        if leftover:
-            await self._on_client_data(leftover)
-        client_read: asyncio.Future | None = None
-        backend_read: asyncio.Future | None = None
-        client_flush: asyncio.Future | None = None
-        backend_flush: asyncio.Future | None = None
-        drain_wait = asyncio.ensure_future(self._drain_requested.wait())
+        """Relay until the session ends: see :mod:`postgres_relay`, which drives the sync handlers
+        below (``_forward_client_frames``, ``_forward_backend_data``) from transport callbacks and
+        falls back to the async ones (``_on_client_data``, ``_on_backend_data``) for anything that
+        must wait.  Writes never block: a full write buffer pauses reading on the other side."""
+        self._bind_hot_metrics()
+        self._relay_driver = Relay(self)
         try:
-            while not self._closing:
-                backend = self.backend
-                backend_congested = backend is not None and _congested(backend.writer)
-                client_congested = _congested(self.writer)
-                waits: set[asyncio.Future] = set()
-                if client_read is None and not backend_congested:
-                    client_read = asyncio.ensure_future(self.reader.read(READ_SIZE))
-                if client_read is not None:
-                    waits.add(client_read)
-                if backend_congested and backend_flush is None:
-                    backend_flush = asyncio.ensure_future(backend.writer.drain())
-                if backend is not None and backend_read is None and not client_congested:
-                    backend_read = asyncio.ensure_future(backend.reader.read(READ_SIZE))
-                if client_congested and client_flush is None:
-                    client_flush = asyncio.ensure_future(self.writer.drain())
-                waits.update(f for f in (backend_read, backend_flush, client_flush) if f is not None)
-                # Idle: nothing held, or a pinned backend with no transaction and nothing pending.
-                idle = backend is None or self.tracker.at_release_point
-                if drain_wait.done():
-                    if idle:
-                        await self._say_fatal(ADMIN_SHUTDOWN, "terminating connection: the proxy is shutting down")
-                        return
-                else:
-                    waits.add(drain_wait)
-                timeout = self.s.pool.settings.idle_client_timeout if idle else None
-                done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    log.info("[proxyEndpoint=%s] [clientConnection=%s] closing idle client connection",
-                             self.endpoint, self.client_id)
-                    return
-                if client_flush is not None and client_flush in done:
-                    flushed, client_flush = client_flush, None
-                    flushed.result()  # a client that went away ends the session here
-                if backend_flush is not None and backend_flush in done:
-                    flushed, backend_flush = backend_flush, None
-                    if flushed.exception() is not None and self.backend is not None:
-                        await self._backend_lost("the database connection closed while sending a request")
-                if backend_read is not None and backend_read in done:
-                    task, backend_read = backend_read, None
-                    await self._on_backend_data(task)
-                if client_read is not None and client_read in done:
-                    task, client_read = client_read, None
-                    data = task.result()
-                    if not data:
-                        return
-                    await self._on_client_data(data)
+            await self._relay_driver.run(leftover)
         finally:
-            for task in (client_read, backend_read, client_flush, backend_flush, drain_wait):
-                if task is not None and not task.done():
-                    task.cancel()
+            self._relay_driver = None if self.backend is None else self._relay_driver
+
+    def _bind_hot_metrics(self) -> None:
+        m, ep = self.s.metrics, self.endpoint
+        self._m_queries = m.counter("QueryRequests", endpoint=ep)
+        self._m_queries_tls = m.counter("QueryRequestsTLS" if self.tls else "QueryRequestsNoTLS", endpoint=ep)
+        self._m_response_latency = m.histogram("QueryResponseLatency", endpoint=ep)
+
+    def _database_latency(self, instance_id: str) -> Any:
+        bound = self._m_database_latency
+        if bound is None or bound[0] != instance_id:
+            bound = self._m_database_latency = (
+                instance_id, self.s.metrics.histogram("QueryDatabaseResponseLatency", instance=instance_id))
+        return bound[1]
 
     async def _on_client_data(self, data: bytes) -> None:
         arrived = self.s.clock.monotonic()
@@ -404,62 +379,92 @@ class PostgresClientSession:
                 self._closing = answer.terminate
                 await self.writer.drain()
                 return
+        if not self._forward_client_frames(frames, arrived):
+            await self._backend_lost("the database connection closed while sending a request")
+
+    def _forward_client_frames(self, frames: Frames, arrived: float) -> bool:
+        """Account for whole client messages and write them to the held backend.
+
+        False if the backend connection is closing (nothing was written): the caller ends the
+        session as a lost backend.  Raises ProtocolViolation.
+        """
         run = self.tracker.client_run(frames)
         if run.new_pin is not None:
             self._pinned(run.new_pin)
         if run.queries:
-            self.s.metrics.inc("QueryRequests", run.queries, endpoint=self.endpoint)
-            self.s.metrics.inc("QueryRequestsTLS" if self.tls else "QueryRequestsNoTLS", run.queries,
-                               endpoint=self.endpoint)
+            self._m_queries.inc(run.queries)
+            self._m_queries_tls.inc(run.queries)
         payload = frames.data if run.terminate_at is None else frames.data[:run.terminate_at]
         if payload:
             backend = self.backend
-            if backend.writer.is_closing():
-                await self._backend_lost("the database connection closed while sending a request")
-            backend.writer.write(payload)  # flow control: see _relay
+            transport = backend.writer.transport
+            if transport.is_closing():
+                return False
+            transport.write(payload)  # flow control: see postgres_relay
             sent = self.s.clock.monotonic()
-            self._inflight.extend([(arrived, sent)] * run.sync_points)
+            if run.sync_points == 1:
+                self._inflight.append((arrived, sent))
+            elif run.sync_points:
+                self._inflight.extend([(arrived, sent)] * run.sync_points)
         if run.terminate_at is not None:
             self._closing = True
+        return True
 
-    async def _on_backend_data(self, task: asyncio.Task) -> None:
-        try:
-            data = task.result()
-        except (ConnectionError, OSError):
-            data = b""
+    async def _on_backend_data(self, data: bytes) -> None:
+        """Backend bytes on the slow path (empty: the backend's stream ended)."""
         if not data:
             await self._backend_lost("the database closed the connection")
-        self.writer.write(data)  # forwarded as it comes; only parsed for boundaries
+        lost = self._forward_backend_data(data)
+        if lost is not None:
+            await self._backend_lost(lost)
+        if self._drain_requested.is_set() and (self.backend is None or self.tracker.at_release_point):
+            await self._say_shutting_down()
+            raise _SessionOver()
+
+    def _forward_backend_data(self, data: bytes) -> str | None:
+        """Pass backend bytes to the client as they come (only parsed for boundaries) and release
+        the backend at a release point.  Returns why the backend counts as lost, or None."""
+        self.writer.transport.write(data)
         try:
             frames = self._backend_splitter.feed(data)
         except ProtocolViolation as e:
-            await self._backend_lost(f"the database broke the protocol: {e}")
+            return f"the database broke the protocol: {e}"
+        if not frames.spans:
+            return None
         backend = self.backend
-        was_idle = self.tracker.status == "I"
-        ready = self.tracker.backend_run(frames)
+        tracker = self.tracker
+        was_idle = tracker.status == "I"
+        ready = tracker.backend_run(frames)
         if ready:
             now = self.s.clock.monotonic()
-            for _ in range(min(ready, len(self._inflight))):
-                arrived, sent = self._inflight.popleft()
-                self.s.metrics.observe("QueryResponseLatency", now - arrived, endpoint=self.endpoint)
-                self.s.metrics.observe("QueryDatabaseResponseLatency", now - sent, instance=backend.key.instance_id)
-            if was_idle != (self.tracker.status == "I"):
-                self.s.pool.mark_in_transaction(backend, self.tracker.status != "I")
-        release, new_pin = self.tracker.may_release()
-        if new_pin is not None:
-            self._pinned(new_pin)
-        if release and self._backend_splitter.buffered == 0:
-            self._release(ReleaseState.CLEAN)
-        if self._drain_requested.is_set() and (self.backend is None or self.tracker.at_release_point):
-            await self._say_fatal(ADMIN_SHUTDOWN, "terminating connection: the proxy is shutting down")
-            raise _SessionOver()
+            inflight = self._inflight
+            if inflight:
+                latency = self._m_response_latency
+                database_latency = self._database_latency(backend.key.instance_id)
+                for _ in range(min(ready, len(inflight))):
+                    arrived, sent = inflight.popleft()
+                    latency.observe(now - arrived)
+                    database_latency.observe(now - sent)
+            if was_idle != (tracker.status == "I"):
+                self.s.pool.mark_in_transaction(backend, tracker.status != "I")
+            release, new_pin = tracker.may_release()
+            if new_pin is not None:
+                self._pinned(new_pin)
+            if release and self._backend_splitter.buffered == 0:
+                self._release(ReleaseState.CLEAN)
+        return None
 
     # ------------------------------------------------------------------------ borrow / release
 
     async def _borrow(self, *, fatal: bool) -> bool:
         """Borrow a backend for this session's key; on failure tell the client (FATAL at startup)."""
         try:
-            self.backend = await self.s.pool.borrow(self.key, self.address)
+            if self.s.acquire is None:
+                self.backend = await self.s.pool.borrow(self.key, self.address)
+            else:
+                address, self.backend = await self.s.acquire(self.endpoint, self.key, self.address)
+                if address.id != self.address.id:  # a failover moved this session
+                    self.address, self.key = address, replace(self.key, instance_id=address.id)
         except BorrowTimeout as e:
             message, code = BorrowTimeout.TEXT, UNABLE_TO_CONNECT
             log.info("[proxyEndpoint=%s] [clientConnection=%s] %s %s", self.endpoint, self.client_id,
@@ -485,15 +490,21 @@ class PostgresClientSession:
                 backend.mark_broken()
         self.tracker.backend_released()
         self._inflight.clear()
+        if self._relay_driver is not None:  # give the transport its own protocol back first
+            self._relay_driver.backend_released(backend)
         self.s.pool.release(backend, state)
 
     async def _backend_lost(self, why: str) -> None:
         backend = self.backend
         log.warning("[proxyEndpoint=%s] [clientConnection=%s] [dbConnection=%s] %s", self.endpoint,
                     self.client_id, getattr(backend, "backend_id", "?"), why)
+        reason = getattr(backend, "abort_reason", None)  # set when the proxy cut it (failover)
         if backend is not None:
             self._release(ReleaseState.BROKEN)
-        await self._say_fatal(CONNECTION_FAILURE, "The database connection was lost.")
+            if self.s.backend_lost is not None and reason is None:
+                with contextlib.suppress(Exception):
+                    self.s.backend_lost(backend.key.instance_id, why)
+        await self._say_fatal(CONNECTION_FAILURE, reason or "The database connection was lost.")
         raise _SessionOver()
 
     def _pinned(self, pin: Pin) -> None:
@@ -510,6 +521,9 @@ class PostgresClientSession:
 
     def _send(self, *messages: Any) -> None:
         self.writer.write(b"".join(msg.encode() for msg in messages))
+
+    async def _say_shutting_down(self) -> None:
+        await self._say_fatal(ADMIN_SHUTDOWN, "terminating connection: the proxy is shutting down")
 
     async def _say_fatal(self, sqlstate: str, message: str) -> None:
         """Send a FATAL ErrorResponse, best effort: the connection closes right after."""

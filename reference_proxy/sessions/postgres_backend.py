@@ -61,6 +61,11 @@ class BackendCredentials:
     password: str | None
 
 
+def _has_unread_input(reader: asyncio.StreamReader) -> bool:
+    """Bytes or an end of stream already received but not read (StreamReader has no public test)."""
+    return bool(getattr(reader, "_buffer", b"")) or bool(getattr(reader, "_eof", False))
+
+
 class PostgresBackend:
     """One open, authenticated backend connection (satisfies :class:`BackendConnection`).
 
@@ -80,16 +85,31 @@ class PostgresBackend:
         self._init_query = init_query
         self._io_timeout = io_timeout
         self._usable = True
+        self.abort_reason: str | None = None
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self.address.id} pid={self.backend_id} {self.key.user}@{self.key.database}>"
 
     def is_usable(self) -> bool:
-        return self._usable and not self.writer.is_closing() and not self.reader.at_eof()
+        """False once broken, closed or hung up by the server.
+
+        A server that shuts down (a failover fencing the old writer) sends FATAL to its idle
+        connections and closes them; nobody reads an idle pooled connection, so the goodbye sits
+        unread in the buffer and ``at_eof()`` stays False.  An idle connection has nothing to
+        say, so unread bytes or a seen end of stream both mean it must not be lent again.
+        """
+        return (self._usable and not self.writer.is_closing() and not self.reader.at_eof()
+                and not _has_unread_input(self.reader))
 
     def mark_broken(self) -> None:
         """The relay saw this connection fail or lose sync: never pool it again."""
         self._usable = False
+
+    def abort(self, reason: str) -> None:
+        """Cut the connection now (failover): the relay sees it end and tells its client ``reason``."""
+        self._usable = False
+        self.abort_reason = reason
+        self.writer.transport.abort()
 
     async def _read_message(self, decoder: Decoder):
         while True:

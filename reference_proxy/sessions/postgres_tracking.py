@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from reference_proxy.contracts import ReleaseState
 from reference_proxy.protocol.postgres import Close, Frames, Parse, ProtocolViolation, Query, ReadyForQuery
+from reference_proxy.protocol.postgres.framing import peek_parse, peek_query
 
 __all__ = ["NAMED_STATEMENT_REASON", "ClientRun", "Pin", "PinDecisionLike", "TransactionTracker"]
 
@@ -36,6 +37,7 @@ NAMED_STATEMENT_REASON = ("A named prepared statement outlived its transaction. 
 
 _SYNC_POINTS = frozenset(b"QSF")
 _COPY_STREAM = frozenset(b"dcf")
+_READY_STATUS = {0x49: "I", 0x54: "T", 0x45: "E"}  # ReadyForQuery's status byte, read in place
 
 
 class PinDecisionLike(Protocol):
@@ -96,7 +98,8 @@ class TransactionTracker:
                 self.unsynced = False
                 if t == 0x51:  # Q
                     run.queries += 1
-                    self._classify(Query.decode(data[start + 5:end]).sql, run)
+                    sql = peek_query(data, start, end)
+                    self._classify(Query.decode(data[start + 5:end]).sql if sql is None else sql, run)
             elif t in _COPY_STREAM:
                 continue
             elif t == 0x58:  # X
@@ -105,10 +108,14 @@ class TransactionTracker:
             else:
                 self.unsynced = True
                 if t == 0x50:  # P
-                    parse = Parse.decode(data[start + 5:end])
-                    self._classify(parse.sql, run)
-                    if parse.name:
-                        self.named_statements[parse.name] = parse.sql
+                    peeked = peek_parse(data, start, end)
+                    if peeked is None:
+                        parse = Parse.decode(data[start + 5:end])
+                        peeked = parse.name, parse.sql
+                    name, sql = peeked
+                    self._classify(sql, run)
+                    if name:
+                        self.named_statements[name] = sql
                 elif t == 0x43:  # C
                     close = Close.decode(data[start + 5:end])
                     if close.kind == "S":
@@ -123,10 +130,14 @@ class TransactionTracker:
     def backend_run(self, frames: Frames) -> int:
         """Account for messages from the backend; returns how many ReadyForQuery it held."""
         ready = 0
+        data = frames.data
         for t, start, end in frames.spans:
             if t == 0x5A:  # Z
                 ready += 1
-                self.status = ReadyForQuery.decode(frames.data[start + 5:end]).status
+                status = _READY_STATUS.get(data[start + 5]) if end - start == 6 else None
+                if status is None:  # malformed: let the decoder say how
+                    status = ReadyForQuery.decode(data[start + 5:end]).status
+                self.status = status
         self.pending_sync_points = max(0, self.pending_sync_points - ready)
         return ready
 

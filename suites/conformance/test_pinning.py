@@ -28,7 +28,7 @@ NON_TRIGGERS = {
 
 @pytest.mark.guarantee("PIN-TRIGGERS", "PIN-NON-TRIGGERS")
 def test_triggers_pin_and_non_triggers_do_not(pg_clients, profile):
-    requests_after = 8 if profile == "quick" else 20
+    requests_after = 12 if profile == "quick" else 20
     cases = [("pin_trigger", name, sql) for name, sql in TRIGGERS.items()] + \
             [("non_pin_trigger", name, sql) for name, sql in NON_TRIGGERS.items()]
 

@@ -48,6 +48,9 @@ class ProxySessions(RuleBasedStateMachine):
 
     conninfo: ClassVar[dict[str, Any]] = {}
     recorder: ClassVar[Recorder | None] = None
+    failures: ClassVar[list[tuple[str, list[str]]]] = []
+    """Every mismatch seen, with the SQL steps that led to it: against a leaking proxy the replay
+    during shrinking may not fail the same way, so the steps are kept as they happened."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -64,13 +67,16 @@ class ProxySessions(RuleBasedStateMachine):
         note(f"{line}  => {op.type.value} {op.value if op.type is OpType.OK else op.error}")
         self.steps.append(line)
         if op.type is not OpType.OK:
-            raise ModelMismatch(f"client {c}: {sql!r} failed through the proxy: {op.error}")
+            self._mismatch(f"client {c}: {sql!r} failed through the proxy: {op.error}")
         return op.value
 
     def _expect(self, c: int, what: str, got: Any, want: Any) -> None:
         if got != want:
-            raise ModelMismatch(f"client {c}: {what} is {got!r} through the proxy; a private session has "
-                                f"{want!r}")
+            self._mismatch(f"client {c}: {what} is {got!r} through the proxy; a private session has {want!r}")
+
+    def _mismatch(self, message: str) -> None:
+        self.failures.append((message, list(self.steps)))
+        raise ModelMismatch(message)
 
     def connected(self, c: int) -> bool:
         return self.sessions[c] is not None
@@ -89,8 +95,9 @@ class ProxySessions(RuleBasedStateMachine):
         session = PgSession(self.recorder, self.conninfo, "writer")
         op = session.connect()
         note(f"-- client {c}: connect as {session.process} => {op.type.value}")
+        self.steps.append(f"-- client {c}: connect (as {session.process})")
         if op.type is not OpType.OK:
-            raise ModelMismatch(f"client {c} could not connect: {op.error}")
+            self._mismatch(f"client {c} could not connect: {op.error}")
         self.sessions[c] = session
         self.models[c] = ClientModel()
 
@@ -100,6 +107,7 @@ class ProxySessions(RuleBasedStateMachine):
         if self.sessions[c] is None:
             return
         note(f"-- client {c}: disconnect (leaving its session state behind)")
+        self.steps.append(f"-- client {c}: disconnect")
         self.sessions[c].close()
         self.sessions[c] = None
 
@@ -232,4 +240,13 @@ class ProxySessions(RuleBasedStateMachine):
 
 def machine_for(conninfo: dict[str, Any], recorder: Recorder) -> type[ProxySessions]:
     """A subclass bound to one endpoint and one history (the state machine API takes a class)."""
-    return type("BoundProxySessions", (ProxySessions,), {"conninfo": dict(conninfo), "recorder": recorder})
+    return type("BoundProxySessions", (ProxySessions,),
+                {"conninfo": dict(conninfo), "recorder": recorder, "failures": []})
+
+
+def shortest_failure(machine: type[ProxySessions]) -> str:
+    """The shortest recorded failing step sequence, as text to replay by hand (empty if none)."""
+    if not machine.failures:
+        return ""
+    message, steps = min(machine.failures, key=lambda f: len(f[1]))
+    return "\n".join(["SQL steps of the shortest failing sequence seen:", *steps, f"=> {message}"])

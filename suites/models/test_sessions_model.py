@@ -8,7 +8,7 @@ from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
 from suites.models.profiles import PROFILE_FOR
-from suites.models.session_machine import machine_for
+from suites.models.session_machine import machine_for, shortest_failure
 
 
 @pytest.mark.guarantee("ISOLATION-NO-SESSION-LEAK")
@@ -27,8 +27,8 @@ def test_sessions_behave_like_private_sessions(target, recorder, profile, harnes
         raise AssertionError(f"the proxy did not answer the same steps the same way twice (state carried "
                              f"over between clients?): {e}\n\nHypothesis profile {hypothesis_profile!r}, "
                              f"seed {seed!r} (replay: aurora-harness certify ... --seed {seed}); run directory: "
-                             f"{harness_run.store.path}") from e
+                             f"{harness_run.store.path}\n\n{shortest_failure(machine)}") from e
     except AssertionError as e:
         raise AssertionError(f"{e}\n\nHypothesis profile {hypothesis_profile!r}, seed {seed!r} "
                              f"(replay: aurora-harness certify ... --seed {seed}); the SQL steps are above; "
-                             f"run directory: {harness_run.store.path}") from e
+                             f"run directory: {harness_run.store.path}\n\n{shortest_failure(machine)}") from e

@@ -3,7 +3,8 @@
 1. The quick profile against the reference target (stand-in + reference proxy) must pass, and
    leave a complete run directory.
 2. PgBouncer in transaction mode, certified as an external target, must be caught leaking session
-   state: ISOLATION-NO-SESSION-LEAK false, with the leaking reads as evidence, and exit status 1.
+   state: ISOLATION-NO-SESSION-LEAK false, with the leaking reads as evidence, the Hypothesis model
+   failing with its seed and SQL steps, and exit status 1.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def test_pgbouncer_transaction_mode_is_caught_leaking_session_state(tmp_path):
         p = bouncer.params
         dsn = f"host={p.host} port={p.port} user={p.user} password={p.password} dbname={p.database}"
         run_dir = tmp_path / "run"
-        done = certify("--target", "external", "--writer-dsn", dsn, "--suite", "conformance",
-                       "-k", "isolation", "--run-dir", str(run_dir))
+        done = certify("--target", "external", "--writer-dsn", dsn, "--suite", "conformance", "--suite", "models",
+                       "-k", "isolation or private_sessions", "--run-dir", str(run_dir), "--seed", "7")
     assert done.returncode == 1, f"expected a failed certification:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}"
     assert "ISOLATION-NO-SESSION-LEAK" in done.stdout and "FALSE" in done.stdout
     results = json.loads((run_dir / "results.json").read_text())
@@ -78,5 +79,10 @@ def test_pgbouncer_transaction_mode_is_caught_leaking_session_state(tmp_path):
         observed = op["value"]["value"]
         # What leaked is some other client's state: a tag naming another process, or an object it made.
         assert observed is True or (isinstance(observed, str) and observed != f"client-{op['process']}")
+    # The Hypothesis model catches it too, and says how to replay it.
+    model = next(t for t in results["tests"] if t["id"].endswith("test_sessions_behave_like_private_sessions"))
+    assert model["outcome"] == "failed"
+    assert "seed '7'" in model["message"] or "seed 7" in model["message"], model["message"][-800:]
+    assert "-- client" in done.stdout  # the SQL steps of the shrunk example
     failures = ET.parse(run_dir / "junit.xml").getroot().findall(".//testcase[@name='ISOLATION-NO-SESSION-LEAK']/failure")
     assert failures and "read_state" in failures[0].text

@@ -159,11 +159,16 @@ def test_commit_timeout_and_writer_crash_are_indefinite(cluster, recorder):
             timed_out = impatient.write(2001)
         assert timed_out.type is OpType.INFO
         assert timed_out.error.code == "timeout" and not timed_out.error.definite
+        def commits_waiting() -> int:
+            return observer.execute("SELECT count(*) FROM pg_stat_activity "
+                                    "WHERE wait_event = 'SyncRep'").fetchone()[0]
+
+        # The impatient client's COMMIT may still wait on the server after its socket went away:
+        # wait for one more than that, which can only be the patient client's COMMIT.
+        already_waiting = commits_waiting()
         with connected(recorder, address, 2) as patient, concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = pool.submit(patient.write, 2002)
-            eventually(lambda: observer.execute("SELECT count(*) FROM pg_stat_activity "
-                                                "WHERE wait_event = 'SyncRep'").fetchone()[0] >= 1,
-                       what="a commit waiting for the standby")
+            eventually(lambda: commits_waiting() > already_waiting, what="a commit waiting for the standby")
             observer.close()
             cluster.crash(writer)
             crashed = pending.result(timeout=30)

@@ -32,7 +32,8 @@ TABLE = "fault_writes"
 
 @pytest.fixture(scope="module")
 def target():
-    with ReferenceTarget("postgres", readers=1, relays=True) as t:
+    # A short borrow timeout: with the writer unreachable the proxy queues requests for that long.
+    with ReferenceTarget("postgres", readers=1, relays=True, pool={"connection_borrow_timeout": 5}) as t:
         yield t
 
 

@@ -73,3 +73,22 @@ def test_two_proxies_do_not_share_series():
     first, second = ProxyMetrics(), ProxyMetrics()
     first.inc("QueryRequests", endpoint="default")
     assert second.value("QueryRequests", endpoint="default") == 0
+
+
+def test_bound_series_are_the_same_series_and_still_strict():
+    m = ProxyMetrics()
+    queries = m.counter("QueryRequests", endpoint="default")
+    latency = m.histogram("QueryResponseLatency", endpoint="default")
+    queries.inc()
+    queries.inc(2)
+    m.inc("QueryRequests", endpoint="default")
+    latency.observe(0.002)
+    latency.observe(-1.0)  # a clock step backwards counts as zero, never as a negative latency
+    assert m.value("QueryRequests", endpoint="default") == 4
+    assert m.value("QueryResponseLatency", endpoint="default") == 2
+    with pytest.raises(MetricsError):
+        queries.inc(-1)
+    with pytest.raises(MetricsError, match="is a counter"):
+        m.histogram("QueryRequests", endpoint="default")
+    with pytest.raises(MetricsError, match="labels"):
+        m.counter("QueryRequests", instance="i1")

@@ -71,6 +71,7 @@ def test_false_fails_the_test_with_evidence_and_unsupported_is_unknown(tmp_path)
     assert results["status"] == "complete"
     history = tmp_path / "run" / next(t["history"] for t in results["tests"] if t["id"].endswith("test_leaks"))
     assert len(history.read_text().splitlines()) == 6
+    assert "ISOLATION-NO-SESSION-LEAK" in (tmp_path / "run" / "junit.xml").read_text()  # rendered at the end
 
 
 def test_full_profile_runs_the_full_only_tests(tmp_path):

@@ -77,6 +77,15 @@ def test_results_round_trip_and_damaged_files_are_reported(tmp_path):
         store.load_results()
 
 
+def test_target_description_is_kept_without_passwords(tmp_path):
+    store = RunStore.create(tmp_path / "r", target="reference", engine="postgres")
+    store.write_target({"credentials": {"user": "u", "password": "s3cret"},
+                        "instances": [{"id": "instance-1", "password": "s3cret"}]})
+    text = store.target_path.read_text()
+    assert "s3cret" not in text
+    assert store.load_target()["credentials"] == {"user": "u", "password": "(redacted)"}
+
+
 def test_copy_log_keeps_an_existing_log_and_ignores_a_missing_one(tmp_path):
     store = RunStore.create(tmp_path / "r", target="reference", engine="postgres")
     log = tmp_path / "proxy.log"

@@ -20,6 +20,8 @@ __all__ = [
     "MAX_STARTUP_PACKET_SIZE",
     "Frames",
     "MessageSplitter",
+    "peek_parse",
+    "peek_query",
 ]
 
 FRONTEND_TYPES = frozenset(b"QPBDECSHXdcfpF")
@@ -35,6 +37,7 @@ MAX_STARTUP_PACKET_SIZE = 10000
 """PostgreSQL's own limit on the untyped startup packet."""
 
 _LEN = struct.Struct("!i")
+_I16 = struct.Struct("!h")
 
 
 class Frames(NamedTuple):
@@ -68,17 +71,29 @@ class MessageSplitter:
         return len(self._buf)
 
     def feed(self, data: bytes) -> Frames:
-        """Add ``data``; return every message now complete. Raises ProtocolViolation."""
-        buf = self._buf
-        buf += data
+        """Add ``data``; return every message now complete. Raises ProtocolViolation.
+
+        When nothing is held back from before (the usual case: a read ends on a message
+        boundary), ``data`` is split where it lies and returned as is, without copying.
+        """
+        held = self._buf
+        allowed, limit, unpack = self._allowed, self._max, _LEN.unpack_from
+        if held:
+            held += data
+            if len(held) >= 5 and held[0] in allowed and 4 <= (length := unpack(held, 1)[0]) <= limit \
+                    and len(held) < 1 + length:
+                return Frames(b"", [])  # still inside one long message: no copy until it is whole
+            buf = bytes(held)
+            held.clear()
+        else:
+            buf = data
         spans: list[tuple[int, int, int]] = []
         pos, size = 0, len(buf)
-        allowed, limit = self._allowed, self._max
         while size - pos >= 5:
             t = buf[pos]
             if t not in allowed:
                 raise ProtocolViolation(f"{self._what} sent unknown message type {bytes([t])!r}")
-            length = _LEN.unpack_from(buf, pos + 1)[0]
+            length = unpack(buf, pos + 1)[0]
             if length < 4:
                 raise ProtocolViolation(f"{self._what} sent message {bytes([t])!r} with invalid length {length}")
             if length > limit:
@@ -89,8 +104,39 @@ class MessageSplitter:
                 break
             spans.append((t, pos, end))
             pos = end
+        if pos == size:
+            return Frames(buf, spans)
+        held += memoryview(buf)[pos:]
         if not spans:
             return Frames(b"", spans)
-        out = bytes(buf[:pos])
-        del buf[:pos]
-        return Frames(out, spans)
+        return Frames(buf[:pos], spans)
+
+
+def peek_query(data: bytes, start: int, end: int) -> str | None:
+    """The SQL of the Query message at ``data[start:end]``, read in place; None if the message is
+    not plainly well formed (the caller then decodes it fully, which says what is wrong)."""
+    last = end - 1
+    if last < start + 5 or data[last] != 0 or data.find(b"\0", start + 5, last) != -1:
+        return None
+    try:
+        return data[start + 5:last].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def peek_parse(data: bytes, start: int, end: int) -> tuple[str, str] | None:
+    """(statement name, SQL) of the Parse message at ``data[start:end]``, read in place without
+    building the parameter type list; None if not plainly well formed (see :func:`peek_query`)."""
+    name_end = data.find(b"\0", start + 5, end)
+    if name_end == -1:
+        return None
+    sql_end = data.find(b"\0", name_end + 1, end)
+    if sql_end == -1 or end - sql_end < 3:
+        return None
+    count = _I16.unpack_from(data, sql_end + 1)[0]
+    if count < 0 or end - (sql_end + 3) != 4 * count:
+        return None
+    try:
+        return data[start + 5:name_end].decode("utf-8"), data[name_end + 1:sql_end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -1,0 +1,46 @@
+"""``aurora-harness bench failover`` end to end, one small round: the command a user runs, as a process.
+
+The benchmark itself never asserts; this test holds the reference proxy to the targets on one
+failover: nothing acknowledged is lost, every idle client survives, no read on the reader endpoint
+fails with two readers, and the JSON document carries every figure with its p50/p95/max.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness.bench.failover import FIGURES
+from harness.standins.postgres import PG_BIN_DIR
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow,
+              pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),
+                                 reason="PostgreSQL 15 server binaries are not installed")]
+
+
+def test_one_round_meets_the_targets_and_writes_json(tmp_path):
+    out = tmp_path / "failover.json"
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "--state-dir", str(tmp_path), "bench", "failover",
+                           "--engine", "postgres", "--rounds", "1", "--clients", "1", "--idle-clients", "3",
+                           "--out", str(out)], capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "accepting_to_first_write_s" in proc.stdout
+    results = json.loads(out.read_text())
+    [round_] = results["rounds"]
+    assert round_["new_writer"] != round_["old_writer"]
+    assert round_["lost_writes"] == 0 and round_["acknowledged_writes"] > 0
+    assert round_["idle_survival"] == 1.0
+    assert round_["failed_reads"] == 0
+    assert round_["accepting_to_first_write_s"] is not None
+    assert set(results["summary"]) == set(FIGURES)
+    assert os.path.exists(round_["history"])  # the timeline itself, one JSON line per operation
+
+
+def test_bad_arguments_are_refused_before_anything_starts(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "--state-dir", str(tmp_path), "bench", "failover",
+                           "--rounds", "0"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode != 0 and "--rounds" in proc.stderr

@@ -1,0 +1,33 @@
+"""``aurora-harness certify`` refuses bad input before starting anything."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--target", "reference", "--engine", "mysql"], "PostgreSQL only"),
+    (["--target", "external"], "needs --writer-dsn"),
+    (["--target", "reference", "--writer-dsn", "host=127.0.0.1 user=x"], "are for --target external"),
+    (["--target", "nowhere"], "Invalid value for '--target'"),
+])
+def test_bad_options_are_refused_with_a_reason(args, message):
+    result = CliRunner().invoke(cli, ["certify", *args])
+    assert result.exit_code == 2 if "Invalid value" in message else result.exit_code == 1
+    assert message in result.output
+
+
+def test_a_bad_thresholds_file_is_refused(tmp_path):
+    bad = tmp_path / "t.json"
+    bad.write_text('{"NO-SUCH-GUARANTEE": 1}')
+    result = CliRunner().invoke(cli, ["certify", "--target", "reference", "--thresholds", str(bad)])
+    assert result.exit_code == 1 and "NO-SUCH-GUARANTEE" in result.output
+
+
+def test_a_used_run_directory_is_refused(tmp_path):
+    (tmp_path / "old").write_text("x")
+    result = CliRunner().invoke(cli, ["certify", "--target", "reference", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "not empty" in result.output

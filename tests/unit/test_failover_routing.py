@@ -1,0 +1,188 @@
+"""Failover routing without I/O: the router's failover helpers, the pool's cut of lent connections, and
+the proxy server's choice of a reader for a session whose reader was lost (no stale reads)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from reference_proxy.config import ProxyConfig
+from reference_proxy.contracts import BorrowTimeout, InstanceAddress, NoReader, NoWriter, ReleaseState, Role
+from reference_proxy.routing import Router
+from reference_proxy.server import ProxyServer
+
+W = InstanceAddress("w", "127.0.0.1", 5432)
+R1 = InstanceAddress("r1", "127.0.0.1", 5433)
+R2 = InstanceAddress("r2", "127.0.0.1", 5434)
+
+
+def router() -> Router:
+    return Router([(W, Role.WRITER), (R1, Role.READER), (R2, Role.READER)])
+
+
+# ------------------------------------------------------------------------------------ router
+
+def test_writer_lookup_does_not_count_and_moves_keep_counts_balanced():
+    r = router()
+    assert r.choose_writer() == W
+    assert r.writer() == W
+    assert r.snapshot()["instances"]["w"]["sessions"] == 1
+    r.update({"w": Role.UNKNOWN, "r1": Role.WRITER})
+    assert r.writer() == R1
+    r.move_session("w", "r1")
+    counts = {i: v["sessions"] for i, v in r.snapshot()["instances"].items()}
+    assert counts == {"w": 0, "r1": 1, "r2": 0}
+    r.update({"r1": Role.UNKNOWN})
+    with pytest.raises(NoWriter):
+        r.writer()
+
+
+def test_reader_helpers_see_only_available_readers_and_eligible_narrows():
+    r = router()
+    assert r.readers_of("reader") == ["r1", "r2"]
+    assert r.choose_reader("reader", eligible=["r2"]) == R2
+    with pytest.raises(NoReader):
+        r.choose_reader("reader", eligible=[])
+    r.update({"r1": Role.UNKNOWN, "r2": Role.UNKNOWN})
+    assert r.readers_of("reader") == []
+    assert r.could_serve_reads("reader")  # readers exist, just not available: wait for them
+    alone = Router([(W, Role.WRITER)])
+    assert not alone.could_serve_reads("reader")  # no reader at all: fail at once
+
+
+def test_an_unweighted_reader_counts_as_an_average_one():
+    r = router()
+    r.set_weight("r1", 100)  # r2 not weighed yet
+    chosen = [r.choose_reader("reader").id for _ in range(4)]
+    assert sorted(chosen) == ["r1", "r1", "r2", "r2"]
+
+
+# ------------------------------------------------------------------------ server: reader moves
+
+@dataclasses.dataclass
+class View:
+    wal_position: int | None
+
+
+class FakeCore:
+    def __init__(self, positions: dict[str, int | None]) -> None:
+        self.views = {i: View(p) for i, p in positions.items()}
+
+
+class FakeMonitor:
+    """Stands in for the topology monitor: positions by instance; wait_for applies scripted rounds."""
+
+    def __init__(self, server: ProxyServer, positions: dict[str, int | None], rounds=()) -> None:
+        self.server, self.core, self.rounds = server, FakeCore(positions), list(rounds)
+
+    async def wait_for(self, predicate, timeout: float) -> bool:
+        if self.rounds:
+            roles, positions = self.rounds.pop(0)
+            self.server.router.update(roles)
+            for i, p in positions.items():
+                self.core.views[i].wal_position = p
+        else:
+            await asyncio.sleep(min(timeout, 0.01))
+        return predicate(self.core)
+
+
+def make_server(borrow_timeout: float = 0.2) -> ProxyServer:
+    config = ProxyConfig.from_dict({
+        "engine": "postgres",
+        "endpoints": [{"name": "default", "role": "read_write", "port": 0},
+                      {"name": "reader", "role": "read_only", "port": 0}],
+        "instances": [{"id": "w", "port": 5432, "role": "writer"}, {"id": "r1", "port": 5433, "role": "reader"},
+                      {"id": "r2", "port": 5434, "role": "reader"}],
+        "auth": {"users": [{"name": "app", "password": "secret"}]},
+        "pool": {"connection_borrow_timeout": borrow_timeout},
+    })
+    return ProxyServer(config)
+
+
+def test_a_session_moves_only_to_a_reader_not_behind_the_lost_one():
+    async def scenario() -> None:
+        server = make_server()
+        server.monitor = FakeMonitor(server, {"w": 500, "r1": 300, "r2": 200},
+                                     rounds=[({}, {"r2": 250}), ({}, {"r2": 300})])
+        first = await server._wait_for_instance("reader")
+        assert first.id == "r1"
+        assert server._reader_positions["r1"] == 300
+        server.router.update({"r1": Role.UNKNOWN})  # r1 lost; r2 has replayed less than r1 had
+        loop = asyncio.get_running_loop()
+        moved = await server._reader_for("reader", first, loop.time() + 5)
+        assert moved.id == "r2"
+        assert server.monitor.core.views["r2"].wal_position == 300  # it waited for r2 to catch up
+        assert server.router.snapshot()["instances"]["r1"]["sessions"] == 0
+        assert server.router.snapshot()["instances"]["r2"]["sessions"] == 1
+    asyncio.run(scenario())
+
+
+def test_a_reader_that_never_catches_up_ends_in_the_borrow_timeout_never_the_writer():
+    async def scenario() -> None:
+        server = make_server(borrow_timeout=0.1)
+        server.monitor = FakeMonitor(server, {"w": 500, "r1": 300, "r2": 100})
+        first = await server._wait_for_instance("reader")
+        server.router.update({"r1": Role.UNKNOWN})
+        with pytest.raises(BorrowTimeout):
+            await server._reader_for("reader", first, server._deadline())
+        server.router.update({"r2": Role.UNKNOWN})
+        with pytest.raises(BorrowTimeout):  # readers exist but none available: wait, then time out
+            await server._wait_for_instance("reader")
+    asyncio.run(scenario())
+
+
+def test_the_writer_endpoint_waits_for_a_writer_within_the_borrow_timeout():
+    async def scenario() -> None:
+        server = make_server(borrow_timeout=0.1)
+        server.router.update({"w": Role.UNKNOWN})
+        with pytest.raises(BorrowTimeout):
+            await server._wait_for_instance("default")
+    asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------------- pool: cut
+
+class Abortable:
+    def __init__(self) -> None:
+        self.aborted: str | None = None
+        self.closed = False
+
+    def is_usable(self) -> bool:
+        return self.aborted is None and not self.closed
+
+    async def reset(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def abort(self, reason: str) -> None:
+        self.aborted = reason
+
+
+def test_close_instance_cuts_lent_connections_pinned_only_when_asked():
+    from reference_proxy.contracts import PoolKey
+    from reference_proxy.pool import Pool, PoolSettings
+
+    class Clock:
+        def monotonic(self) -> float:
+            return 0.0
+
+    async def scenario() -> None:
+        async def factory(key, address):
+            return Abortable()
+        pool = Pool(factory, PoolSettings(), Clock())
+        key = PoolKey("r1", "app", "db", ())
+        plain, pinned = await pool.borrow(key, R1), await pool.borrow(key, R1)
+        pool.mark_pinned(pinned)
+        pool.close_instance("r1", cut_lent="reader lost", only_pinned=True)
+        assert plain.aborted is None and pinned.aborted == "reader lost"
+        pool.close_instance("r1", cut_lent="writer demoted")
+        assert plain.aborted == "writer demoted"
+        pool.release(plain, ReleaseState.CLEAN)
+        pool.release(pinned, ReleaseState.DIRTY)
+        await pool.close()
+        assert plain.closed and pinned.closed
+    asyncio.run(scenario())
