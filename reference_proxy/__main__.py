@@ -8,6 +8,7 @@ cannot be bound.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -16,6 +17,21 @@ import click
 
 from reference_proxy.contracts import ProxyError
 from reference_proxy.server import DEFAULT_GRACE_SECONDS, ProxyServer
+
+
+GC_THRESHOLDS = (100_000, 50, 100)
+"""Generation-0 collections every 100,000 allocations instead of 700.  A connection storm
+allocates many short-lived objects that reference counting frees anyway; with the default
+thresholds the collector ran thousands of times per storm and cost about a quarter of the
+proxy's CPU.  Older generations keep their default ratios."""
+
+
+def _settle_garbage_collector() -> None:
+    """After start-up: move everything built so far (modules, configuration, pools) out of the
+    collector's view with ``gc.freeze()`` so no collection walks it again, and collect rarely."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _loop_factory():
@@ -32,6 +48,7 @@ async def _run(config_path: str, grace: float) -> int:
     config = ProxyConfig.load(config_path)
     server = ProxyServer(config)
     await server.start()
+    _settle_garbage_collector()
     ports = " ".join(f"{name}={port}" for name, port in server.ports.items())
     print(f"reference-proxy ready: {ports} admin={server.admin_port}", flush=True)
     stop = asyncio.Event()

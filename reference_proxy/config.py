@@ -191,6 +191,23 @@ class MonitorConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClientSessionConfig:
+    """How the proxy treats client connections before they are served (the ``[proxy]`` section)."""
+
+    client_handshake_timeout: float = setting(
+        120.0, minimum=1.0, maximum=3600.0,
+        doc="Seconds a client still setting up its connection (TLS, startup, authentication) may stay "
+            "silent before it is dropped. Counted from the last bytes received, not from accept: a "
+            "client that keeps answering is never dropped merely because it, or the proxy, is slow. "
+            "The default is twice PostgreSQL's authentication_timeout because the client is the one "
+            "computing SCRAM's key derivation: a host opening thousands of connections at once can "
+            "leave each of them silent for tens of seconds.")
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class ProxyConfig:
     """The whole configuration of one reference proxy."""
 
@@ -203,6 +220,8 @@ class ProxyConfig:
     admin: AdminConfig = setting(default_factory=AdminConfig, doc="Metrics and status over HTTP.")
     logging: LoggingConfig = setting(default_factory=LoggingConfig, doc="Logging.")
     monitor: MonitorConfig = setting(default_factory=MonitorConfig, doc="Topology monitor.")
+    proxy: ClientSessionConfig = setting(default_factory=ClientSessionConfig,
+                                         doc="Client connection setup.")
 
     def __post_init__(self) -> None:
         if not self.endpoints:

@@ -107,7 +107,8 @@ class ProxyServer:
             pool=self.pool, choose_instance=self._choose_instance, session_ended=self.router.session_ended,
             credentials=self._client_credential, classify=screened(classify), digest=digest, metrics=self.metrics,
             clock=self.clock, tls_context=tls_context, require_tls=config.tls.require_tls, token_bytes=token_bytes,
-            acquire=self._acquire, backend_lost=self._backend_lost, wait_for_instance=self._wait_for_instance)
+            acquire=self._acquire, acquire_now=self._acquire_now, backend_lost=self._backend_lost, wait_for_instance=self._wait_for_instance,
+            handshake_timeout=config.proxy.client_handshake_timeout)
         self.monitor = monitor_for_config(config, self.router, self.metrics, self.clock)
         self.monitor.add_listener(self._on_topology)
         self._reader_positions: dict[str, int] = {}  # last replay position the monitor saw per reader
@@ -267,6 +268,20 @@ class ProxyServer:
         if position is not None and position > self._reader_positions.get(instance_id, -1):
             self._reader_positions[instance_id] = position
 
+    def _acquire_now(self, endpoint: str, key: PoolKey, current: InstanceAddress) -> Any:
+        """The backend for a session's next transaction when nothing needs waiting for, else None.
+
+        Steady state: the session's instance still has the role its endpoint needs and an idle
+        connection of its key is pooled with nobody waiting in line.  Anything else (a failover,
+        a move between readers, an empty pool, a queue) is :meth:`_acquire`'s business.
+        """
+        if key.instance_id != current.id or self.router.role(current.id) is not self._expected_role(endpoint):
+            return None
+        backend = self.pool.try_borrow_now(key)
+        if backend is not None and self._roles[endpoint] is EndpointRole.READ_ONLY:
+            self._note_position(current.id)
+        return backend
+
     async def _acquire(self, endpoint: str, key: PoolKey, current: InstanceAddress) -> tuple[InstanceAddress, Any]:
         """Route, then borrow; a connection failure that turns out to be a failover is waited out.
 
@@ -282,8 +297,9 @@ class ProxyServer:
                     raise BackendConnectFailed(str(e)) from None
                 current = target
                 try:
-                    backend = await self.pool.borrow(replace(key, instance_id=target.id), target,
-                                                     timeout=self._remaining(deadline))
+                    if key.instance_id != target.id:
+                        key = replace(key, instance_id=target.id)
+                    backend = await self.pool.borrow(key, target, timeout=self._remaining(deadline))
                 except BackendConnectFailed as e:
                     if not await self._role_changed(target.id, endpoint, str(e), deadline):
                         raise

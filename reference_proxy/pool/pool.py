@@ -166,6 +166,23 @@ class Pool:
             grant = await self._open(inst, key, address, deadline)
         return self._lend(inst, grant, started)
 
+    def try_borrow_now(self, key: PoolKey) -> BackendConnection | None:
+        """An idle pooled connection of ``key``, lent at once, or None when that would mean waiting.
+
+        The steady-state shortcut of :meth:`borrow`: no coroutine, no deadline.  It never jumps
+        ahead of a waiter (None while anyone waits on the instance) and never opens a connection;
+        the caller falls back to :meth:`borrow`, which keeps every other rule.
+        """
+        if self._closed or self._draining:
+            return None
+        inst = self._instances.get(key.instance_id)
+        if inst is None or not inst.idle_count or (inst.waiters and self._waiting(inst)):
+            return None
+        rec = self._take_idle(inst, key)
+        if rec is None:
+            return None
+        return self._lend(inst, rec, self._clock.monotonic())
+
     async def _wait_in_line(self, inst: _Instance, key: PoolKey, deadline: float) -> Any:
         waiter = _Waiter(key, asyncio.get_running_loop().create_future())
         inst.waiters.append(waiter)

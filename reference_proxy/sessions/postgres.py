@@ -84,12 +84,15 @@ __all__ = ["REQUIRE_TLS_MESSAGE", "PostgresClientSession", "SessionServices"]
 log = logging.getLogger("reference_proxy.sessions.postgres")
 
 READ_SIZE = 65536
-HANDSHAKE_TIMEOUT = 30.0
+HANDSHAKE_TIMEOUT = 120.0
+"""Default seconds of client silence allowed during the handshake (``[proxy] client_handshake_timeout``)."""
 REQUIRE_TLS_MESSAGE = "This RDS Proxy requires TLS connections."
 PROTOCOL_VIOLATION = "08P01"
 CONNECTION_FAILURE = "08006"
 UNABLE_TO_CONNECT = "08001"
 ADMIN_SHUTDOWN = "57P01"
+LOST_BACKEND_MESSAGE = ("terminating connection: the database connection to instance {instance} was lost "
+                        "(a failover, or the database shut down or crashed); reconnect to continue")
 
 
 @dataclass
@@ -100,7 +103,9 @@ class SessionServices:
     there is none); ``session_ended(instance_id)`` tells the router it left.  ``acquire(endpoint,
     key, address)``, when given, replaces ``pool.borrow``: it follows failovers (waits for a
     writer, moves a session off a lost reader) and returns the instance actually used with the
-    backend.  ``backend_lost(instance_id, why)`` hears of every backend connection lost mid-use.
+    backend.  ``acquire_now(endpoint, key, address)``, when given, is its synchronous shortcut: a
+    backend of the session's own instance if one is idle with nobody waiting, else None (then
+    ``acquire`` or the pool decides).  ``backend_lost(instance_id, why)`` hears of every backend connection lost mid-use.
     ``wait_for_instance(endpoint)``, when given, replaces ``choose_instance`` for new sessions:
     during a failover it waits (up to the borrow timeout) instead of refusing the connection.
     ``classify(sql)`` returns a pin decision with ``.reason`` or None; ``digest(sql)`` normalises
@@ -124,6 +129,7 @@ class SessionServices:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     acquire: Callable[[str, PoolKey, InstanceAddress], Awaitable[tuple[InstanceAddress, Any]]] | None = None
+    acquire_now: Callable[[str, PoolKey, InstanceAddress], Any] | None = None
     backend_lost: Callable[[str, str], None] | None = None
     wait_for_instance: Callable[[str], Awaitable[InstanceAddress]] | None = None
 
@@ -156,6 +162,7 @@ class PostgresClientSession:
         self._drain_requested = asyncio.Event()
         self._set_up = False
         self._closing = False
+        self._handshake_timer: asyncio.Timeout | None = None
         self._relay_driver: Relay | None = None
         self._m_queries: Any = None
         self._m_queries_tls: Any = None
@@ -227,19 +234,30 @@ class PostgresClientSession:
             data = await self.reader.read(READ_SIZE)
             if not data:
                 raise _SessionOver()
+            self._heard_from_client()
             decoder.receive_data(data)
+
+    def _heard_from_client(self) -> None:
+        """The handshake timeout counts silence, not total time: restart it on every client byte."""
+        timer = self._handshake_timer
+        if timer is not None:
+            timer.reschedule(asyncio.get_running_loop().time() + self.s.handshake_timeout)
 
     async def _handshake(self) -> bytes | None:
         """Returns client bytes already received after the handshake, or None if the session ended."""
         decoder = Decoder(Direction.FRONTEND, max_message_size=self.s.max_message_size)
         try:
-            async with asyncio.timeout(self.s.handshake_timeout):
+            async with asyncio.timeout(self.s.handshake_timeout) as self._handshake_timer:
                 startup = await self._negotiate_transport(decoder)
                 if startup is None:
                     return None
                 accepted = await self._check_and_authenticate(startup, decoder)
         except TimeoutError:
+            log.info("[proxyEndpoint=%s] [clientConnection=%s] client sent nothing for %.0fs during the "
+                     "handshake; closing", self.endpoint, self.client_id, self.s.handshake_timeout)
             raise _SessionOver() from None
+        finally:
+            self._handshake_timer = None
         await self._welcome(accepted)
         return decoder.take_buffered()
 
@@ -256,7 +274,8 @@ class PostgresClientSession:
                     raise ProtocolViolation("client sent data after SSLRequest before the TLS handshake")
                 self.writer.write(b"S")
                 await self.writer.drain()
-                await self.writer.start_tls(self.s.tls_context)
+                await self.writer.start_tls(self.s.tls_context, ssl_handshake_timeout=self.s.handshake_timeout)
+                self._heard_from_client()
                 self.tls = True
             elif isinstance(msg, GSSENCRequest):
                 self.writer.write(b"N")
@@ -422,9 +441,12 @@ class PostgresClientSession:
             raise _SessionOver()
 
     def _forward_backend_data(self, data: bytes) -> str | None:
-        """Pass backend bytes to the client as they come (only parsed for boundaries) and release
-        the backend at a release point.  Returns why the backend counts as lost, or None."""
-        self.writer.transport.write(data)
+        """Pass whole backend messages to the client (only parsed for boundaries) and release the
+        backend at a release point.  Returns why the backend counts as lost, or None.
+
+        A FATAL saying the server shuts down is not passed on: what came before it is, then the
+        backend counts as lost and :meth:`_backend_lost` tells the client in the proxy's words.
+        """
         try:
             frames = self._backend_splitter.feed(data)
         except ProtocolViolation as e:
@@ -435,6 +457,12 @@ class PostgresClientSession:
         tracker = self.tracker
         was_idle = tracker.status == "I"
         ready = tracker.backend_run(frames)
+        farewell = tracker.backend_farewell
+        if farewell is not None:
+            start, error = farewell
+            self.writer.transport.write(frames.data[:start])
+            return f"the database ended the connection: {error.severity} {error.sqlstate} {error.message}"
+        self.writer.transport.write(frames.data)
         if ready:
             now = self.s.clock.monotonic()
             inflight = self._inflight
@@ -455,6 +483,19 @@ class PostgresClientSession:
         return None
 
     # ------------------------------------------------------------------------ borrow / release
+
+    def _borrow_now(self) -> bool:
+        """Take an idle backend of this session's key without waiting, if there is one (the
+        relay's fast path); False leaves the borrow to :meth:`_borrow`."""
+        if self.s.acquire_now is not None:
+            backend = self.s.acquire_now(self.endpoint, self.key, self.address)
+        else:
+            backend = self.s.pool.try_borrow_now(self.key)
+        if backend is None:
+            return False
+        self.backend = backend
+        self._backend_splitter = MessageSplitter(BACKEND_TYPES, self.s.max_message_size, "server")
+        return True
 
     async def _borrow(self, *, fatal: bool) -> bool:
         """Borrow a backend for this session's key; on failure tell the client (FATAL at startup)."""
@@ -495,16 +536,28 @@ class PostgresClientSession:
         self.s.pool.release(backend, state)
 
     async def _backend_lost(self, why: str) -> None:
+        """The held backend died under the client: tell the client in the proxy's own words, with
+        what the database said (if anything) as the DETAIL, report it, and end the session.
+
+        The client's transaction or session state is gone with the backend, so carrying on
+        silently on another one would be wrong; RDS Proxy closes such clients too.
+        """
         backend = self.backend
         log.warning("[proxyEndpoint=%s] [clientConnection=%s] [dbConnection=%s] %s", self.endpoint,
                     self.client_id, getattr(backend, "backend_id", "?"), why)
         reason = getattr(backend, "abort_reason", None)  # set when the proxy cut it (failover)
+        farewell = self.tracker.backend_farewell
+        detail = (f"The database said: {farewell[1].message} (SQLSTATE {farewell[1].sqlstate})."
+                  if farewell is not None else f"{why[:1].upper()}{why[1:]}.")
+        message = reason
         if backend is not None:
+            if message is None:
+                message = LOST_BACKEND_MESSAGE.format(instance=backend.key.instance_id)
             self._release(ReleaseState.BROKEN)
             if self.s.backend_lost is not None and reason is None:
                 with contextlib.suppress(Exception):
                     self.s.backend_lost(backend.key.instance_id, why)
-        await self._say_fatal(CONNECTION_FAILURE, reason or "The database connection was lost.")
+        await self._say_fatal(CONNECTION_FAILURE, message or "The database connection was lost.", D=detail)
         raise _SessionOver()
 
     def _pinned(self, pin: Pin) -> None:
@@ -525,10 +578,11 @@ class PostgresClientSession:
     async def _say_shutting_down(self) -> None:
         await self._say_fatal(ADMIN_SHUTDOWN, "terminating connection: the proxy is shutting down")
 
-    async def _say_fatal(self, sqlstate: str, message: str) -> None:
-        """Send a FATAL ErrorResponse, best effort: the connection closes right after."""
+    async def _say_fatal(self, sqlstate: str, message: str, **extra: str) -> None:
+        """Send a FATAL ErrorResponse (``extra``: more fields, as ``D`` for DETAIL), best effort:
+        the connection closes right after."""
         self._closing = True
         with contextlib.suppress(Exception):
-            self.writer.write(ErrorResponse.build("FATAL", sqlstate, message).encode())
+            self.writer.write(ErrorResponse.build("FATAL", sqlstate, message, **extra).encode())
             async with asyncio.timeout(2):
                 await self.writer.drain()

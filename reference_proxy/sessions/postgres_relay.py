@@ -323,6 +323,9 @@ class Relay:
         s = self.session
         self.last_activity = self.loop.time()
         backend = s.backend
+        if backend is None and self._may_borrow_now(data) and s._borrow_now():
+            self._follow_backend()
+            backend = s.backend
         side = self._backend_side
         if (self._events or self._busy or backend is None or side is None or side.backend is not backend
                 or s._discarding_until_sync or s._closing):
@@ -338,6 +341,17 @@ class Relay:
             self._queue(_RAISE, e)
         if s._closing:
             self._wakeup()
+
+    def _may_borrow_now(self, data: bytes) -> bool:
+        """Whether these client bytes may borrow a backend on the spot: nothing is queued, the
+        session is in its plain state, and they start with one whole message that is not a
+        Terminate (what the slow path would borrow for, nothing it would handle differently)."""
+        s = self.session
+        if (self._events or self._busy or s._discarding_until_sync or s._closing
+                or s._drain_requested.is_set() or s._client_splitter.buffered or len(data) < 5
+                or data[0] == 0x58):
+            return False
+        return len(data) > int.from_bytes(data[1:5], "big")
 
     def backend_bytes(self, backend: Any, data: bytes) -> None:
         s = self.session

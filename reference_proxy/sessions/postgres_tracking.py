@@ -7,7 +7,9 @@ which reads only what it needs:
   list: SET, PREPARE, temp tables, cursors, LISTEN, session advisory locks, nextval...); ``Parse``
   and ``Close`` names track named prepared statements; ``Query``, ``Sync`` and ``FunctionCall`` are
   sync points, each answered by exactly one ReadyForQuery.
-* Backend side: ReadyForQuery's status byte.
+* Backend side: ReadyForQuery's status byte, and a FATAL ErrorResponse saying the server is
+  ending the connection because it shuts down (SQLSTATE class 57P0x, as a writer stopped for a
+  failover sends): the session replaces it with the proxy's own error (see ``backend_farewell``).
 
 The backend may go back to the pool only at a *release point*: every sync point answered, nothing
 sent after the last one, and status ``I``.  That is RDS's rule of detecting transaction end from
@@ -27,7 +29,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reference_proxy.contracts import ReleaseState
-from reference_proxy.protocol.postgres import Close, Frames, Parse, ProtocolViolation, Query, ReadyForQuery
+from reference_proxy.protocol.postgres import (
+    Close,
+    ErrorResponse,
+    Frames,
+    Parse,
+    ProtocolViolation,
+    Query,
+    ReadyForQuery,
+)
 from reference_proxy.protocol.postgres.framing import peek_parse, peek_query
 
 __all__ = ["NAMED_STATEMENT_REASON", "ClientRun", "Pin", "PinDecisionLike", "TransactionTracker"]
@@ -38,6 +48,8 @@ NAMED_STATEMENT_REASON = ("A named prepared statement outlived its transaction. 
 _SYNC_POINTS = frozenset(b"QSF")
 _COPY_STREAM = frozenset(b"dcf")
 _READY_STATUS = {0x49: "I", 0x54: "T", 0x45: "E"}  # ReadyForQuery's status byte, read in place
+SHUTDOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+"""admin_shutdown, crash_shutdown, cannot_connect_now: the server is going away, not the request failing."""
 
 
 class PinDecisionLike(Protocol):
@@ -72,6 +84,9 @@ class TransactionTracker:
     status: str = "I"
     pin: Pin | None = None
     named_statements: dict[str, str] = field(default_factory=dict)
+    backend_farewell: tuple[int, ErrorResponse] | None = None
+    """Set by :meth:`backend_run` on a shutdown FATAL: (its offset in ``Frames.data``, the error).
+    Nothing from there on is meant for the client; the backend is lost."""
 
     @property
     def pinned(self) -> bool:
@@ -138,6 +153,11 @@ class TransactionTracker:
                 if status is None:  # malformed: let the decoder say how
                     status = ReadyForQuery.decode(data[start + 5:end]).status
                 self.status = status
+            elif t == 0x45:  # E: only a FATAL one matters here, and errors are rare on a busy path
+                error = ErrorResponse.decode(data[start + 5:end])
+                if error.sqlstate in SHUTDOWN_SQLSTATES and error.severity in ("FATAL", "PANIC"):
+                    self.backend_farewell = (start, error)
+                    break
         self.pending_sync_points = max(0, self.pending_sync_points - ready)
         return ready
 
@@ -176,3 +196,4 @@ class TransactionTracker:
         self.unsynced = False
         self.pending_sync_points = 0
         self.status = "I"
+        self.backend_farewell = None

@@ -80,7 +80,6 @@ def final_read(pg_clients, table: str, deadline_s: float = 60.0) -> None:
         time.sleep(0.5)
 
 
-@pytest.mark.profile("full")
 @pytest.mark.guarantee("FAILOVER-WRITE-GAP", "FAILOVER-READ-ERRORS", "FAILOVER-IDLE-SURVIVAL",
                        "DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE", "ROUTE-WRITER-ENDPOINT")
 def test_failover_under_mixed_load(target, pg_clients, faults, recorder):

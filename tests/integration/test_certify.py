@@ -45,7 +45,8 @@ def test_quick_certification_of_the_reference_target_passes(tmp_path):
 
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "complete"
-    assert "FAILOVER-WRITE-GAP" in results["not_in_profile"]
+    assert "NETFAULT-SILENT-DETECTED" in results["not_in_profile"]  # network faults are full-only
+    assert valid["FAILOVER-WRITE-GAP"] == "true"  # one failover is part of quick
     for test in results["tests"]:
         if test["guarantees"]:
             assert (run_dir / test["history"]).stat().st_size > 0, test["id"]
