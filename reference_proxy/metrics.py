@@ -145,6 +145,18 @@ class BoundHistogram:
         self._child.observe(max(0.0, seconds))
 
 
+class BoundGauge:
+    """One gauge series whose name and labels were checked when it was bound."""
+
+    __slots__ = ("_child",)
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+
+    def add(self, delta: float) -> None:
+        self._child.inc(delta)
+
+
 class ProxyMetrics:
     """All metric series of one proxy, over its own registry.
 
@@ -214,6 +226,10 @@ class ProxyMetrics:
     def counter(self, name: str, **labels: object) -> BoundCounter:
         """A counter series checked once, for code that counts on every query."""
         return BoundCounter(self._child(name, Kind.COUNTER, labels))
+
+    def gauge(self, name: str, **labels: object) -> BoundGauge:
+        """A gauge series checked once, for code that moves it on every transaction."""
+        return BoundGauge(self._child(name, Kind.GAUGE, labels))
 
     def histogram(self, name: str, **labels: object) -> BoundHistogram:
         """A latency histogram series checked once, for code that observes on every query."""

@@ -107,8 +107,8 @@ class ProxyServer:
             pool=self.pool, choose_instance=self._choose_instance, session_ended=self.router.session_ended,
             credentials=self._client_credential, classify=screened(classify), digest=digest, metrics=self.metrics,
             clock=self.clock, tls_context=tls_context, require_tls=config.tls.require_tls, token_bytes=token_bytes,
-            acquire=self._acquire, acquire_now=self._acquire_now, backend_lost=self._backend_lost, wait_for_instance=self._wait_for_instance,
-            handshake_timeout=config.proxy.client_handshake_timeout)
+            acquire=self._acquire, acquire_now=self._acquire_now, backend_lost=self._backend_lost,
+            wait_for_instance=self._wait_for_instance, handshake_timeout=config.proxy.client_handshake_timeout)
         self.monitor = monitor_for_config(config, self.router, self.metrics, self.clock)
         self.monitor.add_listener(self._on_topology)
         self._reader_positions: dict[str, int] = {}  # last replay position the monitor saw per reader

@@ -10,7 +10,10 @@ window's end - the fault ends when the new writer has been promoted.
   to hold them).  If no write succeeded, the gap is at least the rest of the run; that breaks the
   guarantee only when the run went on longer than the threshold, and is UNKNOWN otherwise.
 * FAILOVER-READ-ERRORS: reader-endpoint requests that overlap a failover window and did not end ok,
-  counted per client; the figure is the worst client's count.
+  counted per client; the figure is the worst client's count.  A *client* is the logical worker
+  named by the invocation's ``extra["worker"]`` when present, else the history process.  Workers
+  that reconnect after a broken connection take a new process id each time, so counting per
+  process would cap every client at one error; the worker id keeps them together.
 * FAILOVER-IDLE-SURVIVAL: idle clients connect before the failover, send nothing during it, and
   afterwards send one ``f="idle_probe"`` request on the same connection; the figure is the fraction
   of those probes that ended ok.
@@ -42,6 +45,12 @@ def promotion_instant(history: History, window: FaultWindow,
     return window.end
 
 
+def client_of(invocation: Op) -> object:
+    """The logical client of a request: its ``extra["worker"]`` if recorded, else its process."""
+    worker = invocation.extra.get("worker") if isinstance(invocation.extra, dict) else None
+    return worker if worker is not None else invocation.process
+
+
 class FailoverWriteGapChecker:
     """FAILOVER-WRITE-GAP: worst time from promotion to the first successful write, in seconds."""
 
@@ -68,7 +77,9 @@ class FailoverWriteGapChecker:
             if t0 is None:
                 unmeasured += 1
                 continue
-            first = next((c for c in writes if c.time >= t0), None)
+            # Earliest *completion*: pairs come in invocation order, and a write invoked before the
+            # failover may have hung far longer than one invoked after it.
+            first = min((c for c in writes if c.time >= t0), key=lambda c: c.time, default=None)
             if first is not None:
                 gaps.append((seconds(first.time - t0), first))
             elif seconds(end - t0) > g.threshold:
@@ -104,9 +115,9 @@ class FailoverReadErrorsChecker:
         if not inside:
             return unknown(g, "no reader-endpoint requests overlapped a failover")
         errors = [(i, c) for i, c in inside if c is None or c.type is not OpType.OK]
-        per_client = Counter(i.process for i, _ in errors)
+        per_client = Counter(client_of(i) for i, _ in errors)
         worst = max(per_client.values(), default=0)
-        reason = (f"{len(inside)} reader requests by {len({i.process for i, _ in inside})} clients during "
+        reason = (f"{len(inside)} reader requests by {len({client_of(i) for i, _ in inside})} clients during "
                   f"failovers; {len(errors)} errors, worst client {worst}")
         return judge(g, float(worst), reason, [c if c is not None else i for i, c in errors])
 

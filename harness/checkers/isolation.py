@@ -16,7 +16,15 @@ held by its session, a LISTEN registration) and ``False`` or ``None`` when it di
 for the ``setting`` kind.
 
 A leak is a read of a value (or the presence of an object) that some *other* process set and the
-reading process never set itself.  Reads of defaults or of values nobody set are not leaks.
+reading process had not set itself beforehand.  Only the reader's own ``set_state`` ops that
+completed before the read was invoked excuse it, and only if the reader's process did not
+``connect`` again in between (a process is one connection, and session state dies with it; a
+process that reconnects under the same id starts from a clean session).  Reads of defaults or of
+values nobody set are not leaks.
+
+Workloads should give every client its own names (temp table ``t_<client>``, lock key from the
+client id) so that an observation names whose state it saw; with shared names a leak seen before
+the reader creates its own object is still caught by the ordering rule above.
 """
 
 from __future__ import annotations
@@ -66,9 +74,16 @@ class SessionLeakChecker:
     def check(self, history: History, context: CheckContext) -> Verdict:
         g = context.guarantee(self.guarantee_id)
         setters: dict[tuple[str, str, Any], set[object]] = defaultdict(set)
-        reads: list[tuple[Op, Op, tuple[str, str, Any] | None]] = []  # (as recorded, normalised, key)
+        own_sets: dict[tuple[object, tuple[str, str, Any]], list[int]] = defaultdict(list)  # completion times
+        connects: dict[object, list[int]] = defaultdict(list)  # invocation times of each process's connects
+        reads: list[tuple[Op, Op, tuple[str, str, Any] | None]] = []  # (completion as recorded, invocation, key)
         malformed = 0
-        for raw in history.ops(f=(*_SET_FS, *_READ_FS), type=OpType.OK):
+        for inv, raw in history.pairs():
+            if inv.f == "connect":
+                connects[inv.process].append(inv.time)
+                continue
+            if raw is None or raw.type is not OpType.OK or inv.f not in (*_SET_FS, *_READ_FS):
+                continue
             o = _normalised(raw)
             if not isinstance(o.value, dict) or o.value.get("kind") not in STATE_KINDS:
                 malformed += 1
@@ -77,16 +92,26 @@ class SessionLeakChecker:
             if o.f == "set_state":
                 if key is not None:
                     setters[key].add(o.process)
+                    own_sets[(o.process, key)].append(o.time)
             else:
-                reads.append((raw, o, key))
+                reads.append((raw, inv, key))
         if not reads:
             return unknown(g, "no read_state ops with a known kind")
         processes = {o.process for o, _, _ in reads} | {p for ps in setters.values() for p in ps}
         if len(processes) < 2 or not setters:
             return unknown(g, "leaks need state set by one client and read by another; "
                               "the history has fewer than two clients or no set_state ops")
-        leaks = [(raw, key) for raw, _, key in reads
-                 if key is not None and setters.get(key) and raw.process not in setters[key]]
+
+        def set_by_reader_before(inv: Op, key: tuple[str, str, Any]) -> bool:
+            """The reader itself had set ``key`` on this same connection before it asked."""
+            for done in own_sets.get((inv.process, key), ()):
+                if done < inv.time and not any(done < t < inv.time for t in connects.get(inv.process, ())):
+                    return True
+            return False
+
+        leaks = [(raw, key) for raw, inv, key in reads
+                 if key is not None and setters.get(key) and setters[key] - {raw.process}
+                 and not set_by_reader_before(inv, key)]
         reason = f"{len(reads)} state reads by {len(processes)} clients, {len(leaks)} saw another client's state"
         if leaks:
             kinds = sorted({key[0] for _, key in leaks})

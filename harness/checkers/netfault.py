@@ -5,9 +5,12 @@ a reset, nothing tells a client or the proxy that the peer is gone; the only def
 and health checks.  The guarantee bounds how long that takes.
 
 A silent fault is a fault window whose name is one of ``fault_names`` (default ``blackhole``).  It
-is *detected* at the first of: a client request that ends in ``fail`` or ``info`` after the fault
-started, or an ``event`` with ``f`` in ``detection_events`` (the harness saw the proxy mark the
-instance down).  If the fault's params name an ``endpoint``, only requests to that endpoint count.
+is *detected* at the first of: a client request that ends in ``fail`` or ``info`` with a
+connection-level error (lost or refused connection, server gone, client timeout, borrow timeout:
+:func:`harness.clients.outcomes.is_connection_level`) after the fault started, or an ``event``
+with ``f`` in ``detection_events`` (the harness saw the proxy mark the instance down).  A definite
+server error (23505, 40001) is not detection: the server answered, so the path works.  If the
+fault's params name an ``endpoint``, only requests to that endpoint count.
 The figure is the worst detection delay in seconds.  A fault never detected counts as the time it
 lasted (or the rest of the run), which breaks the guarantee only if that exceeds the threshold.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from harness.checkers.base import CheckContext, Verdict, judge, seconds, unknown
+from harness.clients.outcomes import is_connection_level
 from harness.history import FaultWindow, History, Op, OpType
 
 SILENT_FAULTS = ("blackhole",)
@@ -38,7 +42,8 @@ class SilentFaultDetectedChecker:
         for o in history.between(w.start, until):
             if o.type is OpType.EVENT and o.f in self.detection_events:
                 return o
-            if o.type in (OpType.FAIL, OpType.INFO) and (endpoint is None or o.endpoint == endpoint):
+            if (o.type in (OpType.FAIL, OpType.INFO) and is_connection_level(o.error)
+                    and (endpoint is None or o.endpoint == endpoint)):
                 return o
         return None
 

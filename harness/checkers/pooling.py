@@ -2,10 +2,12 @@
 
 Conventions the workload follows so these checkers can judge it:
 
-* Backend counts come either from proxy metric samples named ``DatabaseConnections`` with a
-  ``Target`` dimension (the instance id), or from ok ops ``f="backend_count"`` with ``node`` = the
-  instance and ``value`` = the number of the proxy's backend connections the harness counted on it
-  (e.g. from ``pg_stat_activity`` / ``information_schema.PROCESSLIST``).
+* Backend counts come either from ok ops ``f="backend_count"`` with ``node`` = the instance and
+  ``value`` = the number of the proxy's backend connections the harness counted on it directly
+  (``pg_stat_activity`` / ``information_schema.PROCESSLIST``), or from proxy metric samples named
+  ``DatabaseConnections`` with a ``Target`` dimension (the instance id).  When the history has
+  ``backend_count`` ops only they are used: a count taken from the server is independent of the
+  proxy under test, whose own gauge could understate what it holds.
 * Every client request that can tell which backend connection served it records that id in
   ``extra["backend"]`` (``pg_backend_pid()`` / ``CONNECTION_ID()``) and the instance in ``node``.
   A process is one client connection.  A process that ran a pinning statement (an ok op with
@@ -32,12 +34,15 @@ class BackendCapChecker:
         if not context.pool_cap:
             return unknown(g, "the pool cap per instance is not known (context.pool_cap)")
         samples: list[tuple[str, float, Op | None]] = []
-        for m in context.metrics:
-            if m.name == BACKEND_COUNT_METRIC and "Target" in m.dimensions:
-                samples.append((m.dimensions["Target"], m.value, None))
         for o in history.ops(f="backend_count", type=OpType.OK):
-            if o.node is not None and isinstance(o.value, (int, float)):
+            if o.node is not None and isinstance(o.value, (int, float)) and not isinstance(o.value, bool):
                 samples.append((o.node, float(o.value), o))
+        source = "counted on the servers"
+        if not samples:
+            source = "from the proxy's DatabaseConnections gauge"
+            for m in context.metrics:
+                if m.name == BACKEND_COUNT_METRIC and "Target" in m.dimensions:
+                    samples.append((m.dimensions["Target"], m.value, None))
         samples = [s for s in samples if s[0] in context.pool_cap]
         if not samples:
             return unknown(g, "no backend-count samples for instances with a known cap "
@@ -52,7 +57,7 @@ class BackendCapChecker:
             if count > cap and op is not None:
                 over.append(op)
         node, count, _ = worst
-        reason = (f"{len(samples)} samples; peak {count:g} backend connections on {node} "
+        reason = (f"{len(samples)} samples {source}; peak {count:g} backend connections on {node} "
                   f"against a cap of {context.pool_cap[node]}")
         return judge(g, worst_pct, reason, over)
 

@@ -89,6 +89,11 @@ def classify_psycopg(exc: BaseException, stage: Stage, *, timed_out: bool = Fals
 _MY_CANNOT_CONNECT = {2002, 2003, 2005}   # socket / TCP refused / unknown host
 _MY_LOST = {2006, 2013, 2055}             # gone away / lost during query / lost at reading
 _MY_BORROW_TIMEOUT = 9501
+# The server stopped the statement or the session: shutdown (1053), connection killed (1927),
+# query interrupted (1317), session killed (3169).  Like PostgreSQL's 57P01 / 57014, a COMMIT
+# stopped this way may already have become durable.
+_MY_INTERRUPTED = {1053, 1927, 1317, 3169}
+_MY_GONE = {1053, 1927, 3169}  # the session is over, as with a lost connection
 
 
 def mysql_errno(exc: BaseException) -> int | None:
@@ -110,7 +115,7 @@ def classify_pymysql(exc: BaseException, stage: Stage, *, timed_out: bool = Fals
         return OpError(code, text, definite=True)
     if errno in _MY_CANNOT_CONNECT:
         return OpError(code, text, definite=True)
-    if errno in _MY_LOST:
+    if errno in _MY_LOST or errno in _MY_INTERRUPTED:
         return _by_stage(code, text, stage)
     if errno is None or errno == 0:
         # PyMySQL's InterfaceError(0, '') means the connection was already closed: nothing was sent.
@@ -124,6 +129,26 @@ def classify_pymysql(exc: BaseException, stage: Stage, *, timed_out: bool = Fals
         return _by_stage(code, text, stage)
     # Server errors: 1290 read-only, 1205 lock wait timeout, 1213 deadlock, 1062 duplicate key...
     return OpError(code, text, definite=True)
+
+
+# Connection-level errors ---------------------------------------------------------------------------
+_MY_CONNECTION_LEVEL = {str(e) for e in (*_MY_CANNOT_CONNECT, *_MY_LOST, *_MY_GONE, _MY_BORROW_TIMEOUT)}
+_CLIENT_CONNECTION_LEVEL = {TIMEOUT, CONNECTION_LOST, "connect-failed"}
+
+
+def is_connection_level(error: OpError | None) -> bool:
+    """Whether ``error`` says the path to the server is broken or too slow, not what the server decided.
+
+    Detectors of dead paths count only these: a lost or refused connection (SQLSTATE class 08,
+    MySQL 2002/2003/2005/2006/2013/2055), a server or session going away (57P01-57P03, MySQL
+    1053/1927/3169), a client deadline, or
+    the proxy's borrow timeout.  A unique violation or a serialization failure proves the path works.
+    """
+    if error is None:
+        return False
+    code = error.code or ""
+    return (code.startswith(("08", "57P0")) or code in _CLIENT_CONNECTION_LEVEL
+            or code in _MY_CONNECTION_LEVEL or BORROW_TIMEOUT_TEXT in (error.text or ""))
 
 
 # Outcome ---------------------------------------------------------------------------------------

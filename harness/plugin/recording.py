@@ -38,9 +38,13 @@ class PgSession:
 
     def __init__(self, recorder: Recorder, conninfo: dict[str, Any], endpoint: str, *,
                  process: str | None = None, connect_timeout: float = 15.0, request_timeout: float | None = None,
-                 **connect_kwargs: Any) -> None:
+                 worker: str | None = None, **connect_kwargs: Any) -> None:
         """``request_timeout`` gives up on a request that gets no answer (a silent network fault) by
-        shutting the socket down; the request is recorded with the code ``timeout``."""
+        shutting the socket down; the request is recorded with the code ``timeout``.
+
+        ``worker`` names the logical client across reconnects (each connection still gets its own
+        process id); it goes into every invocation's ``extra["worker"]`` so checkers that count per
+        client are not fooled by a worker that reconnects after every error."""
         self.recorder = recorder
         self.conninfo = dict(conninfo)
         self.endpoint = endpoint
@@ -48,14 +52,20 @@ class PgSession:
         self.connect_timeout = connect_timeout
         self.connect_kwargs = connect_kwargs
         self.request_timeout = request_timeout
+        self.worker = worker
         self.conn: Any = None
+
+    def _extra(self, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+        if self.worker is None:
+            return extra
+        return {"worker": self.worker, **(extra or {})}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def connect(self, *, f: str = "connect", extra: dict[str, Any] | None = None) -> Op:
         """Open the connection and identify the server; recorded as one ``connect`` request."""
         import psycopg
 
-        inv = self.recorder.invoke(self.process, f, endpoint=self.endpoint, extra=extra)
+        inv = self.recorder.invoke(self.process, f, endpoint=self.endpoint, extra=self._extra(extra))
         try:
             self.conn = psycopg.connect(**self.conninfo, autocommit=True, prepare_threshold=None,
                                         connect_timeout=max(1, round(self.connect_timeout)),
@@ -99,7 +109,7 @@ class PgSession:
         invocation's ``value``).  A server error is ``fail``; a broken connection is ``fail`` for an
         idempotent request and ``info`` otherwise (it may have taken effect).
         """
-        inv = self.recorder.invoke(self.process, f, value, endpoint=self.endpoint, extra=extra)
+        inv = self.recorder.invoke(self.process, f, value, endpoint=self.endpoint, extra=self._extra(extra))
         if self.conn is None:
             return self.recorder.fail(inv, OpError("not-connected", "the session has no connection", True))
         deadline = SocketDeadline(self.request_timeout)

@@ -55,17 +55,58 @@ def extra_proxy(target: Target, *, pool: dict[str, Any] | None = None, require_t
                            cluster=target.cluster, relays=relays)
 
 
+DEFAULT_MAX_CONNECTIONS_PERCENT = 100
+"""RDS Proxy's default MaxConnectionsPercent."""
+
+
 def pool_caps(target: Target) -> dict[str, int] | None:
-    """Each instance's backend cap, from the proxy's status when it has one."""
+    """Each instance's backend cap, computed without asking the proxy under test.
+
+    Only the reference target's cap is known independently: the pool settings it was started with
+    times each instance's ``max_connections`` read from the server itself, rounded down as RDS
+    Proxy does.  Taking the cap from the proxy's own status would let a proxy that misjudges its
+    cap certify itself.  Other targets: ``None`` (the guarantee is then unknown).
+    """
     from harness.targets.base import Capability
 
-    if not target.supports(Capability.STATUS):
+    settings = getattr(target, "pool_settings", None)
+    if target.kind != "reference" or settings is None or not target.supports(Capability.DIRECT):
         return None
+    percent = settings.get("max_connections_percent") or DEFAULT_MAX_CONNECTIONS_PERCENT
     try:
-        instances = target.status()["pool"]["instances"]
-        return {iid: int(info["connection_cap"]) for iid, info in instances.items()}
-    except (TargetError, KeyError, TypeError, ValueError):
+        instances = target.direct_instances()
+        return {i["id"]: server_max_connections(target.engine, i) * int(percent) // 100 for i in instances}
+    except (TargetError, KeyError, TypeError, ValueError, OSError, PluginError):
         return None
+
+
+def server_max_connections(engine: str, instance: dict[str, Any], timeout: float = 5.0) -> int:
+    """``max_connections`` of one instance, asked directly (``instance`` as in ``direct_instances``)."""
+    try:
+        if engine == "postgres":
+            import psycopg
+
+            with psycopg.connect(host=instance["host"], port=instance["port"], user=instance["user"],
+                                 password=instance["password"], dbname=instance["database"],
+                                 connect_timeout=max(1, round(timeout)), autocommit=True) as conn:
+                row = conn.execute("SHOW max_connections").fetchone()
+        else:
+            import pymysql
+
+            conn = pymysql.connect(host=instance["host"], port=instance["port"], user=instance["user"],
+                                   password=instance["password"], database=instance["database"],
+                                   connect_timeout=timeout, read_timeout=timeout)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT @@max_connections")
+                    row = cur.fetchone()
+            finally:
+                conn.close()
+    except Exception as e:  # any driver error means "not known"
+        raise PluginError(f"cannot read max_connections of {instance.get('id')!r}: {e}") from e
+    if row is None:
+        raise PluginError(f"{instance.get('id')!r} returned no max_connections")
+    return int(row[0])
 
 
 def reader_weights(target: Target) -> dict[str, float] | None:

@@ -7,8 +7,9 @@ and pin the session until the client disconnects; :func:`classify` implements th
 * any ``SET`` (``SET x``, ``SET SESSION x``, ``SET x TO DEFAULT``, ``SET ROLE``, ``SET TIME ZONE``,
   ``SET SESSION CHARACTERISTICS``...), any ``RESET``, any call of ``set_config()``;
 * SQL-level prepared statements: ``PREPARE``, ``EXECUTE``, ``DEALLOCATE``; and ``DISCARD``;
-* ``CREATE TEMP``/``TEMPORARY`` tables, sequences and views (also ``... AS``, objects created in
-  ``pg_temp``, and ``SELECT ... INTO TEMP``);
+* ``CREATE TEMP``/``TEMPORARY`` tables, sequences and views (also ``... AS``, and
+  ``SELECT ... INTO TEMP``), and any object created in the ``pg_temp`` schema (``CREATE FUNCTION
+  pg_temp.f()``, ``CREATE TYPE pg_temp.t``...): it too lives as long as the session;
 * ``DECLARE ... CURSOR`` (only ``WITH HOLD`` cursors outlive a transaction, but RDS pins on any
   ``DECLARE``, so this does too);
 * ``LISTEN``; ``LOAD``;
@@ -25,6 +26,10 @@ transaction-scoped setting cannot leak to another client, so it is treated the s
 ``PREPARE TRANSACTION`` (two-phase commit) is not a prepared statement and does not pin either.
 Function bodies (``DO $$ ... $$``, ``CREATE FUNCTION``) are string literals to the proxy: what they
 do inside the server is invisible, exactly as AWS warns.
+
+A leading ``EXPLAIN [ANALYZE] [VERBOSE]`` or ``EXPLAIN (options)`` is looked through: ``EXPLAIN
+ANALYZE`` runs its statement, so ``EXPLAIN ANALYZE CREATE TEMP TABLE t AS ...`` creates the table.
+(A plain ``EXPLAIN`` does not run it; pinning on it anyway errs on the safe side.)
 
 A text holding several statements pins if any of its statements does; keywords are found on tokens
 (see :mod:`pg_lexer`), case-insensitively, never inside literals, quoted identifiers or comments.
@@ -91,7 +96,33 @@ def classify(sql: str) -> PinDecision | None:
     return None
 
 
+def _without_explain(tokens: list[Token]) -> list[Token]:
+    """The statement an ``EXPLAIN [ANALYZE|ANALYSE] [VERBOSE]`` or ``EXPLAIN (options)`` prefix wraps."""
+    if _word_at(tokens, 0) != "explain":
+        return tokens
+    i = 1
+    if i < len(tokens) and tokens[i].text == "(":
+        depth = 0
+        while i < len(tokens):
+            if tokens[i].text == "(":
+                depth += 1
+            elif tokens[i].text == ")":
+                depth -= 1
+                if depth == 0:
+                    return tokens[i + 1:]
+            i += 1
+        return tokens[i:]  # unbalanced: nothing left to classify
+    if _word_at(tokens, i) in ("analyze", "analyse"):
+        i += 1
+    if _word_at(tokens, i) == "verbose":
+        i += 1
+    return tokens[i:]
+
+
 def _classify_statement(tokens: list[Token]) -> PinDecision | None:
+    tokens = _without_explain(tokens)
+    if not tokens:
+        return None
     words = [t.value if t.kind is TokenKind.WORD else None for t in tokens[:4]]
     first = words[0]
     second = words[1] if len(words) > 1 else None
@@ -120,7 +151,7 @@ def _word_at(tokens: list[Token], i: int) -> str | None:
 
 def _created_temp_object(tokens: list[Token]) -> str | None:
     """``CREATE [OR REPLACE] [GLOBAL|LOCAL] TEMP|TEMPORARY [UNLOGGED] [RECURSIVE] TABLE|SEQUENCE|VIEW``,
-    or a table, sequence or view created in the ``pg_temp`` schema."""
+    or any object whose name is qualified by the ``pg_temp`` schema (``temp_<kind>``)."""
     i = 1
     temporary = False
     while True:
@@ -132,15 +163,20 @@ def _created_temp_object(tokens: list[Token]) -> str | None:
             i += 1
         else:
             break
-    trigger = _TEMP_OBJECTS.get(_word_at(tokens, i) or "")
-    if trigger is None:
-        return None
-    if temporary:
+    kind = _word_at(tokens, i)
+    trigger = _TEMP_OBJECTS.get(kind or "")
+    if temporary and trigger is not None:
         return trigger
-    i += 1
-    if _word_at(tokens, i) == "if" and _word_at(tokens, i + 1) == "not" and _word_at(tokens, i + 2) == "exists":
-        i += 3
-    return trigger if _in_pg_temp(tokens, i) else None
+    # The created object's name is the first qualified name after the leading words
+    # (CREATE [UNIQUE] INDEX, CREATE MATERIALIZED VIEW, CREATE TEXT SEARCH DICTIONARY ...).
+    j = i
+    while j < len(tokens) and tokens[j].kind in (TokenKind.WORD, TokenKind.QUOTED_IDENT):
+        if _in_pg_temp(tokens, j):
+            if trigger is None and kind == "materialized":
+                return "temp_materialized_view"
+            return trigger or f"temp_{kind or 'object'}"
+        j += 1
+    return None
 
 
 def _in_pg_temp(tokens: list[Token], i: int) -> bool:

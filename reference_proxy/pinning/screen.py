@@ -32,7 +32,10 @@ def could_pin(sql: str) -> bool:
     if len(sql) > MAX_INSPECTED_BYTES or not sql.isascii():
         return True
     lowered = sql.lower()
-    return any(word in lowered for word in _TRIGGER_WORDS)
+    for word in _TRIGGER_WORDS:  # a plain loop: any() over a generator costs more than the tests
+        if word in lowered:
+            return True
+    return False
 
 
 def screened(classify: Callable[[str], Any]) -> Callable[[str], Any]:

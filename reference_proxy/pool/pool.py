@@ -109,6 +109,8 @@ class _Instance:
     idle_count: int = 0
     tracked: set[_Tracked] = field(default_factory=set)
     waiters: deque[_Waiter] = field(default_factory=deque)
+    borrowed_gauge: Any = None   # series moved on every borrow and release, bound once
+    borrow_latency: Any = None
 
 
 class Pool:
@@ -237,8 +239,8 @@ class Pool:
         rec.borrowed = True
         rec.last_used = self._clock.monotonic()
         self._quiet.clear()
-        self.metrics.gauge_add("DatabaseConnectionsCurrentlyBorrowed", 1, instance=inst.id)
-        self.metrics.observe("DatabaseConnectionsBorrowLatency", rec.last_used - started, instance=inst.id)
+        inst.borrowed_gauge.add(1)
+        inst.borrow_latency.observe(rec.last_used - started)
         return rec.conn
 
     # ------------------------------------------------------------------------------ returning
@@ -250,7 +252,7 @@ class Pool:
         inst = self._instances[rec.key.instance_id]
         rec.borrowed = False
         rec.last_used = self._clock.monotonic()
-        self.metrics.gauge_add("DatabaseConnectionsCurrentlyBorrowed", -1, instance=inst.id)
+        inst.borrowed_gauge.add(-1)
         if rec.pinned:
             rec.pinned = False
             self.metrics.gauge_add("DatabaseConnectionsCurrentlySessionPinned", -1, instance=inst.id)
@@ -528,7 +530,10 @@ class Pool:
     def _instance(self, instance_id: str) -> _Instance:
         inst = self._instances.get(instance_id)
         if inst is None:
-            inst = self._instances[instance_id] = _Instance(instance_id)
+            inst = self._instances[instance_id] = _Instance(
+                instance_id,
+                borrowed_gauge=self.metrics.gauge("DatabaseConnectionsCurrentlyBorrowed", instance=instance_id),
+                borrow_latency=self.metrics.histogram("DatabaseConnectionsBorrowLatency", instance=instance_id))
             self.metrics.gauge_set("MaxDatabaseConnectionsAllowed", self._cap(inst), instance=instance_id)
         return inst
 

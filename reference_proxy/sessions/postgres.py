@@ -12,12 +12,15 @@ Life of a session
    first session of a key borrows one connection to learn them), the proxy's own BackendKeyData
    and ReadyForQuery ``I``.
 3. **Relay**: on the first message of a transaction a backend is borrowed (key = instance, user,
-   database and the client's runtime startup parameters), whole messages are forwarded in bulk and
-   the backend's bytes are passed back as they come.  A :class:`TransactionTracker` sees every run
+   database and the client's runtime startup parameters), whole messages are forwarded in bulk
+   both ways.  A :class:`TransactionTracker` sees every run
    and decides when the backend goes back to the pool (ReadyForQuery ``I`` with nothing pending)
    and when the session pins (RDS's list, applied to Query and Parse text).  A pinned session keeps
    its backend until it disconnects, then releases it DIRTY (the pool resets it).  A client that
-   vanishes mid-transaction releases BROKEN.
+   vanishes mid-transaction releases BROKEN.  A backend that dies under its client (its server
+   shuts down for a failover or crashes, or the proxy cuts it) costs the client its connection:
+   it gets the proxy's own FATAL 08006 naming the lost database connection, with what the server
+   said (``57P01 terminating connection due to administrator command``...) as the DETAIL.
 
 During the relay, bytes arrive through transport callbacks (:mod:`postgres_relay`): while a
 backend is held they are split, tracked and written on the spot; anything that must wait (a
@@ -163,6 +166,7 @@ class PostgresClientSession:
         self._set_up = False
         self._closing = False
         self._handshake_timer: asyncio.Timeout | None = None
+        self._client_transport: asyncio.BaseTransport | None = None
         self._relay_driver: Relay | None = None
         self._m_queries: Any = None
         self._m_queries_tls: Any = None
@@ -355,6 +359,7 @@ class PostgresClientSession:
         falls back to the async ones (``_on_client_data``, ``_on_backend_data``) for anything that
         must wait.  Writes never block: a full write buffer pauses reading on the other side."""
         self._bind_hot_metrics()
+        self._client_transport = self.writer.transport  # final: TLS, if any, started in the handshake
         self._relay_driver = Relay(self)
         try:
             await self._relay_driver.run(leftover)
@@ -415,8 +420,7 @@ class PostgresClientSession:
             self._m_queries_tls.inc(run.queries)
         payload = frames.data if run.terminate_at is None else frames.data[:run.terminate_at]
         if payload:
-            backend = self.backend
-            transport = backend.writer.transport
+            transport = self.backend.transport
             if transport.is_closing():
                 return False
             transport.write(payload)  # flow control: see postgres_relay
@@ -460,9 +464,9 @@ class PostgresClientSession:
         farewell = tracker.backend_farewell
         if farewell is not None:
             start, error = farewell
-            self.writer.transport.write(frames.data[:start])
+            self._client_transport.write(frames.data[:start])
             return f"the database ended the connection: {error.severity} {error.sqlstate} {error.message}"
-        self.writer.transport.write(frames.data)
+        self._client_transport.write(frames.data)
         if ready:
             now = self.s.clock.monotonic()
             inflight = self._inflight
@@ -487,10 +491,13 @@ class PostgresClientSession:
     def _borrow_now(self) -> bool:
         """Take an idle backend of this session's key without waiting, if there is one (the
         relay's fast path); False leaves the borrow to :meth:`_borrow`."""
-        if self.s.acquire_now is not None:
-            backend = self.s.acquire_now(self.endpoint, self.key, self.address)
-        else:
-            backend = self.s.pool.try_borrow_now(self.key)
+        try:
+            if self.s.acquire_now is not None:
+                backend = self.s.acquire_now(self.endpoint, self.key, self.address)
+            else:
+                backend = self.s.pool.try_borrow_now(self.key)
+        except ProxyError:  # whatever it is, the waiting path says it properly
+            return False
         if backend is None:
             return False
         self.backend = backend
@@ -547,8 +554,10 @@ class PostgresClientSession:
                     self.client_id, getattr(backend, "backend_id", "?"), why)
         reason = getattr(backend, "abort_reason", None)  # set when the proxy cut it (failover)
         farewell = self.tracker.backend_farewell
-        detail = (f"The database said: {farewell[1].message} (SQLSTATE {farewell[1].sqlstate})."
-                  if farewell is not None else f"{why[:1].upper()}{why[1:]}.")
+        if farewell is not None:
+            extra = {"D": f"The database said: {farewell[1].message} (SQLSTATE {farewell[1].sqlstate})."}
+        else:  # the proxy's own cut says it all; otherwise say what was seen
+            extra = {} if reason is not None else {"D": f"{why[:1].upper()}{why[1:]}."}
         message = reason
         if backend is not None:
             if message is None:
@@ -557,7 +566,7 @@ class PostgresClientSession:
             if self.s.backend_lost is not None and reason is None:
                 with contextlib.suppress(Exception):
                     self.s.backend_lost(backend.key.instance_id, why)
-        await self._say_fatal(CONNECTION_FAILURE, message or "The database connection was lost.", D=detail)
+        await self._say_fatal(CONNECTION_FAILURE, message or "The database connection was lost.", **extra)
         raise _SessionOver()
 
     def _pinned(self, pin: Pin) -> None:

@@ -79,6 +79,7 @@ class PostgresBackend:
         self.address = address
         self.reader = reader
         self.writer = writer
+        self.transport = writer.transport  # the relay writes here directly (no TLS to backends: it never changes)
         self.parameters: dict[str, str] = {}
         self.key_data: BackendKeyData | None = None
         self.backend_id = "?"

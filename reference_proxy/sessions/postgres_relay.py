@@ -10,7 +10,11 @@ transaction tracker, write them to the other side.  So while the relay runs, bot
 arrive in :meth:`Relay.client_bytes` / :meth:`Relay.backend_bytes` straight from the event loop,
 which do that work on the spot (the *fast path*).
 
-Anything that must wait (borrowing a backend, answering an unserved request, telling a client
+A transaction's first bytes take a backend on the spot as well when one of the session's key is
+pooled idle and nobody waits in line (``session._borrow_now``): in steady state a transaction
+costs no coroutine switch at all.
+
+Anything that must wait (a borrow that must wait, answering an unserved request, telling a client
 its backend was lost, a protocol violation, the end of either stream, shutdown) becomes an event
 in a queue worked off in order by :meth:`Relay.run`, the session's coroutine, using the
 session's own async handlers (the *slow path*).  Once an event is queued, later bytes queue
@@ -323,9 +327,14 @@ class Relay:
         s = self.session
         self.last_activity = self.loop.time()
         backend = s.backend
-        if backend is None and self._may_borrow_now(data) and s._borrow_now():
-            self._follow_backend()
-            backend = s.backend
+        if backend is None and self._may_borrow_now(data):
+            try:
+                if s._borrow_now():
+                    self._follow_backend()
+                    backend = s.backend
+            except Exception as e:  # noqa: BLE001 - a bug: the session's coroutine reports it
+                self._queue(_RAISE, e)
+                return
         side = self._backend_side
         if (self._events or self._busy or backend is None or side is None or side.backend is not backend
                 or s._discarding_until_sync or s._closing):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from harness.targets.base import Capability
-from suites.chaos.test_failover import _table, final_read, mixed_load
+from suites.chaos.test_failover import final_read, mixed_load, run_table
 from suites.workloads import note_roles
 
 
@@ -20,41 +20,39 @@ from suites.workloads import note_roles
 @pytest.mark.guarantee("DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE")
 def test_writer_crash_and_restart(target, pg_clients, faults, recorder):
     target.require(Capability.CRASH)
-    table = "harness_crash_writes"
-    _table(pg_clients, table)
-    roles = note_roles(target, recorder)
-    stop = threading.Event()
-    threads = mixed_load(pg_clients, table, stop, readers=0)
-    try:
-        time.sleep(2.0)
-        faults.crash(roles["writer"])
-        time.sleep(2.0)
-        faults.restart(roles["writer"])
-        time.sleep(3.0)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-    final_read(pg_clients, table)
+    with run_table(pg_clients, "harness_crash_writes") as table:
+        roles = note_roles(target, recorder)
+        stop = threading.Event()
+        threads = mixed_load(pg_clients, table, stop, readers=0)
+        try:
+            time.sleep(2.0)
+            faults.crash(roles["writer"])
+            time.sleep(2.0)
+            faults.restart(roles["writer"])
+            time.sleep(3.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        final_read(pg_clients, table)
 
 
 @pytest.mark.profile("full")
 @pytest.mark.guarantee("ROUTE-READER-ONLY")
 def test_reader_crash_and_restart(target, pg_clients, faults, recorder):
     target.require(Capability.CRASH)
-    table = "harness_reader_crash_writes"
-    _table(pg_clients, table)
-    roles = note_roles(target, recorder)
-    victim = roles["readers"][0]
-    stop = threading.Event()
-    threads = mixed_load(pg_clients, table, stop, writers=1)
-    try:
-        time.sleep(2.0)
-        faults.crash(victim)
-        time.sleep(4.0)
-        faults.restart(victim)
-        time.sleep(2.0)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
+    with run_table(pg_clients, "harness_reader_crash_writes") as table:
+        roles = note_roles(target, recorder)
+        victim = roles["readers"][0]
+        stop = threading.Event()
+        threads = mixed_load(pg_clients, table, stop, writers=1)
+        try:
+            time.sleep(2.0)
+            faults.crash(victim)
+            time.sleep(4.0)
+            faults.restart(victim)
+            time.sleep(2.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)

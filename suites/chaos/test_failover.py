@@ -1,15 +1,18 @@
 """Failover under mixed load: writers, readers and idle clients while a reader is promoted.
 
-Full profile only: it changes the cluster (a reader becomes the writer), so it runs after the
-conformance suites.  Every acknowledged write must be in the final read, writes must resume soon
+Part of both profiles (it is the promise RDS Proxy is bought for). It changes the cluster (a reader
+becomes the writer), so the chaos suite runs after the conformance suites.  Every acknowledged write must be in the final read, writes must resume soon
 after the promotion, readers and idle clients must barely notice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,26 +23,43 @@ from suites.workloads import note_roles
 LOAD_AFTER_S = 8.0
 
 
-def _table(pg_clients, name: str) -> None:
+@contextlib.contextmanager
+def run_table(pg_clients, prefix: str) -> Iterator[str]:
+    """A table of write ids private to this run, dropped afterwards (best effort).
+
+    The name carries a random suffix, so a second run against the same persistent cluster (or a
+    run that died before its cleanup) never collides with earlier rows, and ids can start at 1.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     s = pg_clients("writer")
-    s.request("setup", f"CREATE TABLE IF NOT EXISTS {name} (id bigint PRIMARY KEY); SELECT {WHO}",
-              idempotent=False)
+    s.request("setup", f"CREATE TABLE {name} (id bigint PRIMARY KEY); SELECT {WHO}", idempotent=False)
     s.close()
+    try:
+        yield name
+    finally:
+        s = pg_clients("writer", connect_timeout=5.0, request_timeout=10.0)
+        s.request("teardown", f"DROP TABLE IF EXISTS {name}; SELECT {WHO}", idempotent=False)
+        s.close()
 
 
 def mixed_load(pg_clients, table: str, stop: threading.Event, *, writers: int = 4, readers: int = 4,
                **client_kwargs):
-    """Writer and reader threads until ``stop``; ``client_kwargs`` go to every session they open."""
+    """Writer and reader threads until ``stop``; ``client_kwargs`` go to every session they open.
+
+    Each thread is one logical client: it opens a new session (a new history process) after a
+    broken connection, and names itself in every request's ``extra["worker"]`` so that per-client
+    checkers count its errors together.
+    """
     ids = itertools.count(1)
     lock = threading.Lock()
 
-    def writer() -> None:
-        s = pg_clients("writer", **client_kwargs)
+    def writer(worker: str) -> None:
+        s = pg_clients("writer", worker=worker, **client_kwargs)
         while not stop.is_set():
             with lock:
                 n = next(ids)
             if s.conn is None:
-                s = pg_clients("writer", **client_kwargs)
+                s = pg_clients("writer", worker=worker, **client_kwargs)
                 if s.conn is None:
                     stop.wait(0.1)
                     continue
@@ -48,11 +68,11 @@ def mixed_load(pg_clients, table: str, stop: threading.Event, *, writers: int = 
             stop.wait(0.02)
         s.close()
 
-    def reader() -> None:
-        s = pg_clients("reader", **client_kwargs)
+    def reader(worker: str) -> None:
+        s = pg_clients("reader", worker=worker, **client_kwargs)
         while not stop.is_set():
             if s.conn is None:
-                s = pg_clients("reader", **client_kwargs)
+                s = pg_clients("reader", worker=worker, **client_kwargs)
                 if s.conn is None:
                     stop.wait(0.1)
                     continue
@@ -60,8 +80,8 @@ def mixed_load(pg_clients, table: str, stop: threading.Event, *, writers: int = 
             stop.wait(0.02)
         s.close()
 
-    threads = [threading.Thread(target=writer, daemon=True) for _ in range(writers)]
-    threads += [threading.Thread(target=reader, daemon=True) for _ in range(readers)]
+    threads = [threading.Thread(target=writer, args=(f"writer-{n}",), daemon=True) for n in range(writers)]
+    threads += [threading.Thread(target=reader, args=(f"reader-{n}",), daemon=True) for n in range(readers)]
     for t in threads:
         t.start()
     return threads
@@ -84,22 +104,21 @@ def final_read(pg_clients, table: str, deadline_s: float = 60.0) -> None:
                        "DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE", "ROUTE-WRITER-ENDPOINT")
 def test_failover_under_mixed_load(target, pg_clients, faults, recorder):
     target.require(Capability.FAILOVER)
-    table = "harness_failover_writes"
-    _table(pg_clients, table)
-    note_roles(target, recorder)
-    idle = [pg_clients("writer") for _ in range(4)]
-    stop = threading.Event()
-    threads = mixed_load(pg_clients, table, stop)
-    try:
-        time.sleep(2.0)  # let the load settle before the fault (a workload phase, not a wait for state)
-        faults.failover()
+    with run_table(pg_clients, "harness_failover_writes") as table:
         note_roles(target, recorder)
-        time.sleep(LOAD_AFTER_S)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-    for s in idle:
-        s.request("idle_probe", f"SELECT {WHO}")
-        s.close()
-    final_read(pg_clients, table)
+        idle = [pg_clients("writer") for _ in range(4)]
+        stop = threading.Event()
+        threads = mixed_load(pg_clients, table, stop)
+        try:
+            time.sleep(2.0)  # let the load settle before the fault (a workload phase, not a wait for state)
+            faults.failover()
+            note_roles(target, recorder)
+            time.sleep(LOAD_AFTER_S)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        for s in idle:
+            s.request("idle_probe", f"SELECT {WHO}")
+            s.close()
+        final_read(pg_clients, table)

@@ -23,7 +23,7 @@ from harness.plugin.recording import WHO
 from harness.plugin.targets import extra_proxy
 from harness.pytest_plugin import Faults
 from harness.targets.base import Capability
-from suites.chaos.test_failover import _table, mixed_load
+from suites.chaos.test_failover import mixed_load, run_table
 
 MARGIN_S = 5.0
 RECOVERY_REQUEST_TIMEOUT_S = 5.0
@@ -48,8 +48,7 @@ def test_netfault_between_proxy_and_writer(target, pg_clients, recorder, harness
         limit = harness_run.catalogue["NETFAULT-SILENT-DETECTED"].threshold + MARGIN_S
         faults = Faults(faulty, recorder)
         stack.callback(faults.heal_all)
-        table = f"harness_netfault_{fault_name}"
-        _table(pg_clients, table)
+        table = stack.enter_context(run_table(pg_clients, f"harness_netfault_{fault_name}"))
         stop = threading.Event()
         threads = mixed_load(pg_clients, table, stop, readers=0, conninfo_target=faulty,
                              request_timeout=limit)

@@ -13,7 +13,7 @@ import pytest
 from harness.plugin.recording import WHO
 from harness.plugin.targets import extra_proxy
 from harness.targets.base import Capability
-from suites.workloads import run_clients
+from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, run_clients
 
 BORROW_TIMEOUT_S = 2.0
 POOL = {"max_connections_percent": 2, "connection_borrow_timeout": BORROW_TIMEOUT_S}
@@ -32,7 +32,7 @@ def test_borrow_timeout_text_and_timing(target, pg_clients, recorder, check_cont
                 h.request("hold", f"BEGIN; SELECT {WHO}", idempotent=False)
 
             def waiter(i: int) -> None:
-                s = pg_clients("writer", conninfo_target=small, connect=False)
+                s = pg_clients("writer", conninfo_target=small, connect=False, request_timeout=CLIENT_REQUEST_TIMEOUT_S)
                 s.connect()
                 if s.conn is not None:
                     s.request("read", f"SELECT {WHO}", extra={"expect": "borrow_timeout"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from harness.plugin.recording import WHO
-from suites.workloads import Background, run_clients
+from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, Background, run_clients
 
 TRIGGERS = {
     "SET": f"SET statement_timeout = 60000; SELECT {WHO}",
@@ -34,12 +34,12 @@ def test_triggers_pin_and_non_triggers_do_not(pg_clients, profile):
 
     def client(i: int) -> None:
         f, name, sql = cases[i]
-        session = pg_clients("writer")
+        session = pg_clients("writer", request_timeout=CLIENT_REQUEST_TIMEOUT_S)
         session.read()
         session.request(f, sql, value=name, idempotent=False)
         for _ in range(requests_after):
             session.read()
         session.close()
 
-    with Background(lambda: pg_clients("writer"), clients=8):
+    with Background(lambda: pg_clients("writer", request_timeout=CLIENT_REQUEST_TIMEOUT_S), clients=8):
         run_clients(len(cases), client)

@@ -1,21 +1,27 @@
-"""Pooling: many clients share a capped number of backend connections, transaction by transaction."""
+"""Pooling: many clients share a capped number of backend connections, transaction by transaction.
+
+The backend count is taken on the writer itself (``pg_stat_activity``) while the clients run, when
+the target gives direct access; otherwise the checker falls back to the proxy's own gauge.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
 
-from suites.workloads import run_clients
+from harness.targets.base import Capability
+from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, BackendCountSampler, note_roles, run_clients
 
 
 @pytest.mark.guarantee("POOL-BACKEND-CAP", "POOL-MULTIPLEXING")
-def test_backend_cap_under_200_clients(pg_clients, profile):
+def test_backend_cap_under_200_clients(target, recorder, pg_clients, profile):
     clients, reads = (200, 5) if profile == "quick" else (400, 10)
     all_connected = threading.Barrier(clients)
 
     def client(i: int) -> int:
-        session = pg_clients("writer", connect=False)
+        session = pg_clients("writer", connect=False, request_timeout=CLIENT_REQUEST_TIMEOUT_S)
         try:
             session.connect()
         finally:
@@ -27,5 +33,12 @@ def test_backend_cap_under_200_clients(pg_clients, profile):
         session.close()
         return ok
 
-    served = run_clients(clients, client)
+    with contextlib.ExitStack() as stack:
+        sampler = None
+        if target.supports(Capability.DIRECT):
+            roles = note_roles(target, recorder)
+            sampler = stack.enter_context(BackendCountSampler(target, recorder, roles["writer"]))
+        served = run_clients(clients, client)
     assert sum(served) > 0, "no read succeeded through the writer endpoint"
+    if sampler is not None:
+        assert sampler.samples > 0, "no backend count could be taken on the writer during the load"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from suites.workloads import note_roles, run_clients
+from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, note_roles, run_clients
 
 
 @pytest.mark.guarantee("ROUTE-WRITER-ENDPOINT")
@@ -12,7 +12,7 @@ def test_writer_endpoint_reaches_the_writer(target, pg_clients, recorder):
     note_roles(target, recorder)
 
     def client(i: int) -> None:
-        session = pg_clients("writer")
+        session = pg_clients("writer", request_timeout=CLIENT_REQUEST_TIMEOUT_S)
         for _ in range(5):
             session.read()
         session.close()
@@ -25,7 +25,7 @@ def test_reader_endpoint_reaches_readers_in_balance(target, pg_clients, recorder
     note_roles(target, recorder)
 
     def client(i: int) -> None:
-        session = pg_clients("reader")
+        session = pg_clients("reader", request_timeout=CLIENT_REQUEST_TIMEOUT_S)
         for _ in range(3):
             session.read()
         # Stay connected while the others connect: balancing is by outstanding connections.

@@ -476,3 +476,24 @@ def _toml(config, cluster) -> str:
         lines += ["[[instances]]", f'id = "{i.id}"', f"port = {i.port}", f'role = "{i.role.value}"']
     lines += ["[[auth.users]]", f'name = "{cluster.user}"', f'password = "{cluster.password}"']
     return "\n".join(lines) + "\n"
+
+
+def test_handshake_timeout_counts_silence_not_total_time(cluster):
+    """A client that keeps sending is served however long its handshake takes in total; one
+    that falls silent mid-handshake is dropped after client_handshake_timeout."""
+    with running_proxy(cluster, proxy__client_handshake_timeout=1) as proxy, \
+            socket.create_connection(("127.0.0.1", proxy.port())) as sock:
+        params = b"user\0" + MD5_USER.encode() + b"\0database\0" + proxy.cluster.database.encode() + b"\0\0"
+        packet = struct.pack("!ii", 8 + len(params), 3 << 16) + params
+        started = time.monotonic()
+        for i in range(4):  # a slow client: 4 pieces 0.6 s apart, 1.8 s in all, never 1 s silent
+            sock.sendall(packet[i * len(packet) // 4:(i + 1) * len(packet) // 4])
+            if i < 3:
+                time.sleep(0.6)
+        assert time.monotonic() - started > 1.5
+        sock.settimeout(10)
+        head = sock.recv(13)
+        assert head[:1] == b"R" and struct.unpack("!i", head[5:9])[0] == 5  # asked for the MD5 password
+        silent_from = time.monotonic()
+        _assert_closed(sock)  # then silence: dropped
+        assert time.monotonic() - silent_from >= 0.9

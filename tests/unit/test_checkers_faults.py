@@ -284,3 +284,34 @@ def test_added_latency_unknown_without_baseline_or_samples():
 def test_percentiles_clamp_out_of_range_values():
     assert percentile_us([0, 0, 0], 50) == 1
     assert percentile_us([100, 200, 300, 400], 50) == 200
+
+
+# -- review regressions ---------------------------------------------------------------------------
+def test_write_gap_uses_the_earliest_completion_not_the_earliest_invocation():
+    b = HistoryBuilder().fault("failover", start=1.0, end=3.0, new_writer="i2")
+    b.op("w1", "write", 1, at=0.5, took=29.5, endpoint="writer", node="i2")  # stuck until t=30
+    b.op("w2", "write", 2, at=4.0, took=0.5, endpoint="writer", node="i2")   # ok at t=4.5
+    b.op("w3", "write", 3, at=30.5, took=0.01, endpoint="writer", node="i2")
+    v = FailoverWriteGapChecker().check(b.history(), CTX)
+    assert v.valid is T and v.figure == pytest.approx(1.5, abs=0.01)
+
+
+def test_read_errors_counted_per_worker_across_reconnects():
+    b = HistoryBuilder().fault("failover", start=1.0, end=3.0)
+    for n, t in enumerate((1.1, 1.4, 1.7, 2.0)):  # one worker, a new connection after every error
+        b.op(f"r{n}", "read", at=t, endpoint="reader", type="fail", error=LOST, invoke_extra={"worker": "reader-0"})
+    b.op("r9", "read", at=1.2, endpoint="reader", node="i3", invoke_extra={"worker": "reader-1"})
+    v = FailoverReadErrorsChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == 4 and "2 clients" in v.reason
+
+
+def test_silent_fault_ignores_definite_server_errors():
+    b = HistoryBuilder().fault("blackhole", start=0.0, end=60.0)
+    b.op(1, "write", at=1, type="fail", error=OpError("23505", "duplicate key value", definite=True))
+    b.op(2, "write", at=2, type="fail", error=OpError("40001", "could not serialize access", definite=True))
+    b.op(3, "write", at=40, took=5, type="info", error=OpError("timeout", "no answer within the client's deadline",
+                                                               definite=False))
+    v = SilentFaultDetectedChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == pytest.approx(45.0)
+    b.op(4, "read", at=3, took=1, type="fail", error=PG_TIMEOUT)  # the proxy's borrow timeout: detection
+    assert SilentFaultDetectedChecker().check(b.history(), CTX).figure == pytest.approx(4.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from harness.checkers.base import CheckContext, MetricSample, Validity
 from harness.checkers.isolation import SessionLeakChecker
 from harness.checkers.pinning import PinNonTriggersChecker, PinTriggersChecker
@@ -236,3 +238,61 @@ def test_isolation_accepts_the_setting_shorthand():
     b.op(2, "read_setting", {"name": "search_path", "value": "client_1"}, at=1)
     v = SessionLeakChecker().check(b.history(), CTX)
     assert v.valid is F and v.evidence[0]["f"] == "read_setting"
+
+
+def test_isolation_a_read_is_excused_only_by_the_readers_own_earlier_set():
+    b = HistoryBuilder()
+    _state(b, 1, "set_state", "temp_table", "probe", True, 0)
+    _state(b, 2, "read_state", "temp_table", "probe", True, 1)  # client 1's table, before 2 made its own
+    _state(b, 2, "set_state", "temp_table", "probe", True, 2)
+    _state(b, 2, "read_state", "temp_table", "probe", True, 3)  # its own now: fine
+    v = SessionLeakChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == 1 and v.evidence[0]["time"] == pytest.approx(1.01e9)
+
+
+def test_isolation_own_state_ends_when_the_process_reconnects():
+    b = HistoryBuilder()
+    _state(b, 1, "set_state", "advisory_lock", "7", True, 0)
+    _state(b, 2, "set_state", "advisory_lock", "7", True, 0.5)
+    b.op(2, "connect", at=1)  # a new connection under the same process id: a clean session
+    _state(b, 2, "read_state", "advisory_lock", "7", True, 2)
+    v = SessionLeakChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == 1
+
+
+def test_backend_cap_prefers_counts_taken_on_the_server_to_the_proxys_gauge():
+    ctx = CheckContext(pool_cap={"i1": 10}, metrics=[MetricSample(0, "DatabaseConnections", 4, {"Target": "i1"})])
+    h = HistoryBuilder().op("probe", "backend_count", result=12, at=1, node="i1").history()
+    v = BackendCapChecker().check(h, ctx)  # the gauge understates; the server count is what counts
+    assert v.valid is F and v.figure == 120.0 and "counted on the servers" in v.reason
+    ctx = CheckContext(pool_cap={"i1": 10}, metrics=[MetricSample(0, "DatabaseConnections", 15, {"Target": "i1"})])
+    h = HistoryBuilder().op("probe", "backend_count", result=8, at=1, node="i1").history()
+    assert BackendCapChecker().check(h, ctx).valid is T
+
+
+def test_pool_caps_are_computed_from_the_start_settings_and_the_servers_max_connections(monkeypatch):
+    from harness.plugin import targets as plugin_targets
+    from harness.targets.base import Capability
+
+    class FakeReference:
+        kind, engine = "reference", "postgres"
+
+        def __init__(self, pool_settings):
+            self.pool_settings = pool_settings
+
+        def supports(self, capability):
+            return capability is Capability.DIRECT
+
+        def status(self):
+            raise AssertionError("the cap must not come from the proxy under test")
+
+        def direct_instances(self):
+            return [{"id": "i1"}, {"id": "i2"}]
+
+    monkeypatch.setattr(plugin_targets, "server_max_connections",
+                        lambda engine, inst: {"i1": 100, "i2": 57}[inst["id"]])
+    assert plugin_targets.pool_caps(FakeReference({"max_connections_percent": 20})) == {"i1": 20, "i2": 11}
+    assert plugin_targets.pool_caps(FakeReference({})) == {"i1": 100, "i2": 57}
+    external = FakeReference({})
+    external.kind = "external"
+    assert plugin_targets.pool_caps(external) is None

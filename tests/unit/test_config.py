@@ -43,6 +43,7 @@ def test_defaults_are_rds_defaults():
     assert config.endpoints[0].host == "127.0.0.1" and config.endpoints[0].role is EndpointRole.READ_WRITE
     assert config.admin.host == "127.0.0.1"
     assert config.tls.require_tls is False and config.tls.cert_file is None
+    assert config.proxy.client_handshake_timeout == 120.0
 
 
 def test_round_trip_and_overrides():
@@ -92,6 +93,7 @@ def test_unknown_keys_are_named(change, key):
     ({"tls": {"cert_file": "c.pem"}}, "tls.key_file"),
     ({"logging": {"level": "chatty"}}, "logging.level"),
     ({"admin": {"port": 6432}}, "endpoints"),
+    ({"proxy": {"client_handshake_timeout": 0}}, "proxy.client_handshake_timeout"),
 ])
 def test_bad_values_are_named(change, key):
     with pytest.raises(ConfigError) as caught:

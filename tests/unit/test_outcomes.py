@@ -114,3 +114,22 @@ def test_idempotent_requests_turn_indefinite_into_fail():
     assert completion_type(indefinite, idempotent=False) is OpType.INFO
     assert completion_type(indefinite, idempotent=True) is OpType.FAIL
     assert completion_type(OpError("40001", "x", True), idempotent=False) is OpType.FAIL
+
+
+@pytest.mark.parametrize("errno", [1053, 1927, 1317, 3169])
+def test_pymysql_shutdown_and_kill_follow_the_stage_like_postgres(errno):
+    e = pymysql.err.OperationalError(errno, "Server shutdown in progress / killed / interrupted")
+    assert not classify_pymysql(e, Stage.COMMIT).definite
+    assert classify_pymysql(e, Stage.IN_TRANSACTION).definite
+    assert classify_pymysql(e, Stage.COMMIT).code == str(errno)
+    assert classify_pymysql(e, Stage.CONNECT).definite
+
+
+def test_connection_level_errors_are_told_from_server_decisions():
+    from harness.clients.outcomes import BORROW_TIMEOUT_TEXT, is_connection_level
+    for code in ("08006", "57P01", "57P03", TIMEOUT, CONNECTION_LOST, "connect-failed", "2013", "1927"):
+        assert is_connection_level(OpError(code, "x", False)), code
+    assert is_connection_level(OpError(None, BORROW_TIMEOUT_TEXT + ".", True))
+    for code in ("23505", "40001", "1062", "1213", None):
+        assert not is_connection_level(OpError(code, "x", True)), code
+    assert not is_connection_level(None)

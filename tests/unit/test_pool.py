@@ -591,3 +591,36 @@ async def test_unexpected_factory_errors_become_backend_connect_failed():
     assert isinstance(caught.value.__cause__, ConnectionRefusedError)
     assert pool.snapshot()["instances"]["inst-a"]["open"] == 0
     await pool.close()
+
+
+@asynctest
+async def test_try_borrow_now_lends_an_idle_connection_or_says_none():
+    pool, backend, _ = make_pool()
+    assert pool.try_borrow_now(KEY_A1) is None  # nothing pooled yet: never opens one itself
+    conn = await pool.borrow(KEY_A1, A)
+    assert pool.try_borrow_now(KEY_A1) is None  # the only one is lent
+    pool.release(conn, ReleaseState.CLEAN)
+    assert pool.try_borrow_now(KEY_A2) is None  # keys never share
+    again = pool.try_borrow_now(KEY_A1)
+    assert again is conn and len(backend.made) == 1
+    assert pool.snapshot()["instances"]["inst-a"]["borrowed"] == 1
+    pool.release(again, ReleaseState.CLEAN)
+    await pool.close()
+    assert pool.try_borrow_now(KEY_A1) is None
+
+
+@asynctest
+async def test_try_borrow_now_never_jumps_ahead_of_waiters():
+    pool, _, _ = make_pool(connection_borrow_timeout=10)
+    pool.set_instance_max_connections("inst-a", 3)
+    held = [await pool.borrow(KEY_A1, A) for _ in range(3)]
+    waiters = [asyncio.create_task(pool.borrow(KEY_A2, A)) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert pool.snapshot()["instances"]["inst-a"]["waiting"] == 2
+    for conn in held:  # two are closed to make room for the waiters; the third stays idle
+        pool.release(conn, ReleaseState.CLEAN)
+    assert pool.try_borrow_now(KEY_A1) is None  # an idle connection, but people are waiting
+    granted = await asyncio.gather(*waiters)
+    assert {c.key for c in granted} == {KEY_A2}
+    assert pool.try_borrow_now(KEY_A1) is not None  # nobody waits any more
+    await pool.close()

@@ -147,6 +147,24 @@ def test_simple_query_releases_at_idle_ready_for_query():
     assert t.may_release() == (True, None)
 
 
+def test_shutdown_fatal_from_the_backend_is_located_and_other_errors_are_not():
+    t = TransactionTracker(classify)
+    t.client_run(_frames(pg.Query("select 1"), pg.Query("select 2")))
+    statement_error = pg.ErrorResponse.build("ERROR", "42P01", "relation does not exist")
+    frames = _frames(pg.CommandComplete("SELECT 1"), pg.ReadyForQuery("I"), statement_error)
+    assert t.backend_run(frames) == 1 and t.backend_farewell is None  # an ERROR is the client's business
+    goodbye = pg.ErrorResponse.build("FATAL", "57P01", "terminating connection due to administrator command")
+    frames = _frames(pg.ReadyForQuery("I"), goodbye, pg.ReadyForQuery("I"))
+    assert t.backend_run(frames) == 1  # nothing after the FATAL counts
+    start, error = t.backend_farewell
+    assert start == len(pg.ReadyForQuery("I").encode()) and error.sqlstate == "57P01"
+    t.backend_released()
+    assert t.backend_farewell is None
+    other_fatal = pg.ErrorResponse.build("FATAL", "25P03", "idle-in-transaction timeout")
+    t.backend_run(_frames(other_fatal))
+    assert t.backend_farewell is None  # passed on as the server said it
+
+
 def test_transaction_block_keeps_the_backend_until_idle():
     t = TransactionTracker(classify)
     t.client_run(_frames(pg.Query("begin")))
