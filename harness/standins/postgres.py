@@ -332,10 +332,29 @@ class PostgresCluster(Cluster):
     def _spawn(self, inst: Instance) -> None:
         """Start the instance's postmaster and wait until it accepts connections."""
         process.check_port_free(inst.port)
+        self._remove_stale_lock(inst)
         argv = pgconf.server_argv(self._bin("postgres"), inst.data_dir, inst.port, inst.id)
         inst.pid, inst.pid_start_time = process.spawn(argv, log_path=inst.log_path,
                                                       owner=SERVICE_ACCOUNT)
         self._wait_accepting(inst)
+
+    @staticmethod
+    def _remove_stale_lock(inst: Instance) -> None:
+        """Delete postmaster.pid when the postmaster it names is dead or a zombie.
+
+        A killed postmaster stays a zombie until its parent reaps it, and that parent may be another
+        process (the CLI or the supervisor that last started it).  PostgreSQL's own check sees the
+        zombie's pid as alive and refuses to start ("lock file already exists"); we know better.
+        """
+        lock = os.path.join(inst.data_dir, "postmaster.pid")
+        try:
+            with open(lock) as f:
+                pid = int(f.readline().strip())
+        except (OSError, ValueError):
+            return
+        if not process.pid_alive(pid):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
 
     def _wait_accepting(self, inst: Instance, timeout: float = _START_TIMEOUT) -> None:
         errors: list[str] = []
