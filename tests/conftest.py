@@ -9,11 +9,22 @@ fails naming it.
 from __future__ import annotations
 
 import os
+import signal
 
 import psutil
 import pytest
 
 STANDIN_MARK = "aurora-harness-"
+
+
+def pytest_configure(config):
+    """Treat SIGTERM like Ctrl-C, so fixtures tear down the servers they started when a test run
+    is stopped by a supervisor or a timeout (by default SIGTERM ends pytest without cleanup)."""
+
+    def interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _standin_pids() -> dict[int, str]:
