@@ -338,23 +338,24 @@ class PostgresCluster(Cluster):
                                                       owner=SERVICE_ACCOUNT)
         self._wait_accepting(inst)
 
-    @staticmethod
-    def _remove_stale_lock(inst: Instance) -> None:
-        """Delete postmaster.pid when the postmaster it names is dead or a zombie.
+    def _remove_stale_lock(self, inst: Instance) -> None:
+        """Delete postmaster.pid and the socket lock file when the postmaster they name is dead or a
+        zombie.
 
         A killed postmaster stays a zombie until its parent reaps it, and that parent may be another
         process (the CLI or the supervisor that last started it).  PostgreSQL's own check sees the
         zombie's pid as alive and refuses to start ("lock file already exists"); we know better.
         """
-        lock = os.path.join(inst.data_dir, "postmaster.pid")
-        try:
-            with open(lock) as f:
-                pid = int(f.readline().strip())
-        except (OSError, ValueError):
-            return
-        if not process.pid_alive(pid):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(lock)
+        for lock in (os.path.join(inst.data_dir, "postmaster.pid"),
+                     os.path.join(self.socket_dir, f".s.PGSQL.{inst.port}.lock")):
+            try:
+                with open(lock) as f:
+                    pid = int(f.readline().strip())
+            except (OSError, ValueError):
+                continue
+            if not process.pid_alive(pid):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)
 
     def _wait_accepting(self, inst: Instance, timeout: float = _START_TIMEOUT) -> None:
         errors: list[str] = []

@@ -174,7 +174,12 @@ def pid_alive(pid: int | None, pid_start: int | None = None) -> bool:
         return False
     _reap(pid)
     state = _state(pid)
-    if state is None or state == "Z":
+    if state == "Z":
+        # It died between the reap above and this look: collect it now, or (if it is our child)
+        # it lingers as a zombie that other programs' "is it alive?" checks still see.
+        _reap(pid)
+        return False
+    if state is None:
         return False
     return not (pid_start and start_time(pid) != pid_start)
 
