@@ -14,7 +14,6 @@ import time
 import click
 
 from harness.cli.common import CliFailure, emit, fail_on_errors, state_dir
-from harness.targets.base import TargetError
 from harness.targets.reference import ReferenceTarget
 
 RECORD = "target"
@@ -49,19 +48,6 @@ def _human(t: ReferenceTarget) -> str:
     return "\n".join(lines)
 
 
-def _fail_on_target_errors(fn):
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except TargetError as e:
-            raise CliFailure(str(e)) from None
-
-    return fail_on_errors(wrapper)
-
-
 @click.command()
 @click.option("--engine", type=click.Choice(["postgres"]), default="postgres", show_default=True,
               help="The MySQL side of the reference proxy is not built yet.")
@@ -76,7 +62,7 @@ def _fail_on_target_errors(fn):
               help="Seconds the writer may stay silent before a reader is promoted.")
 @click.option("--json", "as_json", is_flag=True, help="Print endpoints and credentials as JSON (public contract).")
 @click.pass_context
-@_fail_on_target_errors
+@fail_on_errors
 def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_timeout: float | None,
        max_connections_percent: int | None, auto_failover: bool, failover_grace: float, as_json: bool) -> None:
     """Start a stand-in cluster with the reference proxy in front; both keep running after exit."""
@@ -108,7 +94,7 @@ def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_fail_on_target_errors
+@fail_on_errors
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show the running target's endpoints, credentials and instances."""
     target = _load(ctx)
@@ -121,7 +107,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_fail_on_target_errors
+@fail_on_errors
 def down(ctx: click.Context, as_json: bool) -> None:
     """Stop the proxy and the stand-in cluster and remove their data."""
     sd = state_dir(ctx)
@@ -138,7 +124,7 @@ def down(ctx: click.Context, as_json: bool) -> None:
 @click.option("--to", "to", default=None, metavar="ID", help="Promote this reader (default: most advanced).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_fail_on_target_errors
+@fail_on_errors
 def failover(ctx: click.Context, to: str | None, as_json: bool) -> None:
     """Planned failover of the target's cluster (the proxy is not told; the supervisor waits for it)."""
     target = _load(ctx)
@@ -158,7 +144,7 @@ def failover(ctx: click.Context, to: str | None, as_json: bool) -> None:
 @click.argument("instance_id")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_fail_on_target_errors
+@fail_on_errors
 def crash(ctx: click.Context, instance_id: str, as_json: bool) -> None:
     """Kill one instance of the target's cluster with SIGKILL (unplanned failure).
 

@@ -10,7 +10,6 @@ its configuration in a temporary directory that is removed on stop.
 from __future__ import annotations
 
 import os
-import time
 
 from harness.standins import process
 from harness.standins.base import ConnectionParams, StartFailed
@@ -102,12 +101,3 @@ class PgBouncer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-def wait_listening(port: int, timeout: float = 10.0) -> bool:
-    """True once something accepts TCP connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.port_open(port):
-            return True
-        time.sleep(0.05)
-    return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import psycopg
 
 from reference_proxy.config import ProxyConfig
 from reference_proxy.server import ProxyServer
+from polling import eventually  # noqa: F401 - re-exported for the proxy tests
 
 MD5_USER = "legacy_md5"
 MD5_PASSWORD = "md5-secret"
@@ -104,18 +104,6 @@ def running_proxy(cluster, **overrides: Any) -> Iterator[RunningProxy]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
         loop.close()
-
-
-def eventually(predicate, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def backend_pid(conn: psycopg.Connection) -> int:

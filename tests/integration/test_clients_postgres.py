@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import time
 
 import psycopg
 import pytest
@@ -24,6 +23,7 @@ from harness.clients.workload import ClientFactory, IdleClients, UniqueIds, writ
 from harness.history import OpType, Recorder
 from harness.standins import process
 from harness.standins.postgres import PG_BIN_DIR, PostgresCluster
+from polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.shares_cluster,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),
@@ -46,16 +46,6 @@ def connected(recorder, address, process_id, **options) -> PgClient:
     client = PgClient(recorder, process_id, address, **options)
     assert client.connect().ok
     return client
-
-
-def eventually(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_write_read_and_final_read_name_the_serving_instance(cluster, recorder):

@@ -8,7 +8,6 @@ broke.  The failover test runs last because it changes the writer.
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -22,6 +21,7 @@ from harness.history import OpType, Recorder, duration_ns
 from harness.standins.postgres import PG_BIN_DIR
 from harness.targets.base import Capability
 from harness.targets.reference import ReferenceTarget
+from polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.shares_cluster, pytest.mark.slow,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),
@@ -51,16 +51,6 @@ def client(target, recorder, **options) -> PgClient:
     c = PgClient(recorder, next(_next_process), Address.of(target, "writer"), table=TABLE, **options)
     assert c.connect().ok
     return c
-
-
-def eventually(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def write_ok(target, recorder):

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 import pymysql
 import pytest
@@ -30,6 +29,7 @@ from harness.standins.base import (
     cluster_from_state,
 )
 from harness.standins.mysql import SEARCH_DIRS, MySQLCluster
+from polling import eventually as _eventually
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.mysql,
@@ -41,6 +41,11 @@ ER_OPTION_PREVENTS_STATEMENT = 1290
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def eventually(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll until truthy; a server that is still starting may refuse or error meanwhile."""
+    return _eventually(predicate, timeout, what, tolerate=(pymysql.err.MySQLError, OSError))
+
+
 def connect(cluster: MySQLCluster, instance_id: str, **kw) -> pymysql.connections.Connection:
     p = cluster.connection_params(instance_id)
     return pymysql.connect(host=p.host, port=p.port, user=p.user, password=p.password,
@@ -63,21 +68,6 @@ def ids_on(cluster: MySQLCluster, instance_id: str, table: str) -> set[int]:
     with connect(cluster, instance_id) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT id FROM {table}")
         return {r[0] for r in cur.fetchall()}
-
-
-def eventually(predicate, timeout: float = 30.0, what: str = "condition"):
-    """Poll ``predicate`` until truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (pymysql.err.MySQLError, OSError) as e:
-            last_error = e
-        time.sleep(0.05)
-    pytest.fail(f"{what} did not happen within {timeout:.0f}s (last error: {last_error})")
 
 
 def read_only_by_instance(cluster: MySQLCluster) -> dict[str, int]:

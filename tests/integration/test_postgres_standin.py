@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 import psycopg
 import pytest
@@ -33,6 +32,7 @@ from harness.standins.base import (
 )
 from harness.standins.pgcontrol import ServerControl
 from harness.standins.postgres import PG_BIN_DIR, PostgresCluster
+from polling import eventually as _eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),
@@ -40,6 +40,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres,
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def eventually(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll until truthy; a server that is still starting may refuse or error meanwhile."""
+    return _eventually(predicate, timeout, what, tolerate=(psycopg.Error, OSError))
+
+
 def connect(cluster: PostgresCluster, instance_id: str) -> psycopg.Connection:
     p = cluster.connection_params(instance_id)
     return psycopg.connect(host=p.host, port=p.port, user=p.user, password=p.password,
@@ -49,21 +54,6 @@ def connect(cluster: PostgresCluster, instance_id: str) -> psycopg.Connection:
 def scalar(cluster: PostgresCluster, instance_id: str, query: str, params: tuple = ()):
     with connect(cluster, instance_id) as conn:
         return conn.execute(query, params).fetchone()[0]
-
-
-def eventually(predicate, timeout: float = 30.0, what: str = "condition"):
-    """Poll until ``predicate()`` is truthy; fail the test naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (psycopg.Error, OSError) as e:
-            last_error = e
-        time.sleep(0.05)
-    pytest.fail(f"{what} did not happen within {timeout:.0f}s (last error: {last_error})")
 
 
 def all_streaming(cluster: PostgresCluster) -> bool:

@@ -31,6 +31,7 @@ from harness.standins.supervisor import (
     write_json_atomically,
 )
 from harness.targets.reference import ReferenceTarget
+from polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),
@@ -53,16 +54,6 @@ def in_recovery(cluster: PostgresCluster, instance_id: str) -> bool | None:
 
 def writers(cluster: PostgresCluster) -> list[str]:
     return [i.id for i in cluster.instances if in_recovery(cluster, i.id) is False]
-
-
-def eventually(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"{what} did not happen within {timeout:.0f}s")
 
 
 def test_crashed_writer_is_replaced_by_a_reader_in_process():
