@@ -97,13 +97,13 @@ class ZeroClock:
 
 
 def make_failover(borrow_timeout: float = 0.2, positions: dict[str, int | None] | None = None,
-                  rounds=()) -> FailoverRouting:
+                  rounds=(), backends=None) -> FailoverRouting:
     """Failover routing over writer w and readers r1, r2; the real monitor unless positions are scripted."""
     routes = Router([(W, Role.WRITER), (R1, Role.READER), (R2, Role.READER)], reader_endpoints={"reader": None})
 
     async def no_backends(key, address):
         raise AssertionError("nothing is borrowed here")
-    pool = Pool(no_backends, PoolSettings(connection_borrow_timeout=borrow_timeout), ZeroClock())
+    pool = Pool(backends or no_backends, PoolSettings(connection_borrow_timeout=borrow_timeout), ZeroClock())
     if positions is None:
         monitor = TopologyMonitor([W, R1, R2], lambda address: None, routes, ProxyMetrics())
     else:
@@ -148,6 +148,89 @@ def test_the_writer_endpoint_waits_for_a_writer_within_the_borrow_timeout():
         failover.router.update({"w": Role.UNKNOWN})
         with pytest.raises(BorrowTimeout):
             await failover.wait_for_instance("default")
+    asyncio.run(scenario())
+
+
+class Backend:
+    """A backend connection of the fake factory: where it was opened, and whether it was cut."""
+
+    def __init__(self, key, address: InstanceAddress) -> None:
+        self.key, self.address, self.backend_id = key, address, address.id
+        self.aborted: str | None = None
+        self.closed = False
+
+    def is_usable(self) -> bool:
+        return self.aborted is None and not self.closed
+
+    async def reset(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def abort(self, reason: str) -> None:
+        self.aborted = reason
+
+
+async def open_backend(key, address: InstanceAddress) -> Backend:
+    return Backend(key, address)
+
+
+def test_a_borrow_after_a_failover_goes_to_the_new_writer_and_moves_the_session():
+    from reference_proxy.contracts import PoolKey
+
+    async def scenario() -> None:
+        failover = make_failover(backends=open_backend)
+        current = failover.router.choose_writer()
+        key = PoolKey(current.id, "app", "db")
+        failover.router.update({"w": Role.UNKNOWN, "r1": Role.WRITER})  # the monitor saw a failover
+        address, backend = await failover.acquire("default", key, current)
+        assert address == R1 and backend.address == R1 and backend.key.instance_id == "r1"
+        counts = {i: v["sessions"] for i, v in failover.router.snapshot()["instances"].items()}
+        assert counts == {"w": 0, "r1": 1, "r2": 0}
+        await failover.pool.close()
+    asyncio.run(scenario())
+
+
+def test_the_synchronous_shortcut_lends_only_while_the_instance_keeps_its_role():
+    from reference_proxy.contracts import PoolKey
+
+    async def scenario() -> None:
+        failover = make_failover(backends=open_backend)
+        key = PoolKey("w", "app", "db")
+        assert failover.acquire_now("default", key, W) is None  # nothing pooled yet: the async path opens one
+        _, backend = await failover.acquire("default", key, failover.router.choose_writer())
+        failover.pool.release(backend, ReleaseState.CLEAN)
+        assert failover.acquire_now("default", key, W) is backend
+        failover.pool.release(backend, ReleaseState.CLEAN)
+        assert failover.acquire_now("reader", key, W) is None  # a writer never serves a read-only endpoint
+        failover.router.update({"w": Role.READER, "r1": Role.WRITER})
+        assert failover.acquire_now("default", key, W) is None  # demoted: acquire routes to the new writer
+        await failover.pool.close()
+    asyncio.run(scenario())
+
+
+def test_a_topology_round_cuts_what_a_demoted_writer_lent_and_only_pinned_users_of_a_lost_reader():
+    from reference_proxy.contracts import PoolKey
+    from reference_proxy.failover import DEMOTED_WRITER_MESSAGE, LOST_READER_MESSAGE
+    from reference_proxy.topology import RoundOutcome
+
+    async def scenario() -> None:
+        failover = make_failover(backends=open_backend)
+        pool = failover.pool
+        on_writer = await pool.borrow(PoolKey("w", "app", "db"), W)
+        reader_key = PoolKey("r1", "app", "db")
+        multiplexed, pinned = await pool.borrow(reader_key, R1), await pool.borrow(reader_key, R1)
+        pool.mark_pinned(pinned)
+        before = {"w": Role.WRITER, "r1": Role.READER, "r2": Role.READER}
+        after = {"w": Role.UNKNOWN, "r1": Role.UNKNOWN, "r2": Role.WRITER}
+        failover.on_topology(RoundOutcome(after, before, "r2", "w", events=()))
+        assert on_writer.aborted == DEMOTED_WRITER_MESSAGE.format(instance="w")
+        assert pinned.aborted == LOST_READER_MESSAGE.format(instance="r1")
+        assert multiplexed.aborted is None  # it moves to another reader between transactions
+        for backend in (on_writer, multiplexed, pinned):
+            pool.release(backend, ReleaseState.BROKEN)
+        await pool.close()
     asyncio.run(scenario())
 
 
