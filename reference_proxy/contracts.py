@@ -1,9 +1,9 @@
 """The seams between the proxy's engine-agnostic core and its engine-specific sessions.
 
-The pool, routing, topology and metrics know nothing about PostgreSQL or MySQL; a session layer
-(``sessions/postgres.py``, later ``sessions/mysql.py``) supplies backend connections that satisfy
-:class:`BackendConnection`, and a factory that opens them.  Keeping these few types in one module
-lets both sides be written and tested apart.
+The pool, routing, topology and metrics know nothing about PostgreSQL or MySQL; an engine
+(``engines/postgres/``, later ``engines/mysql/``) supplies backend connections that satisfy
+:class:`BackendConnection`, and a factory that opens them, given the credentials below.  Keeping
+these few types in one module lets both sides be written and tested apart.
 """
 
 from __future__ import annotations
@@ -84,6 +84,27 @@ class PoolKey:
     user: str
     database: str
     variant: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ClientCredential:
+    """A user the proxy knows: the password its clients must prove, and how.
+
+    ``method`` is the configured auth method's name (``scram-sha-256``, ``md5``,
+    ``caching_sha2_password``...); the engine's authenticator knows which of them it speaks.
+    """
+
+    user: str
+    password: str
+    method: str
+
+
+@dataclass(frozen=True)
+class BackendCredentials:
+    """Who the proxy logs in as on the database for a given client user."""
+
+    user: str
+    password: str | None
 
 
 class ReleaseState(str, enum.Enum):

@@ -4,15 +4,16 @@
 * :mod:`.core` - the decisions, without I/O (tested with a fake clock).
 * :mod:`.availability` - AvailabilityPercentage per target role.
 * :mod:`.monitor` - the asyncio loop that polls and applies decisions.
-* :mod:`.probe_postgres` - the PostgreSQL probe.
 
-:func:`monitor_for_config` builds a monitor from the proxy's configuration.
+Engine-neutral: what is asked of an instance, and how, is the engine's probe
+(``engines/<name>/probe.py``).  :func:`monitor_for_config` builds a monitor from the proxy's
+configuration and the engine's :class:`ProbeConstructor`.
 """
 
 from __future__ import annotations
 
-from reference_proxy.config import Engine, ProxyConfig
-from reference_proxy.contracts import Clock, ConfigError, InstanceAddress
+from reference_proxy.config import ProxyConfig
+from reference_proxy.contracts import Clock, InstanceAddress
 from reference_proxy.metrics import ProxyMetrics
 from reference_proxy.routing import Router
 from reference_proxy.topology.core import RoundOutcome, TopologyCore
@@ -24,25 +25,21 @@ from reference_proxy.topology.events import (
     TopologyError,
     TopologyEvent,
 )
-from reference_proxy.topology.monitor import Probe, ProbeFactory, TopologyMonitor
+from reference_proxy.topology.monitor import Probe, ProbeConstructor, ProbeFactory, TopologyMonitor
 
-__all__ = ["EventKind", "Observation", "Probe", "ProbeFactory", "ProbeFailed", "ProbeResult", "RoundOutcome",
-           "TopologyCore", "TopologyError", "TopologyEvent", "TopologyMonitor", "monitor_for_config"]
+__all__ = ["EventKind", "Observation", "Probe", "ProbeConstructor", "ProbeFactory", "ProbeFailed", "ProbeResult",
+           "RoundOutcome", "TopologyCore", "TopologyError", "TopologyEvent", "TopologyMonitor", "monitor_for_config"]
 
 
-def monitor_for_config(config: ProxyConfig, router: Router | None, metrics: ProxyMetrics | None,
-                       clock: Clock | None = None) -> TopologyMonitor:
+def monitor_for_config(config: ProxyConfig, open_probe: ProbeConstructor, router: Router | None,
+                       metrics: ProxyMetrics | None, clock: Clock | None = None) -> TopologyMonitor:
     """The monitor for a configuration's instances, with the engine's probe and [monitor] settings."""
-    if config.engine is not Engine.POSTGRES:
-        raise ConfigError("engine", f"the topology monitor has no {config.engine.value} probe yet")
-    from reference_proxy.topology.probe_postgres import PostgresProbe
-
     user, password = config.monitor_credentials()
     settings = config.monitor
 
-    def probe(address: InstanceAddress) -> PostgresProbe:
-        return PostgresProbe(address, user=user, password=password, database=settings.database,
-                             connect_timeout=settings.connect_timeout, query_timeout=settings.query_timeout)
+    def probe(address: InstanceAddress) -> Probe:
+        return open_probe(address, user=user, password=password, database=settings.database,
+                          connect_timeout=settings.connect_timeout, query_timeout=settings.query_timeout)
 
     return TopologyMonitor([i.address for i in config.instances], probe, router, metrics, clock,
                            interval=settings.interval, fast_interval=settings.fast_interval,

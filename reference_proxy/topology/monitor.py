@@ -73,7 +73,7 @@ _EVENT_LEVELS = {
 
 
 class Probe(Protocol):
-    """Polls one instance over a connection it owns; engines implement it (see probe_postgres.py)."""
+    """Polls one instance over a connection it owns; each engine implements it (``engines/<name>/probe.py``)."""
 
     async def poll(self) -> ProbeResult:
         """One poll. Raise :class:`ProbeFailed` on failure; reconnect on the next call."""
@@ -85,6 +85,15 @@ class Probe(Protocol):
 
 
 ProbeFactory = Callable[[InstanceAddress], Probe]
+
+
+class ProbeConstructor(Protocol):
+    """How an engine opens its probe of one instance, given the ``[monitor]`` settings."""
+
+    def __call__(self, address: InstanceAddress, *, user: str, password: str, database: str,
+                 connect_timeout: float, query_timeout: float) -> Probe: ...
+
+
 Listener = Callable[[RoundOutcome], Any]
 
 

@@ -36,7 +36,7 @@ def _startup_and_login(sock: socket.socket, cluster) -> None:
     """A raw client speaking just enough protocol: MD5 login as the proxy's md5 user."""
     from pg_proxy_support import MD5_PASSWORD, MD5_USER
 
-    from reference_proxy.sessions.postgres_auth import md5_answer
+    from reference_proxy.engines.postgres.auth import md5_answer
 
     params = f"user\0{MD5_USER}\0database\0{cluster.database}\0\0".encode()
     sock.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)

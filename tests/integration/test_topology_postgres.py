@@ -20,10 +20,10 @@ import pytest
 
 from harness.standins.postgres import PG_BIN_DIR, PostgresCluster
 from reference_proxy.contracts import InstanceAddress, NoWriter, Role
+from reference_proxy.engines.postgres.probe import PostgresProbe
 from reference_proxy.metrics import ProxyMetrics
 from reference_proxy.routing import Router
 from reference_proxy.topology import EventKind, TopologyMonitor
-from reference_proxy.topology.probe_postgres import PostgresProbe
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow, pytest.mark.shares_cluster,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),

@@ -347,13 +347,15 @@ def _config(**monitor):
 
 
 def test_monitor_settings_defaults_and_credentials():
+    from reference_proxy.engines import engine_for
     from reference_proxy.topology import monitor_for_config
 
     config = _config()
     assert (config.monitor.interval, config.monitor.fast_interval) == (1.0, 0.1)
     assert config.monitor_credentials() == ("db_app", "db_pw")
     assert _config(user="mon", password="secret").monitor_credentials() == ("mon", "secret")
-    monitor = monitor_for_config(_config(interval=2, fast_interval=0.5), Router([]), ProxyMetrics())
+    monitor = monitor_for_config(_config(interval=2, fast_interval=0.5), engine_for(config).probe, Router([]),
+                                 ProxyMetrics())
     assert [i.id for i in monitor.instances] == ["i1", "i2"]
     assert (monitor.core.interval, monitor.core.fast_interval) == (2.0, 0.5)
 

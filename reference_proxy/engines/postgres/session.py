@@ -4,9 +4,9 @@ Life of a session
 -----------------
 1. **Handshake** (no backend involved): SSLRequest is answered ``S`` and TLS starts (or ``N``
    without a certificate); GSSENCRequest always ``N``; a CancelRequest is forwarded (see
-   ``postgres_cancel``) and the connection closes.  The StartupMessage is checked as RDS checks it
-   (``postgres_startup``), RequireTLS is enforced, and the password is verified against the
-   proxy's own users (``postgres_auth``).
+   :mod:`.cancel`) and the connection closes.  The StartupMessage is checked as RDS checks it
+   (:mod:`.startup`), RequireTLS is enforced, and the password is verified against the
+   proxy's own users (:mod:`.auth`).
 2. **Welcome**: the endpoint's router picks the instance for this session; AuthenticationOk,
    the ParameterStatus values a real backend of the same pool key reported (cached per key; the
    first session of a key borrows one connection to learn them), the proxy's own BackendKeyData
@@ -22,10 +22,13 @@ Life of a session
    it gets the proxy's own FATAL 08006 naming the lost database connection, with what the server
    said (``57P01 terminating connection due to administrator command``...) as the DETAIL.
 
-During the relay, bytes arrive through transport callbacks (:mod:`postgres_relay`): while a
+During the relay, bytes arrive through transport callbacks (:mod:`.relay`): while a
 backend is held they are split, tracked and written on the spot; anything that must wait (a
 borrow, an error to report, shutdown) goes to the session's coroutine in order.  Decisions live
 in the sans-I/O tracker, codec and auth modules.
+
+:class:`PostgresSessions` is the engine's session factory: the server calls it once per accepted
+client, and it keeps what the PostgreSQL sessions of one proxy share.
 """
 
 from __future__ import annotations
@@ -33,22 +36,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from reference_proxy.contracts import (
     BackendConnectFailed,
     BorrowTimeout,
-    Clock,
     InstanceAddress,
     PoolKey,
     ProxyError,
     ReleaseState,
 )
+from reference_proxy.engines.postgres.auth import AuthFailed, ClientAuthenticator, ScramSecretCache
+from reference_proxy.engines.postgres.cancel import CancelRegistry
+from reference_proxy.engines.postgres.relay import Relay
+from reference_proxy.engines.postgres.startup import StartupRejected, check_startup
+from reference_proxy.engines.postgres.tracking import Pin, TransactionTracker
+from reference_proxy.engines.postgres.unserved import answer_unserved, skip_to_after_sync
 from reference_proxy.protocol.postgres import (
     BACKEND_TYPES,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -70,25 +76,13 @@ from reference_proxy.protocol.postgres import (
     SSLRequest,
     StartupMessage,
 )
-from reference_proxy.sessions.postgres_auth import (
-    AuthFailed,
-    ClientAuthenticator,
-    ClientCredential,
-    ScramSecretCache,
-)
-from reference_proxy.sessions.postgres_cancel import CancelRegistry
-from reference_proxy.sessions.postgres_relay import Relay
-from reference_proxy.sessions.postgres_startup import StartupRejected, check_startup
-from reference_proxy.sessions.postgres_tracking import Pin, TransactionTracker
-from reference_proxy.sessions.postgres_unserved import answer_unserved, skip_to_after_sync
+from reference_proxy.session_services import SessionServices
 
-__all__ = ["REQUIRE_TLS_MESSAGE", "PostgresClientSession", "SessionServices"]
+__all__ = ["REQUIRE_TLS_MESSAGE", "PostgresClientSession", "PostgresSessions"]
 
-log = logging.getLogger("reference_proxy.sessions.postgres")
+log = logging.getLogger("reference_proxy.engines.postgres.session")
 
 READ_SIZE = 65536
-HANDSHAKE_TIMEOUT = 120.0
-"""Default seconds of client silence allowed during the handshake (``[proxy] client_handshake_timeout``)."""
 REQUIRE_TLS_MESSAGE = "This RDS Proxy requires TLS connections."
 PROTOCOL_VIOLATION = "08P01"
 CONNECTION_FAILURE = "08006"
@@ -98,43 +92,24 @@ LOST_BACKEND_MESSAGE = ("terminating connection: the database connection to inst
                         "(a failover, or the database shut down or crashed); reconnect to continue")
 
 
-@dataclass
-class SessionServices:
-    """Everything a session needs from the rest of the proxy, shared by all sessions.
+class PostgresSessions:
+    """The PostgreSQL session factory: one per proxy, called once per accepted client.
 
-    ``choose_instance(endpoint)`` picks the instance for a new session (raises a ProxyError when
-    there is none); ``session_ended(instance_id)`` tells the router it left.  ``acquire(endpoint,
-    key, address)``, when given, replaces ``pool.borrow``: it follows failovers (waits for a
-    writer, moves a session off a lost reader) and returns the instance actually used with the
-    backend.  ``acquire_now(endpoint, key, address)``, when given, is its synchronous shortcut: a
-    backend of the session's own instance if one is idle with nobody waiting, else None (then
-    ``acquire`` or the pool decides).  ``backend_lost(instance_id, why)`` hears of every backend connection lost mid-use.
-    ``wait_for_instance(endpoint)``, when given, replaces ``choose_instance`` for new sessions:
-    during a failover it waits (up to the borrow timeout) instead of refusing the connection.
-    ``classify(sql)`` returns a pin decision with ``.reason`` or None; ``digest(sql)`` normalises
-    SQL for logs.
+    Holds what all PostgreSQL sessions of the proxy share besides the engine-neutral
+    :class:`SessionServices`: the proxy's cancel keys, the ParameterStatus values learnt per pool
+    key, the SCRAM verifiers and the largest message accepted.
     """
 
-    pool: Any
-    choose_instance: Callable[[str], InstanceAddress]
-    session_ended: Callable[[str], None]
-    credentials: Callable[[str], ClientCredential | None]
-    classify: Callable[[str], Any]
-    digest: Callable[[str], str]
-    metrics: Any
-    clock: Clock
-    tls_context: ssl.SSLContext | None = None
-    require_tls: bool = False
-    cancel_registry: CancelRegistry = field(default_factory=CancelRegistry)
-    parameter_cache: dict[PoolKey, tuple[tuple[str, str], ...]] = field(default_factory=dict)
-    scram_cache: ScramSecretCache = field(default_factory=ScramSecretCache)
-    token_bytes: Callable[[int], bytes] = os.urandom
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    handshake_timeout: float = HANDSHAKE_TIMEOUT
-    acquire: Callable[[str, PoolKey, InstanceAddress], Awaitable[tuple[InstanceAddress, Any]]] | None = None
-    acquire_now: Callable[[str, PoolKey, InstanceAddress], Any] | None = None
-    backend_lost: Callable[[str, str], None] | None = None
-    wait_for_instance: Callable[[str], Awaitable[InstanceAddress]] | None = None
+    def __init__(self, services: SessionServices, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self.services = services
+        self.cancel_registry = CancelRegistry()
+        self.parameter_cache: dict[PoolKey, tuple[tuple[str, str], ...]] = {}
+        self.scram_cache = ScramSecretCache()
+        self.max_message_size = max_message_size
+
+    def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: str,
+                 client_id: int) -> PostgresClientSession:
+        return PostgresClientSession(reader, writer, endpoint, self, client_id)
 
 
 class _SessionOver(Exception):
@@ -145,20 +120,21 @@ class PostgresClientSession:
     """Serves one client connection; see the module docstring. ``run()`` never raises."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: str,
-                 services: SessionServices, client_id: int) -> None:
+                 sessions: PostgresSessions, client_id: int) -> None:
         self.reader = reader
         self.writer = writer
         self.endpoint = endpoint
-        self.s = services
+        self.s = sessions.services
+        self.shared = sessions
         self.client_id = client_id
         self.tls = False
         self.address: InstanceAddress | None = None
         self.key: PoolKey | None = None
         self.backend: Any = None
-        self.tracker = TransactionTracker(services.classify)
+        self.tracker = TransactionTracker(self.s.classify)
         self._cancel_key: tuple[int, int] | None = None
-        self._client_splitter = MessageSplitter(FRONTEND_TYPES, services.max_message_size, "client")
-        self._backend_splitter = MessageSplitter(BACKEND_TYPES, services.max_message_size, "server")
+        self._client_splitter = MessageSplitter(FRONTEND_TYPES, sessions.max_message_size, "client")
+        self._backend_splitter = MessageSplitter(BACKEND_TYPES, sessions.max_message_size, "server")
         self._inflight: deque[tuple[float, float]] = deque()  # (arrived, sent) per pending sync point
         self._discarding_until_sync = False
         self._unserved_error = ErrorResponse.build("ERROR", UNABLE_TO_CONNECT, BorrowTimeout.TEXT)
@@ -198,6 +174,11 @@ class PostgresClientSession:
         finally:
             await self._finish()
 
+    @property
+    def pinned(self) -> bool:
+        """Whether the session holds its backend connection until it disconnects."""
+        return self.tracker.pinned
+
     def request_drain(self) -> None:
         """Shutdown: finish the current transaction (if any), then close the client."""
         self._drain_requested.set()
@@ -215,7 +196,7 @@ class PostgresClientSession:
         if self.backend is not None:
             state = self.tracker.release_state_if_client_leaves()
             self._release(state)
-        self.s.cancel_registry.unregister(self._cancel_key)
+        self.shared.cancel_registry.unregister(self._cancel_key)
         if self.address is not None:
             with contextlib.suppress(Exception):
                 self.s.session_ended(self.address.id)
@@ -249,7 +230,7 @@ class PostgresClientSession:
 
     async def _handshake(self) -> bytes | None:
         """Returns client bytes already received after the handshake, or None if the session ended."""
-        decoder = Decoder(Direction.FRONTEND, max_message_size=self.s.max_message_size)
+        decoder = Decoder(Direction.FRONTEND, max_message_size=self.shared.max_message_size)
         try:
             async with asyncio.timeout(self.s.handshake_timeout) as self._handshake_timer:
                 startup = await self._negotiate_transport(decoder)
@@ -284,7 +265,7 @@ class PostgresClientSession:
             elif isinstance(msg, GSSENCRequest):
                 self.writer.write(b"N")
             elif isinstance(msg, CancelRequest):
-                session = self.s.cancel_registry.find(msg.process_id, msg.secret_key)
+                session = self.shared.cancel_registry.find(msg.process_id, msg.secret_key)
                 if session is not None:
                     await session.cancel_current()
                 return None
@@ -305,7 +286,7 @@ class PostgresClientSession:
         if startup.needs_negotiation:
             self.writer.write(NegotiateProtocolVersion(0, startup.unrecognized_options).encode())
         auth = ClientAuthenticator(startup.user, self.s.credentials(startup.user),
-                                   scram_cache=self.s.scram_cache, token_bytes=self.s.token_bytes)
+                                   scram_cache=self.shared.scram_cache, token_bytes=self.s.token_bytes)
         try:
             self._send(*auth.start())
             while True:
@@ -335,14 +316,14 @@ class PostgresClientSession:
             await self._say_fatal(UNABLE_TO_CONNECT, str(e))
             raise _SessionOver() from None
         self.key = PoolKey(self.address.id, startup.user, startup.database, startup.runtime)
-        parameters = self.s.parameter_cache.get(self.key)
+        parameters = self.shared.parameter_cache.get(self.key)
         if parameters is None:
             if not await self._borrow(fatal=True):
                 raise _SessionOver()
             parameters = tuple(self.backend.parameters.items())
-            self.s.parameter_cache[self.key] = parameters
+            self.shared.parameter_cache[self.key] = parameters
             self._release(ReleaseState.CLEAN)
-        self._cancel_key = self.s.cancel_registry.register(self)
+        self._cancel_key = self.shared.cancel_registry.register(self)
         self._send(*(ParameterStatus(n, v) for n, v in parameters),
                    BackendKeyData.from_ints(*self._cancel_key), ReadyForQuery("I"))
         await self.writer.drain()
@@ -354,7 +335,7 @@ class PostgresClientSession:
     # ---------------------------------------------------------------------------------- relay
 
     async def _relay(self, leftover: bytes) -> None:
-        """Relay until the session ends: see :mod:`postgres_relay`, which drives the sync handlers
+        """Relay until the session ends: see :mod:`.relay`, which drives the sync handlers
         below (``_forward_client_frames``, ``_forward_backend_data``) from transport callbacks and
         falls back to the async ones (``_on_client_data``, ``_on_backend_data``) for anything that
         must wait.  Writes never block: a full write buffer pauses reading on the other side."""
@@ -423,7 +404,7 @@ class PostgresClientSession:
             transport = self.backend.transport
             if transport.is_closing():
                 return False
-            transport.write(payload)  # flow control: see postgres_relay
+            transport.write(payload)  # flow control: see the relay module
             sent = self.s.clock.monotonic()
             if run.sync_points == 1:
                 self._inflight.append((arrived, sent))
@@ -501,7 +482,7 @@ class PostgresClientSession:
         if backend is None:
             return False
         self.backend = backend
-        self._backend_splitter = MessageSplitter(BACKEND_TYPES, self.s.max_message_size, "server")
+        self._backend_splitter = MessageSplitter(BACKEND_TYPES, self.shared.max_message_size, "server")
         return True
 
     async def _borrow(self, *, fatal: bool) -> bool:
@@ -523,7 +504,7 @@ class PostgresClientSession:
             await self._say_fatal(ADMIN_SHUTDOWN, f"terminating connection: {e}")
             raise _SessionOver() from None
         else:
-            self._backend_splitter = MessageSplitter(BACKEND_TYPES, self.s.max_message_size, "server")
+            self._backend_splitter = MessageSplitter(BACKEND_TYPES, self.shared.max_message_size, "server")
             return True
         if fatal:
             await self._say_fatal(code, message)

@@ -10,20 +10,20 @@ import pytest
 from scramp import ScramClient
 
 import reference_proxy.protocol.postgres as pg
-from reference_proxy.contracts import ReleaseState
-from reference_proxy.pinning.postgres import classify
-from reference_proxy.sessions.postgres_auth import (
+from reference_proxy.contracts import ClientCredential, ReleaseState
+from reference_proxy.engines.postgres.auth import (
     MD5,
+    SCRAM,
     AuthFailed,
     ClientAuthenticator,
-    ClientCredential,
     ScramSecretCache,
     md5_answer,
 )
-from reference_proxy.sessions.postgres_cancel import CancelRegistry
-from reference_proxy.sessions.postgres_startup import StartupRejected, check_startup
-from reference_proxy.sessions.postgres_tracking import NAMED_STATEMENT_REASON, TransactionTracker
-from reference_proxy.sessions.postgres_unserved import answer_unserved, skip_to_after_sync
+from reference_proxy.engines.postgres.cancel import CancelRegistry
+from reference_proxy.engines.postgres.pinning import classify
+from reference_proxy.engines.postgres.startup import StartupRejected, check_startup
+from reference_proxy.engines.postgres.tracking import NAMED_STATEMENT_REASON, TransactionTracker
+from reference_proxy.engines.postgres.unserved import answer_unserved, skip_to_after_sync
 
 # ----------------------------------------------------------------------------------- startup
 
@@ -88,7 +88,7 @@ def test_md5_auth_accepts_right_answer_and_rejects_wrong():
 
 
 def _scram_exchange(password_client: str, first_user: str = "u"):
-    auth = ClientAuthenticator("u", ClientCredential("u", "pw"), scram_cache=ScramSecretCache())
+    auth = ClientAuthenticator("u", ClientCredential("u", "pw", SCRAM), scram_cache=ScramSecretCache())
     (request,) = auth.start()
     assert request == pg.AuthenticationSASL(("SCRAM-SHA-256",))
     client = ScramClient(["SCRAM-SHA-256"], first_user, password_client)
@@ -119,7 +119,7 @@ def test_unknown_user_gets_rds_text():
 
 
 def test_malformed_sasl_is_a_protocol_violation():
-    auth = ClientAuthenticator("u", ClientCredential("u", "pw"), scram_cache=ScramSecretCache())
+    auth = ClientAuthenticator("u", ClientCredential("u", "pw", SCRAM), scram_cache=ScramSecretCache())
     auth.start()
     with pytest.raises(pg.ProtocolViolation):
         auth.receive(pg.PasswordMessage(pg.SASLInitialResponse("SCRAM-SHA-256", b"garbage").encode()[5:]))

@@ -32,13 +32,19 @@ ANALYZE`` runs its statement, so ``EXPLAIN ANALYZE CREATE TEMP TABLE t AS ...`` 
 (A plain ``EXPLAIN`` does not run it; pinning on it anyway errs on the safe side.)
 
 A text holding several statements pins if any of its statements does; keywords are found on tokens
-(see :mod:`pg_lexer`), case-insensitively, never inside literals, quoted identifiers or comments.
+(see :mod:`.lexer`), case-insensitively, never inside literals, quoted identifiers or comments.
+
+The triggers a :class:`~reference_proxy.pinning.PinDecision` names: ``set``, ``reset``,
+``set_config``, ``prepare``, ``execute``, ``deallocate``, ``discard``, ``temp_table``,
+``temp_sequence``, ``temp_view`` (and ``temp_<kind>`` for other objects created in ``pg_temp``,
+e.g. ``temp_function``, ``temp_type``), ``cursor``, ``listen``, ``load``, ``sequence``,
+``advisory_lock``, ``statement_too_large``.
 """
 
 from __future__ import annotations
 
-from reference_proxy.pinning.decision import PinDecision
-from reference_proxy.pinning.pg_lexer import Token, TokenKind, split_statements, tokenize
+from reference_proxy.engines.postgres.lexer import Token, TokenKind, split_statements, tokenize
+from reference_proxy.pinning import PinDecision
 
 MAX_INSPECTED_BYTES = 16384
 """RDS Proxy pins on any statement text larger than 16 KB."""

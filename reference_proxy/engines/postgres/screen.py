@@ -1,8 +1,7 @@
 """A cheap first look at SQL text: can it pin at all?  Most statements plainly cannot.
 
-:func:`reference_proxy.pinning.postgres.classify` tokenizes every statement, which costs more
-than everything else the proxy does for a short query.  Every pin decision it can make needs one
-of a few words in the text (``set``, ``prepare``, ``execute``, ``temp``, ``nextval``...), so a
+:func:`.pinning.classify` tokenizes every statement, which costs more than everything else the
+proxy does for a short query.  Every pin decision it can make needs one of a few words in the text (``set``, ``prepare``, ``execute``, ``temp``, ``nextval``...), so a
 text holding none of them, as plain ASCII, can be let through without tokenizing.  The screen
 only ever says "maybe" or "certainly not": a "maybe" goes to the real classifier.
 
@@ -17,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from reference_proxy.pinning.postgres import MAX_INSPECTED_BYTES
+from reference_proxy.engines.postgres.pinning import MAX_INSPECTED_BYTES
 
 __all__ = ["could_pin", "screened"]
 

@@ -13,11 +13,10 @@ import hashlib
 import hmac
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from scramp import ScramException, ScramMechanism
 
-from reference_proxy.contracts import ProxyError
+from reference_proxy.contracts import ClientCredential, ProxyError
 from reference_proxy.protocol.postgres import (
     AuthenticationMD5Password,
     AuthenticationOk,
@@ -36,7 +35,6 @@ __all__ = [
     "SCRAM",
     "AuthFailed",
     "ClientAuthenticator",
-    "ClientCredential",
     "ScramSecretCache",
     "md5_answer",
 ]
@@ -54,15 +52,6 @@ class AuthFailed(ProxyError):
         super().__init__(message)
         self.message = message
         self.sqlstate = sqlstate
-
-
-@dataclass(frozen=True)
-class ClientCredential:
-    """A user the proxy knows: the password clients must prove, and how (``scram-sha-256``/``md5``)."""
-
-    user: str
-    password: str
-    method: str = SCRAM
 
 
 def md5_answer(user: str, password: str, salt: bytes) -> str:

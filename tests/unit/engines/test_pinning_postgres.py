@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reference_proxy.engines.postgres.lexer import TokenKind, tokenize
+from reference_proxy.engines.postgres.pinning import MAX_INSPECTED_BYTES, REASON_SETTINGS, classify, digest
 from reference_proxy.pinning import PinDecision
-from reference_proxy.pinning.pg_lexer import TokenKind, tokenize
-from reference_proxy.pinning.postgres import MAX_INSPECTED_BYTES, REASON_SETTINGS, classify, digest
 
 MUST_PIN = [
     # settings

@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from scramp import ScramClient, ScramException
 
-from reference_proxy.contracts import BackendConnectFailed, InstanceAddress, PoolKey
+from reference_proxy.contracts import BackendConnectFailed, BackendCredentials, InstanceAddress, PoolKey
+from reference_proxy.engines.postgres.auth import md5_answer
 from reference_proxy.protocol.postgres import (
     NEED_DATA,
     PROTOCOL_3_0,
@@ -44,21 +44,13 @@ from reference_proxy.protocol.postgres import (
     StartupMessage,
     Terminate,
 )
-from reference_proxy.sessions.postgres_auth import md5_answer
 
-__all__ = ["BackendCredentials", "PostgresBackend", "PostgresBackendFactory", "send_cancel"]
+__all__ = ["MAX_CONNECTIONS_QUERY", "PostgresBackend", "PostgresBackendFactory", "send_cancel"]
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
-
-
-@dataclass(frozen=True)
-class BackendCredentials:
-    """Who the proxy logs in as on the database for a given client user."""
-
-    user: str
-    password: str | None
+MAX_CONNECTIONS_QUERY = "SHOW max_connections"
 
 
 def _has_unread_input(reader: asyncio.StreamReader) -> bool:
@@ -211,19 +203,21 @@ class PostgresBackendFactory:
     """Opens backend connections for the pool; see the module docstring.
 
     ``credentials(user)`` maps a client user to the database login (None = unknown user);
-    ``on_first_connect(instance_id, backend)`` is awaited once per instance, for example to read
-    ``max_connections`` and hand it to the pool.
+    ``init_query()`` is the InitQuery in force when a connection opens.  On the first connection
+    to each instance the factory reads the server's ``max_connections`` and, when it is a number,
+    hands it to ``on_max_connections(instance_id, value)`` (the pool's cap and the router's
+    weight follow from it).
     """
 
     def __init__(self, credentials: Callable[[str], BackendCredentials | None], *,
                  init_query: Callable[[], str | None] = lambda: None,
                  connect_timeout: float = 10.0, io_timeout: float = 30.0,
-                 on_first_connect: Callable[[str, PostgresBackend], object] | None = None) -> None:
+                 on_max_connections: Callable[[str, int], None] | None = None) -> None:
         self._credentials = credentials
         self._init_query = init_query
         self._connect_timeout = connect_timeout
         self._io_timeout = io_timeout
-        self._on_first_connect = on_first_connect
+        self._on_max_connections = on_max_connections
         self._seen_instances: set[str] = set()
 
     async def __call__(self, key: PoolKey, address: InstanceAddress) -> PostgresBackend:
@@ -243,11 +237,11 @@ class PostgresBackendFactory:
             async with asyncio.timeout(self._connect_timeout):
                 await self._login(backend, creds)
             await backend.run_init_query()
-            if self._on_first_connect is not None and address.id not in self._seen_instances:
+            if self._on_max_connections is not None and address.id not in self._seen_instances:
                 self._seen_instances.add(address.id)
-                result = self._on_first_connect(address.id, backend)
-                if asyncio.iscoroutine(result):
-                    await result
+                value = await backend.query_value(MAX_CONNECTIONS_QUERY)
+                if value and value.isdigit():
+                    self._on_max_connections(address.id, int(value))
         except BackendConnectFailed:
             await backend.close()
             raise

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_pinning_postgres import MUST_NOT_PIN, MUST_PIN  # the classifier's own corpus
 
-from reference_proxy.pinning.postgres import classify
-from reference_proxy.pinning.screen import could_pin, screened
+from reference_proxy.engines.postgres.pinning import classify
+from reference_proxy.engines.postgres.screen import could_pin, screened
 
 screened_classify = screened(classify)
 

@@ -44,7 +44,7 @@ from typing import Any
 
 __all__ = ["QUEUE_HIGH_WATER", "WRITE_HIGH_WATER", "Relay"]
 
-log = logging.getLogger("reference_proxy.sessions.postgres")
+log = logging.getLogger("reference_proxy.engines.postgres.session")
 
 WRITE_HIGH_WATER = 256 * 1024
 """Bytes queued towards one peer above which the relay stops reading from the other peer."""

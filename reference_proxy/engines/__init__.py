@@ -1,0 +1,72 @@
+"""Database engines: everything the proxy does that depends on the wire protocol it speaks.
+
+An engine is a folder, ``engines/<name>/``, whose package exports ``ENGINE``, a
+:class:`ProxyEngine`: the few parts the engine-neutral server plugs together.  The pool, routing,
+topology, metrics and the server never name an engine; they get these parts from
+:func:`engine_for`.  Adding an engine is its folder plus one line in :data:`IMPLEMENTATIONS`.
+
+An engine's package is imported only when a configuration asks for it, so the drivers one engine
+needs (psycopg for PostgreSQL's probe...) are never loaded for another.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from reference_proxy.config import Engine, ProxyConfig
+from reference_proxy.contracts import BackendCredentials, BackendFactory, ConfigError
+from reference_proxy.pinning import PinDecision
+from reference_proxy.session_services import SessionFactory, SessionServices
+from reference_proxy.topology import ProbeConstructor
+
+__all__ = ["IMPLEMENTATIONS", "BackendFactoryConstructor", "ProxyEngine", "engine_for"]
+
+IMPLEMENTATIONS: dict[Engine, str] = {
+    Engine.POSTGRES: "reference_proxy.engines.postgres",
+}
+"""The package implementing each engine the proxy serves."""
+
+
+class BackendFactoryConstructor(Protocol):
+    """How an engine makes the pool's :data:`BackendFactory`.
+
+    ``credentials(user)`` is the database login for a client user (None: unknown user);
+    ``init_query()`` the InitQuery in force when a connection opens; ``on_max_connections(instance_id,
+    value)`` hears the server's connection limit once per instance, on its first connection.
+    """
+
+    def __call__(self, credentials: Callable[[str], BackendCredentials | None], *,
+                 init_query: Callable[[], str | None],
+                 on_max_connections: Callable[[str, int], None]) -> BackendFactory: ...
+
+
+@dataclass(frozen=True)
+class ProxyEngine:
+    """What the server needs from an engine.
+
+    ``sessions(services)`` makes the session factory of one server (called once; it may keep state
+    the engine's sessions share, such as cancel keys); ``backends(...)`` makes the pool's backend
+    factory; ``classify(sql)`` is the pin classifier (a :class:`PinDecision` or None) and
+    ``digest(sql)`` the statement shape for pinning log lines; ``probe`` opens the topology
+    monitor's probe of one instance.
+    """
+
+    name: Engine
+    sessions: Callable[[SessionServices], SessionFactory]
+    backends: BackendFactoryConstructor
+    classify: Callable[[str], PinDecision | None]
+    digest: Callable[[str], str]
+    probe: ProbeConstructor
+
+
+def engine_for(config: ProxyConfig) -> ProxyEngine:
+    """The engine the configuration names; a ConfigError when the proxy does not serve it."""
+    package = IMPLEMENTATIONS.get(config.engine)
+    if package is None:
+        supported = ", ".join(repr(e.value) for e in IMPLEMENTATIONS)
+        raise ConfigError("engine", f"{config.engine.value!r} is not served by this proxy yet; "
+                                    f"supported engines: {supported}")
+    return importlib.import_module(package).ENGINE

@@ -1,0 +1,82 @@
+"""What the proxy lends an engine's client sessions, and what it expects of a session in return.
+
+The server builds one :class:`SessionServices` and hands it to its engine's session factory (see
+:mod:`reference_proxy.engines`); every client session of that server shares it.  Everything here
+is engine-neutral: the pool, the routing and failover callbacks, the engine's own pin classifier
+(passed in, so a session never picks one itself), metrics, the clock and TLS.  What only one
+engine's sessions share (PostgreSQL's cancel keys, its cached ParameterStatus values, its SCRAM
+verifiers) belongs to that engine's session factory instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reference_proxy.contracts import ClientCredential, Clock, InstanceAddress, PoolKey
+
+__all__ = ["HANDSHAKE_TIMEOUT", "ClientSession", "SessionFactory", "SessionServices"]
+
+HANDSHAKE_TIMEOUT = 120.0
+"""Default seconds of client silence allowed during the handshake (``[proxy] client_handshake_timeout``)."""
+
+
+@dataclass
+class SessionServices:
+    """Everything a session needs from the rest of the proxy, shared by all sessions.
+
+    ``choose_instance(endpoint)`` picks the instance for a new session (raises a ProxyError when
+    there is none); ``session_ended(instance_id)`` tells the router it left.  ``acquire(endpoint,
+    key, address)``, when given, replaces ``pool.borrow``: it follows failovers (waits for a
+    writer, moves a session off a lost reader) and returns the instance actually used with the
+    backend.  ``acquire_now(endpoint, key, address)``, when given, is its synchronous shortcut: a
+    backend of the session's own instance if one is idle with nobody waiting, else None (then
+    ``acquire`` or the pool decides).  ``backend_lost(instance_id, why)`` hears of every backend connection lost mid-use.
+    ``wait_for_instance(endpoint)``, when given, replaces ``choose_instance`` for new sessions:
+    during a failover it waits (up to the borrow timeout) instead of refusing the connection.
+    ``credentials(user)`` is the user's :class:`ClientCredential`, None for an unknown user.
+    ``classify(sql)`` returns a pin decision with ``.reason`` or None; ``digest(sql)`` normalises
+    SQL for logs.
+    """
+
+    pool: Any
+    choose_instance: Callable[[str], InstanceAddress]
+    session_ended: Callable[[str], None]
+    credentials: Callable[[str], ClientCredential | None]
+    classify: Callable[[str], Any]
+    digest: Callable[[str], str]
+    metrics: Any
+    clock: Clock
+    tls_context: ssl.SSLContext | None = None
+    require_tls: bool = False
+    token_bytes: Callable[[int], bytes] = os.urandom
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+    acquire: Callable[[str, PoolKey, InstanceAddress], Awaitable[tuple[InstanceAddress, Any]]] | None = None
+    acquire_now: Callable[[str, PoolKey, InstanceAddress], Any] | None = None
+    backend_lost: Callable[[str, str], None] | None = None
+    wait_for_instance: Callable[[str], Awaitable[InstanceAddress]] | None = None
+
+
+class ClientSession(Protocol):
+    """One accepted client connection, as the server sees it."""
+
+    async def run(self) -> None:
+        """Serve the client until it leaves or the session ends; never raise."""
+        ...
+
+    def request_drain(self) -> None:
+        """Shutdown: finish the current transaction (if any), then close the client."""
+        ...
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the session holds its backend connection for good (for ``/status``)."""
+        ...
+
+
+SessionFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str, int], ClientSession]
+"""Opens the session for one accepted client: (reader, writer, endpoint name, client id)."""
