@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Self
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from harness.faults.relay import RelayServer
+    from harness.net.relay import RelayServer
 
 
 class TargetError(HarnessError):

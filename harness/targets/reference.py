@@ -15,7 +15,7 @@ the supervisor updates; every control operation here takes the record's lock, re
 and saves it, so a planned failover never races an automatic one.  The proxy is told nothing in
 either case: it must notice the new writer through its own monitor.
 
-With ``relays=True`` a user-space TCP relay (:class:`~harness.faults.relay.RelayServer`) sits
+With ``relays=True`` a user-space TCP relay (:class:`~harness.net.relay.RelayServer`) sits
 between the proxy and each instance, and the proxy is configured with the relays' ports under the
 instances' own ids, so network faults (latency, blackhole, resets...) can be put on the path to one
 instance.  The relays run in threads of this process, so a target left running in the background
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.faults.relay import RelayServer
+from harness.net.relay import RelayServer
 from harness.standins import process
 from harness.standins.base import Cluster, Instance, Role, StandinError, cluster_class, cluster_from_state
 from harness.standins.supervisor import (
