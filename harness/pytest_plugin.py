@@ -153,8 +153,8 @@ def harness_run(request: pytest.FixtureRequest) -> HarnessRun:
     """The current run (run store, thresholds, profile); the suites need ``--target``."""
     run = request.config.stash.get(RUN_KEY, None)
     if run is None:
-        raise PluginError("the harness suites need a target: run them with --target reference or "
-                          "--target external --writer-dsn DSN (or use `aurora-harness certify`)")
+        raise PluginError(f"the harness suites need a target: run them with --target "
+                          f"{{{','.join(_target_kinds.kind_names())}}} (see --help; or use `aurora-harness certify`)")
     return run
 
 
