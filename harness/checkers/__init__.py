@@ -17,7 +17,6 @@ from harness.checkers.base import (
     Checker,
     CheckerError,
     ComposedVerdict,
-    MetricSample,
     Validity,
     Verdict,
     check_safe,
@@ -53,7 +52,7 @@ def default_checkers(ids: list[str] | None = None) -> list[Checker]:
 
 
 __all__ = [  # noqa: RUF022 - grouped by role, not alphabetically
-    "CHECKER_TYPES", "CheckContext", "Checker", "CheckerError", "ComposedVerdict", "MetricSample", "Validity",
+    "CHECKER_TYPES", "CheckContext", "Checker", "CheckerError", "ComposedVerdict", "Validity",
     "Verdict", "check_safe", "compose", "default_checkers", "merge_validity",
     "AddedLatencyP50Checker", "AddedLatencyP99Checker", "BackendCapChecker", "BorrowTimeoutChecker",
     "FailoverReadErrorsChecker", "FailoverWriteGapChecker", "IdleSurvivalChecker", "MultiplexingChecker",

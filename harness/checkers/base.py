@@ -20,6 +20,7 @@ from harness import guarantees as _guarantees
 from harness.errors import HarnessError
 from harness.guarantees import Guarantee
 from harness.history import History, Op
+from harness.metrics import MetricSample
 
 MAX_EVIDENCE = 20
 """Verdicts keep at most this many evidence ops; the reason says how many there were."""
@@ -41,25 +42,12 @@ _RANK = {Validity.TRUE: 0, Validity.UNKNOWN: 1, Validity.FALSE: 2}
 
 
 @dataclasses.dataclass(frozen=True)
-class MetricSample:
-    """One reading of a proxy metric (CloudWatch name, e.g. ``DatabaseConnections``) at a time.
-
-    ``dimensions`` follow CloudWatch's: ``{"Target": "instance-1"}`` for per-instance figures.
-    """
-
-    time: int
-    name: str
-    value: float
-    dimensions: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
 class CheckContext:
     """What a run knew besides its history.  Every field is optional; checkers that need a missing
     one return UNKNOWN saying which.
 
     * ``catalogue``      - guarantees with the thresholds in force (see ``load_thresholds``);
-    * ``metrics``        - proxy metric samples taken during the run;
+    * ``metrics``        - proxy metric samples taken during the run (read through the target);
     * ``pool_cap``       - per-instance backend cap (max_connections x MaxConnectionsPercent / 100);
     * ``borrow_timeout_s`` - the ConnectionBorrowTimeout the target was configured with;
     * ``initial_writer`` - the writer instance when the run started;

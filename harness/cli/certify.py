@@ -38,6 +38,8 @@ import click
 from harness import guarantees as _guarantees
 from harness.cli.common import CliFailure
 from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError, default_run_dir, utc_now
+from harness.targets import registry as target_kinds
+from harness.targets.base import TargetError, TargetOptions
 
 SUITES = ("conformance", "models", "chaos")
 """Run in this order: chaos last, because a failover or crash changes the cluster the others would see."""
@@ -119,8 +121,8 @@ def _run_child(cmd: list[str], *, env: dict[str, str], to_stderr: bool) -> int:
 
 
 @click.command()
-@click.option("--target", "target_kind", type=click.Choice(["reference", "external"]), required=True,
-              help="reference: stand-in cluster + reference proxy started here; external: a running proxy.")
+@click.option("--target", "target_kind", type=click.Choice(target_kinds.kind_names()), required=True,
+              help="; ".join(f"{k.name}: {k.summary}" for k in target_kinds.registered().values()) + ".")
 @click.option("--engine", type=click.Choice(["postgres", "mysql"]), default="postgres", show_default=True)
 @click.option("--profile", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
               help="quick (conformance, storm, model, one failover; budget 5 min on 2 cores) or full "
@@ -145,10 +147,10 @@ def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, wr
     """Certify a proxied Aurora target against the guarantee catalogue."""
     if engine != "postgres":
         raise CliFailure("the suites speak PostgreSQL only so far; use --engine postgres")
-    if target_kind == "external" and not writer_dsn:
-        raise CliFailure("--target external needs --writer-dsn (and optionally --reader-dsn, --metrics-url)")
-    if target_kind == "reference" and (writer_dsn or reader_dsns or metrics_url):
-        raise CliFailure("--writer-dsn/--reader-dsn/--metrics-url are for --target external")
+    try:  # building starts nothing; it is how the target's kind checks the options before the run
+        target_kinds.build_target(target_kind, TargetOptions(engine, writer_dsn, reader_dsns, metrics_url))
+    except TargetError as e:
+        raise CliFailure(str(e)) from None
     if thresholds:
         try:
             _guarantees.load_thresholds(thresholds)

@@ -1,6 +1,6 @@
 """Network faults between the proxy and one database instance, through that instance's TCP relay.
 
-The reference target places a :class:`~harness.faults.relay.RelayServer` in front of every instance
+The reference target places a :class:`~harness.net.relay.RelayServer` in front of every instance
 and points the proxy at the relays, so a toxic on one relay damages exactly the proxy's traffic to
 that instance (its client connections and its health checks alike).  Each fault here installs one
 toxic when it starts and removes it when it stops; the relay applies changes between chunks, so no
@@ -18,7 +18,8 @@ from typing import Any
 
 from harness.faults.base import Fault, FaultError, check_instance, check_number, pick_instance
 from harness.faults.registry import register
-from harness.faults.toxics import (
+from harness.history import Recorder
+from harness.net.toxics import (
     Bandwidth,
     Blackhole,
     Down,
@@ -30,7 +31,6 @@ from harness.faults.toxics import (
     Stream,
     Toxic,
 )
-from harness.history import Recorder
 from harness.targets.base import Capability, Target
 
 _STREAMS = {s.value for s in Stream}

@@ -1,12 +1,12 @@
 """The pieces of the harness's pytest plugin (``harness.pytest_plugin`` holds the hooks and fixtures).
 
 * ``run``       - one certification run inside pytest: run store, per-test records, verdicts;
-* ``metrics``   - sampling the proxy's Prometheus metrics into checker samples;
+* ``metrics``   - sampling the target's proxy metrics (as samples) during a test, for the checkers;
 * ``recording`` - a recording PostgreSQL client following the checkers' conventions;
-* ``targets``   - building the target from the command-line options;
+* ``targets``   - what the suites ask of the target: sibling proxies, pool caps, reader weights;
 * ``faults``    - failover / crash / restart and registered faults, recorded as fault windows.
 """
 
 
 class PluginError(Exception):
-    """Root of the plugin's errors: bad options, a target that cannot be built."""
+    """Root of the plugin's errors: a suite used wrongly, a figure that cannot be read."""

@@ -1,10 +1,8 @@
-"""Building the target a run certifies from the plugin's options.
+"""What the suites need from the target beyond its endpoints: sibling proxies, pool caps, reader weights.
 
-The reference target is a stand-in cluster (one writer, two readers) behind the reference proxy,
-with a per-instance pool cap of 20 % of ``max_connections`` (100), i.e. 20 backend connections:
-small enough that 200 clients must share backends, so multiplexing and the cap are observable.
-Suites that need other pool settings (a short borrow timeout, TLS required) start a second proxy
-on the same cluster with :func:`extra_proxy`.
+Targets are built from the command line through :mod:`harness.targets.registry`; this module only
+asks them what they can do (capabilities), never which kind they are, and turns what they cannot
+tell into ``None`` so the guarantees concerned are unknown.
 """
 
 from __future__ import annotations
@@ -12,47 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from harness.plugin import PluginError
-from harness.targets.base import Target, TargetError
-
-REFERENCE_POOL = {"max_connections_percent": 20}
-REFERENCE_READERS = 2
-
-
-def build_target(kind: str, engine: str, *, writer_dsn: str | None = None, reader_dsns: list[str] | None = None,
-                 metrics_url: str | None = None, readers: int = REFERENCE_READERS) -> Target:
-    """A target that is not up yet (use it as a context manager)."""
-    if kind == "reference":
-        if writer_dsn or reader_dsns:
-            raise PluginError("--writer-dsn/--reader-dsn are for --target external; the reference target "
-                              "starts its own endpoints")
-        from harness.targets.reference import ReferenceTarget
-
-        return ReferenceTarget(engine, readers=readers, pool=dict(REFERENCE_POOL))
-    if kind == "external":
-        if not writer_dsn:
-            raise PluginError("--target external needs --writer-dsn (and optionally --reader-dsn, --metrics-url)")
-        from harness.targets.external import ExternalTarget
-
-        try:
-            return ExternalTarget(engine, writer_dsn, list(reader_dsns or []), metrics_url)
-        except TargetError as e:
-            raise PluginError(str(e)) from None
-    raise PluginError(f"unknown target {kind!r}: expected reference or external")
+from harness.targets.base import Capability, Target, TargetError
 
 
 def extra_proxy(target: Target, *, pool: dict[str, Any] | None = None, require_tls: bool = False,
                 relays: bool = False) -> Target:
-    """Another reference proxy on the same stand-in cluster, with its own settings (not up yet).
+    """Another proxy on the same cluster as ``target``, with its own settings (not up yet).
 
-    ``relays`` puts TCP relays between this proxy and the instances, for network faults that must
-    not disturb the other suites.
+    ``relays`` puts TCP relays between that proxy and the instances, for network faults that must
+    not disturb the other suites.  A target without ``sibling_proxy`` raises
+    :class:`~harness.targets.base.Unsupported`: the test's guarantees are then unknown.
     """
-    from harness.targets.reference import ReferenceTarget
-
-    if not isinstance(target, ReferenceTarget) or target.cluster is None:
-        raise PluginError("a second proxy can only be started in front of the reference target's cluster")
-    return ReferenceTarget(target.engine, readers=target.readers, pool=pool, require_tls=require_tls,
-                           cluster=target.cluster, relays=relays)
+    target.require(Capability.SIBLING_PROXY)
+    return target.sibling_proxy(pool=pool, require_tls=require_tls, relays=relays)
 
 
 DEFAULT_MAX_CONNECTIONS_PERCENT = 100
@@ -62,15 +32,14 @@ DEFAULT_MAX_CONNECTIONS_PERCENT = 100
 def pool_caps(target: Target) -> dict[str, int] | None:
     """Each instance's backend cap, computed without asking the proxy under test.
 
-    Only the reference target's cap is known independently: the pool settings it was started with
-    times each instance's ``max_connections`` read from the server itself, rounded down as RDS
-    Proxy does.  Taking the cap from the proxy's own status would let a proxy that misjudges its
-    cap certify itself.  Other targets: ``None`` (the guarantee is then unknown).
+    The cap is known independently only for a target whose pool settings are known without asking
+    the proxy (``pool_settings``) and whose instances can be reached directly (``direct``): those
+    settings times each instance's ``max_connections`` read from the server itself, rounded down
+    as RDS Proxy does.  Taking the cap from the proxy's own status would let a proxy that misjudges
+    its cap certify itself.  Other targets: ``None`` (the guarantee is then unknown).
     """
-    from harness.targets.base import Capability
-
-    settings = getattr(target, "pool_settings", None)
-    if target.kind != "reference" or settings is None or not target.supports(Capability.DIRECT):
+    settings = target.pool_settings
+    if not (target.supports(Capability.POOL_SETTINGS) and target.supports(Capability.DIRECT)) or settings is None:
         return None
     percent = settings.get("max_connections_percent") or DEFAULT_MAX_CONNECTIONS_PERCENT
     try:
@@ -111,8 +80,6 @@ def server_max_connections(engine: str, instance: dict[str, Any], timeout: float
 
 def reader_weights(target: Target) -> dict[str, float] | None:
     """Readers' weights for balancing, from the stand-in's own max_connections (equal here)."""
-    from harness.targets.base import Capability
-
     if not target.supports(Capability.DIRECT):
         return None
     try:

@@ -3,11 +3,16 @@
 A target has a writer endpoint, reader endpoints, credentials, a query that names the instance
 serving it, and control operations declared as capabilities.  The same suite code runs against the
 reference target (stand-ins + reference proxy, every capability), an external proxy given by its
-endpoints (no control), and a real RDS Proxy; anything target-specific lives in this package.
+endpoints (no control), and a real RDS Proxy; anything target-specific lives in this package, and
+the kinds are listed in :mod:`harness.targets.registry`.
 
-A suite that needs a capability the target lacks calls :meth:`Target.require`, which raises
+Suites and faults ask what a target can do (:meth:`Target.supports`), never which kind it is.  A
+suite that needs a capability the target lacks calls :meth:`Target.require`, which raises
 :class:`Unsupported`; the harness records that guarantee as *unknown* with the reason, never as a
 silent skip or a pass.
+
+Metrics are read through the target as :class:`~harness.metrics.MetricSample` values, whatever the
+proxy reports them to (Prometheus text for the reference proxy, CloudWatch for an RDS Proxy).
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Self
 
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from harness.faults.relay import RelayServer
+    from harness.metrics import MetricSample
+    from harness.net.relay import RelayServer
 
 
 class TargetError(HarnessError):
@@ -42,10 +49,12 @@ class Capability(str, enum.Enum):
     CRASH = "crash"                  # kill an instance without promotion
     RESTART = "restart"              # start a killed instance again
     NETWORK_FAULTS = "network_faults"  # relays between proxy and instances
-    METRICS = "metrics"              # CloudWatch-named proxy metrics
+    METRICS = "metrics"              # proxy metrics as samples (CloudWatch names and dimensions)
     STATUS = "status"                # the proxy's JSON status (pools, pins)
     DIRECT = "direct"                # connect to instances without the proxy (baselines)
     ROTATE_SECRET = "rotate_secret"  # change the database password behind the proxy
+    POOL_SETTINGS = "pool_settings"  # the proxy's pool settings are known without asking the proxy
+    SIBLING_PROXY = "sibling_proxy"  # start another proxy on the same cluster with its own settings
 
 
 IDENTITY_QUERIES = {
@@ -71,16 +80,40 @@ class Credentials:
     database: str
 
 
+@dataclasses.dataclass(frozen=True)
+class TargetOptions:
+    """What the command line (``--target`` and friends) says about the target.
+
+    Every kind reads the ones it needs and refuses the ones it cannot use, so that an option given
+    to the wrong kind is an error rather than silently ignored.
+    """
+
+    engine: str
+    writer_dsn: str | None = None
+    reader_dsns: tuple[str, ...] = ()
+    metrics_url: str | None = None
+
+
 class Target(abc.ABC):
     """Something with endpoints to test; a context manager that brings it up and down."""
 
     kind: str = ""
     capabilities: frozenset[Capability] = frozenset()
+    pool_settings: dict[str, Any] | None = None
+    """The pool settings the proxy runs with (RDS Proxy's names), when known (``POOL_SETTINGS``)."""
 
     def __init__(self, engine: str) -> None:
         if engine not in IDENTITY_QUERIES:
             raise TargetError(f"unknown engine {engine!r}: expected one of {', '.join(IDENTITY_QUERIES)}")
         self.engine = engine
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> Self:
+        """Build this kind from the command line's target options (not up yet); refuse what does not apply.
+
+        Building starts nothing (that is :meth:`up`'s job), so it is also how options are checked.
+        """
+        raise TargetError(f"{cls.kind or cls.__name__} targets cannot be built from command-line options")
 
     # -- lifecycle ---------------------------------------------------------------------------
     def up(self) -> None:
@@ -154,8 +187,8 @@ class Target(abc.ABC):
         self.require(Capability.NETWORK_FAULTS)
         raise NotImplementedError
 
-    def metrics_text(self) -> str:
-        """The proxy's metrics in Prometheus text format."""
+    def metrics(self, names: Collection[str] | None = None) -> list[MetricSample]:
+        """The proxy's metrics now (those in ``names``, or all), as samples stamped with the monotonic clock."""
         self.require(Capability.METRICS)
         raise NotImplementedError
 
@@ -168,6 +201,21 @@ class Target(abc.ABC):
         """The instances as in ``standin up --json`` (id, role, host, port, credentials)."""
         self.require(Capability.DIRECT)
         raise NotImplementedError
+
+    def sibling_proxy(self, *, pool: dict[str, Any] | None = None, require_tls: bool = False,
+                      relays: bool = False) -> Target:
+        """Another proxy of this kind on the same cluster, with its own settings (not up yet).
+
+        For tests that need settings other than the target's (a small pool, TLS required, relays for
+        network faults) without disturbing the suites that share the target.
+        """
+        self.require(Capability.SIBLING_PROXY)
+        raise NotImplementedError
+
+    @property
+    def proxy_log(self) -> str | None:
+        """The proxy's log file, when the harness runs the proxy and it is up (kept with the run)."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """The public JSON contract of ``aurora-harness up/status --json``."""

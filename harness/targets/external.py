@@ -2,15 +2,21 @@
 
 Nothing can be failed over, crashed or inspected, so every guarantee that needs control is reported
 as unknown for this target.  Useful for PgBouncer, PgDog, ProxySQL, or a proxy on another port.
+Metrics come from a Prometheus text URL when one is given; without it the target has no metrics
+source and the guarantees judged from metrics alone are unknown.
 """
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 import urllib.request
+from collections.abc import Collection
 from typing import Any
 
-from harness.targets.base import Capability, Credentials, Endpoint, Target, TargetError
+from harness.metrics import MetricSample
+from harness.targets.base import Capability, Credentials, Endpoint, Target, TargetError, TargetOptions
+from harness.targets.prometheus import samples_from_text
 
 
 def parse_dsn(engine: str, dsn: str) -> tuple[str, int, Credentials]:
@@ -20,7 +26,7 @@ def parse_dsn(engine: str, dsn: str) -> tuple[str, int, Credentials]:
 
         try:
             d = conninfo_to_dict(dsn)
-        except Exception as e:  # psycopg raises ProgrammingError with the parse problem
+        except Exception as e:  # noqa: BLE001 - psycopg raises ProgrammingError with the parse problem
             raise TargetError(f"cannot parse DSN {dsn!r}: {e}") from None
         host, port = d.get("host", "127.0.0.1"), int(d.get("port", 5432))
         user = d.get("user")
@@ -52,6 +58,12 @@ class ExternalTarget(Target):
         self.metrics_url = metrics_url
         self.capabilities = frozenset({Capability.METRICS} if metrics_url else set())
 
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> ExternalTarget:
+        if not options.writer_dsn:
+            raise TargetError("--target external needs --writer-dsn (and optionally --reader-dsn, --metrics-url)")
+        return cls(options.engine, options.writer_dsn, list(options.reader_dsns), options.metrics_url)
+
     @property
     def writer_endpoint(self) -> Endpoint:
         return self._writer
@@ -64,11 +76,12 @@ class ExternalTarget(Target):
     def credentials(self) -> Credentials:
         return self._credentials
 
-    def metrics_text(self) -> str:
+    def metrics(self, names: Collection[str] | None = None) -> list[MetricSample]:
         self.require(Capability.METRICS)
         assert self.metrics_url is not None
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as resp:  # noqa: S310 - user-given URL
-            return resp.read().decode()
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as resp:
+            text = resp.read().decode()
+        return samples_from_text(text, time.monotonic_ns(), names)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

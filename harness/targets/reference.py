@@ -3,7 +3,7 @@
 The proxy runs as its own process (``python -m reference_proxy --config FILE``), exactly as a user
 would run it, so a crash of the proxy is visible as a crash and its log is a file.  Every capability
 is available: failover, crash and restart act on the stand-in; metrics and status come from the
-proxy's admin listener.
+proxy's admin listener, the metrics as samples read from its Prometheus text.
 
 The whole target can be recorded (:meth:`to_state`) and rebuilt in another process, which is how
 ``aurora-harness up`` leaves it running in the background and ``aurora-harness down`` stops it.
@@ -15,7 +15,7 @@ the supervisor updates; every control operation here takes the record's lock, re
 and saves it, so a planned failover never races an automatic one.  The proxy is told nothing in
 either case: it must notice the new writer through its own monitor.
 
-With ``relays=True`` a user-space TCP relay (:class:`~harness.faults.relay.RelayServer`) sits
+With ``relays=True`` a user-space TCP relay (:class:`~harness.net.relay.RelayServer`) sits
 between the proxy and each instance, and the proxy is configured with the relays' ports under the
 instances' own ids, so network faults (latency, blackhole, resets...) can be put on the path to one
 instance.  The relays run in threads of this process, so a target left running in the background
@@ -27,12 +27,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from harness.faults.relay import RelayServer
+from harness.metrics import MetricSample
+from harness.net.relay import RelayServer
 from harness.standins import process
 from harness.standins.base import Cluster, Instance, Role, StandinError, cluster_class, cluster_from_state
 from harness.standins.supervisor import (
@@ -43,10 +45,18 @@ from harness.standins.supervisor import (
     read_promotions,
     write_json_atomically,
 )
-from harness.targets.base import Capability, Credentials, Endpoint, Target, TargetError
+from harness.targets.base import Capability, Credentials, Endpoint, Target, TargetError, TargetOptions
+from harness.targets.prometheus import samples_from_text
 
 READY_TIMEOUT = 30.0
 SUPERVISOR_READY_TIMEOUT = 20.0
+
+CERTIFICATION_POOL = {"max_connections_percent": 20}
+CERTIFICATION_READERS = 2
+"""The reference target a certification builds: one writer and two readers, with a per-instance pool
+cap of 20 % of ``max_connections`` (100), i.e. 20 backend connections: small enough that 200 clients
+must share backends, so multiplexing and the cap are observable.  Suites that need other pool
+settings (a short borrow timeout, TLS required) start a sibling proxy on the same cluster."""
 
 
 def _toml_value(value: Any) -> str:
@@ -91,7 +101,8 @@ class ReferenceTarget(Target):
 
     kind = "reference"
     capabilities = frozenset({Capability.FAILOVER, Capability.CRASH, Capability.RESTART, Capability.METRICS,
-                              Capability.STATUS, Capability.DIRECT})
+                              Capability.STATUS, Capability.DIRECT, Capability.POOL_SETTINGS,
+                              Capability.SIBLING_PROXY})
 
     def __init__(self, engine: str = "postgres", readers: int = 2, *, pool: dict[str, Any] | None = None,
                  require_tls: bool = False, cluster: Cluster | None = None, auto_failover: bool = False,
@@ -120,6 +131,26 @@ class ReferenceTarget(Target):
         self.proxy_pid: int | None = None
         self.proxy_pid_start: int | None = None
 
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> ReferenceTarget:
+        """The certification's reference target; endpoints and metrics are its own, so DSNs are refused."""
+        if options.writer_dsn or options.reader_dsns or options.metrics_url:
+            raise TargetError("--writer-dsn/--reader-dsn/--metrics-url are for --target external; "
+                              "the reference target starts its own endpoints")
+        return cls(options.engine, readers=CERTIFICATION_READERS, pool=dict(CERTIFICATION_POOL))
+
+    def sibling_proxy(self, *, pool: dict[str, Any] | None = None, require_tls: bool = False,
+                      relays: bool = False) -> ReferenceTarget:
+        """Another reference proxy on this target's cluster, with its own settings (not up yet).
+
+        ``relays`` puts TCP relays between that proxy and the instances, for network faults that
+        must not disturb this target's proxy.
+        """
+        if self.cluster is None:
+            raise TargetError("a sibling proxy needs the cluster of a reference target that is up")
+        return ReferenceTarget(self.engine, readers=self.readers, pool=pool, require_tls=require_tls,
+                               cluster=self.cluster, relays=relays)
+
     # -- paths -------------------------------------------------------------------------------
     @property
     def config_path(self) -> str:
@@ -142,6 +173,10 @@ class ReferenceTarget(Target):
         """JSON lines, one per automatic failover (see :class:`harness.standins.supervisor.Promotion`)."""
         assert self.run_dir
         return os.path.join(self.run_dir, "promotions.jsonl")
+
+    @property
+    def proxy_log(self) -> str | None:
+        return self.log_path if self.run_dir else None
 
     @property
     def supervisor_log_path(self) -> str:
@@ -344,8 +379,9 @@ class ReferenceTarget(Target):
     def status_url(self) -> str:
         return f"http://{process.LOOPBACK}:{self.ports['admin']}/status"
 
-    def metrics_text(self) -> str:
-        return self._admin_get("/metrics").decode()
+    def metrics(self, names: Collection[str] | None = None) -> list[MetricSample]:
+        text = self._admin_get("/metrics").decode()
+        return samples_from_text(text, time.monotonic_ns(), names)
 
     def status(self) -> dict[str, Any]:
         return json.loads(self._admin_get("/status"))

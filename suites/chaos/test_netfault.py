@@ -39,7 +39,7 @@ RECOVERY_S = 30.0
 ])
 def test_netfault_between_proxy_and_writer(target, pg_clients, recorder, harness_run, fault_name):
     with contextlib.ExitStack() as stack:
-        if target.kind == "reference" and not target.supports(Capability.NETWORK_FAULTS):
+        if not target.supports(Capability.NETWORK_FAULTS) and target.supports(Capability.SIBLING_PROXY):
             faulty = stack.enter_context(extra_proxy(target, relays=True))
             stack.callback(lambda: harness_run.store.copy_log(faulty.log_path, f"proxy-netfault-{fault_name}.log"))
         else:

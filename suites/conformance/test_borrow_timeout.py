@@ -21,8 +21,7 @@ POOL = {"max_connections_percent": 2, "connection_borrow_timeout": BORROW_TIMEOU
 
 @pytest.mark.guarantee("BORROW-TIMEOUT")
 def test_borrow_timeout_text_and_timing(target, pg_clients, recorder, check_context, harness_run):
-    if not target.supports(Capability.STATUS) or target.kind != "reference":
-        pytest.skip("needs a target whose pool settings the harness can set (the reference target)")
+    target.require(Capability.SIBLING_PROXY)  # a proxy whose pool settings the harness sets
     check_context["borrow_timeout_s"] = BORROW_TIMEOUT_S
     small = extra_proxy(target, pool=POOL)
     with small:

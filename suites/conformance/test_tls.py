@@ -9,11 +9,11 @@ import psycopg
 import pytest
 
 from harness.plugin.targets import extra_proxy
+from harness.targets.base import Capability
 
 
 def test_require_tls_refuses_plaintext_and_serves_tls(target, harness_run):
-    if target.kind != "reference":
-        pytest.skip("needs a target whose TLS setting the harness controls (the reference target)")
+    target.require(Capability.SIBLING_PROXY)  # a proxy whose TLS setting the harness controls
     tls_proxy = extra_proxy(target, require_tls=True)
     with tls_proxy:
         try:

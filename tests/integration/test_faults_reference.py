@@ -82,6 +82,15 @@ def test_the_proxy_reaches_instances_through_their_relays(target, recorder):
     assert target.relay(writer).stats().connections_total >= 1
 
 
+def test_the_proxys_metrics_are_read_as_samples_through_the_target(target, recorder):
+    writer = target.roles()["writer"]
+    with client(target, recorder) as c:
+        assert c.idle_probe().ok
+        samples = target.metrics({"DatabaseConnections"})
+    assert samples and {s.name for s in samples} == {"DatabaseConnections"}
+    assert any(dict(s.dimensions) == {"Target": writer} and s.value >= 1 for s in samples), samples
+
+
 def test_latency_fault_delays_queries_and_heal_removes_it(target, recorder):
     writer = target.roles()["writer"]
     with client(target, recorder) as c:

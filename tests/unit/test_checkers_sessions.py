@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checkers.base import CheckContext, MetricSample, Validity
+from harness.checkers.base import CheckContext, Validity
 from harness.checkers.isolation import SessionLeakChecker
 from harness.checkers.pinning import PinNonTriggersChecker, PinTriggersChecker
 from harness.checkers.pooling import BackendCapChecker, MultiplexingChecker
@@ -16,6 +16,7 @@ from harness.checkers.routing import (
 )
 from harness.checkers.synthetic import HistoryBuilder
 from harness.history import OpError, OpType
+from harness.metrics import MetricSample
 
 T, F, U = Validity.TRUE, Validity.FALSE, Validity.UNKNOWN
 CTX = CheckContext()
@@ -275,13 +276,14 @@ def test_pool_caps_are_computed_from_the_start_settings_and_the_servers_max_conn
     from harness.targets.base import Capability
 
     class FakeReference:
-        kind, engine = "reference", "postgres"
+        engine = "postgres"
+        capabilities = frozenset({Capability.DIRECT, Capability.POOL_SETTINGS})
 
         def __init__(self, pool_settings):
             self.pool_settings = pool_settings
 
         def supports(self, capability):
-            return capability is Capability.DIRECT
+            return capability in self.capabilities
 
         def status(self):
             raise AssertionError("the cap must not come from the proxy under test")
@@ -294,5 +296,5 @@ def test_pool_caps_are_computed_from_the_start_settings_and_the_servers_max_conn
     assert plugin_targets.pool_caps(FakeReference({"max_connections_percent": 20})) == {"i1": 20, "i2": 11}
     assert plugin_targets.pool_caps(FakeReference({})) == {"i1": 100, "i2": 57}
     external = FakeReference({})
-    external.kind = "external"
+    external.capabilities = frozenset({Capability.DIRECT})  # pool settings unknown to the harness
     assert plugin_targets.pool_caps(external) is None

@@ -6,8 +6,8 @@ import pytest
 
 from harness.faults.base import FaultError
 from harness.faults.registry import fault_from_spec, registered
-from harness.faults.toxics import Blackhole, Latency
 from harness.history import ManualClock, Phase, Recorder
+from harness.net.toxics import Blackhole, Latency
 from harness.targets.base import Capability, Credentials, Endpoint, Target, TargetError, Unsupported
 
 

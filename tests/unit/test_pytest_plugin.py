@@ -11,8 +11,6 @@ import subprocess
 import sys
 import textwrap
 
-from harness.plugin.metrics import parse_samples
-
 SUITE = textwrap.dedent('''
     import pytest
     from harness.targets.base import Capability
@@ -39,6 +37,9 @@ SUITE = textwrap.dedent('''
 
     def test_plain_check():
         assert True
+
+    def test_plain_check_needs_a_sibling_proxy(target):
+        target.require(Capability.SIBLING_PROXY)
 ''')
 
 
@@ -67,7 +68,10 @@ def test_false_fails_the_test_with_evidence_and_unsupported_is_unknown(tmp_path)
     assert "does not support failover" in g["FAILOVER-WRITE-GAP"]["reason"]
     assert "STORM-SERVED" not in g and results["not_in_profile"] == ["STORM-SERVED"]
     outcomes = {t["id"].split("::")[-1]: t["outcome"] for t in results["tests"]}
-    assert outcomes == {"test_leaks": "failed", "test_needs_failover": "skipped", "test_plain_check": "passed"}
+    assert outcomes == {"test_leaks": "failed", "test_needs_failover": "skipped", "test_plain_check": "passed",
+                        "test_plain_check_needs_a_sibling_proxy": "skipped"}
+    sibling = next(t for t in results["tests"] if t["id"].endswith("test_plain_check_needs_a_sibling_proxy"))
+    assert "unknown" in sibling["message"] and "does not support sibling_proxy" in sibling["message"]
     assert results["status"] == "complete"
     history = tmp_path / "run" / next(t["history"] for t in results["tests"] if t["id"].endswith("test_leaks"))
     assert len(history.read_text().splitlines()) == 6
@@ -91,17 +95,3 @@ def test_bad_threshold_file_is_a_usage_error(tmp_path):
         check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 4  # pytest's usage error
     assert "NOT-A-GUARANTEE" in done.stderr
-
-
-def test_prometheus_text_becomes_per_instance_samples():
-    text = textwrap.dedent('''
-        # TYPE DatabaseConnections gauge
-        DatabaseConnections{instance="instance-1"} 17.0
-        DatabaseConnections{instance="instance-2"} 3.0
-        ClientConnections{endpoint="default"} 40.0
-        DatabaseConnections{instance="instance-3"} not-a-number
-    ''')
-    samples = parse_samples(text, now_ns=5)
-    assert [(s.name, s.value, dict(s.dimensions), s.time) for s in samples] == [
-        ("DatabaseConnections", 17.0, {"Target": "instance-1"}, 5),
-        ("DatabaseConnections", 3.0, {"Target": "instance-2"}, 5)]

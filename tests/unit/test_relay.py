@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from harness.faults.relay import Relay, RelayError, RelayServer
-from harness.faults.toxics import (
+from harness.net.relay import Relay, RelayError, RelayServer
+from harness.net.toxics import (
     Bandwidth,
     Blackhole,
     Down,

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from harness.faults.toxics import (
+from harness.net.toxics import (
     TOXIC_TYPES,
     Bandwidth,
     Blackhole,

@@ -8,7 +8,7 @@
 Each accepted connection opens its own connection upstream and runs two *pipes*, one per
 direction.  A pipe is two tasks joined by a bounded queue: a reader that stamps each chunk with its
 arrival time, and a writer that passes the chunk through the toxics present *at that moment*
-(:mod:`harness.faults.toxics`), waits until each resulting piece is due, waits while a holding toxic
+(:mod:`harness.net.toxics`), waits until each resulting piece is due, waits while a holding toxic
 is present, and writes.  Because one writer per direction handles chunks strictly in order, adding,
 removing or replacing a toxic mid-stream never drops or reorders a byte: chunks already shaped keep
 their schedule, later chunks see the new configuration.  The bounded queue gives back-pressure, so a
@@ -33,7 +33,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, Self
 
-from harness.faults.toxics import Blackhole, Down, Piece, RelayError, ResetPeer, Stream, Toxic, ToxicError
+from harness.net.toxics import Blackhole, Down, Piece, RelayError, ResetPeer, Stream, Toxic, ToxicError
 
 LOOPBACK = "127.0.0.1"
 CHUNK_SIZE = 65536

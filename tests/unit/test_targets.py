@@ -1,0 +1,142 @@
+"""Targets without servers: the kind registry, capabilities, and metrics read as samples."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+
+import pytest
+
+from harness.metrics import MetricSample
+from harness.plugin.metrics import SAMPLED, MetricsSampler
+from harness.plugin.targets import extra_proxy, pool_caps
+from harness.targets import registry
+from harness.targets.base import Capability, Target, TargetError, TargetOptions, Unsupported
+from harness.targets.external import ExternalTarget
+from harness.targets.prometheus import samples_from_text
+from harness.targets.reference import ReferenceTarget
+
+WRITER_DSN = "host=127.0.0.1 port=1 user=nobody"
+
+
+# -- the registry ----------------------------------------------------------------------------------
+def test_every_kind_is_registered_and_builds_its_own_class():
+    kinds = registry.registered()
+    assert list(kinds) == list(registry.kind_names())
+    assert {"reference", "external"} <= set(kinds)
+    for kind in kinds.values():
+        assert issubclass(kind.target_class(), Target)
+        assert kind.target_class().kind == kind.name  # describe() reports the registered name
+    assert isinstance(registry.build_target("reference", TargetOptions("postgres")), ReferenceTarget)
+    external = registry.build_target("external", TargetOptions("postgres", writer_dsn=WRITER_DSN))
+    assert isinstance(external, ExternalTarget) and external.writer_endpoint.port == 1
+
+
+def test_an_unknown_kind_names_the_registered_ones():
+    with pytest.raises(TargetError, match=r"unknown target 'rds-typo'; registered: external, reference"):
+        registry.build_target("rds-typo", TargetOptions("postgres"))
+
+
+def test_a_name_is_registered_once():
+    taken = registry.get_kind("external")
+    registry.register(taken)  # the same entry again is harmless
+    with pytest.raises(TargetError, match="already registered"):
+        registry.register(registry.TargetKind("external", "another", "harness.targets.reference", "ReferenceTarget"))
+
+
+@pytest.mark.parametrize(("kind", "options", "message"), [
+    ("external", TargetOptions("postgres"), "--target external needs --writer-dsn"),
+    ("external", TargetOptions("postgres", writer_dsn="host=h"), "names no user"),
+    ("reference", TargetOptions("postgres", writer_dsn=WRITER_DSN), "are for --target external"),
+    ("reference", TargetOptions("postgres", metrics_url="http://127.0.0.1:1/metrics"), "are for --target external"),
+    ("reference", TargetOptions("oracle"), "unknown engine 'oracle'"),
+])
+def test_each_kind_refuses_options_that_do_not_apply(kind, options, message):
+    with pytest.raises(TargetError, match=message):
+        registry.build_target(kind, options)
+
+
+def test_the_certification_reference_target_has_the_small_pool_and_every_capability():
+    t = ReferenceTarget.from_options(TargetOptions("postgres"))
+    assert t.pool_settings == {"max_connections_percent": 20} and t.readers == 2
+    assert set(t.capabilities) >= set(Capability) - {Capability.NETWORK_FAULTS, Capability.ROTATE_SECRET}
+
+
+# -- capabilities instead of kinds -----------------------------------------------------------------
+def test_an_external_target_lacks_control_and_says_so():
+    t = ExternalTarget("postgres", WRITER_DSN)
+    assert t.capabilities == frozenset()
+    for call in (t.metrics, lambda: t.sibling_proxy(), lambda: extra_proxy(t, relays=True)):
+        with pytest.raises(Unsupported):
+            call()
+    assert pool_caps(t) is None
+    assert t.proxy_log is None
+    with_metrics = ExternalTarget("postgres", WRITER_DSN, metrics_url="http://127.0.0.1:1/metrics")
+    assert with_metrics.capabilities == {Capability.METRICS}
+
+
+def test_a_sibling_proxy_shares_the_cluster_and_has_its_own_settings():
+    cluster = object()  # never touched: building a sibling starts nothing
+    t = ReferenceTarget("postgres", readers=1, cluster=cluster)  # type: ignore[arg-type]
+    sibling = extra_proxy(t, pool={"max_connections_percent": 2}, relays=True)
+    assert isinstance(sibling, ReferenceTarget) and sibling.cluster is t.cluster
+    assert sibling.pool_settings == {"max_connections_percent": 2}
+    assert sibling.supports(Capability.NETWORK_FAULTS) and not t.supports(Capability.NETWORK_FAULTS)
+    with pytest.raises(TargetError, match="needs the cluster"):
+        ReferenceTarget("postgres").sibling_proxy()
+
+
+def test_no_kind_checks_remain_in_the_harness_or_the_suites():
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"""\.kind\s*(==|!=)\s*["']|\.kind\s+(not\s+)?in\s""")
+    offenders = [f"{path.relative_to(root)}:{n}"
+                 for folder in ("harness", "suites") for path in sorted((root / folder).rglob("*.py"))
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if "target" in line and pattern.search(line)]
+    assert offenders == []
+
+
+# -- metrics as samples ----------------------------------------------------------------------------
+def test_prometheus_text_becomes_per_instance_samples():
+    text = textwrap.dedent('''
+        # TYPE DatabaseConnections gauge
+        DatabaseConnections{instance="instance-1"} 17.0
+        DatabaseConnections{instance="instance-2"} 3.0
+        ClientConnections{endpoint="default"} 40.0
+        DatabaseConnections{instance="instance-3"} not-a-number
+    ''')
+    samples = samples_from_text(text, 5, SAMPLED)
+    assert [(s.name, s.value, dict(s.dimensions), s.time) for s in samples] == [
+        ("DatabaseConnections", 17.0, {"Target": "instance-1"}, 5),
+        ("DatabaseConnections", 3.0, {"Target": "instance-2"}, 5)]
+
+
+def test_every_labelled_sample_is_read_when_no_names_are_given():
+    text = ('ClientConnections{endpoint="default"} 40\n'
+            'QueryRequests_total{endpoint="a \\"quoted\\" name"} 7\n'
+            'process_start_time_seconds 1.7e9\n')
+    samples = samples_from_text(text, 9)
+    assert [(s.name, dict(s.dimensions), s.value) for s in samples] == [
+        ("ClientConnections", {"endpoint": "default"}, 40.0),
+        ("QueryRequests_total", {"endpoint": 'a "quoted" name'}, 7.0)]
+
+
+def test_the_sampler_keeps_what_the_target_reads_and_counts_failures():
+    calls: list[frozenset[str]] = []
+    failing = threading.Event()
+
+    def read(names):
+        calls.append(frozenset(names))
+        if failing.is_set():
+            raise TargetError("admin port closed")
+        return [MetricSample(len(calls), "DatabaseConnections", 1.0, {"Target": "i1"})]
+
+    sampler = MetricsSampler(read, interval=3600)
+    sampler.sample_once()
+    failing.set()
+    sampler.sample_once()
+    assert [s.time for s in sampler.samples] == [1] and sampler.errors == 1
+    assert calls[0] == SAMPLED
