@@ -259,7 +259,7 @@ class ProcessRuntime(ServerRuntime):
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(path, mode)
-        if os.geteuid() == 0:
+        if self.layout.service_account and os.geteuid() == 0:
             with standin_errors():
                 os.chown(path, *process.service_user(self.layout.service_account))
 
@@ -299,7 +299,7 @@ class ProcessRuntime(ServerRuntime):
         with standin_errors():
             process.check_port_free(port)
             for lock in stale_locks:
-                _remove_stale_lock(lock)
+                clear_stale_lock(lock)
             if self.layout.many_files:
                 process.raise_fd_limit()  # inherited by the server
             record.pid, record.pid_start_time = process.spawn(argv, log_path=record.log_path,
@@ -359,7 +359,7 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def _remove_stale_lock(lock: str) -> None:
+def clear_stale_lock(lock: str) -> None:
     """Delete a lock file whose first line names a process that is gone or a zombie.
 
     A killed server stays a zombie until its parent reaps it, and that parent may be another process

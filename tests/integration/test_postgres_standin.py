@@ -303,6 +303,21 @@ def test_failover_rebuilds_old_writer_when_rewind_fails(cluster, monkeypatch):
 
 
 @pytest.mark.shares_cluster
+def test_paused_reader_answers_nothing_until_resumed(cluster):
+    reader = cluster.readers[0]
+    assert cluster.runtime.pause(reader.id)
+    try:
+        assert cluster.running(reader.id)  # frozen, not gone
+        with pytest.raises(psycopg.OperationalError):
+            cluster.query_value(reader.id, "SELECT 1", timeout=2)
+    finally:
+        assert cluster.runtime.resume(reader.id)
+    assert eventually(lambda: cluster.query_value(reader.id, "SELECT 1", timeout=2) == 1,
+                      what="resumed reader answering")
+    eventually(lambda: all_streaming(cluster), what="resumed reader streaming")
+
+
+@pytest.mark.shares_cluster
 def test_failover_rejects_bad_targets(cluster):
     with pytest.raises(UnknownInstance):
         cluster.failover("instance-99")
