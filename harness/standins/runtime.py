@@ -136,6 +136,11 @@ class ServerRuntime(abc.ABC):
 
     # -- tools -----------------------------------------------------------------------------------
     @abc.abstractmethod
+    def preflight(self, binaries: Sequence[str]) -> None:
+        """Fail before anything is created if the engine's servers cannot run here (BinaryMissing
+        naming what to install)."""
+
+    @abc.abstractmethod
     def binary(self, name: str) -> str:
         """How to invoke one of the engine's programs; BinaryMissing naming the package if absent."""
 
@@ -267,6 +272,15 @@ class ProcessRuntime(ServerRuntime):
         process.remove_tree(path)
 
     # -- tools -----------------------------------------------------------------------------------
+    def preflight(self, binaries: Sequence[str]) -> None:
+        """The binaries exist and, when we are root, so does the account the servers run as
+        (PostgreSQL and MariaDB refuse to run as root)."""
+        for name in binaries:
+            self.binary(name)
+        if self.layout.service_account and os.geteuid() == 0:
+            with standin_errors():
+                process.service_user(self.layout.service_account)
+
     def binary(self, name: str) -> str:
         with standin_errors():
             return process.find_binary(name, self.layout.search_dirs, self.layout.package)

@@ -163,7 +163,7 @@ class MySQLCluster(Cluster):
 
     @property
     def _seed_dir(self) -> str:
-        return os.path.join(self.base_dir, "seed")
+        return os.path.join(self.runtime.home, "seed")
 
     def _new_instance(self, number: int, role: Role, port: int) -> Instance:
         inst = Instance(id=f"instance-{number}", role=role, host=opts.LOOPBACK, port=port)
@@ -231,12 +231,10 @@ class MySQLCluster(Cluster):
             raise
 
     def _start(self) -> None:
-        self._binary("mariadbd")  # fail before creating anything if either is missing
+        self.runtime.preflight(server.BINARIES)  # fail before creating anything
         install_db = self._binary("mariadb-install-db")
         ports = self.requested_ports or [process.free_port() for _ in range(self.initial_readers + 1)]
         with standin_errors():
-            if os.geteuid() == 0:
-                process.service_user(server.SERVICE_USER)
             for port in ports:
                 process.check_port_free(port)
         self.base_dir = self.runtime.create_home()

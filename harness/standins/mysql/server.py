@@ -21,6 +21,7 @@ SERVICE_USER = "mysql"
 PACKAGE = "mariadb-server"
 BASE_PREFIX = f"{process.SCRATCH_PREFIX}my-"
 INSTALL_TIMEOUT = 120.0
+BINARIES = ("mariadbd", "mariadb-install-db")
 
 
 def layout(search_dirs: Sequence[str]) -> ServerLayout:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import math
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -45,7 +46,7 @@ from harness.standins.base import (
 )
 from harness.standins.postgres import conf
 from harness.standins.postgres.replication import PostgresReplication
-from harness.standins.postgres.server import PG_BIN_DIR, PostgresServers, layout
+from harness.standins.postgres.server import PG_BIN_DIR, PROBE_APPLICATION_NAME, PostgresServers, layout
 from harness.standins.runtime import ProcessRuntime
 
 __all__ = ["PG_BIN_DIR", "PostgresCluster"]
@@ -131,7 +132,7 @@ class PostgresCluster(Cluster):
         """initdb the writer, start it, base-backup and start the readers, then turn on sync."""
         if self.instances:
             raise StandinError("cluster already started; build a new PostgresCluster to start another")
-        self.servers.check_installed()  # fail before creating anything
+        self.servers.preflight()  # fail before creating anything
         try:
             self._start()
         except BaseException:
@@ -172,8 +173,8 @@ class PostgresCluster(Cluster):
     def query_value(self, instance_id: str, query: str, timeout: float) -> Any:
         p = self.connection_params(instance_id)
         with psycopg.connect(host=p.host, port=p.port, user=p.user, password=p.password,
-                             dbname=p.database, connect_timeout=max(2, round(timeout)), autocommit=True,
-                             application_name="aurora-harness-supervisor") as conn:
+                             dbname=p.database, connect_timeout=max(2, math.ceil(timeout)),  # libpq's minimum
+                             autocommit=True, application_name=PROBE_APPLICATION_NAME) as conn:
             return conn.execute(query).fetchone()[0]  # type: ignore[index]
 
     def topology(self) -> Topology:

@@ -23,9 +23,12 @@ from harness import process
 from harness.standins.base import Instance, PortInUse, StandinError, StartFailed
 from harness.standins.postgres import conf
 from harness.standins.postgres.control import ServerControl
-from harness.standins.runtime import ServerLayout, ServerRuntime, standin_errors
+from harness.standins.runtime import ServerLayout, ServerRuntime
 
 PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
+#: application_name of the one-shot probes of :meth:`PostgresCluster.query_value` (the supervisor's
+#: pings), which the suites tell apart from the proxy's backends.
+PROBE_APPLICATION_NAME = "aurora-harness-supervisor"
 PG_PACKAGE = "postgresql-15"
 SERVICE_ACCOUNT = "postgres"
 BASE_DIR_PREFIX = f"{process.SCRATCH_PREFIX}pg-"
@@ -66,16 +69,13 @@ class PostgresServers:
         """Unix sockets of every instance (and their lock files) live in one directory of the cluster."""
         return os.path.join(self.runtime.home, "sockets")
 
-    def check_installed(self) -> None:
-        """BinaryMissing naming the package, before anything is created."""
-        for name in BINARIES:
-            self.runtime.binary(name)
-        with standin_errors():
-            process.service_user(SERVICE_ACCOUNT)
-
     def create_home(self) -> None:
         self.runtime.create_home()
         self.runtime.make_dir(self.socket_dir, 0o755)
+
+    def preflight(self) -> None:
+        """BinaryMissing naming the package, before anything is created."""
+        self.runtime.preflight(BINARIES)
 
     def control(self, inst: Instance) -> ServerControl:
         return ServerControl(inst.host, inst.port, self.user, self.password, self.database)
