@@ -66,7 +66,7 @@ def find_binary(name: str, search_dirs: Sequence[str], package: str) -> str:
     if found:
         return found
     raise ExecutableMissing(f"{name} not found (looked in {', '.join(search_dirs) or 'PATH'} and PATH): "
-                        f"install it with 'apt-get install {package}'")
+                            f"install it with 'apt-get install {package}'")
 
 
 def free_port() -> int:
