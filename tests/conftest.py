@@ -1,9 +1,10 @@
 """Shared fixtures for our own tests.
 
 ``no_leaked_processes`` runs around every integration test: any database or proxy process started
-by this test process whose command line mentions a stand-in data directory (prefix
-``aurora-harness-``) and that appeared during the test must be gone when the test ends, or the test
-fails naming it.
+by this test process whose command line mentions one of the harness's scratch directories
+(:data:`harness.process.SCRATCH_PREFIX`) and that appeared during the test must be gone when the test
+ends, or the test fails naming it.  A process is known by its pid and start time, so a pid reused
+during the test is not mistaken for one that was already running.
 """
 
 from __future__ import annotations
@@ -14,23 +15,23 @@ import signal
 import psutil
 import pytest
 
-STANDIN_MARK = "aurora-harness-"
+from harness.process import SCRATCH_PREFIX, start_time
 
 
 def pytest_configure(config):
     """Treat SIGTERM like Ctrl-C, so fixtures tear down the servers they started when a test run
     is stopped by a supervisor or a timeout (by default SIGTERM ends pytest without cleanup)."""
 
-    def interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+    def interrupt(signum, frame):  # signal handler signature
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def _standin_pids() -> dict[int, str]:
-    """Stand-in processes started by this test process (its descendants): other runs on the same
-    machine are none of our business."""
-    found: dict[int, str] = {}
+def _standin_pids() -> dict[tuple[int, int | None], str]:
+    """Stand-in processes started by this test process (its descendants), by (pid, start time):
+    other runs on the same machine are none of our business."""
+    found: dict[tuple[int, int | None], str] = {}
     for p in psutil.Process(os.getpid()).children(recursive=True):
         try:
             if p.status() == psutil.STATUS_ZOMBIE:
@@ -38,14 +39,14 @@ def _standin_pids() -> dict[int, str]:
             cmd = " ".join(p.cmdline())
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if STANDIN_MARK in cmd:
-            found[p.pid] = cmd
+        if SCRATCH_PREFIX in cmd:
+            found[(p.pid, start_time(p.pid))] = cmd
     return found
 
 
-def leaked_since(before: dict[int, str]) -> dict[int, str]:
+def leaked_since(before: dict[tuple[int, int | None], str]) -> dict[tuple[int, int | None], str]:
     """Stand-in processes running now that were not running in ``before``."""
-    return {pid: cmd for pid, cmd in _standin_pids().items() if pid not in before}
+    return {key: cmd for key, cmd in _standin_pids().items() if key not in before}
 
 
 @pytest.fixture(autouse=True)
@@ -60,4 +61,4 @@ def no_leaked_processes(request):
         return
     leaked = leaked_since(before)
     assert not leaked, "processes left running after the test:\n" + "\n".join(
-        f"  {pid}: {cmd[:200]}" for pid, cmd in leaked.items())
+        f"  {pid}: {cmd[:200]}" for (pid, _), cmd in leaked.items())

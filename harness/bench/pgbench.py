@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 
-from harness.standins import process
+from harness import process
 from harness.standins.base import ConnectionParams, StandinError
 
 PGBENCH_DIRS = ["/usr/lib/postgresql/15/bin", "/usr/bin"]

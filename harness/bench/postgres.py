@@ -21,7 +21,7 @@ from harness.bench.rss import PeakRss
 from harness.faults.storm import run_storm
 from harness.peers.pgbouncer import PgBouncer
 from harness.standins.base import ConnectionParams
-from harness.standins.postgres import PostgresCluster
+from harness.standins.postgres.cluster import PostgresCluster
 from harness.targets.reference import ReferenceTarget
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import click
 
+from harness.process import ProcessError
 from harness.standins.base import StandinError
-from harness.targets.base import TargetError
 from harness.statedir import StateDir, StateError, resolve
+from harness.targets.base import TargetError
 
 
 def state_dir(ctx: click.Context) -> StateDir:
@@ -36,7 +37,7 @@ def fail_on_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (StandinError, StateError, TargetError) as e:
+        except (ProcessError, StandinError, StateError, TargetError) as e:
             raise CliFailure(str(e)) from None
 
     return wrapper

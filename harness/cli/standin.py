@@ -11,8 +11,8 @@ import time
 import click
 
 from harness.cli.common import CliFailure, emit, fail_on_errors, state_dir
-from harness.standins import process
-from harness.standins.base import Cluster, Role, cluster_class, cluster_from_state
+from harness.standins.base import Cluster, Role
+from harness.standins.registry import cluster_class, cluster_from_state, engine_names
 
 RECORD = "standin"
 
@@ -30,7 +30,7 @@ def _save(ctx: click.Context, cluster: Cluster) -> None:
 
 
 def _running(cluster: Cluster) -> dict[str, bool]:
-    return {i.id: process.pid_alive(i.pid, i.pid_start_time) for i in cluster.instances}
+    return {i.id: cluster.running(i.id) for i in cluster.instances}
 
 
 def _describe(cluster: Cluster) -> dict:
@@ -43,8 +43,8 @@ def _describe(cluster: Cluster) -> dict:
 
 def _table(cluster: Cluster) -> str:
     alive = _running(cluster)
-    lines = [f"engine {cluster.engine}; user {cluster.user}; password {cluster.password}; "
-             f"database {cluster.database}",
+    lines = [(f"engine {cluster.engine}; user {cluster.user}; password {cluster.password}; "
+              f"database {cluster.database}"),
              f"{'id':<12} {'role':<7} {'address':<22} state"]
     for i in cluster.instances:
         lines.append(f"{i.id:<12} {i.role.value:<7} {i.host + ':' + str(i.port):<22} "
@@ -58,7 +58,7 @@ def standin() -> None:
 
 
 @standin.command()
-@click.option("--engine", type=click.Choice(["postgres", "mysql"]), default="postgres", show_default=True)
+@click.option("--engine", type=click.Choice(engine_names()), default="postgres", show_default=True)
 @click.option("--readers", type=click.IntRange(0, 15), default=2, show_default=True,
               help="Number of reader instances (Aurora allows up to 15).")
 @click.option("--json", "as_json", is_flag=True, help="Print the cluster as JSON (public contract).")
@@ -98,7 +98,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     cluster = _load(ctx)
     try:
         topo = cluster.topology()
-    except Exception as e:  # the servers are the source of truth, but may be down
+    except Exception as e:  # noqa: BLE001 - the servers are the source of truth, but may be down
         topo, topo_error = None, str(e)
     else:
         topo_error = None

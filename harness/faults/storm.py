@@ -127,7 +127,7 @@ async def storm(conninfo: dict[str, Any], clients: int, *, query: str = "SELECT 
 
 def run_storm(conninfo: dict[str, Any], clients: int, **kwargs: Any) -> StormResult:
     """Synchronous wrapper of :func:`storm` with a raised descriptor limit."""
-    from harness.standins.process import raise_fd_limit
+    from harness.process import raise_fd_limit
 
     raise_fd_limit(clients * 2 + 1024)
     return asyncio.run(storm(conninfo, clients, **kwargs))
@@ -171,7 +171,7 @@ class StormFault(Fault):
 
     def apply(self, target: Target, recorder: Recorder, chosen: dict[str, Any]) -> None:
         from harness.clients.base import Address
-        from harness.standins.process import raise_fd_limit
+        from harness.process import raise_fd_limit
 
         address = Address.of(target, self.endpoint)
         conninfo = {"host": address.host, "port": address.port, "user": address.user,

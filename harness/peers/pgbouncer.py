@@ -10,9 +10,11 @@ its configuration in a temporary directory that is removed on stop.
 from __future__ import annotations
 
 import os
+from typing import Self
 
-from harness.standins import process
+from harness import process
 from harness.standins.base import ConnectionParams, StartFailed
+from harness.standins.runtime import standin_errors
 
 OWNER = "postgres"
 
@@ -61,10 +63,16 @@ class PgBouncer:
         ])
 
     def start(self) -> None:
+        """Start PgBouncer and wait until it listens; stand-in errors (BinaryMissing, PortInUse,
+        StartFailed) say why not, like the stand-in servers it is measured against."""
+        with standin_errors():
+            self._start()
+
+    def _start(self) -> None:
         binary = process.find_binary("pgbouncer", ["/usr/sbin", "/usr/bin"], "pgbouncer")
         self.port = self.port or process.free_port()
         process.check_port_free(self.port)
-        self.base_dir = process.make_base_dir("aurora-harness-pgbouncer-", OWNER)
+        self.base_dir = process.make_base_dir(f"{process.SCRATCH_PREFIX}pgbouncer-", OWNER)
         u = self.upstream
         with open(os.path.join(self.base_dir, "userlist.txt"), "w") as f:
             f.write(f'"{u.user}" "{u.password}"\n')
@@ -85,12 +93,13 @@ class PgBouncer:
             raise StartFailed(f"pgbouncer did not listen on {self.port} within 15s:\n{tail}")
 
     def stop(self) -> None:
-        process.terminate(self.pid, self.pid_start, timeout=5)
+        with standin_errors():
+            process.terminate(self.pid, self.pid_start, timeout=5)
         self.pid = None
         process.remove_tree(self.base_dir)
         self.base_dir = None
 
-    def __enter__(self) -> PgBouncer:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:

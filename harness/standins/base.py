@@ -2,13 +2,16 @@
 
 A stand-in imitates an Aurora cluster: one writer instance and N reader instances that replicate
 from it, each knowing its own instance identifier so a query can tell who served it.  Engines
-(`postgres.py`, `mysql.py`) implement :class:`Cluster`; everything above them (the CLI, targets,
-faults, suites) talks only to this interface.
+(the ``postgres`` and ``mysql`` packages next to this module) implement :class:`Cluster` and are
+looked up by name in :mod:`harness.standins.registry`; everything above them (the CLI, targets,
+faults, suites) talks only to this interface.  An :class:`Instance` is what a client sees (id,
+role, address); how its server runs and where its files are belong to the engine's runtime
+(:mod:`harness.standins.runtime`).
 
-A cluster's whole identity is serialisable (:meth:`Cluster.to_state` / :func:`cluster_from_state`)
-so that the CLI can start a cluster, exit, and a later CLI invocation can fail it over or tear it
-down: the server processes are started in their own session and outlive the process that started
-them.
+A cluster's whole identity is serialisable (:meth:`Cluster.to_state` /
+:func:`harness.standins.registry.cluster_from_state`) so that the CLI can start a cluster, exit,
+and a later CLI invocation can fail it over or tear it down: the servers outlive the process that
+started them.
 """
 
 from __future__ import annotations
@@ -54,32 +57,24 @@ class Role(str, enum.Enum):
 
 @dataclasses.dataclass
 class Instance:
-    """One database server of a stand-in cluster and what is needed to reach and manage it.
+    """One database server of a stand-in cluster as its clients see it: its id, role and address.
 
-    ``pid`` and ``pid_start_time`` (the kernel's start time of that pid, in clock ticks) together
-    identify the server process even after the CLI that started it has exited, so a later ``down``
-    never signals an unrelated process that reused the pid.
+    Whatever identifies the server itself (a process, a container) and where its files are is kept
+    by the cluster's runtime, not here.
     """
 
     id: str
     role: Role
     host: str
     port: int
-    data_dir: str
-    log_path: str
-    pid: int | None = None
-    pid_start_time: int | None = None
 
     def to_state(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["role"] = self.role.value
-        return d
+        return {"id": self.id, "role": self.role.value, "host": self.host, "port": self.port}
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> Self:
-        d = dict(d)
-        d["role"] = Role(d["role"])
-        return cls(**d)
+        """Rebuild from a state entry (which also carries the runtime's fields: ignored here)."""
+        return cls(id=d["id"], role=Role(d["role"]), host=d["host"], port=int(d["port"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +124,8 @@ class Cluster(abc.ABC):
     """
 
     engine: str = ""
+    #: A query that returns true on an instance that takes writes (promoted, or never demoted).
+    writable_query: str = ""
 
     def __init__(self, *, base_dir: str, user: str, password: str, database: str,
                  instances: list[Instance] | None = None) -> None:
@@ -170,7 +167,7 @@ class Cluster(abc.ABC):
 
     @abc.abstractmethod
     def crash(self, instance_id: str) -> None:
-        """SIGKILL the instance's server process, with no shutdown."""
+        """Kill the instance's server outright (SIGKILL for a process), with no shutdown."""
 
     @abc.abstractmethod
     def restart(self, instance_id: str) -> None:
@@ -183,6 +180,15 @@ class Cluster(abc.ABC):
     @abc.abstractmethod
     def wait_replicated(self, timeout: float = 30.0) -> None:
         """Block until every running reader has replayed everything the writer has committed."""
+
+    @abc.abstractmethod
+    def running(self, instance_id: str) -> bool:
+        """Whether the instance's server runs (started and not crashed or stopped), answering or not."""
+
+    @abc.abstractmethod
+    def query_value(self, instance_id: str, query: str, timeout: float) -> Any:
+        """Run ``query`` on the instance as the cluster's user over a fresh connection that gives up
+        after ``timeout`` seconds; the first value of the first row.  Raises the driver's errors."""
 
     # -- description -------------------------------------------------------------------------
     def instance(self, instance_id: str) -> Instance:
@@ -227,12 +233,16 @@ class Cluster(abc.ABC):
             "user": self.user,
             "password": self.password,
             "database": self.database,
-            "instances": [i.to_state() for i in self.instances],
+            "instances": [{**i.to_state(), **self._server_state(i.id)} for i in self.instances],
             "extra": self._extra_state(),
         }
 
     def _extra_state(self) -> dict[str, Any]:
         """Engine-specific fields to persist; override when an engine needs more."""
+        return {}
+
+    def _server_state(self, instance_id: str) -> dict[str, Any]:
+        """The runtime's record of one instance, stored in that instance's entry of the state."""
         return {}
 
     @classmethod
@@ -242,23 +252,11 @@ class Cluster(abc.ABC):
                          password=state["password"], database=state["database"],
                          instances=[Instance.from_state(d) for d in state["instances"]])
         obj._load_extra_state(state.get("extra", {}))
+        obj._load_server_state({d["id"]: d for d in state["instances"]})
         return obj
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         """Counterpart of _extra_state; also must set any attribute __init__ would have set."""
 
-
-def cluster_class(engine: str) -> type[Cluster]:
-    """The Cluster implementation for an engine name ('postgres' or 'mysql')."""
-    if engine == "postgres":
-        from harness.standins.postgres import PostgresCluster
-        return PostgresCluster
-    if engine == "mysql":
-        from harness.standins.mysql import MySQLCluster
-        return MySQLCluster
-    raise StandinError(f"unknown engine {engine!r}: expected 'postgres' or 'mysql'")
-
-
-def cluster_from_state(state: dict[str, Any]) -> Cluster:
-    """Rebuild a running cluster's handle from what :meth:`Cluster.to_state` wrote."""
-    return cluster_class(state["engine"]).from_state(state)
+    def _load_server_state(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Counterpart of _server_state: each instance's whole state entry, by instance id."""

@@ -42,7 +42,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from harness.standins.base import Cluster, Instance, StandinError, cluster_from_state
+from harness.standins.base import Cluster, Instance, StandinError
+from harness.standins.registry import cluster_from_state
 
 log = logging.getLogger("harness.standins.supervisor")
 
@@ -61,45 +62,21 @@ class SupervisorError(StandinError):
 
 def ping(cluster: Cluster, instance: Instance, query: str = "SELECT 1") -> Any:
     """Run one query on ``instance`` over a new connection; returns the first value, raises on failure."""
-    params = cluster.connection_params(instance.id)
-    if cluster.engine == "postgres":
-        import psycopg
-
-        with psycopg.connect(host=params.host, port=params.port, user=params.user, password=params.password,
-                             dbname=params.database, connect_timeout=PING_TIMEOUT, autocommit=True,
-                             application_name="aurora-harness-supervisor") as conn:
-            return conn.execute(query).fetchone()[0]  # type: ignore[index]
-    if cluster.engine == "mysql":
-        import pymysql
-
-        conn = pymysql.connect(host=params.host, port=params.port, user=params.user, password=params.password,
-                               database=params.database, connect_timeout=PING_TIMEOUT,
-                               read_timeout=PING_TIMEOUT, write_timeout=PING_TIMEOUT)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query)
-                return cur.fetchone()[0]  # type: ignore[index]
-        finally:
-            conn.close()
-    raise SupervisorError(f"no ping for engine {cluster.engine!r}")
+    return cluster.query_value(instance.id, query, PING_TIMEOUT)
 
 
 def answers(cluster: Cluster, instance: Instance) -> bool:
     """True when the instance completes a login and a query within the ping timeout."""
     try:
         return ping(cluster, instance) is not None
-    except SupervisorError:
-        raise
     except Exception:  # noqa: BLE001 - any driver or socket error means "did not answer"
         return False
 
 
 def accepts_writes(cluster: Cluster, instance: Instance) -> bool:
     """True when the instance answers and is not read-only (promoted, or never demoted)."""
-    query = ("SELECT NOT pg_is_in_recovery()" if cluster.engine == "postgres"
-             else "SELECT @@global.read_only = 0")
     try:
-        return bool(ping(cluster, instance, query))
+        return bool(ping(cluster, instance, cluster.writable_query))
     except Exception:  # noqa: BLE001 - not answering is not accepting writes
         return False
 

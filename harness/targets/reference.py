@@ -33,10 +33,11 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from harness import process
 from harness.metrics import MetricSample
 from harness.net.relay import RelayServer
-from harness.standins import process
-from harness.standins.base import Cluster, Instance, Role, StandinError, cluster_class, cluster_from_state
+from harness.standins.base import Cluster, Instance, Role, StandinError
+from harness.standins.registry import cluster_class, cluster_from_state
 from harness.standins.supervisor import (
     DEFAULT_GRACE,
     READY_LINE,

@@ -11,10 +11,10 @@ import asyncio
 
 import pytest
 
+from harness import process
 from harness.clients.outcomes import Stage, classify_psycopg
 from harness.history import Phase, Recorder
 from harness.plugin.recording import WHO
-from harness.standins import process
 
 CONCURRENCY_CAP = 2000
 """At most this many attempts in flight from this one process (file descriptors, memory)."""

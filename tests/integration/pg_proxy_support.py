@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+from polling import eventually  # noqa: F401 - re-exported for the proxy tests
 
 from reference_proxy.config import ProxyConfig
 from reference_proxy.server import ProxyServer
-from polling import eventually  # noqa: F401 - re-exported for the proxy tests
 
 MD5_USER = "legacy_md5"
 MD5_PASSWORD = "md5-secret"

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from harness.bench.failover import FIGURES
-from harness.standins.postgres import PG_BIN_DIR
+from harness.standins.postgres.cluster import PG_BIN_DIR
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness.peers.pgbouncer import PgBouncer
-from harness.standins.postgres import PostgresCluster
+from harness.standins.postgres.cluster import PostgresCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
 

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
+from harness import process
 from harness.clients.base import Address
 from harness.clients.mysql import MySQLClient
 from harness.history import OpType, Recorder
-from harness.standins import process
-from harness.standins.mysql import SEARCH_DIRS, MySQLCluster
+from harness.standins.mysql.cluster import SEARCH_DIRS, MySQLCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.shares_cluster,
               pytest.mark.skipif(not any(os.path.exists(os.path.join(d, "mariadbd")) for d in SEARCH_DIRS),

@@ -13,7 +13,9 @@ import os
 
 import psycopg
 import pytest
+from polling import eventually
 
+from harness import process
 from harness.checkers.base import CheckContext, Validity
 from harness.checkers.durability import NoFailedVisibleChecker, NoLostAckChecker
 from harness.checkers.isolation import SessionLeakChecker
@@ -21,9 +23,7 @@ from harness.clients.base import Address
 from harness.clients.postgres import AsyncPgClient, PgClient
 from harness.clients.workload import ClientFactory, IdleClients, UniqueIds, write_loop
 from harness.history import OpType, Recorder
-from harness.standins import process
-from harness.standins.postgres import PG_BIN_DIR, PostgresCluster
-from polling import eventually
+from harness.standins.postgres.cluster import PG_BIN_DIR, PostgresCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.shares_cluster,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from polling import eventually
 
 from harness.checkers.base import CheckContext, Validity
 from harness.checkers.netfault import SilentFaultDetectedChecker
@@ -18,10 +19,9 @@ from harness.clients.base import Address
 from harness.clients.postgres import PgClient
 from harness.faults.registry import fault_from_spec
 from harness.history import OpType, Recorder, duration_ns
-from harness.standins.postgres import PG_BIN_DIR
+from harness.standins.postgres.cluster import PG_BIN_DIR
 from harness.targets.base import Capability
 from harness.targets.reference import ReferenceTarget
-from polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.shares_cluster, pytest.mark.slow,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),
@@ -162,7 +162,7 @@ def test_reader_crash_heals_by_restarting_the_reader(target, recorder):
     crash = fault_from_spec({"name": "reader_crash"})
     crash.start(target, recorder)
     try:
-        assert not target.cluster.instance(reader).pid
+        assert not target.cluster.running(reader)
     finally:
         crash.stop()
     direct = PgClient(recorder, next(_next_process), Address.direct(target.cluster, reader), table=TABLE)

@@ -17,8 +17,9 @@ import threading
 
 import pymysql
 import pytest
+from polling import eventually as _eventually
 
-from harness.standins import process
+from harness import process
 from harness.standins.base import (
     BinaryMissing,
     PortInUse,
@@ -26,10 +27,9 @@ from harness.standins.base import (
     StandinError,
     StartFailed,
     UnknownInstance,
-    cluster_from_state,
 )
-from harness.standins.mysql import SEARCH_DIRS, MySQLCluster
-from polling import eventually as _eventually
+from harness.standins.mysql.cluster import SEARCH_DIRS, MySQLCluster
+from harness.standins.registry import cluster_from_state
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.mysql,
@@ -349,7 +349,7 @@ def test_two_clusters_side_by_side():
 # -- clean-up on failure and across processes -------------------------------------------------------
 def _assert_left_nothing(cluster: MySQLCluster) -> None:
     assert not cluster.base_dir or not os.path.exists(cluster.base_dir)
-    assert not any(process.pid_alive(i.pid, i.pid_start_time) for i in cluster.instances)
+    assert not any(cluster.running(i.id) for i in cluster.instances)
 
 
 def test_port_in_use_is_reported_and_leaves_nothing():
@@ -397,7 +397,7 @@ def test_a_handle_rebuilt_in_another_process_stops_the_cluster():
     child = subprocess.run(
         [sys.executable, "-c",
          ("import json, os, sys\n"
-         "from harness.standins.mysql import MySQLCluster\n"
+         "from harness.standins.mysql.cluster import MySQLCluster\n"
          "c = MySQLCluster(readers=1)\n"
          "c.start()\n"
          "sys.stdout.write(json.dumps(c.to_state()))\n"

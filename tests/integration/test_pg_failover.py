@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from pg_proxy_support import RunningProxy, eventually, running_proxy
 
-from harness.standins.postgres import PG_BIN_DIR, PostgresCluster
+from harness.standins.postgres.cluster import PG_BIN_DIR, PostgresCluster
 from harness.standins.supervisor import SupervisorThread
 from reference_proxy.contracts import BorrowTimeout
 
@@ -350,7 +350,7 @@ def test_crashed_writer_is_replaced_by_the_supervisor(cluster, proxy):
     new = proxy_writer(proxy)
     assert writers_claimed(cluster) == [new]
     assert_no_acknowledged_write_lost(cluster, loop)
-    if cluster.instance(old).pid is None:
+    if not cluster.running(old):
         cluster.restart(old)
     all_readers_running(cluster, proxy)
 

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from pg_proxy_support import MD5_PASSWORD, MD5_USER, backend_pid, eventually, proxy_config, running_proxy
 
-from harness.standins.postgres import PG_BIN_DIR, PostgresCluster
+from harness.standins.postgres.cluster import PG_BIN_DIR, PostgresCluster
 from reference_proxy.contracts import BorrowTimeout
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.shares_cluster,

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from pg_proxy_support import backend_pid, eventually, running_proxy
 
-from harness.standins.postgres import PG_BIN_DIR, PostgresCluster
+from harness.standins.postgres.cluster import PG_BIN_DIR, PostgresCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.shares_cluster,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),

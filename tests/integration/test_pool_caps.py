@@ -6,8 +6,8 @@ import pytest
 
 from harness.plugin import PluginError
 from harness.plugin.targets import server_max_connections
-from harness.standins.mysql import MySQLCluster
-from harness.standins.postgres import PostgresCluster
+from harness.standins.mysql.cluster import MySQLCluster
+from harness.standins.postgres.cluster import PostgresCluster
 
 pytestmark = [pytest.mark.integration]
 

@@ -19,8 +19,9 @@ import threading
 
 import psycopg
 import pytest
+from polling import eventually as _eventually
 
-from harness.standins import process
+from harness import process
 from harness.standins.base import (
     BinaryMissing,
     PortInUse,
@@ -28,11 +29,10 @@ from harness.standins.base import (
     StandinError,
     StartFailed,
     UnknownInstance,
-    cluster_from_state,
 )
-from harness.standins.pgcontrol import ServerControl
-from harness.standins.postgres import PG_BIN_DIR, PostgresCluster
-from polling import eventually as _eventually
+from harness.standins.postgres.cluster import PG_BIN_DIR, PostgresCluster
+from harness.standins.postgres.control import ServerControl
+from harness.standins.registry import cluster_from_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),
@@ -200,7 +200,7 @@ def test_reader_writes_are_refused(cluster):
 def test_crash_and_restart_reader(cluster):
     reader = cluster.readers[0]
     cluster.crash(reader.id)
-    assert reader.pid is None
+    assert not cluster.running(reader.id)
     eventually(lambda: not reader_status(cluster, reader.id).replicating,
                what="crashed reader reported as not replicating")
     assert reader_status(cluster, reader.id).lag_seconds is None
@@ -209,7 +209,7 @@ def test_crash_and_restart_reader(cluster):
         conn.execute("CREATE TABLE IF NOT EXISTS during_reader_crash (x int)")
         conn.execute("INSERT INTO during_reader_crash VALUES (7)")
     cluster.restart(reader.id)
-    assert process.pid_alive(reader.pid, reader.pid_start_time)
+    assert cluster.running(reader.id)
     eventually(lambda: all_streaming(cluster), what="restarted reader streaming again")
     cluster.wait_replicated(timeout=30)
     assert scalar(cluster, reader.id, "SELECT max(x) FROM during_reader_crash") == 7
@@ -303,6 +303,21 @@ def test_failover_rebuilds_old_writer_when_rewind_fails(cluster, monkeypatch):
 
 
 @pytest.mark.shares_cluster
+def test_paused_reader_answers_nothing_until_resumed(cluster):
+    reader = cluster.readers[0]
+    assert cluster.runtime.pause(reader.id)
+    try:
+        assert cluster.running(reader.id)  # frozen, not gone
+        with pytest.raises(psycopg.OperationalError):
+            cluster.query_value(reader.id, "SELECT 1", timeout=2)
+    finally:
+        assert cluster.runtime.resume(reader.id)
+    assert eventually(lambda: cluster.query_value(reader.id, "SELECT 1", timeout=2) == 1,
+                      what="resumed reader answering")
+    eventually(lambda: all_streaming(cluster), what="resumed reader streaming")
+
+
+@pytest.mark.shares_cluster
 def test_failover_rejects_bad_targets(cluster):
     with pytest.raises(UnknownInstance):
         cluster.failover("instance-99")
@@ -343,7 +358,7 @@ def test_two_clusters_side_by_side():
 
 def test_state_from_another_process_can_stop_the_cluster():
     """A CLI starts a cluster, prints its state and exits; a later process tears it down."""
-    script = ("import json; from harness.standins.postgres import PostgresCluster\n"
+    script = ("import json; from harness.standins.postgres.cluster import PostgresCluster\n"
               "c = PostgresCluster(readers=1); c.start(); print(json.dumps(c.to_state()))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=120, check=False)
@@ -353,7 +368,7 @@ def test_state_from_another_process_can_stop_the_cluster():
     try:
         assert isinstance(handle, PostgresCluster)
         assert handle.topology().writer == "instance-1"
-        pids = [(i.pid, i.pid_start_time) for i in handle.instances]
+        pids = [(i["pid"], i["pid_start_time"]) for i in state["instances"]]
         assert all(process.pid_alive(p, s) for p, s in pids)
     finally:
         handle.stop()
@@ -380,7 +395,7 @@ def test_start_fails_cleanly_when_a_port_is_taken(monkeypatch):
         blocker.close()
     assert cluster.base_dir and not os.path.exists(cluster.base_dir)
     writer = cluster.instance("instance-1")
-    assert writer.pid is None
+    assert not cluster.running(writer.id)
     assert not process.port_open(writer.port)
 
 
@@ -394,7 +409,7 @@ def test_interrupted_start_leaves_nothing_behind(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         cluster.start()
     writer = cluster.instance("instance-1")
-    assert writer.pid is None and not process.port_open(writer.port)
+    assert not cluster.running(writer.id) and not process.port_open(writer.port)
     assert not os.path.exists(cluster.base_dir)
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from polling import eventually
 
-from harness.standins import process
-from harness.standins.base import Role, cluster_from_state
-from harness.standins.postgres import PG_BIN_DIR, PostgresCluster
+from harness import process
+from harness.standins.base import Role
+from harness.standins.postgres.cluster import PG_BIN_DIR, PostgresCluster
+from harness.standins.registry import cluster_from_state
 from harness.standins.supervisor import (
     READY_LINE,
     StateFileStore,
@@ -31,7 +33,6 @@ from harness.standins.supervisor import (
     write_json_atomically,
 )
 from harness.targets.reference import ReferenceTarget
-from polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),

@@ -18,7 +18,7 @@ import time
 import psycopg
 import pytest
 
-from harness.standins.postgres import PG_BIN_DIR, PostgresCluster
+from harness.standins.postgres.cluster import PG_BIN_DIR, PostgresCluster
 from reference_proxy.contracts import InstanceAddress, NoWriter, Role
 from reference_proxy.engines.postgres.probe import PostgresProbe
 from reference_proxy.metrics import ProxyMetrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.standins.base import StandinError
-from harness.standins.gtid import Gtid, GtidFormatError, GtidPosition, most_advanced
+from harness.standins.mysql.gtid import Gtid, GtidFormatError, GtidPosition, most_advanced
 
 
 def pos(text: str) -> GtidPosition:

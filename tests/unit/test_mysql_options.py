@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.standins import mysql_options as opts
 from harness.standins.base import StandinError
-from harness.standins.mysql import MySQLCluster
+from harness.standins.mysql import options as opts
+from harness.standins.mysql.cluster import MySQLCluster
 
 
 def options(writer: bool, semi_sync_master: bool = True) -> opts.InstanceOptions:

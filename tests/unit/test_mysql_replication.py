@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.standins.mysql_replication import divergence, streaming
+from harness.standins.mysql.replication import divergence, streaming
 
 
 def status(io="Yes", sql="Yes", io_errno=0, io_error="", sql_errno=0, sql_error=""):

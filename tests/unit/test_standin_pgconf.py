@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.standins import pgconf
 from harness.standins.base import StandinError
-from harness.standins.postgres import PostgresCluster
+from harness.standins.postgres import conf as pgconf
+from harness.standins.postgres.cluster import PostgresCluster
 
 
 def test_synchronous_names_quote_instance_ids():

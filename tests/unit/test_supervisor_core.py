@@ -17,7 +17,7 @@ class FakeCluster(Cluster):
 
     def __init__(self) -> None:
         super().__init__(base_dir="", user="u", password="p", database="d", instances=[
-            Instance(f"i{n}", Role.WRITER if n == 1 else Role.READER, "127.0.0.1", 5000 + n, "", "")
+            Instance(f"i{n}", Role.WRITER if n == 1 else Role.READER, "127.0.0.1", 5000 + n)
             for n in (1, 2, 3)])
         self.failovers: list[str | None] = []
         self.fail_with: Exception | None = None
@@ -37,6 +37,8 @@ class FakeCluster(Cluster):
     def restart(self, instance_id: str) -> None: ...
     def add_reader(self) -> str: return ""
     def wait_replicated(self, timeout: float = 30.0) -> None: ...
+    def running(self, instance_id: str) -> bool: return True
+    def query_value(self, instance_id: str, query: str, timeout: float): return 1
 
 
 class Harness:

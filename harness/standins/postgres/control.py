@@ -1,6 +1,6 @@
 """Control queries against one running PostgreSQL stand-in server.
 
-The cluster (:mod:`harness.standins.postgres`) decides *what* to do; this module knows *how to
+The cluster (:mod:`harness.standins.postgres.cluster`) decides *what* to do; this module knows *how to
 ask* a server: short-lived autocommit sessions over TCP as the cluster's superuser, with a short
 connect timeout so that a server that is down answers "down" quickly instead of hanging a
 failover.  Nothing here keeps state between calls.
@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from harness.standins import pgconf
 from harness.standins.base import ReaderStatus, StandinError
+from harness.standins.postgres import conf
 
 #: application_name of our own control sessions, so they are easy to tell apart in pg_stat_activity.
 CONTROL_APPLICATION_NAME = "standin-control"
@@ -53,7 +53,7 @@ class ServerControl:
 
     # -- positions ---------------------------------------------------------------------------
     def current_lsn(self) -> int:
-        lsn = pgconf.parse_lsn(self.scalar("SELECT pg_current_wal_lsn()::text"))
+        lsn = conf.parse_lsn(self.scalar("SELECT pg_current_wal_lsn()::text"))
         assert lsn is not None
         return lsn
 
@@ -64,12 +64,12 @@ class ServerControl:
                                            "pg_last_wal_replay_lsn()::text")[0]
         except psycopg.Error:
             return None
-        values = [v for v in (pgconf.parse_lsn(received), pgconf.parse_lsn(replayed)) if v is not None]
+        values = [v for v in (conf.parse_lsn(received), conf.parse_lsn(replayed)) if v is not None]
         return max(values) if values else None
 
     def replayed_lsn(self) -> int | None:
         try:
-            return pgconf.parse_lsn(self.scalar("SELECT pg_last_wal_replay_lsn()::text"))
+            return conf.parse_lsn(self.scalar("SELECT pg_last_wal_replay_lsn()::text"))
         except psycopg.Error:
             return None
 
@@ -115,10 +115,10 @@ class ServerControl:
         """Replication role, the instance-id function in every database, the cluster's database."""
         with self.connect(dbname="postgres") as conn:
             conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
-                sql.Identifier(pgconf.REPLICATION_USER), sql.Literal(replication_password)))
-            conn.execute(pgconf.INSTANCE_ID_FUNCTION_SQL)
+                sql.Identifier(conf.REPLICATION_USER), sql.Literal(replication_password)))
+            conn.execute(conf.INSTANCE_ID_FUNCTION_SQL)
         with self.connect(dbname="template1") as conn:  # databases created later copy template1
-            conn.execute(pgconf.INSTANCE_ID_FUNCTION_SQL)
+            conn.execute(conf.INSTANCE_ID_FUNCTION_SQL)
         if self.database not in ("postgres", "template1"):
             with self.connect(dbname="postgres") as conn:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))

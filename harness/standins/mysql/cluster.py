@@ -8,7 +8,7 @@ How a cluster is built, and why:
   first event.  The seed stays in the cluster's directory: a new reader (:meth:`add_reader`) or a
   reader whose history diverged is a fresh copy of it plus GTID replication from the writer.  That
   needs no dump, no backup tool and no pause of another instance; it relies on binary logs never
-  being purged, which the option file ensures (:mod:`~harness.standins.mysql_options`).
+  being purged, which the option file ensures (:mod:`~harness.standins.mysql.options`).
 * **Lossless semi-sync.**  An acknowledged commit is in at least one reader's relay log before
   the writer commits it (``AFTER_SYNC``).
 * **Failover.**  A live writer is fenced (``read_only`` plus killing client sessions; the login
@@ -20,6 +20,10 @@ How a cluster is built, and why:
   acknowledged; its crash recovery as a semi-sync replica rolls those back, and should it still
   diverge, it is rebuilt from the seed.
 * Control sessions use a private account over TCP; instances listen on 127.0.0.1 only.
+
+This module tells that story; :mod:`~harness.standins.mysql.server` starts and stops servers
+(through a :class:`~harness.standins.runtime.ProcessRuntime`) and
+:mod:`~harness.standins.mysql.replication` does each replication step in SQL.
 """
 
 from __future__ import annotations
@@ -36,10 +40,7 @@ from typing import Any, TypeVar
 
 import pymysql
 
-from harness.standins import mysql_options as opts
-from harness.standins import mysql_replication as repl
-from harness.standins import mysql_server as server
-from harness.standins import process
+from harness import process
 from harness.standins.base import (
     Cluster,
     Instance,
@@ -49,16 +50,18 @@ from harness.standins.base import (
     StandinError,
     Topology,
 )
-from harness.standins.gtid import GtidPosition, most_advanced
-from harness.standins.mysql_replication import ReplicationDiverged
+from harness.standins.mysql import options as opts
+from harness.standins.mysql import replication as repl
+from harness.standins.mysql import server
+from harness.standins.mysql.gtid import GtidPosition, most_advanced
+from harness.standins.mysql.replication import ReplicationDiverged
+from harness.standins.runtime import ProcessRuntime, standin_errors
 
 __all__ = ["SEARCH_DIRS", "MySQLCluster", "ReplicationDiverged"]
 
 SEARCH_DIRS = ("/usr/sbin", "/usr/bin")
-PACKAGE = "mariadb-server"
 ADMIN_USER = "standin_admin"
 REPLICATION_USER = "standin_repl"
-BASE_PREFIX = "aurora-harness-my-"
 
 START_TIMEOUT = 60.0
 CATCH_UP_TIMEOUT = 10.0
@@ -96,6 +99,7 @@ class MySQLCluster(Cluster):
     """
 
     engine = "mysql"
+    writable_query = "SELECT @@global.read_only = 0"
 
     def __init__(self, readers: int = 2, *, user: str = "harness", password: str | None = None,
                  database: str = "harness", max_connections: int = 151,
@@ -125,6 +129,7 @@ class MySQLCluster(Cluster):
         self.replication_password = secrets.token_hex(16)
         #: Readers this handle rebuilt from the seed because their history diverged (diagnostics).
         self.rebuilt: list[str] = []
+        self.runtime = ProcessRuntime(server.layout(self.search_dirs))
 
     # -- persistence ---------------------------------------------------------------------------
     def _extra_state(self) -> dict[str, Any]:
@@ -143,23 +148,45 @@ class MySQLCluster(Cluster):
         self.initial_readers = len(self.readers)
         self.requested_ports = None
         self.rebuilt = []
+        self.runtime = ProcessRuntime(server.layout(self.search_dirs), home=self.base_dir)
+
+    def _server_state(self, instance_id: str) -> dict[str, Any]:
+        return self.runtime.record_state(instance_id)
+
+    def _load_server_state(self, entries: dict[str, dict[str, Any]]) -> None:
+        for instance_id, entry in entries.items():
+            self.runtime.load_record(instance_id, entry)
 
     # -- instances -----------------------------------------------------------------------------
     def _binary(self, name: str) -> str:
-        return process.find_binary(name, self.search_dirs, PACKAGE)
+        return self.runtime.binary(name)
 
     @property
     def _seed_dir(self) -> str:
-        return os.path.join(self.base_dir, "seed")
+        return os.path.join(self.runtime.home, "seed")
 
     def _new_instance(self, number: int, role: Role, port: int) -> Instance:
-        directory = os.path.join(self.base_dir, f"instance-{number}")
-        return Instance(id=f"instance-{number}", role=role, host=opts.LOOPBACK, port=port,
-                        data_dir=os.path.join(directory, "data"),
-                        log_path=os.path.join(directory, "server.log"))
+        inst = Instance(id=f"instance-{number}", role=role, host=opts.LOOPBACK, port=port)
+        self.runtime.place(inst.id)
+        return inst
 
     def _running(self, inst: Instance) -> bool:
-        return process.pid_alive(inst.pid, inst.pid_start_time)
+        return self.runtime.running(inst.id)
+
+    def running(self, instance_id: str) -> bool:
+        return self._running(self.instance(instance_id))
+
+    def query_value(self, instance_id: str, query: str, timeout: float) -> Any:
+        p = self.connection_params(instance_id)
+        conn = pymysql.connect(host=p.host, port=p.port, user=p.user, password=p.password,
+                               database=p.database, connect_timeout=timeout,
+                               read_timeout=timeout, write_timeout=timeout)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                return cur.fetchone()[0]  # type: ignore[index]
+        finally:
+            conn.close()
 
     def _connect(self, inst: Instance, timeout: float = 2.0) -> pymysql.connections.Connection:
         """A control session (every privilege) on one instance."""
@@ -179,15 +206,16 @@ class MySQLCluster(Cluster):
     def _launch(self, inst: Instance) -> None:
         """Start the instance in its current role, without waiting for it."""
         writer = inst.role is Role.WRITER
-        server.launch(self._binary("mariadbd"), inst, opts.InstanceOptions(
+        server.launch(self.runtime, self._binary("mariadbd"), inst, opts.InstanceOptions(
             instance_id=inst.id, server_id=_number(inst), port=inst.port,
-            instance_dir=server.instance_dir(inst), data_dir=inst.data_dir, writer=writer,
+            instance_dir=self.runtime.instance_dir(inst.id), data_dir=self.runtime.data_dir(inst.id),
+            writer=writer,
             semi_sync_master=writer and any(r is not inst for r in self.readers),
             semi_sync_timeout_ms=int(self.semi_sync_timeout * 1000),
             max_connections=self.max_connections))
 
     def _await_ready(self, inst: Instance) -> None:
-        server.await_ready(inst, lambda: self._answers(inst), START_TIMEOUT)
+        server.await_ready(self.runtime, inst, lambda: self._answers(inst), START_TIMEOUT)
 
     # -- lifecycle -----------------------------------------------------------------------------
     @_server_errors_as_standin_errors
@@ -203,22 +231,21 @@ class MySQLCluster(Cluster):
             raise
 
     def _start(self) -> None:
-        self._binary("mariadbd")  # fail before creating anything if either is missing
+        self.runtime.preflight(server.BINARIES)  # fail before creating anything
         install_db = self._binary("mariadb-install-db")
-        if os.geteuid() == 0:
-            process.service_user(server.SERVICE_USER)
         ports = self.requested_ports or [process.free_port() for _ in range(self.initial_readers + 1)]
-        for port in ports:
-            process.check_port_free(port)
-        self.base_dir = process.make_base_dir(BASE_PREFIX, server.SERVICE_USER)
+        with standin_errors():
+            for port in ports:
+                process.check_port_free(port)
+        self.base_dir = self.runtime.create_home()
         self.instances = [self._new_instance(n + 1, Role.WRITER if n == 0 else Role.READER, port)
                           for n, port in enumerate(ports)]
-        server.bootstrap_seed(install_db, self.base_dir, self._seed_dir, opts.seed_sql(
+        server.bootstrap_seed(self.runtime, install_db, self._seed_dir, opts.seed_sql(
             user=self.user, password=self.password, database=self.database,
             admin_user=ADMIN_USER, admin_password=self.admin_password,
             replication_user=REPLICATION_USER, replication_password=self.replication_password))
         for inst in self.instances:
-            server.copy_seed(self._seed_dir, inst)
+            server.copy_seed(self.runtime, self._seed_dir, inst)
         for inst in self.instances:
             self._launch(inst)
         for inst in self.instances:
@@ -235,10 +262,10 @@ class MySQLCluster(Cluster):
         errors: list[BaseException] = []
         if self.instances:
             with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.instances)) as pool:
-                for future in [pool.submit(server.shut_down, i) for i in self.instances]:
+                for future in [pool.submit(server.shut_down, self.runtime, i) for i in self.instances]:
                     if future.exception() is not None:
                         errors.append(future.exception())
-        process.remove_tree(self.base_dir)
+        self.runtime.remove_home()
         if errors:
             raise StandinError(f"could not stop every instance: {errors[0]}") from errors[0]
 
@@ -265,8 +292,8 @@ class MySQLCluster(Cluster):
 
     def _rebuild(self, inst: Instance) -> None:
         """Replace a reader's data with a fresh seed copy that replays the writer's history."""
-        server.shut_down(inst)
-        server.copy_seed(self._seed_dir, inst)
+        server.shut_down(self.runtime, inst)
+        server.copy_seed(self.runtime, self._seed_dir, inst)
         self._launch(inst)
         self._await_ready(inst)
         self._follow(inst, self.writer)
@@ -324,9 +351,7 @@ class MySQLCluster(Cluster):
 
     def crash(self, instance_id: str) -> None:
         """SIGKILL the instance (no shutdown, no flush beyond what the OS already has)."""
-        inst = self.instance(instance_id)
-        process.kill(inst.pid, inst.pid_start_time)
-        inst.pid = inst.pid_start_time = None
+        self.runtime.kill(self.instance(instance_id).id)
 
     @_server_errors_as_standin_errors
     def restart(self, instance_id: str) -> None:
@@ -334,7 +359,7 @@ class MySQLCluster(Cluster):
         until it answers; a reader also resumes replicating, a writer's readers reconnect."""
         self._require_started()
         inst = self.instance(instance_id)
-        server.shut_down(inst)
+        server.shut_down(self.runtime, inst)
         self._launch(inst)
         self._await_ready(inst)
         if inst.role is Role.READER:
@@ -354,7 +379,7 @@ class MySQLCluster(Cluster):
                                   process.free_port())
         self.instances.append(inst)
         try:
-            server.copy_seed(self._seed_dir, inst)
+            server.copy_seed(self.runtime, self._seed_dir, inst)
             self._launch(inst)
             self._await_ready(inst)
             self._follow(inst, self.writer)
@@ -366,8 +391,8 @@ class MySQLCluster(Cluster):
                 repl.await_applied(conn, inst.id, target, START_TIMEOUT)
         except BaseException:
             self.instances.remove(inst)
-            server.shut_down(inst)
-            process.remove_tree(server.instance_dir(inst))
+            server.shut_down(self.runtime, inst)
+            self.runtime.forget(inst.id)
             raise
         return inst.id
 

@@ -1,8 +1,9 @@
 """Configuration text and small value helpers for the PostgreSQL stand-in (no I/O).
 
 Everything here is a pure function of its arguments so that the exact server settings, access
-rules and standby wiring can be unit-tested without starting a server.  The cluster module
-(:mod:`harness.standins.postgres`) writes these strings into data directories.
+rules and standby wiring can be unit-tested without starting a server.  The server and
+replication modules (:mod:`harness.standins.postgres.server`,
+:mod:`harness.standins.postgres.replication`) write these strings into data directories.
 
 Why these settings:
 

@@ -17,7 +17,7 @@ from typing import Any
 import pymysql
 
 from harness.standins.base import ReplicationTimeout, StandinError
-from harness.standins.gtid import GtidPosition
+from harness.standins.mysql.gtid import GtidPosition
 
 Connection = pymysql.connections.Connection
 

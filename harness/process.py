@@ -1,13 +1,17 @@
-"""The `process` runtime: engine binaries started as child processes on 127.0.0.1.
+"""The harness's process toolkit: start, identify, signal, wait for and reap local processes.
 
-Servers are started in a new session (``start_new_session``) so that they outlive the CLI that
-started them and do not receive the terminal's Ctrl-C directly: the owner (a context manager or
-``standin down``) decides the shutdown order.  A process is identified by its pid *and* its kernel
-start time, so a stale state file never makes us signal an unrelated process that reused a pid.
+Database servers, the reference proxy, PgBouncer and the failover supervisor all run as child
+processes on 127.0.0.1.  Long-running ones are started in a new session (``start_new_session``) so
+that they outlive the command that started them and do not receive the terminal's Ctrl-C directly:
+their owner decides the shutdown order.  A process is identified by its pid *and* its kernel start
+time, so a stale state file never makes us signal an unrelated process that reused a pid.
 
-PostgreSQL and MariaDB refuse to run as root; :func:`service_user` gives the uid/gid of the system
-account (``postgres``, ``mysql``) that the Debian packages create, and :func:`make_owned_dir`
-creates directories that account owns and can reach.
+PostgreSQL, MariaDB and PgBouncer refuse to run as root; :func:`service_user` gives the uid/gid of
+the system account (``postgres``, ``mysql``) that the Debian packages create, and
+:func:`make_owned_dir` creates directories that account owns and can reach.
+
+Failures raise :class:`ProcessError` subclasses; callers that speak to a user in other terms (a
+stand-in that "could not start") translate them.
 """
 
 from __future__ import annotations
@@ -23,13 +27,37 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
-from harness.standins.base import BinaryMissing, PortInUse, StandinError
+from harness.errors import HarnessError
 
 LOOPBACK = "127.0.0.1"
 
+#: Every scratch directory the harness creates starts with this, and so do the command lines of the
+#: servers it runs from them: enough to recognise our own processes among the machine's.
+SCRATCH_PREFIX = "aurora-harness-"
+
+
+class ProcessError(HarnessError):
+    """Root of the process toolkit's errors."""
+
+
+class ExecutableMissing(ProcessError):
+    """A program or the system account it runs as is not installed; the message names the package."""
+
+
+class PortTaken(ProcessError):
+    """A TCP port that should be free already has a listener."""
+
+
+class CommandFailed(ProcessError):
+    """A command run to completion exited non-zero or overran its time; the message has its output."""
+
+
+class ProcessSurvived(ProcessError):
+    """A process outlived SIGKILL for longer than we waited."""
+
 
 def find_binary(name: str, search_dirs: Sequence[str], package: str) -> str:
-    """Absolute path of an engine binary, or BinaryMissing naming the Debian package to install."""
+    """Absolute path of a program, or ExecutableMissing naming the Debian package to install."""
     for d in search_dirs:
         path = os.path.join(d, name)
         if os.access(path, os.X_OK):
@@ -37,8 +65,8 @@ def find_binary(name: str, search_dirs: Sequence[str], package: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    raise BinaryMissing(f"{name} not found (looked in {', '.join(search_dirs) or 'PATH'} and PATH): "
-                        f"install it with 'apt-get install {package}'")
+    raise ExecutableMissing(f"{name} not found (looked in {', '.join(search_dirs) or 'PATH'} and PATH): "
+                            f"install it with 'apt-get install {package}'")
 
 
 def free_port() -> int:
@@ -49,13 +77,13 @@ def free_port() -> int:
 
 
 def check_port_free(port: int) -> None:
-    """Raise PortInUse if something already listens on 127.0.0.1:port."""
+    """Raise PortTaken if something already listens on 127.0.0.1:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((LOOPBACK, port))
         except OSError as e:
-            raise PortInUse(f"port {port} on {LOOPBACK} is already in use ({e.strerror})") from None
+            raise PortTaken(f"port {port} on {LOOPBACK} is already in use ({e.strerror})") from None
 
 
 def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
@@ -68,12 +96,12 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
 
 
 def service_user(name: str) -> tuple[int, int]:
-    """(uid, gid) of a system account; StandinError naming the package that creates it if missing."""
+    """(uid, gid) of a system account; ExecutableMissing naming the package that creates it if not."""
     try:
         pw = pwd.getpwnam(name)
     except KeyError:
         pkg = {"postgres": "postgresql-15", "mysql": "mariadb-server"}.get(name, name)
-        raise BinaryMissing(f"system user {name!r} does not exist: install 'apt-get install {pkg}'") from None
+        raise ExecutableMissing(f"system user {name!r} does not exist: install 'apt-get install {pkg}'") from None
     return pw.pw_uid, pw.pw_gid
 
 
@@ -97,7 +125,7 @@ def make_owned_dir(path: str, owner: str | None, mode: int = 0o700) -> str:
     return path
 
 
-def _demote(owner: str | None) -> dict:
+def demote(owner: str | None) -> dict:
     """subprocess keyword arguments that run the child as ``owner`` when we are root."""
     if owner and os.geteuid() == 0:
         uid, gid = service_user(owner)
@@ -108,21 +136,21 @@ def _demote(owner: str | None) -> dict:
 def run(argv: Sequence[str], *, owner: str | None = None, timeout: float = 120.0,
         env: dict[str, str] | None = None, input: str | None = None,
         cwd: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion as ``owner``; StandinError with its output if it fails."""
+    """Run a command to completion as ``owner``; CommandFailed with its output if it fails."""
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              env=env, input=input, cwd=cwd or "/", **_demote(owner))
+        proc = subprocess.run(list(argv), check=False, capture_output=True, text=True, timeout=timeout,
+                              env=env, input=input, cwd=cwd or "/", **demote(owner))
     except subprocess.TimeoutExpired as e:
-        raise StandinError(f"{argv[0]} did not finish within {timeout:.0f}s") from e
+        raise CommandFailed(f"{argv[0]} did not finish within {timeout:.0f}s") from e
     if proc.returncode != 0:
         out = (proc.stdout + proc.stderr).strip()[-4000:]
-        raise StandinError(f"{' '.join(argv)} exited with {proc.returncode}:\n{out}")
+        raise CommandFailed(f"{' '.join(argv)} exited with {proc.returncode}:\n{out}")
     return proc
 
 
 def spawn(argv: Sequence[str], *, log_path: str, owner: str | None = None,
           env: dict[str, str] | None = None) -> tuple[int, int]:
-    """Start a long-running server detached from us; returns (pid, kernel start time).
+    """Start a long-running process detached from us; returns (pid, kernel start time).
 
     Output goes to ``log_path`` (created owned by ``owner``); the child gets its own session so it
     survives our exit and our Ctrl-C.
@@ -133,13 +161,39 @@ def spawn(argv: Sequence[str], *, log_path: str, owner: str | None = None,
             uid, gid = service_user(owner)
             os.fchown(fd, uid, gid)
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
-                                env=env, cwd="/", start_new_session=True, **_demote(owner))
+                                env=env, cwd="/", start_new_session=True, **demote(owner))
     finally:
         os.close(fd)
     # Popen objects reap on deletion only if still referenced; we track the pid ourselves and
     # reap with waitpid in pid_alive(), so drop the object's claim to avoid ResourceWarnings.
     proc.returncode = 0
     return proc.pid, start_time(proc.pid) or 0
+
+
+def run_in_own_group(argv: Sequence[str], log_path: str, *, owner: str | None = None,
+                     timeout: float) -> int | None:
+    """Run a command that starts children of its own in a new process group as ``owner``, output to
+    ``log_path``; returns its exit status, or None if it overran ``timeout`` (the whole group is
+    killed then, and also when we are interrupted, which re-raises)."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, cwd="/", start_new_session=True,
+                                **demote(owner))
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return None
+    except BaseException:
+        _kill_group(proc)
+        raise
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
 
 
 def start_time(pid: int) -> int | None:
@@ -218,7 +272,37 @@ def kill(pid: int | None, pid_start: int | None = None, timeout: float = 10.0) -
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     if not wait_until(lambda: not pid_alive(pid, pid_start), timeout):
-        raise StandinError(f"process {pid} survived SIGKILL for {timeout:.0f}s")
+        raise ProcessSurvived(f"process {pid} survived SIGKILL for {timeout:.0f}s")
+
+
+def signal_group(pid: int | None, pid_start: int | None, sig: int) -> bool:
+    """Send ``sig`` to a running process's group (its own session) and to itself; False if it is gone.
+
+    SIGSTOP / SIGCONT this way freeze and thaw a server with every worker it forked.
+    """
+    if not pid_alive(pid, pid_start):
+        return False
+    assert pid is not None
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    return True
+
+
+def pid_from_file(pid_file: str, command_mark: str) -> int | None:
+    """The pid written on the first line of ``pid_file`` if that process runs and one of its
+    arguments is ``command_mark`` or ends with ``=command_mark`` (so it is the server we mean)."""
+    try:
+        with open(pid_file, encoding="ascii") as f:
+            pid = int(f.readline().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().decode(errors="replace").split("\0")
+    except (OSError, ValueError):
+        return None
+    if not any(a == command_mark or a.endswith(f"={command_mark}") for a in args):
+        return None
+    return pid if pid_alive(pid) else None
 
 
 def log_tail(path: str, lines: int = 30) -> str:

@@ -1,0 +1,1 @@
+"""The PostgreSQL stand-in: cluster story, server lifecycle, replication control, settings, queries."""
