@@ -14,8 +14,8 @@ import pytest
 from harness.checkers.base import CheckContext, Validity
 from harness.checkers.netfault import SilentFaultDetectedChecker
 from harness.checkers.storm import StormServedChecker
-from harness.clients.base import Address
-from harness.clients.postgres import PgClient
+from harness.clients.address import Address
+from harness.clients.client import Client as PgClient
 from harness.faults.registry import fault_from_spec
 from harness.history import OpType, Recorder, duration_ns
 from harness.standins.postgres import PG_BIN_DIR
