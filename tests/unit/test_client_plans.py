@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
-
-import time
 
 from harness.clients import plans
 from harness.clients.address import Address
