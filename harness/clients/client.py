@@ -44,7 +44,7 @@ from harness.clients.plans import (
     steps,
     write_plan,
 )
-from harness.history import Recorder
+from harness.history import Op, OpError, Recorder
 
 SYNC_DRIVERS: dict[str, Any] = {"postgres": PsycopgConnection, "mysql": PyMySQLConnection}
 ASYNC_DRIVERS: dict[str, Any] = {"postgres": AsyncPsycopgConnection}
@@ -95,8 +95,26 @@ class _ClientBase:
     def read_plan(self, f: str = "read") -> Plan:
         return read_plan(self.dialect, self.table, f)
 
-    def _classify(self, exc: BaseException, stage: Stage) -> Any:
+    def _classify(self, exc: BaseException, stage: Stage) -> OpError:
+        """The driver's error as recorded; the deadline is over either way."""
+        self.deadline.disarm()
         return self.dialect.classify(exc, stage, timed_out=self.deadline.fired)
+
+    def _start(self, plan: Plan) -> tuple[Op, Result | None]:
+        """Record the invocation; a client without a connection fails it at once (a definite fail)."""
+        inv = self.recording.invoke(plan.f, plan.value, plan.invoke_extra)
+        if not self.connected:
+            return inv, self.recording.error(inv, NOT_CONNECTED, idempotent=plan.idempotent)
+        self.deadline.arm(self.connection.fileno)
+        return inv, None
+
+    def _ended(self, inv: Op, plan: Plan, error: OpError) -> Result:
+        return self.recording.error(inv, error, idempotent=plan.idempotent)
+
+    def _stopped(self, inv: Op, exc: BaseException) -> None:
+        """Something other than the driver ended the request (a bug, Ctrl-C, a cancelled task)."""
+        self.deadline.disarm()
+        self.recording.interrupted(inv, exc)
 
     def _connected_ok(self, inv: Any, ident: Any) -> Result:
         self.opened = True
@@ -104,6 +122,7 @@ class _ClientBase:
         return self.recording.ok(inv, None, as_text(node), backend)
 
     def _done(self, inv: Any, done: Completed) -> Result:
+        self.deadline.disarm()
         return self.recording.ok(inv, done.value, done.node, done.backend, done.rows, done.note)
 
 
@@ -138,28 +157,23 @@ class Client(_ClientBase):
 
     def run(self, plan: Plan) -> Result:
         """Run and record one planned request."""
-        inv = self.recording.invoke(plan.f, plan.value, plan.invoke_extra)
-        if not self.connected:
-            return self.recording.error(inv, NOT_CONNECTED, idempotent=plan.idempotent)
-        gen = steps(plan, self.dialect, self.address.identity_query)
-        stage = Stage.COMMIT
-        self.deadline.arm(self.connection.fileno)
+        inv, refused = self._start(plan)
+        if refused is not None:
+            return refused
+        gen, stage = steps(plan, self.dialect, self.address.identity_query), Stage.COMMIT
         try:
             step = next(gen)
             while True:
                 stage = step.stage
                 step = gen.send(self.connection.execute(step.sql, step.params))
         except StopIteration as finished:
-            self.deadline.disarm()
             return self._done(inv, finished.value)
         except self.connection.errors as e:
-            self.deadline.disarm()
             error = self._classify(e, stage)
             self.connection.settle(self.deadline.fired)
-            return self.recording.error(inv, error, idempotent=plan.idempotent)
+            return self._ended(inv, plan, error)
         except BaseException as e:
-            self.deadline.disarm()
-            self.recording.interrupted(inv, e)
+            self._stopped(inv, e)
             raise
 
     # -- operations -------------------------------------------------------------------------------
@@ -233,28 +247,23 @@ class AsyncClient(_ClientBase):
         await self.connection.execute(create_table_statement(self.dialect, self.table).sql)
 
     async def run(self, plan: Plan) -> Result:
-        inv = self.recording.invoke(plan.f, plan.value, plan.invoke_extra)
-        if not self.connected:
-            return self.recording.error(inv, NOT_CONNECTED, idempotent=plan.idempotent)
-        gen = steps(plan, self.dialect, self.address.identity_query)
-        stage = Stage.COMMIT
-        self.deadline.arm(self.connection.fileno)
+        inv, refused = self._start(plan)
+        if refused is not None:
+            return refused
+        gen, stage = steps(plan, self.dialect, self.address.identity_query), Stage.COMMIT
         try:
             step = next(gen)
             while True:
                 stage = step.stage
                 step = gen.send(await self.connection.execute(step.sql, step.params))
         except StopIteration as finished:
-            self.deadline.disarm()
             return self._done(inv, finished.value)
         except self.connection.errors as e:
-            self.deadline.disarm()
             error = self._classify(e, stage)
             await self.connection.settle(self.deadline.fired)
-            return self.recording.error(inv, error, idempotent=plan.idempotent)
+            return self._ended(inv, plan, error)
         except BaseException as e:  # includes task cancellation: the outcome is unknown
-            self.deadline.disarm()
-            self.recording.interrupted(inv, e)
+            self._stopped(inv, e)
             raise
 
     async def write(self, write_id: int) -> Result:

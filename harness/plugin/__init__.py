@@ -2,7 +2,6 @@
 
 * ``run``       - one certification run inside pytest: run store, per-test records, verdicts;
 * ``metrics``   - sampling the proxy's Prometheus metrics into checker samples;
-* ``recording`` - a recording PostgreSQL client following the checkers' conventions;
 * ``targets``   - building the target from the command-line options;
 * ``faults``    - failover / crash / restart and registered faults, recorded as fault windows.
 """

@@ -40,8 +40,8 @@ def _socket(conn: Any) -> int | None:
         return None
 
 
-class PsycopgConnection:
-    """A blocking psycopg connection; ``options`` go to ``psycopg.connect``."""
+class _PsycopgBase:
+    """What the sync and async adapters share: settings, state, and the socket for deadlines."""
 
     errors = psycopg.Error
 
@@ -55,6 +55,10 @@ class PsycopgConnection:
 
     def fileno(self) -> int | None:
         return _socket(self.conn)
+
+
+class PsycopgConnection(_PsycopgBase):
+    """A blocking psycopg connection; ``options`` go to ``psycopg.connect``."""
 
     def open(self) -> None:
         self.conn = psycopg.connect(**self._kwargs)
@@ -91,21 +95,8 @@ class PsycopgConnection:
                 pass
 
 
-class AsyncPsycopgConnection:
+class AsyncPsycopgConnection(_PsycopgBase):
     """The same on a psycopg ``AsyncConnection``, for many clients in one event loop."""
-
-    errors = psycopg.Error
-
-    def __init__(self, address: Address, *, connect_timeout: float = 10, **options: Any) -> None:
-        self._kwargs = _connect_kwargs(address, connect_timeout, options)
-        self.conn: Any = None
-
-    @property
-    def connected(self) -> bool:
-        return self.conn is not None and not self.conn.closed
-
-    def fileno(self) -> int | None:
-        return _socket(self.conn)
 
     async def open(self) -> None:
         self.conn = await psycopg.AsyncConnection.connect(**self._kwargs)
