@@ -175,10 +175,19 @@ def read_plan(dialect: Dialect, table: str = DEFAULT_TABLE, f: str = "read") -> 
 
 
 def set_state_plan(dialect: Dialect, kind: str, name: str, value: Any = True) -> Plan:
-    """Create session state of ``kind`` named ``name`` (``value`` is only used by settings)."""
+    """Create session state of ``kind`` named ``name`` (``value`` is only used by settings).
+
+    Advisory locks are only tried, never waited for; the completion says whether it was taken."""
     stmt = dialect.set_state(kind, name, value)
     recorded = {"kind": kind, "name": dialect.state_label(kind, name), "value": value if kind == "setting" else True}
-    return Plan("set_state", recorded, (stmt,), result=lambda rows: recorded)
+
+    def made(rows: list[Rows | None]) -> dict[str, Any]:
+        if kind == "advisory_lock":
+            first = rows[0]
+            return {**recorded, "value": bool(first[0][0]) if first else False}
+        return recorded
+
+    return Plan("set_state", recorded, (stmt,), result=made)
 
 
 def read_state_plan(dialect: Dialect, kind: str, name: str) -> Plan:

@@ -175,7 +175,9 @@ def test_session_state_sql_comes_from_the_dialect():
     assert MYSQL.set_state("setting", "tag", "v") == Statement("SET @tag = %s", ("v",))
     # PostgreSQL knows advisory locks by key: set, read and found locks are all recorded under it.
     key = str(POSTGRES.state_label("advisory_lock", "c7"))
-    assert plans.set_state_plan(POSTGRES, "advisory_lock", "c7").value["name"] == key
+    lock = plans.set_state_plan(POSTGRES, "advisory_lock", "c7")
+    assert lock.value["name"] == key and lock.statements[0].sql == "SELECT pg_try_advisory_lock(%s)"
+    assert lock.result([[(False,)]])["value"] is False, "a lock held elsewhere is reported, not waited for"
     found = plans.find_state_plan(POSTGRES, "advisory_lock", "", "c7")
     assert found.result([[([key],)]]) == {"kind": "advisory_lock", "name": key, "value": True}
     assert found.result([[(["17", key],)]]) == {"kind": "advisory_lock", "name": "17", "value": True}

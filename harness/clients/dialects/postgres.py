@@ -61,7 +61,8 @@ class PostgresDialect(Dialect):
         if kind == "prepared_statement":
             return Statement(f"PREPARE {self.quote(name)} AS SELECT 1")
         if kind == "advisory_lock":
-            return Statement("SELECT pg_advisory_lock(%s)", (advisory_key(name),))
+            # Never wait: a lock left behind by another session (a leak) must show, not hang the client.
+            return Statement("SELECT pg_try_advisory_lock(%s)", (advisory_key(name),))
         return Statement(f"LISTEN {self.quote(name)}")
 
     def read_state(self, kind: str, name: str) -> Statement:
