@@ -227,37 +227,25 @@ def check_context(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture
-def pg_clients(target: Target, recorder: Recorder) -> Iterator[Any]:
-    """A factory of recorded PostgreSQL sessions: ``pg_clients("writer")`` / ``pg_clients("reader")``;
-    every session it made is closed after the test."""
-    from harness.plugin.recording import PgSession  # imported here: the plugin loads in every pytest run
+def clients(target: Target, recorder: Recorder) -> Iterator[Any]:
+    """Recorded clients of the target, whatever its engine: ``clients("writer")`` / ``clients("reader")``,
+    ``clients.direct(instance_id)``, ``clients.who`` (see :class:`harness.clients.fleet.Clients`);
+    every client it made is closed after the test."""
+    from harness.clients.fleet import Clients  # imported here: the plugin loads in every pytest run
 
-    made: list[PgSession] = []
-
-    def make(endpoint: str = "writer", *, connect: bool = True, conninfo_target: Target | None = None,
-             **kwargs: Any) -> PgSession:
-        t = conninfo_target or target
-        if endpoint == "writer":
-            ep = t.writer_endpoint
-        elif endpoint == "reader":
-            if not t.reader_endpoints:
+    class SuiteClients(Clients):
+        def __call__(self, endpoint: str = "writer", **options: Any) -> Any:
+            if endpoint == "reader" and not (options.get("target") or self.target).reader_endpoints:
                 pytest.skip("the target has no reader endpoint (give --reader-dsn)")
-            ep = t.reader_endpoints[0]
-        else:
-            raise PluginError(f"unknown endpoint {endpoint!r}: expected writer or reader")
-        session = PgSession(recorder, t.conninfo(ep), endpoint, **kwargs)
-        made.append(session)
-        if connect:
-            session.connect()
-        return session
+            return super().__call__(endpoint, **options)
 
     if target.engine != "postgres":
-        pytest.skip("the recorded clients of these suites speak PostgreSQL only so far")
+        pytest.skip("the suites' own SQL (pinning triggers, pg_stat_activity...) is PostgreSQL's so far")
+    made = SuiteClients(target, recorder)
     try:
-        yield make
+        yield made
     finally:
-        for s in made:
-            s.close()
+        made.close_all()
 
 
 @pytest.fixture

@@ -43,8 +43,12 @@ from typing import Any, Self
 
 import psycopg
 
-from harness.clients.base import Address, ProcessIds
-from harness.clients.postgres import PgClient, create_table_statement, statement_plan
+from harness.clients.address import Address, ProcessIds
+from harness.clients.client import Client
+from harness.clients.dialects.postgres import POSTGRES
+from harness.clients.outcomes import Result
+from harness.clients.plans import create_table_statement
+from harness.clients.workload import Loop
 from harness.errors import HarnessError
 from harness.history import History, OpType, Phase, Recorder
 from harness.targets.reference import ReferenceTarget
@@ -117,32 +121,35 @@ def _direct_address(target: ReferenceTarget, label: str) -> tuple[Address, dict[
     return address, options
 
 
-class _Loop:
-    """One client thread: connect, then write or read until stopped, reconnecting after a lost connection."""
+@dataclasses.dataclass
+class _Worker:
+    """One bench client: a loop that writes (or reads) until stopped, and the ids it got acknowledged."""
 
-    def __init__(self, client: PgClient, kind: str, write_ids: Callable[[], int], stop: threading.Event) -> None:
-        self.client, self.kind, self.write_ids, self.stop = client, kind, write_ids, stop
-        self.acknowledged: list[int] = []
-        self.thread = threading.Thread(target=self._run, daemon=True, name=f"bench-{kind}")
+    kind: str
+    loop: Loop
+    acknowledged: list[int]
 
-    def _run(self) -> None:
-        read = statement_plan("read", "SELECT 1", idempotent=True, identify=True)
-        try:
-            while not self.stop.is_set():
-                if not self.client.connected:
-                    self.client.connect()
-                    if not self.client.connected:
-                        self.stop.wait(OP_PACE)
-                        continue
-                if self.kind == "write":
-                    write_id = self.write_ids()
-                    if self.client.write(write_id).ok:
-                        self.acknowledged.append(write_id)
-                else:
-                    self.client.run(read)
-                self.stop.wait(OP_PACE)
-        finally:
-            self.client.close()
+
+def _worker(recorder: Recorder, processes: ProcessIds, address: Address, options: dict[str, Any], kind: str,
+            write_ids: Callable[[], int], stop: threading.Event) -> _Worker:
+    acknowledged: list[int] = []
+
+    def new_client() -> Client:
+        return Client(recorder, processes.next(), address, table=TABLE, connect_timeout=5, op_timeout=30,
+                      **options)
+
+    def request(client: Client) -> Result:
+        if kind == "write":
+            return client.write(write_ids())
+        return client.execute("read", "SELECT 1", idempotent=True, identify=True)
+
+    def on_result(result: Result) -> None:
+        if kind == "write" and result.ok:
+            acknowledged.append(result.value)
+
+    loop = Loop(new_client, request, interval=OP_PACE, pause=OP_PACE, on_result=on_result, stop_event=stop,
+                name=f"bench-{kind}")
+    return _Worker(kind, loop, acknowledged)
 
 
 class _WritableWatcher:
@@ -222,18 +229,18 @@ def run_round(target: ReferenceTarget, cfg: FailoverBenchConfig, number: int, wr
     paths = [("writer", Address.of(target, "writer"), {}), ("reader", Address.of(target, "reader"), {})]
     if cfg.direct:
         paths += [("writer", *_direct_address(target, "writer")), ("reader", *_direct_address(target, "reader"))]
-    loops = [_Loop(PgClient(recorder, processes.next(), address, table=TABLE, connect_timeout=5, op_timeout=30,
-                            **options), "write" if role == "writer" else "read", write_ids, stop)
-             for role, address, options in paths for _ in range(cfg.clients)]
-    idle = [PgClient(recorder, processes.next(), Address.of(target, "writer"), table=TABLE, connect_timeout=5,
-                     op_timeout=30) for _ in range(cfg.idle_clients)]
+    workers = [_worker(recorder, processes, address, options, "write" if role == "writer" else "read",
+                       write_ids, stop)
+               for role, address, options in paths for _ in range(cfg.clients)]
+    idle = [Client(recorder, processes.next(), Address.of(target, "writer"), table=TABLE, connect_timeout=5,
+                   op_timeout=30) for _ in range(cfg.idle_clients)]
     try:
         for client in idle:
             if not client.connect().ok or not client.idle_probe().ok:
                 raise FailoverBenchError("an idle client could not connect through the writer endpoint")
-        for loop in loops:
-            loop.thread.start()
-        _wait_until(lambda: all(loop.acknowledged or loop.kind == "read" for loop in loops), cfg.recovery_timeout,
+        for worker in workers:
+            worker.loop.start()
+        _wait_until(lambda: all(w.acknowledged or w.kind == "read" for w in workers), cfg.recovery_timeout,
                     "every writer client to get a first write through")
         stop.wait(cfg.warmup)  # steady load before the trigger (a workload duration, not a wait for state)
         old = cluster.writer.id
@@ -251,13 +258,13 @@ def run_round(target: ReferenceTarget, cfg: FailoverBenchConfig, number: int, wr
                         cfg.recovery_timeout, "a direct write on the new writer")
         survived = 0
         for client in idle:
-            before = client.conn
-            if client.write(write_ids()).ok and client.conn is before:
+            before = client.connection.conn
+            if client.write(write_ids()).ok and client.connection.conn is before:
                 survived += 1
     finally:
         stop.set()
-        for loop in loops:
-            loop.thread.join(60)
+        for worker in workers:
+            worker.loop.join(60)
         for client in idle:
             client.close()
     history = recorder.history()
@@ -343,7 +350,7 @@ def run(cfg: FailoverBenchConfig, say: Callable[[str], None] = print,
         p = target.cluster.connection_params(target.cluster.writer.id)
         with psycopg.connect(host=p.host, port=p.port, user=p.user, password=p.password, dbname=p.database,
                              autocommit=True, connect_timeout=5) as conn:
-            conn.execute(create_table_statement(TABLE).sql)
+            conn.execute(create_table_statement(POSTGRES, TABLE).sql)
         for number in range(1, cfg.rounds + 1):
             rounds.append(run_round(target, cfg, number, write_ids, say))
     return {"engine": "postgres", "config": dataclasses.asdict(cfg), "rounds": rounds,

@@ -17,15 +17,19 @@ real bugs.  The rules follow Jepsen's etcd client (``remap-errors`` / ``with-err
   nothing, so their outcome is never "unknown" (:func:`completion_type`).
 
 The functions here are pure: they look only at the exception object and the stage, so they are
-tested with constructed exceptions and no server.
+tested with constructed exceptions and no server.  :class:`Recording` is the one place that turns
+a request into history records (``invoke`` then exactly one of ``ok``, ``fail`` or ``info``), for
+every driver adapter alike; :class:`Result` is what the caller gets back (``result.ok``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Callable
 from typing import Any
 
-from harness.history import OpError, OpType
+from harness.history import Op, OpError, OpType, Recorder
 
 BORROW_TIMEOUT_TEXT = "Timed-out waiting to acquire database connection"
 """RDS Proxy's text when no backend could be lent in time (PostgreSQL adds a full stop)."""
@@ -43,6 +47,10 @@ class Stage(str, enum.Enum):
     CONNECT = "connect"            # opening the connection: nothing was asked yet
     IN_TRANSACTION = "in_transaction"  # inside BEGIN ... before COMMIT was sent: nothing can be durable
     COMMIT = "commit"              # COMMIT sent, or an autocommit statement: it may have taken effect
+
+
+Classifier = Callable[..., OpError]
+"""``classify(exc, stage, *, timed_out=False) -> OpError``: one per driver."""
 
 
 # PostgreSQL ------------------------------------------------------------------------------------
@@ -155,3 +163,63 @@ def is_connection_level(error: OpError | None) -> bool:
 def completion_type(error: OpError, *, idempotent: bool) -> OpType:
     """``fail`` for a definite error or an idempotent request, ``info`` otherwise."""
     return OpType.FAIL if error.definite or idempotent else OpType.INFO
+
+
+# Recording ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What a recorded request came to, as recorded (``rows`` are the raw result sets, unrecorded)."""
+
+    type: OpType
+    value: Any = None
+    node: str | None = None
+    backend: int | None = None
+    error: OpError | None = None
+    rows: list[Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The request took effect and answered (the history says ``ok``)."""
+        return self.type is OpType.OK
+
+
+NOT_CONNECTED = OpError("not-connected", "the client has no open connection", definite=True)
+
+
+@dataclasses.dataclass
+class Recording:
+    """One history process's bookkeeping: invocations and their completions, no I/O.
+
+    ``worker`` names the logical client across reconnects (each connection still gets its own
+    process id); it goes into every invocation's ``extra["worker"]`` so that checkers counting per
+    client are not fooled by a worker that reconnects after every error.
+    """
+
+    recorder: Recorder
+    process: int | str
+    endpoint: str
+    worker: str | None = None
+
+    def invoke(self, f: str, value: Any = None, extra: dict[str, Any] | None = None) -> Op:
+        if self.worker is not None:
+            extra = {"worker": self.worker, **(extra or {})}
+        return self.recorder.invoke(self.process, f, value, endpoint=self.endpoint, extra=extra)
+
+    def ok(self, inv: Op, value: Any, node: str | None = None, backend: int | None = None,
+           rows: list[Any] | None = None, note: str | None = None) -> Result:
+        extra = {"backend": backend} if backend is not None else None
+        if note is not None:
+            extra = {"note": note}
+        self.recorder.ok(inv, value, node=node, extra=extra)
+        return Result(OpType.OK, value, node, backend, None, rows)
+
+    def error(self, inv: Op, error: OpError, *, idempotent: bool) -> Result:
+        op_type = completion_type(error, idempotent=idempotent)
+        self.recorder.complete(inv, op_type, inv.value, error=error)
+        return Result(op_type, inv.value, None, None, error)
+
+    def interrupted(self, inv: Op, exc: BaseException) -> None:
+        """Close the op of a request interrupted by something other than the driver (a bug, Ctrl-C,
+        a cancelled task): its outcome is unknown, and the exception goes on to the caller."""
+        if inv in self.recorder.outstanding():
+            self.recorder.info(inv, OpError("client-error", f"{type(exc).__name__}: {exc}"[:500], False))

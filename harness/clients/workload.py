@@ -1,9 +1,11 @@
-"""Small reusable workloads built on the recording clients: write loops, read loops, idle clients.
+"""Workloads built on the recording clients: the one request loop, and idle clients.
 
-Suites and the failover timeline combine these with faults.  A loop keeps one client (one history
-process) for as long as its connection lives and takes a fresh client - a new process id - when the
-connection breaks, so the history shows both the failed request and every reconnect attempt.
-Loops wait on their stop event between requests (never a bare sleep), so stopping is immediate.
+A :class:`Loop` runs ``workers`` threads; each keeps one client (one history process) for as long
+as its connection lives and takes a fresh client - a new process id - when the connection breaks,
+so the history shows both the failed request and every reconnect attempt.  Loops wait on their
+stop event between requests (never a bare sleep), so stopping is immediate.  Suites' background
+clients, the failover bench, the connection samplers and the tests all run this one loop; what
+differs is the request, the pace, and what is done with each result.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import threading
 from collections.abc import Callable
 from typing import Any, Self
 
-from harness.clients.base import Address, ClientError, ProcessIds, Result
+from harness.clients.address import Address, ProcessIds
+from harness.clients.client import AsyncClient, Client
+from harness.clients.outcomes import Result
+from harness.clients.plans import ClientError
 from harness.history import Recorder
 
 RECONNECT_PAUSE = 0.05
@@ -24,7 +29,7 @@ RECONNECT_PAUSE = 0.05
 class ClientFactory:
     """Makes recording clients for one address, each with a new process id.
 
-    ``options`` go to the client's constructor (``op_timeout``, ``table``, driver options).
+    ``options`` go to the client's constructor (``op_timeout``, ``table``, ``worker``, driver options).
     """
 
     def __init__(self, recorder: Recorder, address: Address, *, process_ids: ProcessIds | None = None,
@@ -34,60 +39,83 @@ class ClientFactory:
         self.process_ids = process_ids or ProcessIds()
         self.options = options
 
-    def new(self) -> Any:
-        """A sync client (PgClient or MySQLClient), not yet connected."""
-        if self.address.engine == "postgres":
-            from harness.clients.postgres import PgClient
-            return PgClient(self.recorder, self.process_ids.next(), self.address, **self.options)
-        from harness.clients.mysql import MySQLClient
-        return MySQLClient(self.recorder, self.process_ids.next(), self.address, **self.options)
+    def new(self, **options: Any) -> Client:
+        """A blocking client, not yet connected (``options`` add to the factory's)."""
+        return Client(self.recorder, self.process_ids.next(), self.address, **{**self.options, **options})
 
-    def new_async(self) -> Any:
-        """An AsyncPgClient (PostgreSQL only), not yet connected."""
-        if self.address.engine != "postgres":
-            raise ClientError("asynchronous clients exist for PostgreSQL only")
-        from harness.clients.postgres import AsyncPgClient
-        return AsyncPgClient(self.recorder, self.process_ids.next(), self.address, **self.options)
+    def new_async(self, **options: Any) -> AsyncClient:
+        """An asynchronous client, not yet connected."""
+        return AsyncClient(self.recorder, self.process_ids.next(), self.address, **{**self.options, **options})
 
 
 class Loop:
-    """One client thread repeating a request until stopped; see :func:`write_loop` / :func:`read_loop`.
+    """``workers`` client threads repeating ``request(client)`` until stopped.
 
-    ``request(client)`` performs one recorded request and returns its :class:`Result`.
+    ``new_client()`` returns a client not yet connected; the loop connects it, and replaces it by a
+    new one when its connection is gone.  After each request the thread waits ``interval``, after a
+    failed one ``failure_pause`` (default: ``interval``), and after a failed connect ``pause``, so
+    a target that keeps refusing is not hammered.  ``on_result(result)`` sees every request's
+    result.  ``stop_event`` lets several loops stop together.
     """
 
-    def __init__(self, factory: ClientFactory, request: Callable[[Any], Result], *, interval: float = 0.0,
-                 name: str = "loop") -> None:
-        if interval < 0:
-            raise ClientError(f"interval must be >= 0 seconds, got {interval!r}")
-        self.factory = factory
+    def __init__(self, new_client: Callable[[], Any], request: Callable[[Any], Result], *,
+                 workers: int = 1, interval: float = 0.0, pause: float = RECONNECT_PAUSE,
+                 failure_pause: float | None = None, on_result: Callable[[Result], None] | None = None,
+                 stop_event: threading.Event | None = None, name: str = "loop") -> None:
+        if interval < 0 or pause < 0 or (failure_pause or 0) < 0:
+            raise ClientError(f"interval and pauses must be >= 0 seconds, got {interval!r}, {pause!r}, "
+                              f"{failure_pause!r}")
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ClientError(f"a loop needs at least one worker, got {workers!r}")
+        self.new_client = new_client
         self.request = request
         self.interval = interval
+        self.pause = pause
+        self.failure_pause = interval if failure_pause is None else failure_pause
+        self.on_result = on_result
+        self.name = name
         self.counts: collections.Counter[str] = collections.Counter()
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event or threading.Event()
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{n}" if workers > 1 else name,
+                                          daemon=True) for n in range(workers)]
 
-    def start(self) -> Loop:
-        self._thread.start()
+    def start(self) -> Self:
+        for t in self._threads:
+            t.start()
         return self
 
     def stop(self, timeout: float = 60.0) -> dict[str, int]:
-        """Ask the loop to finish its current request and end; returns counts by outcome."""
+        """Ask the loop to finish its current requests and end; returns counts by outcome."""
         self.stop_event.set()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise ClientError(f"{self._thread.name} did not stop within {timeout} s")
+        for t in self._threads:
+            t.join(timeout)
+            if t.is_alive():
+                raise ClientError(f"{t.name} did not stop within {timeout} s")
         if self.error is not None:
-            raise ClientError(f"{self._thread.name} failed: {self.error!r}") from self.error
+            raise ClientError(f"{self.name} failed: {self.error!r}") from self.error
         return dict(self.counts)
+
+    def join(self, timeout: float = 60.0) -> None:
+        """Wait for the threads to end once the stop event is set (without judging how they ended)."""
+        for t in self._threads:
+            t.join(timeout)
 
     def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop_event.set()
-        self._thread.join(60.0)
+        self.join()
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.counts[key] += 1
+
+    def _pause(self, seconds: float) -> None:
+        if seconds:
+            self.stop_event.wait(seconds)
 
     def _run(self) -> None:
         client = None
@@ -96,14 +124,17 @@ class Loop:
                 if client is None or not client.connected:
                     if client is not None:
                         client.close()
-                    client = self.factory.new()
-                    self.counts["connect:" + client.connect().type.value] += 1
+                    client = self.new_client()
+                    connected = client.connect()
+                    self._count("connect:" + connected.type.value)
                     if not client.connected:
-                        self.stop_event.wait(RECONNECT_PAUSE)
+                        self._pause(self.pause)
                         continue
-                self.counts[self.request(client).type.value] += 1
-                if self.interval:
-                    self.stop_event.wait(self.interval)
+                result = self.request(client)
+                self._count(result.type.value)
+                if self.on_result is not None:
+                    self.on_result(result)
+                self._pause(self.interval if result.ok else self.failure_pause)
         except BaseException as e:  # noqa: BLE001 - reported by stop(); a thread must not die silently
             self.error = e
         finally:
@@ -118,17 +149,20 @@ class UniqueIds:
         self._ids = ProcessIds(start)
 
     def next(self) -> int:
-        return self._ids.next()
+        n = self._ids.next()
+        assert isinstance(n, int)
+        return n
 
 
-def write_loop(factory: ClientFactory, ids: UniqueIds, *, interval: float = 0.0) -> Loop:
+def write_loop(factory: ClientFactory, ids: UniqueIds, *, interval: float = 0.0, workers: int = 1) -> Loop:
     """A loop writing a new unique id per request (op ``write``); call ``start()`` or use ``with``."""
-    return Loop(factory, lambda c: c.write(ids.next()), interval=interval, name="write-loop")
+    return Loop(factory.new, lambda c: c.write(ids.next()), interval=interval, workers=workers,
+                name="write-loop")
 
 
-def read_loop(factory: ClientFactory, *, interval: float = 0.0) -> Loop:
+def read_loop(factory: ClientFactory, *, interval: float = 0.0, workers: int = 1) -> Loop:
     """A loop reading the writes table (op ``read``)."""
-    return Loop(factory, lambda c: c.read(), interval=interval, name="read-loop")
+    return Loop(factory.new, lambda c: c.read(), interval=interval, workers=workers, name="read-loop")
 
 
 async def async_write_loop(factory: ClientFactory, ids: UniqueIds, stop: asyncio.Event, *,
@@ -174,7 +208,7 @@ class IdleClients:
             raise ClientError(f"idle client count must be from 1 to 10000, got {count!r}")
         self.factory = factory
         self.count = count
-        self.clients: list[Any] = []
+        self.clients: list[Client] = []
 
     def connect(self) -> int:
         """Open every connection; returns how many opened."""
@@ -188,7 +222,7 @@ class IdleClients:
         """One ``idle_probe`` per connection that opened; counts by outcome."""
         counts: collections.Counter[str] = collections.Counter()
         for client in self.clients:
-            if client.conn is not None:
+            if client.opened:
                 counts[client.idle_probe().type.value] += 1
         return dict(counts)
 

@@ -1,9 +1,11 @@
 """A connection storm: N clients connect at once, each runs one query, and disconnects.
 
 This is the load that RDS Proxy exists for (serverless functions scaling out), and the one that
-breaks a database reached directly.  The storm runs in one asyncio loop with psycopg's async
-connections, so thousands of clients cost one process; each client's outcome is recorded, grouped
-by error text, so a report can say *why* clients failed, not only how many.
+breaks a database reached directly.  The storm runs in one asyncio loop on the recording clients'
+async psycopg adapter (:mod:`harness.clients.drivers.psycopg`), so thousands of clients cost one
+process; each client's outcome is recorded, grouped by error text, so a report can say *why*
+clients failed, not only how many.  The driver is imported when a storm runs, not when the fault
+registry loads.
 
 Given a :class:`~harness.history.Recorder`, every client is also recorded as one ``connect``
 request (connect, query, disconnect: the STORM-SERVED checker's convention), each client its own
@@ -21,10 +23,12 @@ import threading
 import time
 from typing import Any
 
+from harness.clients.address import Address
+from harness.clients.outcomes import Recording, Stage
 from harness.faults.base import Fault, FaultError, check_number
 from harness.faults.registry import register
 from harness.history import Recorder
-from harness.targets.base import Target
+from harness.targets.base import IDENTITY_QUERIES, Target
 
 _STORM_SERIAL = itertools.count(1)
 
@@ -59,7 +63,7 @@ def _pct(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def storm(conninfo: dict[str, Any], clients: int, *, query: str = "SELECT 1",
+async def storm(address: Address, clients: int, *, query: str = "SELECT 1",
                 hold_seconds: float = 0.0, connect_timeout: float = 130.0,
                 ramp_seconds: float = 0.0, recorder: Recorder | None = None, endpoint: str = "writer",
                 process_prefix: str = "storm") -> StormResult:
@@ -70,10 +74,10 @@ async def storm(conninfo: dict[str, Any], clients: int, *, query: str = "SELECT 
     overlap even when the queries are fast.  With a ``recorder``, client ``i`` is recorded as
     process ``f"{process_prefix}-{i}"`` with one ``connect`` request addressed to ``endpoint``.
     """
-    import psycopg
+    from harness.clients.dialects import dialect_for
+    from harness.clients.drivers.psycopg import AsyncPsycopgConnection
 
-    from harness.clients.outcomes import Stage, classify_psycopg, completion_type
-
+    dialect = dialect_for(address.engine)
     errors: collections.Counter[str] = collections.Counter()
     connect_ms: list[float] = []
     query_ms: list[float] = []
@@ -85,17 +89,17 @@ async def storm(conninfo: dict[str, Any], clients: int, *, query: str = "SELECT 
         await start_gate.wait()
         if ramp_seconds:
             await asyncio.sleep(ramp_seconds * i / clients)
-        inv = recorder.invoke(f"{process_prefix}-{i}", "connect", endpoint=endpoint) if recorder else None
+        recording = Recording(recorder, f"{process_prefix}-{i}", endpoint) if recorder is not None else None
+        inv = recording.invoke("connect") if recording is not None else None
 
         def failed(e: Exception, stage: Stage) -> None:
-            if inv is not None and recorder is not None:
-                error = classify_psycopg(e, stage)  # a storm attempt is idempotent: never info
-                recorder.complete(inv, completion_type(error, idempotent=True), error=error)
+            if inv is not None and recording is not None:  # a storm attempt is idempotent: never info
+                recording.error(inv, dialect.classify(e, stage), idempotent=True)
 
+        connection = AsyncPsycopgConnection(address, connect_timeout=connect_timeout, sslmode="disable")
         t0 = time.perf_counter()
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                **conninfo, autocommit=True, connect_timeout=int(connect_timeout), sslmode="disable")
+            await connection.open()
         except Exception as e:  # noqa: BLE001 - every failure is data; classified by its first line
             errors[f"connect: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"] += 1
             failed(e, Stage.CONNECT)
@@ -103,18 +107,19 @@ async def storm(conninfo: dict[str, Any], clients: int, *, query: str = "SELECT 
         t1 = time.perf_counter()
         connect_ms.append((t1 - t0) * 1000)
         try:
-            async with conn:
-                await (await conn.execute(query)).fetchall()
-                query_ms.append((time.perf_counter() - t1) * 1000)
-                if inv is not None and recorder is not None:
-                    recorder.ok(inv)
-                    inv = None
-                if hold_seconds:
-                    await asyncio.sleep(hold_seconds)
+            await connection.execute(query)
+            query_ms.append((time.perf_counter() - t1) * 1000)
+            if inv is not None and recording is not None:
+                recording.ok(inv, None)
+                inv = None
+            if hold_seconds:
+                await asyncio.sleep(hold_seconds)
             ok += 1
         except Exception as e:  # noqa: BLE001 - likewise
             errors[f"query: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"] += 1
             failed(e, Stage.COMMIT)
+        finally:
+            await connection.close()
 
     tasks = [asyncio.create_task(one(i)) for i in range(clients)]
     started = time.perf_counter()
@@ -126,11 +131,13 @@ async def storm(conninfo: dict[str, Any], clients: int, *, query: str = "SELECT 
 
 
 def run_storm(conninfo: dict[str, Any], clients: int, **kwargs: Any) -> StormResult:
-    """Synchronous wrapper of :func:`storm` with a raised descriptor limit."""
+    """Synchronous wrapper of :func:`storm` for a PostgreSQL ``conninfo``, with a raised descriptor limit."""
     from harness.process import raise_fd_limit
 
     raise_fd_limit(clients * 2 + 1024)
-    return asyncio.run(storm(conninfo, clients, **kwargs))
+    address = Address("postgres", kwargs.get("endpoint", "writer"), conninfo["host"], int(conninfo["port"]),
+                      conninfo["user"], conninfo["password"], conninfo["dbname"], IDENTITY_QUERIES["postgres"])
+    return asyncio.run(storm(address, clients, **kwargs))
 
 
 @register("storm")
@@ -170,19 +177,16 @@ class StormFault(Fault):
         super().start(target, recorder)
 
     def apply(self, target: Target, recorder: Recorder, chosen: dict[str, Any]) -> None:
-        from harness.clients.base import Address
         from harness.process import raise_fd_limit
 
         address = Address.of(target, self.endpoint)
-        conninfo = {"host": address.host, "port": address.port, "user": address.user,
-                    "password": address.password, "dbname": address.database}
         raise_fd_limit(self.clients * 2 + 1024)
         prefix = f"storm{next(_STORM_SERIAL)}"
 
         def run() -> None:
             try:
                 self.result = asyncio.run(storm(
-                    conninfo, self.clients, query=self.query, hold_seconds=self.hold_seconds,
+                    address, self.clients, query=self.query, hold_seconds=self.hold_seconds,
                     connect_timeout=self.connect_timeout, ramp_seconds=self.ramp_seconds,
                     recorder=recorder, endpoint=self.endpoint, process_prefix=prefix))
             except BaseException as e:  # noqa: BLE001 - reported by stop()

@@ -2,7 +2,6 @@
 
 * ``run``       - one certification run inside pytest: run store, per-test records, verdicts;
 * ``metrics``   - sampling the target's proxy metrics (as samples) during a test, for the checkers;
-* ``recording`` - a recording PostgreSQL client following the checkers' conventions;
 * ``targets``   - what the suites ask of the target: sibling proxies, pool caps, reader weights;
 * ``faults``    - failover / crash / restart and registered faults, recorded as fault windows.
 """

@@ -18,12 +18,12 @@ from suites.workloads import note_roles
 
 @pytest.mark.profile("full")
 @pytest.mark.guarantee("DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE")
-def test_writer_crash_and_restart(target, pg_clients, faults, recorder):
+def test_writer_crash_and_restart(target, clients, faults, recorder):
     target.require(Capability.CRASH)
-    with run_table(pg_clients, "harness_crash_writes") as table:
+    with run_table(clients, "harness_crash_writes") as table:
         roles = note_roles(target, recorder)
         stop = threading.Event()
-        threads = mixed_load(pg_clients, table, stop, readers=0)
+        loops = mixed_load(clients, table, stop, readers=0)
         try:
             time.sleep(2.0)
             faults.crash(roles["writer"])
@@ -32,20 +32,20 @@ def test_writer_crash_and_restart(target, pg_clients, faults, recorder):
             time.sleep(3.0)
         finally:
             stop.set()
-            for t in threads:
-                t.join(timeout=60)
-        final_read(pg_clients, table)
+            for loop in loops:
+                loop.join(timeout=60)
+        final_read(clients, table)
 
 
 @pytest.mark.profile("full")
 @pytest.mark.guarantee("ROUTE-READER-ONLY")
-def test_reader_crash_and_restart(target, pg_clients, faults, recorder):
+def test_reader_crash_and_restart(target, clients, faults, recorder):
     target.require(Capability.CRASH)
-    with run_table(pg_clients, "harness_reader_crash_writes") as table:
+    with run_table(clients, "harness_reader_crash_writes") as table:
         roles = note_roles(target, recorder)
         victim = roles["readers"][0]
         stop = threading.Event()
-        threads = mixed_load(pg_clients, table, stop, writers=1)
+        loops = mixed_load(clients, table, stop, writers=1)
         try:
             time.sleep(2.0)
             faults.crash(victim)
@@ -54,5 +54,5 @@ def test_reader_crash_and_restart(target, pg_clients, faults, recorder):
             time.sleep(2.0)
         finally:
             stop.set()
-            for t in threads:
-                t.join(timeout=60)
+            for loop in loops:
+                loop.join(timeout=60)

@@ -19,7 +19,6 @@ import time
 
 import pytest
 
-from harness.plugin.recording import WHO
 from harness.plugin.targets import extra_proxy
 from harness.pytest_plugin import Faults
 from harness.targets.base import Capability
@@ -37,7 +36,7 @@ RECOVERY_S = 30.0
     pytest.param("blackhole", marks=pytest.mark.guarantee("NETFAULT-SILENT-DETECTED")),
     "reset_peer",  # loud: no guarantee measures it, so the check is recovery below
 ])
-def test_netfault_between_proxy_and_writer(target, pg_clients, recorder, harness_run, fault_name):
+def test_netfault_between_proxy_and_writer(target, clients, recorder, harness_run, fault_name):
     with contextlib.ExitStack() as stack:
         if not target.supports(Capability.NETWORK_FAULTS) and target.supports(Capability.SIBLING_PROXY):
             faulty = stack.enter_context(extra_proxy(target, relays=True))
@@ -48,9 +47,9 @@ def test_netfault_between_proxy_and_writer(target, pg_clients, recorder, harness
         limit = harness_run.catalogue["NETFAULT-SILENT-DETECTED"].threshold + MARGIN_S
         faults = Faults(faulty, recorder)
         stack.callback(faults.heal_all)
-        table = stack.enter_context(run_table(pg_clients, f"harness_netfault_{fault_name}"))
+        table = stack.enter_context(run_table(clients, f"harness_netfault_{fault_name}"))
         stop = threading.Event()
-        threads = mixed_load(pg_clients, table, stop, readers=0, conninfo_target=faulty,
+        loops = mixed_load(clients, table, stop, readers=0, target=faulty,
                              request_timeout=limit)
         try:
             time.sleep(1.0)  # load before the fault: a workload phase, not a wait for state
@@ -59,21 +58,21 @@ def test_netfault_between_proxy_and_writer(target, pg_clients, recorder, harness
             fault.stop()
         finally:
             stop.set()
-            for t in threads:
-                t.join(timeout=60)
-        assert writes_resume(pg_clients, faulty, table), \
+            for loop in loops:
+                loop.join(timeout=60)
+        assert writes_resume(clients, faulty, table), \
             f"no write through the proxy succeeded within {RECOVERY_S:.0f}s of healing the {fault_name} fault"
 
 
-def writes_resume(pg_clients, faulty, table: str) -> bool:
+def writes_resume(clients, faulty, table: str) -> bool:
     """Poll (with a deadline) for one successful write through the damaged proxy after the heal."""
     deadline = time.monotonic() + RECOVERY_S
     n = 10**9
     while time.monotonic() < deadline:
-        s = pg_clients("writer", conninfo_target=faulty, request_timeout=RECOVERY_REQUEST_TIMEOUT_S)
+        s = clients("writer", target=faulty, request_timeout=RECOVERY_REQUEST_TIMEOUT_S)
         n += 1
-        ok = s.conn is not None and s.request("write", f"INSERT INTO {table} VALUES (%s) RETURNING {WHO}", (n,),
-                                               value=n, idempotent=False).type.value == "ok"
+        ok = s.connected and s.request("write", f"INSERT INTO {table} VALUES (%s) RETURNING {clients.who}", (n,),
+                                               value=n, idempotent=False).ok
         s.close()
         if ok:
             return True

@@ -12,34 +12,25 @@ import asyncio
 import pytest
 
 from harness import process
-from harness.clients.outcomes import Stage, classify_psycopg
+from harness.clients.address import Address
+from harness.clients.client import AsyncClient
 from harness.history import Phase, Recorder
-from harness.plugin.recording import WHO
 
 CONCURRENCY_CAP = 2000
 """At most this many attempts in flight from this one process (file descriptors, memory)."""
 
 
-async def _storm(recorder: Recorder, conninfo: dict, clients: int, connect_timeout: float) -> None:
-    import psycopg
-
+async def _storm(recorder: Recorder, address: Address, clients: int, connect_timeout: float) -> None:
     gate = asyncio.Semaphore(CONCURRENCY_CAP)
 
     async def attempt(i: int) -> None:
         async with gate:
-            inv = recorder.invoke(f"storm-{i}", "connect", endpoint="writer")
+            client = AsyncClient(recorder, f"storm-{i}", address, identify_connect=True,
+                                 connect_timeout=connect_timeout)
             try:
-                conn = await psycopg.AsyncConnection.connect(**conninfo, autocommit=True,
-                                                             connect_timeout=round(connect_timeout))
-                try:
-                    cur = await conn.execute(f"SELECT {WHO}")
-                    node, backend = await cur.fetchone()
-                finally:
-                    await conn.close()
-            except Exception as e:  # noqa: BLE001 - every failure is an outcome to record
-                recorder.fail(inv, classify_psycopg(e, Stage.CONNECT))
-                return
-            recorder.ok(inv, node=node, extra={"backend": backend})
+                await client.connect()
+            finally:
+                await client.close()
 
     await asyncio.gather(*(attempt(i) for i in range(clients)))
 
@@ -54,6 +45,6 @@ def test_connection_storm_is_served(target, recorder, profile, check_context):
     check_context.setdefault("borrow_timeout_s", 120.0)
     recorder.fault("storm", Phase.START, {"clients": clients})
     try:
-        asyncio.run(_storm(recorder, target.conninfo(target.writer_endpoint), clients, connect_timeout=130))
+        asyncio.run(_storm(recorder, Address.of(target, "writer"), clients, connect_timeout=130))
     finally:
         recorder.fault("storm", Phase.END, {"clients": clients})

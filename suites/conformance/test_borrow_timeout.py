@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plugin.recording import WHO
 from harness.plugin.targets import extra_proxy
 from harness.targets.base import Capability
 from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, run_clients
@@ -20,21 +19,21 @@ POOL = {"max_connections_percent": 2, "connection_borrow_timeout": BORROW_TIMEOU
 
 
 @pytest.mark.guarantee("BORROW-TIMEOUT")
-def test_borrow_timeout_text_and_timing(target, pg_clients, recorder, check_context, harness_run):
+def test_borrow_timeout_text_and_timing(target, clients, recorder, check_context, harness_run):
     target.require(Capability.SIBLING_PROXY)  # a proxy whose pool settings the harness sets
     check_context["borrow_timeout_s"] = BORROW_TIMEOUT_S
     small = extra_proxy(target, pool=POOL)
     with small:
         try:
-            holders = [pg_clients("writer", conninfo_target=small) for _ in range(2)]
+            holders = [clients("writer", target=small) for _ in range(2)]
             for h in holders:
-                h.request("hold", f"BEGIN; SELECT {WHO}", idempotent=False)
+                h.request("hold", f"BEGIN; SELECT {clients.who}", idempotent=False)
 
             def waiter(i: int) -> None:
-                s = pg_clients("writer", conninfo_target=small, connect=False, request_timeout=CLIENT_REQUEST_TIMEOUT_S)
+                s = clients("writer", target=small, connect=False, request_timeout=CLIENT_REQUEST_TIMEOUT_S)
                 s.connect()
-                if s.conn is not None:
-                    s.request("read", f"SELECT {WHO}", extra={"expect": "borrow_timeout"})
+                if s.connected:
+                    s.request("read", f"SELECT {clients.who}", extra={"expect": "borrow_timeout"})
                 s.close()
 
             run_clients(3, waiter)

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plugin.recording import PgSession
 from harness.targets.base import Capability
+from suites.workloads import serving_read
 
 
 @pytest.mark.guarantee("LATENCY-ADDED-P50", "LATENCY-ADDED-P99")
-def test_added_latency(target, pg_clients, recorder, profile):
+def test_added_latency(target, clients, profile):
     target.require(Capability.DIRECT)
     samples = 400 if profile == "quick" else 2000
     writer = next(i for i in target.direct_instances() if i["role"] == "writer")
-    direct_info = {"host": writer["host"], "port": writer["port"], "user": writer["user"],
-                   "password": writer["password"], "dbname": writer["database"]}
-    with PgSession(recorder, direct_info, f"direct:{writer['id']}") as direct:
-        direct.connect()
+    with clients.direct(writer["id"]) as direct:
         for _ in range(samples):
-            direct.read()
-    proxied = pg_clients("writer")
+            serving_read(clients, direct)
+    proxied = clients("writer")
     for _ in range(samples):
-        proxied.read()
+        serving_read(clients, proxied)
     proxied.close()

@@ -12,16 +12,22 @@ import threading
 import pytest
 
 from harness.targets.base import Capability
-from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, BackendCountSampler, note_roles, run_clients
+from suites.workloads import (
+    CLIENT_REQUEST_TIMEOUT_S,
+    backend_count_sampler,
+    note_roles,
+    run_clients,
+    serving_read,
+)
 
 
 @pytest.mark.guarantee("POOL-BACKEND-CAP", "POOL-MULTIPLEXING")
-def test_backend_cap_under_200_clients(target, recorder, pg_clients, profile):
-    clients, reads = (200, 5) if profile == "quick" else (400, 10)
-    all_connected = threading.Barrier(clients)
+def test_backend_cap_under_200_clients(target, recorder, clients, profile):
+    count, reads = (200, 5) if profile == "quick" else (400, 10)
+    all_connected = threading.Barrier(count)
 
     def client(i: int) -> int:
-        session = pg_clients("writer", connect=False, request_timeout=CLIENT_REQUEST_TIMEOUT_S)
+        session = clients("writer", connect=False, request_timeout=CLIENT_REQUEST_TIMEOUT_S)
         try:
             session.connect()
         finally:
@@ -29,7 +35,7 @@ def test_backend_cap_under_200_clients(target, recorder, pg_clients, profile):
                 all_connected.wait(timeout=120)  # every client holds its connection at once
             except threading.BrokenBarrierError:
                 pass
-        ok = sum(1 for _ in range(reads) if session.read().type.value == "ok")
+        ok = sum(1 for _ in range(reads) if serving_read(clients, session).ok)
         session.close()
         return ok
 
@@ -37,8 +43,8 @@ def test_backend_cap_under_200_clients(target, recorder, pg_clients, profile):
         sampler = None
         if target.supports(Capability.DIRECT):
             roles = note_roles(target, recorder)
-            sampler = stack.enter_context(BackendCountSampler(target, recorder, roles["writer"]))
-        served = run_clients(clients, client)
+            sampler = stack.enter_context(backend_count_sampler(clients, roles["writer"]))
+        served = run_clients(count, client)
     assert sum(served) > 0, "no read succeeded through the writer endpoint"
     if sampler is not None:
-        assert sampler.samples > 0, "no backend count could be taken on the writer during the load"
+        assert sampler.counts["ok"] > 0, "no backend count could be taken on the writer during the load"

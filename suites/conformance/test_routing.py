@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import pytest
 
-from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, note_roles, run_clients
+from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, note_roles, run_clients, serving_read
 
 
 @pytest.mark.guarantee("ROUTE-WRITER-ENDPOINT")
-def test_writer_endpoint_reaches_the_writer(target, pg_clients, recorder):
+def test_writer_endpoint_reaches_the_writer(target, clients, recorder):
     note_roles(target, recorder)
 
     def client(i: int) -> None:
-        session = pg_clients("writer", request_timeout=CLIENT_REQUEST_TIMEOUT_S)
+        session = clients("writer", request_timeout=CLIENT_REQUEST_TIMEOUT_S)
         for _ in range(5):
-            session.read()
+            serving_read(clients, session)
         session.close()
 
     run_clients(10, client)
 
 
 @pytest.mark.guarantee("ROUTE-READER-ONLY", "ROUTE-READER-BALANCE")
-def test_reader_endpoint_reaches_readers_in_balance(target, pg_clients, recorder):
+def test_reader_endpoint_reaches_readers_in_balance(target, clients, recorder):
     note_roles(target, recorder)
 
     def client(i: int) -> None:
-        session = pg_clients("reader", request_timeout=CLIENT_REQUEST_TIMEOUT_S)
+        session = clients("reader", request_timeout=CLIENT_REQUEST_TIMEOUT_S)
         for _ in range(3):
-            session.read()
+            serving_read(clients, session)
         # Stay connected while the others connect: balancing is by outstanding connections.
         return session
 

@@ -11,18 +11,26 @@ Hypothesis shrinks the sequence and the failure prints the SQL steps (``note``) 
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from typing import Any, ClassVar
 
 from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from harness.history import OpType, Recorder
-from harness.plugin.recording import WHO, PgSession
+from harness.clients.client import Client
+from harness.clients.plans import (
+    Plan,
+    find_state_plan,
+    in_open_transaction,
+    read_state_plan,
+    request_plan,
+    set_state_plan,
+)
 
 CLIENTS = 3
 TAG = "harness.model_tag"
+TEMP_TABLE = "harness_model_t"
+PREPARED = "harness_model_ps"
 
 
 class ModelMismatch(AssertionError):
@@ -44,31 +52,46 @@ class ClientModel:
 
 
 class ProxySessions(RuleBasedStateMachine):
-    """Bind ``conninfo`` and ``recorder`` with :func:`machine_for` before running it."""
+    """Bind ``clients`` (the suites' client factory) with :func:`machine_for` before running it."""
 
-    conninfo: ClassVar[dict[str, Any]] = {}
-    recorder: ClassVar[Recorder | None] = None
+    clients: ClassVar[Any] = None
     failures: ClassVar[list[tuple[str, list[str]]]] = []
     """Every mismatch seen, with the SQL steps that led to it: against a leaking proxy the replay
     during shrinking may not fail the same way, so the steps are kept as they happened."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.sessions: list[PgSession | None] = [None] * CLIENTS
+        self.sessions: list[Client | None] = [None] * CLIENTS
         self.models = [ClientModel() for _ in range(CLIENTS)]
         self.steps: list[str] = []
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _run(self, c: int, f: str, sql: str, *, value: Any = None, result=None) -> Any:
+    def _send(self, c: int, plan: Plan) -> Any:
+        """Run one planned request for client ``c``; inside its open transaction if it has one."""
         session = self.sessions[c]
         assert session is not None
+        if self.models[c].in_txn and plan.transaction:
+            plan = in_open_transaction(plan)
+        sql = "; ".join(st.sql for st in plan.statements)
         line = f"-- client {c} ({session.process}): {sql}"
-        op = session.request(f, sql, value=value, result=result, idempotent=False)
-        note(f"{line}  => {op.type.value} {op.value if op.type is OpType.OK else op.error}")
+        op = session.run(plan)
+        note(f"{line}  => {op.type.value} {op.value if op.ok else op.error}")
         self.steps.append(line)
-        if op.type is not OpType.OK:
+        if not op.ok:
             self._mismatch(f"client {c}: {sql!r} failed through the proxy: {op.error}")
         return op.value
+
+    def _run(self, c: int, f: str, sql: str, *, value: Any = None, result=None) -> Any:
+        """``sql`` as written, its last row ending with the identity columns."""
+        return self._send(c, request_plan(f, sql, value=value, result=result, idempotent=False))
+
+    @property
+    def who(self) -> str:
+        return self.clients.who
+
+    @property
+    def dialect(self) -> Any:
+        return self.clients.dialect
 
     def _expect(self, c: int, what: str, got: Any, want: Any) -> None:
         if got != want:
@@ -91,12 +114,11 @@ class ProxySessions(RuleBasedStateMachine):
     def connect(self, c: int) -> None:
         if self.sessions[c] is not None:
             return
-        assert self.recorder is not None
-        session = PgSession(self.recorder, self.conninfo, "writer")
+        session = self.clients("writer", connect=False)
         op = session.connect()
         note(f"-- client {c}: connect as {session.process} => {op.type.value}")
         self.steps.append(f"-- client {c}: connect (as {session.process})")
-        if op.type is not OpType.OK:
+        if not op.ok:
             self._mismatch(f"client {c} could not connect: {op.error}")
         self.sessions[c] = session
         self.models[c] = ClientModel()
@@ -116,7 +138,7 @@ class ProxySessions(RuleBasedStateMachine):
         m = self.models[c]
         if not self.connected(c) or m.in_txn:
             return
-        self._run(c, "txn", f"BEGIN; SELECT {WHO}")
+        self._run(c, "txn", f"BEGIN; SELECT {self.who}")
         m.in_txn, m.saved = True, (m.tag, m.temp_table, m.temp_rows)
 
     @rule(c=st.integers(0, CLIENTS - 1), commit=st.booleans())
@@ -124,7 +146,7 @@ class ProxySessions(RuleBasedStateMachine):
         m = self.models[c]
         if not self.connected(c) or not m.in_txn:
             return
-        self._run(c, "txn", f"{'COMMIT' if commit else 'ROLLBACK'}; SELECT {WHO}")
+        self._run(c, "txn", f"{'COMMIT' if commit else 'ROLLBACK'}; SELECT {self.who}")
         if not commit and m.saved is not None:
             m.tag, m.temp_table, m.temp_rows = m.saved
         m.in_txn, m.saved = False, None
@@ -134,25 +156,21 @@ class ProxySessions(RuleBasedStateMachine):
         if not self.connected(c):
             return
         tag = f"{self.sessions[c].process}-{n}"
-        self._run(c, "set_state", f"SET {TAG} = '{tag}'; SELECT {WHO}",
-                  value={"kind": "setting", "name": TAG, "value": tag})
+        self._send(c, set_state_plan(self.dialect, "setting", TAG, tag))
         self.models[c].tag = tag
 
     @rule(c=st.integers(0, CLIENTS - 1))
     def show_tag(self, c: int) -> None:
         if not self.connected(c):
             return
-        got = self._run(c, "read_state", f"SELECT current_setting('{TAG}', true), {WHO}",
-                        value={"kind": "setting", "name": TAG},
-                        result=lambda row: {"kind": "setting", "name": TAG, "value": row[0] or None})
-        self._expect(c, TAG, got["value"], self.models[c].tag)
+        got = self._send(c, read_state_plan(self.dialect, "setting", TAG))
+        self._expect(c, TAG, got["value"] or None, self.models[c].tag)
 
     @rule(c=st.integers(0, CLIENTS - 1))
     def create_temp(self, c: int) -> None:
         if not self.connected(c):
             return
-        self._run(c, "set_state", f"CREATE TEMP TABLE IF NOT EXISTS harness_model_t (x int); SELECT {WHO}",
-                  value={"kind": "temp_table", "name": "harness_model_t", "value": True})
+        self._send(c, set_state_plan(self.dialect, "temp_table", TEMP_TABLE))
         m = self.models[c]
         if not m.temp_table:
             m.temp_table, m.temp_rows = True, 0
@@ -161,20 +179,18 @@ class ProxySessions(RuleBasedStateMachine):
     def insert_temp(self, c: int) -> None:
         if not self.connected(c) or not self.models[c].temp_table:
             return
-        self._run(c, "write", f"INSERT INTO harness_model_t VALUES (1); SELECT {WHO}")
+        self._run(c, "write", f"INSERT INTO harness_model_t VALUES (1); SELECT {self.who}")
         self.models[c].temp_rows += 1
 
     @rule(c=st.integers(0, CLIENTS - 1))
     def check_temp(self, c: int) -> None:
         if not self.connected(c):
             return
-        got = self._run(c, "read_state", f"SELECT to_regclass('pg_temp.harness_model_t') IS NOT NULL, {WHO}",
-                        value={"kind": "temp_table", "name": "harness_model_t"},
-                        result=lambda row: {"kind": "temp_table", "name": "harness_model_t", "value": row[0]})
+        got = self._send(c, read_state_plan(self.dialect, "temp_table", TEMP_TABLE))
         m = self.models[c]
         self._expect(c, "the temporary table's existence", got["value"], m.temp_table)
         if m.temp_table:
-            rows = self._run(c, "read", f"SELECT count(*), {WHO} FROM harness_model_t", result=lambda row: row[0])
+            rows = self._run(c, "read", f"SELECT count(*), {self.who} FROM harness_model_t", result=lambda row: row[0])
             self._expect(c, "the temporary table's row count", rows, m.temp_rows)
 
     @rule(c=st.integers(0, CLIENTS - 1))
@@ -182,55 +198,44 @@ class ProxySessions(RuleBasedStateMachine):
         m = self.models[c]
         if not self.connected(c) or m.prepared or m.in_txn:
             return
-        self._run(c, "set_state", f"PREPARE harness_model_ps AS SELECT 42; SELECT {WHO}",
-                  value={"kind": "prepared_statement", "name": "harness_model_ps", "value": True})
+        self._send(c, set_state_plan(self.dialect, "prepared_statement", PREPARED))
         m.prepared = True
 
     @rule(c=st.integers(0, CLIENTS - 1))
     def check_prepared(self, c: int) -> None:
         if not self.connected(c):
             return
-        got = self._run(c, "read_state", "SELECT EXISTS (SELECT 1 FROM pg_prepared_statements "
-                        f"WHERE name = 'harness_model_ps'), {WHO}",
-                        value={"kind": "prepared_statement", "name": "harness_model_ps"},
-                        result=lambda row: {"kind": "prepared_statement", "name": "harness_model_ps",
-                                            "value": row[0]})
-        self._expect(c, "prepared statement harness_model_ps", got["value"], self.models[c].prepared)
+        got = self._send(c, read_state_plan(self.dialect, "prepared_statement", PREPARED))
+        self._expect(c, f"prepared statement {PREPARED}", got["value"], self.models[c].prepared)
 
     @rule(c=st.integers(0, CLIENTS - 1))
     def lock(self, c: int) -> None:
         m = self.models[c]
         if not self.connected(c) or m.in_txn:
             return
-        key = zlib.crc32(self.sessions[c].process.encode())
-        got = self._run(c, "set_state", f"SELECT pg_try_advisory_lock({key}), {WHO}",
-                        value={"kind": "advisory_lock", "name": "any", "value": True},
-                        result=lambda row: {"kind": "advisory_lock", "name": "any", "value": row[0]})
-        self._expect(c, f"pg_try_advisory_lock({key})", got["value"], True)
+        got = self._send(c, set_state_plan(self.dialect, "advisory_lock", self.sessions[c].process))
+        self._expect(c, f"the advisory lock {got['name']}", got["value"], True)
         m.locks += 1
 
     @rule(c=st.integers(0, CLIENTS - 1))
     def check_locks(self, c: int) -> None:
         if not self.connected(c):
             return
-        got = self._run(c, "read_state", "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                        f"AND pid = pg_backend_pid() AND granted), {WHO}",
-                        value={"kind": "advisory_lock", "name": "any"},
-                        result=lambda row: {"kind": "advisory_lock", "name": "any", "value": row[0] > 0,
-                                            "count": row[0]})
-        self._expect(c, "advisory locks held by the session", got["count"], 1 if self.models[c].locks else 0)
+        own = self.sessions[c].process
+        got = self._send(c, find_state_plan(self.dialect, "advisory_lock", "", own))
+        held = got["value"] if got["name"] == self.dialect.state_label("advisory_lock", own) else "another's"
+        self._expect(c, "advisory locks held by the session", held, bool(self.models[c].locks))
 
     @rule(c=st.integers(0, CLIENTS - 1), n=st.integers(0, 1000))
     def query(self, c: int, n: int) -> None:
         if not self.connected(c):
             return
-        got = self._run(c, "read", f"SELECT {n} + 1, {WHO}", result=lambda row: row[0])
+        got = self._run(c, "read", f"SELECT {n} + 1, {self.who}", result=lambda row: row[0])
         self._expect(c, f"SELECT {n} + 1", got, n + 1)
 
     @invariant()
     def nothing_outstanding(self) -> None:
-        assert self.recorder is not None
-        assert not self.recorder.outstanding(), "a request was left without an outcome"
+        assert not self.clients.recorder.outstanding(), "a request was left without an outcome"
 
     def teardown(self) -> None:
         for s in self.sessions:
@@ -238,10 +243,9 @@ class ProxySessions(RuleBasedStateMachine):
                 s.close()
 
 
-def machine_for(conninfo: dict[str, Any], recorder: Recorder) -> type[ProxySessions]:
-    """A subclass bound to one endpoint and one history (the state machine API takes a class)."""
-    return type("BoundProxySessions", (ProxySessions,),
-                {"conninfo": dict(conninfo), "recorder": recorder, "failures": []})
+def machine_for(clients: Any) -> type[ProxySessions]:
+    """A subclass bound to the test's clients, and so to one history (the state machine API takes a class)."""
+    return type("BoundProxySessions", (ProxySessions,), {"clients": clients, "failures": []})
 
 
 def shortest_failure(machine: type[ProxySessions]) -> str:

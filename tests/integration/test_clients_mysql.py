@@ -7,8 +7,8 @@ import os
 import pytest
 
 from harness import process
-from harness.clients.base import Address
-from harness.clients.mysql import MySQLClient
+from harness.clients.address import Address
+from harness.clients.client import Client
 from harness.history import OpType, Recorder
 from harness.standins.mysql.cluster import SEARCH_DIRS, MySQLCluster
 
@@ -31,7 +31,7 @@ def recorder():
 
 def test_write_read_and_backend_name_the_serving_instance(cluster, recorder):
     writer = cluster.writer.id
-    with MySQLClient(recorder, 1, Address.direct(cluster, writer)) as client:
+    with Client(recorder, 1, Address.direct(cluster, writer)) as client:
         assert client.connect().ok
         client.setup()
         assert all(client.write(i).node == writer for i in (1, 2))
@@ -40,7 +40,7 @@ def test_write_read_and_backend_name_the_serving_instance(cluster, recorder):
         read = client.final_read()
         assert read.ok and read.node == writer and read.value == [1, 2]
         backend = client.backend_id()
-        assert backend.ok and backend.backend == client.conn.thread_id()
+        assert backend.ok and backend.backend == client.connection.conn.thread_id()
         assert client.set_state("setting", "who", "client-1").ok
         assert client.read_state("setting", "who").value["value"] == "client-1"
         assert client.set_state("advisory_lock", "lock-a").ok
@@ -50,14 +50,14 @@ def test_write_read_and_backend_name_the_serving_instance(cluster, recorder):
 
 
 def test_refused_connect_and_lost_connection(cluster, recorder):
-    refused = MySQLClient(recorder, 1, Address("mysql", "writer", "127.0.0.1", process.free_port(),
-                                               "u", "p", "d", "SELECT @@report_host"), connect_timeout=2)
+    refused = Client(recorder, 1, Address("mysql", "writer", "127.0.0.1", process.free_port(),
+                                          "u", "p", "d", "SELECT @@report_host"), connect_timeout=2)
     result = refused.connect()
     assert result.type is OpType.FAIL and result.error.code == "2003" and result.error.definite
-    with MySQLClient(recorder, 2, Address.direct(cluster, cluster.writer.id)) as victim, \
-            MySQLClient(recorder, 3, Address.direct(cluster, cluster.writer.id)) as killer:
+    with Client(recorder, 2, Address.direct(cluster, cluster.writer.id)) as victim, \
+            Client(recorder, 3, Address.direct(cluster, cluster.writer.id)) as killer:
         assert victim.connect().ok and killer.connect().ok
-        assert killer.execute("kill", "KILL %s", (victim.conn.thread_id(),)).ok
+        assert killer.execute("kill", "KILL %s", (victim.connection.conn.thread_id(),)).ok
         # an autocommit write on the killed connection: as far as the client knows, it may have run
         lost = victim.execute("write", "INSERT INTO harness_writes (id) VALUES (99)", value=99)
         assert not victim.connected

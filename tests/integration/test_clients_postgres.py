@@ -19,8 +19,8 @@ from harness import process
 from harness.checkers.base import CheckContext, Validity
 from harness.checkers.durability import NoFailedVisibleChecker, NoLostAckChecker
 from harness.checkers.isolation import SessionLeakChecker
-from harness.clients.base import Address
-from harness.clients.postgres import AsyncPgClient, PgClient
+from harness.clients.address import Address
+from harness.clients.client import AsyncClient, Client
 from harness.clients.workload import ClientFactory, IdleClients, UniqueIds, write_loop
 from harness.history import OpType, Recorder
 from harness.standins.postgres.cluster import PG_BIN_DIR, PostgresCluster
@@ -42,8 +42,8 @@ def recorder():
         yield r
 
 
-def connected(recorder, address, process_id, **options) -> PgClient:
-    client = PgClient(recorder, process_id, address, **options)
+def connected(recorder, address, process_id, **options) -> Client:
+    client = Client(recorder, process_id, address, **options)
     assert client.connect().ok
     return client
 
@@ -56,7 +56,7 @@ def test_write_read_and_final_read_name_the_serving_instance(cluster, recorder):
         results = [w.write(i) for i in (1, 2, 3)]
         assert all(res.ok and res.node == writer for res in results)
         backend = w.backend_id()
-        assert backend.ok and backend.backend == w.conn.info.backend_pid and backend.node == writer
+        assert backend.ok and backend.backend == w.connection.conn.info.backend_pid and backend.node == writer
         cluster.wait_replicated()
         read = r.read()
         assert read.ok and read.node == reader and {1, 2, 3} <= set(read.value)
@@ -75,7 +75,7 @@ def test_write_read_and_final_read_name_the_serving_instance(cluster, recorder):
 def test_refused_connect_is_a_definite_fail(recorder):
     port = process.free_port()  # nothing listens there
     address = Address("postgres", "writer", "127.0.0.1", port, "u", "p", "d", "SELECT 1")
-    client = PgClient(recorder, 1, address, connect_timeout=2)
+    client = Client(recorder, 1, address, connect_timeout=2)
     result = client.connect()
     assert result.type is OpType.FAIL and result.error.definite and result.error.code == "connect-failed"
     write = client.write(1)
@@ -101,7 +101,7 @@ def test_async_client_records_like_the_sync_one(cluster, recorder):
     address = Address.direct(cluster, cluster.writer.id)
 
     async def scenario():
-        async with AsyncPgClient(recorder, 1, address) as client:
+        async with AsyncClient(recorder, 1, address) as client:
             assert (await client.connect()).ok
             await client.setup()
             wrote = await client.write(1001)
@@ -163,7 +163,7 @@ def test_commit_timeout_and_writer_crash_are_indefinite(cluster, recorder):
             cluster.crash(writer)
             crashed = pending.result(timeout=30)
         assert crashed.type is OpType.INFO and not crashed.error.definite
-        refused = PgClient(recorder, 3, address, connect_timeout=2).connect()
+        refused = Client(recorder, 3, address, connect_timeout=2).connect()
         assert refused.type is OpType.FAIL and refused.error.definite
     finally:
         observer.close()

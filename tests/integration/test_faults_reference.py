@@ -15,8 +15,8 @@ from polling import eventually
 from harness.checkers.base import CheckContext, Validity
 from harness.checkers.netfault import SilentFaultDetectedChecker
 from harness.checkers.storm import StormServedChecker
-from harness.clients.base import Address
-from harness.clients.postgres import PgClient
+from harness.clients.address import Address
+from harness.clients.client import Client
 from harness.faults.registry import fault_from_spec
 from harness.history import OpType, Recorder, duration_ns
 from harness.standins.postgres.cluster import PG_BIN_DIR
@@ -47,15 +47,15 @@ _next_process = iter(range(1, 1_000_000))
 _next_write_id = iter(range(1000, 1_000_000))
 
 
-def client(target, recorder, **options) -> PgClient:
-    c = PgClient(recorder, next(_next_process), Address.of(target, "writer"), table=TABLE, **options)
+def client(target, recorder, **options) -> Client:
+    c = Client(recorder, next(_next_process), Address.of(target, "writer"), table=TABLE, **options)
     assert c.connect().ok
     return c
 
 
 def write_ok(target, recorder):
     """One write of a new id through the proxy on a fresh connection; the result if ok, else None."""
-    c = PgClient(recorder, next(_next_process), Address.of(target, "writer"), table=TABLE, connect_timeout=3,
+    c = Client(recorder, next(_next_process), Address.of(target, "writer"), table=TABLE, connect_timeout=3,
                  op_timeout=5)
     try:
         if not c.connect().ok:
@@ -133,7 +133,7 @@ def test_loud_network_faults_end_requests_with_an_error_and_heal_restores(target
     fault = fault_from_spec({"name": name})
     fault.start(target, recorder)
     try:
-        c = PgClient(recorder, next(_next_process), Address.of(target, "writer"), table=TABLE,
+        c = Client(recorder, next(_next_process), Address.of(target, "writer"), table=TABLE,
                      connect_timeout=5, op_timeout=20)
         with c:
             result = c.write(next(_next_write_id)) if c.connect().ok else None
@@ -165,7 +165,7 @@ def test_reader_crash_heals_by_restarting_the_reader(target, recorder):
         assert not target.cluster.running(reader)
     finally:
         crash.stop()
-    direct = PgClient(recorder, next(_next_process), Address.direct(target.cluster, reader), table=TABLE)
+    direct = Client(recorder, next(_next_process), Address.direct(target.cluster, reader), table=TABLE)
     with direct:
         assert direct.connect().ok and direct.read().node == reader
 

@@ -1,14 +1,21 @@
-"""The recording clients' pure parts: addresses, request plans and the request deadline."""
+"""The recording clients' pure parts: addresses, request plans, their steps and the request deadline."""
 
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
-from harness.clients import mysql as my_plans
-from harness.clients import postgres as pg_plans
-from harness.clients.base import Address, ClientError, Plan, SocketDeadline, Statement, identity_statement
+from harness.clients import plans
+from harness.clients.address import Address
+from harness.clients.client import AsyncClient, Client
+from harness.clients.deadline import SocketDeadline
+from harness.clients.dialects import dialect_for
+from harness.clients.dialects.mysql import MYSQL
+from harness.clients.dialects.postgres import POSTGRES
+from harness.clients.outcomes import Stage
+from harness.clients.plans import ClientError, Identify, Plan, Statement
 from harness.history import ManualClock, OpType, Recorder
 from harness.targets.base import Credentials, Endpoint, Target
 
@@ -38,18 +45,18 @@ def test_address_of_a_target_labels_the_endpoint_and_carries_the_identity_query(
 
 
 def test_write_plan_is_one_transaction_that_identifies_its_server():
-    plan = pg_plans.write_plan(7)
+    plan = plans.write_plan(POSTGRES, 7)
     assert plan.transaction and plan.identify and not plan.idempotent
     assert plan.statements == (Statement('INSERT INTO "harness_writes" (id) VALUES (%s)', (7,)),)
     assert plan.result([None]) == 7
-    assert identity_statement("postgres", "SELECT aurora_db_instance_identifier()").sql == \
+    assert POSTGRES.identity_sql("SELECT aurora_db_instance_identifier()") == \
         "SELECT (SELECT aurora_db_instance_identifier()), pg_backend_pid()"
-    assert identity_statement("mysql", "SELECT @@report_host").sql == \
+    assert MYSQL.identity_sql("SELECT @@report_host") == \
         "SELECT (SELECT @@report_host), CONNECTION_ID()"
 
 
 def test_reads_are_idempotent_and_return_ids():
-    plan = my_plans.read_plan(f="final_read")
+    plan = plans.read_plan(MYSQL, f="final_read")
     assert plan.idempotent and plan.f == "final_read"
     assert plan.result([[(1,), (5,)]]) == [1, 5]
 
@@ -57,27 +64,28 @@ def test_reads_are_idempotent_and_return_ids():
 @pytest.mark.parametrize("bad", [-1, True, 2**63, "3"])
 def test_bad_write_ids_are_rejected(bad):
     with pytest.raises(ClientError, match="write id"):
-        pg_plans.write_plan(bad)
+        plans.write_plan(POSTGRES, bad)
 
 
 @pytest.mark.parametrize("table", ["x; DROP TABLE y", "a b", "", "é"])
 def test_only_plain_table_names_reach_sql(table):
     with pytest.raises(ClientError, match="plain ASCII identifier"):
-        pg_plans.read_plan(table)
+        plans.read_plan(POSTGRES, table)
 
 
 def test_session_state_vocabulary_matches_the_isolation_checker():
     from harness.checkers.isolation import STATE_KINDS
 
-    assert set(pg_plans.STATE_KINDS) == STATE_KINDS
-    plan = pg_plans.set_state_plan("setting", "application_name", "client-7")
+    assert set(POSTGRES.state_kinds) == STATE_KINDS
+    assert set(MYSQL.state_kinds) <= STATE_KINDS
+    plan = plans.set_state_plan(POSTGRES, "setting", "application_name", "client-7")
     assert plan.value == {"kind": "setting", "name": "application_name", "value": "client-7"}
-    read = pg_plans.read_state_plan("advisory_lock", "lock-a")
+    read = plans.read_state_plan(POSTGRES, "advisory_lock", "lock-a")
     assert read.idempotent and read.result([[(True,)]])["value"] is True
     with pytest.raises(ClientError, match="unknown session state kind"):
-        pg_plans.set_state_plan("cursor", "c")
+        plans.set_state_plan(POSTGRES, "cursor", "c")
     with pytest.raises(ClientError, match="not available for MySQL"):
-        my_plans.set_state_plan("temp_table", "t")
+        plans.set_state_plan(MYSQL, "temp_table", "t")
 
 
 def test_identifying_a_request_needs_a_transaction():
@@ -87,12 +95,13 @@ def test_identifying_a_request_needs_a_transaction():
 
 def test_a_client_without_connection_records_a_definite_fail():
     recorder = Recorder(clock=ManualClock())
-    client = pg_plans.PgClient(recorder, 1, Address.of(TwoEndpoints("postgres")))
+    client = Client(recorder, 1, Address.of(TwoEndpoints("postgres")))
     result = client.read()
     assert result.type is OpType.FAIL and result.error.code == "not-connected"
+    assert not result.ok
     assert recorder.outstanding() == []
-    with pytest.raises(ClientError, match="cannot use a mysql address"):
-        pg_plans.PgClient(recorder, 2, Address.of(TwoEndpoints("mysql")))
+    with pytest.raises(ClientError, match="no AsyncClient for mysql"):
+        AsyncClient(recorder, 2, Address.of(TwoEndpoints("mysql")))
 
 
 def test_socket_deadline_shuts_the_socket_down_and_says_so():
@@ -105,12 +114,77 @@ def test_socket_deadline_shuts_the_socket_down_and_says_so():
         assert deadline.fired
         quiet = SocketDeadline(0.05)
         quiet.arm(b.fileno)
-        timer = quiet._timer
         quiet.disarm()
-        timer.join(5)  # a cancelled timer's thread ends without firing
-        assert not timer.is_alive() and not quiet.fired
+        time.sleep(0.2)  # well past the deadline: a disarmed deadline never fires
+        assert not quiet.fired
     finally:
         a.close()
         b.close()
     with pytest.raises(ClientError, match="positive number"):
         SocketDeadline(0)
+
+
+def drive(plan, dialect, answers):
+    """Run the steps of ``plan`` with canned rows; returns the steps sent and what the request came to."""
+    gen = plans.steps(plan, dialect, "SELECT aurora_db_instance_identifier()")
+    sent = []
+    try:
+        step = next(gen)
+        while True:
+            sent.append(step)
+            step = gen.send(answers.get(step.sql))
+    except StopIteration as done:
+        return sent, done.value
+
+
+def test_steps_of_a_write_wrap_it_in_a_transaction_and_identify_before_commit():
+    ident = "SELECT (SELECT aurora_db_instance_identifier()), pg_backend_pid()"
+    sent, done = drive(plans.write_plan(POSTGRES, 7), POSTGRES, {ident: [("instance-2", 4242)]})
+    assert [s.sql for s in sent] == ["BEGIN", 'INSERT INTO "harness_writes" (id) VALUES (%s)', ident, "COMMIT"]
+    assert [s.stage for s in sent] == [Stage.IN_TRANSACTION] * 3 + [Stage.COMMIT]
+    assert (done.value, done.node, done.backend) == (7, "instance-2", 4242)
+
+
+def test_trailing_identity_requests_send_the_sql_as_written_in_autocommit():
+    who = POSTGRES.who("SELECT aurora_db_instance_identifier()")
+    assert who == "aurora_db_instance_identifier(), pg_backend_pid()"
+    assert MYSQL.who("SELECT @@report_host") == "@@report_host, CONNECTION_ID()"
+    sql = f"SELECT count(*), {who} FROM t"
+    plan = plans.request_plan("backend_count", sql, result=lambda row: int(row[0]))
+    assert plan.identify is Identify.TRAILING and not plan.transaction
+    sent, done = drive(plan, POSTGRES, {sql: [(3, "instance-1", 99)]})
+    assert [(s.sql, s.stage) for s in sent] == [(sql, Stage.COMMIT)]
+    assert (done.value, done.node, done.backend) == (3, "instance-1", 99)
+    _, bare = drive(plans.request_plan("read", "SELECT 1", value="v"), POSTGRES, {"SELECT 1": [(1,)]})
+    assert bare.value == "v" and bare.note == "no identity columns in the result"
+
+
+def test_a_plan_inside_an_open_transaction_neither_begins_nor_commits():
+    plan = plans.in_open_transaction(plans.read_state_plan(POSTGRES, "setting", "harness.tag"))
+    sent, done = drive(plan, POSTGRES, {"SELECT current_setting(%s, true)": [("x",)]})
+    assert "BEGIN" not in [s.sql for s in sent] and "COMMIT" not in [s.sql for s in sent]
+    assert all(s.stage is Stage.IN_TRANSACTION for s in sent)
+    assert done.value == {"kind": "setting", "name": "harness.tag", "value": "x"}
+
+
+def test_session_state_sql_comes_from_the_dialect():
+    assert dialect_for("postgres") is POSTGRES and dialect_for("mysql") is MYSQL
+    with pytest.raises(ClientError, match="unknown engine"):
+        dialect_for("oracle")
+    assert POSTGRES.set_state("temp_table", "t_1", True).sql == 'CREATE TEMP TABLE IF NOT EXISTS "t_1" (x int)'
+    assert MYSQL.set_state("setting", "tag", "v") == Statement("SET @tag = %s", ("v",))
+    # PostgreSQL knows advisory locks by key: set, read and found locks are all recorded under it.
+    key = str(POSTGRES.state_label("advisory_lock", "c7"))
+    lock = plans.set_state_plan(POSTGRES, "advisory_lock", "c7")
+    assert lock.value["name"] == key and lock.statements[0].sql == "SELECT pg_try_advisory_lock(%s)"
+    assert lock.result([[(False,)]])["value"] is False, "a lock held elsewhere is reported, not waited for"
+    found = plans.find_state_plan(POSTGRES, "advisory_lock", "", "c7")
+    assert found.result([[([key],)]]) == {"kind": "advisory_lock", "name": key, "value": True}
+    assert found.result([[(["17", key],)]]) == {"kind": "advisory_lock", "name": "17", "value": True}
+    temp = plans.find_state_plan(POSTGRES, "temp_table", "harness_leak_t_", "harness_leak_t_c7")
+    assert temp.statements[0].params == ("harness\\_leak\\_t\\_%",)
+    assert temp.result([[([],)]]) == {"kind": "temp_table", "name": "harness_leak_t_c7", "value": False}
+    triggers, non_triggers = POSTGRES.pin_cases("w()")
+    assert triggers["SET"] == "SET statement_timeout = 60000; SELECT w()" and "SET LOCAL" in non_triggers
+    with pytest.raises(ClientError, match="no pinning cases"):
+        MYSQL.pin_cases("w()")

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from suites.workloads import Background, run_clients
+from suites.workloads import background_reads, run_clients
 
 
 def test_run_clients_returns_results_in_order_and_reraises_errors():
@@ -41,7 +41,7 @@ def test_run_clients_timeout_does_not_wait_for_hung_clients():
         release.set()
 
 
-class FakeSession:
+class FakeClient:
     """Reads succeed or fail as scripted; the connection drops when the script says so."""
 
     ids = itertools.count(1)
@@ -49,56 +49,76 @@ class FakeSession:
     def __init__(self, script: list[str]) -> None:
         self.process = f"c{next(self.ids)}"
         self.script = script
-        self.conn: object | None = object()
+        self.connected = False
+        self.connects = 0
         self.reads = 0
         self.closed = False
 
     def connect(self):
-        raise AssertionError("a broken session must be replaced, not reconnected under the same process id")
+        if self.connects:
+            raise AssertionError("a broken client must be replaced, not reconnected under the same process id")
+        self.connects += 1
+        self.connected = True
+        return SimpleNamespace(type=SimpleNamespace(value="ok"), ok=True)
 
-    def read(self):
+    def request(self, f, sql):
+        assert (f, sql) == ("read", "SELECT who()")
         self.reads += 1
         step = self.script.pop(0) if self.script else "ok"
         if step == "drop":
-            self.conn = None
-        return SimpleNamespace(type=SimpleNamespace(value="ok" if step == "ok" else "fail"))
+            self.connected = False
+        return SimpleNamespace(type=SimpleNamespace(value="ok" if step == "ok" else "fail"), ok=step == "ok")
 
     def close(self) -> None:
         self.closed = True
 
 
-class CountingBackground(Background):
-    def __init__(self, *args, stop_after_pauses: int, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.pauses = 0
-        self.stop_after = stop_after_pauses
+class FakeClients:
+    """The suites' client factory, making scripted clients."""
 
-    def _pause(self) -> None:
-        self.pauses += 1
-        if self.pauses >= self.stop_after:
-            self._stop.set()
+    who = "who()"
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def __call__(self, endpoint, **options):
+        assert endpoint == "writer" and options["connect"] is False
+        return self.make()
+
+
+def counting_background(make, *, stop_after_pauses: int):
+    """Background reads whose pauses are counted, stopping the loop after ``stop_after_pauses``."""
+    loop = background_reads(FakeClients(make), "writer", workers=1)
+    loop.pauses = 0
+
+    def pause(seconds: float) -> None:
+        if seconds:
+            loop.pauses += 1
+            if loop.pauses >= stop_after_pauses:
+                loop.stop_event.set()
+
+    loop._pause = pause
+    return loop
 
 
 def test_background_replaces_a_broken_session_with_a_new_one():
-    made: list[FakeSession] = []
+    made: list[FakeClient] = []
 
-    def make() -> FakeSession:
-        made.append(FakeSession(["ok", "drop"] if not made else ["fail"]))
+    def make() -> FakeClient:
+        made.append(FakeClient(["ok", "drop"] if not made else ["fail"]))
         return made[-1]
 
-    bg = CountingBackground(make, clients=1, stop_after_pauses=2)
+    bg = counting_background(make, stop_after_pauses=2)
     with bg:
-        for t in bg._threads:
-            t.join(timeout=10)
+        bg.join(timeout=10)
     assert len(made) == 2 and made[0].process != made[1].process
     assert all(s.closed for s in made)
 
 
 def test_background_pauses_after_a_failed_read_on_an_open_connection():
-    session = FakeSession(["fail"] * 10)
-    bg = CountingBackground(lambda: session, clients=1, stop_after_pauses=3)
+    session = FakeClient(["fail"] * 10)
+    bg = counting_background(lambda: session, stop_after_pauses=3)
     with bg:
-        for t in bg._threads:
-            t.join(timeout=10)
-    assert session.conn is not None
+        bg.join(timeout=10)
+    assert session.connected
     assert session.reads == bg.pauses == 3  # one pause after every failed read, no spinning

@@ -1,0 +1,77 @@
+"""What an engine contributes to a request: quoting, who served it, and session state.
+
+A dialect holds no connection and does no I/O; it only spells statements, so that the plans of
+:mod:`harness.clients.plans` stay engine-neutral and every statement is testable without a server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.clients.outcomes import Classifier
+from harness.clients.plans import ClientError, Statement, check_table_name
+
+
+class Dialect:
+    """One engine's spelling.  Subclasses set the class attributes and the state statements."""
+
+    engine: str
+    quote_char: str
+    backend_function: str
+    """Returns the backend connection id of the current session (``pg_backend_pid()``...)."""
+    table_options: str = ""
+    state_kinds: tuple[str, ...] = ()
+    classify: Classifier
+
+    def quote(self, name: str) -> str:
+        """A quoted identifier; names are restricted so no escaping is ever needed."""
+        return self.quote_char + check_table_name(name) + self.quote_char
+
+    def who(self, identity_query: str) -> str:
+        """Two select-list columns naming the serving instance and backend connection.
+
+        A query that only selects an expression (``SELECT aurora_db_instance_identifier()``) gives
+        the bare expression, so the SQL a suite sends reads as written by hand."""
+        upper = identity_query.upper()
+        if upper.startswith("SELECT ") and " FROM " not in upper and "," not in identity_query:
+            return f"{identity_query[len('SELECT '):].strip()}, {self.backend_function}"
+        return f"({identity_query}), {self.backend_function}"
+
+    def identity_sql(self, identity_query: str) -> str:
+        """One statement returning (instance id, backend connection id) of the current session."""
+        return f"SELECT ({identity_query}), {self.backend_function}"
+
+    def create_table_sql(self, quoted: str) -> str:
+        return f"CREATE TABLE IF NOT EXISTS {quoted} (id BIGINT PRIMARY KEY){self.table_options}"
+
+    # -- session state: the isolation checker's vocabulary ----------------------------------------
+    def _check_kind(self, kind: str) -> None:
+        if kind not in self.state_kinds:
+            raise self.unsupported(kind)
+
+    def unsupported(self, kind: str) -> ClientError:
+        return ClientError(f"unknown session state kind {kind!r}; known: {', '.join(self.state_kinds)}")
+
+    def state_label(self, kind: str, name: str) -> str:
+        """The name under which the server reports an object of ``kind`` (and the history records it)."""
+        return name
+
+    def set_state(self, kind: str, name: str, value: Any) -> Statement:
+        raise NotImplementedError
+
+    def read_state(self, kind: str, name: str) -> Statement:
+        raise NotImplementedError
+
+    def find_state(self, kind: str, prefix: str) -> Statement:
+        """One row, one column: the names of this session's objects of ``kind`` starting with ``prefix``."""
+        raise self.unsupported(kind)
+
+    def pin_cases(self, who: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Requests that must pin a session to its backend, and look-alikes that must not, by name.
+
+        Each is one batch whose last row ends with ``who``'s columns (a trailing-identity request)."""
+        raise ClientError(f"no pinning cases are known for {self.engine}")
+
+    def state_value(self, kind: str, raw: Any) -> Any:
+        """A read's raw column as the value recorded for the checker."""
+        return raw

@@ -1,0 +1,132 @@
+"""psycopg 3 adapters (PostgreSQL): one connection, sync or async.
+
+The connection is opened in autocommit mode and transactions are spelled out as ``BEGIN`` /
+``COMMIT`` statements, so the client always knows whether COMMIT had been sent when something broke.
+Automatic server-side prepared statements are off (``prepare_threshold=None``) unless asked for:
+through a transaction-mode pooler they would change what is being tested.  A statement string
+may hold several statements when it has no parameters (one simple-query batch); the rows handed
+back are those of the last result set that has rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from harness.clients.address import Address
+
+Rows = list[tuple[Any, ...]]
+
+
+def _connect_kwargs(address: Address, connect_timeout: float, options: dict[str, Any]) -> dict[str, Any]:
+    return {"host": address.host, "port": address.port, "user": address.user, "password": address.password,
+            "dbname": address.database, "autocommit": True, "connect_timeout": max(1, round(connect_timeout)),
+            "prepare_threshold": None, **options}
+
+
+def _must_close(conn: Any, timed_out: bool) -> bool:
+    return bool(timed_out or conn.broken)
+
+
+def _in_transaction(conn: Any) -> bool:
+    return conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+
+def _socket(conn: Any) -> int | None:
+    try:
+        return conn.pgconn.socket if conn is not None else None
+    except psycopg.Error:
+        return None
+
+
+class _PsycopgBase:
+    """What the sync and async adapters share: settings, state, and the socket for deadlines."""
+
+    errors = psycopg.Error
+
+    def __init__(self, address: Address, *, connect_timeout: float = 10, **options: Any) -> None:
+        self._kwargs = _connect_kwargs(address, connect_timeout, options)
+        self.conn: Any = None
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None and not self.conn.closed
+
+    def fileno(self) -> int | None:
+        return _socket(self.conn)
+
+
+class PsycopgConnection(_PsycopgBase):
+    """A blocking psycopg connection; ``options`` go to ``psycopg.connect``."""
+
+    def open(self) -> None:
+        self.conn = psycopg.connect(**self._kwargs)
+
+    def execute(self, sql: str, params: Any = None) -> Rows | None:
+        cur = self.conn.execute(sql, params)
+        rows: Rows | None = None
+        while True:
+            if cur.description is not None:
+                got = cur.fetchall()
+                if got or rows is None:
+                    rows = got
+            if not cur.nextset():
+                return rows
+
+    def settle(self, timed_out: bool) -> None:
+        """Leave the connection usable (rolled back) or closed - never half-way inside a transaction."""
+        if not self.connected:
+            return
+        if _must_close(self.conn, timed_out):
+            self.conn.close()
+            return
+        try:
+            if _in_transaction(self.conn):
+                self.conn.execute("ROLLBACK")
+        except psycopg.Error:
+            self.conn.close()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
+
+
+class AsyncPsycopgConnection(_PsycopgBase):
+    """The same on a psycopg ``AsyncConnection``, for many clients in one event loop."""
+
+    async def open(self) -> None:
+        self.conn = await psycopg.AsyncConnection.connect(**self._kwargs)
+
+    async def execute(self, sql: str, params: Any = None) -> Rows | None:
+        cur = await self.conn.execute(sql, params)
+        rows: Rows | None = None
+        while True:
+            if cur.description is not None:
+                got = await cur.fetchall()
+                if got or rows is None:
+                    rows = got
+            if not cur.nextset():
+                return rows
+
+    async def settle(self, timed_out: bool) -> None:
+        if not self.connected:
+            return
+        if _must_close(self.conn, timed_out):
+            await self.conn.close()
+            return
+        try:
+            if _in_transaction(self.conn):
+                await self.conn.execute("ROLLBACK")
+        except psycopg.Error:
+            await self.conn.close()
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            try:
+                await self.conn.close()
+            except psycopg.Error:
+                pass
