@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Self
 
 import psutil
 
@@ -34,7 +35,7 @@ class PeakRss:
     def peak_mb(self) -> float:
         return self.peak_bytes / (1024 * 1024)
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -15,7 +15,7 @@ from harness import __version__
 from harness.cli.standin import standin
 
 
-def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+def _sigterm_as_interrupt(signum, frame):  # the signal handler's signature
     # Turn SIGTERM into the same unwinding as Ctrl-C so context managers clean up what they started.
     raise KeyboardInterrupt
 

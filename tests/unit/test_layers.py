@@ -117,9 +117,10 @@ def _floor(module: str, floors: list[tuple[str, ...]]) -> int | None:
     best: tuple[int, int] | None = None
     for index, names in enumerate(floors):
         for name in names:
-            if module == name or (name not in ("harness", "reference_proxy") and module.startswith(name + ".")):
-                if best is None or len(name) > best[0]:
-                    best = (len(name), index)
+            matches = module == name or (
+                name not in ("harness", "reference_proxy") and module.startswith(name + "."))
+            if matches and (best is None or len(name) > best[0]):
+                best = (len(name), index)
     return None if best is None else best[1]
 
 
