@@ -23,6 +23,12 @@ from harness.history import History, Op, OpError, OpType
 PG_TEXT = "Timed-out waiting to acquire database connection."
 MYSQL_TEXT = "Timed-out waiting to acquire database connection"
 MYSQL_ERRNO = "9501"
+DOCUMENTED_ERRORS: dict[str, tuple[str | None, str]] = {
+    "postgres": (None, PG_TEXT),
+    "mysql": (MYSQL_ERRNO, MYSQL_TEXT),
+}
+"""Each engine's borrow-timeout error as RDS Proxy documents it: (error code that must match, or
+None when only the text is documented; exact text)."""
 DEFAULT_BORROW_TIMEOUT_S = 120.0
 """RDS Proxy's default ConnectionBorrowTimeout, used when the context does not say."""
 
@@ -34,14 +40,11 @@ def looks_like_borrow_timeout(error: OpError | None) -> bool:
 
 
 def has_documented_text(error: OpError, engine: str | None) -> bool:
+    """Whether ``error`` is the engine's documented borrow-timeout error (any engine's, when the
+    engine is not known)."""
     text = error.text.strip()
-    pg_ok = text == PG_TEXT
-    mysql_ok = text == MYSQL_TEXT and error.code == MYSQL_ERRNO
-    if engine == "postgres":
-        return pg_ok
-    if engine == "mysql":
-        return mysql_ok
-    return pg_ok or mysql_ok
+    candidates = [DOCUMENTED_ERRORS[engine]] if engine in DOCUMENTED_ERRORS else DOCUMENTED_ERRORS.values()
+    return any(text == documented and (code is None or error.code == code) for code, documented in candidates)
 
 
 class BorrowTimeoutChecker:

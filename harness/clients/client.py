@@ -50,6 +50,25 @@ SYNC_DRIVERS: dict[str, Any] = {"postgres": PsycopgConnection, "mysql": PyMySQLC
 ASYNC_DRIVERS: dict[str, Any] = {"postgres": AsyncPsycopgConnection}
 
 
+def query_value(address: Address, sql: str, *, connect_timeout: float = 5.0) -> Any:
+    """The first column of the first row of ``sql``, on a connection of its own, recorded nowhere.
+
+    For the harness's own look-ups (a server's ``max_connections``), not for workload: a look-up
+    is preparation, and a history holds only what the system under test was asked to do.  Raises
+    the driver's error, or ClientError when no row comes back."""
+    if address.engine not in SYNC_DRIVERS:
+        raise ClientError(f"no driver for {address.engine}: available for {', '.join(SYNC_DRIVERS)}")
+    connection = SYNC_DRIVERS[address.engine](address, connect_timeout=connect_timeout)
+    try:
+        connection.open()
+        rows = connection.execute(sql)
+    finally:
+        connection.close()
+    if not rows:
+        raise ClientError(f"{sql!r} returned no row on {address.endpoint}")
+    return as_text(rows[0][0])
+
+
 class _ClientBase:
     """What both clients hold: the address, dialect, recording, deadline and the plans they offer."""
 

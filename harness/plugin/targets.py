@@ -51,31 +51,17 @@ def pool_caps(target: Target) -> dict[str, int] | None:
 
 def server_max_connections(engine: str, instance: dict[str, Any], timeout: float = 5.0) -> int:
     """``max_connections`` of one instance, asked directly (``instance`` as in ``direct_instances``)."""
+    # Imported here: the plugin loads in every pytest run, the drivers only when a cap is needed.
+    from harness.clients.address import Address
+    from harness.clients.client import query_value
+    from harness.clients.dialects import dialect_for
+
     try:
-        if engine == "postgres":
-            import psycopg
-
-            with psycopg.connect(host=instance["host"], port=instance["port"], user=instance["user"],
-                                 password=instance["password"], dbname=instance["database"],
-                                 connect_timeout=max(1, round(timeout)), autocommit=True) as conn:
-                row = conn.execute("SHOW max_connections").fetchone()
-        else:
-            import pymysql
-
-            conn = pymysql.connect(host=instance["host"], port=instance["port"], user=instance["user"],
-                                   password=instance["password"], database=instance["database"],
-                                   connect_timeout=timeout, read_timeout=timeout)
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT @@max_connections")
-                    row = cur.fetchone()
-            finally:
-                conn.close()
-    except Exception as e:  # any driver error means "not known"
+        value = query_value(Address.of_instance(engine, instance), dialect_for(engine).max_connections_sql,
+                            connect_timeout=timeout)
+        return int(value)
+    except Exception as e:  # any driver error, or no number, means "not known"
         raise PluginError(f"cannot read max_connections of {instance.get('id')!r}: {e}") from e
-    if row is None:
-        raise PluginError(f"{instance.get('id')!r} returned no max_connections")
-    return int(row[0])
 
 
 def reader_weights(target: Target) -> dict[str, float] | None:

@@ -19,6 +19,8 @@ class Dialect:
     quote_char: str
     backend_function: str
     """Returns the backend connection id of the current session (``pg_backend_pid()``...)."""
+    max_connections_sql: str
+    """One row, one column: the server's connection limit, the base of a proxy's pool cap."""
     table_options: str = ""
     state_kinds: tuple[str, ...] = ()
     classify: Classifier

@@ -18,6 +18,7 @@ class MySQLDialect(Dialect):
     engine = "mysql"
     quote_char = "`"
     backend_function = "CONNECTION_ID()"
+    max_connections_sql = "SELECT @@max_connections"
     table_options = " ENGINE=InnoDB"
     state_kinds = ("setting", "advisory_lock")
     classify = staticmethod(classify_pymysql)

@@ -24,6 +24,7 @@ class PostgresDialect(Dialect):
     engine = "postgres"
     quote_char = '"'
     backend_function = "pg_backend_pid()"
+    max_connections_sql = "SHOW max_connections"
     state_kinds = ("setting", "temp_table", "prepared_statement", "advisory_lock", "listen")
     classify = staticmethod(classify_psycopg)
 
