@@ -75,7 +75,8 @@ _FIXED_SIZE = {
     ColumnType.TINY: 1, ColumnType.SHORT: 2, ColumnType.YEAR: 2, ColumnType.LONG: 4, ColumnType.INT24: 4,
     ColumnType.FLOAT: 4, ColumnType.LONGLONG: 8, ColumnType.DOUBLE: 8, ColumnType.NULL: 0,
 }
-_INT_SIZE = {t: n for t, n in _FIXED_SIZE.items() if t not in (ColumnType.FLOAT, ColumnType.DOUBLE, ColumnType.NULL)}
+_INT_SIZE = {t: n for t, n in _FIXED_SIZE.items()
+             if t not in (ColumnType.FLOAT, ColumnType.DOUBLE, ColumnType.NULL)}
 _TEMPORAL = frozenset((ColumnType.DATE, ColumnType.DATETIME, ColumnType.TIMESTAMP, ColumnType.TIME,
                        ColumnType.NEWDATE))
 _FLOAT = struct.Struct("<f")
@@ -110,7 +111,8 @@ def _write_value(column_type: int, raw: bytes) -> bytes:
     size = _FIXED_SIZE.get(column_type)  # type: ignore[call-overload]
     if size is not None:
         if len(raw) != size:
-            raise LocalProtocolError(f"a {ColumnType(column_type).name} value takes {size} bytes, not {len(raw)}")
+            raise LocalProtocolError(f"a {ColumnType(column_type).name} value takes {size} bytes, "
+                                     f"not {len(raw)}")
         return raw
     if column_type in _TEMPORAL:
         if len(raw) > 0xFF:
@@ -123,7 +125,8 @@ def encode_binary_value(column_type: int, value: object, unsigned: bool = False)
     """The raw binary-protocol bytes of a Python value (without the length prefix of the framing)."""
     try:
         if column_type in _INT_SIZE:
-            return int(value).to_bytes(_INT_SIZE[column_type], "little", signed=not unsigned)  # type: ignore[call-overload]
+            size = _INT_SIZE[column_type]  # type: ignore[index]
+            return int(value).to_bytes(size, "little", signed=not unsigned)  # type: ignore[call-overload]
         if column_type == ColumnType.FLOAT:
             return _FLOAT.pack(value)
         if column_type == ColumnType.DOUBLE:
@@ -139,7 +142,8 @@ def encode_binary_value(column_type: int, value: object, unsigned: bool = False)
 
 def _encode_temporal(value: object) -> bytes:
     if isinstance(value, datetime.datetime):
-        out = fixed_int(value.year, 2) + bytes((value.month, value.day, value.hour, value.minute, value.second))
+        out = fixed_int(value.year, 2) + bytes((value.month, value.day, value.hour, value.minute,
+                                                value.second))
         return out + fixed_int(value.microsecond, 4) if value.microsecond else out
     if isinstance(value, datetime.date):
         return fixed_int(value.year, 2) + bytes((value.month, value.day))
@@ -243,7 +247,8 @@ class BinaryRow:
         if r.u8() != 0:
             raise ProtocolViolation("binary row: header is not 0x00")
         bitmap = r.raw((len(column_types) + 9) // 8)
-        values = tuple(None if _is_null(bitmap, i, 2) else _read_value(r, t) for i, t in enumerate(column_types))
+        values = tuple(None if _is_null(bitmap, i, 2) else _read_value(r, t)
+                       for i, t in enumerate(column_types))
         r.end()
         return cls(values)
 
@@ -283,7 +288,8 @@ class ExecuteParameters:
             types = previous_types
         else:
             raise ProtocolViolation("COM_STMT_EXECUTE: parameter types were never sent for this statement")
-        values = tuple(None if _is_null(bitmap, i, 0) else _read_value(r, t) for i, (t, _) in enumerate(types))
+        values = tuple(None if _is_null(bitmap, i, 0) else _read_value(r, t)
+                       for i, (t, _) in enumerate(types))
         r.end()
         return cls(types, values, bool(sent))
 
@@ -295,4 +301,5 @@ class ExecuteParameters:
         out = null_bitmap([v is None for v in self.values], 0) + bytes((int(self.types_sent),))
         if self.types_sent:
             out += b"".join(bytes((t, UNSIGNED_PARAMETER_FLAG if u else 0)) for t, u in self.types)
-        return out + b"".join(_write_value(t, v) for (t, _), v in zip(self.types, self.values) if v is not None)
+        return out + b"".join(_write_value(t, v) for (t, _), v in zip(self.types, self.values)
+                              if v is not None)

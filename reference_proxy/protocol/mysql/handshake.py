@@ -102,7 +102,8 @@ class HandshakeV10:
             raise LocalProtocolError("HandshakeV10: auth plugin data too long")
         reserved = b"\0" * 6 + (b"\0" * 4 if caps & Capability.LONG_PASSWORD
                                 else fixed_int(self.mariadb_capabilities, 4))
-        out = (bytes((PROTOCOL_VERSION_10,)) + nul_string(self.server_version) + fixed_int(self.connection_id, 4)
+        out = (bytes((PROTOCOL_VERSION_10,)) + nul_string(self.server_version)
+               + fixed_int(self.connection_id, 4)
                + self.auth_plugin_data[:8] + b"\0" + fixed_int(caps & 0xFFFF, 2)
                + fixed_int(self.character_set, 1) + fixed_int(self.status_flags, 2)
                + fixed_int(caps >> 16, 2) + bytes((data_len,)) + reserved)
@@ -121,7 +122,8 @@ def decode_greeting(payload: bytes) -> HandshakeV10 | ErrPacket:
     return HandshakeV10.decode(payload)
 
 
-def _fixed_head(capabilities: int, max_packet_size: int, character_set: int, mariadb_capabilities: int) -> bytes:
+def _fixed_head(capabilities: int, max_packet_size: int, character_set: int,
+                mariadb_capabilities: int) -> bytes:
     filler = b"\0" * (_FILLER - 4) + (b"\0" * 4 if capabilities & Capability.LONG_PASSWORD
                                       else fixed_int(mariadb_capabilities, 4))
     return (fixed_int(capabilities, 4) + fixed_int(max_packet_size, 4) + fixed_int(character_set, 1)
@@ -197,7 +199,8 @@ class HandshakeResponse41:
             while block.remaining():
                 attributes.append((block.lenenc_text(), block.lenenc_text()))
         r.end()
-        return cls(caps, username, auth, database, plugin, tuple(attributes), max_packet, charset, mariadb_caps)
+        return cls(caps, username, auth, database, plugin, tuple(attributes), max_packet, charset,
+                   mariadb_caps)
 
     def encode(self) -> bytes:
         caps = self.capabilities

@@ -156,7 +156,8 @@ class ResponseTracker:
     def feed(self, payload: bytes) -> PacketRole:
         """Account for the next server payload; returns what it was. Raises ProtocolViolation."""
         if self._state is _State.DONE:
-            raise ProtocolViolation(f"server sent a packet after the complete reply to command {self.command:#04x}")
+            raise ProtocolViolation(f"server sent a packet after the complete reply to command "
+                                    f"{self.command:#04x}")
         if not payload:
             raise ProtocolViolation("server sent an empty packet")
         self.awaiting_client = False
@@ -309,7 +310,8 @@ class ResponseReader:
     def __init__(self, command: int, capabilities: int, *, max_payload: int = DEFAULT_MAX_PAYLOAD,
                  command_sequence_id: int = 0, validate_rows: bool = True) -> None:
         self.tracker = ResponseTracker(command, capabilities, validate_rows=validate_rows)
-        self._reader = PacketReader(max_payload, what="server", expected_sequence=(command_sequence_id + 1) & 0xFF)
+        self._reader = PacketReader(max_payload, what="server",
+                                    expected_sequence=(command_sequence_id + 1) & 0xFF)
         self._broken: ProtocolViolation | None = None
 
     @property

@@ -203,7 +203,8 @@ class LocalInfileRequest:
         return b"\xfb" + encode_text(self.filename)
 
 
-def decode_response(payload: bytes, capabilities: int = 0) -> OkPacket | ErrPacket | EofPacket | LocalInfileRequest:
+def decode_response(payload: bytes, capabilities: int = 0
+                    ) -> OkPacket | ErrPacket | EofPacket | LocalInfileRequest:
     """A reply whose kind is told by its first byte. Raises ProtocolViolation for anything else."""
     if not payload:
         raise ProtocolViolation("empty reply packet")

@@ -11,7 +11,8 @@ from reference_proxy.protocol.mysql import Capability, ProtocolViolation, Server
 
 CLIENT_CAPS = (Capability.LONG_PASSWORD | Capability.LONG_FLAG | Capability.PROTOCOL_41
                | Capability.TRANSACTIONS | Capability.SECURE_CONNECTION | Capability.MULTI_RESULTS
-               | Capability.PLUGIN_AUTH | Capability.CONNECT_ATTRS | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA)
+               | Capability.PLUGIN_AUTH | Capability.CONNECT_ATTRS
+               | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA)
 
 SCRAMBLE = b"abcdefghijklmnopqrst"
 
@@ -61,8 +62,9 @@ def test_handshake_response_round_trips_and_fields():
         "mysql_native_password", (("_client_name", "pymysql"), ("program_name", "é")), 1 << 24, 45)
     assert my.decode_client_handshake(full.encode()) == full
     assert full.attribute("program_name") == "é" and full.attribute("nope") is None
-    short = my.HandshakeResponse41(Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION | Capability.LONG_PASSWORD,
-                                   "root", b"\x01" * 20)
+    short = my.HandshakeResponse41(
+        Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION | Capability.LONG_PASSWORD, "root",
+        b"\x01" * 20)
     assert my.HandshakeResponse41.decode(short.encode()) == short
     old = my.HandshakeResponse41(Capability.PROTOCOL_41 | Capability.LONG_PASSWORD, "u", b"secret")
     assert my.HandshakeResponse41.decode(old.encode()) == old
@@ -72,8 +74,10 @@ def test_handshake_response_round_trips_and_fields():
 
 
 def test_handshake_response_byte_fixture():
-    caps = Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION | Capability.CONNECT_WITH_DB | Capability.PLUGIN_AUTH
-    wire = my.HandshakeResponse41(caps, "bob", b"\xaa\xbb", "db", "mysql_native_password", (), 0x01000000, 33).encode()
+    caps = (Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION | Capability.CONNECT_WITH_DB
+            | Capability.PLUGIN_AUTH)
+    wire = my.HandshakeResponse41(caps, "bob", b"\xaa\xbb", "db", "mysql_native_password", (), 0x01000000,
+                                  33).encode()
     assert wire == (bytes.fromhex("08820800" "00000001" "21") + b"\0" * 23 + b"bob\0" + b"\x02\xaa\xbb"
                     + b"db\0" + b"mysql_native_password\0")
 
@@ -106,7 +110,8 @@ def test_bad_handshakes_are_1043(payload, code):
 def test_scrambles_match_known_vectors():
     nonce = b"12345678901234567890"
     assert my.native_password_scramble(b"secret", nonce).hex() == "0f8b9033e0897c0a8338ebe3dea9010dda47ab56"
-    assert my.native_password_scramble("secret", nonce + b"\0") == my.native_password_scramble("secret", nonce)
+    with_nul = my.native_password_scramble("secret", nonce + b"\0")
+    assert with_nul == my.native_password_scramble("secret", nonce)
     assert my.caching_sha2_scramble(b"secret", nonce).hex() == (
         "51ecd6dedbd34d5445c0a190d4f51acf0d23b94db66c91f3f789faa9193751cd")
     assert my.native_password_scramble("", nonce) == b"" == my.caching_sha2_scramble("", nonce)
@@ -292,7 +297,8 @@ def test_binary_value_errors():
 
 def test_execute_parameters():
     types = ((my.ColumnType.LONGLONG, True), (my.ColumnType.VAR_STRING, False), (my.ColumnType.NULL, False))
-    params = my.ExecuteParameters(types, (my.encode_binary_value(my.ColumnType.LONGLONG, 7, True), b"abc", None))
+    seven = my.encode_binary_value(my.ColumnType.LONGLONG, 7, True)
+    params = my.ExecuteParameters(types, (seven, b"abc", None))
     block = params.encode()
     assert block == bytes.fromhex("04 01 0880 fd00 0600") + (7).to_bytes(8, "little") + b"\x03abc"
     execute = my.ComStmtExecute(1, 0, 1, block)

@@ -7,7 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference_proxy.protocol.mysql as my
-from reference_proxy.protocol.mysql import MAX_PACKET_PAYLOAD, NEED_DATA, PacketReader, PacketSplitter, ProtocolViolation
+from reference_proxy.protocol.mysql import (
+    MAX_PACKET_PAYLOAD,
+    NEED_DATA,
+    PacketReader,
+    PacketSplitter,
+    ProtocolViolation,
+)
 
 
 def test_small_packet_bytes():
@@ -66,7 +72,7 @@ def test_reader_checks_sequence_ids_and_size():
 
 def test_reader_follows_on_and_resets_per_command():
     reader = PacketReader(expected_sequence=0, what="client")
-    first, seq = my.encode_packet(my.ComQuery.from_sql("select 1").encode(), 0)
+    first, _ = my.encode_packet(my.ComQuery.from_sql("select 1").encode(), 0)
     reader.receive_data(first)
     assert reader.next_packet() == my.Packet(0, b"\x03select 1")
     assert reader.expected_sequence == 1

@@ -29,7 +29,8 @@ AUTOCOMMIT = ServerStatus.AUTOCOMMIT
 MORE = ServerStatus.MORE_RESULTS_EXISTS
 IN_TRANS = ServerStatus.IN_TRANS
 
-COLUMNS = [my.ColumnDefinition41("id", my.ColumnType.LONGLONG), my.ColumnDefinition41("v", my.ColumnType.VAR_STRING)]
+COLUMNS = [my.ColumnDefinition41("id", my.ColumnType.LONGLONG),
+           my.ColumnDefinition41("v", my.ColumnType.VAR_STRING)]
 
 
 def _text_result(caps: int, rows: int, status: int) -> list[bytes]:
@@ -146,7 +147,8 @@ def test_binary_result_set(caps):
     if not caps & Capability.DEPRECATE_EOF:
         out.append(my.EofPacket().encode())
     out.append(my.BinaryRow(((42).to_bytes(8, "little"), None)).encode(types))
-    out.append(my.OkPacket(header=0xFE).encode() if caps & Capability.DEPRECATE_EOF else my.EofPacket().encode())
+    deprecated = caps & Capability.DEPRECATE_EOF
+    out.append(my.OkPacket(header=0xFE).encode() if deprecated else my.EofPacket().encode())
     t = ResponseTracker(Command.STMT_EXECUTE, caps)
     assert _feed_all(t, out)[-2:] == [R.ROW, R.TERMINATOR] and t.done
     bad = ResponseTracker(Command.STMT_EXECUTE, caps)
@@ -157,12 +159,13 @@ def test_binary_result_set(caps):
 
 def test_execute_with_cursor_ends_after_metadata_and_fetch_reads_rows():
     t = ResponseTracker(Command.STMT_EXECUTE, CLASSIC)
-    _feed_all(t, [b"\x01", COLUMNS[0].encode(), my.EofPacket(0, AUTOCOMMIT | ServerStatus.CURSOR_EXISTS).encode()])
+    cursor_open = my.EofPacket(0, AUTOCOMMIT | ServerStatus.CURSOR_EXISTS).encode()
+    _feed_all(t, [b"\x01", COLUMNS[0].encode(), cursor_open])
     assert t.done
     fetch = ResponseTracker(Command.STMT_FETCH, CLASSIC, column_types=(my.ColumnType.LONGLONG,))
     row = my.BinaryRow(((1).to_bytes(8, "little"),)).encode((my.ColumnType.LONGLONG,))
-    assert _feed_all(fetch, [row, row, my.EofPacket(0, AUTOCOMMIT | ServerStatus.LAST_ROW_SENT).encode()])[-1] \
-        is R.TERMINATOR
+    last = my.EofPacket(0, AUTOCOMMIT | ServerStatus.LAST_ROW_SENT).encode()
+    assert _feed_all(fetch, [row, row, last])[-1] is R.TERMINATOR
     assert fetch.done
 
 
@@ -293,8 +296,8 @@ _DECODERS = [
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.sampled_from(range(len(_DECODERS))), st.binary(max_size=120), st.sampled_from([b"", b"\x0a", b"\x11",
-                                                                                      b"\x17", b"\x00", b"\xfe"]))
+@given(st.sampled_from(range(len(_DECODERS))), st.binary(max_size=120),
+       st.sampled_from([b"", b"\x0a", b"\x11", b"\x17", b"\x00", b"\xfe"]))
 def test_fuzz_decoders_raise_only_protocol_violation(which, data, prefix):
     try:
         _DECODERS[which](prefix + data)
