@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from reference_proxy.protocol.mysql.binary import ExecuteParameters
 from reference_proxy.protocol.mysql.errors import ProtocolViolation
@@ -31,6 +31,7 @@ from reference_proxy.protocol.mysql.wire import (
 __all__ = [
     "CURSOR_TYPE_NO_CURSOR",
     "LAST_PREPARED_STATEMENT",
+    "ClientCommand",
     "ComChangeUser",
     "ComFieldList",
     "ComInitDb",
@@ -338,7 +339,7 @@ class _StatementIdCommand:
     statement_id: int
 
     @classmethod
-    def decode(cls, payload: bytes, capabilities: int = 0):  # type: ignore[no-untyped-def]
+    def decode(cls, payload: bytes, capabilities: int = 0) -> Self:
         r = _reader(payload, cls.COMMAND)
         statement_id = r.u32()
         r.end()
@@ -392,16 +393,21 @@ class OtherCommand:
         return bytes((self.command,)) + self.body
 
 
-_COMMANDS = {c.COMMAND: c for c in (
+ClientCommand = (ComQuit | ComPing | ComResetConnection | ComQuery | ComInitDb | ComFieldList | ComSetOption
+                 | ComChangeUser | ComStmtPrepare | ComStmtExecute | ComStmtSendLongData | ComStmtClose
+                 | ComStmtReset | ComStmtFetch | OtherCommand)
+"""Anything :func:`decode_command` returns."""
+
+_COMMANDS: dict[int, type[ClientCommand]] = {c.COMMAND: c for c in (
     ComQuit, ComPing, ComResetConnection, ComQuery, ComInitDb, ComFieldList, ComSetOption, ComChangeUser,
     ComStmtPrepare, ComStmtExecute, ComStmtSendLongData, ComStmtClose, ComStmtReset, ComStmtFetch)}
 
 
-def decode_command(payload: bytes, capabilities: int = 0):  # type: ignore[no-untyped-def]
+def decode_command(payload: bytes, capabilities: int = 0) -> ClientCommand:
     """Decode one command packet's payload; an unmodelled command byte gives :class:`OtherCommand`."""
     if not payload:
         raise ProtocolViolation("empty command packet")
-    cls = _COMMANDS.get(payload[0])  # type: ignore[call-overload]
+    cls = _COMMANDS.get(payload[0])
     if cls is None:
         return OtherCommand(payload[0], bytes(payload[1:]))
     return cls.decode(payload, capabilities)

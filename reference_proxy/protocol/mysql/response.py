@@ -24,7 +24,13 @@ from reference_proxy.protocol.mysql.binary import BinaryRow, StmtPrepareOk
 from reference_proxy.protocol.mysql.commands import Command
 from reference_proxy.protocol.mysql.errors import ProtocolViolation
 from reference_proxy.protocol.mysql.flags import Capability, ServerStatus
-from reference_proxy.protocol.mysql.framing import DEFAULT_MAX_PAYLOAD, NEED_DATA, Packet, PacketReader
+from reference_proxy.protocol.mysql.framing import (
+    DEFAULT_MAX_PAYLOAD,
+    NEED_DATA,
+    Packet,
+    PacketReader,
+    _NeedData,
+)
 from reference_proxy.protocol.mysql.responses import (
     EOF_HEADER,
     ERR_HEADER,
@@ -57,6 +63,7 @@ class ReplyShape(enum.Enum):
     ROWS = "rows"              # COM_STMT_FETCH: binary rows, then a terminator
     STATUS = "status"          # one OK / ERR (EOF for COM_SET_OPTION)
     AUTH = "auth"              # COM_CHANGE_USER: an auth exchange ending in OK / ERR
+    TEXT = "text"              # COM_STATISTICS: one human-readable string packet
     NONE = "none"              # COM_QUIT, COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA: no reply
 
 
@@ -67,6 +74,7 @@ _SHAPES = {
     Command.FIELD_LIST: ReplyShape.FIELD_LIST,
     Command.STMT_FETCH: ReplyShape.ROWS,
     Command.CHANGE_USER: ReplyShape.AUTH,
+    Command.STATISTICS: ReplyShape.TEXT,
     Command.QUIT: ReplyShape.NONE,
     Command.STMT_CLOSE: ReplyShape.NONE,
     Command.STMT_SEND_LONG_DATA: ReplyShape.NONE,
@@ -95,6 +103,7 @@ class PacketRole(enum.Enum):
     TERMINATOR = "terminator"              # end of rows: an EOF, or an OK with header 0xFE
     AUTH_SWITCH = "auth_switch"
     AUTH_MORE_DATA = "auth_more_data"
+    TEXT = "text"                          # the string that answers COM_STATISTICS
 
 
 class _State(enum.Enum):
@@ -170,6 +179,9 @@ class ResponseTracker:
             self._state = _State.DONE
             return PacketRole.ERR
         state = self._state
+        if self.shape is ReplyShape.TEXT:
+            self._state = _State.DONE
+            return PacketRole.TEXT
         if self.shape is ReplyShape.AUTH:
             return self._auth(payload)
         if state is _State.FIRST or state is _State.LOCAL_INFILE_DONE:
@@ -333,7 +345,7 @@ class ResponseReader:
         """Bytes after the reply (there should be none: a server does not speak unasked)."""
         return self._reader.take_buffered()
 
-    def next_packet(self) -> tuple[Packet, PacketRole] | object:
+    def next_packet(self) -> tuple[Packet, PacketRole] | _NeedData:
         """The next packet of the reply and its role, or NEED_DATA. Raises ProtocolViolation."""
         if self._broken is not None:
             raise self._broken
@@ -341,9 +353,8 @@ class ResponseReader:
             return NEED_DATA
         try:
             packet = self._reader.next_packet()
-            if packet is NEED_DATA:
+            if isinstance(packet, _NeedData):
                 return NEED_DATA
-            assert isinstance(packet, Packet)
             role = self.tracker.feed(packet.payload)
         except ProtocolViolation as e:
             self._broken = e

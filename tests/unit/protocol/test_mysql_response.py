@@ -188,6 +188,11 @@ def test_status_replies(command):
         ResponseTracker(command, CLASSIC).feed(b"\x02")
 
 
+def test_statistics_answers_one_string():
+    t = ResponseTracker(Command.STATISTICS, CLASSIC)
+    assert t.feed(b"Uptime: 5  Threads: 1  Questions: 2") is R.TEXT and t.done and t.status_flags is None
+
+
 def test_set_option_answers_eof_or_its_ok():
     t = ResponseTracker(Command.SET_OPTION, CLASSIC)
     assert t.feed(my.EofPacket().encode()) is R.EOF and t.done
