@@ -4,6 +4,10 @@ of length-encoded strings (0xFB for NULL), then a terminator.
 Without CLIENT_DEPRECATE_EOF an EOF follows the column definitions and another ends the rows; with
 it, the first is gone and the rows end with an OK whose header is 0xFE.  Binary result sets (from
 COM_STMT_EXECUTE) share the count and definitions and differ only in their rows (see ``binary``).
+
+MariaDB's EXTENDED_METADATA and CACHE_METADATA extensions change these packets; they are offered only
+to clients that clear capability bit 0, so a proxy that keeps it set never sees them (the column
+count still tolerates CACHE_METADATA's trailing byte).
 """
 
 from __future__ import annotations
