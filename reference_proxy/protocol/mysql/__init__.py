@@ -17,7 +17,7 @@ Layout, one module per message family:
                    COM_SET_OPTION, COM_FIELD_LIST and the COM_STMT_* family
 * ``resultset``    column count, ColumnDefinition41, text rows
 * ``binary``       column types, PREPARE_OK, binary rows, COM_STMT_EXECUTE parameters
-* ``response``     :class:`ResponseTracker` / :class:`ResponseReader`: when a reply is complete and
+* ``reply``        :class:`ResponseTracker` / :class:`ResponseReader`: when a reply is complete and
                    the status it ends with, which decides when a backend may go back to the pool
 
 Malformed peer input raises :class:`ProtocolViolation`, carrying the error code and SQLSTATE of the
@@ -31,7 +31,7 @@ from reference_proxy.protocol.mysql.errors import *
 from reference_proxy.protocol.mysql.flags import *
 from reference_proxy.protocol.mysql.framing import *
 from reference_proxy.protocol.mysql.handshake import *
-from reference_proxy.protocol.mysql.response import *
+from reference_proxy.protocol.mysql.reply import *
 from reference_proxy.protocol.mysql.responses import *
 from reference_proxy.protocol.mysql.resultset import *
 from reference_proxy.protocol.mysql.wire import *
