@@ -1,8 +1,9 @@
 """The MySQL engine's backend connections and topology probe against a real MariaDB stand-in.
 
 The connections are the proxy's own (the engine's codec over asyncio streams, no driver); PyMySQL
-appears only as the independent observer that checks what the server saw.  The probe tests run a
-1+1 cluster through a failover, polling with a deadline.
+appears only as the independent observer that checks what the server saw.  The tests share one
+1+1 cluster; the last one fails it over and watches the topology monitor, driving the MySQL probe,
+find the new writer by polling.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import pytest
 
 from harness import process
 from harness.standins.mysql.cluster import SEARCH_DIRS, MySQLCluster
-from reference_proxy.contracts import BackendConnectFailed, BackendCredentials, InstanceAddress, PoolKey
+from reference_proxy.contracts import BackendConnectFailed, BackendCredentials, InstanceAddress, PoolKey, Role
 from reference_proxy.engines.mysql.backend import MySQLBackend, MySQLBackendFactory, MySQLConnectFailed
 from reference_proxy.engines.mysql.probe import MySQLProbe
 from reference_proxy.protocol.mysql import ServerStatus
-from reference_proxy.topology import ProbeFailed
+from reference_proxy.routing import Router
+from reference_proxy.topology import ProbeFailed, TopologyMonitor
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.mysql,
@@ -195,48 +197,57 @@ def test_a_failing_init_query_fails_the_connect(cluster):
     assert failed.value.error_code == 1146 and "InitQuery" in str(failed.value)
 
 
-# -- the topology probe --------------------------------------------------------------------------
-def test_probe_reports_roles_ids_and_follows_a_failover():
-    with MySQLCluster(readers=1) as cluster:
-        probes = {i.id: MySQLProbe(address_of(cluster, i.id), user=cluster.user, password=cluster.password,
-                                   database="postgres", connect_timeout=2.0, query_timeout=1.0)
-                  for i in cluster.instances}
+# -- the topology probe (the failover test comes last: it changes the shared cluster's roles) --------
+def probe_of(cluster: MySQLCluster, instance_id: str) -> MySQLProbe:
+    # "postgres" is the [monitor] database default; the MySQL probe needs no schema and ignores it.
+    return MySQLProbe(address_of(cluster, instance_id), user=cluster.user, password=cluster.password,
+                      database="postgres", connect_timeout=2.0, query_timeout=1.0)
 
-        async def roles() -> dict[str, tuple[str | None, bool]]:
-            out = {}
-            for instance_id, probe in probes.items():
-                result = await probe.poll()
-                out[instance_id] = (result.reported_id, result.in_recovery)
-            return out
 
-        async def until_roles(expected, timeout: float = 30.0):
-            deadline = time.monotonic() + timeout
-            last: object = None
-            while time.monotonic() < deadline:
-                try:
-                    last = await roles()
-                    if last == expected:
-                        return last
-                except ProbeFailed as e:  # while an instance changes role
-                    last = e
-                await asyncio.sleep(0.05)
-            pytest.fail(f"timed out waiting for roles {expected}; last seen {last!r}")
-
-        async def scenario():
+@pytest.mark.shares_cluster
+def test_probe_reports_roles_ids_and_reader_lag(cluster):
+    async def scenario():
+        results = {}
+        for inst in cluster.instances:
+            probe = probe_of(cluster, inst.id)
             try:
-                first = await roles()
-                reader = await probes["instance-2"].poll()
-                await asyncio.to_thread(cluster.failover, "instance-2")
-                await until_roles({"instance-1": ("instance-1", True), "instance-2": ("instance-2", False)})
-                return first, reader
+                results[inst.id] = (await probe.poll(), await probe.poll())
             finally:
-                for probe in probes.values():
-                    await probe.close()
+                await probe.close()
+        return results
 
-        first, reader = asyncio.run(scenario())
-        assert first == {"instance-1": ("instance-1", False), "instance-2": ("instance-2", True)}
-        assert reader.wal_position is None
-        assert reader.replay_age is not None and reader.replay_age >= 0  # Seconds_Behind_Master
+    results = asyncio.run(scenario())
+    writer, reader = cluster.writer.id, cluster.readers[0].id
+    for instance_id, (first, second) in results.items():
+        assert first.reported_id == second.reported_id == instance_id
+        assert first.in_recovery is second.in_recovery is (instance_id == reader)
+        assert first.wal_position is None
+    assert results[writer][0].replay_age is None
+    assert results[reader][0].replay_age is not None and results[reader][0].replay_age >= 0
+
+
+@pytest.mark.shares_cluster
+def test_monitor_with_the_probe_follows_a_failover(cluster):
+    addresses = [address_of(cluster, i.id) for i in cluster.instances]
+    router = Router(addresses)
+    old, new = cluster.writer.id, cluster.readers[0].id
+
+    async def expect(monitor: TopologyMonitor, predicate, what: str, timeout: float = 10.0) -> None:
+        if not await monitor.wait_for(predicate, timeout):
+            pytest.fail(f"the monitor did not see {what} within {timeout:.0f}s; it sees: {monitor.snapshot(0)}")
+
+    async def scenario() -> None:
+        monitor = TopologyMonitor(addresses, lambda a: probe_of(cluster, a.id), router, None,
+                                  interval=0.5, fast_interval=0.05, poll_timeout=3.0)
+        async with monitor:
+            assert monitor.roles == {old: Role.WRITER, new: Role.READER}
+            assert all(view.identity_ok for view in monitor.core.views.values())
+            await asyncio.to_thread(cluster.failover, new)
+            await expect(monitor, lambda core: core.writer == new, f"{new} accepted as writer")
+            await expect(monitor, lambda core: core.roles[old] is Role.READER, f"{old} back as a reader")
+            assert router.choose_writer().id == new
+
+    asyncio.run(scenario())
 
 
 def test_probe_fails_cleanly_when_the_instance_is_unreachable():
