@@ -137,19 +137,21 @@ def test_reset_clears_session_state_and_returns_to_the_key_schema(cluster):
 def test_tracked_variables_of_the_key_survive_a_reset(cluster):
     async def scenario():
         key = PoolKey(cluster.writer.id, cluster.user, cluster.database,
-                      (("time_zone", "+02:00"), ("sql_select_limit", "7")))
+                      (("time_zone", "+02:00"), ("sql_select_limit", "7"), ("autocommit", "OFF")))
         backend = await factory_for(cluster)(key, address_of(cluster, cluster.writer.id))
         try:
-            before = (await backend.query("SELECT @@session.time_zone, @@session.sql_select_limit")).rows
+            before = (await backend.query("SELECT @@session.time_zone, @@session.sql_select_limit, "
+                                           "@@session.autocommit")).rows
             await backend.query("SET time_zone = '+05:00'")
             assert await backend.reset()
-            after = (await backend.query("SELECT @@session.time_zone, @@session.sql_select_limit")).rows
+            after = (await backend.query("SELECT @@session.time_zone, @@session.sql_select_limit, "
+                                         "@@session.autocommit")).rows
             return before, after
         finally:
             await backend.close()
 
     before, after = asyncio.run(scenario())
-    assert before == after == (("+02:00", "7"),)
+    assert before == after == (("+02:00", "7", "0"),)
 
 
 @pytest.mark.shares_cluster

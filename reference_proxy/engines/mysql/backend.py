@@ -72,8 +72,8 @@ __all__ = [
     "MySQLConnectFailed",
     "QueryResult",
     "auth_answer",
+    "connect_and_log_in",
     "negotiate_capabilities",
-    "open_connection",
     "rsa_encrypted_password",
     "session_setup_sql",
 ]
@@ -510,7 +510,7 @@ class MySQLBackend:
                 await self.writer.wait_closed()
 
 
-async def open_connection(key: PoolKey, address: InstanceAddress, credentials: BackendCredentials, *,
+async def connect_and_log_in(key: PoolKey, address: InstanceAddress, credentials: BackendCredentials, *,
                           init_query: str | None = None, connect_timeout: float = 10.0,
                           io_timeout: float = 30.0, program_name: str = PROGRAM_NAME) -> MySQLBackend:
     """Connect to ``address`` and log in as ``credentials`` into ``key.database``; InitQuery and the
@@ -562,7 +562,7 @@ class MySQLBackendFactory:
         if creds is None:
             raise MySQLConnectFailed(f"This RDS proxy has no credentials for the role {key.user}. Check "
                                      f"the credentials for this role and try again.", 1045, "28000")
-        backend = await open_connection(key, address, creds, init_query=self._init_query(),
+        backend = await connect_and_log_in(key, address, creds, init_query=self._init_query(),
                                         connect_timeout=self._connect_timeout, io_timeout=self._io_timeout)
         try:
             await backend.run_session_setup()

@@ -25,7 +25,7 @@ on MySQL) and a client-side timeout keep a stuck server from holding the monitor
 from __future__ import annotations
 
 from reference_proxy.contracts import BackendConnectFailed, BackendCredentials, InstanceAddress, PoolKey
-from reference_proxy.engines.mysql.backend import MySQLBackend, QueryResult, open_connection
+from reference_proxy.engines.mysql.backend import MySQLBackend, QueryResult, connect_and_log_in
 from reference_proxy.protocol.mysql import ProtocolViolation
 from reference_proxy.topology.events import ProbeFailed, ProbeResult
 
@@ -124,7 +124,7 @@ class MySQLProbe:
     async def _connect(self) -> MySQLBackend:
         key = PoolKey(self.address.id, self.user, self.database)
         try:
-            conn = await open_connection(key, self.address, BackendCredentials(self.user, self.password),
+            conn = await connect_and_log_in(key, self.address, BackendCredentials(self.user, self.password),
                                          connect_timeout=self.connect_timeout, io_timeout=self.query_timeout,
                                          program_name=PROGRAM_NAME)
         except BackendConnectFailed as e:

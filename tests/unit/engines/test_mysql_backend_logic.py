@@ -19,8 +19,8 @@ from reference_proxy.engines.mysql.backend import (
     MySQLConnectFailed,
     QueryResult,
     auth_answer,
+    connect_and_log_in,
     negotiate_capabilities,
-    open_connection,
     rsa_encrypted_password,
     session_setup_sql,
 )
@@ -185,7 +185,7 @@ async def login_against(server: ScriptedServer) -> None:
     listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     try:
-        backend = await open_connection(PoolKey("fake", "app", "appdb"), InstanceAddress("fake", "127.0.0.1", port),
+        backend = await connect_and_log_in(PoolKey("fake", "app", "appdb"), InstanceAddress("fake", "127.0.0.1", port),
                                         BackendCredentials("app", PASSWORD), connect_timeout=5.0, io_timeout=5.0)
         await backend.close()
     finally:
