@@ -8,7 +8,8 @@ as the pool key's user to the key's schema with the capability set the proxy rel
 its databases, so the password never travels in clear), runs InitQuery, then applies the key's
 tracked variables so that the session starts as the pool partition promises.  ``reset()`` sends
 COM_RESET_CONNECTION, selects the key's schema again (the reset keeps the one chosen with USE) and
-replays InitQuery and the tracked variables (the reset sets session variables back to global).
+replays InitQuery and the tracked variables (the reset sets session variables back to global), all
+pipelined in one write, so a reset costs one round trip.
 
 The same connection serves the engine's own needs on the harness side of the proxy: reading
 ``@@max_connections`` for the pool cap, and the topology probe (:mod:`.probe`), through the small
@@ -71,6 +72,7 @@ __all__ = [
     "MySQLBackendFactory",
     "MySQLConnectFailed",
     "QueryResult",
+    "Reply",
     "auth_answer",
     "connect_and_log_in",
     "negotiate_capabilities",
@@ -252,6 +254,18 @@ class QueryResult:
         return [dict(zip(self.columns, row, strict=False)) for row in self.rows]
 
 
+SetupCommand = ComQuery | ComInitDb | ComResetConnection
+"""The commands the proxy sends on its own behalf (never the relayed ones)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One command's whole reply: the tracker that followed it and each packet with its role."""
+
+    tracker: ResponseTracker
+    packets: list[tuple[bytes, PacketRole]]
+
+
 def _has_unread_input(reader: asyncio.StreamReader) -> bool:
     """Bytes or an end of stream received but not read; StreamReader offers no public test."""
     return bool(getattr(reader, "_buffer", b"")) or bool(getattr(reader, "_eof", False))
@@ -329,38 +343,45 @@ class MySQLBackend:
                 raise ConnectionError("the database closed the connection")
             packets.receive_data(data)
 
-    async def _round_trip(self, command: ComQuery | ComInitDb | ComResetConnection
-                          ) -> tuple[ResponseTracker, list[tuple[bytes, PacketRole]]]:
-        """Send one command at sequence 0 and read its whole reply.  Any failure leaves the
-        connection's state unknown, so it is marked unusable before the error goes up."""
+    async def _exchange(self, *commands: SetupCommand) -> list[Reply]:
+        """Send ``commands`` in one write and read their replies in order (a server answers
+        pipelined commands one after the other, each reply starting at sequence 1).  Any failure
+        leaves the connection's state unknown, so it is marked unusable before the error goes up."""
+        replies: list[Reply] = []
         try:
-            payload = command.encode(self.capabilities)
-            self._send(payload, 0)
-            reply = ResponseReader(payload[0], self.capabilities)
-            packets: list[tuple[bytes, PacketRole]] = []
+            payloads = [command.encode(self.capabilities) for command in commands]
+            for payload in payloads:
+                self._send(payload, 0)
+            leftover = b""
             async with asyncio.timeout(self._io_timeout):
                 await self.writer.drain()
-                while not reply.done:
-                    item = reply.next_packet()
-                    if not isinstance(item, tuple):
-                        data = await self.reader.read(READ_SIZE)
-                        if not data:
-                            raise ConnectionError("the database closed the connection")
-                        reply.receive_data(data)
-                        continue
-                    packet, role = item
-                    if reply.tracker.awaiting_client:
-                        raise ProtocolViolation(f"the database asked for client input ({role.value}) in "
-                                                f"reply to command {payload[0]:#04x}")
-                    packets.append((packet.payload, role))
-            if reply.buffered:
+                for payload in payloads:
+                    reply = ResponseReader(payload[0], self.capabilities)
+                    reply.receive_data(leftover)
+                    packets: list[tuple[bytes, PacketRole]] = []
+                    while not reply.done:
+                        item = reply.next_packet()
+                        if not isinstance(item, tuple):
+                            data = await self.reader.read(READ_SIZE)
+                            if not data:
+                                raise ConnectionError("the database closed the connection")
+                            reply.receive_data(data)
+                            continue
+                        packet, role = item
+                        if reply.tracker.awaiting_client:
+                            raise ProtocolViolation(f"the database asked for client input ({role.value}) "
+                                                    f"in reply to command {payload[0]:#04x}")
+                        packets.append((packet.payload, role))
+                    leftover = reply.take_buffered()
+                    if reply.status_flags is not None:
+                        self.status_flags = reply.status_flags
+                    replies.append(Reply(reply.tracker, packets))
+            if leftover:
                 raise ProtocolViolation("the database sent bytes after a complete reply")
         except BaseException:
             self._usable = False
             raise
-        if reply.status_flags is not None:
-            self.status_flags = reply.status_flags
-        return reply.tracker, packets
+        return replies
 
     # -- login -----------------------------------------------------------------------------------
     async def login(self, user: str, password: str, database: str, *,
@@ -438,7 +459,8 @@ class MySQLBackend:
     async def query(self, sql: str) -> QueryResult:
         """Run ``sql`` with the text protocol and read the reply as text (see :class:`QueryResult`).
         Raises OSError, TimeoutError or ProtocolViolation, after which the connection is unusable."""
-        tracker, packets = await self._round_trip(ComQuery.from_sql(sql))
+        (reply,) = await self._exchange(ComQuery.from_sql(sql))
+        tracker, packets = reply.tracker, reply.packets
         columns: list[str] = []
         rows: list[tuple[str | None, ...]] = []
         result_sets = affected = 0
@@ -460,40 +482,54 @@ class MySQLBackend:
         """First column of the first row of ``sql``; None on an error or no rows."""
         return (await self.query(sql)).value()
 
-    async def run_session_setup(self) -> None:
-        """InitQuery, then the pool key's tracked variables (the client's settings come later in its
-        own story, so they win).  Raises MySQLConnectFailed when either fails."""
+    def _setup_statements(self) -> list[tuple[str, str]]:
+        """(what, SQL) for InitQuery, then the pool key's tracked variables (the client's settings
+        come later in its own story, so they win).  Raises MySQLConnectFailed for a variant that
+        cannot be written as SQL."""
         try:
             variables = session_setup_sql(self.key.variant)
         except ValueError as e:
             raise MySQLConnectFailed(f"cannot prepare a session for {self.key}: {e}", CR_SERVER_LOST) from None
-        for what, sql in (("InitQuery", self._init_query), ("tracked variables", variables)):
-            if not sql:
-                continue
-            result = await self.query(sql)
-            if result.error is not None:
-                raise MySQLConnectFailed(f"{what} failed on instance {self.address.id}: "
-                                         f"{result.error.message}", result.error.error_code,
-                                         result.error.sqlstate or "HY000", result.error.message)
+        return [(what, sql) for what, sql in (("InitQuery", self._init_query), ("tracked variables", variables))
+                if sql]
+
+    def _check_setup(self, statements: list[tuple[str, str]], replies: list[Reply]) -> None:
+        for (what, _), reply in zip(statements, replies, strict=True):
+            error = reply.tracker.error
+            if error is not None:
+                raise MySQLConnectFailed(f"{what} failed on instance {self.address.id}: {error.message}",
+                                         error.error_code, error.sqlstate or "HY000", error.message)
         if self.status_flags & ServerStatus.IN_TRANS:
             raise MySQLConnectFailed(f"still in a transaction after the session set-up on {self.address.id}",
                                      CR_SERVER_LOST)
 
+    async def run_session_setup(self) -> None:
+        """InitQuery, then the pool key's tracked variables, in one round trip.  Raises
+        MySQLConnectFailed when either fails."""
+        statements = self._setup_statements()
+        if statements:
+            replies = await self._exchange(*(ComQuery.from_sql(sql) for _, sql in statements))
+            self._check_setup(statements, replies)
+
     async def reset(self) -> bool:
-        """COM_RESET_CONNECTION, the key's schema again, then InitQuery and tracked variables;
-        False (close it) if anything fails."""
+        """COM_RESET_CONNECTION, the key's schema again, then InitQuery and tracked variables, all
+        in one round trip; False (close it) if anything fails.  When the reset itself fails the
+        commands after it ran on an unreset session, which is closed anyway."""
         if not self.is_usable():
             return False
         try:
-            tracker, _ = await self._round_trip(ComResetConnection())
-            if tracker.error is not None:
-                log.info("%r: COM_RESET_CONNECTION failed: %s", self, tracker.error.message)
-                return False
+            statements = self._setup_statements()
+            commands: list[SetupCommand] = [ComResetConnection()]
             if self.key.database:
-                tracker, _ = await self._round_trip(ComInitDb(self.key.database))
-                if tracker.error is not None:
+                commands.append(ComInitDb(self.key.database))
+            commands += [ComQuery.from_sql(sql) for _, sql in statements]
+            replies = await self._exchange(*commands)
+            own = len(commands) - len(statements)
+            for command, reply in zip(commands[:own], replies[:own], strict=True):
+                if reply.tracker.error is not None:
+                    log.info("%r: %s failed: %s", self, type(command).__name__, reply.tracker.error.message)
                     return False
-            await self.run_session_setup()
+            self._check_setup(statements, replies[own:])
             return True
         except (OSError, ProtocolViolation, BackendConnectFailed, TimeoutError):
             self._usable = False
