@@ -254,7 +254,7 @@ class QueryResult:
         return [dict(zip(self.columns, row, strict=False)) for row in self.rows]
 
 
-SetupCommand = ComQuery | ComInitDb | ComResetConnection
+OwnCommand = ComQuery | ComInitDb | ComResetConnection
 """The commands the proxy sends on its own behalf (never the relayed ones)."""
 
 
@@ -343,7 +343,7 @@ class MySQLBackend:
                 raise ConnectionError("the database closed the connection")
             packets.receive_data(data)
 
-    async def _exchange(self, *commands: SetupCommand) -> list[Reply]:
+    async def _exchange(self, *commands: OwnCommand) -> list[Reply]:
         """Send ``commands`` in one write and read their replies in order (a server answers
         pipelined commands one after the other, each reply starting at sequence 1).  Any failure
         leaves the connection's state unknown, so it is marked unusable before the error goes up."""
@@ -519,7 +519,7 @@ class MySQLBackend:
             return False
         try:
             statements = self._setup_statements()
-            commands: list[SetupCommand] = [ComResetConnection()]
+            commands: list[OwnCommand] = [ComResetConnection()]
             if self.key.database:
                 commands.append(ComInitDb(self.key.database))
             commands += [ComQuery.from_sql(sql) for _, sql in statements]
