@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pymysql import _auth as pymysql_auth
 
 from reference_proxy.contracts import ClientCredential
@@ -320,6 +322,15 @@ def test_a_changed_secret_misses_the_fast_path_cache():
     assert "TLS" in refused(events).message  # a cache miss: full path needed, refused over plaintext
 
 
+def test_cache_forgets_a_user():
+    cache = Sha2FastPathCache()
+    stored = StoredPassword.from_secret("s-secret")
+    cache.remember("sha2", stored, b"s-secret")
+    cache.remember("other", stored, b"s-secret")
+    cache.forget("sha2")
+    assert cache.lookup("sha2", stored) is None and cache.lookup("other", stored) is not None
+
+
 def test_public_key_request_is_refused():
     auth = ClientAuthenticator("sha2", USERS["sha2"], nonce=NONCE_SOURCE, client_host="h", tls=True,
                                sha2_cache=Sha2FastPathCache())
@@ -421,3 +432,52 @@ def test_a_hurried_first_command_stays_buffered():
     events = login.receive_data(response("native", native("n-secret")) + encode_packet(b"\x0e", 0)[0])
     assert isinstance(events[-1], Authenticated)
     assert login.take_buffered() == b"\x01\x00\x00\x00\x0e"
+
+
+# ------------------------------------------------------------------------------------------- fuzz
+
+def drive(login: ClientLogin, chunks: list[bytes]) -> list:
+    """Feed ``chunks``, carrying out StartTls as a caller would; returns every event."""
+    events: list = []
+    for chunk in chunks:
+        if login.finished:
+            break
+        new = login.receive_data(chunk)
+        if any(isinstance(e, StartTls) for e in new):
+            login.tls_started()
+        events += new
+    return events
+
+
+def check_outcome(events: list) -> None:
+    assert all(isinstance(e, (SendToClient, StartTls, Authenticated, Refused)) for e in events)
+    ends = [e for e in events if isinstance(e, (Authenticated, Refused))]
+    assert len(ends) <= 1 and (not ends or events[-1] is ends[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=120), max_size=5), st.sampled_from(sorted(USERS)), st.booleans(),
+       st.booleans())
+def test_fuzz_framed_packets_end_in_events_never_exceptions(payloads, user, tls, valid_first):
+    """Random packets at the right sequence ids, after a valid response or instead of one."""
+    if valid_first:
+        payloads = [response(user, native("n-secret"))[4:], *payloads]
+    login = started(tls=tls)
+    check_outcome(drive(login, [encode_packet(p, seq)[0] for seq, p in enumerate(payloads, start=1)]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.integers(min_value=1, max_value=40))
+def test_fuzz_raw_bytes_end_in_events_never_exceptions(data, chunk):
+    login = started(tls=True)
+    check_outcome(drive(login, [data[i:i + chunk] for i in range(0, len(data), chunk)]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(USERS)), st.integers(min_value=0, max_value=200), st.binary(max_size=40))
+def test_fuzz_damaged_responses_end_in_events_never_exceptions(user, cut, answer):
+    payload = response(user, sha2("s-secret"), plugin=CACHING_SHA2_PASSWORD, database="db",
+                       attributes=(("k", "v"),))[4:]
+    login = started(tls=True)
+    check_outcome(drive(login, [encode_packet(payload[:cut], 1)[0], encode_packet(answer, 3)[0],
+                                encode_packet(answer, 5)[0]]))
