@@ -18,6 +18,9 @@ SHA1(SHA1(password)), as ``mysql.user`` shows it), so that a secret need not hol
 itself.  Either proves a native scramble and a full caching_sha2 authentication; the fast path's
 SHA-256 hash comes from the cache.
 
+An AuthSwitchRequest carries the greeting's nonce again rather than a new one, as MySQL and MariaDB
+servers do: drivers answer whichever nonce the switch names, and the proxy need track only one.
+
 Failures carry MySQL's "Access denied" (1045, SQLSTATE 28000), with the client's host as the server
 would name it; an unknown user and a wrong password read the same.
 """

@@ -39,7 +39,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reference_proxy.contracts import ClientCredential
+from reference_proxy.contracts import ClientCredential, ProxyError
 from reference_proxy.engines.mysql.auth import AuthFailed, ClientAuthenticator, Sha2FastPathCache
 from reference_proxy.protocol.mysql import (
     ER_HANDSHAKE_ERROR,
@@ -105,7 +105,8 @@ OFFERED_CAPABILITIES = (
     | Capability.REMEMBER_OPTIONS)
 """What the greeting offers (plus SSL when TLS is configured); see the module docstring."""
 
-_NEVER_NEGOTIATED = Capability.COMPRESS | Capability.ZSTD_COMPRESSION
+_COMPRESSION = Capability.COMPRESS | Capability.ZSTD_COMPRESSION
+_NEVER_OFFERED = _COMPRESSION | Capability.LOCAL_FILES
 
 
 def make_nonce(random_bytes: Callable[[int], bytes]) -> bytes:
@@ -175,7 +176,7 @@ class Refused:
 LoginEvent = SendToClient | StartTls | Authenticated | Refused
 
 
-class _RequestRefused(Exception):
+class _RequestRefused(ProxyError):
     """A well-formed request the proxy declines (not an authentication failure)."""
 
     def __init__(self, message: str, error_code: int, sqlstate: str) -> None:
@@ -189,7 +190,9 @@ class ClientLogin:
     ``credentials(user)`` gives the user's ClientCredential, None for an unknown user.
     ``client_host`` is how error texts name the client ('user'@'host').  ``tls_available`` says a TLS
     context is configured (SSL is offered); ``status_flags`` go in the final OK, and should be what
-    the session starts with.
+    the session starts with.  ``offered_capabilities`` never gain COMPRESS or LOCAL_FILES.  ``nonce``
+    stays readable after the login: a later COM_CHANGE_USER answers the same nonce, and a
+    ClientAuthenticator built with it checks that answer.
     """
 
     def __init__(self, *, credentials: Callable[[str], ClientCredential | None], client_host: str,
@@ -203,7 +206,7 @@ class ClientLogin:
         self._sha2_cache = sha2_cache
         self._require_tls = require_tls
         self._status_flags = status_flags
-        offered = offered_capabilities & ~_NEVER_NEGOTIATED
+        offered = offered_capabilities & ~_NEVER_OFFERED
         self.offered_capabilities = offered | Capability.SSL if tls_available else offered & ~Capability.SSL
         self.nonce = make_nonce(random_bytes)
         self._greeting = HandshakeV10(server_version, connection_id, self.nonce, self.offered_capabilities,
@@ -290,7 +293,7 @@ class ClientLogin:
 
     def _on_response(self, response: HandshakeResponse41, sequence_id: int) -> list[LoginEvent]:
         caps = response.capabilities
-        if caps & _NEVER_NEGOTIATED:
+        if caps & _COMPRESSION:
             raise ProtocolViolation("Bad handshake: this proxy does not support the compressed protocol; "
                                     "connect without compression", ER_HANDSHAKE_ERROR)
         if self._require_tls and not self.tls:

@@ -142,6 +142,14 @@ def test_greeting_offers_ssl_only_with_a_tls_context():
     assert not hello.capabilities & Capability.COMPRESS
 
 
+def test_compression_and_local_files_are_never_offered_even_when_asked():
+    login = ClientLogin(credentials=USERS.get, client_host="h", connection_id=1,
+                        sha2_cache=Sha2FastPathCache(), offered_capabilities=0xFFFFFFFF)
+    caps = HandshakeV10.decode(login.greeting().data[4:]).capabilities
+    never = Capability.COMPRESS | Capability.ZSTD_COMPRESSION | Capability.LOCAL_FILES | Capability.SSL
+    assert not caps & never
+
+
 def test_each_login_draws_a_fresh_nonce():
     draws = iter([bytes([7]) * 20, bytes([9]) * 20])
     nonces = {ClientLogin(credentials=USERS.get, client_host="h", connection_id=1,
