@@ -1,4 +1,5 @@
-"""The MySQL login logic against a real driver: PyMySQL logs in to a tiny asyncio server built on it.
+"""The MySQL login logic against real clients: PyMySQL and the ``mariadb`` command-line client (libmariadb)
+log in to a tiny asyncio server built on it.
 
 The server reads the login packets straight from the socket, one exact packet at a time, and hands
 the socket to asyncio's TLS (``connect_accepted_socket``) only when the login says so.  That way the
@@ -10,8 +11,10 @@ COM_PING and COM_QUERY with OK and closes on COM_QUIT: enough for PyMySQL to con
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -230,3 +233,29 @@ def test_require_tls_refuses_plaintext_with_3159():
         assert caught.value.args == (3159, "This RDS Proxy requires TLS connections.")
         with connect(server, "app", "app-secret", tls=True) as conn:
             conn.ping(reconnect=False)
+
+
+def mariadb_cli(server: LoginServer, user: str, password: str, *options: str) -> subprocess.CompletedProcess:
+    command = ["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{server.port}", f"-u{user}", f"-p{password}",
+               *options, "-e", "DO 1"]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("mariadb") is None,
+                    reason="the mariadb command-line client is not installed")
+def test_mariadb_cli_logs_in_with_both_plugins(server):
+    """libmariadb uses TLS when offered (its --ssl default) and sends a caching_sha2 password over it."""
+    assert mariadb_cli(server, "app", "app-secret").returncode == 0
+    assert mariadb_cli(server, "app", "app-secret", "--skip-ssl").returncode == 0
+    denied = mariadb_cli(server, "app", "wrong")
+    assert denied.returncode == 1
+    denied_text = "ERROR 1045 (28000): Access denied for user 'app'@'127.0.0.1' (using password: YES)"
+    assert denied_text in denied.stderr
+    needs_tls = mariadb_cli(server, "sha2", "sha2-secret", "--skip-ssl")
+    assert needs_tls.returncode == 1
+    assert "ERROR 1045 (28000)" in needs_tls.stderr and "TLS" in needs_tls.stderr
+    assert mariadb_cli(server, "sha2", "sha2-secret").returncode == 0
+    assert mariadb_cli(server, "sha2", "sha2-secret", "--skip-ssl").returncode == 0
+    assert [(type(o).__name__, getattr(o, "tls", None)) for o in server.outcomes] == [
+        ("Authenticated", True), ("Authenticated", False), ("Refused", None), ("Refused", None),
+        ("Authenticated", True), ("Authenticated", False)]
