@@ -26,6 +26,7 @@ __all__ = ["IMPLEMENTATIONS", "BackendFactoryConstructor", "ProxyEngine", "engin
 
 IMPLEMENTATIONS: dict[Engine, str] = {
     Engine.POSTGRES: "reference_proxy.engines.postgres",
+    Engine.MYSQL: "reference_proxy.engines.mysql",
 }
 """The package implementing each engine the proxy serves."""
 

@@ -1,6 +1,43 @@
-"""The MySQL engine (MariaDB and MySQL servers, Aurora MySQL): being built, not yet served.
+"""The MySQL engine (MariaDB and MySQL servers, Aurora MySQL): client sessions, backend connections,
+pinning and the topology probe, in the PostgreSQL engine's shape (:mod:`reference_proxy.engines.postgres`).
 
-The parts land here in the PostgreSQL engine's shape (:mod:`reference_proxy.engines.postgres`);
-the engine is offered by :func:`reference_proxy.engines.engine_for` once its sessions exist.
-The wire format is :mod:`reference_proxy.protocol.mysql`.
+* :mod:`.session` - one client session (login, then command-by-command relay) and the session
+  factory; :mod:`.tracking` follows replies and decides releases and pins, without I/O.
+* :mod:`.login`, :mod:`.auth` - the proxy's own login (mysql_native_password, caching_sha2_password,
+  TLS, RequireTLS).
+* :mod:`.backend` - backend connections and the pool's backend factory.
+* :mod:`.probe` - the topology monitor's probe of one instance.
+
+The wire format itself is :mod:`reference_proxy.protocol.mysql`.
 """
+
+from __future__ import annotations
+
+from reference_proxy.config import Engine
+from reference_proxy.engines import ProxyEngine
+from reference_proxy.engines.mysql.backend import MySQLBackendFactory
+from reference_proxy.engines.mysql.probe import MySQLProbe
+from reference_proxy.engines.mysql.session import MySQLSessions
+
+__all__ = ["ENGINE"]
+
+
+def _pins_nothing(sql: str) -> None:
+    """Until the engine has its SQL pin classifier, statement text pins nothing (binary prepared
+    statements still pin, in the session)."""
+    return None
+
+
+def _collapsed(sql: str) -> str:
+    """The statement with its whitespace collapsed, for pinning log lines."""
+    return " ".join(sql.split())
+
+
+ENGINE = ProxyEngine(
+    name=Engine.MYSQL,
+    sessions=MySQLSessions,
+    backends=MySQLBackendFactory,
+    classify=_pins_nothing,
+    digest=_collapsed,
+    probe=MySQLProbe,
+)

@@ -6,7 +6,8 @@ as the pool key's user to the key's schema with the capability set the proxy rel
 (:data:`BACKEND_CAPABILITIES`), answers ``mysql_native_password`` and ``caching_sha2_password``
 (fast path, or the full path through the server's RSA public key: the proxy does not speak TLS to
 its databases, so the password never travels in clear), runs InitQuery, then applies the key's
-tracked variables so that the session starts as the pool partition promises.  ``reset()`` sends
+tracked variables so that the session starts as the pool partition promises.  Session tracking is
+not asked for (see :data:`BACKEND_CAPABILITIES`), so replies relay to clients byte for byte.  ``reset()`` sends
 COM_RESET_CONNECTION, selects the key's schema again (the reset keeps the one chosen with USE) and
 replays InitQuery and the tracked variables (the reset sets session variables back to global), all
 pipelined in one write, so a reset costs one round trip.
@@ -124,14 +125,15 @@ BACKEND_CAPABILITIES = (
     | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
     # program_name, so the server's process list tells proxy connections apart.
     | Capability.CONNECT_ATTRS
-    # Session-state reports (schema, tracked system variables): how the proxy sees a client's
-    # tracked SETs; it strips them for clients that did not ask for them.
-    | Capability.SESSION_TRACK
 )
 # Left off on purpose:
 # * COMPRESS: changes the framing of the whole stream; the relay works on plain packets.
 # * LOCAL_FILES: a LOCAL INFILE request would make the server read a file from the proxy's host.
 # * SSL: backends are reached without TLS, like the PostgreSQL engine's.
+# * SESSION_TRACK: no client is offered it, and with it the server appends session-state reports
+#   to OK packets (flag 0x4000), which would then have to be stripped from every relayed OK.  Left
+#   off, OKs pass through unchanged; the session learns schema changes from COM_INIT_DB and USE
+#   themselves, and the pin classifier reads tracked SETs from the statement text.
 # * DEPRECATE_EOF: no client tested asks for it, so leaving it off lets most result sets pass
 #   unchanged; the session translates for a client that does.
 # * FOUND_ROWS, IGNORE_SPACE, INTERACTIVE, NO_SCHEMA, ODBC: per-client semantics (affected-row

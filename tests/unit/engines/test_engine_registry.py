@@ -30,7 +30,17 @@ def test_postgres_engine_supplies_its_parts():
     assert callable(engine.sessions) and callable(engine.backends) and callable(engine.probe)
 
 
-def test_every_configurable_engine_without_an_implementation_is_a_config_error_naming_the_served_ones():
+def test_mysql_engine_supplies_its_parts():
+    engine = engine_for(config("mysql"))
+    assert engine.name is Engine.MYSQL
+    assert engine.classify("SELECT 1") is None
+    assert callable(engine.sessions) and callable(engine.backends) and callable(engine.probe)
+
+
+def test_every_configurable_engine_without_an_implementation_is_a_config_error_naming_the_served_ones(
+        monkeypatch):
+    # Every engine the configuration knows is served now; take one away to see the refusal.
+    monkeypatch.delitem(IMPLEMENTATIONS, Engine.MYSQL)
     for name in (e for e in Engine if e not in IMPLEMENTATIONS):
         with pytest.raises(ConfigError) as info:
             engine_for(config(name.value))
@@ -38,8 +48,9 @@ def test_every_configurable_engine_without_an_implementation_is_a_config_error_n
         assert repr(name.value) in str(info.value) and "supported engines: 'postgres'" in str(info.value)
 
 
-def test_the_server_refuses_an_engine_it_does_not_serve():
+def test_the_server_refuses_an_engine_it_does_not_serve(monkeypatch):
     from reference_proxy.server import ProxyServer
 
+    monkeypatch.delitem(IMPLEMENTATIONS, Engine.MYSQL)
     with pytest.raises(ConfigError, match="supported engines"):
         ProxyServer(config("mysql"))

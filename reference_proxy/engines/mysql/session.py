@@ -1,0 +1,551 @@
+"""One MySQL client session: the proxy's own login, then command-by-command relay over pooled backends.
+
+Life of a session
+-----------------
+1. **Login** (no backend involved, :mod:`.login`): the proxy's greeting, TLS if the client asks
+   for it, the password checked against the proxy's own users.  MySQL clients send their TLS
+   ClientHello right after the SSLRequest without waiting for an answer, so when TLS is configured
+   the login reads whole packets straight from the socket (a stream reader could swallow the
+   ClientHello) and TLS starts on that socket as the server.
+2. **Instance**: the endpoint's router picks the instance (waiting out a failover up to the borrow
+   timeout); the pool key is instance, user, schema.
+3. **Commands**: COM_PING, COM_QUIT, COM_RESET_CONNECTION and COM_CHANGE_USER are answered by the
+   proxy.  Any other command borrows a backend if the session holds none (failover routing, the
+   borrow timeout answered with RDS's ``ERROR 9501``), goes to it, and its reply is relayed packet
+   by packet while a :class:`ReplyRelay` follows it.  After a complete reply the release rule of
+   :class:`SessionTracker` decides whether the backend goes back to the pool.
+4. **Pinning**: COM_STMT_PREPARE (statement ids live on one backend) and COM_QUERY text the engine's
+   classifier flags pin the session; the pin is logged once with its reason and digest.  A pinned
+   backend goes back DIRTY when the client leaves or resets, so the pool resets it with
+   COM_RESET_CONNECTION (or closes it) before anyone else gets it.
+5. **Schema**: COM_INIT_DB and ``USE`` change the pool key's schema for later borrows; the backend
+   that ran them goes back DIRTY (its reset selects its own key's schema again).
+
+Framing is identical on both sides (no compression, classic EOFs, no session tracking toward
+clients, and the backend is not asked for it either), so replies pass through byte for byte.
+LOCAL INFILE is never offered; a server that asks for a file anyway gets an empty one and the client
+an ERR.  A backend lost mid-command costs the client its connection, after an ERR saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from dataclasses import replace
+from typing import Any
+
+from reference_proxy.contracts import (
+    BackendConnectFailed,
+    BorrowTimeout,
+    InstanceAddress,
+    PoolKey,
+    ProxyError,
+    ReleaseState,
+)
+from reference_proxy.engines.mysql.auth import AuthFailed, ClientAuthenticator, Sha2FastPathCache
+from reference_proxy.engines.mysql.login import Authenticated, ClientLogin, Refused, SendToClient, StartTls
+from reference_proxy.engines.mysql.tracking import Pin, ReplyRelay, SessionTracker, schema_of_use
+from reference_proxy.protocol.mysql import (
+    DEFAULT_MAX_PAYLOAD,
+    HEADER_SIZE,
+    NEED_DATA,
+    Capability,
+    ComChangeUser,
+    Command,
+    ErrPacket,
+    OkPacket,
+    Packet,
+    PacketReader,
+    ProtocolViolation,
+    ReplyShape,
+    encode_packet,
+    next_sequence_id,
+    reply_shape,
+    text,
+)
+from reference_proxy.session_services import SessionServices
+
+__all__ = ["BORROW_TIMEOUT_CODE", "LOST_BACKEND_CODE", "MySQLClientSession", "MySQLSessions"]
+
+log = logging.getLogger("reference_proxy.engines.mysql.session")
+
+READ_SIZE = 65536
+BORROW_TIMEOUT_CODE = 9501
+"""RDS Proxy's ``ERROR 9501 (HY000): Timed-out waiting to acquire database connection``."""
+LOST_BACKEND_CODE = 2013
+"""MySQL's "Lost connection to server during query": drivers treat it as a dead connection."""
+SHUTDOWN_CODE = 1053
+ER_UNKNOWN_ERROR = 1105
+ER_NOT_SUPPORTED = 1235
+LOST_BACKEND_MESSAGE = ("Lost connection: the database connection to instance {instance} was lost (a failover, "
+                        "or the database shut down or crashed); reconnect to continue")
+LOCAL_INFILE_MESSAGE = "LOAD DATA LOCAL INFILE is not supported by this proxy"
+_QUERIES = (Command.QUERY, Command.STMT_EXECUTE)
+
+
+class MySQLSessions:
+    """The MySQL session factory: one per proxy, called once per accepted client.
+
+    Holds what the MySQL sessions of one proxy share besides :class:`SessionServices`: the
+    caching_sha2 fast-path cache and the largest packet accepted.
+    """
+
+    def __init__(self, services: SessionServices, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self.services = services
+        self.sha2_cache = Sha2FastPathCache()
+        self.max_payload = max_payload
+
+    def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: str,
+                 client_id: int) -> MySQLClientSession:
+        return MySQLClientSession(reader, writer, endpoint, self, client_id)
+
+
+class _SessionOver(Exception):
+    """Internal: the session has said its last word and must close."""
+
+
+class MySQLClientSession:
+    """Serves one client connection; see the module docstring. ``run()`` never raises."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: str,
+                 sessions: MySQLSessions, client_id: int) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.endpoint = endpoint
+        self.s = sessions.services
+        self.shared = sessions
+        self.client_id = client_id
+        self.tls = False
+        self.address: InstanceAddress | None = None
+        self.key: PoolKey | None = None
+        self.backend: Any = None
+        self.tracker = SessionTracker(self.s.classify)
+        self.capabilities = 0
+        self._login: ClientLogin | None = None
+        self._client_packets = PacketReader(sessions.max_payload, what="client", expected_sequence=None)
+        self._mid_reply = False
+        self._idle = False
+        self._set_up = False
+        self._drain_requested = False
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        m, ep = self.s.metrics, self.endpoint
+        m.inc("ClientConnectionsReceived", endpoint=ep)
+        m.gauge_add("ClientConnections", 1, endpoint=ep)
+        try:
+            authenticated = await self._log_in()
+            await self._choose_instance(authenticated)
+            await self._serve_commands()
+        except _SessionOver:
+            pass
+        except ProtocolViolation as e:
+            log.info("[proxyEndpoint=%s] [clientConnection=%s] protocol violation: %s", ep, self.client_id, e)
+            await self._say_error(e.error_code, e.sqlstate, e.message, 1)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError):
+            pass  # the client went away (or stalled its login); _finish decides what its backend is worth
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must cost one session, not the proxy
+            log.exception("[proxyEndpoint=%s] [clientConnection=%s] session failed", ep, self.client_id)
+            await self._say_error(ER_UNKNOWN_ERROR, "HY000", "Unknown error.", 1)
+        finally:
+            await self._finish()
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the session holds its backend connection until it disconnects or resets."""
+        return self.tracker.pinned
+
+    def request_drain(self) -> None:
+        """Shutdown: finish the current transaction (if any), then close the client."""
+        self._drain_requested = True
+        if self._idle and self.backend is None:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+    async def _finish(self) -> None:
+        m, ep = self.s.metrics, self.endpoint
+        if self.backend is not None:
+            self._release(self.tracker.release_state_if_client_leaves(self._mid_reply))
+        if self.address is not None:
+            with contextlib.suppress(Exception):
+                self.s.session_ended(self.address.id)
+        if self._set_up:
+            m.gauge_add("ClientConnectionsTLS" if self.tls else "ClientConnectionsNoTLS", -1, endpoint=ep)
+        m.gauge_add("ClientConnections", -1, endpoint=ep)
+        m.inc("ClientConnectionsClosed", endpoint=ep)
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            async with asyncio.timeout(2):
+                await self.writer.wait_closed()
+
+    # ---------------------------------------------------------------------------------- login
+
+    async def _log_in(self) -> Authenticated:
+        try:
+            async with asyncio.timeout(self.s.handshake_timeout):
+                return await self._login_exchange()
+        except TimeoutError:
+            log.info("[proxyEndpoint=%s] [clientConnection=%s] the client did not finish its login within "
+                     "%.0fs; closing", self.endpoint, self.client_id, self.s.handshake_timeout)
+            raise _SessionOver() from None
+
+    async def _login_exchange(self) -> Authenticated:
+        peer = self.writer.get_extra_info("peername")
+        login = self._login = ClientLogin(
+            credentials=self.s.credentials, client_host=peer[0] if peer else "localhost",
+            connection_id=self.client_id, sha2_cache=self.shared.sha2_cache,
+            tls_available=self.s.tls_context is not None, require_tls=self.s.require_tls,
+            random_bytes=self.s.token_bytes)
+        raw = self._take_socket() if self.s.tls_context is not None else None
+        pending = [login.greeting()]
+        while True:
+            for event in pending:
+                if isinstance(event, SendToClient):
+                    await self._write_login(raw, event.data)
+                elif isinstance(event, StartTls):
+                    if event.early_data or raw is None:
+                        raise ProtocolViolation("client data arrived before TLS could start")
+                    await self._attach(raw, self.s.tls_context)
+                    raw = None
+                    self.tls = True
+                    login.tls_started()
+                elif isinstance(event, Authenticated):
+                    if raw is not None:
+                        await self._attach(raw, None)
+                    self._client_packets.receive_data(login.take_buffered())
+                    self.capabilities = event.capabilities
+                    return event
+                elif isinstance(event, Refused):
+                    if event.auth_failure:
+                        self.s.metrics.inc("ClientConnectionsSetupFailedAuth", endpoint=self.endpoint)
+                    raise _SessionOver()
+            data = await (self._read_raw_packet(raw) if raw is not None else self.reader.read(READ_SIZE))
+            if not data:
+                raise _SessionOver()
+            pending = login.receive_data(data)
+
+    def _take_socket(self) -> socket.socket:
+        """The client's socket, taken from the stream the server opened (nothing was read from it
+        yet: the proxy speaks first), for exact reads until TLS starts."""
+        transport = self.writer.transport
+        transport.pause_reading()
+        sock = transport.get_extra_info("socket").dup()
+        transport.abort()  # closes the stream's own descriptor; the duplicate keeps the connection
+        sock.setblocking(False)
+        return sock
+
+    async def _read_raw_packet(self, sock: socket.socket) -> bytes:
+        """One whole packet (header included) from the socket, reading no byte past it."""
+        header = await self._recv_exactly(sock, HEADER_SIZE)
+        if len(header) < HEADER_SIZE:
+            return b""
+        size = int.from_bytes(header[:3], "little")
+        if size > self._client_packets.max_payload:
+            return header  # the login refuses the oversized packet from its header
+        body = await self._recv_exactly(sock, size)
+        return header + body if len(body) == size else b""
+
+    @staticmethod
+    async def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        data = bytearray()
+        while len(data) < size:
+            chunk = await loop.sock_recv(sock, size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return bytes(data)
+
+    async def _write_login(self, sock: socket.socket | None, data: bytes) -> None:
+        if sock is not None:
+            await asyncio.get_running_loop().sock_sendall(sock, data)
+        else:
+            self.writer.write(data)
+            await self.writer.drain()
+
+    async def _attach(self, sock: socket.socket, tls_context: ssl.SSLContext | None) -> None:
+        """Streams over the client's socket again, as the TLS server when ``tls_context`` is given."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2 ** 16, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: protocol, sock, ssl=tls_context,
+            ssl_handshake_timeout=self.s.handshake_timeout if tls_context is not None else None)
+        self.reader, self.writer = reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    async def _choose_instance(self, authenticated: Authenticated) -> None:
+        try:
+            if self.s.wait_for_instance is not None:
+                self.address = await self.s.wait_for_instance(self.endpoint)
+            else:
+                self.address = self.s.choose_instance(self.endpoint)
+        except BorrowTimeout:
+            await self._say_error(BORROW_TIMEOUT_CODE, "HY000", BorrowTimeout.TEXT, 0)
+            raise _SessionOver() from None
+        except ProxyError as e:
+            await self._say_error(BORROW_TIMEOUT_CODE, "HY000", str(e), 0)
+            raise _SessionOver() from None
+        self.key = PoolKey(self.address.id, authenticated.user, authenticated.database or "")
+        self._set_up = True
+        self.s.metrics.inc("ClientConnectionsSetupSucceeded", endpoint=self.endpoint)
+        self.s.metrics.gauge_add("ClientConnectionsTLS" if self.tls else "ClientConnectionsNoTLS", 1,
+                                 endpoint=self.endpoint)
+
+    # ------------------------------------------------------------------------------- commands
+
+    async def _next_client_packet(self) -> Packet | None:
+        packets = self._client_packets
+        while True:
+            packet = packets.next_packet()
+            if packet is not NEED_DATA:
+                return packet
+            self._idle = self.backend is None
+            try:
+                if self._drain_requested and self._idle:
+                    return None
+                data = await self.reader.read(READ_SIZE)
+            finally:
+                self._idle = False
+            if not data:
+                return None
+            packets.receive_data(data)
+
+    async def _serve_commands(self) -> None:
+        m, ep = self.s.metrics, self.endpoint
+        queries = m.counter("QueryRequests", endpoint=ep)
+        queries_tls = m.counter("QueryRequestsTLS" if self.tls else "QueryRequestsNoTLS", endpoint=ep)
+        while True:
+            packet = await self._next_client_packet()
+            if packet is None or not packet.payload:
+                return
+            payload = packet.payload
+            command = payload[0]
+            if command == Command.QUIT:
+                return
+            if command in _QUERIES:
+                queries.inc()
+                queries_tls.inc()
+            if command == Command.PING:
+                self._say_ok(1)
+            elif command == Command.RESET_CONNECTION:
+                self._reset_session()
+                self._say_ok(1)
+            elif command == Command.CHANGE_USER:
+                await self._change_user(payload)
+            elif command in (Command.STMT_CLOSE, Command.STMT_SEND_LONG_DATA) and self.backend is None:
+                pass  # no statement can exist without the pinned backend that prepared it
+            else:
+                await self._relay_command(command, payload)
+            await self.writer.drain()
+            if self._drain_requested and self.backend is None:
+                await self._say_error(SHUTDOWN_CODE, "08S01", "Server shutdown in progress", 0)
+                return
+
+    async def _relay_command(self, command: int, payload: bytes) -> None:
+        tracker = self.tracker
+        pin = tracker.pin_for(command, payload)
+        schema = None
+        if command == Command.INIT_DB:
+            schema = text(payload[1:])
+        elif command == Command.QUERY:
+            schema = schema_of_use(text(payload[1:]))
+        if self.backend is None and not await self._borrow():
+            return
+        backend = self.backend
+        if pin is not None:
+            tracker.pinned_by(pin)
+            self._pinned(pin)
+        if backend.transport.is_closing():
+            await self._backend_lost("the database connection closed before the command could be sent", 1)
+        backend.writer.write(encode_packet(payload, 0)[0])
+        if reply_shape(command) is ReplyShape.NONE:
+            return
+        relay = ReplyRelay(command, backend.capabilities, self.shared.max_payload)
+        await self._relay_reply(relay)
+        was_in_transaction = tracker.in_transaction
+        tracker.reply_done(relay.tracker.status_flags)
+        if schema is not None and relay.tracker.error is None and not relay.local_infile:
+            self.key = replace(self.key, database=schema)
+            tracker.schema_changed = True
+        if was_in_transaction != tracker.in_transaction:
+            with contextlib.suppress(ProxyError):
+                self.s.pool.mark_in_transaction(backend, tracker.in_transaction)
+        if tracker.at_release_point:
+            self._release(tracker.release_state())
+
+    async def _relay_reply(self, relay: ReplyRelay) -> None:
+        backend = self.backend
+        reader, client = backend.reader, self.writer
+        self._mid_reply = True
+        try:
+            await backend.writer.drain()
+            while not relay.done:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    await self._backend_lost("the database closed the connection", relay.next_sequence)
+                out = relay.feed(data)
+                if out:
+                    client.write(out)
+                    await client.drain()
+                if relay.local_infile:
+                    await self._refuse_local_infile(relay)
+                    break
+            if relay.buffered:
+                raise ProtocolViolation("the database sent bytes after a complete reply")
+        except (ConnectionError, OSError) as e:
+            await self._backend_lost(f"the database connection failed: {e}", relay.next_sequence)
+        except ProtocolViolation as e:
+            await self._backend_lost(f"the database broke the protocol: {e}", relay.next_sequence)
+        finally:
+            self._mid_reply = False
+
+    async def _refuse_local_infile(self, relay: ReplyRelay) -> None:
+        """The server asked for a client file, which the proxy never offered: send it an empty one,
+        swallow the rest of its reply and tell the client why instead."""
+        backend = self.backend
+        backend.writer.write(encode_packet(b"", next_sequence_id(relay.infile_sequence))[0])
+        await backend.writer.drain()
+        while not relay.done:
+            data = await backend.reader.read(READ_SIZE)
+            if not data:
+                await self._backend_lost("the database closed the connection", relay.infile_sequence)
+            relay.feed(data)
+        await self._say_error(ER_NOT_SUPPORTED, "42000", LOCAL_INFILE_MESSAGE, relay.infile_sequence, flush=False)
+
+    # --------------------------------------------------------------------- proxy's own answers
+
+    def _reset_session(self) -> None:
+        """COM_RESET_CONNECTION: the session starts afresh; a backend it held is reset by the pool."""
+        if self.backend is not None:
+            self._release(ReleaseState.DIRTY)
+        self.tracker.reset()
+
+    async def _change_user(self, payload: bytes) -> None:
+        """COM_CHANGE_USER, answered by the proxy: the new user proves its password against the
+        login's nonce; on success the session is reset and its pool key names the new user."""
+        request = ComChangeUser.decode(payload, self.capabilities)
+        login = self._login
+        assert login is not None
+        peer = self.writer.get_extra_info("peername")
+        auth = ClientAuthenticator(request.username, self.s.credentials(request.username), nonce=login.nonce,
+                                   client_host=peer[0] if peer else "localhost", tls=self.tls,
+                                   sha2_cache=self.shared.sha2_cache,
+                                   can_switch_plugin=bool(self.capabilities & Capability.PLUGIN_AUTH))
+        sequence = 1
+        try:
+            packets, done = auth.start(request.auth_plugin_name, request.auth_response)
+            while True:
+                out = bytearray()
+                for packet in packets:
+                    data, sequence = encode_packet(packet.encode(), sequence)
+                    out += data
+                self.writer.write(bytes(out))
+                if done:
+                    break
+                answer = await self._next_client_packet()
+                if answer is None:
+                    raise _SessionOver()
+                sequence = next_sequence_id(answer.sequence_id)
+                packets, done = auth.receive(answer.payload)
+        except AuthFailed as e:
+            self.s.metrics.inc("ClientConnectionsSetupFailedAuth", endpoint=self.endpoint)
+            await self._say_error(e.error_code, e.sqlstate, e.message, sequence, flush=False)
+            return
+        self._reset_session()
+        assert self.key is not None
+        self.key = replace(self.key, user=request.username, database=request.schema or "")
+        self._say_ok(sequence)
+
+    # ------------------------------------------------------------------------ borrow / release
+
+    async def _borrow(self) -> bool:
+        """Borrow a backend for this session's key; on failure the client gets an ERR (at sequence 1)."""
+        assert self.key is not None and self.address is not None
+        try:
+            backend = None
+            if self.s.acquire_now is not None:
+                with contextlib.suppress(ProxyError):
+                    backend = self.s.acquire_now(self.endpoint, self.key, self.address)
+            if backend is None:
+                if self.s.acquire is None:
+                    backend = await self.s.pool.borrow(self.key, self.address)
+                else:
+                    address, backend = await self.s.acquire(self.endpoint, self.key, self.address)
+                    if address.id != self.address.id:  # a failover moved this session
+                        self.address, self.key = address, replace(self.key, instance_id=address.id)
+        except BorrowTimeout as e:
+            log.info("[proxyEndpoint=%s] [clientConnection=%s] %s %s", self.endpoint, self.client_id,
+                     BorrowTimeout.TEXT, e.detail)
+            await self._say_error(BORROW_TIMEOUT_CODE, "HY000", BorrowTimeout.TEXT, 1)
+            return False
+        except BackendConnectFailed as e:
+            await self._say_error(getattr(e, "error_code", ER_UNKNOWN_ERROR), getattr(e, "sqlstate", "HY000"),
+                                  getattr(e, "server_message", str(e)), 1)
+            return False
+        except ProxyError as e:  # pool closed: the proxy is shutting down
+            await self._say_error(SHUTDOWN_CODE, "08S01", f"Server shutdown in progress: {e}", 1)
+            raise _SessionOver() from None
+        self.backend = backend
+        return True
+
+    def _release(self, state: ReleaseState) -> None:
+        backend, self.backend = self.backend, None
+        if state is ReleaseState.BROKEN:
+            with contextlib.suppress(Exception):
+                backend.mark_broken()
+        self.tracker.backend_released()
+        self.s.pool.release(backend, state)
+
+    async def _backend_lost(self, why: str, sequence: int) -> None:
+        """The held backend died under the client: say so in an ERR, report it, end the session.
+
+        The client's transaction or session state is gone with the backend, so carrying on silently
+        on another one would be wrong; RDS Proxy closes such clients too.
+        """
+        backend = self.backend
+        log.warning("[proxyEndpoint=%s] [clientConnection=%s] [dbConnection=%s] %s", self.endpoint,
+                    self.client_id, getattr(backend, "backend_id", "?"), why)
+        reason = getattr(backend, "abort_reason", None)  # set when the proxy cut it (failover)
+        message = reason
+        if backend is not None:
+            if message is None:
+                message = f"{LOST_BACKEND_MESSAGE.format(instance=backend.key.instance_id)} ({why})"
+            self._mid_reply = False
+            self._release(ReleaseState.BROKEN)
+            if self.s.backend_lost is not None and reason is None:
+                with contextlib.suppress(Exception):
+                    self.s.backend_lost(backend.key.instance_id, why)
+        await self._say_error(LOST_BACKEND_CODE, "HY000", message or "The database connection was lost.", sequence)
+        raise _SessionOver()
+
+    def _pinned(self, pin: Pin) -> None:
+        backend = self.backend
+        with contextlib.suppress(ProxyError):
+            self.s.pool.mark_pinned(backend)
+        self.s.metrics.inc("ClientSessionsPinned", endpoint=self.endpoint)
+        log.warning('[proxyEndpoint=%s] [clientConnection=%s] The client session was pinned to the database '
+                    "connection [dbConnection=%s] for the remainder of the session. The proxy can't reuse this "
+                    'connection until the session ends. Reason: %s Digest: "%s".', self.endpoint,
+                    self.client_id, getattr(backend, "backend_id", "?"), pin.reason, self.s.digest(pin.sql))
+
+    # -------------------------------------------------------------------------------- helpers
+
+    def _say_ok(self, sequence: int) -> None:
+        ok = OkPacket(status_flags=self.tracker.status_flags).encode(self.capabilities)
+        self.writer.write(encode_packet(ok, sequence)[0])
+
+    async def _say_error(self, code: int, sqlstate: str, message: str, sequence: int, *,
+                         flush: bool = True) -> None:
+        """Send an ERR at ``sequence``, best effort; with ``flush`` wait (briefly) until it is out."""
+        with contextlib.suppress(Exception):
+            self.writer.write(encode_packet(ErrPacket(code, message, sqlstate).encode(self.capabilities),
+                                            sequence)[0])
+            if flush:
+                async with asyncio.timeout(2):
+                    await self.writer.drain()
