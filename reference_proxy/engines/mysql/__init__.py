@@ -25,7 +25,6 @@ __all__ = ["ENGINE"]
 def _pins_nothing(sql: str) -> None:
     """Until the engine has its SQL pin classifier, statement text pins nothing (binary prepared
     statements still pin, in the session)."""
-    return None
 
 
 def _collapsed(sql: str) -> str:

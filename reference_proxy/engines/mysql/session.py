@@ -321,6 +321,7 @@ class MySQLClientSession:
         queries = m.counter("QueryRequests", endpoint=ep)
         queries_tls = m.counter("QueryRequestsTLS" if self.tls else "QueryRequestsNoTLS", endpoint=ep)
         while True:
+            self._client_packets.expected_sequence = 0  # every command starts a new exchange
             packet = await self._next_client_packet()
             if packet is None or not packet.payload:
                 return
@@ -448,6 +449,7 @@ class MySQLClientSession:
                 self.writer.write(bytes(out))
                 if done:
                     break
+                self._client_packets.expected_sequence = sequence
                 answer = await self._next_client_packet()
                 if answer is None:
                     raise _SessionOver()
@@ -528,7 +530,6 @@ class MySQLClientSession:
         backend = self.backend
         with contextlib.suppress(ProxyError):
             self.s.pool.mark_pinned(backend)
-        self.s.metrics.inc("ClientSessionsPinned", endpoint=self.endpoint)
         log.warning('[proxyEndpoint=%s] [clientConnection=%s] The client session was pinned to the database '
                     "connection [dbConnection=%s] for the remainder of the session. The proxy can't reuse this "
                     'connection until the session ends. Reason: %s Digest: "%s".', self.endpoint,

@@ -1,0 +1,203 @@
+"""The reference proxy's MySQL engine end to end: PyMySQL clients, the proxy, a real MariaDB stand-in.
+
+The tests share one writer + one reader cluster and start a proxy per test (or per module for the
+plain ones).  Which backend served a statement is read with CONNECTION_ID(); waits poll with
+deadlines, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pymysql
+import pytest
+from mysql_proxy_support import SHA2_PASSWORD, SHA2_USER, connection_id, proxy_config, running_proxy, scalar
+from polling import eventually
+
+from harness.standins.mysql.cluster import SEARCH_DIRS, MySQLCluster
+from reference_proxy.contracts import BorrowTimeout
+from reference_proxy.engines import engine_for
+from reference_proxy.engines.mysql.session import BORROW_TIMEOUT_CODE
+
+pytestmark = [
+    pytest.mark.integration, pytest.mark.mysql,
+    pytest.mark.skipif(not any(os.path.exists(os.path.join(d, "mariadbd")) for d in SEARCH_DIRS),
+                       reason="MariaDB server binaries are not installed"),
+]
+
+ER_ACCESS_DENIED = 1045
+ER_BAD_DB = 1049
+COM_RESET_CONNECTION = 0x1F
+COM_STMT_PREPARE = 0x16
+COM_STMT_EXECUTE = 0x17
+COM_STMT_CLOSE = 0x19
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with MySQLCluster(readers=1) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def proxy(cluster):
+    with running_proxy(cluster) as p:
+        yield p
+
+
+def test_login_and_queries(proxy):
+    with proxy.connect() as conn:
+        assert scalar(conn, "SELECT 1 + 1") == 2
+        assert scalar(conn, "SELECT DATABASE()") == proxy.cluster.database
+        conn.ping()
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1; SELECT 2")  # multi-statement: both results, then release
+            assert cur.fetchone()[0] == 1
+            assert cur.nextset() and cur.fetchone()[0] == 2
+        assert scalar(conn, "SELECT 3") == 3
+
+
+def test_login_over_tls_and_caching_sha2(proxy):
+    with proxy.connect(tls=True) as conn:
+        assert scalar(conn, "SELECT 7") == 7
+        assert proxy.metric("ClientConnectionsTLS", endpoint="default") >= 1
+    with proxy.connect(user=SHA2_USER, password=SHA2_PASSWORD, tls=True) as conn:  # full path over TLS
+        assert scalar(conn, "SELECT CURRENT_USER()").startswith(proxy.cluster.user + "@")
+    with proxy.connect(user=SHA2_USER, password=SHA2_PASSWORD) as conn:  # then the fast path, plaintext
+        assert scalar(conn, "SELECT 8") == 8
+
+
+def test_wrong_password_is_1045(proxy):
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        proxy.connect(password="not-the-password")
+    assert info.value.args[0] == ER_ACCESS_DENIED
+
+
+def test_autocommit_clients_share_backends(proxy):
+    conns = [proxy.connect() for _ in range(4)]
+    try:
+        ids = {connection_id(c) for c in conns for _ in range(3)}
+        assert len(ids) < len(conns)  # served one at a time: fewer backends than clients
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_a_transaction_holds_its_backend_until_commit(proxy):
+    with proxy.connect() as a, proxy.connect() as b:
+        a.begin()
+        held = connection_id(a)
+        for _ in range(3):
+            assert connection_id(b) != held  # the open transaction keeps it away from b
+        assert connection_id(a) == held
+        a.commit()
+        assert connection_id(b) > 0
+
+
+def test_an_unknown_schema_is_refused_and_use_moves_the_session(proxy):
+    with proxy.connect() as conn:
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            conn.select_db("no_such_schema")
+        assert info.value.args[0] == ER_BAD_DB
+        with conn.cursor() as cur:
+            cur.execute("USE information_schema")
+        assert scalar(conn, "SELECT DATABASE()") == "information_schema"
+        conn.select_db(proxy.cluster.database)
+        assert scalar(conn, "SELECT DATABASE()") == proxy.cluster.database
+    with proxy.connect() as other:  # nobody inherits a schema another client chose
+        for _ in range(3):
+            assert scalar(other, "SELECT DATABASE()") == proxy.cluster.database
+
+
+def test_reset_connection_answers_ok_and_unpins(proxy):
+    with proxy.connect() as conn:
+        conn.begin()
+        with conn.cursor() as cur:
+            cur.execute("SET @leak = 42")
+        conn._execute_command(COM_RESET_CONNECTION, b"")
+        conn._read_ok_packet()
+        assert not conn.get_autocommit() or scalar(conn, "SELECT @@in_transaction") == 0
+        assert scalar(conn, "SELECT @leak") is None
+
+
+def test_a_user_variable_pins_and_does_not_leak(cluster):
+    if engine_for(proxy_config(cluster)).classify("SET @x = 1") is None:
+        pytest.skip("the engine's SQL pin classifier does not pin user variables yet")
+    with running_proxy(cluster) as proxy:
+        with proxy.connect() as a:
+            with a.cursor() as cur:
+                cur.execute("SET @secret = 'a'")
+            pinned = connection_id(a)
+            with proxy.connect() as b:
+                for _ in range(3):
+                    assert connection_id(b) != pinned
+            assert proxy.call(lambda: proxy.server.status()["pinned_sessions"]) == 1
+        with proxy.connect() as c:  # the pinned backend was reset before reuse
+            for _ in range(3):
+                assert scalar(c, "SELECT @secret") is None
+
+
+def test_borrow_timeout_is_9501_with_a_pool_of_one(cluster):
+    with (running_proxy(cluster, pool__max_connections_percent=1, pool__max_idle_connections_percent=1,
+                        pool__connection_borrow_timeout=1) as proxy,
+          proxy.connect() as holder, proxy.connect() as waiter):
+        holder.begin()
+        connection_id(holder)
+        with pytest.raises(pymysql.err.MySQLError) as info:
+            scalar(waiter, "SELECT 1")
+        assert info.value.args[0] == BORROW_TIMEOUT_CODE
+        assert BorrowTimeout.TEXT.rstrip(".") in info.value.args[1]
+        holder.commit()
+        assert scalar(waiter, "SELECT 2") == 2  # the session survived
+
+
+def test_reader_endpoint_reaches_a_reader(proxy):
+    with proxy.connect("reader") as conn:
+        assert scalar(conn, "SELECT @@read_only") == 1
+    with proxy.connect() as conn:
+        assert scalar(conn, "SELECT @@read_only") == 0
+
+
+def test_binary_prepared_statements_pin_and_run(proxy):
+    """PyMySQL has no binary protocol: its low-level packet calls send COM_STMT_PREPARE/EXECUTE."""
+    with proxy.connect() as conn:
+        conn._execute_command(COM_STMT_PREPARE, "SELECT 40 + 2")
+        prepare_ok = conn._read_packet().get_all_data()
+        assert prepare_ok[0] == 0
+        statement_id = int.from_bytes(prepare_ok[1:5], "little")
+        columns = int.from_bytes(prepare_ok[5:7], "little")
+        for _ in range(columns + 1):  # column definitions, then their EOF
+            conn._read_packet()
+        assert proxy.call(lambda: proxy.server.status()["pinned_sessions"]) == 1
+        pinned = connection_id(conn)
+        execute = statement_id.to_bytes(4, "little") + b"\x00" + (1).to_bytes(4, "little")
+        conn._execute_command(COM_STMT_EXECUTE, execute)
+        assert conn._read_packet().get_all_data() == b"\x01"  # one column
+        conn._read_packet()  # its definition
+        assert conn._read_packet().is_eof_packet()
+        row = conn._read_packet().get_all_data()
+        assert row[0] == 0 and int.from_bytes(row[2:], "little") == 42  # binary row: header, null map, value
+        assert conn._read_packet().is_eof_packet()
+        conn._execute_command(COM_STMT_CLOSE, statement_id.to_bytes(4, "little"))  # no reply
+        assert connection_id(conn) == pinned
+    assert eventually(lambda: proxy.call(lambda: proxy.server.status()["pinned_sessions"]) == 0, timeout=10)
+
+
+def test_concurrent_clients_all_get_answers(proxy):
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with proxy.connect() as conn:
+                for i in range(20):
+                    assert scalar(conn, f"SELECT {i}") == i
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
