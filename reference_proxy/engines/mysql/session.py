@@ -130,6 +130,7 @@ class MySQLClientSession:
         self._idle = False
         self._set_up = False
         self._drain_requested = False
+        self._raw_socket: socket.socket | None = None  # the client's socket while the login reads it raw
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -179,6 +180,9 @@ class MySQLClientSession:
             m.gauge_add("ClientConnectionsTLS" if self.tls else "ClientConnectionsNoTLS", -1, endpoint=ep)
         m.gauge_add("ClientConnections", -1, endpoint=ep)
         m.inc("ClientConnectionsClosed", endpoint=ep)
+        if self._raw_socket is not None:
+            self._raw_socket.close()
+            return
         with contextlib.suppress(Exception):
             self.writer.close()
             async with asyncio.timeout(2):
@@ -202,7 +206,7 @@ class MySQLClientSession:
             connection_id=self.client_id, sha2_cache=self.shared.sha2_cache,
             tls_available=self.s.tls_context is not None, require_tls=self.s.require_tls,
             random_bytes=self.s.token_bytes)
-        raw = self._take_socket() if self.s.tls_context is not None else None
+        raw = self._raw_socket = self._take_socket() if self.s.tls_context is not None else None
         pending = [login.greeting()]
         while True:
             for event in pending:
@@ -278,6 +282,7 @@ class MySQLClientSession:
             lambda: protocol, sock, ssl=tls_context,
             ssl_handshake_timeout=self.s.handshake_timeout if tls_context is not None else None)
         self.reader, self.writer = reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+        self._raw_socket = None  # the new transport owns it
 
     async def _choose_instance(self, authenticated: Authenticated) -> None:
         try:

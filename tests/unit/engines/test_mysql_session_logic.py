@@ -1,0 +1,161 @@
+"""The MySQL session's decisions without sockets: following replies, the release rule, pins, USE."""
+
+from __future__ import annotations
+
+import pytest
+
+from reference_proxy.contracts import ReleaseState
+from reference_proxy.engines.mysql.tracking import (
+    BINARY_PREPARE_REASON,
+    ReplyRelay,
+    SessionTracker,
+    schema_of_use,
+)
+from reference_proxy.pinning import PinDecision
+from reference_proxy.protocol.mysql import (
+    Capability,
+    ColumnDefinition41,
+    Command,
+    EofPacket,
+    ErrPacket,
+    OkPacket,
+    ProtocolViolation,
+    ServerStatus,
+    encode_packet,
+)
+
+CAPS = (Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION | Capability.TRANSACTIONS
+        | Capability.MULTI_RESULTS | Capability.PLUGIN_AUTH)
+AUTOCOMMIT = int(ServerStatus.AUTOCOMMIT)
+IN_TRANS = int(ServerStatus.IN_TRANS)
+MORE = int(ServerStatus.MORE_RESULTS_EXISTS)
+MAX = 16 * 1024 * 1024
+
+
+def packets(*payloads: bytes, first: int = 1) -> bytes:
+    out, sequence = b"", first
+    for payload in payloads:
+        data, sequence = encode_packet(payload, sequence)
+        out += data
+    return out
+
+
+def result_set(value: bytes, status: int = AUTOCOMMIT) -> list[bytes]:
+    column = ColumnDefinition41("v", 253).encode(CAPS)
+    return [b"\x01", column, EofPacket(status_flags=status).encode(CAPS),
+            bytes([len(value)]) + value, EofPacket(status_flags=status).encode(CAPS)]
+
+
+def pin_user_variables(sql: str) -> PinDecision | None:
+    return PinDecision("A user variable was set.", "user_variable") if "@" in sql else None
+
+
+# -- ReplyRelay --------------------------------------------------------------------------------
+def test_a_result_set_is_forwarded_byte_for_byte_even_when_split_anywhere():
+    data = packets(*result_set(b"hello"))
+    for cut in range(1, len(data)):
+        relay = ReplyRelay(Command.QUERY, CAPS, MAX)
+        out = relay.feed(data[:cut])
+        assert not relay.done
+        out += relay.feed(data[cut:])
+        assert out == data and relay.done
+        assert relay.tracker.status_flags == AUTOCOMMIT
+        assert relay.next_sequence == 6
+
+
+def test_a_multi_statement_reply_ends_only_without_more_results():
+    relay = ReplyRelay(Command.QUERY, CAPS, MAX)
+    relay.feed(packets(OkPacket(status_flags=AUTOCOMMIT | MORE).encode(CAPS)))
+    assert not relay.done
+    relay.feed(packets(*result_set(b"x"), first=2))
+    assert relay.done and relay.tracker.status_flags == AUTOCOMMIT
+
+
+def test_an_err_ends_the_reply_without_a_status():
+    relay = ReplyRelay(Command.QUERY, CAPS, MAX)
+    relay.feed(packets(ErrPacket(1064, "syntax").encode(CAPS)))
+    assert relay.done and relay.tracker.status_flags is None and relay.tracker.error.error_code == 1064
+
+
+def test_bytes_after_a_complete_reply_break_the_protocol():
+    relay = ReplyRelay(Command.PING, CAPS, MAX)
+    ok = OkPacket().encode(CAPS)
+    with pytest.raises(ProtocolViolation):
+        relay.feed(packets(ok, ok))
+
+
+def test_a_local_infile_request_is_held_back_and_so_is_the_rest_of_the_reply():
+    relay = ReplyRelay(Command.QUERY, CAPS, MAX)
+    assert relay.feed(packets(b"\xfb/etc/passwd")) == b""
+    assert relay.local_infile and relay.infile_sequence == 1 and not relay.done
+    assert relay.feed(packets(OkPacket().encode(CAPS), first=3)) == b""
+    assert relay.done
+
+
+def test_a_continued_payload_is_joined_before_the_tracker_reads_it():
+    # A row one byte over a packet whose continuation looks like an EOF on its own.
+    size = MAX + 5
+    tail = EofPacket(status_flags=AUTOCOMMIT).encode(CAPS)
+    big_row = b"\xfe" + (size - 9).to_bytes(8, "little") + b"a" * (size - 9 - len(tail)) + tail
+    payloads = result_set(b"x")
+    payloads[3] = big_row
+    data = packets(*payloads)
+    for cut in (100, MAX + 4, MAX + 10):
+        relay = ReplyRelay(Command.QUERY, CAPS, 64 * 1024 * 1024)
+        out = relay.feed(data[:cut])
+        assert not relay.done
+        assert out + relay.feed(data[cut:]) == data and relay.done
+    relay = ReplyRelay(Command.QUERY, CAPS, 64 * 1024 * 1024)
+    assert relay.feed(data) == data and relay.done
+    assert relay.tracker.status_flags == AUTOCOMMIT
+
+
+# -- SessionTracker --------------------------------------------------------------------------
+def test_release_rule_follows_the_status_flags():
+    tracker = SessionTracker(lambda sql: None)
+    assert tracker.at_release_point
+    tracker.reply_done(AUTOCOMMIT | IN_TRANS)
+    assert not tracker.at_release_point and tracker.in_transaction
+    tracker.reply_done(None)  # an ERR inside the transaction: still open
+    assert not tracker.at_release_point
+    tracker.reply_done(AUTOCOMMIT)
+    assert tracker.at_release_point and tracker.release_state() is ReleaseState.CLEAN
+    tracker.reply_done(0)  # autocommit off: the backend stays with the session
+    assert not tracker.at_release_point
+
+
+def test_binary_prepare_and_classified_sql_pin_once():
+    tracker = SessionTracker(pin_user_variables)
+    assert tracker.pin_for(Command.QUERY, b"\x03SELECT 1") is None
+    pin = tracker.pin_for(Command.QUERY, b"\x03SET @a = 1")
+    assert pin is not None and pin.reason == "A user variable was set." and pin.sql == "SET @a = 1"
+    tracker.pinned_by(pin)
+    assert tracker.pin_for(Command.STMT_PREPARE, b"\x16SELECT ?") is None  # already pinned
+    assert not tracker.at_release_point
+    other = SessionTracker(lambda sql: None)
+    assert other.pin_for(Command.STMT_PREPARE, b"\x16SELECT ?").reason == BINARY_PREPARE_REASON
+
+
+def test_what_a_leaving_client_costs_its_backend():
+    tracker = SessionTracker(lambda sql: None)
+    assert tracker.release_state_if_client_leaves(mid_reply=False) is ReleaseState.CLEAN
+    assert tracker.release_state_if_client_leaves(mid_reply=True) is ReleaseState.BROKEN
+    tracker.schema_changed = True
+    assert tracker.release_state_if_client_leaves(mid_reply=False) is ReleaseState.DIRTY
+    assert tracker.release_state() is ReleaseState.DIRTY
+    tracker.backend_released()
+    tracker.reply_done(AUTOCOMMIT | IN_TRANS)
+    assert tracker.release_state_if_client_leaves(mid_reply=False) is ReleaseState.BROKEN
+    tracker.reset()
+    tracker.pinned_by(SessionTracker(pin_user_variables).pin_for(Command.QUERY, b"\x03SET @x = 1"))
+    assert tracker.release_state_if_client_leaves(mid_reply=False) is ReleaseState.DIRTY
+    tracker.reset()
+    assert not tracker.pinned and tracker.at_release_point
+
+
+@pytest.mark.parametrize(("sql", "schema"), [
+    ("USE app", "app"), ("use `my db`;", "my db"), ("  USE\n`we``ird` ", "we`ird"),
+    ("USE a; SELECT 1", None), ("SELECT 'USE a'", None), ("USER()", None),
+])
+def test_schema_of_use(sql, schema):
+    assert schema_of_use(sql) == schema
