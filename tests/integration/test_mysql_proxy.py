@@ -8,6 +8,7 @@ deadlines, never fixed sleeps.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 
 import pymysql
@@ -18,7 +19,7 @@ from polling import eventually
 from harness.standins.mysql.cluster import SEARCH_DIRS, MySQLCluster
 from reference_proxy.contracts import BorrowTimeout
 from reference_proxy.engines import engine_for
-from reference_proxy.engines.mysql.session import BORROW_TIMEOUT_CODE
+from reference_proxy.engines.mysql.session import BORROW_TIMEOUT_CODE, LOST_BACKEND_CODE
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.mysql,
@@ -28,6 +29,7 @@ pytestmark = [
 
 ER_ACCESS_DENIED = 1045
 ER_BAD_DB = 1049
+COM_CHANGE_USER = 0x11
 COM_RESET_CONNECTION = 0x1F
 COM_STMT_PREPARE = 0x16
 COM_STMT_EXECUTE = 0x17
@@ -182,6 +184,64 @@ def test_binary_prepared_statements_pin_and_run(proxy):
         conn._execute_command(COM_STMT_CLOSE, statement_id.to_bytes(4, "little"))  # no reply
         assert connection_id(conn) == pinned
     assert eventually(lambda: proxy.call(lambda: proxy.server.status()["pinned_sessions"]) == 0, timeout=10)
+
+
+def observer(cluster: MySQLCluster) -> pymysql.connections.Connection:
+    """A direct connection to the writer, to see what the server sees."""
+    p = cluster.connection_params(cluster.writer.id)
+    return pymysql.connect(host=p.host, port=p.port, user=p.user, password=p.password, database=p.database,
+                           autocommit=True, connect_timeout=10)
+
+
+def thread_alive(cluster: MySQLCluster, thread_id: int) -> bool:
+    with observer(cluster) as direct:
+        return scalar(direct, f"SELECT COUNT(*) FROM information_schema.processlist WHERE id = {thread_id}") == 1
+
+
+def test_a_client_leaving_mid_transaction_costs_its_backend(proxy):
+    conn = proxy.connect()
+    conn.begin()
+    held = connection_id(conn)
+    conn._sock.shutdown(socket.SHUT_RDWR)  # vanish without COM_QUIT
+    conn._sock.close()
+    assert eventually(lambda: not thread_alive(proxy.cluster, held), timeout=10)
+    with proxy.connect() as other:
+        assert scalar(other, "SELECT @@in_transaction") == 0
+
+
+def test_a_backend_lost_under_its_client_is_a_clear_2013(proxy):
+    with proxy.connect() as conn:
+        conn.begin()
+        held = connection_id(conn)
+        with observer(proxy.cluster) as direct, direct.cursor() as cur:
+            cur.execute(f"KILL {held}")
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            scalar(conn, "SELECT 1")
+        assert info.value.args[0] == LOST_BACKEND_CODE
+        assert "was lost" in info.value.args[1]
+    with proxy.connect() as other:  # the proxy carries on
+        assert scalar(other, "SELECT 5") == 5
+
+
+def test_change_user_is_answered_by_the_proxy_and_resets_the_session(proxy):
+    with proxy.connect() as conn:
+        conn.begin()
+        with conn.cursor() as cur:
+            cur.execute("SET @kept = 1")
+        user = proxy.cluster.user.encode()
+        scramble = pymysql._auth.scramble_native_password(proxy.cluster.password.encode(), conn.salt)
+        payload = (user + b"\0" + bytes([len(scramble)]) + scramble + proxy.cluster.database.encode() + b"\0"
+                   + (45).to_bytes(2, "little") + b"mysql_native_password\0")
+        conn._execute_command(COM_CHANGE_USER, payload)
+        conn._read_ok_packet()
+        assert scalar(conn, "SELECT @kept") is None and scalar(conn, "SELECT @@in_transaction") == 0
+        bad = (user + b"\0" + bytes([20]) + b"x" * 20 + b"\0" + (45).to_bytes(2, "little")
+               + b"mysql_native_password\0")
+        conn._execute_command(COM_CHANGE_USER, bad)
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            conn._read_ok_packet()
+        assert info.value.args[0] == ER_ACCESS_DENIED
+        assert scalar(conn, "SELECT 9") == 9  # the session survives as it was
 
 
 def test_concurrent_clients_all_get_answers(proxy):
