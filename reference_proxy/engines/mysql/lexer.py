@@ -20,6 +20,9 @@ This lexer follows MySQL's (and MariaDB's) lexical rules where they matter for t
   operators.
 
 Unterminated strings and comments run to the end of the text; the lexer never raises.
+
+Two of those rules depend on the session's ``sql_mode``; :func:`lexing_options` reads them from
+the mode or from the status flags the server sends with every OK packet.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import enum
 import re
 from dataclasses import dataclass
 
-__all__ = ["Token", "TokenKind", "split_statements", "tokenize"]
+from reference_proxy.protocol.mysql.flags import ServerStatus
+
+__all__ = ["Token", "TokenKind", "lexing_options", "split_statements", "tokenize"]
 
 
 class TokenKind(enum.Enum):
@@ -62,6 +67,8 @@ _OPERATORS = ("<=>", "->>", ":=", "<=", ">=", "<>", "!=", "<<", ">>", "&&", "||"
 _OPERATOR_CHARS = set("+-*/<>=~!%^&|:")
 _PUNCT_CHARS = set("(),.{}")
 _STRING_PREFIXES = {"x", "b", "n"}
+_ANSI_QUOTES_MODES = {"ANSI_QUOTES", "ANSI", "DB2", "MAXDB", "MSSQL", "ORACLE", "POSTGRESQL"}
+"""sql_mode values that turn ANSI_QUOTES on (the combination modes include it)."""
 
 
 def tokenize(sql: str, *, ansi_quotes: bool = False, backslash_escapes: bool = True) -> list[Token]:
@@ -71,6 +78,21 @@ def tokenize(sql: str, *, ansi_quotes: bool = False, backslash_escapes: bool = T
     ``backslash_escapes``: false when sql_mode has NO_BACKSLASH_ESCAPES.
     """
     return _Lexer(sql, ansi_quotes, backslash_escapes).run()
+
+
+def lexing_options(*, sql_mode: str | None = None, status_flags: int | None = None) -> dict[str, bool]:
+    """The :func:`tokenize` keywords for a session's ``sql_mode`` and/or last server status.
+
+    The status flags are the server's word: NO_BACKSLASH_ESCAPES (both servers) and ANSI_QUOTES
+    (MariaDB only, so a MySQL server's status cannot say that ANSI_QUOTES is off).
+    """
+    modes = {mode.strip().upper() for mode in (sql_mode or "").split(",")}
+    ansi_quotes = bool(modes & _ANSI_QUOTES_MODES)
+    backslash_escapes = "NO_BACKSLASH_ESCAPES" not in modes
+    if status_flags is not None:
+        ansi_quotes = ansi_quotes or bool(status_flags & ServerStatus.ANSI_QUOTES)
+        backslash_escapes = not status_flags & ServerStatus.NO_BACKSLASH_ESCAPES
+    return {"ansi_quotes": ansi_quotes, "backslash_escapes": backslash_escapes}
 
 
 def split_statements(tokens: list[Token]) -> list[list[Token]]:

@@ -4,8 +4,8 @@
 more than everything else the proxy does for a short point select.  Every pin decision needs one of
 a few words or marks in the text (``set``, ``prepare``, ``lock``, ``@``, ``/*!``...), and every
 tracked change one of ``set``, ``use``, ``drop``; a plain-ASCII text holding none of them can be
-let through without tokenizing.  The screen only ever says "maybe" or "certainly not": a "maybe"
-goes to the real reader.
+let through without tokenizing, tens of times faster than classifying it.  The screen only ever
+says "maybe" or "certainly not": a "maybe" goes to the real reader.
 
 What sends a text to the classifier whatever it says: non-ASCII characters (case folding beyond
 ASCII) and length over the 16 KB that RDS does not inspect.  The word list must grow whenever the

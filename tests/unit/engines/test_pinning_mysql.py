@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference_proxy.engines.mysql.lexer import TokenKind, split_statements, tokenize
+from reference_proxy.engines.mysql.lexer import TokenKind, lexing_options, split_statements, tokenize
 from reference_proxy.engines.mysql.pinning import MAX_INSPECTED_BYTES, REASON_SETTINGS, classify, digest
 from reference_proxy.engines.mysql.screen import could_change_tracked, could_pin, screened
 from reference_proxy.pinning import PinDecision
@@ -129,7 +129,10 @@ MUST_NOT_PIN = [
     "CREATE TABLE temporary_results (a int)",
     "SELECT * FROM locks WHERE table_lock = 1",
     "SELECT shop.get_lock(1)",
-    "SELECT 1 INTO OUTFILE '/dev/null'",
+    "SELECT 1 INTO OUTFILE 'out.txt'",
+    "GRANT EXECUTE ON PROCEDURE p TO bob",
+    "SELECT * FROM prepare_queue WHERE lock_owner = 'set'",
+    "CREATE PROCEDURE p() SET @x = 1",
     "DROP TABLE t",
     "DROP TEMPORARY TABLE t",
     # look-alikes in strings, identifiers and comments
@@ -220,6 +223,19 @@ def test_no_backslash_escapes_ends_a_string_at_the_backslash_quote():
     sql = "SELECT 'a\\'; SET @x = 1; -- '"
     assert classify(sql) is None                                   # the backslash escapes the quote
     assert classify(sql, backslash_escapes=False).trigger == "user_variable"
+
+
+def test_lexing_options_follow_sql_mode_and_the_server_status():
+    assert lexing_options() == {"ansi_quotes": False, "backslash_escapes": True}
+    assert lexing_options(sql_mode="STRICT_TRANS_TABLES,ANSI_QUOTES") == {"ansi_quotes": True,
+                                                                          "backslash_escapes": True}
+    assert lexing_options(sql_mode="ansi, no_backslash_escapes") == {"ansi_quotes": True,
+                                                                     "backslash_escapes": False}
+    assert lexing_options(status_flags=0x0002 | 0x0200) == {"ansi_quotes": False, "backslash_escapes": False}
+    assert lexing_options(sql_mode="NO_BACKSLASH_ESCAPES", status_flags=0x8002) == {
+        "ansi_quotes": True, "backslash_escapes": True}
+    sql = "SELECT 'a\\'; SET @x = 1; -- '"
+    assert classify(sql, **lexing_options(sql_mode="NO_BACKSLASH_ESCAPES")).trigger == "user_variable"
 
 
 def test_digest_replaces_literals_and_collapses_whitespace():
