@@ -13,12 +13,11 @@ import threading
 
 import pymysql
 import pytest
-from mysql_proxy_support import SHA2_PASSWORD, SHA2_USER, connection_id, proxy_config, running_proxy, scalar
+from mysql_proxy_support import SHA2_PASSWORD, SHA2_USER, connection_id, running_proxy, scalar
 from polling import eventually
 
 from harness.standins.mysql.cluster import SEARCH_DIRS, MySQLCluster
 from reference_proxy.contracts import BorrowTimeout
-from reference_proxy.engines import engine_for
 from reference_proxy.engines.mysql.session import BORROW_TIMEOUT_CODE, LOST_BACKEND_CODE
 
 pytestmark = [
@@ -124,8 +123,6 @@ def test_reset_connection_answers_ok_and_unpins(proxy):
 
 
 def test_a_user_variable_pins_and_does_not_leak(cluster):
-    if engine_for(proxy_config(cluster)).classify("SET @x = 1") is None:
-        pytest.skip("the engine's SQL pin classifier does not pin user variables yet")
     with running_proxy(cluster) as proxy:
         with proxy.connect() as a:
             with a.cursor() as cur:
@@ -138,6 +135,33 @@ def test_a_user_variable_pins_and_does_not_leak(cluster):
         with proxy.connect() as c:  # the pinned backend was reset before reuse
             for _ in range(3):
                 assert scalar(c, "SELECT @secret") is None
+
+
+def test_tracked_settings_partition_the_pool_instead_of_pinning(proxy):
+    with proxy.connect() as a, proxy.connect() as b:
+        with a.cursor() as cur:
+            cur.execute("SET time_zone = '+05:00'")
+        assert proxy.call(lambda: proxy.server.status()["pinned_sessions"]) == 0
+        for _ in range(3):
+            assert scalar(a, "SELECT @@time_zone") == "+05:00"  # kept on every borrow
+            assert scalar(b, "SELECT @@time_zone") != "+05:00"  # and never handed to anyone else
+        with a.cursor() as cur:
+            cur.execute("SET time_zone = DEFAULT")
+        assert scalar(a, "SELECT @@time_zone") == scalar(b, "SELECT @@time_zone")
+
+
+def test_pymysql_defaults_autocommit_off_multiplex_between_transactions(proxy):
+    with proxy.connect(autocommit=False) as a, proxy.connect(autocommit=None) as b:
+        with a.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS proxy_items (id INT PRIMARY KEY, v INT)")
+            cur.execute("REPLACE INTO proxy_items VALUES (1, 10)")
+        held = connection_id(a)
+        assert scalar(b, "SELECT @@in_transaction") == 0 and connection_id(b) != held
+        assert scalar(b, "SELECT @@autocommit") == 1
+        a.commit()
+        assert scalar(a, "SELECT @@autocommit") == 0  # its setting follows it to any backend
+        assert scalar(b, "SELECT v FROM proxy_items WHERE id = 1") == 10
+        a.commit()
 
 
 def test_borrow_timeout_is_9501_with_a_pool_of_one(cluster):

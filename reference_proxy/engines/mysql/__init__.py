@@ -3,6 +3,9 @@ pinning and the topology probe, in the PostgreSQL engine's shape (:mod:`referenc
 
 * :mod:`.session` - one client session (login, then command-by-command relay) and the session
   factory; :mod:`.tracking` follows replies and decides releases and pins, without I/O.
+* :mod:`.lexer`, :mod:`.pinning`, :mod:`.screen` - which SQL text pins a session, as RDS decides,
+  and a cheap screen in front of the classifier; :mod:`.tracked` - the session settings that
+  partition the pool instead of pinning.
 * :mod:`.login`, :mod:`.auth` - the proxy's own login (mysql_native_password, caching_sha2_password,
   TLS, RequireTLS).
 * :mod:`.backend` - backend connections and the pool's backend factory.
@@ -16,27 +19,19 @@ from __future__ import annotations
 from reference_proxy.config import Engine
 from reference_proxy.engines import ProxyEngine
 from reference_proxy.engines.mysql.backend import MySQLBackendFactory
+from reference_proxy.engines.mysql.pinning import classify, digest
 from reference_proxy.engines.mysql.probe import MySQLProbe
+from reference_proxy.engines.mysql.screen import screened
 from reference_proxy.engines.mysql.session import MySQLSessions
 
 __all__ = ["ENGINE"]
-
-
-def _pins_nothing(sql: str) -> None:
-    """Until the engine has its SQL pin classifier, statement text pins nothing (binary prepared
-    statements still pin, in the session)."""
-
-
-def _collapsed(sql: str) -> str:
-    """The statement with its whitespace collapsed, for pinning log lines."""
-    return " ".join(sql.split())
 
 
 ENGINE = ProxyEngine(
     name=Engine.MYSQL,
     sessions=MySQLSessions,
     backends=MySQLBackendFactory,
-    classify=_pins_nothing,
-    digest=_collapsed,
+    classify=screened(classify),
+    digest=digest,
     probe=MySQLProbe,
 )

@@ -18,8 +18,10 @@ Life of a session
    classifier flags pin the session; the pin is logged once with its reason and digest.  A pinned
    backend goes back DIRTY when the client leaves or resets, so the pool resets it with
    COM_RESET_CONNECTION (or closes it) before anyone else gets it.
-5. **Schema**: COM_INIT_DB and ``USE`` change the pool key's schema for later borrows; the backend
-   that ran them goes back DIRTY (its reset selects its own key's schema again).
+5. **Tracked state** (:mod:`.tracked`): COM_INIT_DB, ``USE`` and session ``SET`` of a variable RDS
+   Proxy tracks (autocommit, character sets, sql_mode, time_zone...) change the pool key's schema
+   or variant for later borrows instead of pinning; the backend that ran them goes back DIRTY (its
+   reset restores its own key's schema and variables).
 
 Framing is identical on both sides (no compression, classic EOFs, no session tracking toward
 clients, and the backend is not asked for it either), so replies pass through byte for byte.
@@ -47,7 +49,8 @@ from reference_proxy.contracts import (
 )
 from reference_proxy.engines.mysql.auth import AuthFailed, ClientAuthenticator, Sha2FastPathCache
 from reference_proxy.engines.mysql.login import Authenticated, ClientLogin, Refused, SendToClient, StartTls
-from reference_proxy.engines.mysql.tracking import Pin, ReplyRelay, SessionTracker, schema_of_use
+from reference_proxy.engines.mysql.tracked import TrackedChange
+from reference_proxy.engines.mysql.tracking import Pin, ReplyRelay, SessionTracker
 from reference_proxy.protocol.mysql import (
     DEFAULT_MAX_PAYLOAD,
     HEADER_SIZE,
@@ -64,7 +67,6 @@ from reference_proxy.protocol.mysql import (
     encode_packet,
     next_sequence_id,
     reply_shape,
-    text,
 )
 from reference_proxy.session_services import SessionServices
 
@@ -355,12 +357,8 @@ class MySQLClientSession:
 
     async def _relay_command(self, command: int, payload: bytes) -> None:
         tracker = self.tracker
-        pin = tracker.pin_for(command, payload)
-        schema = None
-        if command == Command.INIT_DB:
-            schema = text(payload[1:])
-        elif command == Command.QUERY:
-            schema = schema_of_use(text(payload[1:]))
+        assert self.key is not None
+        pin, change = tracker.inspect(command, payload, self.key.database)
         if self.backend is None and not await self._borrow():
             return
         backend = self.backend
@@ -376,14 +374,27 @@ class MySQLClientSession:
         await self._relay_reply(relay)
         was_in_transaction = tracker.in_transaction
         tracker.reply_done(relay.tracker.status_flags)
-        if schema is not None and relay.tracker.error is None and not relay.local_infile:
-            self.key = replace(self.key, database=schema)
-            tracker.schema_changed = True
+        if change is not None:
+            self._follow(change, succeeded=relay.tracker.error is None and not relay.local_infile)
         if was_in_transaction != tracker.in_transaction:
             with contextlib.suppress(ProxyError):
                 self.s.pool.mark_in_transaction(backend, tracker.in_transaction)
         if tracker.at_release_point:
             self._release(tracker.release_state())
+
+    def _follow(self, change: TrackedChange, *, succeeded: bool) -> None:
+        """A command changed tracked state (schema, tracked variables): later borrows use the pool
+        key that matches it, and the backend that ran it is reset when it goes back unless it
+        already matches its own key.  A failed command may have changed part of it (one statement
+        of several): its backend is reset anyway, and the session keeps the key it had."""
+        if succeeded:
+            self.tracker.apply(change)
+            assert self.key is not None
+            schema = self.key.database if change.schema is None else change.schema
+            self.key = replace(self.key, database=schema, variant=self.tracker.variant)
+        held = self.backend.key
+        if not succeeded or (held.database, held.variant) != (self.key.database, self.key.variant):
+            self.tracker.state_changed = True
 
     async def _relay_reply(self, relay: ReplyRelay) -> None:
         backend = self.backend
@@ -427,10 +438,13 @@ class MySQLClientSession:
     # --------------------------------------------------------------------- proxy's own answers
 
     def _reset_session(self) -> None:
-        """COM_RESET_CONNECTION: the session starts afresh; a backend it held is reset by the pool."""
+        """COM_RESET_CONNECTION: the session starts afresh (keeping its schema, as the server does);
+        a backend it held is reset by the pool."""
         if self.backend is not None:
             self._release(ReleaseState.DIRTY)
         self.tracker.reset()
+        if self.key is not None:
+            self.key = replace(self.key, variant=())
 
     async def _change_user(self, payload: bytes) -> None:
         """COM_CHANGE_USER, answered by the proxy: the new user proves its password against the

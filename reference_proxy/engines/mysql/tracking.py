@@ -6,25 +6,27 @@ Two small machines the session drives:
   physical packets (forwarded as they are, so replies reach clients byte for byte), hands each
   logical payload to a :class:`ResponseTracker` and says when the reply is complete.  A LOCAL INFILE
   request is held back: the proxy never lets a server read files through it.
-* :class:`SessionTracker` keeps the session's last server status, its pin and whether the held
-  backend's session no longer matches its pool key (the schema changed).  It answers the release
-  rule: a backend goes back to the pool after a complete reply whose status has no open
-  transaction, unless the session is pinned.
+* :class:`SessionTracker` keeps the session's last server status, its pin and its tracked
+  settings.  It answers the release rule: a backend goes back to the pool after a complete reply
+  whose status has no open transaction and no further result, unless the session is pinned.  A
+  backend whose session changed tracked state (schema, tracked variables) goes back DIRTY, so the
+  pool resets it to its own key before anyone else gets it.
 
-Autocommit: a session that turned autocommit off keeps its backend until it turns it on again.
-Autocommit is tracked state in RDS Proxy (it partitions the pool instead of pinning); until the
-pool partitions on it, holding the backend is the way that never hands one client's setting to
-another.
+Autocommit is tracked state (it partitions the pool, as RDS Proxy does).  If the server's autocommit
+flag ever disagrees with the tracked settings (the client changed it in a way the statement text
+did not show), the session keeps its backend rather than hand one client's setting to another.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from reference_proxy.contracts import ReleaseState
+from reference_proxy.engines.mysql.lexer import lexing_options
+from reference_proxy.engines.mysql.screen import could_change_tracked
+from reference_proxy.engines.mysql.tracked import TrackedChange, apply_change, pool_variant, statement_changes
 from reference_proxy.protocol.mysql import (
     HEADER_SIZE,
     MAX_PACKET_PAYLOAD,
@@ -37,20 +39,12 @@ from reference_proxy.protocol.mysql import (
     text,
 )
 
-__all__ = ["BINARY_PREPARE_REASON", "Pin", "ReplyRelay", "SessionTracker", "schema_of_use"]
+__all__ = ["BINARY_PREPARE_REASON", "UNRESOLVED_SETTING_REASON", "Pin", "ReplyRelay", "SessionTracker"]
 
 BINARY_PREPARE_REASON = "A prepared statement was created with the binary protocol (COM_STMT_PREPARE)."
-
-_USE = re.compile(r"^\s*use\s+(?:`((?:[^`]|``)+)`|([A-Za-z0-9_$]+))\s*;?\s*$", re.IGNORECASE | re.DOTALL)
-
-
-def schema_of_use(sql: str) -> str | None:
-    """The schema a plain ``USE name`` statement selects; None for any other text."""
-    match = _USE.match(sql)
-    if match is None:
-        return None
-    quoted, bare = match.groups()
-    return quoted.replace("``", "`") if quoted is not None else bare
+UNRESOLVED_SETTING_REASON = ("SQL set a tracked session setting to a value the proxy can't read from the "
+                             "statement text.")
+_DEFAULT_LEXING = lexing_options()
 
 
 @dataclass(frozen=True)
@@ -114,16 +108,20 @@ class ReplyRelay:
 
 
 class SessionTracker:
-    """The pin, status and schema bookkeeping of one client session; see the module docstring.
+    """The pin, status and tracked settings of one client session; see the module docstring.
 
-    ``classify(sql)`` is the engine's pin classifier (a decision with ``.reason`` or None).
+    ``classify(sql, **lexing)`` is the engine's pin classifier (a decision with ``.reason`` or
+    None); the lexing keywords follow the session's last server status and are passed only when
+    they differ from the defaults.  ``settings`` are the session's tracked variables (canonical
+    name to normalised value), as :mod:`.tracked` reads them from the client's statements.
     """
 
-    def __init__(self, classify: Callable[[str], Any]) -> None:
+    def __init__(self, classify: Callable[..., Any]) -> None:
         self._classify = classify
         self.pin: Pin | None = None
         self.status_flags = int(ServerStatus.AUTOCOMMIT)
-        self.schema_changed = False
+        self.settings: dict[str, str] = {}
+        self.state_changed = False
 
     @property
     def pinned(self) -> bool:
@@ -133,18 +131,39 @@ class SessionTracker:
     def in_transaction(self) -> bool:
         return bool(self.status_flags & ServerStatus.IN_TRANS)
 
-    def pin_for(self, command: int, payload: bytes) -> Pin | None:
-        """The pin this command adds (None when it adds none or the session is pinned already)."""
-        if self.pin is not None:
-            return None
+    @property
+    def variant(self) -> tuple[tuple[str, str], ...]:
+        """The pool key's variant for the session's tracked settings."""
+        return pool_variant(self.settings)
+
+    def inspect(self, command: int, payload: bytes, schema: str) -> tuple[Pin | None, TrackedChange | None]:
+        """What a command does to the session before it runs: the pin it adds (None when none, or
+        when the session is pinned already) and the tracked change it makes if it succeeds.
+
+        ``schema`` is the session's current one (``DROP DATABASE`` of it leaves none).  A tracked
+        variable set to a value the text does not reveal pins, as an untracked one would.
+        """
+        if command == Command.INIT_DB:
+            return None, TrackedChange(schema=text(payload[1:]))
         if command == Command.STMT_PREPARE:
-            return Pin(BINARY_PREPARE_REASON, text(payload[1:]))
-        if command == Command.QUERY:
-            sql = text(payload[1:])
-            decision = self._classify(sql)
+            return (Pin(BINARY_PREPARE_REASON, text(payload[1:])) if self.pin is None else None), None
+        if command != Command.QUERY:
+            return None, None
+        sql = text(payload[1:])
+        options = lexing_options(status_flags=self.status_flags)
+        if options == _DEFAULT_LEXING:
+            options = {}
+        pin = None
+        if self.pin is None:
+            decision = self._classify(sql, **options)
             if decision is not None:
-                return Pin(decision.reason, sql)
-        return None
+                pin = Pin(decision.reason, sql)
+        change = None
+        if could_change_tracked(sql):
+            change = statement_changes(sql, current_schema=schema, **options) or None
+            if change is not None and change.unresolved and pin is None and self.pin is None:
+                pin = Pin(UNRESOLVED_SETTING_REASON, sql)
+        return pin, change
 
     def pinned_by(self, pin: Pin) -> None:
         self.pin = pin
@@ -154,31 +173,40 @@ class SessionTracker:
         if status_flags is not None:
             self.status_flags = status_flags
 
+    def apply(self, change: TrackedChange) -> None:
+        """A command that makes ``change`` succeeded: its tracked settings hold now."""
+        self.settings = apply_change(self.settings, change)
+
     @property
     def at_release_point(self) -> bool:
-        """The backend may go back to the pool: nothing open, nothing pinned."""
+        """The backend may go back to the pool: nothing open, nothing pinned, and the server's
+        autocommit flag what the tracked settings say (otherwise the session changed autocommit
+        in a way the proxy did not follow, and keeps its backend)."""
         flags = self.status_flags
-        return (self.pin is None and not flags & (ServerStatus.IN_TRANS | ServerStatus.MORE_RESULTS_EXISTS)
-                and bool(flags & ServerStatus.AUTOCOMMIT))
+        if self.pin is not None or flags & (ServerStatus.IN_TRANS | ServerStatus.MORE_RESULTS_EXISTS):
+            return False
+        return bool(flags & ServerStatus.AUTOCOMMIT) == (self.settings.get("autocommit") != "OFF")
 
     def release_state(self) -> ReleaseState:
-        """How a backend released at a release point goes back: reset first if its schema changed."""
-        return ReleaseState.DIRTY if self.schema_changed else ReleaseState.CLEAN
+        """How a backend released at a release point goes back: reset first if the session changed
+        tracked state, so that the backend matches its own pool key again."""
+        return ReleaseState.DIRTY if self.state_changed else ReleaseState.CLEAN
 
     def release_state_if_client_leaves(self, mid_reply: bool) -> ReleaseState:
         """A client left while its session held a backend: an open transaction or an unfinished
         reply costs the connection; a pinned or changed session is reset before reuse."""
         if mid_reply or self.in_transaction:
             return ReleaseState.BROKEN
-        if self.pin is not None or self.schema_changed or not self.status_flags & ServerStatus.AUTOCOMMIT:
+        if self.pin is not None or self.state_changed or not self.at_release_point:
             return ReleaseState.DIRTY
         return ReleaseState.CLEAN
 
     def backend_released(self) -> None:
-        self.schema_changed = False
+        self.state_changed = False
 
     def reset(self) -> None:
         """The session was reset (COM_RESET_CONNECTION, COM_CHANGE_USER): back to a fresh one's state."""
         self.pin = None
         self.status_flags = int(ServerStatus.AUTOCOMMIT)
-        self.schema_changed = False
+        self.settings = {}
+        self.state_changed = False

@@ -1,4 +1,4 @@
-"""The MySQL session's decisions without sockets: following replies, the release rule, pins, USE."""
+"""The MySQL session's decisions without sockets: following replies, the release rule, pins, tracked state."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 from reference_proxy.contracts import ReleaseState
 from reference_proxy.engines.mysql.tracking import (
     BINARY_PREPARE_REASON,
+    UNRESOLVED_SETTING_REASON,
     ReplyRelay,
     SessionTracker,
-    schema_of_use,
 )
 from reference_proxy.pinning import PinDecision
 from reference_proxy.protocol.mysql import (
@@ -120,42 +120,70 @@ def test_release_rule_follows_the_status_flags():
     assert not tracker.at_release_point
     tracker.reply_done(AUTOCOMMIT)
     assert tracker.at_release_point and tracker.release_state() is ReleaseState.CLEAN
-    tracker.reply_done(0)  # autocommit off: the backend stays with the session
+    tracker.reply_done(AUTOCOMMIT | MORE)
     assert not tracker.at_release_point
+
+
+def test_autocommit_off_is_tracked_and_an_untracked_change_keeps_the_backend():
+    tracker = SessionTracker(lambda sql: None)
+    pin, change = tracker.inspect(Command.QUERY, b"\x03SET autocommit = 0", "app")
+    assert pin is None and change.variables == {"autocommit": "OFF"}
+    tracker.apply(change)
+    tracker.reply_done(0)
+    assert tracker.at_release_point and tracker.variant == (("autocommit", "OFF"),)
+    other = SessionTracker(lambda sql: None)
+    other.reply_done(0)  # the server says autocommit is off, the statements never did
+    assert not other.at_release_point
 
 
 def test_binary_prepare_and_classified_sql_pin_once():
     tracker = SessionTracker(pin_user_variables)
-    assert tracker.pin_for(Command.QUERY, b"\x03SELECT 1") is None
-    pin = tracker.pin_for(Command.QUERY, b"\x03SET @a = 1")
+    assert tracker.inspect(Command.QUERY, b"\x03SELECT 1", "app") == (None, None)
+    pin, change = tracker.inspect(Command.QUERY, b"\x03SET @a = 1", "app")
     assert pin is not None and pin.reason == "A user variable was set." and pin.sql == "SET @a = 1"
+    assert change is None
     tracker.pinned_by(pin)
-    assert tracker.pin_for(Command.STMT_PREPARE, b"\x16SELECT ?") is None  # already pinned
+    assert tracker.inspect(Command.STMT_PREPARE, b"\x16SELECT ?", "app") == (None, None)  # pinned already
     assert not tracker.at_release_point
     other = SessionTracker(lambda sql: None)
-    assert other.pin_for(Command.STMT_PREPARE, b"\x16SELECT ?").reason == BINARY_PREPARE_REASON
+    assert other.inspect(Command.STMT_PREPARE, b"\x16SELECT ?", "app")[0].reason == BINARY_PREPARE_REASON
+
+
+def test_a_tracked_setting_the_text_cannot_reveal_pins():
+    tracker = SessionTracker(lambda sql: None)
+    pin, _ = tracker.inspect(Command.QUERY, b"\x03SET time_zone = @@global.time_zone", "app")
+    assert pin is not None and pin.reason == UNRESOLVED_SETTING_REASON
+
+
+def test_schema_changes_are_tracked_changes():
+    tracker = SessionTracker(lambda sql: None)
+    assert tracker.inspect(Command.INIT_DB, b"\x02other", "app")[1].schema == "other"
+    assert tracker.inspect(Command.QUERY, b"\x03USE `my db`", "app")[1].schema == "my db"
+    assert tracker.inspect(Command.QUERY, b"\x03DROP DATABASE app", "app")[1].schema == ""
+    assert tracker.inspect(Command.QUERY, b"\x03SELECT 'USE a'", "app") == (None, None)
+
+
+def test_the_lexing_follows_the_server_status():
+    seen: list[dict] = []
+    tracker = SessionTracker(lambda sql, **options: seen.append(options))
+    tracker.inspect(Command.QUERY, b"\x03SELECT 1", "app")
+    tracker.reply_done(AUTOCOMMIT | int(ServerStatus.ANSI_QUOTES))
+    tracker.inspect(Command.QUERY, b"\x03SELECT 1", "app")
+    assert seen[0] == {} and seen[1]["ansi_quotes"] is True
 
 
 def test_what_a_leaving_client_costs_its_backend():
     tracker = SessionTracker(lambda sql: None)
     assert tracker.release_state_if_client_leaves(mid_reply=False) is ReleaseState.CLEAN
     assert tracker.release_state_if_client_leaves(mid_reply=True) is ReleaseState.BROKEN
-    tracker.schema_changed = True
+    tracker.state_changed = True
     assert tracker.release_state_if_client_leaves(mid_reply=False) is ReleaseState.DIRTY
     assert tracker.release_state() is ReleaseState.DIRTY
     tracker.backend_released()
     tracker.reply_done(AUTOCOMMIT | IN_TRANS)
     assert tracker.release_state_if_client_leaves(mid_reply=False) is ReleaseState.BROKEN
     tracker.reset()
-    tracker.pinned_by(SessionTracker(pin_user_variables).pin_for(Command.QUERY, b"\x03SET @x = 1"))
+    tracker.pinned_by(SessionTracker(pin_user_variables).inspect(Command.QUERY, b"\x03SET @x = 1", "a")[0])
     assert tracker.release_state_if_client_leaves(mid_reply=False) is ReleaseState.DIRTY
     tracker.reset()
-    assert not tracker.pinned and tracker.at_release_point
-
-
-@pytest.mark.parametrize(("sql", "schema"), [
-    ("USE app", "app"), ("use `my db`;", "my db"), ("  USE\n`we``ird` ", "we`ird"),
-    ("USE a; SELECT 1", None), ("SELECT 'USE a'", None), ("USER()", None),
-])
-def test_schema_of_use(sql, schema):
-    assert schema_of_use(sql) == schema
+    assert not tracker.pinned and tracker.at_release_point and tracker.variant == ()
