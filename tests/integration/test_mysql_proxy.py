@@ -7,6 +7,7 @@ deadlines, never fixed sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -285,3 +286,50 @@ def test_concurrent_clients_all_get_answers(proxy):
     for t in threads:
         t.join(60)
     assert not errors
+
+
+# ---------------------------------------------------------------------------------- failover
+# These run last: they move the shared cluster's writer.
+
+FAST_MONITOR = {"monitor__interval": 0.2, "monitor__fast_interval": 0.05, "monitor__connect_timeout": 1.0,
+                "monitor__query_timeout": 0.5}
+SETTLE = 30.0  # seconds allowed for the proxy to see a change the stand-in already finished
+WHO = "SELECT @@global.report_host, @@global.read_only"
+
+
+def who(conn: pymysql.connections.Connection) -> tuple[str, int]:
+    with conn.cursor() as cur:
+        cur.execute(WHO)
+        host, read_only = cur.fetchone()
+        return host, read_only
+
+
+def proxy_writer(proxy) -> str | None:
+    return proxy.call(lambda: proxy.server.monitor.writer)
+
+
+def test_failover_keeps_idle_clients_and_cuts_the_transaction_in_flight(cluster):
+    with running_proxy(cluster, **FAST_MONITOR, pool__connection_borrow_timeout=30) as proxy:
+        idle = [proxy.connect() for _ in range(3)]
+        in_txn = proxy.connect()
+        reader = proxy.connect("reader")
+        try:
+            old = cluster.writer.id
+            assert {who(c) for c in idle} == {(old, 0)}
+            in_txn.begin()
+            assert who(in_txn) == (old, 0)
+            reader_before = who(reader)
+            assert reader_before[1] == 1
+            new = cluster.failover()
+            eventually(lambda: proxy_writer(proxy) == new, SETTLE, f"the proxy to accept {new} as writer")
+            assert {who(c) for c in idle} == {(new, 0)}  # no error, no reconnect
+            with pytest.raises(pymysql.err.OperationalError) as info:
+                who(in_txn)
+            assert info.value.args[0] == LOST_BACKEND_CODE
+            assert "failover" in info.value.args[1] or "was lost" in info.value.args[1]
+            for _ in range(3):
+                assert who(reader)[1] == 1  # the reader endpoint never reaches the writer
+        finally:
+            for c in [*idle, in_txn, reader]:
+                with contextlib.suppress(Exception):
+                    c.close()
