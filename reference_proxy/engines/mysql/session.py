@@ -133,6 +133,8 @@ class MySQLClientSession:
         self._set_up = False
         self._drain_requested = False
         self._raw_socket: socket.socket | None = None  # the client's socket while the login reads it raw
+        self._m_response_latency: Any = None
+        self._m_database_latency: tuple[str, Any] | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -327,6 +329,7 @@ class MySQLClientSession:
         m, ep = self.s.metrics, self.endpoint
         queries = m.counter("QueryRequests", endpoint=ep)
         queries_tls = m.counter("QueryRequestsTLS" if self.tls else "QueryRequestsNoTLS", endpoint=ep)
+        self._m_response_latency = m.histogram("QueryResponseLatency", endpoint=ep)
         while True:
             self._client_packets.expected_sequence = 0  # every command starts a new exchange
             packet = await self._next_client_packet()
@@ -359,6 +362,7 @@ class MySQLClientSession:
         tracker = self.tracker
         assert self.key is not None
         pin, change = tracker.inspect(command, payload, self.key.database)
+        arrived = self.s.clock.monotonic()
         if self.backend is None and not await self._borrow():
             return
         backend = self.backend
@@ -370,8 +374,13 @@ class MySQLClientSession:
         backend.writer.write(encode_packet(payload, 0)[0])
         if reply_shape(command) is ReplyShape.NONE:
             return
+        sent = self.s.clock.monotonic()
         relay = ReplyRelay(command, backend.capabilities, self.shared.max_payload)
         await self._relay_reply(relay)
+        if command in _QUERIES:
+            now = self.s.clock.monotonic()
+            self._m_response_latency.observe(now - arrived)
+            self._database_latency(backend.key.instance_id).observe(now - sent)
         was_in_transaction = tracker.in_transaction
         tracker.reply_done(relay.tracker.status_flags)
         if change is not None:
@@ -381,6 +390,13 @@ class MySQLClientSession:
                 self.s.pool.mark_in_transaction(backend, tracker.in_transaction)
         if tracker.at_release_point:
             self._release(tracker.release_state())
+
+    def _database_latency(self, instance_id: str) -> Any:
+        bound = self._m_database_latency
+        if bound is None or bound[0] != instance_id:
+            bound = self._m_database_latency = (
+                instance_id, self.s.metrics.histogram("QueryDatabaseResponseLatency", instance=instance_id))
+        return bound[1]
 
     def _follow(self, change: TrackedChange, *, succeeded: bool) -> None:
         """A command changed tracked state (schema, tracked variables): later borrows use the pool

@@ -39,9 +39,11 @@ from reference_proxy.protocol.mysql import (
     text,
 )
 
-__all__ = ["BINARY_PREPARE_REASON", "UNRESOLVED_SETTING_REASON", "Pin", "ReplyRelay", "SessionTracker"]
+__all__ = ["BINARY_PREPARE_REASON", "SET_OPTION_REASON", "UNRESOLVED_SETTING_REASON", "Pin", "ReplyRelay", "SessionTracker"]
 
 BINARY_PREPARE_REASON = "A prepared statement was created with the binary protocol (COM_STMT_PREPARE)."
+SET_OPTION_REASON = ("The client switched multi-statement support (COM_SET_OPTION), which the proxy "
+                     "doesn't track.")
 UNRESOLVED_SETTING_REASON = ("SQL set a tracked session setting to a value the proxy can't read from the "
                              "statement text.")
 _DEFAULT_LEXING = lexing_options()
@@ -147,6 +149,8 @@ class SessionTracker:
             return None, TrackedChange(schema=text(payload[1:]))
         if command == Command.STMT_PREPARE:
             return (Pin(BINARY_PREPARE_REASON, text(payload[1:])) if self.pin is None else None), None
+        if command == Command.SET_OPTION:
+            return (Pin(SET_OPTION_REASON, "COM_SET_OPTION") if self.pin is None else None), None
         if command != Command.QUERY:
             return None, None
         sql = text(payload[1:])

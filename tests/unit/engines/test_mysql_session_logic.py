@@ -7,6 +7,7 @@ import pytest
 from reference_proxy.contracts import ReleaseState
 from reference_proxy.engines.mysql.tracking import (
     BINARY_PREPARE_REASON,
+    SET_OPTION_REASON,
     UNRESOLVED_SETTING_REASON,
     ReplyRelay,
     SessionTracker,
@@ -147,6 +148,8 @@ def test_binary_prepare_and_classified_sql_pin_once():
     assert not tracker.at_release_point
     other = SessionTracker(lambda sql: None)
     assert other.inspect(Command.STMT_PREPARE, b"\x16SELECT ?", "app")[0].reason == BINARY_PREPARE_REASON
+    assert SessionTracker(lambda sql: None).inspect(Command.SET_OPTION, b"\x1b\x01\x00", "app")[0].reason \
+        == SET_OPTION_REASON
 
 
 def test_a_tracked_setting_the_text_cannot_reveal_pins():
