@@ -382,9 +382,9 @@ class MySQLClientSession:
             self._m_response_latency.observe(now - arrived)
             self._database_latency(backend.key.instance_id).observe(now - sent)
         was_in_transaction = tracker.in_transaction
-        tracker.reply_done(relay.tracker.status_flags)
+        tracker.reply_done(relay.status_flags)
         if change is not None:
-            self._follow(change, succeeded=relay.tracker.error is None and not relay.local_infile)
+            self._follow(change, succeeded=relay.error is None and not relay.local_infile)
         if was_in_transaction != tracker.in_transaction:
             with contextlib.suppress(ProxyError):
                 self.s.pool.mark_in_transaction(backend, tracker.in_transaction)

@@ -4,7 +4,9 @@ Two small machines the session drives:
 
 * :class:`ReplyRelay` follows one command's reply in the raw server stream.  It splits whole
   physical packets (forwarded as they are, so replies reach clients byte for byte), hands each
-  logical payload to a :class:`ResponseTracker` and says when the reply is complete.  A LOCAL INFILE
+  logical payload to a follower (:class:`ResultsFollower`, which reads headers and status flags
+  only, for queries; the codec's :class:`ResponseTracker` for the rarer replies) and says when the
+  reply is complete.  A LOCAL INFILE
   request is held back: the proxy never lets a server read files through it.
 * :class:`SessionTracker` keeps the session's last server status, its pin and its tracked
   settings.  It answers the release rule: a backend goes back to the pool after a complete reply
@@ -30,7 +32,10 @@ from reference_proxy.engines.mysql.tracked import TrackedChange, apply_change, p
 from reference_proxy.protocol.mysql import (
     HEADER_SIZE,
     MAX_PACKET_PAYLOAD,
+    Capability,
+    ColumnCount,
     Command,
+    ErrPacket,
     PacketRole,
     PacketSplitter,
     ProtocolViolation,
@@ -39,7 +44,8 @@ from reference_proxy.protocol.mysql import (
     text,
 )
 
-__all__ = ["BINARY_PREPARE_REASON", "SET_OPTION_REASON", "UNRESOLVED_SETTING_REASON", "Pin", "ReplyRelay", "SessionTracker"]
+__all__ = ["BINARY_PREPARE_REASON", "SET_OPTION_REASON", "UNRESOLVED_SETTING_REASON", "Pin", "ReplyRelay",
+           "ResultsFollower", "SessionTracker"]
 
 BINARY_PREPARE_REASON = "A prepared statement was created with the binary protocol (COM_STMT_PREPARE)."
 SET_OPTION_REASON = ("The client switched multi-statement support (COM_SET_OPTION), which the proxy "
@@ -57,6 +63,140 @@ class Pin:
     sql: str
 
 
+_RESULTS_COMMANDS = (Command.QUERY, Command.STMT_EXECUTE)
+_FIRST, _COLUMNS, _COLUMNS_EOF, _ROWS, _DONE = range(5)
+_MORE_RESULTS = int(ServerStatus.MORE_RESULTS_EXISTS)
+_CURSOR_EXISTS = int(ServerStatus.CURSOR_EXISTS)
+_PROGRESS_REPORT = 0xFFFF
+
+
+def _after_lenenc(buf: bytes, pos: int, end: int) -> int:
+    """The offset just past the length-encoded integer at ``pos`` (a packet ending at ``end``)."""
+    if pos >= end:
+        raise ProtocolViolation("packet too short for its length-encoded integer")
+    first = buf[pos]
+    if first < 0xFB:
+        return pos + 1
+    if first == 0xFC:
+        return pos + 3
+    if first == 0xFD:
+        return pos + 4
+    if first == 0xFE:
+        return pos + 9
+    raise ProtocolViolation(f"malformed length-encoded integer starting {first:#04x}")
+
+
+class ResultsFollower:
+    """Follows the reply to COM_QUERY or COM_STMT_EXECUTE over the classic protocol (EOF packets,
+    as the proxy's backends speak it), reading only what the release rule needs: packet headers,
+    the column count and status flags.  Column definitions and rows are counted, never decoded;
+    that is most of a point select's reply, and :class:`ResponseTracker` would decode it all.
+
+    :meth:`feed` takes one logical payload as ``buf[start:end]`` (no copy) and returns True for a
+    LOCAL INFILE request.  ``status_flags`` is the last status seen (None: none yet), ``error``
+    the ERR that ended the reply.
+    """
+
+    __slots__ = ("_binary", "_capabilities", "_columns_left", "_state", "error", "status_flags")
+
+    def __init__(self, command: int, capabilities: int) -> None:
+        self._binary = command == Command.STMT_EXECUTE
+        self._capabilities = capabilities
+        self._state = _FIRST
+        self._columns_left = 0
+        self.status_flags: int | None = None
+        self.error: ErrPacket | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._state == _DONE
+
+    def feed(self, buf: bytes, start: int, end: int) -> bool:
+        state = self._state
+        if end <= start:
+            raise ProtocolViolation("server sent an empty packet")
+        header = buf[start]
+        if state == _ROWS:
+            if header == 0xFE and end - start < 9:
+                self._ended(buf[start + 3] | buf[start + 4] << 8)
+            elif header == 0xFF:
+                self._failed(buf, start, end)
+            return False
+        if state == _COLUMNS:
+            if header == 0xFF:
+                self._failed(buf, start, end)
+                return False
+            self._columns_left -= 1
+            if not self._columns_left:
+                self._state = _COLUMNS_EOF
+            return False
+        if state == _COLUMNS_EOF:
+            if header != 0xFE or end - start >= 9:
+                raise ProtocolViolation("expected an EOF after the column definitions")
+            flags = self.status_flags = buf[start + 3] | buf[start + 4] << 8
+            self._state = _DONE if self._binary and flags & _CURSOR_EXISTS else _ROWS
+            return False
+        if state == _DONE:
+            raise ProtocolViolation("the database sent a packet after the complete reply")
+        # _FIRST: OK, ERR, LOCAL INFILE request or a result set's column count
+        if header == 0x00:
+            pos = _after_lenenc(buf, _after_lenenc(buf, start + 1, end), end)
+            if pos + 2 > end:
+                raise ProtocolViolation("OK packet too short for its status flags")
+            self._ended(buf[pos] | buf[pos + 1] << 8)
+            return False
+        if header == 0xFF:
+            self._failed(buf, start, end)
+            return False
+        if header == 0xFB:
+            if self._binary:
+                raise ProtocolViolation("LOCAL INFILE request in reply to COM_STMT_EXECUTE")
+            return True  # the OK or ERR that ends it comes after the client's (empty) file
+        if header == 0xFE:
+            raise ProtocolViolation("server began a reply with a 0xfe packet")
+        count = ColumnCount.decode(buf[start:end], self._capabilities).count
+        if count == 0:
+            raise ProtocolViolation("result set without columns")
+        self._columns_left = count
+        self._state = _COLUMNS
+        return False
+
+    def _ended(self, flags: int) -> None:
+        self.status_flags = flags
+        self._state = _FIRST if flags & _MORE_RESULTS else _DONE
+
+    def _failed(self, buf: bytes, start: int, end: int) -> None:
+        if end - start >= 3 and (buf[start + 1] | buf[start + 2] << 8) == _PROGRESS_REPORT:
+            return  # a MariaDB progress report: the reply goes on
+        self.error = ErrPacket.decode(buf[start:end], self._capabilities)
+        self._state = _DONE
+
+
+class _TrackerFollower:
+    """:class:`ResponseTracker` behind :class:`ResultsFollower`'s interface, for every other reply
+    shape (prepared statement metadata, field lists, statistics...), which are rare enough to decode."""
+
+    __slots__ = ("_tracker",)
+
+    def __init__(self, command: int, capabilities: int) -> None:
+        self._tracker = ResponseTracker(command, capabilities, validate_rows=False)
+
+    @property
+    def done(self) -> bool:
+        return self._tracker.done
+
+    @property
+    def status_flags(self) -> int | None:
+        return self._tracker.status_flags
+
+    @property
+    def error(self) -> ErrPacket | None:
+        return self._tracker.error
+
+    def feed(self, buf: bytes, start: int, end: int) -> bool:
+        return self._tracker.feed(bytes(buf[start:end])) is PacketRole.LOCAL_INFILE
+
+
 class ReplyRelay:
     """Follows one command's reply; :meth:`feed` returns the server bytes to pass to the client.
 
@@ -66,7 +206,10 @@ class ReplyRelay:
     """
 
     def __init__(self, command: int, capabilities: int, max_payload: int) -> None:
-        self.tracker = ResponseTracker(command, capabilities, validate_rows=False)
+        if command in _RESULTS_COMMANDS and not capabilities & Capability.DEPRECATE_EOF:
+            self._follower: ResultsFollower | _TrackerFollower = ResultsFollower(command, capabilities)
+        else:
+            self._follower = _TrackerFollower(command, capabilities)
         self._splitter = PacketSplitter(max_payload, what="server")
         self._continued = bytearray()
         self.next_sequence = 1
@@ -75,7 +218,17 @@ class ReplyRelay:
 
     @property
     def done(self) -> bool:
-        return self.tracker.done
+        return self._follower.done
+
+    @property
+    def status_flags(self) -> int | None:
+        """The status the reply ended with (None: it carried none, as an ERR alone)."""
+        return self._follower.status_flags
+
+    @property
+    def error(self) -> ErrPacket | None:
+        """The ERR that ended the reply, if one did."""
+        return self._follower.error
 
     @property
     def buffered(self) -> int:
@@ -85,28 +238,24 @@ class ReplyRelay:
         """Take server bytes; return the whole packets to forward.  After a LOCAL INFILE request
         (:attr:`local_infile`, at :attr:`infile_sequence`) nothing more is for the client."""
         frames = self._splitter.feed(data)
-        tracker = self.tracker
+        follower = self._follower
         out = frames.data
-        if self.local_infile:
-            for _, start, end in frames.spans:
-                tracker.feed(out[start + HEADER_SIZE:end])
-            return b""
         for sequence_id, start, end in frames.spans:
             self.next_sequence = (sequence_id + 1) & 0xFF
             if end - start - HEADER_SIZE == MAX_PACKET_PAYLOAD:
                 self._continued += out[start + HEADER_SIZE:end]
                 continue
-            payload = out[start + HEADER_SIZE:end]
             if self._continued:
-                payload = bytes(self._continued) + payload
+                payload = bytes(self._continued) + out[start + HEADER_SIZE:end]
                 self._continued.clear()
-            if tracker.done:
-                raise ProtocolViolation("the database sent bytes after a complete reply")
-            if tracker.feed(payload) is PacketRole.LOCAL_INFILE:
+                request = follower.feed(payload, 0, len(payload))
+            else:
+                request = follower.feed(out, start + HEADER_SIZE, end)
+            if request and not self.local_infile:
                 self.local_infile = True
                 self.infile_sequence = sequence_id
                 return out[:start]  # what came before the request; the server now waits for the file
-        return out
+        return b"" if self.local_infile else out
 
 
 class SessionTracker:

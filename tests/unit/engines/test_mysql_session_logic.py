@@ -60,7 +60,7 @@ def test_a_result_set_is_forwarded_byte_for_byte_even_when_split_anywhere():
         assert not relay.done
         out += relay.feed(data[cut:])
         assert out == data and relay.done
-        assert relay.tracker.status_flags == AUTOCOMMIT
+        assert relay.status_flags == AUTOCOMMIT
         assert relay.next_sequence == 6
 
 
@@ -69,13 +69,13 @@ def test_a_multi_statement_reply_ends_only_without_more_results():
     relay.feed(packets(OkPacket(status_flags=AUTOCOMMIT | MORE).encode(CAPS)))
     assert not relay.done
     relay.feed(packets(*result_set(b"x"), first=2))
-    assert relay.done and relay.tracker.status_flags == AUTOCOMMIT
+    assert relay.done and relay.status_flags == AUTOCOMMIT
 
 
 def test_an_err_ends_the_reply_without_a_status():
     relay = ReplyRelay(Command.QUERY, CAPS, MAX)
     relay.feed(packets(ErrPacket(1064, "syntax").encode(CAPS)))
-    assert relay.done and relay.tracker.status_flags is None and relay.tracker.error.error_code == 1064
+    assert relay.done and relay.status_flags is None and relay.error.error_code == 1064
 
 
 def test_bytes_after_a_complete_reply_break_the_protocol():
@@ -108,7 +108,47 @@ def test_a_continued_payload_is_joined_before_the_tracker_reads_it():
         assert out + relay.feed(data[cut:]) == data and relay.done
     relay = ReplyRelay(Command.QUERY, CAPS, 64 * 1024 * 1024)
     assert relay.feed(data) == data and relay.done
-    assert relay.tracker.status_flags == AUTOCOMMIT
+    assert relay.status_flags == AUTOCOMMIT
+
+
+def test_rows_end_at_an_err_and_progress_reports_do_not_end_anything():
+    relay = ReplyRelay(Command.QUERY, CAPS, MAX)
+    payloads = result_set(b"x")[:4]
+    progress = b"\xff\xff\xff" + b"\x01\x01\x00\x00\x00\x00\x00"
+    relay.feed(packets(*payloads, progress))
+    assert not relay.done
+    relay.feed(packets(ErrPacket(1317, "Query execution was interrupted", "70100").encode(CAPS), first=7))
+    assert relay.done and relay.error.error_code == 1317 and relay.status_flags == AUTOCOMMIT
+
+
+def test_a_binary_result_with_a_cursor_ends_after_its_metadata():
+    column = ColumnDefinition41("v", 3).encode(CAPS)
+    eof = EofPacket(status_flags=AUTOCOMMIT | int(ServerStatus.CURSOR_EXISTS)).encode(CAPS)
+    relay = ReplyRelay(Command.STMT_EXECUTE, CAPS, MAX)
+    relay.feed(packets(b"\x01", column, eof))
+    assert relay.done
+
+
+def test_other_replies_and_deprecate_eof_go_through_the_codec_tracker():
+    prepare_ok = b"\x00" + (7).to_bytes(4, "little") + (0).to_bytes(2, "little") + (0).to_bytes(2, "little") \
+        + b"\x00" + (0).to_bytes(2, "little")
+    relay = ReplyRelay(Command.STMT_PREPARE, CAPS, MAX)
+    assert relay.feed(packets(prepare_ok)) and relay.done
+    caps = CAPS | Capability.DEPRECATE_EOF
+    relay = ReplyRelay(Command.QUERY, caps, MAX)
+    column = ColumnDefinition41("v", 253).encode(caps)
+    relay.feed(packets(b"\x01", column, b"\x01x", OkPacket(header=0xFE).encode(caps)))
+    assert relay.done
+
+
+@pytest.mark.parametrize("reply", [
+    [b"\xfe\x00\x00\x02\x00"],                                  # an EOF where nothing began
+    [b"\x01", ColumnDefinition41("v", 253).encode(CAPS), b"\x01x"],  # a row where the EOF belongs
+    [b"\x00\xfc"],                                                # an OK cut short
+])
+def test_malformed_replies_break_the_protocol(reply):
+    with pytest.raises(ProtocolViolation):
+        ReplyRelay(Command.QUERY, CAPS, MAX).feed(packets(*reply))
 
 
 # -- SessionTracker --------------------------------------------------------------------------
