@@ -75,6 +75,8 @@ __all__ = ["BORROW_TIMEOUT_CODE", "LOST_BACKEND_CODE", "MySQLClientSession", "My
 log = logging.getLogger("reference_proxy.engines.mysql.session")
 
 READ_SIZE = 65536
+WRITE_BUFFER_LIMIT = 65536
+"""Bytes a peer may leave unread in the proxy's write buffer before the relay waits for it."""
 BORROW_TIMEOUT_CODE = 9501
 """RDS Proxy's ``ERROR 9501 (HY000): Timed-out waiting to acquire database connection``."""
 LOST_BACKEND_CODE = 2013
@@ -353,7 +355,8 @@ class MySQLClientSession:
                 pass  # no statement can exist without the pinned backend that prepared it
             else:
                 await self._relay_command(command, payload)
-            await self.writer.drain()
+            if self.writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+                await self.writer.drain()
             if self._drain_requested and self.backend is None:
                 await self._say_error(SHUTDOWN_CODE, "08S01", "Server shutdown in progress", 0)
                 return
@@ -417,7 +420,8 @@ class MySQLClientSession:
         reader, client = backend.reader, self.writer
         self._mid_reply = True
         try:
-            await backend.writer.drain()
+            if backend.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+                await backend.writer.drain()
             while not relay.done:
                 data = await reader.read(READ_SIZE)
                 if not data:
@@ -425,7 +429,8 @@ class MySQLClientSession:
                 out = relay.feed(data)
                 if out:
                     client.write(out)
-                    await client.drain()
+                    if client.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+                        await client.drain()  # a slow client slows its own reply, not the proxy
                 if relay.local_infile:
                     await self._refuse_local_infile(relay)
                     break

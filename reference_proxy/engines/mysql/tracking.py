@@ -52,7 +52,6 @@ SET_OPTION_REASON = ("The client switched multi-statement support (COM_SET_OPTIO
                      "doesn't track.")
 UNRESOLVED_SETTING_REASON = ("SQL set a tracked session setting to a value the proxy can't read from the "
                              "statement text.")
-_DEFAULT_LEXING = lexing_options()
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,12 @@ class Pin:
 
 _RESULTS_COMMANDS = (Command.QUERY, Command.STMT_EXECUTE)
 _FIRST, _COLUMNS, _COLUMNS_EOF, _ROWS, _DONE = range(5)
+# Plain ints: flag tests run for every command, and IntFlag arithmetic costs more than the rest.
+_AUTOCOMMIT = int(ServerStatus.AUTOCOMMIT)
+_IN_TRANS = int(ServerStatus.IN_TRANS)
 _MORE_RESULTS = int(ServerStatus.MORE_RESULTS_EXISTS)
 _CURSOR_EXISTS = int(ServerStatus.CURSOR_EXISTS)
+_LEXING_FLAGS = int(ServerStatus.ANSI_QUOTES | ServerStatus.NO_BACKSLASH_ESCAPES)
 _PROGRESS_REPORT = 0xFFFF
 
 
@@ -270,7 +273,7 @@ class SessionTracker:
     def __init__(self, classify: Callable[..., Any]) -> None:
         self._classify = classify
         self.pin: Pin | None = None
-        self.status_flags = int(ServerStatus.AUTOCOMMIT)
+        self.status_flags = _AUTOCOMMIT
         self.settings: dict[str, str] = {}
         self.state_changed = False
 
@@ -280,7 +283,7 @@ class SessionTracker:
 
     @property
     def in_transaction(self) -> bool:
-        return bool(self.status_flags & ServerStatus.IN_TRANS)
+        return bool(self.status_flags & _IN_TRANS)
 
     @property
     def variant(self) -> tuple[tuple[str, str], ...]:
@@ -303,9 +306,8 @@ class SessionTracker:
         if command != Command.QUERY:
             return None, None
         sql = text(payload[1:])
-        options = lexing_options(status_flags=self.status_flags)
-        if options == _DEFAULT_LEXING:
-            options = {}
+        lexing = self.status_flags & _LEXING_FLAGS
+        options = lexing_options(status_flags=lexing) if lexing else {}
         pin = None
         if self.pin is None:
             decision = self._classify(sql, **options)
@@ -336,9 +338,9 @@ class SessionTracker:
         autocommit flag what the tracked settings say (otherwise the session changed autocommit
         in a way the proxy did not follow, and keeps its backend)."""
         flags = self.status_flags
-        if self.pin is not None or flags & (ServerStatus.IN_TRANS | ServerStatus.MORE_RESULTS_EXISTS):
+        if self.pin is not None or flags & (_IN_TRANS | _MORE_RESULTS):
             return False
-        return bool(flags & ServerStatus.AUTOCOMMIT) == (self.settings.get("autocommit") != "OFF")
+        return bool(flags & _AUTOCOMMIT) == (self.settings.get("autocommit") != "OFF")
 
     def release_state(self) -> ReleaseState:
         """How a backend released at a release point goes back: reset first if the session changed
@@ -360,6 +362,6 @@ class SessionTracker:
     def reset(self) -> None:
         """The session was reset (COM_RESET_CONNECTION, COM_CHANGE_USER): back to a fresh one's state."""
         self.pin = None
-        self.status_flags = int(ServerStatus.AUTOCOMMIT)
+        self.status_flags = _AUTOCOMMIT
         self.settings = {}
         self.state_changed = False
