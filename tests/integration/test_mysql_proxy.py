@@ -7,6 +7,7 @@ deadlines, never fixed sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -267,6 +268,30 @@ def test_change_user_is_answered_by_the_proxy_and_resets_the_session(proxy):
             conn._read_ok_packet()
         assert info.value.args[0] == ER_ACCESS_DENIED
         assert scalar(conn, "SELECT 9") == 9  # the session survives as it was
+
+
+def test_idle_client_timeout_closes_the_client_not_its_backend(cluster):
+    with running_proxy(cluster, pool__idle_client_timeout=1) as proxy:
+        conn = proxy.connect()
+        served = connection_id(conn)
+        eventually(lambda: proxy.metric("ClientConnectionsClosed", endpoint="default") >= 1,
+                   what="the idle client to be closed")
+        with pytest.raises(pymysql.err.OperationalError):
+            scalar(conn, "SELECT 1")
+        assert thread_alive(cluster, served)
+        assert proxy.pool_instance(cluster.writer.id)["idle"] >= 1
+
+
+def test_shutdown_closes_idle_pinned_sessions_at_once(cluster):
+    with running_proxy(cluster) as proxy:
+        pinned = proxy.connect()
+        with pinned.cursor() as cur:
+            cur.execute("SET @pin = 1")
+        assert proxy.call(lambda: proxy.server.status()["pinned_sessions"]) == 1
+        stopped = asyncio.run_coroutine_threadsafe(proxy.server.stop(grace=120), proxy.loop)
+        eventually(lambda: stopped.done(), timeout=30, what="the drain to finish well before its grace")
+        with pytest.raises(pymysql.err.OperationalError):
+            scalar(pinned, "SELECT 1")
 
 
 def test_concurrent_clients_all_get_answers(proxy):

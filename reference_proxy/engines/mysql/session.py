@@ -171,7 +171,7 @@ class MySQLClientSession:
     def request_drain(self) -> None:
         """Shutdown: finish the current transaction (if any), then close the client."""
         self._drain_requested = True
-        if self._idle and self.backend is None:
+        if self._idle:
             with contextlib.suppress(Exception):
                 self.writer.close()
 
@@ -316,11 +316,20 @@ class MySQLClientSession:
             packet = packets.next_packet()
             if packet is not NEED_DATA:
                 return packet
-            self._idle = self.backend is None
+            self._idle = not self.tracker.in_transaction  # a drain may end the session now
             try:
                 if self._drain_requested and self._idle:
                     return None
-                data = await self.reader.read(READ_SIZE)
+                if self.tracker.in_transaction:
+                    data = await self.reader.read(READ_SIZE)
+                else:
+                    async with asyncio.timeout(self.s.pool.settings.idle_client_timeout):
+                        data = await self.reader.read(READ_SIZE)
+            except TimeoutError:
+                log.info("[proxyEndpoint=%s] [clientConnection=%s] closing the client: idle for longer than "
+                         "IdleClientTimeout (%ss)", self.endpoint, self.client_id,
+                         self.s.pool.settings.idle_client_timeout)
+                return None
             finally:
                 self._idle = False
             if not data:
@@ -357,8 +366,7 @@ class MySQLClientSession:
                 await self._relay_command(command, payload)
             if self.writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
                 await self.writer.drain()
-            if self._drain_requested and self.backend is None:
-                await self._say_error(SHUTDOWN_CODE, "08S01", "Server shutdown in progress", 0)
+            if self._drain_requested and not self.tracker.in_transaction:
                 return
 
     async def _relay_command(self, command: int, payload: bytes) -> None:
