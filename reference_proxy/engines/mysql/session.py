@@ -49,12 +49,12 @@ from reference_proxy.contracts import (
 )
 from reference_proxy.engines.mysql.auth import AuthFailed, ClientAuthenticator, Sha2FastPathCache
 from reference_proxy.engines.mysql.login import Authenticated, ClientLogin, Refused, SendToClient, StartTls
+from reference_proxy.engines.mysql.relay import FastCommand, Handover, Relay
 from reference_proxy.engines.mysql.tracked import TrackedChange
 from reference_proxy.engines.mysql.tracking import Pin, ReplyRelay, SessionTracker
 from reference_proxy.protocol.mysql import (
     DEFAULT_MAX_PAYLOAD,
     HEADER_SIZE,
-    NEED_DATA,
     Capability,
     ComChangeUser,
     Command,
@@ -88,6 +88,9 @@ LOST_BACKEND_MESSAGE = ("Lost connection: the database connection to instance {i
                         "or the database shut down or crashed); reconnect to continue")
 LOCAL_INFILE_MESSAGE = "LOAD DATA LOCAL INFILE is not supported by this proxy"
 _QUERIES = (Command.QUERY, Command.STMT_EXECUTE)
+_FAST_COMMANDS = frozenset((Command.QUERY, Command.STMT_EXECUTE, Command.INIT_DB, Command.STMT_PREPARE,
+                            Command.STMT_RESET, Command.STMT_FETCH))
+"""Commands the fast path sends on the spot: each has a reply and needs nothing but a backend."""
 
 
 class MySQLSessions:
@@ -131,10 +134,12 @@ class MySQLClientSession:
         self._login: ClientLogin | None = None
         self._client_packets = PacketReader(sessions.max_payload, what="client", expected_sequence=None)
         self._mid_reply = False
-        self._idle = False
         self._set_up = False
         self._drain_requested = False
         self._raw_socket: socket.socket | None = None  # the client's socket while the login reads it raw
+        self._relay: Relay | None = None
+        self._m_queries: Any = None
+        self._m_queries_tls: Any = None
         self._m_response_latency: Any = None
         self._m_database_latency: tuple[str, Any] | None = None
 
@@ -171,9 +176,8 @@ class MySQLClientSession:
     def request_drain(self) -> None:
         """Shutdown: finish the current transaction (if any), then close the client."""
         self._drain_requested = True
-        if self._idle:
-            with contextlib.suppress(Exception):
-                self.writer.close()
+        if self._relay is not None:
+            self._relay.wakeup()
 
     async def _finish(self) -> None:
         m, ep = self.s.metrics, self.endpoint
@@ -311,63 +315,98 @@ class MySQLClientSession:
     # ------------------------------------------------------------------------------- commands
 
     async def _next_client_packet(self) -> Packet | None:
-        packets = self._client_packets
-        while True:
-            packet = packets.next_packet()
-            if packet is not NEED_DATA:
-                return packet
-            self._idle = not self.tracker.in_transaction  # a drain may end the session now
-            try:
-                if self._drain_requested and self._idle:
-                    return None
-                if self.tracker.in_transaction:
-                    data = await self.reader.read(READ_SIZE)
-                else:
-                    async with asyncio.timeout(self.s.pool.settings.idle_client_timeout):
-                        data = await self.reader.read(READ_SIZE)
-            except TimeoutError:
-                log.info("[proxyEndpoint=%s] [clientConnection=%s] closing the client: idle for longer than "
-                         "IdleClientTimeout (%ss)", self.endpoint, self.client_id,
-                         self.s.pool.settings.idle_client_timeout)
-                return None
-            finally:
-                self._idle = False
-            if not data:
-                return None
-            packets.receive_data(data)
+        """The client's next packet in the middle of an exchange (None: the client left)."""
+        assert self._relay is not None
+        item = await self._relay.next_work(command=False)
+        if isinstance(item, Handover):  # no fast command runs during an exchange
+            raise TypeError("a fast command was handed over in the middle of an exchange")
+        return item
+
+    def _idle_too_long(self) -> None:
+        log.info("[proxyEndpoint=%s] [clientConnection=%s] closing the client: idle for longer than "
+                 "IdleClientTimeout (%ss)", self.endpoint, self.client_id, self.s.pool.settings.idle_client_timeout)
 
     async def _serve_commands(self) -> None:
         m, ep = self.s.metrics, self.endpoint
-        queries = m.counter("QueryRequests", endpoint=ep)
-        queries_tls = m.counter("QueryRequestsTLS" if self.tls else "QueryRequestsNoTLS", endpoint=ep)
+        self._m_queries = m.counter("QueryRequests", endpoint=ep)
+        self._m_queries_tls = m.counter("QueryRequestsTLS" if self.tls else "QueryRequestsNoTLS", endpoint=ep)
         self._m_response_latency = m.histogram("QueryResponseLatency", endpoint=ep)
-        while True:
-            self._client_packets.expected_sequence = 0  # every command starts a new exchange
-            packet = await self._next_client_packet()
-            if packet is None or not packet.payload:
-                return
-            payload = packet.payload
-            command = payload[0]
-            if command == Command.QUIT:
-                return
-            if command in _QUERIES:
-                queries.inc()
-                queries_tls.inc()
-            if command == Command.PING:
-                self._say_ok(1)
-            elif command == Command.RESET_CONNECTION:
-                self._reset_session()
-                self._say_ok(1)
-            elif command == Command.CHANGE_USER:
-                await self._change_user(payload)
-            elif command in (Command.STMT_CLOSE, Command.STMT_SEND_LONG_DATA) and self.backend is None:
-                pass  # no statement can exist without the pinned backend that prepared it
-            else:
-                await self._relay_command(command, payload)
-            if self.writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
-                await self.writer.drain()
-            if self._drain_requested and not self.tracker.in_transaction:
-                return
+        relay = self._relay = Relay(self)
+        relay.start()
+        try:
+            while True:
+                self._client_packets.expected_sequence = 0  # every command starts a new exchange
+                item = await relay.next_work()
+                if item is None:
+                    return
+                if isinstance(item, Handover):
+                    await self._finish_handed_over(item)
+                elif not item.payload or item.payload[0] == Command.QUIT:
+                    return
+                else:
+                    await self._command(item.payload)
+                if self.writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+                    await self.writer.drain()
+                if self._drain_requested and not self.tracker.in_transaction:
+                    return
+        finally:
+            relay.stop()
+
+    async def _command(self, payload: bytes) -> None:
+        """One command on the coroutine (the slow path)."""
+        command = payload[0]
+        if command == Command.PING:
+            self._say_ok(1)
+        elif command == Command.RESET_CONNECTION:
+            self._reset_session()
+            self._say_ok(1)
+        elif command == Command.CHANGE_USER:
+            await self._change_user(payload)
+        elif command in (Command.STMT_CLOSE, Command.STMT_SEND_LONG_DATA) and self.backend is None:
+            pass  # no statement can exist without the pinned backend that prepared it
+        else:
+            await self._relay_command(command, payload)
+
+    def _start_fast(self, packet: Packet) -> bool:
+        """The fast path (see :mod:`.relay`): answer or send a plain command on the spot.  False
+        leaves it to the coroutine, with nothing done that it would do differently."""
+        payload = packet.payload
+        if not payload:
+            return False
+        command = payload[0]
+        if command == Command.PING:
+            self._say_ok(1)
+            return True
+        if command not in _FAST_COMMANDS or self._drain_requested:
+            return False
+        assert self.key is not None and self._relay is not None
+        pin, change = self.tracker.inspect(command, payload, self.key.database)
+        if self.backend is None and not self._borrow_now():
+            return False
+        backend = self.backend
+        if not backend.is_usable():
+            return False  # the coroutine finds out what became of it
+        if command in _QUERIES:
+            self._m_queries.inc()
+            self._m_queries_tls.inc()
+        if pin is not None:
+            self.tracker.pinned_by(pin)
+            self._pinned(pin)
+        now = self.s.clock.monotonic()
+        self._mid_reply = True
+        self._relay.send(FastCommand(backend, command, ReplyRelay(command, backend.capabilities,
+                                                                  self.shared.max_payload), change, now, now),
+                         encode_packet(payload, 0)[0])
+        return True
+
+    async def _finish_handed_over(self, handover: Handover) -> None:
+        """A fast command the callbacks could not finish: its backend was lost, or its reply needs
+        the coroutine (a LOCAL INFILE request)."""
+        fast = handover.fast
+        if handover.lost is not None:
+            await self._backend_lost(handover.lost, fast.reply.next_sequence)
+        await self._relay_reply(fast.reply)
+        self._command_done(fast)
 
     async def _relay_command(self, command: int, payload: bytes) -> None:
         tracker = self.tracker
@@ -377,6 +416,9 @@ class MySQLClientSession:
         if self.backend is None and not await self._borrow():
             return
         backend = self.backend
+        if command in _QUERIES:
+            self._m_queries.inc()
+            self._m_queries_tls.inc()
         if pin is not None:
             tracker.pinned_by(pin)
             self._pinned(pin)
@@ -385,17 +427,24 @@ class MySQLClientSession:
         backend.writer.write(encode_packet(payload, 0)[0])
         if reply_shape(command) is ReplyShape.NONE:
             return
-        sent = self.s.clock.monotonic()
-        relay = ReplyRelay(command, backend.capabilities, self.shared.max_payload)
-        await self._relay_reply(relay)
-        if command in _QUERIES:
+        fast = FastCommand(backend, command, ReplyRelay(command, backend.capabilities, self.shared.max_payload),
+                           change, arrived, self.s.clock.monotonic())
+        await self._relay_reply(fast.reply)
+        self._command_done(fast)
+
+    def _command_done(self, fast: FastCommand) -> None:
+        """A command's reply is complete: account for it, follow what it changed, and give the
+        backend back if the release rule allows."""
+        self._mid_reply = False
+        tracker, relay, backend = self.tracker, fast.reply, fast.backend
+        if fast.command in _QUERIES:
             now = self.s.clock.monotonic()
-            self._m_response_latency.observe(now - arrived)
-            self._database_latency(backend.key.instance_id).observe(now - sent)
+            self._m_response_latency.observe(now - fast.arrived)
+            self._database_latency(backend.key.instance_id).observe(now - fast.sent)
         was_in_transaction = tracker.in_transaction
         tracker.reply_done(relay.status_flags)
-        if change is not None:
-            self._follow(change, succeeded=relay.error is None and not relay.local_infile)
+        if fast.change is not None:
+            self._follow(fast.change, backend, succeeded=relay.error is None and not relay.local_infile)
         if was_in_transaction != tracker.in_transaction:
             with contextlib.suppress(ProxyError):
                 self.s.pool.mark_in_transaction(backend, tracker.in_transaction)
@@ -409,28 +458,29 @@ class MySQLClientSession:
                 instance_id, self.s.metrics.histogram("QueryDatabaseResponseLatency", instance=instance_id))
         return bound[1]
 
-    def _follow(self, change: TrackedChange, *, succeeded: bool) -> None:
+    def _follow(self, change: TrackedChange, backend: Any, *, succeeded: bool) -> None:
         """A command changed tracked state (schema, tracked variables): later borrows use the pool
         key that matches it, and the backend that ran it is reset when it goes back unless it
         already matches its own key.  A failed command may have changed part of it (one statement
         of several): its backend is reset anyway, and the session keeps the key it had."""
+        assert self.key is not None
         if succeeded:
             self.tracker.apply(change)
-            assert self.key is not None
             schema = self.key.database if change.schema is None else change.schema
             self.key = replace(self.key, database=schema, variant=self.tracker.variant)
-        held = self.backend.key
+        held = backend.key
         if not succeeded or (held.database, held.variant) != (self.key.database, self.key.variant):
             self.tracker.state_changed = True
 
     async def _relay_reply(self, relay: ReplyRelay) -> None:
+        """Relay the rest of a reply on the coroutine (all of it on the slow path)."""
         backend = self.backend
         reader, client = backend.reader, self.writer
         self._mid_reply = True
         try:
             if backend.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
                 await backend.writer.drain()
-            while not relay.done:
+            while not relay.done and not relay.local_infile:
                 data = await reader.read(READ_SIZE)
                 if not data:
                     await self._backend_lost("the database closed the connection", relay.next_sequence)
@@ -439,17 +489,14 @@ class MySQLClientSession:
                     client.write(out)
                     if client.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
                         await client.drain()  # a slow client slows its own reply, not the proxy
-                if relay.local_infile:
-                    await self._refuse_local_infile(relay)
-                    break
+            if relay.local_infile:
+                await self._refuse_local_infile(relay)
             if relay.buffered:
                 raise ProtocolViolation("the database sent bytes after a complete reply")
         except (ConnectionError, OSError) as e:
             await self._backend_lost(f"the database connection failed: {e}", relay.next_sequence)
         except ProtocolViolation as e:
             await self._backend_lost(f"the database broke the protocol: {e}", relay.next_sequence)
-        finally:
-            self._mid_reply = False
 
     async def _refuse_local_infile(self, relay: ReplyRelay) -> None:
         """The server asked for a client file, which the proxy never offered: send it an empty one,
@@ -544,8 +591,26 @@ class MySQLClientSession:
         self.backend = backend
         return True
 
+    def _borrow_now(self) -> bool:
+        """Take an idle backend of this session's key without waiting, if there is one (the fast
+        path's borrow); False leaves the borrow to :meth:`_borrow`."""
+        try:
+            if self.s.acquire_now is not None:
+                backend = self.s.acquire_now(self.endpoint, self.key, self.address)
+            else:
+                backend = self.s.pool.try_borrow_now(self.key)
+        except ProxyError:  # whatever it is, the waiting path says it properly
+            return False
+        if backend is None:
+            return False
+        self.backend = backend
+        return True
+
     def _release(self, state: ReleaseState) -> None:
         backend, self.backend = self.backend, None
+        relay = self._relay
+        if relay is not None and relay.fast is not None and relay.fast.backend is backend:
+            relay.detach_backend()  # its own protocol back before anyone else may borrow it
         if state is ReleaseState.BROKEN:
             with contextlib.suppress(Exception):
                 backend.mark_broken()
