@@ -294,6 +294,33 @@ def test_shutdown_closes_idle_pinned_sessions_at_once(cluster):
             scalar(pinned, "SELECT 1")
 
 
+def test_a_large_result_streams_through(proxy):
+    with proxy.connect() as conn, conn.cursor(pymysql.cursors.SSCursor) as cur:
+        cur.execute("SELECT seq, REPEAT('x', 1000) FROM seq_1_to_20000")
+        rows = 0
+        for seq, text in cur:
+            rows += 1
+            assert len(text) == 1000 and seq == rows
+        assert rows == 20000
+        assert scalar(conn, "SELECT 11") == 11
+
+
+def test_pipelined_commands_are_answered_in_order(proxy):
+    with proxy.connect() as conn:
+        sock = conn._sock
+        query = b"\x03SELECT 'first'"
+        ping = b"\x0e"
+        sock.sendall(len(query).to_bytes(3, "little") + b"\x00" + query + len(ping).to_bytes(3, "little")
+                     + b"\x00" + ping)
+        conn._next_seq_id = 1  # as if PyMySQL had sent the query itself
+        result = pymysql.connections.MySQLResult(conn)
+        result.read()
+        assert result.rows == (("first",),)
+        conn._next_seq_id = 1
+        conn._read_ok_packet()
+        assert scalar(conn, "SELECT 12") == 12
+
+
 def test_concurrent_clients_all_get_answers(proxy):
     errors: list[BaseException] = []
 

@@ -381,11 +381,12 @@ class MySQLClientSession:
             return False
         assert self.key is not None and self._relay is not None
         pin, change = self.tracker.inspect(command, payload, self.key.database)
-        if self.backend is None and not self._borrow_now():
-            return False
+        if self.backend is None:
+            if not self._borrow_now():
+                return False
+        elif not self.backend.is_usable():
+            return False  # held since an earlier command: the coroutine finds out what became of it
         backend = self.backend
-        if not backend.is_usable():
-            return False  # the coroutine finds out what became of it
         if command in _QUERIES:
             self._m_queries.inc()
             self._m_queries_tls.inc()

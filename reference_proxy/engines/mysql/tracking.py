@@ -157,7 +157,8 @@ class ResultsFollower:
             return True  # the OK or ERR that ends it comes after the client's (empty) file
         if header == 0xFE:
             raise ProtocolViolation("server began a reply with a 0xfe packet")
-        count = ColumnCount.decode(buf[start:end], self._capabilities).count
+        count = header if header < 0xFB and end - start == 1 else ColumnCount.decode(
+            buf[start:end], self._capabilities).count
         if count == 0:
             raise ProtocolViolation("result set without columns")
         self._columns_left = count
