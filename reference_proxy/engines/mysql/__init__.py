@@ -2,7 +2,8 @@
 pinning and the topology probe, in the PostgreSQL engine's shape (:mod:`reference_proxy.engines.postgres`).
 
 * :mod:`.session` - one client session (login, then command-by-command relay) and the session
-  factory; :mod:`.tracking` follows replies and decides releases and pins, without I/O.
+  factory; :mod:`.relay` drives its command phase from transport callbacks; :mod:`.tracking`
+  follows replies and decides releases and pins, without I/O.
 * :mod:`.lexer`, :mod:`.pinning`, :mod:`.screen` - which SQL text pins a session, as RDS decides,
   and a cheap screen in front of the classifier; :mod:`.tracked` - the session settings that
   partition the pool instead of pinning.

@@ -13,7 +13,9 @@ Life of a session
    proxy.  Any other command borrows a backend if the session holds none (failover routing, the
    borrow timeout answered with RDS's ``ERROR 9501``), goes to it, and its reply is relayed packet
    by packet while a :class:`ReplyRelay` follows it.  After a complete reply the release rule of
-   :class:`SessionTracker` decides whether the backend goes back to the pool.
+   :class:`SessionTracker` decides whether the backend goes back to the pool.  Plain commands do
+   all of this from transport callbacks when nothing has to wait (:mod:`.relay`); the session's
+   coroutine takes everything else, with the same handlers.
 4. **Pinning**: COM_STMT_PREPARE (statement ids live on one backend) and COM_QUERY text the engine's
    classifier flags pin the session; the pin is logged once with its reason and digest.  A pinned
    backend goes back DIRTY when the client leaves or resets, so the pool resets it with
