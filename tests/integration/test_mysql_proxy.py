@@ -360,6 +360,7 @@ def proxy_writer(proxy) -> str | None:
     return proxy.call(lambda: proxy.server.monitor.writer)
 
 
+@pytest.mark.shares_cluster  # restarts the shared cluster's instances
 def test_failover_keeps_idle_clients_and_cuts_the_transaction_in_flight(cluster):
     with running_proxy(cluster, **FAST_MONITOR, pool__connection_borrow_timeout=30) as proxy:
         idle = [proxy.connect() for _ in range(3)]
@@ -385,3 +386,30 @@ def test_failover_keeps_idle_clients_and_cuts_the_transaction_in_flight(cluster)
             for c in [*idle, in_txn, reader]:
                 with contextlib.suppress(Exception):
                     c.close()
+
+
+@pytest.mark.shares_cluster  # restarts the shared cluster's instances
+def test_new_work_waits_for_a_writer_during_a_failover(cluster):
+    with running_proxy(cluster, **FAST_MONITOR, pool__connection_borrow_timeout=60) as proxy:
+        idle = proxy.connect()
+        try:
+            old = cluster.writer.id
+            assert who(idle) == (old, 0)
+            cluster.crash(old)  # no promotion yet: a gap without a writer
+            eventually(lambda: proxy_writer(proxy) is None, SETTLE, "the proxy to see no writer")
+            results: dict[str, object] = {}
+
+            def next_statement() -> None:
+                try:
+                    results["idle"] = who(idle)
+                except pymysql.err.MySQLError as e:  # reported by the assertion below
+                    results["idle"] = e
+            waiter = threading.Thread(target=next_statement)
+            waiter.start()
+            waiter.join(1)
+            assert waiter.is_alive() and not results  # waiting, not failing
+            new = cluster.failover()
+            waiter.join(SETTLE)
+            assert results == {"idle": (new, 0)}
+        finally:
+            idle.close()
