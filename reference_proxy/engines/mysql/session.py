@@ -53,7 +53,7 @@ from reference_proxy.engines.mysql.auth import AuthFailed, ClientAuthenticator, 
 from reference_proxy.engines.mysql.login import Authenticated, ClientLogin, Refused, SendToClient, StartTls
 from reference_proxy.engines.mysql.relay import FastCommand, Handover, Relay
 from reference_proxy.engines.mysql.tracked import TrackedChange
-from reference_proxy.engines.mysql.tracking import Pin, ReplyRelay, SessionTracker
+from reference_proxy.engines.mysql.tracking import RESET_SESSION_SETTINGS, Pin, ReplyRelay, SessionTracker
 from reference_proxy.protocol.mysql import (
     DEFAULT_MAX_PAYLOAD,
     HEADER_SIZE,
@@ -470,7 +470,8 @@ class MySQLClientSession:
         if succeeded:
             self.tracker.apply(change)
             schema = self.key.database if change.schema is None else change.schema
-            self.key = replace(self.key, database=schema, variant=self.tracker.variant)
+            baseline = RESET_SESSION_SETTINGS if self.s.pool.settings.init_query is None else {}
+            self.key = replace(self.key, database=schema, variant=self.tracker.variant(baseline))
         held = backend.key
         if not succeeded or (held.database, held.variant) != (self.key.database, self.key.variant):
             self.tracker.state_changed = True

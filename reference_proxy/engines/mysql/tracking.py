@@ -44,12 +44,22 @@ from reference_proxy.protocol.mysql import (
     text,
 )
 
-__all__ = ["BINARY_PREPARE_REASON", "SET_OPTION_REASON", "UNRESOLVED_SETTING_REASON", "Pin", "ReplyRelay",
+__all__ = ["BINARY_PREPARE_REASON", "RESET_SESSION_SETTINGS", "SET_OPTION_REASON", "UNRESOLVED_SETTING_REASON", "Pin", "ReplyRelay",
            "ResultsFollower", "SessionTracker"]
 
 BINARY_PREPARE_REASON = "A prepared statement was created with the binary protocol (COM_STMT_PREPARE)."
 SET_OPTION_REASON = ("The client switched multi-statement support (COM_SET_OPTION), which the proxy "
                      "doesn't track.")
+RESET_SESSION_SETTINGS = {
+    "autocommit": "ON",
+    "character_set_client": "utf8mb4",
+    "character_set_connection": "utf8mb4",
+    "character_set_results": "utf8mb4",
+    "collation_connection": "utf8mb4_general_ci",
+}
+"""Tracked settings every pooled backend session has after its login or a COM_RESET_CONNECTION while
+no InitQuery changes them: autocommit on, and the character set of the backend handshake
+(utf8mb4_general_ci, :data:`reference_proxy.engines.mysql.backend.UTF8MB4_GENERAL_CI`)."""
 UNRESOLVED_SETTING_REASON = ("SQL set a tracked session setting to a value the proxy can't read from the "
                              "statement text.")
 
@@ -286,10 +296,14 @@ class SessionTracker:
     def in_transaction(self) -> bool:
         return bool(self.status_flags & _IN_TRANS)
 
-    @property
-    def variant(self) -> tuple[tuple[str, str], ...]:
-        """The pool key's variant for the session's tracked settings."""
-        return pool_variant(self.settings)
+    def variant(self, baseline: dict[str, str]) -> tuple[tuple[str, str], ...]:
+        """The pool key's variant for the session's tracked settings, leaving out those equal to
+        ``baseline``, what every pooled backend session has anyway (so that a client that sets
+        what it already has, as ``SET NAMES utf8mb4`` from most drivers, shares the plain pool)."""
+        settings = self.settings
+        if baseline:
+            settings = {name: value for name, value in settings.items() if baseline.get(name) != value}
+        return pool_variant(settings)
 
     def inspect(self, command: int, payload: bytes, schema: str) -> tuple[Pin | None, TrackedChange | None]:
         """What a command does to the session before it runs: the pin it adds (None when none, or

@@ -7,6 +7,7 @@ import pytest
 from reference_proxy.contracts import ReleaseState
 from reference_proxy.engines.mysql.tracking import (
     BINARY_PREPARE_REASON,
+    RESET_SESSION_SETTINGS,
     SET_OPTION_REASON,
     UNRESOLVED_SETTING_REASON,
     ReplyRelay,
@@ -171,7 +172,8 @@ def test_autocommit_off_is_tracked_and_an_untracked_change_keeps_the_backend():
     assert pin is None and change.variables == {"autocommit": "OFF"}
     tracker.apply(change)
     tracker.reply_done(0)
-    assert tracker.at_release_point and tracker.variant == (("autocommit", "OFF"),)
+    assert tracker.at_release_point and tracker.variant({}) == (("autocommit", "OFF"),)
+    assert tracker.variant(RESET_SESSION_SETTINGS) == (("autocommit", "OFF"),)
     other = SessionTracker(lambda sql: None)
     other.reply_done(0)  # the server says autocommit is off, the statements never did
     assert not other.at_release_point
@@ -229,4 +231,15 @@ def test_what_a_leaving_client_costs_its_backend():
     tracker.pinned_by(SessionTracker(pin_user_variables).inspect(Command.QUERY, b"\x03SET @x = 1", "a")[0])
     assert tracker.release_state_if_client_leaves(mid_reply=False) is ReleaseState.DIRTY
     tracker.reset()
-    assert not tracker.pinned and tracker.at_release_point and tracker.variant == ()
+    assert not tracker.pinned and tracker.at_release_point and tracker.variant({}) == ()
+
+
+def test_settings_a_reset_session_has_anyway_do_not_split_the_pool():
+    tracker = SessionTracker(lambda sql: None)
+    _, change = tracker.inspect(Command.QUERY, b"\x03SET NAMES utf8mb4", "app")
+    tracker.apply(change)
+    assert tracker.variant(RESET_SESSION_SETTINGS) == ()
+    assert tracker.variant({}) != ()  # with an InitQuery the proxy cannot know the baseline
+    _, change = tracker.inspect(Command.QUERY, b"\x03SET NAMES latin1", "app")
+    tracker.apply(change)
+    assert ("character_set_client", "latin1") in tracker.variant(RESET_SESSION_SETTINGS)
