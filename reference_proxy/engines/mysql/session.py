@@ -133,7 +133,7 @@ class MySQLClientSession:
         self.backend: Any = None
         self.tracker = SessionTracker(self.s.classify)
         self.capabilities = 0
-        self._login: ClientLogin | None = None
+        self._nonce = b""  # the login's scramble: COM_CHANGE_USER answers it again
         self._client_packets = PacketReader(sessions.max_payload, what="client", expected_sequence=None)
         self._mid_reply = False
         self._set_up = False
@@ -213,7 +213,7 @@ class MySQLClientSession:
 
     async def _login_exchange(self) -> Authenticated:
         peer = self.writer.get_extra_info("peername")
-        login = self._login = ClientLogin(
+        login = ClientLogin(
             credentials=self.s.credentials, client_host=peer[0] if peer else "localhost",
             connection_id=self.client_id, sha2_cache=self.shared.sha2_cache,
             tls_available=self.s.tls_context is not None, require_tls=self.s.require_tls,
@@ -232,6 +232,7 @@ class MySQLClientSession:
                     self.tls = True
                     login.tls_started()
                 elif isinstance(event, Authenticated):
+                    self._nonce = login.nonce
                     if raw is not None:
                         await self._attach(raw, None)
                     self._client_packets.receive_data(login.take_buffered())
@@ -530,10 +531,8 @@ class MySQLClientSession:
         """COM_CHANGE_USER, answered by the proxy: the new user proves its password against the
         login's nonce; on success the session is reset and its pool key names the new user."""
         request = ComChangeUser.decode(payload, self.capabilities)
-        login = self._login
-        assert login is not None
         peer = self.writer.get_extra_info("peername")
-        auth = ClientAuthenticator(request.username, self.s.credentials(request.username), nonce=login.nonce,
+        auth = ClientAuthenticator(request.username, self.s.credentials(request.username), nonce=self._nonce,
                                    client_host=peer[0] if peer else "localhost", tls=self.tls,
                                    sha2_cache=self.shared.sha2_cache,
                                    can_switch_plugin=bool(self.capabilities & Capability.PLUGIN_AUTH))
