@@ -20,6 +20,7 @@ from polling import eventually
 
 from harness.standins.mysql.cluster import SEARCH_DIRS, MySQLCluster
 from reference_proxy.contracts import BorrowTimeout
+from reference_proxy.engines.mysql.login import REQUIRE_TLS_CODE
 from reference_proxy.engines.mysql.session import BORROW_TIMEOUT_CODE, LOST_BACKEND_CODE
 
 pytestmark = [
@@ -69,6 +70,16 @@ def test_login_over_tls_and_caching_sha2(proxy):
         assert scalar(conn, "SELECT CURRENT_USER()").startswith(proxy.cluster.user + "@")
     with proxy.connect(user=SHA2_USER, password=SHA2_PASSWORD) as conn:  # then the fast path, plaintext
         assert scalar(conn, "SELECT 8") == 8
+
+
+def test_require_tls_refuses_plaintext_with_3159(cluster):
+    with running_proxy(cluster, tls__require_tls=True) as proxy:
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            proxy.connect()
+        assert info.value.args[0] == REQUIRE_TLS_CODE and "requires TLS" in info.value.args[1]
+        assert proxy.metric("ClientConnectionsSetupFailedAuth", endpoint="default") == 1
+        with proxy.connect(tls=True) as conn:
+            assert scalar(conn, "SELECT 1") == 1
 
 
 def test_wrong_password_is_1045(proxy):
