@@ -177,6 +177,17 @@ def test_pymysql_defaults_autocommit_off_multiplex_between_transactions(proxy):
         a.commit()
 
 
+def test_init_query_runs_on_every_backend_and_survives_resets(cluster):
+    with (running_proxy(cluster, pool__init_query="SET SESSION time_zone = '+03:00'") as proxy,
+          proxy.connect() as conn):
+        assert scalar(conn, "SELECT @@time_zone") == "+03:00"
+        conn._execute_command(COM_RESET_CONNECTION, b"")
+        conn._read_ok_packet()
+        with conn.cursor() as cur:
+            cur.execute("SET NAMES utf8mb4")
+        assert scalar(conn, "SELECT @@time_zone") == "+03:00"
+
+
 def test_borrow_timeout_is_9501_with_a_pool_of_one(cluster):
     with (running_proxy(cluster, pool__max_connections_percent=1, pool__max_idle_connections_percent=1,
                         pool__connection_borrow_timeout=1) as proxy,
