@@ -14,6 +14,7 @@ import time
 import click
 
 from harness.cli.common import CliFailure, emit, fail_on_errors, state_dir
+from harness.standins.registry import engine_names
 from harness.targets.reference import ReferenceTarget
 
 RECORD = "target"
@@ -49,8 +50,7 @@ def _human(t: ReferenceTarget) -> str:
 
 
 @click.command()
-@click.option("--engine", type=click.Choice(["postgres"]), default="postgres", show_default=True,
-              help="The MySQL side of the reference proxy is not built yet.")
+@click.option("--engine", type=click.Choice(engine_names()), default="postgres", show_default=True)
 @click.option("--readers", type=click.IntRange(0, 15), default=2, show_default=True)
 @click.option("--require-tls", is_flag=True, help="Reject clients that do not use TLS (RequireTLS).")
 @click.option("--borrow-timeout", type=click.FloatRange(0, 300), default=None,

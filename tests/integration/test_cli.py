@@ -97,23 +97,37 @@ def test_down_after_the_servers_were_killed_still_cleans_up(tmp_path):
     assert not processes_under(state["base_dir"])
 
 
-@pytest.mark.postgres
-def test_target_up_status_down_gives_working_endpoints(tmp_path):
-    import psycopg
+def _serves_a_reader(engine: str, endpoint: dict, cred: dict) -> bool:
+    """Whether the instance behind ``endpoint`` is a reader, asked through the endpoint itself."""
+    if engine == "postgres":
+        import psycopg
 
-    up = json.loads(harness(tmp_path, "up", "--engine", "postgres", "--readers", "1", "--json").stdout)
+        with psycopg.connect(host=endpoint["host"], port=endpoint["port"], user=cred["user"],
+                             password=cred["password"], dbname=cred["database"], connect_timeout=10) as conn:
+            return conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    import pymysql
+
+    conn = pymysql.connect(host=endpoint["host"], port=endpoint["port"], user=cred["user"],
+                           password=cred["password"], database=cred["database"], connect_timeout=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@read_only")
+            return bool(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("engine", [pytest.param("postgres", marks=pytest.mark.postgres),
+                                    pytest.param("mysql", marks=pytest.mark.mysql)])
+def test_target_up_status_down_gives_working_endpoints(tmp_path, engine):
+    up = json.loads(harness(tmp_path, "up", "--engine", engine, "--readers", "1", "--json").stdout)
     record = json.loads((tmp_path / "target.json").read_text())
     try:
         assert set(up) >= {"engine", "endpoints", "credentials", "metrics_url", "status_url", "instances"}
+        assert up["engine"] == engine
         cred = up["credentials"]
-        w = up["endpoints"]["writer"]
-        with psycopg.connect(host=w["host"], port=w["port"], user=cred["user"], password=cred["password"],
-                             dbname=cred["database"], connect_timeout=10) as conn:
-            assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
-        r = up["endpoints"]["readers"][0]
-        with psycopg.connect(host=r["host"], port=r["port"], user=cred["user"], password=cred["password"],
-                             dbname=cred["database"], connect_timeout=10) as conn:
-            assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+        assert _serves_a_reader(engine, up["endpoints"]["writer"], cred) is False
+        assert _serves_a_reader(engine, up["endpoints"]["readers"][0], cred) is True
         status = json.loads(harness(tmp_path, "status", "--json").stdout)
         assert status["proxy_running"] is True
         assert status["endpoints"] == up["endpoints"]
