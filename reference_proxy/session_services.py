@@ -11,18 +11,23 @@ verifiers) belongs to that engine's session factory instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reference_proxy.contracts import ClientCredential, Clock, InstanceAddress, PoolKey
+from reference_proxy.contracts import ClientCredential, Clock, InstanceAddress, PoolKey, ProxyError
 
-__all__ = ["HANDSHAKE_TIMEOUT", "ClientSession", "SessionFactory", "SessionServices"]
+__all__ = ["HANDSHAKE_TIMEOUT", "ClientSession", "LatencyByInstance", "SessionFactory", "SessionServices"]
 
 HANDSHAKE_TIMEOUT = 120.0
 """Default seconds of client silence allowed during the handshake (``[proxy] client_handshake_timeout``)."""
+
+pin_log = logging.getLogger("reference_proxy.pinning")
+"""Every engine's pin lines, in RDS Proxy's words, under one logger name."""
 
 
 @dataclass
@@ -59,6 +64,49 @@ class SessionServices:
     acquire_now: Callable[[str, PoolKey, InstanceAddress], Any] | None = None
     backend_lost: Callable[[str, str], None] | None = None
     wait_for_instance: Callable[[str], Awaitable[InstanceAddress]] | None = None
+
+    # -- what every engine's sessions do alike --------------------------------------------------
+    def borrow_now(self, endpoint: str, key: PoolKey, address: InstanceAddress) -> Any:
+        """An idle backend of ``key`` without waiting (the relays' fast path), or None.
+
+        None also when borrowing fails: the waiting path (``acquire`` or the pool) then tries
+        again and tells the client properly why it cannot."""
+        try:
+            if self.acquire_now is not None:
+                return self.acquire_now(endpoint, key, address)
+            return self.pool.try_borrow_now(key)
+        except ProxyError:
+            return None
+
+    def session_pinned(self, endpoint: str, client_id: int, backend: Any, reason: str, sql: str) -> None:
+        """Hold ``backend`` for its session from now on, and say so once as RDS Proxy does."""
+        if backend is not None:
+            with contextlib.suppress(ProxyError):
+                self.pool.mark_pinned(backend)
+        pin_log.warning('[proxyEndpoint=%s] [clientConnection=%s] The client session was pinned to the database '
+                        "connection [dbConnection=%s] for the remainder of the session. The proxy can't reuse "
+                        'this connection until the session ends. Reason: %s Digest: "%s".', endpoint, client_id,
+                        getattr(backend, "backend_id", "?"), reason, self.digest(sql))
+
+
+class LatencyByInstance:
+    """A session's QueryDatabaseResponseLatency histogram, bound to the instance it last served.
+
+    Binding a labelled metric costs a dictionary look-up with label checks; a session keeps
+    serving one instance, so it binds again only when the instance changes."""
+
+    __slots__ = ("_bound", "_instance_id", "_metrics")
+
+    def __init__(self, metrics: Any) -> None:
+        self._metrics = metrics
+        self._instance_id: str | None = None
+        self._bound: Any = None
+
+    def __call__(self, instance_id: str) -> Any:
+        if instance_id != self._instance_id:
+            self._bound = self._metrics.histogram("QueryDatabaseResponseLatency", instance=instance_id)
+            self._instance_id = instance_id
+        return self._bound
 
 
 class ClientSession(Protocol):

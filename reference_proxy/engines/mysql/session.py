@@ -70,7 +70,7 @@ from reference_proxy.protocol.mysql import (
     next_sequence_id,
     reply_shape,
 )
-from reference_proxy.session_services import SessionServices
+from reference_proxy.session_services import LatencyByInstance, SessionServices
 
 __all__ = ["BORROW_TIMEOUT_CODE", "LOST_BACKEND_CODE", "MySQLClientSession", "MySQLSessions"]
 
@@ -143,7 +143,7 @@ class MySQLClientSession:
         self._m_queries: Any = None
         self._m_queries_tls: Any = None
         self._m_response_latency: Any = None
-        self._m_database_latency: tuple[str, Any] | None = None
+        self._database_latency = LatencyByInstance(self.s.metrics)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -455,13 +455,6 @@ class MySQLClientSession:
         if tracker.at_release_point:
             self._release(tracker.release_state())
 
-    def _database_latency(self, instance_id: str) -> Any:
-        bound = self._m_database_latency
-        if bound is None or bound[0] != instance_id:
-            bound = self._m_database_latency = (
-                instance_id, self.s.metrics.histogram("QueryDatabaseResponseLatency", instance=instance_id))
-        return bound[1]
-
     def _follow(self, change: TrackedChange, backend: Any, *, succeeded: bool) -> None:
         """A command changed tracked state (schema, tracked variables): later borrows use the pool
         key that matches it, and the backend that ran it is reset when it goes back unless it
@@ -595,15 +588,9 @@ class MySQLClientSession:
         return True
 
     def _borrow_now(self) -> bool:
-        """Take an idle backend of this session's key without waiting, if there is one (the fast
-        path's borrow); False leaves the borrow to :meth:`_borrow`."""
-        try:
-            if self.s.acquire_now is not None:
-                backend = self.s.acquire_now(self.endpoint, self.key, self.address)
-            else:
-                backend = self.s.pool.try_borrow_now(self.key)
-        except ProxyError:  # whatever it is, the waiting path says it properly
-            return False
+        """Take an idle backend of this session's key without waiting, if there is one (the
+        relay's fast path); False leaves the borrow to :meth:`_borrow`."""
+        backend = self.s.borrow_now(self.endpoint, self.key, self.address)
         if backend is None:
             return False
         self.backend = backend
@@ -643,13 +630,7 @@ class MySQLClientSession:
         raise _SessionOver()
 
     def _pinned(self, pin: Pin) -> None:
-        backend = self.backend
-        with contextlib.suppress(ProxyError):
-            self.s.pool.mark_pinned(backend)
-        log.warning('[proxyEndpoint=%s] [clientConnection=%s] The client session was pinned to the database '
-                    "connection [dbConnection=%s] for the remainder of the session. The proxy can't reuse this "
-                    'connection until the session ends. Reason: %s Digest: "%s".', self.endpoint,
-                    self.client_id, getattr(backend, "backend_id", "?"), pin.reason, self.s.digest(pin.sql))
+        self.s.session_pinned(self.endpoint, self.client_id, self.backend, pin.reason, pin.sql)
 
     # -------------------------------------------------------------------------------- helpers
 

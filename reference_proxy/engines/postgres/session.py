@@ -76,7 +76,7 @@ from reference_proxy.protocol.postgres import (
     SSLRequest,
     StartupMessage,
 )
-from reference_proxy.session_services import SessionServices
+from reference_proxy.session_services import LatencyByInstance, SessionServices
 
 __all__ = ["REQUIRE_TLS_MESSAGE", "PostgresClientSession", "PostgresSessions"]
 
@@ -147,7 +147,7 @@ class PostgresClientSession:
         self._m_queries: Any = None
         self._m_queries_tls: Any = None
         self._m_response_latency: Any = None
-        self._m_database_latency: tuple[str, Any] | None = None
+        self._database_latency = LatencyByInstance(self.s.metrics)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -353,13 +353,6 @@ class PostgresClientSession:
         self._m_queries_tls = m.counter("QueryRequestsTLS" if self.tls else "QueryRequestsNoTLS", endpoint=ep)
         self._m_response_latency = m.histogram("QueryResponseLatency", endpoint=ep)
 
-    def _database_latency(self, instance_id: str) -> Any:
-        bound = self._m_database_latency
-        if bound is None or bound[0] != instance_id:
-            bound = self._m_database_latency = (
-                instance_id, self.s.metrics.histogram("QueryDatabaseResponseLatency", instance=instance_id))
-        return bound[1]
-
     async def _on_client_data(self, data: bytes) -> None:
         arrived = self.s.clock.monotonic()
         frames = self._client_splitter.feed(data)
@@ -472,13 +465,7 @@ class PostgresClientSession:
     def _borrow_now(self) -> bool:
         """Take an idle backend of this session's key without waiting, if there is one (the
         relay's fast path); False leaves the borrow to :meth:`_borrow`."""
-        try:
-            if self.s.acquire_now is not None:
-                backend = self.s.acquire_now(self.endpoint, self.key, self.address)
-            else:
-                backend = self.s.pool.try_borrow_now(self.key)
-        except ProxyError:  # whatever it is, the waiting path says it properly
-            return False
+        backend = self.s.borrow_now(self.endpoint, self.key, self.address)
         if backend is None:
             return False
         self.backend = backend
@@ -551,14 +538,7 @@ class PostgresClientSession:
         raise _SessionOver()
 
     def _pinned(self, pin: Pin) -> None:
-        backend = self.backend
-        if backend is not None:
-            with contextlib.suppress(ProxyError):
-                self.s.pool.mark_pinned(backend)
-        log.warning('[proxyEndpoint=%s] [clientConnection=%s] The client session was pinned to the database '
-                    "connection [dbConnection=%s] for the remainder of the session. The proxy can't reuse this "
-                    'connection until the session ends. Reason: %s Digest: "%s".', self.endpoint,
-                    self.client_id, getattr(backend, "backend_id", "?"), pin.reason, self.s.digest(pin.sql))
+        self.s.session_pinned(self.endpoint, self.client_id, self.backend, pin.reason, pin.sql)
 
     # -------------------------------------------------------------------------------- helpers
 
