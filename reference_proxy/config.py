@@ -248,6 +248,9 @@ class ProxyConfig:
         writers = [i.id for i in self.instances if i.role is Role.WRITER]
         if len(writers) > 1:
             raise ConfigError("instances", f"at most one instance may be the writer, got {writers}")
+        if self.pool.session_pinning_filters and self.engine is not Engine.MYSQL:
+            raise ConfigError("pool.session_pinning_filters",
+                              "session pinning filters apply to the MySQL engine only, as on RDS Proxy")
         allowed = AUTH_METHODS_BY_ENGINE[self.engine]
         for n, user in enumerate(self.auth.users):
             if user.method is not None and user.method not in allowed:

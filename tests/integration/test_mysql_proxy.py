@@ -150,6 +150,17 @@ def test_a_user_variable_pins_and_does_not_leak(cluster):
                 assert scalar(c, "SELECT @secret") is None
 
 
+def test_exclude_variable_sets_keeps_a_user_variable_from_pinning(cluster):
+    with running_proxy(cluster, pool__session_pinning_filters=["EXCLUDE_VARIABLE_SETS"]) as proxy, \
+            proxy.connect() as a:
+        with a.cursor() as cur:
+            cur.execute("SET @unpinned = 'a'")
+        assert proxy.call(lambda: proxy.server.status()["pinned_sessions"]) == 0
+        with a.cursor() as cur:
+            cur.execute("SELECT GET_LOCK('harness_filter_check', 0)")
+        assert proxy.call(lambda: proxy.server.status()["pinned_sessions"]) == 1  # other pins stay
+
+
 def test_tracked_settings_partition_the_pool_instead_of_pinning(proxy):
     with proxy.connect() as a, proxy.connect() as b:
         with a.cursor() as cur:

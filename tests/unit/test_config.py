@@ -129,3 +129,17 @@ def test_json_schema_describes_the_file():
         "description": pool["max_connections_percent"]["description"]}
     assert schema["properties"]["endpoints"]["items"]["additionalProperties"] is False
     assert set(schema["required"]) == {"engine", "endpoints", "instances"}
+
+
+def test_session_pinning_filters_are_mysql_only_and_named_as_rds_names_them():
+    mysql = {**MINIMAL, "engine": "mysql"}
+    config = ProxyConfig.from_dict({**mysql, "pool": {"session_pinning_filters": ["EXCLUDE_VARIABLE_SETS"]}})
+    assert config.pool.session_pinning_filters == ("EXCLUDE_VARIABLE_SETS",)
+    assert config.pool.exclude_variable_sets
+    assert not ProxyConfig.from_dict(mysql).pool.exclude_variable_sets
+    with pytest.raises(ConfigError) as unknown:
+        ProxyConfig.from_dict({**mysql, "pool": {"session_pinning_filters": ["EXCLUDE_EVERYTHING"]}})
+    assert "EXCLUDE_VARIABLE_SETS" in str(unknown.value)
+    with pytest.raises(ConfigError) as postgres:
+        ProxyConfig.from_dict({**MINIMAL, "pool": {"session_pinning_filters": ["EXCLUDE_VARIABLE_SETS"]}})
+    assert "MySQL engine only" in str(postgres.value)

@@ -277,12 +277,16 @@ class SessionTracker:
 
     ``classify(sql, **lexing)`` is the engine's pin classifier (a decision with ``.reason`` or
     None); the lexing keywords follow the session's last server status and are passed only when
-    they differ from the defaults.  ``settings`` are the session's tracked variables (canonical
+    they differ from the defaults; ``exclude_variable_sets()`` says whether SessionPinningFilters
+    keeps SET statements from pinning (asked per statement: a reload may change it).  ``settings``
+    are the session's tracked variables (canonical
     name to normalised value), as :mod:`.tracked` reads them from the client's statements.
     """
 
-    def __init__(self, classify: Callable[..., Any]) -> None:
+    def __init__(self, classify: Callable[..., Any], *,
+                 exclude_variable_sets: Callable[[], bool] = lambda: False) -> None:
         self._classify = classify
+        self._exclude_variable_sets = exclude_variable_sets
         self.pin: Pin | None = None
         self.status_flags = _AUTOCOMMIT
         self.settings: dict[str, str] = {}
@@ -324,14 +328,17 @@ class SessionTracker:
         lexing = self.status_flags & _LEXING_FLAGS
         options = lexing_options(status_flags=lexing) if lexing else {}
         pin = None
+        exclude_sets = self._exclude_variable_sets()
         if self.pin is None:
-            decision = self._classify(sql, **options)
+            decision = self._classify(sql, exclude_variable_sets=True, **options) if exclude_sets \
+                else self._classify(sql, **options)
             if decision is not None:
                 pin = Pin(decision.reason, sql)
         change = None
         if could_change_tracked(sql):
             change = statement_changes(sql, current_schema=schema, **options) or None
-            if change is not None and change.unresolved and pin is None and self.pin is None:
+            if change is not None and change.unresolved and pin is None and self.pin is None \
+                    and not exclude_sets:
                 pin = Pin(UNRESOLVED_SETTING_REASON, sql)
         return pin, change
 

@@ -200,6 +200,19 @@ def test_a_tracked_setting_the_text_cannot_reveal_pins():
     assert pin is not None and pin.reason == UNRESOLVED_SETTING_REASON
 
 
+def test_exclude_variable_sets_reaches_the_classifier_and_spares_unresolved_settings():
+    """SessionPinningFilters = EXCLUDE_VARIABLE_SETS: asked per statement, so a reload takes effect."""
+    from reference_proxy.engines.mysql.pinning import classify
+
+    excluding = [True]
+    tracker = SessionTracker(classify, exclude_variable_sets=lambda: excluding[0])
+    assert tracker.inspect(Command.QUERY, b"\x03SET @a = 1", "app")[0] is None
+    assert tracker.inspect(Command.QUERY, b"\x03SET time_zone = @@global.time_zone", "app")[0] is None
+    assert tracker.inspect(Command.QUERY, b"\x03SELECT GET_LOCK('x', 1)", "app")[0] is not None
+    excluding[0] = False
+    assert tracker.inspect(Command.QUERY, b"\x03SET @a = 1", "app")[0] is not None
+
+
 def test_schema_changes_are_tracked_changes():
     tracker = SessionTracker(lambda sql: None)
     assert tracker.inspect(Command.INIT_DB, b"\x02other", "app")[1].schema == "other"
