@@ -31,6 +31,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from reference_proxy.pinning import end_of_quoted
 from reference_proxy.protocol.mysql.flags import ServerStatus
 
 __all__ = ["Token", "TokenKind", "lexing_options", "split_statements", "tokenize"]
@@ -146,9 +147,9 @@ class _Lexer:
                 self.in_executable = False
                 i += 2
             elif ch == "'" or (ch == '"' and not self.ansi_quotes):
-                i = self.add(TokenKind.STRING, i, self._end_of_quoted(i, ch, self.backslash))
+                i = self.add(TokenKind.STRING, i, end_of_quoted(self.sql, i, ch, backslash=self.backslash))
             elif ch == '"' or ch == "`":
-                end = self._end_of_quoted(i, ch, False)
+                end = end_of_quoted(self.sql, i, ch, backslash=False)
                 i = self.add(TokenKind.QUOTED_IDENT, i, end, _unquote(sql[i:end], ch))
             elif ch == "@":
                 i = self._variable(i)
@@ -180,23 +181,6 @@ class _Lexer:
         end = self.sql.find("*/", i + 2)
         return self.n if end < 0 else end + 2
 
-    def _end_of_quoted(self, start: int, quote: str, backslash: bool) -> int:
-        """Index just past the closing quote of the literal opening at ``start``."""
-        sql, n = self.sql, self.n
-        i = start + 1
-        while i < n:
-            ch = sql[i]
-            if backslash and ch == "\\":
-                i += 2
-            elif ch == quote:
-                if i + 1 < n and sql[i + 1] == quote:
-                    i += 2
-                else:
-                    return i + 1
-            else:
-                i += 1
-        return n
-
     def _variable(self, i: int) -> int:
         sql, n = self.sql, self.n
         if sql.startswith("@@", i):
@@ -212,7 +196,7 @@ class _Lexer:
             return self.add(TokenKind.SYSTEM_VAR, i, j, value)
         j = i + 1
         if j < n and sql[j] in "'\"`":
-            end = self._end_of_quoted(j, sql[j], sql[j] != "`" and self.backslash)
+            end = end_of_quoted(self.sql, j, sql[j], backslash=sql[j] != "`" and self.backslash)
             return self.add(TokenKind.USER_VAR, i, end, _unquote(sql[j:end], sql[j]).lower())
         m = _USER_VAR_NAME.match(sql, j)
         if not m:
@@ -222,7 +206,7 @@ class _Lexer:
     def _name_at(self, j: int) -> tuple[str, int] | None:
         """A plain or backquoted name at ``j``: (lower-cased name, index past it), or None."""
         if j < self.n and self.sql[j] == "`":
-            end = self._end_of_quoted(j, "`", False)
+            end = end_of_quoted(self.sql, j, "`", backslash=False)
             return _unquote(self.sql[j:end], "`").lower(), end
         m = _IDENT_CHARS.match(self.sql, j)
         return (m.group().lower(), m.end()) if m else None
@@ -242,7 +226,8 @@ class _Lexer:
         end = m.end() if m else i + 1
         low = sql[i:end].lower()
         if low in _STRING_PREFIXES and end < n and sql[end] == "'":
-            return self.add(TokenKind.STRING, i, self._end_of_quoted(end, "'", low == "n" and self.backslash))
+            close = end_of_quoted(self.sql, end, "'", backslash=low == "n" and self.backslash)
+            return self.add(TokenKind.STRING, i, close)
         return self.add(TokenKind.WORD, i, end, low)
 
 

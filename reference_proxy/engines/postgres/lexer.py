@@ -21,6 +21,8 @@ import enum
 import re
 from dataclasses import dataclass
 
+from reference_proxy.pinning import end_of_quoted
+
 
 class TokenKind(enum.Enum):
     WORD = "word"                  # keyword or unquoted identifier; ``value`` is lower-cased
@@ -67,11 +69,11 @@ def tokenize(sql: str) -> list[Token]:
         elif sql.startswith("/*", i):
             i = _skip_block_comment(sql, i)
         elif ch == "'":
-            end = _end_of_quoted(sql, i, "'", backslash=False)
+            end = end_of_quoted(sql, i, "'", backslash=False)
             tokens.append(Token(TokenKind.STRING, sql[i:end], sql[i:end]))
             i = end
         elif ch == '"':
-            end = _end_of_quoted(sql, i, '"', backslash=False)
+            end = end_of_quoted(sql, i, '"', backslash=False)
             text = sql[i:end]
             tokens.append(Token(TokenKind.QUOTED_IDENT, text, _unquote_ident(text)))
             i = end
@@ -138,23 +140,6 @@ def _skip_block_comment(sql: str, i: int) -> int:
     return n
 
 
-def _end_of_quoted(sql: str, start: int, quote: str, *, backslash: bool) -> int:
-    """Index just past the closing quote of the literal opening at ``start`` (doubled quotes escape)."""
-    i, n = start + 1, len(sql)
-    while i < n:
-        ch = sql[i]
-        if backslash and ch == "\\":
-            i += 2
-        elif ch == quote:
-            if i + 1 < n and sql[i + 1] == quote:
-                i += 2
-            else:
-                return i + 1
-        else:
-            i += 1
-    return n
-
-
 def _unquote_ident(text: str) -> str:
     body = text[1:-1] if len(text) >= 2 and text.endswith('"') else text[1:]
     return body.replace('""', '"')
@@ -182,15 +167,15 @@ def _word(sql: str, i: int, tokens: list[Token]) -> int:
     low = word.lower()
     n = len(sql)
     if low in _STRING_PREFIXES and end < n and sql[end] == "'":
-        close = _end_of_quoted(sql, end, "'", backslash=low == "e")
+        close = end_of_quoted(sql, end, "'", backslash=low == "e")
         tokens.append(Token(TokenKind.STRING, sql[i:close], sql[i:close]))
         return close
     if low == "u" and sql.startswith("&'", end):
-        close = _end_of_quoted(sql, end + 1, "'", backslash=False)
+        close = end_of_quoted(sql, end + 1, "'", backslash=False)
         tokens.append(Token(TokenKind.STRING, sql[i:close], sql[i:close]))
         return close
     if low == "u" and sql.startswith('&"', end):
-        close = _end_of_quoted(sql, end + 1, '"', backslash=False)
+        close = end_of_quoted(sql, end + 1, '"', backslash=False)
         text = sql[i:close]
         tokens.append(Token(TokenKind.QUOTED_IDENT, text, _unquote_ident(text[2:])))
         return close
