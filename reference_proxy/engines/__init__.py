@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from reference_proxy.config import Engine, ProxyConfig
 from reference_proxy.contracts import BackendCredentials, BackendFactory, ConfigError
@@ -22,7 +22,7 @@ from reference_proxy.pinning import PinDecision
 from reference_proxy.session_services import SessionFactory, SessionServices
 from reference_proxy.topology import ProbeConstructor
 
-__all__ = ["IMPLEMENTATIONS", "BackendFactoryConstructor", "ProxyEngine", "engine_for"]
+__all__ = ["IMPLEMENTATIONS", "BackendFactoryBase", "BackendFactoryConstructor", "ProxyEngine", "engine_for"]
 
 IMPLEMENTATIONS: dict[Engine, str] = {
     Engine.POSTGRES: "reference_proxy.engines.postgres",
@@ -42,6 +42,44 @@ class BackendFactoryConstructor(Protocol):
     def __call__(self, credentials: Callable[[str], BackendCredentials | None], *,
                  init_query: Callable[[], str | None],
                  on_max_connections: Callable[[str, int], None]) -> BackendFactory: ...
+
+
+class BackendFactoryBase:
+    """What every engine's backend factory shares: its settings, the no-credentials text, and
+    learning each instance's connection limit once.
+
+    An engine's factory (a :class:`BackendFactoryConstructor`) sets ``max_connections_query`` and
+    opens and logs in its own connections."""
+
+    max_connections_query: str
+    """One row, one column: the server's ``max_connections``."""
+
+    def __init__(self, credentials: Callable[[str], BackendCredentials | None], *,
+                 init_query: Callable[[], str | None] = lambda: None,
+                 connect_timeout: float = 10.0, io_timeout: float = 30.0,
+                 on_max_connections: Callable[[str, int], None] | None = None) -> None:
+        self._credentials = credentials
+        self._init_query = init_query
+        self._connect_timeout = connect_timeout
+        self._io_timeout = io_timeout
+        self._on_max_connections = on_max_connections
+        self._seen_instances: set[str] = set()
+
+    @staticmethod
+    def no_credentials_text(user: str) -> str:
+        """RDS Proxy's words for a client user it holds no database login for."""
+        return (f"This RDS proxy has no credentials for the role {user}. Check the credentials for this "
+                f"role and try again.")
+
+    async def _learn_max_connections(self, instance_id: str, backend: Any) -> None:
+        """On the first connection to an instance, hand its ``max_connections`` (when it is a number)
+        to ``on_max_connections``: the pool's cap and the router's weight follow from it."""
+        if self._on_max_connections is None or instance_id in self._seen_instances:
+            return
+        self._seen_instances.add(instance_id)
+        value = await backend.query_value(self.max_connections_query)
+        if value and value.isdigit():
+            self._on_max_connections(instance_id, int(value))
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from reference_proxy.contracts import BackendConnectFailed, BackendCredentials, InstanceAddress, PoolKey
+from reference_proxy.engines import BackendFactoryBase
 from reference_proxy.protocol.mysql import (
     CACHING_SHA2_PASSWORD,
     NATIVE_PASSWORD,
@@ -575,7 +575,7 @@ async def connect_and_log_in(key: PoolKey, address: InstanceAddress, credentials
     return backend
 
 
-class MySQLBackendFactory:
+class MySQLBackendFactory(BackendFactoryBase):
     """Opens backend connections for the pool; see the module docstring.
 
     ``credentials(user)`` maps a client user to the database login (None = unknown user);
@@ -584,31 +584,17 @@ class MySQLBackendFactory:
     ``on_max_connections(instance_id, value)`` (the pool's cap and the router's weight follow).
     """
 
-    def __init__(self, credentials: Callable[[str], BackendCredentials | None], *,
-                 init_query: Callable[[], str | None] = lambda: None,
-                 connect_timeout: float = 10.0, io_timeout: float = 30.0,
-                 on_max_connections: Callable[[str, int], None] | None = None) -> None:
-        self._credentials = credentials
-        self._init_query = init_query
-        self._connect_timeout = connect_timeout
-        self._io_timeout = io_timeout
-        self._on_max_connections = on_max_connections
-        self._seen_instances: set[str] = set()
+    max_connections_query = MAX_CONNECTIONS_QUERY
 
     async def __call__(self, key: PoolKey, address: InstanceAddress) -> MySQLBackend:
         creds = self._credentials(key.user)
         if creds is None:
-            raise MySQLConnectFailed(f"This RDS proxy has no credentials for the role {key.user}. Check "
-                                     f"the credentials for this role and try again.", 1045, "28000")
+            raise MySQLConnectFailed(self.no_credentials_text(key.user), 1045, "28000")
         backend = await connect_and_log_in(key, address, creds, init_query=self._init_query(),
                                         connect_timeout=self._connect_timeout, io_timeout=self._io_timeout)
         try:
             await backend.run_session_setup()
-            if self._on_max_connections is not None and address.id not in self._seen_instances:
-                self._seen_instances.add(address.id)
-                value = await backend.query_value(MAX_CONNECTIONS_QUERY)
-                if value and value.isdigit():
-                    self._on_max_connections(address.id, int(value))
+            await self._learn_max_connections(address.id, backend)
         except BackendConnectFailed:
             await backend.close()
             raise

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 
 from scramp import ScramClient, ScramException
 
 from reference_proxy.contracts import BackendConnectFailed, BackendCredentials, InstanceAddress, PoolKey
+from reference_proxy.engines import BackendFactoryBase
 from reference_proxy.engines.postgres.auth import md5_answer
 from reference_proxy.protocol.postgres import (
     NEED_DATA,
@@ -199,7 +199,7 @@ async def send_cancel(address: InstanceAddress, process_id: int, secret: int, ti
         log.warning("could not deliver a cancel request to %s: %s", address.id, e)
 
 
-class PostgresBackendFactory:
+class PostgresBackendFactory(BackendFactoryBase):
     """Opens backend connections for the pool; see the module docstring.
 
     ``credentials(user)`` maps a client user to the database login (None = unknown user);
@@ -209,22 +209,12 @@ class PostgresBackendFactory:
     weight follow from it).
     """
 
-    def __init__(self, credentials: Callable[[str], BackendCredentials | None], *,
-                 init_query: Callable[[], str | None] = lambda: None,
-                 connect_timeout: float = 10.0, io_timeout: float = 30.0,
-                 on_max_connections: Callable[[str, int], None] | None = None) -> None:
-        self._credentials = credentials
-        self._init_query = init_query
-        self._connect_timeout = connect_timeout
-        self._io_timeout = io_timeout
-        self._on_max_connections = on_max_connections
-        self._seen_instances: set[str] = set()
+    max_connections_query = MAX_CONNECTIONS_QUERY
 
     async def __call__(self, key: PoolKey, address: InstanceAddress) -> PostgresBackend:
         creds = self._credentials(key.user)
         if creds is None:
-            raise BackendConnectFailed(f"This RDS proxy has no credentials for the role {key.user}. Check "
-                                       f"the credentials for this role and try again.")
+            raise BackendConnectFailed(self.no_credentials_text(key.user))
         try:
             async with asyncio.timeout(self._connect_timeout):
                 reader, writer = await asyncio.open_connection(address.host, address.port)
@@ -237,11 +227,7 @@ class PostgresBackendFactory:
             async with asyncio.timeout(self._connect_timeout):
                 await self._login(backend, creds)
             await backend.run_init_query()
-            if self._on_max_connections is not None and address.id not in self._seen_instances:
-                self._seen_instances.add(address.id)
-                value = await backend.query_value(MAX_CONNECTIONS_QUERY)
-                if value and value.isdigit():
-                    self._on_max_connections(address.id, int(value))
+            await self._learn_max_connections(address.id, backend)
         except BackendConnectFailed:
             await backend.close()
             raise
