@@ -11,6 +11,7 @@ needs (psycopg for PostgreSQL's probe...) are never loaded for another.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from reference_proxy.pinning import PinDecision
 from reference_proxy.session_services import SessionFactory, SessionServices
 from reference_proxy.topology import ProbeConstructor
 
-__all__ = ["IMPLEMENTATIONS", "BackendFactoryBase", "BackendFactoryConstructor", "ProxyEngine", "engine_for"]
+__all__ = ["IMPLEMENTATIONS", "BackendFactoryBase", "BackendFactoryConstructor", "ProxyEngine", "StreamBackendBase", "engine_for"]
 
 IMPLEMENTATIONS: dict[Engine, str] = {
     Engine.POSTGRES: "reference_proxy.engines.postgres",
@@ -42,6 +43,42 @@ class BackendFactoryConstructor(Protocol):
     def __call__(self, credentials: Callable[[str], BackendCredentials | None], *,
                  init_query: Callable[[], str | None],
                  on_max_connections: Callable[[str, int], None]) -> BackendFactory: ...
+
+
+class StreamBackendBase:
+    """What every engine's backend connection over asyncio streams shares: telling whether it may
+    be lent again, and cutting it.
+
+    A subclass sets ``reader``, ``writer``, ``_usable`` (True) and ``abort_reason`` (None)."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    _usable: bool
+    abort_reason: str | None
+
+    def is_usable(self) -> bool:
+        """False once broken, closed or hung up.
+
+        An idle pooled connection has nothing to say: a server that goes away (shutdown, a
+        failover fencing the old writer, KILL, wait_timeout) leaves its goodbye unread or just
+        closes, so unread bytes or a seen end of stream both mean it must not be lent again."""
+        return (self._usable and not self.writer.is_closing() and not self.reader.at_eof()
+                and not _has_unread_input(self.reader))
+
+    def mark_broken(self) -> None:
+        """The relay saw this connection fail or lose sync: never pool it again."""
+        self._usable = False
+
+    def abort(self, reason: str) -> None:
+        """Cut the connection now (failover): the relay sees it end and tells its client ``reason``."""
+        self._usable = False
+        self.abort_reason = reason
+        self.writer.transport.abort()
+
+
+def _has_unread_input(reader: asyncio.StreamReader) -> bool:
+    """Bytes or an end of stream received but not read; StreamReader offers no public test."""
+    return bool(getattr(reader, "_buffer", b"")) or bool(getattr(reader, "_eof", False))
 
 
 class BackendFactoryBase:

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from reference_proxy.contracts import BackendConnectFailed, BackendCredentials, InstanceAddress, PoolKey
-from reference_proxy.engines import BackendFactoryBase
+from reference_proxy.engines import BackendFactoryBase, StreamBackendBase
 from reference_proxy.protocol.mysql import (
     CACHING_SHA2_PASSWORD,
     NATIVE_PASSWORD,
@@ -268,12 +268,7 @@ class Reply:
     packets: list[tuple[bytes, PacketRole]]
 
 
-def _has_unread_input(reader: asyncio.StreamReader) -> bool:
-    """Bytes or an end of stream received but not read; StreamReader offers no public test."""
-    return bool(getattr(reader, "_buffer", b"")) or bool(getattr(reader, "_eof", False))
-
-
-class MySQLBackend:
+class MySQLBackend(StreamBackendBase):
     """One open, logged-in backend connection (satisfies :class:`BackendConnection`).
 
     While lent, the client session reads and writes ``reader``/``writer`` directly; ``reset``,
@@ -312,22 +307,6 @@ class MySQLBackend:
     def is_mariadb(self) -> bool:
         return "MariaDB" in self.server_version
 
-    def is_usable(self) -> bool:
-        """False once broken, closed or hung up.  An idle MySQL server never speaks unasked, and
-        MariaDB closes without a word on KILL, wait_timeout and shutdown: unread bytes or a seen end
-        of stream both mean the connection must not be lent again."""
-        return (self._usable and not self.writer.is_closing() and not self.reader.at_eof()
-                and not _has_unread_input(self.reader))
-
-    def mark_broken(self) -> None:
-        """The relay saw this connection fail or lose sync: never pool it again."""
-        self._usable = False
-
-    def abort(self, reason: str) -> None:
-        """Cut the connection now (failover): the relay sees it end and tells its client ``reason``."""
-        self._usable = False
-        self.abort_reason = reason
-        self.writer.transport.abort()
 
     # -- packets ---------------------------------------------------------------------------------
     def _send(self, payload: bytes, sequence_id: int) -> int:

@@ -17,7 +17,7 @@ import logging
 from scramp import ScramClient, ScramException
 
 from reference_proxy.contracts import BackendConnectFailed, BackendCredentials, InstanceAddress, PoolKey
-from reference_proxy.engines import BackendFactoryBase
+from reference_proxy.engines import BackendFactoryBase, StreamBackendBase
 from reference_proxy.engines.postgres.auth import md5_answer
 from reference_proxy.protocol.postgres import (
     NEED_DATA,
@@ -53,12 +53,7 @@ READ_SIZE = 65536
 MAX_CONNECTIONS_QUERY = "SHOW max_connections"
 
 
-def _has_unread_input(reader: asyncio.StreamReader) -> bool:
-    """Bytes or an end of stream already received but not read (StreamReader has no public test)."""
-    return bool(getattr(reader, "_buffer", b"")) or bool(getattr(reader, "_eof", False))
-
-
-class PostgresBackend:
+class PostgresBackend(StreamBackendBase):
     """One open, authenticated backend connection (satisfies :class:`BackendConnection`).
 
     While lent, the client session reads and writes ``reader``/``writer`` directly (bulk relay);
@@ -82,27 +77,6 @@ class PostgresBackend:
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self.address.id} pid={self.backend_id} {self.key.user}@{self.key.database}>"
-
-    def is_usable(self) -> bool:
-        """False once broken, closed or hung up by the server.
-
-        A server that shuts down (a failover fencing the old writer) sends FATAL to its idle
-        connections and closes them; nobody reads an idle pooled connection, so the goodbye sits
-        unread in the buffer and ``at_eof()`` stays False.  An idle connection has nothing to
-        say, so unread bytes or a seen end of stream both mean it must not be lent again.
-        """
-        return (self._usable and not self.writer.is_closing() and not self.reader.at_eof()
-                and not _has_unread_input(self.reader))
-
-    def mark_broken(self) -> None:
-        """The relay saw this connection fail or lose sync: never pool it again."""
-        self._usable = False
-
-    def abort(self, reason: str) -> None:
-        """Cut the connection now (failover): the relay sees it end and tells its client ``reason``."""
-        self._usable = False
-        self.abort_reason = reason
-        self.writer.transport.abort()
 
     async def _read_message(self, decoder: Decoder):
         while True:
