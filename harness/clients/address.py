@@ -33,7 +33,7 @@ class Address:
     host: str
     port: int
     user: str
-    password: str
+    password: str = dataclasses.field(repr=False)  # never in a log line or a test report
     database: str
     identity_query: str
 

@@ -188,3 +188,9 @@ def test_session_state_sql_comes_from_the_dialect():
     assert triggers["SET"] == "SET statement_timeout = 60000; SELECT w()" and "SET LOCAL" in non_triggers
     with pytest.raises(ClientError, match="no pinning cases"):
         MYSQL.pin_cases("w()")
+
+
+def test_an_address_never_shows_its_password():
+    address = Address("postgres", "writer", "127.0.0.1", 5432, "app", "s3cret-pw", "app", "SELECT 1")
+    assert "s3cret-pw" not in repr(address) and "s3cret-pw" not in str(address)
+    assert address.password == "s3cret-pw"
