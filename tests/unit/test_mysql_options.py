@@ -45,6 +45,17 @@ def test_writer_option_file():
     assert s["rpl-semi-sync-slave-enabled"] == "OFF"
 
 
+def test_instances_know_mysql8_default_collation():
+    import xml.etree.ElementTree as ET
+
+    s = settings(opts.render_instance(options(writer=True)))
+    assert s["character-sets-dir"] == opts.charsets_dir_path("/d/instance-2")
+    index = ET.fromstring(opts.MYSQL8_COLLATIONS_INDEX.encode())
+    collation = index.find("charset[@name='utf8mb4']/collation")
+    assert collation.get("name") == "utf8mb4_0900_ai_ci" and collation.get("id") == "255"
+    assert len(collation.find("rules")) > 0  # MariaDB crashes on an empty rule list
+
+
 def test_a_writer_without_readers_does_not_wait_for_acknowledgements():
     s = settings(opts.render_instance(options(writer=True, semi_sync_master=False)))
     assert s["rpl-semi-sync-master-enabled"] == "OFF"

@@ -22,6 +22,14 @@ Why these settings:
 * No fsync (``sync_binlog=0``, ``innodb_flush_log_at_trx_commit=2``): the stand-ins simulate
   process crashes, which the OS page cache survives; fsyncs would only slow a small box down.
 * Small buffers and no performance schema, because many instances share a couple of cores.
+* MySQL 8.0's default collation, ``utf8mb4_0900_ai_ci`` (id 255), is defined in a private
+  character-set directory.  Aurora MySQL 3 has it and MySQL 8 drivers ask for it (Connector/Python
+  sends ``SET NAMES 'utf8mb4' COLLATE 'utf8mb4_0900_ai_ci'`` to any server whose version is 8.0 or
+  later, which is what a proxy imitating Aurora reports); MariaDB 10.11 lacks it and would answer
+  1273.  MariaDB builds a UCA collation from an LDML entry at start-up; the entry's tailoring is a
+  no-op (MariaDB crashes on an empty rule list), which leaves UCA's accent- and case-insensitive
+  order, the ``ai_ci`` behaviour.  The compiled-in character sets need no files, so the directory
+  holds only this index.
 """
 
 from __future__ import annotations
@@ -75,6 +83,22 @@ def option_file_path(instance_dir: str) -> str:
     return f"{instance_dir}/my.cnf"
 
 
+def charsets_dir_path(instance_dir: str) -> str:
+    return f"{instance_dir}/charsets"
+
+
+MYSQL8_COLLATIONS_INDEX = """<?xml version="1.0" encoding="utf-8"?>
+<charsets max-id="255">
+  <charset name="utf8mb4">
+    <collation name="utf8mb4_0900_ai_ci" id="255">
+      <rules><reset>a</reset><i>a</i></rules>
+    </collation>
+  </charset>
+</charsets>
+"""
+"""The character-set index of every instance: MySQL 8.0's default collation (see the module notes)."""
+
+
 def _on(flag: bool) -> str:
     return "ON" if flag else "OFF"
 
@@ -95,6 +119,7 @@ def render_instance(o: InstanceOptions) -> str:
         f"report-host = {o.instance_id}",
         f"report-port = {o.port}",
         f"max-connections = {o.max_connections}",
+        f"character-sets-dir = {charsets_dir_path(o.instance_dir)}",
         "log-bin = binlog",
         "relay-log = relay-bin",
         "log-slave-updates",

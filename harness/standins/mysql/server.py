@@ -62,8 +62,13 @@ def copy_seed(runtime: ServerRuntime, seed_dir: str, inst: Instance) -> None:
 
 
 def launch(runtime: ServerRuntime, mariadbd: str, inst: Instance, options: opts.InstanceOptions) -> None:
-    """Write the option file and start mariadbd with only it (no wait)."""
-    cnf = opts.option_file_path(runtime.instance_dir(inst.id))
+    """Write the option file (and the character-set index it names) and start mariadbd with only
+    it (no wait)."""
+    instance_dir = runtime.instance_dir(inst.id)
+    charsets = opts.charsets_dir_path(instance_dir)
+    runtime.make_dir(charsets, 0o755)
+    runtime.write_file(f"{charsets}/Index.xml", opts.MYSQL8_COLLATIONS_INDEX, mode=0o644)
+    cnf = opts.option_file_path(instance_dir)
     runtime.write_file(cnf, opts.render_instance(options), mode=0o644)
     runtime.start(inst.id, [mariadbd, f"--defaults-file={cnf}"], port=inst.port)
 
