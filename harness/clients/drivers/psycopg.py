@@ -10,7 +10,7 @@ back are those of the last result set that has rows.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 
@@ -44,6 +44,8 @@ class _PsycopgBase:
     """What the sync and async adapters share: settings, state, and the socket for deadlines."""
 
     errors = psycopg.Error
+    plaintext_options: ClassVar[dict[str, Any]] = {"sslmode": "disable"}
+    """Options that keep the connection off TLS (libpq's default ``prefer`` would negotiate it)."""
 
     def __init__(self, address: Address, *, connect_timeout: float = 10, **options: Any) -> None:
         self._kwargs = _connect_kwargs(address, connect_timeout, options)
