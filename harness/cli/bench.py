@@ -72,7 +72,7 @@ def mysql(seconds: int, threads: int, pool_size: int, storm_clients: int, ps_mod
 
 
 @bench.command()
-@click.option("--engine", type=click.Choice(["postgres"]), default="postgres", show_default=True,
+@click.option("--engine", type=click.Choice(["postgres", "mysql"]), default="postgres", show_default=True,
               help="Engine of the stand-in cluster and the proxy.")
 @click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Failovers to run (the figures are summarised over them).")
@@ -91,17 +91,19 @@ def mysql(seconds: int, threads: int, pool_size: int, storm_clients: int, ps_mod
 def failover(engine: str, rounds: int, clients: int, idle_clients: int, readers: int, direct: bool, out: str,
              as_json: bool) -> None:
     """Writer failovers under load: time to the first write on the new writer, failed reads, idle
-    client survival and lost writes, through the reference proxy and directly."""
+    client survival and lost writes, through the reference proxy and directly (where the engine's
+    driver can find the writer by itself)."""
     import os
 
     from harness.bench import failover as fb
+    from harness.bench.document import write
 
     history_dir = os.path.splitext(out)[0] + "-histories"
-    cfg = fb.FailoverBenchConfig(rounds=rounds, clients=clients, idle_clients=idle_clients, readers=readers,
-                                 direct=direct, history_dir=history_dir)
     try:
+        cfg = fb.FailoverBenchConfig(engine=engine, rounds=rounds, clients=clients, idle_clients=idle_clients,
+                                     readers=readers, direct=direct, history_dir=history_dir)
         results = fb.run(cfg, say=lambda m: click.echo(m, err=True))
     except fb.FailoverBenchError as e:
         raise CliFailure(str(e)) from None
-    fb.write(results, out)
+    write(results, out)
     click.echo(json.dumps(results, indent=2) if as_json else fb.table(results) + f"\nJSON written to {out}")

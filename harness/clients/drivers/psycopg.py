@@ -59,8 +59,19 @@ class _PsycopgBase:
         return _socket(self.conn)
 
 
+def multi_host_options(hosts: list[tuple[str, int]], writer: bool) -> dict[str, Any]:
+    """libpq options that try each instance in turn and keep the one of the wanted role.
+
+    What a PostgreSQL client does without a proxy: ``target_session_attrs`` ``read-write`` finds
+    the writer, ``standby`` a reader, on every (re)connect."""
+    return {"host": ",".join(h for h, _ in hosts), "port": ",".join(str(p) for _, p in hosts),
+            "target_session_attrs": "read-write" if writer else "standby"}
+
+
 class PsycopgConnection(_PsycopgBase):
     """A blocking psycopg connection; ``options`` go to ``psycopg.connect``."""
+
+    multi_host_options = staticmethod(multi_host_options)
 
     def open(self) -> None:
         self.conn = psycopg.connect(**self._kwargs)

@@ -24,6 +24,8 @@ class PyMySQLConnection:
     errors = pymysql.MySQLError
     plaintext_options: ClassVar[dict[str, Any]] = {}
     """Options that keep the connection off TLS (none: the adapter disables it itself)."""
+    multi_host_options = None
+    """PyMySQL connects to one host only: it has no way to find a writer among several instances."""
 
     def __init__(self, address: Address, *, connect_timeout: float = 10, read_timeout: float | None = 300,
                  **options: Any) -> None:
