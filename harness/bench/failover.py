@@ -6,14 +6,18 @@ only when it comes back, and a client without a proxy has to find the new writer
 round runs, at once:
 
 * K writer and K reader clients through the proxy's endpoints, writing unique ids and reading,
-* the same K + K straight at the instances (libpq multi-host with ``target_session_attrs``
-  ``read-write`` / ``standby``: what a client without a proxy does) for comparison,
+* the same K + K straight at the instances, for comparison, where the engine's driver can find a
+  writer among several hosts by itself (libpq multi-host with ``target_session_attrs``
+  ``read-write`` / ``standby``: what a PostgreSQL client without a proxy does; PyMySQL cannot,
+  so a MySQL run has no direct figures),
 * M idle clients connected through the writer endpoint before the failover and used only after it,
 
 then triggers a planned failover at the stand-in and records, through one
 :class:`~harness.history.Recorder`, every operation's start, end, outcome and serving instance.
-A watcher polls the stand-in's readers directly and records when one first accepts writes: that
-is the "new primary accepting writes" moment the other figures are measured from.
+A watcher polls the stand-in's readers directly and records when one first accepts writes (the
+stand-in's own ``writable_query``): that is the "new primary accepting writes" moment the other
+figures are measured from.  Everything engine-specific comes from the recording clients' dialect
+and driver adapters, so the same rounds run on PostgreSQL and MySQL stand-ins.
 
 Figures per round (the JSON keeps them all, plus each round's history file):
 
@@ -33,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import os
 import threading
@@ -41,13 +44,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Self
 
-import psycopg
-
 from harness.clients.address import Address, ProcessIds
-from harness.clients.client import Client
-from harness.clients.dialects.postgres import POSTGRES
+from harness.clients.client import SYNC_DRIVERS, Client
 from harness.clients.outcomes import Result
-from harness.clients.plans import create_table_statement
 from harness.clients.workload import Loop
 from harness.errors import HarnessError
 from harness.history import History, OpType, Phase, Recorder
@@ -67,6 +66,7 @@ class FailoverBenchError(HarnessError):
 
 @dataclasses.dataclass
 class FailoverBenchConfig:
+    engine: str = "postgres"
     rounds: int = 5
     clients: int = 2          # K: writer clients and reader clients per path
     idle_clients: int = 4     # M: idle clients through the writer endpoint
@@ -77,6 +77,8 @@ class FailoverBenchConfig:
     history_dir: str | None = None  # where each round's history is written (None: memory only)
 
     def __post_init__(self) -> None:
+        if self.engine not in SYNC_DRIVERS:
+            raise FailoverBenchError(f"engine must be one of {', '.join(SYNC_DRIVERS)}, got {self.engine!r}")
         for name, low, high in (("rounds", 1, 1000), ("clients", 1, 64), ("idle_clients", 0, 256),
                                 ("readers", 2, 15)):
             value = getattr(self, name)
@@ -109,15 +111,20 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, dict[str, float | None]
 
 # ------------------------------------------------------------------------------------- clients
 
+def direct_supported(engine: str) -> bool:
+    """Whether the engine's driver can find an instance of a given role among several by itself."""
+    return SYNC_DRIVERS[engine].multi_host_options is not None
+
+
 def _direct_address(target: ReferenceTarget, label: str) -> tuple[Address, dict[str, Any]]:
-    """An address for a client without a proxy: every instance listed, libpq picks by role."""
+    """An address for a client without a proxy: every instance listed, the driver picks by role."""
     cluster = target.cluster
     assert cluster is not None
     first = Address.direct(cluster, cluster.instances[0].id)
     params = [cluster.connection_params(i.id) for i in cluster.instances]
     address = dataclasses.replace(first, endpoint=f"direct:{label}")
-    options = {"host": ",".join(p.host for p in params), "port": ",".join(str(p.port) for p in params),
-               "target_session_attrs": "read-write" if label == "writer" else "standby"}
+    options = SYNC_DRIVERS[target.engine].multi_host_options([(p.host, p.port) for p in params],
+                                                             writer=label == "writer")
     return address, options
 
 
@@ -155,23 +162,25 @@ def _worker(recorder: Recorder, processes: ProcessIds, address: Address, options
 class _WritableWatcher:
     """Polls candidate instances directly; records when one first accepts writes.
 
-    Each candidate is asked ``pg_is_in_recovery()`` every 10 ms over a connection kept open (a
-    promotion does not end existing sessions), so the moment is known to about 10 ms; a fresh
-    login per poll would blur it by the login time.
+    Each candidate is asked the stand-in's ``writable_query`` every 10 ms over a connection kept
+    open (a promotion does not end existing sessions; one that does is reopened), so the moment is
+    known to about 10 ms; a fresh login per poll would blur it by the login time.
     """
 
     INTERVAL = 0.01
 
     def __init__(self, target: ReferenceTarget, candidates: list[str], recorder: Recorder) -> None:
+        assert target.cluster is not None
         self.target, self.candidates, self.recorder = target, candidates, recorder
+        self.query = target.cluster.writable_query
         self.first: tuple[str, int] | None = None
-        self._conns: dict[str, psycopg.Connection] = {}
+        self._conns: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="bench-writable-watcher")
 
     def __enter__(self) -> Self:
         for instance_id in self.candidates:
-            self._conns[instance_id] = _connect_direct(self.target, instance_id)
+            self._conns[instance_id] = _open_direct(self.target, instance_id)
         self._thread.start()
         return self
 
@@ -184,10 +193,11 @@ class _WritableWatcher:
     def _writable(self, instance_id: str) -> bool:
         conn = self._conns.get(instance_id)
         try:
-            if conn is None or conn.closed:
-                conn = self._conns[instance_id] = _connect_direct(self.target, instance_id)
-            return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
-        except psycopg.Error:
+            if conn is None or not conn.connected:
+                conn = self._conns[instance_id] = _open_direct(self.target, instance_id)
+            rows = conn.execute(self.query)
+            return bool(rows and rows[0][0])
+        except SYNC_DRIVERS[self.target.engine].errors:
             if conn is not None:
                 conn.close()
             return False
@@ -202,12 +212,13 @@ class _WritableWatcher:
             self._stop.wait(self.INTERVAL)
 
 
-def _connect_direct(target: ReferenceTarget, instance_id: str) -> psycopg.Connection:
+def _open_direct(target: ReferenceTarget, instance_id: str, timeout: float = 2) -> Any:
+    """An open driver connection straight to one instance (unrecorded: it only watches the stand-in)."""
     cluster = target.cluster
     assert cluster is not None
-    p = cluster.connection_params(instance_id)
-    return psycopg.connect(host=p.host, port=p.port, user=p.user, password=p.password, dbname=p.database,
-                           autocommit=True, connect_timeout=2)
+    conn = SYNC_DRIVERS[target.engine](Address.direct(cluster, instance_id), connect_timeout=timeout)
+    conn.open()
+    return conn
 
 
 # -------------------------------------------------------------------------------------- rounds
@@ -321,15 +332,19 @@ def _failures(history: History, endpoint: str, f: str) -> int:
 
 
 def _missing_writes(target: ReferenceTarget, writer: str, ids: list[int]) -> list[int]:
+    """The acknowledged ids the new writer does not hold, read straight from it with the clients' read plan."""
     if not ids:
         return []
     cluster = target.cluster
     assert cluster is not None
-    p = cluster.connection_params(writer)
-    with psycopg.connect(host=p.host, port=p.port, user=p.user, password=p.password, dbname=p.database,
-                         autocommit=True, connect_timeout=5) as conn:
-        present = {row[0] for row in conn.execute(f"SELECT id FROM {TABLE} WHERE id = ANY(%s)", (ids,))}
-    return sorted(set(ids) - present)
+    with Recorder() as scratch, Client(scratch, 0, Address.direct(cluster, writer), table=TABLE,
+                                       connect_timeout=5) as client:
+        if not client.connect().ok:
+            raise FailoverBenchError(f"could not connect to the new writer {writer} to count lost writes")
+        read = client.final_read()
+        if not read.ok:
+            raise FailoverBenchError(f"could not read the writes back from {writer}: {read.error}")
+    return sorted(set(ids) - set(read.value))
 
 
 # --------------------------------------------------------------------------------------- run
@@ -337,7 +352,10 @@ def _missing_writes(target: ReferenceTarget, writer: str, ids: list[int]) -> lis
 def run(cfg: FailoverBenchConfig, say: Callable[[str], None] = print,
         target_factory: Callable[[], ReferenceTarget] | None = None) -> dict[str, Any]:
     """Start a stand-in cluster behind the reference proxy, run ``cfg.rounds`` failovers, summarise."""
-    target = (target_factory or (lambda: ReferenceTarget("postgres", readers=cfg.readers)))()
+    if cfg.direct and not direct_supported(cfg.engine):
+        say(f"no direct clients on {cfg.engine}: its driver cannot find the writer among several instances")
+        cfg = dataclasses.replace(cfg, direct=False)
+    target = (target_factory or (lambda: ReferenceTarget(cfg.engine, readers=cfg.readers)))()
     counter = itertools.count(1)
     lock = threading.Lock()
 
@@ -347,13 +365,14 @@ def run(cfg: FailoverBenchConfig, say: Callable[[str], None] = print,
     rounds: list[dict[str, Any]] = []
     with target:
         assert target.cluster is not None
-        p = target.cluster.connection_params(target.cluster.writer.id)
-        with psycopg.connect(host=p.host, port=p.port, user=p.user, password=p.password, dbname=p.database,
-                             autocommit=True, connect_timeout=5) as conn:
-            conn.execute(create_table_statement(POSTGRES, TABLE).sql)
+        with Recorder() as scratch, Client(scratch, 0, Address.direct(target.cluster, target.cluster.writer.id),
+                                           table=TABLE, connect_timeout=5) as client:
+            if not client.connect().ok:
+                raise FailoverBenchError("could not connect to the stand-in's writer to create the table")
+            client.setup()
         for number in range(1, cfg.rounds + 1):
             rounds.append(run_round(target, cfg, number, write_ids, say))
-    return {"engine": "postgres", "config": dataclasses.asdict(cfg), "rounds": rounds,
+    return {"engine": cfg.engine, "config": dataclasses.asdict(cfg), "rounds": rounds,
             "summary": summarise(rounds), "targets": TARGETS}
 
 
@@ -375,9 +394,3 @@ def table(results: dict[str, Any]) -> str:
                      f"{results['targets'].get(name, '')}")
     return "\n".join(lines)
 
-
-def write(results: dict[str, Any], path: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")

@@ -11,14 +11,11 @@ are never asserted on, since shared machines are noisy.
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from harness.bench import pgbench
-from harness.bench.rss import PeakRss
-from harness.faults.storm import run_storm
+from harness.bench.document import ratio, storm_lines, storm_section
 from harness.peers.pgbouncer import PgBouncer
 from harness.standins.base import ConnectionParams
 from harness.standins.postgres.cluster import PostgresCluster
@@ -35,13 +32,9 @@ class BenchConfig:
     mode: str = "simple"
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
-
-
 def run(cfg: BenchConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every measurement and return the result document (also what is written as JSON)."""
-    results: dict[str, Any] = {"config": dataclasses.asdict(cfg), "pgbench": {}, "storm": {}}
+    results: dict[str, Any] = {"engine": "postgres", "config": dataclasses.asdict(cfg), "pgbench": {}, "storm": {}}
     percent = max(1, round(cfg.pool_size * 100 / cfg.max_connections))
     with PostgresCluster(readers=0, max_connections=cfg.max_connections) as cluster:
         writer = cluster.connection_params(cluster.writer.id)
@@ -62,19 +55,13 @@ def run(cfg: BenchConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
                     say(f"pgbench -S{' -C' if reconnect else ''} -c {cfg.clients} -T {cfg.seconds} via {path} ...")
                     row[path] = pgbench.run(path, params, clients=cfg.clients, seconds=cfg.seconds,
                                             reconnect=reconnect, mode=cfg.mode).as_dict()
-                row["ratio_proxy_pgbouncer"] = _ratio(row["proxy"]["tps"], row["pgbouncer"]["tps"])
-                row["ratio_proxy_direct"] = _ratio(row["proxy"]["tps"], row["direct"]["tps"])
+                row["ratio_proxy_pgbouncer"] = ratio(row["proxy"]["tps"], row["pgbouncer"]["tps"])
+                row["ratio_proxy_direct"] = ratio(row["proxy"]["tps"], row["direct"]["tps"])
                 results["pgbench"][mode_name] = row
             if cfg.storm_clients:
-                for path, pid in (("proxy", proxy.proxy_pid), ("pgbouncer", bouncer.pid)):
-                    params = paths[path]
-                    say(f"storm of {cfg.storm_clients} clients via {path} ...")
-                    conninfo = {"host": params.host, "port": params.port, "user": params.user,
-                                "password": params.password, "dbname": params.database}
-                    assert pid is not None
-                    with PeakRss(pid) as rss:
-                        outcome = run_storm(conninfo, cfg.storm_clients)
-                    results["storm"][path] = {**outcome.as_dict(), "peak_rss_mb": round(rss.peak_mb, 1)}
+                results["storm"] = storm_section("postgres", {"proxy": (paths["proxy"], proxy.proxy_pid),
+                                                              "pgbouncer": (paths["pgbouncer"], bouncer.pid)},
+                                                 cfg.storm_clients, say)
     return results
 
 
@@ -87,18 +74,6 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"{mode:<24} {path:<10} {r['tps']:>10.0f} {r['latency_ms']:>8.3f} {r['failed']:>7}")
         lines.append(f"{'':<24} proxy/pgbouncer = {row['ratio_proxy_pgbouncer']}, "
                      f"proxy/direct = {row['ratio_proxy_direct']}")
-    for path, s in results["storm"].items():
-        lines.append(f"storm {s['clients']} clients via {path:<10} ok={s['ok']} failed={s['failed']} "
-                     f"in {s['seconds']:.1f}s, peak RSS {s['peak_rss_mb']} MB"
-                     + (f", errors: {s['errors']}" if s["errors"] else ""))
+    lines += storm_lines(results["storm"])
     return "\n".join(lines)
 
-
-def write(results: dict[str, Any], path: str) -> None:
-    results = {**results, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-    import os
-
-    os.replace(tmp, path)

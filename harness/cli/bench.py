@@ -30,20 +30,49 @@ def bench() -> None:
 def postgres(seconds: int, clients: int, pool_size: int, storm_clients: int, mode: str, out: str,
              as_json: bool) -> None:
     """pgbench -S and -S -C direct, via PgBouncer and via the reference proxy; then a connection storm."""
-    import os
-
     from harness.bench import postgres as pgb
+    from harness.bench.document import write
 
     cfg = pgb.BenchConfig(seconds=seconds, clients=clients, pool_size=pool_size, storm_clients=storm_clients,
                           mode=mode)
     results = pgb.run(cfg, say=lambda m: click.echo(m, err=True))
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    pgb.write(results, out)
+    write(results, out)
     click.echo(json.dumps(results, indent=2) if as_json else pgb.table(results) + f"\nJSON written to {out}")
 
 
 @bench.command()
-@click.option("--engine", type=click.Choice(["postgres"]), default="postgres", show_default=True,
+@click.option("--seconds", type=click.IntRange(1, 3600), default=10, show_default=True,
+              help="Duration of each sysbench run and each churn run.")
+@click.option("--threads", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="sysbench threads, and connect-per-query churn threads.")
+@click.option("--pool-size", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Backend connections allowed to the proxy.")
+@click.option("--storm", "storm_clients", type=click.IntRange(0, 20000), default=10_000, show_default=True,
+              help="Clients in the connection storm through the proxy (0 to skip).")
+@click.option("--db-ps-mode", "ps_mode", type=click.Choice(["auto", "disable"]), default="auto",
+              show_default=True, help="sysbench's use of server-side prepared statements.")
+@click.option("--out", default="bench-results/mysql.json", show_default=True, help="JSON result file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of the table.")
+@fail_on_errors
+def mysql(seconds: int, threads: int, pool_size: int, storm_clients: int, ps_mode: str, out: str,
+          as_json: bool) -> None:
+    """sysbench point_select and read_only direct, via HAProxy and via the reference proxy; connection
+    churn direct and via the proxy; then a connection storm through the proxy."""
+    from harness.bench import mysql as myb
+    from harness.bench.document import write
+
+    try:
+        cfg = myb.MySQLBenchConfig(seconds=seconds, threads=threads, pool_size=pool_size,
+                                   storm_clients=storm_clients, ps_mode=ps_mode)
+    except myb.MySQLBenchError as e:
+        raise CliFailure(str(e)) from None
+    results = myb.run(cfg, say=lambda m: click.echo(m, err=True))
+    write(results, out)
+    click.echo(json.dumps(results, indent=2) if as_json else myb.table(results) + f"\nJSON written to {out}")
+
+
+@bench.command()
+@click.option("--engine", type=click.Choice(["postgres", "mysql"]), default="postgres", show_default=True,
               help="Engine of the stand-in cluster and the proxy.")
 @click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Failovers to run (the figures are summarised over them).")
@@ -62,17 +91,19 @@ def postgres(seconds: int, clients: int, pool_size: int, storm_clients: int, mod
 def failover(engine: str, rounds: int, clients: int, idle_clients: int, readers: int, direct: bool, out: str,
              as_json: bool) -> None:
     """Writer failovers under load: time to the first write on the new writer, failed reads, idle
-    client survival and lost writes, through the reference proxy and directly."""
+    client survival and lost writes, through the reference proxy and directly (where the engine's
+    driver can find the writer by itself)."""
     import os
 
     from harness.bench import failover as fb
+    from harness.bench.document import write
 
     history_dir = os.path.splitext(out)[0] + "-histories"
-    cfg = fb.FailoverBenchConfig(rounds=rounds, clients=clients, idle_clients=idle_clients, readers=readers,
-                                 direct=direct, history_dir=history_dir)
     try:
+        cfg = fb.FailoverBenchConfig(engine=engine, rounds=rounds, clients=clients, idle_clients=idle_clients,
+                                     readers=readers, direct=direct, history_dir=history_dir)
         results = fb.run(cfg, say=lambda m: click.echo(m, err=True))
     except fb.FailoverBenchError as e:
         raise CliFailure(str(e)) from None
-    fb.write(results, out)
+    write(results, out)
     click.echo(json.dumps(results, indent=2) if as_json else fb.table(results) + f"\nJSON written to {out}")

@@ -5,7 +5,8 @@ request as an ``invoke`` followed by exactly one of ``ok``, ``fail`` or ``info``
 (:class:`~harness.clients.outcomes.Recording`).  What a request sends comes from its
 :class:`~harness.clients.plans.Plan` and the engine's :class:`~harness.clients.dialects.base.Dialect`;
 the driver adapter (:mod:`harness.clients.drivers`) only sends it.  :class:`Client` blocks (psycopg
-or PyMySQL, picked by the address's engine); :class:`AsyncClient` runs in an event loop (psycopg).
+or PyMySQL, picked by the address's engine); :class:`AsyncClient` runs in an event loop (psycopg's
+async connection or aiomysql).
 
 Operations that touch data run inside one explicit transaction that also reads the serving
 instance (the target's identity query) and the backend connection id: through a pooling proxy the
@@ -22,6 +23,7 @@ from typing import Any, Self
 from harness.clients.address import Address
 from harness.clients.deadline import SocketDeadline
 from harness.clients.dialects import dialect_for
+from harness.clients.drivers.aiomysql import AsyncAioMySQLConnection
 from harness.clients.drivers.psycopg import AsyncPsycopgConnection, PsycopgConnection
 from harness.clients.drivers.pymysql import PyMySQLConnection
 from harness.clients.outcomes import NOT_CONNECTED, Recording, Result, Stage
@@ -47,7 +49,7 @@ from harness.clients.plans import (
 from harness.history import Op, OpError, Recorder
 
 SYNC_DRIVERS: dict[str, Any] = {"postgres": PsycopgConnection, "mysql": PyMySQLConnection}
-ASYNC_DRIVERS: dict[str, Any] = {"postgres": AsyncPsycopgConnection}
+ASYNC_DRIVERS: dict[str, Any] = {"postgres": AsyncPsycopgConnection, "mysql": AsyncAioMySQLConnection}
 
 
 def query_value(address: Address, sql: str, *, connect_timeout: float = 5.0) -> Any:
@@ -240,7 +242,7 @@ class Client(_ClientBase):
 
 
 class AsyncClient(_ClientBase):
-    """The same client in an event loop (psycopg's ``AsyncConnection``), for many clients at once."""
+    """The same client in an event loop (psycopg's ``AsyncConnection`` or aiomysql), for many clients at once."""
 
     def __init__(self, recorder: Recorder, process: int | str, address: Address, **options: Any) -> None:
         super().__init__(ASYNC_DRIVERS, recorder, process, address, **options)

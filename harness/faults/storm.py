@@ -2,10 +2,10 @@
 
 This is the load that RDS Proxy exists for (serverless functions scaling out), and the one that
 breaks a database reached directly.  The storm runs in one asyncio loop on the recording clients'
-async psycopg adapter (:mod:`harness.clients.drivers.psycopg`), so thousands of clients cost one
-process; each client's outcome is recorded, grouped by error text, so a report can say *why*
-clients failed, not only how many.  The driver is imported when a storm runs, not when the fault
-registry loads.
+async driver adapter for the address's engine (psycopg for PostgreSQL, aiomysql for MySQL; see
+:data:`harness.clients.client.ASYNC_DRIVERS`), so thousands of clients cost one process; each
+client's outcome is recorded, grouped by error text, so a report can say *why* clients failed, not
+only how many.  The drivers are imported when a storm runs, not when the fault registry loads.
 
 Given a :class:`~harness.history.Recorder`, every client is also recorded as one ``connect``
 request (connect, query, disconnect: the STORM-SERVED checker's convention), each client its own
@@ -28,7 +28,7 @@ from harness.clients.outcomes import Recording, Stage
 from harness.faults.base import Fault, FaultError, check_number
 from harness.faults.registry import register
 from harness.history import Recorder
-from harness.targets.base import IDENTITY_QUERIES, Target
+from harness.targets.base import Target
 
 _STORM_SERIAL = itertools.count(1)
 
@@ -65,19 +65,22 @@ def _pct(values: list[float], q: float) -> float | None:
 
 async def storm(address: Address, clients: int, *, query: str = "SELECT 1",
                 hold_seconds: float = 0.0, connect_timeout: float = 130.0,
-                ramp_seconds: float = 0.0, recorder: Recorder | None = None, endpoint: str = "writer",
+                ramp_seconds: float = 0.0, recorder: Recorder | None = None, endpoint: str | None = None,
                 process_prefix: str = "storm") -> StormResult:
-    """Run the storm against a PostgreSQL endpoint and return the outcome of every client.
+    """Run the storm against ``address`` (any engine) and return the outcome of every client.
 
     ``ramp_seconds`` spreads the connection attempts evenly over that time (0: all at once);
     ``hold_seconds`` keeps each connection open that long after its query, so the clients
     overlap even when the queries are fast.  With a ``recorder``, client ``i`` is recorded as
-    process ``f"{process_prefix}-{i}"`` with one ``connect`` request addressed to ``endpoint``.
+    process ``f"{process_prefix}-{i}"`` with one ``connect`` request addressed to ``endpoint``
+    (by default the address's own label).
     """
+    from harness.clients.client import ASYNC_DRIVERS
     from harness.clients.dialects import dialect_for
-    from harness.clients.drivers.psycopg import AsyncPsycopgConnection
 
     dialect = dialect_for(address.engine)
+    driver = ASYNC_DRIVERS[address.engine]
+    label = endpoint or address.endpoint
     errors: collections.Counter[str] = collections.Counter()
     connect_ms: list[float] = []
     query_ms: list[float] = []
@@ -89,19 +92,22 @@ async def storm(address: Address, clients: int, *, query: str = "SELECT 1",
         await start_gate.wait()
         if ramp_seconds:
             await asyncio.sleep(ramp_seconds * i / clients)
-        recording = Recording(recorder, f"{process_prefix}-{i}", endpoint) if recorder is not None else None
+        recording = Recording(recorder, f"{process_prefix}-{i}", label) if recorder is not None else None
         inv = recording.invoke("connect") if recording is not None else None
 
         def failed(e: Exception, stage: Stage) -> None:
-            if inv is not None and recording is not None:  # a storm attempt is idempotent: never info
-                recording.error(inv, dialect.classify(e, stage), idempotent=True)
+            """Count the failure under the driver's own words and record it (idempotent: never info)."""
+            error = dialect.classify(e, stage)
+            step = "connect" if stage is Stage.CONNECT else "query"
+            errors[f"{step}: {error.text or type(e).__name__}"] += 1
+            if inv is not None and recording is not None:
+                recording.error(inv, error, idempotent=True)
 
-        connection = AsyncPsycopgConnection(address, connect_timeout=connect_timeout, sslmode="disable")
+        connection = driver(address, connect_timeout=connect_timeout, **driver.plaintext_options)
         t0 = time.perf_counter()
         try:
             await connection.open()
-        except Exception as e:  # noqa: BLE001 - every failure is data; classified by its first line
-            errors[f"connect: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"] += 1
+        except Exception as e:  # noqa: BLE001 - every failure is data, classified by the dialect
             failed(e, Stage.CONNECT)
             return
         t1 = time.perf_counter()
@@ -116,7 +122,6 @@ async def storm(address: Address, clients: int, *, query: str = "SELECT 1",
                 await asyncio.sleep(hold_seconds)
             ok += 1
         except Exception as e:  # noqa: BLE001 - likewise
-            errors[f"query: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"] += 1
             failed(e, Stage.COMMIT)
         finally:
             await connection.close()
@@ -130,20 +135,18 @@ async def storm(address: Address, clients: int, *, query: str = "SELECT 1",
                        _pct(query_ms, 0.5), _pct(query_ms, 1.0))
 
 
-def run_storm(conninfo: dict[str, Any], clients: int, **kwargs: Any) -> StormResult:
-    """Synchronous wrapper of :func:`storm` for a PostgreSQL ``conninfo``, with a raised descriptor limit."""
+def run_storm(address: Address, clients: int, **kwargs: Any) -> StormResult:
+    """Synchronous wrapper of :func:`storm` (any engine), with a raised descriptor limit."""
     from harness.process import raise_fd_limit
 
     raise_fd_limit(clients * 2 + 1024)
-    address = Address("postgres", kwargs.get("endpoint", "writer"), conninfo["host"], int(conninfo["port"]),
-                      conninfo["user"], conninfo["password"], conninfo["dbname"], IDENTITY_QUERIES["postgres"])
     return asyncio.run(storm(address, clients, **kwargs))
 
 
 @register("storm")
 @dataclasses.dataclass
 class StormFault(Fault):
-    """``clients`` simultaneous connect-query-disconnect clients against an endpoint (PostgreSQL).
+    """``clients`` simultaneous connect-query-disconnect clients against an endpoint (any engine).
 
     The storm runs in a background thread from :meth:`start`; :meth:`stop` waits for every client
     to finish and writes the end event with the outcome counts.  It needs no control capability:
@@ -170,11 +173,6 @@ class StormFault(Fault):
         self.result: StormResult | None = None
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
-
-    def start(self, target: Target, recorder: Recorder) -> None:
-        if target.engine != "postgres":
-            raise FaultError("the connection storm drives psycopg and supports PostgreSQL targets only")
-        super().start(target, recorder)
 
     def apply(self, target: Target, recorder: Recorder, chosen: dict[str, Any]) -> None:
         from harness.process import raise_fd_limit

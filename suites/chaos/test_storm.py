@@ -38,8 +38,6 @@ async def _storm(recorder: Recorder, address: Address, clients: int, connect_tim
 @pytest.mark.guarantee("STORM-SERVED")
 @pytest.mark.timeout(900)
 def test_connection_storm_is_served(target, recorder, profile, check_context):
-    if target.engine != "postgres":
-        pytest.skip("the storm client speaks PostgreSQL only so far")
     clients = 1000 if profile == "quick" else 10000
     process.raise_fd_limit()
     check_context.setdefault("borrow_timeout_s", 120.0)

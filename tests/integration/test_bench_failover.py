@@ -15,21 +15,31 @@ import sys
 import pytest
 
 from harness.bench.failover import FIGURES
+from harness.standins.mysql.cluster import SEARCH_DIRS as MARIADB_DIRS
 from harness.standins.postgres.cluster import PG_BIN_DIR
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),
-                                 reason="PostgreSQL 15 server binaries are not installed")]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ENGINES = [
+    pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.skipif(
+        not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),
+        reason="PostgreSQL 15 server binaries are not installed")]),
+    pytest.param("mysql", marks=[pytest.mark.mysql, pytest.mark.skipif(
+        not any(os.path.exists(os.path.join(d, "mariadbd")) for d in MARIADB_DIRS),
+        reason="MariaDB server binaries are not installed")]),
+]
 
 
-def test_one_round_meets_the_targets_and_writes_json(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_one_round_meets_the_targets_and_writes_json(tmp_path, engine):
     out = tmp_path / "failover.json"
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "--state-dir", str(tmp_path), "bench", "failover",
-                           "--engine", "postgres", "--rounds", "1", "--clients", "1", "--idle-clients", "3",
+                           "--engine", engine, "--rounds", "1", "--clients", "1", "--idle-clients", "3",
                            "--out", str(out)], capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "accepting_to_first_write_s" in proc.stdout
     results = json.loads(out.read_text())
+    assert results["engine"] == engine
     [round_] = results["rounds"]
     assert round_["new_writer"] != round_["old_writer"]
     assert round_["lost_writes"] == 0 and round_["acknowledged_writes"] > 0
@@ -38,6 +48,8 @@ def test_one_round_meets_the_targets_and_writes_json(tmp_path):
     assert round_["accepting_to_first_write_s"] is not None
     assert set(results["summary"]) == set(FIGURES)
     assert os.path.exists(round_["history"])  # the timeline itself, one JSON line per operation
+    # Direct clients need a driver that finds the writer by itself: libpq does, PyMySQL does not.
+    assert (round_["direct_accepting_to_first_write_s"] is not None) == (engine == "postgres")
 
 
 def test_bad_arguments_are_refused_before_anything_starts(tmp_path):

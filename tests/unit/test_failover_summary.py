@@ -40,3 +40,12 @@ def test_summary_covers_every_figure_and_skips_missing_values():
 def test_bad_settings_are_refused_clearly(bad):
     with pytest.raises(FailoverBenchError):
         FailoverBenchConfig(**bad)
+
+
+def test_the_engine_must_have_a_driver_and_direct_clients_need_multi_host_support():
+    from harness.bench.failover import direct_supported
+
+    with pytest.raises(FailoverBenchError, match="engine must be one of postgres, mysql"):
+        FailoverBenchConfig(engine="oracle")
+    assert FailoverBenchConfig(engine="mysql").engine == "mysql"
+    assert direct_supported("postgres") and not direct_supported("mysql")

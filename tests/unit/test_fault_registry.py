@@ -174,9 +174,3 @@ def test_a_fault_that_cannot_be_applied_closes_its_window(recorder):
     [window] = recorder.history().fault_windows("writer_crash")
     assert window.end is not None and "cannot crash" in window.end_op.params["error"]
 
-
-def test_storm_refuses_non_postgres_targets(recorder):
-    target = FakeTarget()
-    target.engine = "mysql"
-    with pytest.raises(FaultError, match="PostgreSQL targets only"):
-        fault_from_spec({"name": "storm", "clients": 2}).start(target, recorder)

@@ -5,5 +5,6 @@ connection still stands, and leaves it clean after an error.  It records nothing
 nothing: :mod:`harness.clients.client` drives the steps of a plan and records the outcome.
 
 * :mod:`.psycopg` - psycopg 3, sync and async (PostgreSQL);
-* :mod:`.pymysql` - PyMySQL, sync (MySQL-protocol servers).
+* :mod:`.pymysql` - PyMySQL, sync (MySQL-protocol servers);
+* :mod:`.aiomysql` - aiomysql, async (MySQL-protocol servers; PyMySQL's errors).
 """

@@ -10,7 +10,7 @@ back are those of the last result set that has rows.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 
@@ -44,6 +44,8 @@ class _PsycopgBase:
     """What the sync and async adapters share: settings, state, and the socket for deadlines."""
 
     errors = psycopg.Error
+    plaintext_options: ClassVar[dict[str, Any]] = {"sslmode": "disable"}
+    """Options that keep the connection off TLS (libpq's default ``prefer`` would negotiate it)."""
 
     def __init__(self, address: Address, *, connect_timeout: float = 10, **options: Any) -> None:
         self._kwargs = _connect_kwargs(address, connect_timeout, options)
@@ -57,8 +59,19 @@ class _PsycopgBase:
         return _socket(self.conn)
 
 
+def multi_host_options(hosts: list[tuple[str, int]], writer: bool) -> dict[str, Any]:
+    """libpq options that try each instance in turn and keep the one of the wanted role.
+
+    What a PostgreSQL client does without a proxy: ``target_session_attrs`` ``read-write`` finds
+    the writer, ``standby`` a reader, on every (re)connect."""
+    return {"host": ",".join(h for h, _ in hosts), "port": ",".join(str(p) for _, p in hosts),
+            "target_session_attrs": "read-write" if writer else "standby"}
+
+
 class PsycopgConnection(_PsycopgBase):
     """A blocking psycopg connection; ``options`` go to ``psycopg.connect``."""
+
+    multi_host_options = staticmethod(multi_host_options)
 
     def open(self) -> None:
         self.conn = psycopg.connect(**self._kwargs)

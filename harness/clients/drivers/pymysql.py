@@ -9,7 +9,7 @@ driver options ask for it: PyMySQL 1.2 otherwise negotiates it whenever the serv
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, ClassVar
 
 import pymysql
 
@@ -22,6 +22,10 @@ class PyMySQLConnection:
     """A blocking PyMySQL connection; ``options`` go to ``pymysql.connect``."""
 
     errors = pymysql.MySQLError
+    plaintext_options: ClassVar[dict[str, Any]] = {}
+    """Options that keep the connection off TLS (none: the adapter disables it itself)."""
+    multi_host_options = None
+    """PyMySQL connects to one host only: it has no way to find a writer among several instances."""
 
     def __init__(self, address: Address, *, connect_timeout: float = 10, read_timeout: float | None = 300,
                  **options: Any) -> None:
