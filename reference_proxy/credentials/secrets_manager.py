@@ -119,9 +119,7 @@ class SecretsManagerSource:
                 await self._read(secret_id)
             return self.cached(user)
         # An unknown name: only a secret that is due may have become this user's.
-        due = [sid for sid, entry in self._entries.items() if self._due(entry)]
-        if due:
-            await asyncio.gather(*(self._read(sid) for sid in due))
+        await self.refresh_due()
         return self.cached(user)
 
     async def backend_login_failed(self, user: str, tried: BackendCredentials) -> UserCredentials | None:
@@ -134,6 +132,11 @@ class SecretsManagerSource:
         if self._reads.in_flight(secret_id) or not self._recently_tried(entry):
             await self._read(secret_id)
         return self.cached(user)
+
+    async def refresh_due(self) -> None:
+        due = [sid for sid, entry in self._entries.items() if self._due(entry)]
+        if due:
+            await asyncio.gather(*(self._read(sid) for sid in due))
 
     # ------------------------------------------------------------------ loading and status
 

@@ -57,3 +57,8 @@ class CredentialSource(Protocol):
         pointless for now; a source bounds how often one user's failures cause a read, so a storm of
         failed backend logins never becomes a storm of reads."""
         ...
+
+    async def refresh_due(self) -> None:
+        """Read again whatever is older than the source allows, for every user.  Run periodically, it
+        keeps :meth:`cached` current for code that cannot wait for :meth:`lookup`."""
+        ...

@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from iam_token_samples import AKID, HOST, PORT, REGION, SECRET, SIGNED_EPOCH, make_token  # noqa: E402
+from iam_token_samples import AKID, HOST, PORT, REGION, SECRET, SIGNED_EPOCH, make_token
 
-from reference_proxy.credentials.iam_token import IamTokenVerifier  # noqa: E402
+from reference_proxy.credentials.iam_token import IamTokenVerifier
 
 
 def main(checks: int) -> None:

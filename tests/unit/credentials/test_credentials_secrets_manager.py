@@ -238,3 +238,44 @@ def test_more_secrets_than_rds_reads_or_a_secret_listed_twice_is_a_config_error(
 def test_parse_secret_string_takes_username_and_password_only() -> None:
     assert parse_secret_string("s", login_secret("u", "p", dbname="x", port=5432)) == ("u", "p")
     assert parse_secret_string("s", login_secret("u", "")) == ("u", "")
+
+
+def test_refresh_due_keeps_the_synchronous_view_current(secretsmanager, clock) -> None:
+    create(secretsmanager, "db/app", "app", "one")
+    create(secretsmanager, "db/report", "report", "r1")
+    src = source(secretsmanager, clock, "db/app", "db/report")
+    run(src.load_all())
+    secretsmanager.put_secret_value(SecretId="db/app", SecretString=login_secret("app", "two"))
+    run(src.refresh_due())
+    assert src.cached("app").client.password == "one" and len(secretsmanager.reads) == 2
+    clock.advance(TTL)
+    run(src.refresh_due())
+    assert src.cached("app").client.password == "two" and len(secretsmanager.reads) == 4
+
+
+def test_the_same_code_reads_secrets_over_http_from_a_moto_server(monkeypatch, clock) -> None:
+    """What ``aurora-harness up`` will run: a moto server on loopback, reached through an endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    from reference_proxy.credentials.secrets_manager import make_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        settings = SecretsManagerSettings(region="us-east-1", endpoint_url=f"http://{host}:{port}",
+                                          cache_ttl=TTL, refresh_min_interval=MIN_INTERVAL)
+        client = make_client(settings)
+        client.create_secret(Name="http/app", SecretString=login_secret("app", "over-http"))
+        src = SecretsManagerSource(client, (SecretConfig("http/app"),), default_method="md5", clock=clock,
+                                   settings=settings)
+        old = run(src.lookup("app")).backend
+        assert old == BackendCredentials("app", "over-http")
+        client.put_secret_value(SecretId="http/app", SecretString=login_secret("app", "rotated"))
+        clock.advance(MIN_INTERVAL)
+        assert run(src.backend_login_failed("app", old)).backend.password == "rotated"
+        assert run(src.load_all()) == {}
+    finally:
+        server.stop()

@@ -50,3 +50,9 @@ def test_answers_are_the_same_sync_or_async_and_never_change() -> None:
     looked_up, after_failure, unknown = asyncio.run(ask())
     assert looked_up == app and after_failure == app and unknown is None
     assert src.cached("nobody") is None
+
+
+def test_nothing_is_ever_due() -> None:
+    src = StaticCredentialSource.from_config(config("postgres"))
+    asyncio.run(src.refresh_due())
+    assert src.cached("app").client.password == "app-pw"
