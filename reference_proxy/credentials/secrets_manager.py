@@ -123,12 +123,20 @@ class SecretsManagerSource:
         return self.cached(user)
 
     async def backend_login_failed(self, user: str, tried: BackendCredentials) -> UserCredentials | None:
+        return await self._read_again(user, lambda held: held.backend == tried)
+
+    async def client_login_failed(self, user: str, tried: ClientCredential) -> UserCredentials | None:
+        return await self._read_again(user, lambda held: held.client == tried)
+
+    async def _read_again(self, user: str, unchanged: Callable[[UserCredentials], bool]) -> UserCredentials | None:
+        """After a failed login: read the user's secret again, unless a read since then already
+        changed what is held, or one was tried less than ``refresh_min_interval`` ago."""
         secret_id = self._by_user.get(user)
         if secret_id is None:
             return None
         entry = self._entries[secret_id]
-        if entry.credentials is not None and entry.credentials.backend != tried:
-            return entry.credentials  # already read again since that login started
+        if entry.credentials is not None and not unchanged(entry.credentials):
+            return entry.credentials
         if self._reads.in_flight(secret_id) or not self._recently_tried(entry):
             await self._read(secret_id)
         return self.cached(user)

@@ -58,6 +58,13 @@ class CredentialSource(Protocol):
         failed backend logins never becomes a storm of reads."""
         ...
 
+    async def client_login_failed(self, user: str, tried: ClientCredential) -> UserCredentials | None:
+        """A client's proof did not match ``tried``: perhaps the secret was rotated and the client
+        already uses the new password.  Read again as :meth:`backend_login_failed` does; the engine
+        then checks the proof again when its method allows (MD5, a cleartext password), or refuses
+        and lets the client's retry meet the new secret (SCRAM's exchange cannot be redone)."""
+        ...
+
     async def refresh_due(self) -> None:
         """Read again whatever is older than the source allows, for every user.  Run periodically, it
         keeps :meth:`cached` current for code that cannot wait for :meth:`lookup`."""

@@ -40,5 +40,8 @@ class StaticCredentialSource:
     async def backend_login_failed(self, user: str, tried: BackendCredentials) -> UserCredentials | None:
         return self._users.get(user)
 
+    async def client_login_failed(self, user: str, tried: ClientCredential) -> UserCredentials | None:
+        return self._users.get(user)
+
     async def refresh_due(self) -> None:
         """Nothing is ever due: the table is fixed."""

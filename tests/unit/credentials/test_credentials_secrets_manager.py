@@ -279,3 +279,21 @@ def test_the_same_code_reads_secrets_over_http_from_a_moto_server(monkeypatch, c
         assert run(src.load_all()) == {}
     finally:
         server.stop()
+
+
+def test_a_client_already_using_the_rotated_password_makes_the_proxy_read_again(secretsmanager, clock) -> None:
+    """Within the TTL the proxy still holds the old secret; a client proving the new password fails
+    once, and the read it causes lets the client's retry (or a re-check) succeed."""
+    create(secretsmanager, "db/app", "app", "old")
+    src = source(secretsmanager, clock, "db/app")
+    held = run(src.lookup("app")).client
+    secretsmanager.put_secret_value(SecretId="db/app", SecretString=login_secret("app", "new"))
+    clock.advance(MIN_INTERVAL)
+    assert run(src.client_login_failed("app", held)).client.password == "new"
+    assert run(src.client_login_failed("app", held)).client.password == "new"  # superseded: no read
+    assert len(secretsmanager.reads) == 2
+    # A client guessing passwords causes at most one read per interval.
+    now_held = src.cached("app").client
+    for _ in range(10):
+        run(src.client_login_failed("app", now_held))
+    assert len(secretsmanager.reads) == 2

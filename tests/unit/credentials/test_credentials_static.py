@@ -49,6 +49,7 @@ def test_answers_are_the_same_sync_or_async_and_never_change() -> None:
 
     looked_up, after_failure, unknown = asyncio.run(ask())
     assert looked_up == app and after_failure == app and unknown is None
+    assert asyncio.run(src.client_login_failed("app", app.client)) == app
     assert src.cached("nobody") is None
 
 
