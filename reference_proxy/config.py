@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from reference_proxy.contracts import ConfigError, InstanceAddress, Role
+from reference_proxy.credentials.methods import AuthMethod
 from reference_proxy.pool.settings import PoolSettings
 from reference_proxy.settings_fields import check_ranges, setting
 
@@ -51,15 +52,6 @@ class EndpointRole(str, enum.Enum):
 
     READ_WRITE = "read_write"
     READ_ONLY = "read_only"
-
-
-class AuthMethod(str, enum.Enum):
-    """How a client proves its password (RDS ``ClientPasswordAuthType``)."""
-
-    SCRAM_SHA_256 = "scram-sha-256"
-    MD5 = "md5"
-    MYSQL_NATIVE_PASSWORD = "mysql_native_password"
-    CACHING_SHA2_PASSWORD = "caching_sha2_password"
 
 
 AUTH_METHODS_BY_ENGINE = {

@@ -41,16 +41,17 @@ PROXY_FLOORS: list[tuple[str, ...]] = [
     ("reference_proxy", "reference_proxy.contracts"),
     ("reference_proxy.protocol", "reference_proxy.config", "reference_proxy.settings_fields",
      "reference_proxy.pool.settings", "reference_proxy.pinning", "reference_proxy.session_services",
-     "reference_proxy.tls"),
+     "reference_proxy.tls", "reference_proxy.credentials"),
     ("reference_proxy.pool", "reference_proxy.routing", "reference_proxy.topology", "reference_proxy.metrics",
      "reference_proxy.admin"),
     ("reference_proxy.engines",),
     ("reference_proxy.failover", "reference_proxy.server"),
     ("reference_proxy.__main__",),
 ]
-"""The proxy's floors, lowest first: the contracts every part shares; codecs, configuration and the
-engine-neutral session seams; the pool, routing, topology, metrics and admin endpoint; the engines;
-the failover routing and the server that wire them together; the command line."""
+"""The proxy's floors, lowest first: the contracts every part shares; codecs, configuration, the
+credential sources (the configuration declares their settings) and the engine-neutral session
+seams; the pool, routing, topology, metrics and admin endpoint; the engines; the failover routing
+and the server that wire them together; the command line."""
 
 
 def _module_name(path: pathlib.Path) -> str:
