@@ -73,6 +73,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=f"External target: DSN of a reader endpoint, repeatable (or ${READER_DSNS_ENV}, "
                      "one per line).")
     g.addoption("--metrics-url", default=None, help="External target: Prometheus metrics URL of the proxy.")
+    g.addoption("--proxy-setting", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                help="Reference target: a [pool] or [testing] setting of the proxy it starts, repeatable "
+                     "(testing.leak_session_state=true makes it leak session state on purpose).")
     g.addoption("--run-dir", default=None, help="Run directory (default runs/<UTC time>-<target>-<engine>).")
     g.addoption("--runs-root", default=DEFAULT_ROOT, help="Where default run directories go (default runs).")
     g.addoption("--thresholds", default=None, help="TOML or JSON file of guarantee threshold overrides.")
@@ -163,7 +166,8 @@ def target(request: pytest.FixtureRequest, harness_run: HarnessRun) -> Iterator[
     """The target under test, brought up once for the session; its description goes to target.json."""
     opt = request.config.getoption
     options = TargetOptions(harness_run.engine, writer_dsn=opt("--writer-dsn"),
-                            reader_dsns=tuple(opt("--reader-dsn") or ()), metrics_url=opt("--metrics-url"))
+                            reader_dsns=tuple(opt("--reader-dsn") or ()), metrics_url=opt("--metrics-url"),
+                            proxy_settings=tuple(opt("--proxy-setting") or ()))
     try:
         t = _target_kinds.build_target(harness_run.target_kind, options)
     except TargetError as e:
