@@ -31,6 +31,7 @@ import pytest
 from harness import guarantees as _guarantees
 from harness.history import History, Recorder
 from harness.plugin import PluginError
+from harness.plugin.coverage import guarantees_of as _guarantees_of
 from harness.plugin.faults import Faults
 from harness.plugin.targets import pool_caps, reader_weights
 from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError
@@ -112,13 +113,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     return [(f"aurora-harness: target={run.target_kind} engine={run.engine} profile={run.profile} "
              f"run-dir={run.store.path}")]
-
-
-def _guarantees_of(item: pytest.Item) -> list[str]:
-    ids: list[str] = []
-    for mark in item.iter_markers("guarantee"):
-        ids.extend(str(a) for a in mark.args)
-    return list(dict.fromkeys(ids))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
