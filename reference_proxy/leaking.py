@@ -12,9 +12,13 @@ seams, and this mode switches off both there, so that neither engine's relay kno
 * **reset** (:class:`LeakingPool`): a backend released as carrying session state (DIRTY) is pooled
   as it is instead of being reset (``DISCARD ALL`` / ``COM_RESET_CONNECTION``) first.
 
-What the wire protocol itself needs stays: a MySQL binary prepared statement still pins, since its
-statement id means nothing on another backend (that is breakage, not a leak).  The server logs
-:data:`WARNING` when the mode is on.
+What the wire protocol itself needs stays: a protocol-level prepared statement (PostgreSQL's named
+``Parse``, MySQL's COM_STMT_PREPARE) still pins, since its name or id means nothing on another
+backend (that would be breakage, not a leak).  Settings the MySQL engine tracks (autocommit, character
+sets, time zone...) leak too, since the reset is what brings a backend back to its pool key; a client
+that then finds the server's autocommit flag disagreeing with its own keeps that backend until it
+leaves, as the engine does whenever it cannot follow a change.  The server logs :data:`WARNING` when
+the mode is on.
 """
 
 from __future__ import annotations
