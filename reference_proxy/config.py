@@ -228,11 +228,6 @@ class UnsafeTestingConfig:
                    "client, so session state one client leaves on a backend (user variables, SET, "
                    "temporary tables, PREPARE, session locks) is visible to the next.")
 
-    @property
-    def unsafe(self) -> tuple[str, ...]:
-        """The names of the switches that are on."""
-        return tuple(f.name for f in dataclasses.fields(self) if getattr(self, f.name))
-
 
 @dataclasses.dataclass(frozen=True)
 class ProxyConfig:
