@@ -10,6 +10,10 @@ reads the marks with :func:`guarantees_of`, the very function the plugin judges 
 :func:`coverage` joins that with the catalogue: for each guarantee and engine, the tests that check
 it, or the catalogue's reason it does not apply, or *not checked* (it applies, yet no test names it:
 a gap in the suites, never a pass).
+
+Only what is declared counts: a test that skips itself on one engine from inside its body
+(``pytest.skip`` when ``target.engine`` is not the one it speaks) is still listed for that engine,
+because nothing short of running it can tell.
 """
 
 from __future__ import annotations
