@@ -9,6 +9,10 @@ names the section of our RDS Proxy behaviour notes the number comes from, and wh
 override thresholds from a TOML or JSON file with :func:`load_thresholds` (for instance a slower CI
 machine, or a real RDS Proxy whose ConnectionBorrowTimeout differs), which never changes the
 catalogue itself: it returns a new mapping.
+
+A guarantee applies to both engines unless its ``not_applicable`` gives, for an engine, the one
+sentence saying why it cannot hold there; ``aurora-harness guarantees`` prints that reason in the
+guarantee × engine table instead of a suite.
 """
 
 from __future__ import annotations
@@ -59,13 +63,19 @@ class Comparison(str, enum.Enum):
     AT_LEAST = "at_least"    # figure >= threshold (fractions served, distinct backends)
 
 
-ENGINES = frozenset({"postgres", "mysql"})
+ENGINE_ORDER = ("postgres", "mysql")
+"""The engines, in the order tables print them."""
+ENGINES = frozenset(ENGINE_ORDER)
 TARGETS = frozenset({"reference", "rds", "external"})
 
 
 @dataclasses.dataclass(frozen=True)
 class Guarantee:
-    """One promise: ``sentence`` states it with ``{threshold}`` and ``{unit}`` filled in on render."""
+    """One promise: ``sentence`` states it with ``{threshold}`` and ``{unit}`` filled in on render.
+
+    ``not_applicable`` maps an engine the promise cannot hold on to one sentence saying why; the
+    guarantee's :attr:`engines` are the others, so an engine is never left out without a reason.
+    """
 
     id: str
     sentence: str
@@ -74,8 +84,24 @@ class Guarantee:
     family: Family
     comparison: Comparison
     basis: str
-    engines: frozenset[str] = ENGINES
+    not_applicable: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
     targets: frozenset[str] = TARGETS
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.not_applicable) - ENGINES)
+        if unknown:
+            raise GuaranteeError(f"{self.id}: not_applicable names unknown engine(s) {', '.join(unknown)}; "
+                                 f"engines are {', '.join(ENGINE_ORDER)}")
+        for engine, reason in self.not_applicable.items():
+            if not isinstance(reason, str) or not reason.strip().endswith("."):
+                raise GuaranteeError(f"{self.id}: the reason it does not apply to {engine} must be a "
+                                     f"sentence, got {reason!r}")
+        object.__setattr__(self, "not_applicable", types.MappingProxyType(dict(self.not_applicable)))
+
+    @property
+    def engines(self) -> frozenset[str]:
+        """The engines this guarantee applies to: all but those with a not-applicable reason."""
+        return ENGINES - set(self.not_applicable)
 
     def render(self) -> str:
         """The sentence with this guarantee's threshold in it."""

@@ -31,6 +31,7 @@ import pytest
 from harness import guarantees as _guarantees
 from harness.history import History, Recorder
 from harness.plugin import PluginError
+from harness.plugin.coverage import guarantees_of as _guarantees_of
 from harness.plugin.faults import Faults
 from harness.plugin.targets import pool_caps, reader_weights
 from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError
@@ -73,6 +74,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=f"External target: DSN of a reader endpoint, repeatable (or ${READER_DSNS_ENV}, "
                      "one per line).")
     g.addoption("--metrics-url", default=None, help="External target: Prometheus metrics URL of the proxy.")
+    g.addoption("--proxy-setting", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                help="Reference target: a [pool] or [testing] setting of the proxy it starts, repeatable "
+                     "(testing.leak_session_state=true makes it leak session state on purpose).")
     g.addoption("--run-dir", default=None, help="Run directory (default runs/<UTC time>-<target>-<engine>).")
     g.addoption("--runs-root", default=DEFAULT_ROOT, help="Where default run directories go (default runs).")
     g.addoption("--thresholds", default=None, help="TOML or JSON file of guarantee threshold overrides.")
@@ -109,13 +113,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     return [(f"aurora-harness: target={run.target_kind} engine={run.engine} profile={run.profile} "
              f"run-dir={run.store.path}")]
-
-
-def _guarantees_of(item: pytest.Item) -> list[str]:
-    ids: list[str] = []
-    for mark in item.iter_markers("guarantee"):
-        ids.extend(str(a) for a in mark.args)
-    return list(dict.fromkeys(ids))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -163,7 +160,8 @@ def target(request: pytest.FixtureRequest, harness_run: HarnessRun) -> Iterator[
     """The target under test, brought up once for the session; its description goes to target.json."""
     opt = request.config.getoption
     options = TargetOptions(harness_run.engine, writer_dsn=opt("--writer-dsn"),
-                            reader_dsns=tuple(opt("--reader-dsn") or ()), metrics_url=opt("--metrics-url"))
+                            reader_dsns=tuple(opt("--reader-dsn") or ()), metrics_url=opt("--metrics-url"),
+                            proxy_settings=tuple(opt("--proxy-setting") or ()))
     try:
         t = _target_kinds.build_target(harness_run.target_kind, options)
     except TargetError as e:

@@ -21,6 +21,10 @@ A minimal file::
     password = "app-secret"
 
 See ``example-config.toml`` next to this module for every section.
+
+One section is not a setting of RDS Proxy: ``[testing]`` (:class:`UnsafeTestingConfig`) holds
+switches that make the proxy unsafe on purpose, so that the harness can be shown to catch a pooler
+that misbehaves.  They are all off by default and the proxy warns loudly at start when one is on.
 """
 
 from __future__ import annotations
@@ -200,6 +204,24 @@ class ClientSessionConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class UnsafeTestingConfig:
+    """The ``[testing]`` section: switches that make the proxy unsafe on purpose, to show the harness
+    catches it.  Never turn one on in front of real clients.
+
+    A conformance harness is only as good as the failures it can see; a proxy that is correct
+    cannot show that the isolation checks would fail a pooler that leaks.  These switches turn the
+    reference proxy into such a pooler, on both engines, without a second code base to keep in step.
+    Read at start only (a reload does not change them).
+    """
+
+    leak_session_state: bool = setting(
+        False, doc="Makes the proxy unsafe on purpose, to show the harness catches it: no SQL statement "
+                   "pins a session and no backend connection is reset before it is lent to another "
+                   "client, so session state one client leaves on a backend (user variables, SET, "
+                   "temporary tables, PREPARE, session locks) is visible to the next.")
+
+
+@dataclasses.dataclass(frozen=True)
 class ProxyConfig:
     """The whole configuration of one reference proxy."""
 
@@ -214,6 +236,10 @@ class ProxyConfig:
     monitor: MonitorConfig = setting(default_factory=MonitorConfig, doc="Topology monitor.")
     proxy: ClientSessionConfig = setting(default_factory=ClientSessionConfig,
                                          doc="Client connection setup.")
+    testing: UnsafeTestingConfig = setting(
+        default_factory=UnsafeTestingConfig,
+        doc="Test-only switches that make the proxy unsafe on purpose, to show the harness catches it; "
+            "all off by default.")
 
     def __post_init__(self) -> None:
         if not self.endpoints:

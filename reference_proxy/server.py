@@ -40,6 +40,8 @@ from reference_proxy.contracts import (
 )
 from reference_proxy.engines import engine_for
 from reference_proxy.failover import FailoverRouting
+from reference_proxy.leaking import WARNING as LEAKING_WARNING
+from reference_proxy.leaking import LeakingPool, never_pins
 from reference_proxy.metrics import ProxyMetrics
 from reference_proxy.pool import Pool
 from reference_proxy.routing import Router
@@ -82,7 +84,8 @@ class ProxyServer:
         self._factory = self.engine.backends(self._backend_credentials,
                                              init_query=lambda: self.pool.settings.init_query,
                                              on_max_connections=self._learn_max_connections)
-        self.pool = Pool(self._factory, config.pool, self.clock, self.metrics)
+        leaking = config.testing.leak_session_state  # unsafe on purpose: see reference_proxy.leaking
+        self.pool = (LeakingPool if leaking else Pool)(self._factory, config.pool, self.clock, self.metrics)
         self._roles = {e.name: e.role for e in config.endpoints}
         self.monitor = monitor_for_config(config, self.engine.probe, self.router, self.metrics, self.clock)
         self.failover = FailoverRouting(self.router, self.pool, self.monitor, self._roles)
@@ -90,7 +93,8 @@ class ProxyServer:
         tls_context = server_context(config.tls.cert_file, config.tls.key_file)
         self.services = SessionServices(
             pool=self.pool, choose_instance=self._choose_instance, session_ended=self.router.session_ended,
-            credentials=self._client_credential, classify=self.engine.classify, digest=self.engine.digest,
+            credentials=self._client_credential, classify=never_pins if leaking else self.engine.classify,
+            digest=self.engine.digest,
             metrics=self.metrics, clock=self.clock, tls_context=tls_context, require_tls=config.tls.require_tls,
             token_bytes=token_bytes, acquire=self.failover.acquire, acquire_now=self.failover.acquire_now,
             backend_lost=self.failover.backend_lost, wait_for_instance=self.failover.wait_for_instance,
@@ -107,6 +111,8 @@ class ProxyServer:
     # ------------------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        if self.config.testing.leak_session_state:
+            log.warning(LEAKING_WARNING)
         await self.monitor.start()  # roles are verified before the first client is served
         try:
             for endpoint in self.config.endpoints:

@@ -74,7 +74,7 @@ def child_env(writer_dsn: str | None, reader_dsns: tuple[str, ...]) -> dict[str,
 def pytest_command(*, target: str, engine: str, profile: str, run_dir: Path, ini: Path, seed: int,
                    metrics_url: str | None = None,
                    thresholds: str | None = None, select: str | None = None,
-                   suites: tuple[str, ...] = ()) -> list[str]:
+                   suites: tuple[str, ...] = (), proxy_settings: tuple[str, ...] = ()) -> list[str]:
     """The child pytest command line for one certification run."""
     base = suites_dir()
     paths = [os.fspath(base / s) for s in (suites or SUITES)]
@@ -93,6 +93,8 @@ def pytest_command(*, target: str, engine: str, profile: str, run_dir: Path, ini
         cmd += ["--thresholds", os.fspath(Path(thresholds).resolve())]
     if select:
         cmd += ["-k", select]
+    for setting in proxy_settings:
+        cmd += ["--proxy-setting", setting]
     return cmd
 
 
@@ -132,6 +134,10 @@ def _run_child(cmd: list[str], *, env: dict[str, str], to_stderr: bool) -> int:
 @click.option("--writer-dsn", default=None, help="External target: DSN of the read/write endpoint.")
 @click.option("--reader-dsn", "reader_dsns", multiple=True, help="External target: DSN of a reader endpoint.")
 @click.option("--metrics-url", default=None, help="External target: the proxy's Prometheus metrics URL.")
+@click.option("--proxy-setting", "proxy_settings", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Reference target: a [pool] or [testing] setting of the proxy it starts, over the "
+                   "certification's (repeatable). testing.leak_session_state=true makes the proxy leak "
+                   "session state on purpose, to see the harness catch it.")
 @click.option("--thresholds", type=click.Path(exists=True, dir_okay=False), default=None,
               help="TOML or JSON file overriding guarantee thresholds.")
 @click.option("--strict", is_flag=True, help="Fail when any guarantee is unknown, too.")
@@ -142,13 +148,15 @@ def _run_child(cmd: list[str], *, env: dict[str, str], to_stderr: bool) -> int:
               help="Run only tests matching this pytest -k expression.")
 @click.option("--seed", type=int, default=None, help="Hypothesis seed (default random; printed for replay).")
 def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, writer_dsn: str | None,
-            reader_dsns: tuple[str, ...], metrics_url: str | None, thresholds: str | None, strict: bool,
-            as_json: bool, suites: tuple[str, ...], select: str | None, seed: int | None) -> None:
+            reader_dsns: tuple[str, ...], metrics_url: str | None, proxy_settings: tuple[str, ...],
+            thresholds: str | None, strict: bool, as_json: bool, suites: tuple[str, ...], select: str | None,
+            seed: int | None) -> None:
     """Certify a proxied Aurora target against the guarantee catalogue."""
     if engine != "postgres":
         raise CliFailure("the suites speak PostgreSQL only so far; use --engine postgres")
     try:  # building starts nothing; it is how the target's kind checks the options before the run
-        target_kinds.build_target(target_kind, TargetOptions(engine, writer_dsn, reader_dsns, metrics_url))
+        target_kinds.build_target(target_kind, TargetOptions(engine, writer_dsn, reader_dsns, metrics_url,
+                                                             proxy_settings))
     except TargetError as e:
         raise CliFailure(str(e)) from None
     if thresholds:
@@ -162,13 +170,15 @@ def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, wr
         raise CliFailure(f"run directory {os.fspath(path)!r} exists and is not empty")
     seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
     info = click.echo if not as_json else (lambda m: click.echo(m, err=True))
-    info(f"certify: target={target_kind} engine={engine} profile={profile} seed={seed} run-dir={path}")
+    info(f"certify: target={target_kind} engine={engine} profile={profile} seed={seed} run-dir={path}"
+         + "".join(f" proxy-setting={s}" for s in proxy_settings))
     workdir = tempfile.mkdtemp(prefix="aurora-certify-")
     try:
         ini = Path(workdir) / "pytest.ini"
         ini.write_text(_INI)
         cmd = pytest_command(target=target_kind, engine=engine, profile=profile, run_dir=path, ini=ini, seed=seed,
-                             metrics_url=metrics_url, thresholds=thresholds, select=select, suites=suites)
+                             metrics_url=metrics_url, thresholds=thresholds, select=select, suites=suites,
+                             proxy_settings=proxy_settings)
         try:
             pytest_status = _run_child(cmd, env=child_env(writer_dsn, reader_dsns), to_stderr=as_json)
         except KeyboardInterrupt:

@@ -3,7 +3,8 @@
 * ``run``       - one certification run inside pytest: run store, per-test records, verdicts;
 * ``metrics``   - sampling the target's proxy metrics (as samples) during a test, for the checkers;
 * ``targets``   - what the suites ask of the target: sibling proxies, pool caps, reader weights;
-* ``faults``    - failover / crash / restart and registered faults, recorded as fault windows.
+* ``faults``    - failover / crash / restart and registered faults, recorded as fault windows;
+* ``coverage``  - which suite tests check which guarantee on which engine, read from their marks.
 """
 
 

@@ -92,6 +92,8 @@ class TargetOptions:
     writer_dsn: str | None = None
     reader_dsns: tuple[str, ...] = ()
     metrics_url: str | None = None
+    proxy_settings: tuple[str, ...] = ()
+    """``SECTION.KEY=VALUE`` texts (``--proxy-setting``), for a kind that runs the proxy itself."""
 
 
 class Target(abc.ABC):

@@ -62,6 +62,9 @@ class ExternalTarget(Target):
     def from_options(cls, options: TargetOptions) -> ExternalTarget:
         if not options.writer_dsn:
             raise TargetError("--target external needs --writer-dsn (and optionally --reader-dsn, --metrics-url)")
+        if options.proxy_settings:
+            raise TargetError("--proxy-setting is for --target reference; an external proxy is configured "
+                              "by whoever runs it")
         return cls(options.engine, options.writer_dsn, list(options.reader_dsns), options.metrics_url)
 
     @property

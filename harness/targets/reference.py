@@ -15,6 +15,12 @@ the supervisor updates; every control operation here takes the record's lock, re
 and saves it, so a planned failover never races an automatic one.  The proxy is told nothing in
 either case: it must notice the new writer through its own monitor.
 
+``testing={"leak_session_state": True}`` writes the proxy's ``[testing]`` section: switches that make
+the proxy unsafe on purpose (it then leaks session state from one client to the next), to show that
+the suites catch such a pooler.  Sibling proxies inherit them: they stand for the same proxy with
+other pool settings.  A certification reaches both sections through ``--proxy-setting``
+(:func:`parse_proxy_settings`).
+
 With ``relays=True`` a user-space TCP relay (:class:`~harness.net.relay.RelayServer`) sits
 between the proxy and each instance, and the proxy is configured with the relays' ports under the
 instances' own ids, so network faults (latency, blackhole, resets...) can be put on the path to one
@@ -28,6 +34,7 @@ import json
 import os
 import sys
 import time
+import tomllib
 import urllib.request
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -58,6 +65,35 @@ CERTIFICATION_READERS = 2
 cap of 20 % of ``max_connections`` (100), i.e. 20 backend connections: small enough that 200 clients
 must share backends, so multiplexing and the cap are observable.  Suites that need other pool
 settings (a short borrow timeout, TLS required) start a sibling proxy on the same cluster."""
+
+
+PROXY_SETTING_SECTIONS = ("pool", "testing")
+"""The proxy configuration sections ``--proxy-setting`` may change; the target owns the others
+(endpoints, instances, users, admin), which must match what it started."""
+
+
+def parse_proxy_settings(texts: Collection[str]) -> dict[str, dict[str, Any]]:
+    """``SECTION.KEY=VALUE`` texts as ``{section: {key: value}}``; a TargetError names a bad one.
+
+    The value is read as a TOML value (``true``, ``5``, ``0.5``, ``"text"``), and as plain text when
+    it is not one.  The proxy itself checks keys and values when it starts (an unknown key or a bad
+    value stops it with the key named)."""
+    sections: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        name, equals, raw = text.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not equals or not dot or not key or "." in key:
+            raise TargetError(f"--proxy-setting {text!r}: expected SECTION.KEY=VALUE, "
+                              f"e.g. testing.leak_session_state=true")
+        if section not in PROXY_SETTING_SECTIONS:
+            raise TargetError(f"--proxy-setting {text!r}: only the {' and '.join(PROXY_SETTING_SECTIONS)} "
+                              f"sections may be changed; the target sets the others itself")
+        try:
+            value = tomllib.loads(f"value = {raw.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        sections.setdefault(section, {})[key] = value
+    return sections
 
 
 def _toml_value(value: Any) -> str:
@@ -107,9 +143,11 @@ class ReferenceTarget(Target):
 
     def __init__(self, engine: str = "postgres", readers: int = 2, *, pool: dict[str, Any] | None = None,
                  require_tls: bool = False, cluster: Cluster | None = None, auto_failover: bool = False,
-                 failover_grace: float = DEFAULT_GRACE, relays: bool = False) -> None:
+                 failover_grace: float = DEFAULT_GRACE, relays: bool = False,
+                 testing: dict[str, Any] | None = None) -> None:
         """``auto_failover`` starts the supervisor (off by default, so tests drive failover by hand);
-        ``relays`` puts a TCP relay in front of every instance (adds NETWORK_FAULTS)."""
+        ``relays`` puts a TCP relay in front of every instance (adds NETWORK_FAULTS); ``testing`` is
+        the proxy's ``[testing]`` section (unsafe on purpose; empty by default)."""
         super().__init__(engine)
         self.relays = bool(relays)
         self._relays: dict[str, RelayServer] = {}
@@ -124,6 +162,7 @@ class ReferenceTarget(Target):
         self.supervisor_pid_start: int | None = None
         self.readers = readers
         self.pool_settings = dict(pool or {})
+        self.testing = dict(testing or {})
         self.require_tls = require_tls
         self.cluster = cluster
         self._owns_cluster = cluster is None
@@ -138,7 +177,9 @@ class ReferenceTarget(Target):
         if options.writer_dsn or options.reader_dsns or options.metrics_url:
             raise TargetError("--writer-dsn/--reader-dsn/--metrics-url are for --target external; "
                               "the reference target starts its own endpoints")
-        return cls(options.engine, readers=CERTIFICATION_READERS, pool=dict(CERTIFICATION_POOL))
+        settings = parse_proxy_settings(options.proxy_settings)
+        return cls(options.engine, readers=CERTIFICATION_READERS,
+                   pool={**CERTIFICATION_POOL, **settings.get("pool", {})}, testing=settings.get("testing"))
 
     def sibling_proxy(self, *, pool: dict[str, Any] | None = None, require_tls: bool = False,
                       relays: bool = False) -> ReferenceTarget:
@@ -150,7 +191,7 @@ class ReferenceTarget(Target):
         if self.cluster is None:
             raise TargetError("a sibling proxy needs the cluster of a reference target that is up")
         return ReferenceTarget(self.engine, readers=self.readers, pool=pool, require_tls=require_tls,
-                               cluster=self.cluster, relays=relays)
+                               cluster=self.cluster, relays=relays, testing=self.testing)
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -206,6 +247,7 @@ class ReferenceTarget(Target):
                                 "method": "scram-sha-256" if self.engine == "postgres" else "mysql_native_password"}]},
             "tls": {"require_tls": self.require_tls},
             "admin": {"host": process.LOOPBACK, "port": self.ports["admin"]},
+            "testing": self.testing,
         }
 
     def up(self) -> None:
@@ -282,8 +324,9 @@ class ReferenceTarget(Target):
         """Write the configuration and start the proxy process; wait until it serves."""
         config = self.proxy_config()
         config["pool"] = {k: v for k, v in config["pool"].items() if v is not None}
-        if not config["pool"]:
-            del config["pool"]
+        for section in ("pool", "testing"):
+            if not config[section]:
+                del config[section]
         with open(self.config_path, "w") as f:
             f.write(render_toml(config))
         self.proxy_pid, self.proxy_pid_start = process.spawn(
@@ -413,6 +456,7 @@ class ReferenceTarget(Target):
         d["status_url"] = self.status_url
         d["instances"] = self.direct_instances()
         d["proxy_log"] = self.log_path if self.run_dir else None
+        d["proxy_testing"] = self.testing  # non-empty: the proxy was made unsafe on purpose
         d["relays"] = {iid: r.port for iid, r in self._relays.items()}
         d["auto_failover"] = {"enabled": self.supervised, "grace_seconds": self.failover_grace,
                               "supervisor_running": self.supervisor_running(),
@@ -423,7 +467,7 @@ class ReferenceTarget(Target):
     def to_state(self) -> dict[str, Any]:
         assert self.cluster is not None
         return {"engine": self.engine, "readers": self.readers, "pool": self.pool_settings,
-                "require_tls": self.require_tls, "run_dir": self.run_dir, "ports": self.ports,
+                "testing": self.testing, "require_tls": self.require_tls, "run_dir": self.run_dir, "ports": self.ports,
                 "proxy_pid": self.proxy_pid, "proxy_pid_start": self.proxy_pid_start,
                 "auto_failover": self.auto_failover, "failover_grace": self.failover_grace,
                 "supervisor_pid": self.supervisor_pid, "supervisor_pid_start": self.supervisor_pid_start,
@@ -433,7 +477,7 @@ class ReferenceTarget(Target):
     def from_state(cls, state: dict[str, Any]) -> ReferenceTarget:
         t = cls(state["engine"], state["readers"], pool=state.get("pool"), require_tls=state["require_tls"],
                 cluster=cluster_from_state(state["cluster"]), auto_failover=bool(state.get("auto_failover")),
-                failover_grace=state.get("failover_grace", DEFAULT_GRACE))
+                failover_grace=state.get("failover_grace", DEFAULT_GRACE), testing=state.get("testing"))
         t._owns_cluster = True
         t.run_dir, t.ports = state["run_dir"], state["ports"]
         t.proxy_pid, t.proxy_pid_start = state["proxy_pid"], state["proxy_pid_start"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
+from harness.cli.certify import pytest_command
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -13,6 +16,7 @@ from harness.cli import cli
     (["--target", "external"], "needs --writer-dsn"),
     (["--target", "reference", "--writer-dsn", "host=127.0.0.1 user=x"], "are for --target external"),
     (["--target", "nowhere"], "Invalid value for '--target'"),
+    (["--target", "reference", "--proxy-setting", "endpoints.port=1"], "only the pool and testing"),
 ])
 def test_bad_options_are_refused_with_a_reason(args, message):
     result = CliRunner().invoke(cli, ["certify", *args])
@@ -31,3 +35,9 @@ def test_a_used_run_directory_is_refused(tmp_path):
     (tmp_path / "old").write_text("x")
     result = CliRunner().invoke(cli, ["certify", "--target", "reference", "--run-dir", str(tmp_path)])
     assert result.exit_code == 1 and "not empty" in result.output
+
+
+def test_proxy_settings_travel_to_the_suites_run():
+    cmd = pytest_command(target="reference", engine="mysql", profile="quick", run_dir=Path("run"),
+                         ini=Path("pytest.ini"), seed=1, proxy_settings=("testing.leak_session_state=true",))
+    assert cmd[cmd.index("--proxy-setting") + 1] == "testing.leak_session_state=true"

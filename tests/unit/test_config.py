@@ -44,6 +44,23 @@ def test_defaults_are_rds_defaults():
     assert config.admin.host == "127.0.0.1"
     assert config.tls.require_tls is False and config.tls.cert_file is None
     assert config.proxy.client_handshake_timeout == 120.0
+    assert config.testing.leak_session_state is False
+
+
+def test_the_unsafe_testing_switch_is_off_unless_asked_for_and_says_why_it_exists(tmp_path):
+    assert ProxyConfig.load(example_path()).testing.leak_session_state is False
+    path = tmp_path / "leaky.toml"
+    path.write_text('engine = "mysql"\n[[endpoints]]\nname = "default"\nport = 6432\n'
+                    '[[instances]]\nid = "i1"\nport = 3306\n[testing]\nleak_session_state = true\n')
+    config = ProxyConfig.load(path)
+    assert config.testing.leak_session_state is True
+    assert ProxyConfig.from_dict(config.to_dict()) == config
+    assert ProxyConfig.from_dict(MINIMAL).with_overrides(
+        {"testing.leak_session_state": True}).testing.leak_session_state is True
+    described = json_schema()["properties"]["testing"]
+    assert described["properties"]["leak_session_state"]["default"] is False
+    assert "unsafe on purpose" in described["properties"]["leak_session_state"]["description"]
+    assert "unsafe on purpose" in described["description"]
 
 
 def test_round_trip_and_overrides():
@@ -94,6 +111,8 @@ def test_unknown_keys_are_named(change, key):
     ({"logging": {"level": "chatty"}}, "logging.level"),
     ({"admin": {"port": 6432}}, "endpoints"),
     ({"proxy": {"client_handshake_timeout": 0}}, "proxy.client_handshake_timeout"),
+    ({"testing": {"leak_session_state": "yes"}}, "testing.leak_session_state"),
+    ({"testing": {"leak_session_sate": True}}, "testing.leak_session_sate"),
 ])
 def test_bad_values_are_named(change, key):
     with pytest.raises(ConfigError) as caught:

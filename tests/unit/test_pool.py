@@ -18,6 +18,7 @@ from reference_proxy.contracts import (
     PoolKey,
     ReleaseState,
 )
+from reference_proxy.leaking import LeakingPool
 from reference_proxy.metrics import ProxyMetrics
 from reference_proxy.pool import (
     BACKEND_IDLE_AFTER,
@@ -102,9 +103,9 @@ class FakeBackend:
         return conn
 
 
-def make_pool(**settings) -> tuple[Pool, FakeBackend, FakeClock]:
+def make_pool(pool_class: type[Pool] = Pool, **settings) -> tuple[Pool, FakeBackend, FakeClock]:
     backend, clock = FakeBackend(), FakeClock()
-    pool = Pool(backend, PoolSettings(**settings), clock, ProxyMetrics())
+    pool = pool_class(backend, PoolSettings(**settings), clock, ProxyMetrics())
     return pool, backend, clock
 
 
@@ -256,6 +257,20 @@ async def test_dirty_release_resets_before_reuse():
     assert conn.resets == 1 and not conn.closed
     assert (await pool.borrow(KEY_A1, A)) is conn
     pool.release(conn, ReleaseState.CLEAN)
+    await pool.close()
+
+
+@asynctest
+async def test_the_leaking_pool_lends_a_dirty_connection_again_without_a_reset():
+    pool, _, _ = make_pool(LeakingPool)
+    conn = await pool.borrow(KEY_A1, A)
+    pool.release(conn, ReleaseState.DIRTY)
+    await settle(pool)
+    assert conn.resets == 0 and not conn.closed
+    assert (await pool.borrow(KEY_A1, A)) is conn
+    pool.release(conn, ReleaseState.BROKEN)  # what cannot be used again is still closed
+    await settle(pool)
+    assert conn.closed
     await pool.close()
 
 

@@ -95,3 +95,9 @@ def test_bad_threshold_file_is_a_usage_error(tmp_path):
         check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 4  # pytest's usage error
     assert "NOT-A-GUARANTEE" in done.stderr
+
+
+def test_proxy_settings_reach_the_target_which_refuses_what_does_not_apply(tmp_path):
+    done, _ = run_suite(tmp_path, "-k", "needs_failover", "--proxy-setting", "testing.leak_session_state=true")
+    assert done.returncode != 0
+    assert "--proxy-setting is for --target reference" in done.stdout + done.stderr

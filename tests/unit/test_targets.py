@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 import threading
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,7 +15,7 @@ from harness.targets import registry
 from harness.targets.base import Capability, Target, TargetError, TargetOptions, Unsupported
 from harness.targets.external import ExternalTarget
 from harness.targets.prometheus import samples_from_text
-from harness.targets.reference import ReferenceTarget
+from harness.targets.reference import ReferenceTarget, render_toml
 
 WRITER_DSN = "host=127.0.0.1 port=1 user=nobody"
 
@@ -50,6 +51,11 @@ def test_a_name_is_registered_once():
     ("reference", TargetOptions("postgres", writer_dsn=WRITER_DSN), "are for --target external"),
     ("reference", TargetOptions("postgres", metrics_url="http://127.0.0.1:1/metrics"), "are for --target external"),
     ("reference", TargetOptions("oracle"), "unknown engine 'oracle'"),
+    ("reference", TargetOptions("postgres", proxy_settings=("leak_session_state=true",)), "SECTION.KEY=VALUE"),
+    ("reference", TargetOptions("postgres", proxy_settings=("testing.leak_session_state",)), "SECTION.KEY=VALUE"),
+    ("reference", TargetOptions("postgres", proxy_settings=("admin.port=1",)), "only the pool and testing"),
+    ("external", TargetOptions("postgres", writer_dsn=WRITER_DSN, proxy_settings=("pool.x=1",)),
+     "--proxy-setting is for --target reference"),
 ])
 def test_each_kind_refuses_options_that_do_not_apply(kind, options, message):
     with pytest.raises(TargetError, match=message):
@@ -60,6 +66,20 @@ def test_the_certification_reference_target_has_the_small_pool_and_every_capabil
     t = ReferenceTarget.from_options(TargetOptions("postgres"))
     assert t.pool_settings == {"max_connections_percent": 20} and t.readers == 2
     assert set(t.capabilities) >= set(Capability) - {Capability.NETWORK_FAULTS, Capability.ROTATE_SECRET}
+
+
+def test_proxy_settings_reach_the_proxy_configuration_and_siblings_inherit_the_testing_switches():
+    t = ReferenceTarget.from_options(TargetOptions("mysql", proxy_settings=(
+        "testing.leak_session_state=true", "pool.connection_borrow_timeout = 5", "pool.init_query=SET @a = 1")))
+    assert t.pool_settings == {"max_connections_percent": 20, "connection_borrow_timeout": 5,
+                               "init_query": "SET @a = 1"}
+    assert t.testing == {"leak_session_state": True}
+    t.cluster = SimpleNamespace(instances=[], user="u", password="p")  # type: ignore[assignment]
+    t.ports = {"writer": 1, "reader": 2, "admin": 3}
+    toml = render_toml(t.proxy_config())
+    assert "\n[testing]\nleak_session_state = true\n" in toml
+    assert t.sibling_proxy(pool={"max_connections_percent": 2}).testing == {"leak_session_state": True}
+    assert ReferenceTarget.from_options(TargetOptions("mysql")).testing == {}
 
 
 # -- capabilities instead of kinds -----------------------------------------------------------------
