@@ -62,3 +62,46 @@ def test_refused_connect_and_lost_connection(cluster, recorder):
         lost = victim.execute("write", "INSERT INTO harness_writes (id) VALUES (99)", value=99)
         assert not victim.connected
     assert lost.type is OpType.INFO and lost.error.code in ("2013", "2006") and not lost.error.definite
+
+
+def test_session_state_of_every_mysql_kind_is_observed_and_listed(cluster, recorder):
+    """Temporary tables and prepared statements read as absent through their errors (1146 / 1243),
+    named locks are listed through the performance schema, and a multi-statement request answers
+    with its last result set."""
+    writer = cluster.writer.id
+    with Client(recorder, 1, Address.direct(cluster, writer)) as client, \
+            Client(recorder, 2, Address.direct(cluster, writer)) as other:
+        assert client.connect().ok and other.connect().ok
+        for kind, name in (("temp_table", "harness_t_c1"), ("prepared_statement", "harness_ps_c1")):
+            assert client.read_state(kind, name).value["value"] is False, kind
+            assert client.set_state(kind, name).ok
+            assert client.read_state(kind, name).value["value"] is True, kind
+            assert other.read_state(kind, name).value["value"] is False, f"{kind} of another session"
+        assert client.set_state("setting", "harness.tag", "client-1").ok
+        assert client.read_state("setting", "harness.tag").value["value"] == "client-1"
+        assert client.set_state("advisory_lock", "c1").ok
+        mine = client.find_state("advisory_lock", "", "c1")
+        assert mine.ok and mine.value == {"kind": "advisory_lock", "name": "c1", "value": True}
+        theirs = other.find_state("advisory_lock", "", "c2")
+        assert theirs.value == {"kind": "advisory_lock", "name": "c2", "value": False}
+        both = client.request("both", f"DO 1; SELECT 41 + 1, {client.who()}", result=lambda row: row[0])
+        assert both.ok and both.value == 42 and both.node == writer
+        missing = client.request("missing", f"SELECT 1, {client.who()} FROM no_such_table")
+        assert missing.type is OpType.FAIL and missing.error.code == "1146", "only reads of state answer absent"
+
+
+def test_backend_count_leaves_out_connections_by_program_name(cluster, recorder):
+    from harness.clients.dialects.mysql import MYSQL
+
+    writer = cluster.writer.id
+    address = Address.direct(cluster, writer)
+    with Client(recorder, 1, address) as counter, \
+            Client(recorder, 2, address, program_name="harness-monitor-like") as monitor, \
+            Client(recorder, 3, address, program_name="app") as app:
+        assert counter.connect().ok and monitor.connect().ok and app.connect().ok
+        sql = MYSQL.backend_count_sql(counter.who(), ("harness-monitor-like", "other's"))
+        counted = counter.request("backend_count", sql, result=lambda row: row[0])
+        assert counted.ok and counted.value == 1, "only the app connection is counted"
+        everything = counter.request("backend_count", MYSQL.backend_count_sql(counter.who(), ()),
+                                     result=lambda row: row[0])
+        assert everything.value == 2

@@ -95,6 +95,19 @@ def test_writer_timeline_from_roles_and_failover_params():
     assert tl.readers_seen(h) == {"i2", "i3"}
 
 
+def test_the_new_writer_may_serve_writes_anywhere_inside_the_failover_window():
+    # The promotion happened at an unknown instant of [1.0, 2.0]: a write the new writer served at
+    # 1.2 s is no violation, and neither is a read the old writer served then; before the window
+    # the new writer was only a reader.
+    b = failover_run().op(3, "write", 9, at=1.2, endpoint="writer", node="i2")
+    b.op(4, "read", at=1.2, endpoint="reader", node="i1")
+    assert WriterEndpointChecker().check(b.history(), CTX).valid is T
+    assert ReaderOnlyChecker().check(b.history(), CTX).valid is T
+    assert WriterTimeline.from_history(b.history()).writers_during(int(1.1e9), int(1.3e9)) == {"i1", "i2"}
+    early = failover_run().op(3, "write", 9, at=0.8, endpoint="writer", node="i2")
+    assert WriterEndpointChecker().check(early.history(), CTX).valid is F
+
+
 def test_writer_endpoint_true_across_failover():
     v = WriterEndpointChecker().check(failover_run().history(), CTX)
     assert v.valid is T and v.figure == 0 and "3 writer-endpoint requests" in v.reason
@@ -298,3 +311,27 @@ def test_pool_caps_are_computed_from_the_start_settings_and_the_servers_max_conn
     external = FakeReference({})
     external.capabilities = frozenset({Capability.DIRECT})  # pool settings unknown to the harness
     assert plugin_targets.pool_caps(external) is None
+
+
+def test_a_narrower_look_at_session_state_is_named_in_the_verdict():
+    b = HistoryBuilder()
+    b.event("state_kinds_unlisted", {"temp_table": "asked by name only: cannot list temporary tables"}, at=0)
+    _state(b, 1, "set_state", "setting", "tag", "client-1", 0.1)
+    _state(b, 2, "read_state", "setting", "tag", None, 0.2)
+    b.op(2, "read_state", {"kind": "advisory_lock", "name": "c2", "value": None,
+                           "unjudged": "the server does not record who holds named locks"}, at=0.3)
+    v = SessionLeakChecker().check(b.history(), CTX)
+    assert v.valid is T
+    assert "temp_table: asked by name only" in v.reason
+    assert "advisory_lock: 1 observations not made (the server does not record who holds named locks)" in v.reason
+
+
+def test_backend_count_samples_the_server_could_not_take_are_named_not_counted():
+    ctx = CheckContext(pool_cap={"i1": 10})
+    h = HistoryBuilder().op("probe", "backend_count", result=None, at=1, node="i1").history()
+    v = BackendCapChecker().check(h, ctx)
+    assert v.valid is U and "1 server samples absent" in v.reason
+    h = (HistoryBuilder().op("probe", "backend_count", result=None, at=1, node="i1")
+         .op("probe", "backend_count", result=4, at=2, node="i1").history())
+    v = BackendCapChecker().check(h, ctx)
+    assert v.valid is T and v.figure == 40.0 and "1 samples absent" in v.reason

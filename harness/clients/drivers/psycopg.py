@@ -56,6 +56,15 @@ class _PsycopgBase:
     def fileno(self) -> int | None:
         return _socket(self.conn)
 
+    @staticmethod
+    def tls_options(required: bool) -> dict[str, Any]:
+        """Connect options that insist on TLS (unverified, like ``sslmode=require``) or refuse it."""
+        return {"sslmode": "require" if required else "disable"}
+
+    @property
+    def tls_in_use(self) -> bool:
+        return self.connected and bool(self.conn.pgconn.ssl_in_use)
+
 
 class PsycopgConnection(_PsycopgBase):
     """A blocking psycopg connection; ``options`` go to ``psycopg.connect``."""
