@@ -95,3 +95,28 @@ def test_bad_threshold_file_is_a_usage_error(tmp_path):
         check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 4  # pytest's usage error
     assert "NOT-A-GUARANTEE" in done.stderr
+
+
+def test_the_server_version_is_asked_through_the_engines_driver_in_its_words(monkeypatch):
+    from harness import pytest_plugin
+    from harness.clients import client as client_module
+    from harness.targets.base import Credentials, Endpoint, Target
+
+    class OneWriter(Target):
+        kind = "fake"
+        writer_endpoint = Endpoint("default", "writer", "127.0.0.1", 5001)
+        reader_endpoints = []
+        credentials = Credentials("u", "p", "db")
+
+    asked = []
+
+    def answer(address, sql, *, connect_timeout):
+        asked.append((address.engine, address.port, sql))
+        if address.engine == "postgres":
+            raise OSError("refused")
+        return "10.11.19-MariaDB"
+
+    monkeypatch.setattr(client_module, "query_value", answer)
+    assert pytest_plugin._server_version(OneWriter("mysql")) == "10.11.19-MariaDB"
+    assert pytest_plugin._server_version(OneWriter("postgres")) is None  # unreadable: left out, not fatal
+    assert asked == [("mysql", 5001, "SELECT VERSION()"), ("postgres", 5001, "SHOW server_version")]
