@@ -11,10 +11,6 @@ A request is judged only if it completed ok and names the instance that served i
 ran at some instant between its invocation and completion, so it is a violation only if no writer
 in force during that interval matches (writer endpoint), or the serving node was writer for the
 whole interval (reader endpoint): a request that straddles a promotion gets the benefit of the doubt.
-
-A failover fault promotes its new writer at some instant *inside* its window, which the harness
-cannot see (the stand-in still re-points the other readers after the promotion, so the fault ends
-later).  While the window is open both the old and the new writer count as writer.
 """
 
 from __future__ import annotations
@@ -33,31 +29,21 @@ READER_ENDPOINT = "reader"
 class WriterTimeline:
     """The writer instance as a step function of time."""
 
-    def __init__(self, changes: Iterable[tuple[int, str]],
-                 promotions: Iterable[tuple[int, int, str]] = ()) -> None:
-        """``changes``: (time, writer from then on); ``promotions``: (start, end, new writer) of
-        windows in which the new writer took over at an unknown instant."""
+    def __init__(self, changes: Iterable[tuple[int, str]]) -> None:
         ordered = sorted(changes, key=lambda c: c[0])
         self._times = [t for t, _ in ordered]
         self._writers = [w for _, w in ordered]
-        self._promotions = list(promotions)
 
     @classmethod
     def from_history(cls, history: History, initial_writer: str | None = None) -> WriterTimeline:
         changes: list[tuple[int, str]] = []
-        promotions: list[tuple[int, int, str]] = []
-        started: dict[str, int] = {}
         if initial_writer is not None:
             changes.append((-(2 ** 63), initial_writer))
         for o in history:
-            if o.type is OpType.FAULT and o.phase is Phase.START:
-                started[o.f] = o.time
             w = _writer_named_by(o)
             if w is not None:
                 changes.append((o.time, w))
-                if o.type is OpType.FAULT and o.f in started:
-                    promotions.append((started.pop(o.f), o.time, w))
-        return cls(changes, promotions)
+        return cls(changes)
 
     def __bool__(self) -> bool:
         return bool(self._times)
@@ -76,7 +62,6 @@ class WriterTimeline:
         while i < len(self._times) and self._times[i] <= hi:
             result.add(self._writers[i])
             i += 1
-        result.update(new for start, end, new in self._promotions if start <= hi and lo <= end)
         return result
 
     def readers_seen(self, history: History) -> set[str]:

@@ -24,6 +24,8 @@ class Dialect:
     """One row, one column: the server's connection limit, the base of a proxy's pool cap."""
     server_version_sql: str
     """One row, one column: the server's version text (for the run's description)."""
+    writer_check_sql: str
+    """One row, one column: true when the instance asked takes writes (it is, or just became, the writer)."""
     table_options: str = ""
     state_kinds: tuple[str, ...] = ()
     listable_kinds: tuple[str, ...] = ()
