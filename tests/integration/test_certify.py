@@ -126,3 +126,28 @@ def test_pgbouncer_transaction_mode_is_caught_leaking_session_state(tmp_path):
     assert "-- client" in done.stdout  # the SQL steps of the shrunk example
     failures = ET.parse(run_dir / "junit.xml").getroot().findall(".//testcase[@name='ISOLATION-NO-SESSION-LEAK']/failure")
     assert failures and "read_state" in failures[0].text
+
+
+@pytest.mark.mysql
+@pytest.mark.timeout(600)
+def test_mysql_proxy_ignoring_variable_sets_is_caught_leaking_user_variables(tmp_path):
+    """SessionPinningFilters = EXCLUDE_VARIABLE_SETS: ``SET @x`` no longer pins, so the variable stays
+    on a backend that goes back to the pool, as AWS warns.  The MySQL isolation suite must see it."""
+    from urllib.parse import quote
+
+    from harness.targets.reference import ReferenceTarget
+
+    with ReferenceTarget("mysql", readers=0, pool={"session_pinning_filters": ["EXCLUDE_VARIABLE_SETS"],
+                                                  "max_connections_percent": 3}) as leaky:
+        w, c = leaky.writer_endpoint, leaky.credentials
+        dsn = f"mysql://{c.user}:{quote(c.password, safe='')}@{w.host}:{w.port}/{c.database}"
+        run_dir = tmp_path / "run"
+        done = certify("--target", "external", "--engine", "mysql", "--writer-dsn", dsn, "--suite", "conformance",
+                       "-k", "isolation", "--run-dir", str(run_dir), "--seed", "7")
+    assert done.returncode == 1, f"expected a failed certification:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}"
+    verdict = json.loads((run_dir / "results.json").read_text())["guarantees"]["ISOLATION-NO-SESSION-LEAK"]
+    assert verdict["valid"] == "false" and verdict["figure"] > 0
+    assert "kinds: setting" in verdict["reason"]
+    for op in verdict["evidence"]:
+        assert op["f"] == "read_state" and op["value"]["kind"] == "setting"
+        assert op["value"]["value"] != f"client-{op['process']}"  # another client's user variable

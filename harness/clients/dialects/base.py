@@ -31,6 +31,10 @@ class Dialect:
     listable_kinds: tuple[str, ...] = ()
     """The state kinds whose objects a session can list by name (:meth:`find_state`); a leak of
     another kind can only be seen by a client that knows the leaked object's name."""
+    pinning_reads: tuple[str, ...] = ()
+    """State kinds whose *read* statement itself pins a session on RDS Proxy (MySQL's ``EXECUTE``):
+    a workload that reads them before creating its own state would pin every session early and
+    hide a proxy that fails to pin on something else."""
     transactional_session_state: bool = True
     """Whether ROLLBACK undoes a setting or a temporary table created in the transaction
     (PostgreSQL); MySQL keeps both (only the temporary table's rows roll back)."""

@@ -52,6 +52,7 @@ class MySQLDialect(Dialect):
     table_options = " ENGINE=InnoDB"
     state_kinds = ("setting", "temp_table", "prepared_statement", "advisory_lock")
     listable_kinds = ("advisory_lock",)
+    pinning_reads = ("prepared_statement",)
     transactional_session_state = False
     classify = staticmethod(classify_pymysql)
 
