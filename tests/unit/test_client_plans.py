@@ -239,6 +239,7 @@ def test_mysql_session_state_reads_answer_absent_through_their_errors():
                      {"SELECT COUNT(*) >= 0 FROM `harness_t`": plans.ABSENT})
     assert found.value == {"kind": "temp_table", "name": "harness_t", "value": False}
     assert MYSQL.listable_kinds == ("advisory_lock",) and not MYSQL.transactional_session_state
+    assert MYSQL.pinning_reads == ("prepared_statement",) and POSTGRES.pinning_reads == ()
     assert POSTGRES.transactional_session_state
     with pytest.raises(ClientError, match="not available for MySQL"):
         MYSQL.find_state("temp_table", "harness_")
