@@ -105,3 +105,11 @@ def test_backend_count_leaves_out_connections_by_program_name(cluster, recorder)
         everything = counter.request("backend_count", MYSQL.backend_count_sql(counter.who(), ()),
                                      result=lambda row: row[0])
         assert everything.value == 2
+
+
+def test_the_supervisors_probes_name_themselves_so_backend_counts_leave_them_out(cluster):
+    from harness.standins.base import PROBE_PROGRAM_NAME
+
+    named = cluster.query_value(cluster.writer.id, "SELECT ATTR_VALUE FROM performance_schema.session_connect_attrs "
+                                "WHERE PROCESSLIST_ID = CONNECTION_ID() AND ATTR_NAME = 'program_name'", 5)
+    assert named == PROBE_PROGRAM_NAME
