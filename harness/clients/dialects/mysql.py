@@ -28,9 +28,21 @@ from harness.clients.plans import ClientError, Statement, as_text, check_table_n
 NO_SUCH_TABLE = "1146"
 UNKNOWN_PREPARED_STATEMENT = "1243"
 
+def _nothing_lost(*counters: str) -> str:
+    """True while the performance schema has dropped none of the rows these status counters count
+    (a table that ran out of room silently misses rows); NULL, never true, when it cannot say."""
+    names = ", ".join(f"'Performance_schema_{c}_lost'" for c in counters)
+    return (f"(SELECT SUM(VARIABLE_VALUE) FROM performance_schema.global_status "
+            f"WHERE VARIABLE_NAME IN ({names})) = 0")
+
+
 _LOCKS_OBSERVABLE = ("@@performance_schema AND EXISTS (SELECT 1 FROM performance_schema.setup_instruments "
-                     "WHERE NAME = 'wait/lock/metadata/sql/mdl' AND ENABLED = 'YES')")
+                     "WHERE NAME = 'wait/lock/metadata/sql/mdl' AND ENABLED = 'YES') AND "
+                     + _nothing_lost("metadata_lock", "thread_instances"))
 """Whether the server records who holds which named lock (a server may run without it)."""
+
+_PROGRAMS_KNOWN = "@@performance_schema AND " + _nothing_lost("session_connect_attrs", "thread_instances")
+"""Whether every connection's connect attributes (its program name) are on record."""
 
 
 def _literal(text: str) -> str:
@@ -83,9 +95,10 @@ class MySQLDialect(Dialect):
 
     def backend_count_sql(self, who: str, excluded_programs: Sequence[str]) -> str:
         """The process list has no program name: it is the ``program_name`` connect attribute, which
-        only the performance schema shows.  Without it the count is NULL, not a guess."""
+        only the performance schema shows.  Without it, or once it has lost a connection's
+        attributes, the count is NULL, not a guess."""
         names = ", ".join(_literal(n) for n in excluded_programs) or "''"
-        return (f"SELECT IF(@@performance_schema, count(*), NULL), {who} FROM information_schema.PROCESSLIST p "
+        return (f"SELECT IF({_PROGRAMS_KNOWN}, count(*), NULL), {who} FROM information_schema.PROCESSLIST p "
                 f"WHERE p.USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AND p.ID <> CONNECTION_ID() "
                 f"AND p.COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID') "
                 f"AND NOT EXISTS (SELECT 1 FROM performance_schema.session_connect_attrs a "
