@@ -185,13 +185,14 @@ def _keep_proxy_log(run: HarnessRun, t: Target) -> None:
 
 
 def _server_version(t: Target) -> str | None:
-    if t.engine != "postgres":
-        return None
-    try:
-        import psycopg
+    """The writer's version text, asked through the engine's driver in the engine's words."""
+    from harness.clients.address import Address
+    from harness.clients.client import query_value
+    from harness.clients.dialects import dialect_for
 
-        with psycopg.connect(**t.conninfo(t.writer_endpoint), autocommit=True, connect_timeout=10) as c:
-            return str(c.execute("SHOW server_version").fetchone()[0])
+    try:
+        return str(query_value(Address.of(t, "writer"), dialect_for(t.engine).server_version_sql,
+                               connect_timeout=10))
     except Exception:  # noqa: BLE001 - a version we cannot read is left out, not fatal
         return None
 
@@ -237,8 +238,6 @@ def clients(target: Target, recorder: Recorder) -> Iterator[Any]:
                 pytest.skip("the target has no reader endpoint (give --reader-dsn)")
             return super().__call__(endpoint, **options)
 
-    if target.engine != "postgres":
-        pytest.skip("the suites' own SQL (pinning triggers, pg_stat_activity...) is PostgreSQL's so far")
     made = SuiteClients(target, recorder)
     try:
         yield made

@@ -69,29 +69,43 @@ def background_reads(clients: Any, endpoint: str = "writer", *, workers: int,
                 failure_pause=retry_s, name="background")
 
 
-# Connections that are not the proxy's client backends: the proxy's own health monitor (the
-# reference proxy names it so) and the stand-in's control sessions.
+# Connections that are not the proxy's client backends, by program (application) name: the proxy's
+# own health monitor (the reference proxy names it so) and the stand-in's control sessions.
 NOT_PROXY_BACKENDS = ("reference-proxy-monitor", "standin-control", "aurora-harness-supervisor")
-
-BACKEND_COUNT_SQL = (
-    "SELECT count(*), {who} FROM pg_stat_activity WHERE backend_type = 'client backend' "
-    "AND usename = current_user AND pid <> pg_backend_pid() "
-    "AND coalesce(application_name, '') NOT IN ({names})")
 
 
 def backend_count_sampler(clients: Any, instance_id: str, *, interval_s: float = 0.2) -> Loop:
-    """Counts the proxy's backend connections on one instance straight from ``pg_stat_activity``.
+    """Counts the proxy's backend connections on one instance straight from the server.
 
     Each sample is an ok ``backend_count`` op (``node`` = the instance, ``value`` = the count), so
     POOL-BACKEND-CAP can hold a count the proxy did not report against a cap it did not report.
-    The sampling connection goes directly to the instance and leaves itself out of the count;
+    The sampling connection goes directly to the instance and leaves itself out of the count
+    (:meth:`~harness.clients.dialects.base.Dialect.backend_count_sql`).  A server that cannot tell
+    programs apart answers no count: the sample's value is then None, an absent sample the checker
+    names, never a number that includes connections that are not the proxy's.
     ``loop.counts["ok"]`` is the number of samples taken.  Use as a context manager.
     """
     clients.target.require(Capability.DIRECT)
     if not any(i["id"] == instance_id for i in clients.target.direct_instances()):
         raise ValueError(f"no instance {instance_id!r} in the target")
-    names = ", ".join(f"'{n}'" for n in NOT_PROXY_BACKENDS)
-    sql = BACKEND_COUNT_SQL.format(who=clients.who, names=names)
+    sql = clients.dialect.backend_count_sql(clients.who, NOT_PROXY_BACKENDS)
     return Loop(lambda: clients.direct(instance_id, connect=False, request_timeout=10.0),
-                lambda c: c.request("backend_count", sql, result=lambda row: int(row[0])),
+                lambda c: c.request("backend_count", sql, result=_count),
                 interval=interval_s, pause=interval_s, name="backend-count")
+
+
+def _count(row: tuple[Any, ...]) -> int | None:
+    return None if row[0] is None else int(row[0])
+
+
+def write_identified(clients: Any, client: Any, table: str, write_id: int) -> Any:
+    """Insert one id into ``table`` (op ``write``), learning who served it in the same request."""
+    return client.request("write", clients.dialect.insert_identified_sql(table, clients.who), (write_id,),
+                          value=write_id, idempotent=False)
+
+
+def read_all_ids(clients: Any, client: Any, table: str) -> Any:
+    """Every id in ``table`` as one sorted list (op ``final_read``), with who served it."""
+    dialect = clients.dialect
+    return client.request("final_read", f"SELECT {dialect.array_agg('id')}, {clients.who} FROM {dialect.quote(table)}",
+                          result=lambda row: sorted(int(i) for i in dialect.decode_array(row[0])))

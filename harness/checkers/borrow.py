@@ -47,6 +47,12 @@ def has_documented_text(error: OpError, engine: str | None) -> bool:
     return any(text == documented and (code is None or error.code == code) for code, documented in candidates)
 
 
+def documented_description(engine: str | None) -> str:
+    """The engine's documented borrow-timeout error in words (every engine's, when it is not known)."""
+    errors = [DOCUMENTED_ERRORS[engine]] if engine in DOCUMENTED_ERRORS else DOCUMENTED_ERRORS.values()
+    return " / ".join(f"{f'errno {code} ' if code else ''}{text!r}" for code, text in errors)
+
+
 class BorrowTimeoutChecker:
     """BORROW-TIMEOUT: wrong error texts, early or late timeouts, and expected timeouts that did not happen."""
 
@@ -80,7 +86,7 @@ class BorrowTimeoutChecker:
                   f"worst deviation {worst:.3f} s")
         if wrong_text:
             return broken(g, worst, f"{reason}; {len(wrong_text)} with a text other than "
-                                    f"{PG_TEXT!r} / errno {MYSQL_ERRNO}", wrong_text)
+                                    f"{documented_description(context.engine)}", wrong_text)
         if expected_missing:
             return broken(g, worst, f"{reason}; {len(expected_missing)} of {expected} requests sent to an "
                                     "exhausted pool did not time out", expected_missing)

@@ -22,6 +22,12 @@ completed before the read was invoked excuse it, and only if the reader's proces
 process that reconnects under the same id starts from a clean session).  Reads of defaults or of
 values nobody set are not leaks.
 
+Observations the server could not make are ``read_state`` ops whose value is None and whose
+``unjudged`` says why (a server that cannot list named locks just now); an ``event`` op
+``f="state_kinds_unlisted"`` with ``value={kind: why}`` says a kind was looked for only by name, or
+not at all, on this engine.  Both are named in the verdict's reason, so a narrower look never
+passes silently.
+
 Workloads should give every client its own names (temp table ``t_<client>``, lock key from the
 client id) so that an observation names whose state it saw; with shared names a leak seen before
 the reader creates its own object is still caught by the ordering rule above.
@@ -118,4 +124,21 @@ class SessionLeakChecker:
             reason += f" (kinds: {', '.join(kinds)})"
         if malformed:
             reason += f"; {malformed} state ops with an unknown kind were ignored"
+        reason += _not_judged(history, reads)
         return judge(g, float(len(leaks)), reason, [raw for raw, _ in leaks])
+
+
+def _not_judged(history: History, reads: list[tuple[Op, Op, tuple[str, str, Any] | None]]) -> str:
+    """What this history could not look at: unlisted kinds (events) and observations not made."""
+    notes: dict[str, str] = {}
+    for event in history.events("state_kinds_unlisted"):
+        if isinstance(event.value, dict):
+            notes.update({str(k): str(v) for k, v in event.value.items()})
+    unmade: dict[str, list[str]] = defaultdict(list)
+    for raw, _, _ in reads:
+        v = raw.value
+        if isinstance(v, dict) and v.get("value") is None and v.get("unjudged"):
+            unmade[str(v.get("kind"))].append(str(v["unjudged"]))
+    parts = [f"{kind}: {why}" for kind, why in sorted(notes.items())]
+    parts += [f"{kind}: {len(whys)} observations not made ({whys[0]})" for kind, whys in sorted(unmade.items())]
+    return "; on this engine " + "; ".join(parts) if parts else ""

@@ -4,7 +4,8 @@ Conventions the workload follows so these checkers can judge it:
 
 * Backend counts come either from ok ops ``f="backend_count"`` with ``node`` = the instance and
   ``value`` = the number of the proxy's backend connections the harness counted on it directly
-  (``pg_stat_activity`` / ``information_schema.PROCESSLIST``), or from proxy metric samples named
+  (``pg_stat_activity`` / ``information_schema.PROCESSLIST``; ``value`` None is a sample the server
+  could not take, named in the reason and never counted), or from proxy metric samples named
   ``DatabaseConnections`` with a ``Target`` dimension (the instance id).  When the history has
   ``backend_count`` ops only they are used: a count taken from the server is independent of the
   proxy under test, whose own gauge could understate what it holds.
@@ -34,19 +35,29 @@ class BackendCapChecker:
         if not context.pool_cap:
             return unknown(g, "the pool cap per instance is not known (context.pool_cap)")
         samples: list[tuple[str, float, Op | None]] = []
+        absent = 0
         for o in history.ops(f="backend_count", type=OpType.OK):
             if o.node is not None and isinstance(o.value, (int, float)) and not isinstance(o.value, bool):
                 samples.append((o.node, float(o.value), o))
+            elif o.value is None:
+                absent += 1
         source = "counted on the servers"
+        if absent:
+            source += (f" ({absent} samples absent: the server could not tell the proxy's connections "
+                       "from others)")
         if not samples:
-            source = "from the proxy's DatabaseConnections gauge"
+            source = "from the proxy's DatabaseConnections gauge" + (
+                f" ({absent} server samples absent: the server could not tell the proxy's connections "
+                "from others)" if absent else "")
             for m in context.metrics:
                 if m.name == BACKEND_COUNT_METRIC and "Target" in m.dimensions:
                     samples.append((m.dimensions["Target"], m.value, None))
         samples = [s for s in samples if s[0] in context.pool_cap]
         if not samples:
             return unknown(g, "no backend-count samples for instances with a known cap "
-                              "(DatabaseConnections metric or backend_count ops)")
+                              "(DatabaseConnections metric or backend_count ops)"
+                           + (f"; {absent} server samples absent: the server could not tell the proxy's "
+                              "connections from others" if absent else ""))
         worst_pct, worst = -1.0, samples[0]
         over: list[Op] = []
         for node, count, op in samples:

@@ -28,10 +28,13 @@ from harness.clients.drivers.psycopg import AsyncPsycopgConnection, PsycopgConne
 from harness.clients.drivers.pymysql import PyMySQLConnection
 from harness.clients.outcomes import NOT_CONNECTED, Recording, Result, Stage
 from harness.clients.plans import (
+    ABSENT,
     DEFAULT_TABLE,
     ClientError,
     Completed,
     Plan,
+    Rows,
+    Step,
     as_text,
     backend_plan,
     check_table_name,
@@ -50,6 +53,13 @@ from harness.history import Op, OpError, Recorder
 
 SYNC_DRIVERS: dict[str, Any] = {"postgres": PsycopgConnection, "mysql": PyMySQLConnection}
 ASYNC_DRIVERS: dict[str, Any] = {"postgres": AsyncPsycopgConnection, "mysql": AsyncAioMySQLConnection}
+
+
+def tls_options(engine: str, *, required: bool) -> dict[str, Any]:
+    """Driver options for a :class:`Client` of ``engine`` that insist on TLS (unverified) or refuse it."""
+    if engine not in SYNC_DRIVERS:
+        raise ClientError(f"no driver for {engine}: available for {', '.join(SYNC_DRIVERS)}")
+    return SYNC_DRIVERS[engine].tls_options(required)
 
 
 def query_value(address: Address, sql: str, *, connect_timeout: float = 5.0) -> Any:
@@ -105,6 +115,11 @@ class _ClientBase:
     def connected(self) -> bool:
         return self.connection.connected
 
+    @property
+    def tls_in_use(self) -> bool:
+        """Whether the connection to the endpoint is encrypted (TLS), as the driver sees it."""
+        return self.connection.tls_in_use
+
     def who(self) -> str:
         """Select-list columns naming the serving instance and backend connection, for :meth:`request`."""
         return self.dialect.who(self.address.identity_query)
@@ -115,6 +130,13 @@ class _ClientBase:
 
     def read_plan(self, f: str = "read") -> Plan:
         return read_plan(self.dialect, self.table, f)
+
+    def _absent(self, step: Step, exc: BaseException, stage: Stage) -> Rows:
+        """The answer "absent" for an error the step expects (:attr:`Statement.absent_on_error`);
+        any other error goes on to be recorded."""
+        if step.absent_on_error and self.dialect.classify(exc, stage).code in step.absent_on_error:
+            return ABSENT
+        raise exc
 
     def _classify(self, exc: BaseException, stage: Stage) -> OpError:
         """The driver's error as recorded; the deadline is over either way."""
@@ -186,7 +208,11 @@ class Client(_ClientBase):
             step = next(gen)
             while True:
                 stage = step.stage
-                step = gen.send(self.connection.execute(step.sql, step.params))
+                try:
+                    rows = self.connection.execute(step.sql, step.params)
+                except self.connection.errors as e:
+                    rows = self._absent(step, e, stage)
+                step = gen.send(rows)
         except StopIteration as finished:
             return self._done(inv, finished.value)
         except self.connection.errors as e:
@@ -276,7 +302,11 @@ class AsyncClient(_ClientBase):
             step = next(gen)
             while True:
                 stage = step.stage
-                step = gen.send(await self.connection.execute(step.sql, step.params))
+                try:
+                    rows = await self.connection.execute(step.sql, step.params)
+                except self.connection.errors as e:
+                    rows = self._absent(step, e, stage)
+                step = gen.send(rows)
         except StopIteration as finished:
             return self._done(inv, finished.value)
         except self.connection.errors as e:

@@ -33,10 +33,21 @@ class ClientError(HarnessError):
     """Root of the recording clients' errors: misuse (bad arguments, an unsupported operation)."""
 
 
+ABSENT: Rows = [(0,)]
+"""The rows a statement stands for when it fails with one of its ``absent_on_error`` codes."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Statement:
+    """One statement; ``absent_on_error`` lists server error codes that answer it rather than fail it.
+
+    Some engines can only say an object is missing by refusing to read it (MySQL: no such
+    temporary table, no such prepared statement).  Such an error is the answer "absent": the
+    statement then counts as having returned :data:`ABSENT`, and the request goes on."""
+
     sql: str
     params: Sequence[Any] | None = None
+    absent_on_error: tuple[str, ...] = ()
 
 
 class Identify(str, enum.Enum):
@@ -99,6 +110,7 @@ class Step:
     sql: str
     params: Sequence[Any] | None
     stage: Stage
+    absent_on_error: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +136,7 @@ def steps(plan: Plan, dialect: Dialect, identity_query: str) -> Generator[Step, 
         yield Step("BEGIN", None, stage)
     rows: list[Rows | None] = []
     for st in plan.statements:
-        rows.append((yield Step(st.sql, st.params, stage)))
+        rows.append((yield Step(st.sql, st.params, stage, st.absent_on_error)))
     node = backend = None
     if plan.identify is Identify.STATEMENT:
         ident = yield Step(dialect.identity_sql(identity_query), None, stage)
@@ -206,13 +218,17 @@ def find_state_plan(dialect: Dialect, kind: str, prefix: str, own: str) -> Plan:
     """Look for any state of ``kind`` whose name starts with ``prefix`` in this session.
 
     Recorded as a ``read_state`` of ``own``: another client's object if one is present (a leak,
-    named so the checker can say whose), else whether ``own`` is.
+    named so the checker can say whose), else whether ``own`` is.  When the server cannot list
+    them just now (the statement answers NULL) the value is None and ``unjudged`` says why.
     """
     stmt = dialect.find_state(kind, prefix)
     own = dialect.state_label(kind, own)
 
     def observed(rows: list[Rows | None]) -> dict[str, Any]:
-        found = [as_text(n) for n in (rows[0][0][0] if rows[0] else None) or []]
+        raw = rows[0][0][0] if rows[0] else None
+        if raw is None:  # the server cannot list them now: no observation, and the record says so
+            return {"kind": kind, "name": own, "value": None, "unjudged": dialect.not_listable_reason(kind)}
+        found = [as_text(n) for n in dialect.decode_array(raw)]
         others = sorted(n for n in found if n != own)
         if others:
             return {"kind": kind, "name": others[0], "value": True}

@@ -19,7 +19,8 @@ POLL_INTERVAL_S = 0.02
 
 
 class PromotionWatcher:
-    """Polls each reader with ``pg_is_in_recovery()`` on its own direct connection until stopped."""
+    """Polls each reader on its own direct connection, in its engine's words
+    (``Dialect.writer_check_sql``), until stopped."""
 
     def __init__(self, target: Target, recorder: Recorder, *, interval: float = POLL_INTERVAL_S) -> None:
         self.target = target
@@ -30,7 +31,7 @@ class PromotionWatcher:
         self._thread: threading.Thread | None = None
 
     def start(self) -> PromotionWatcher:
-        if self.target.engine == "postgres" and self.target.supports(Capability.DIRECT):
+        if self.target.supports(Capability.DIRECT):
             self._thread = threading.Thread(target=self._watch, name="promotion-watcher", daemon=True)
             self._thread.start()
         return self
@@ -43,8 +44,13 @@ class PromotionWatcher:
         return self.seen is not None
 
     def _watch(self) -> None:
-        import psycopg
+        # Imported here: the plugin loads in every pytest run, the drivers only when a failover runs.
+        from harness.clients.address import Address
+        from harness.clients.client import SYNC_DRIVERS
+        from harness.clients.dialects import dialect_for
 
+        engine = self.target.engine
+        driver, sql = SYNC_DRIVERS[engine], dialect_for(engine).writer_check_sql
         readers = [i for i in self.target.direct_instances() if i.get("role") == "reader"]
         conns: dict[str, Any] = {}
         try:
@@ -52,17 +58,18 @@ class PromotionWatcher:
                 for inst in readers:
                     try:
                         conn = conns.get(inst["id"])
-                        if conn is None or conn.closed:
-                            conn = conns[inst["id"]] = psycopg.connect(
-                                host=inst["host"], port=inst["port"], user=inst["user"],
-                                password=inst["password"], dbname=inst["database"], autocommit=True,
-                                connect_timeout=2)
-                        if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False:
+                        if conn is None or not conn.connected:
+                            conn = conns[inst["id"]] = driver(Address.of_instance(engine, inst), connect_timeout=2)
+                            conn.open()
+                        rows = conn.execute(sql)
+                        if rows and rows[0][0]:
                             self.seen = inst["id"]
                             self.recorder.event("new_writer", inst["id"], extra={"seen_by": "direct poll"})
                             return
                     except Exception:  # noqa: BLE001 - an instance restarting for promotion is expected
-                        conns.pop(inst["id"], None)
+                        dropped = conns.pop(inst["id"], None)
+                        if dropped is not None:
+                            dropped.close()
                 self._stop.wait(self.interval)
         finally:
             for conn in conns.values():

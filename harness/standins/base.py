@@ -23,6 +23,10 @@ from typing import Any, Self
 
 from harness.errors import HarnessError
 
+PROBE_PROGRAM_NAME = "aurora-harness-supervisor"
+"""The program (application) name of :meth:`Cluster.query_value`'s one-shot connections (the
+supervisor's pings), by which the suites tell them from the proxy's backends on either engine."""
+
 
 class StandinError(HarnessError):
     """Root of every error raised by the stand-ins."""

@@ -18,7 +18,7 @@ import pytest
 
 from harness.clients.workload import Loop
 from harness.targets.base import Capability
-from suites.workloads import note_roles, serving_read
+from suites.workloads import note_roles, read_all_ids, serving_read, write_identified
 
 LOAD_AFTER_S = 8.0
 
@@ -32,13 +32,15 @@ def run_table(clients, prefix: str) -> Iterator[str]:
     """
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     s = clients("writer")
-    s.request("setup", f"CREATE TABLE {name} (id bigint PRIMARY KEY); SELECT {clients.who}", idempotent=False)
+    s.request("setup", f"{clients.dialect.create_table_sql(clients.dialect.quote(name))}; SELECT {clients.who}",
+              idempotent=False)
     s.close()
     try:
         yield name
     finally:
         s = clients("writer", connect_timeout=5.0, request_timeout=10.0)
-        s.request("teardown", f"DROP TABLE IF EXISTS {name}; SELECT {clients.who}", idempotent=False)
+        s.request("teardown", f"DROP TABLE IF EXISTS {clients.dialect.quote(name)}; SELECT {clients.who}",
+                  idempotent=False)
         s.close()
 
 
@@ -56,8 +58,7 @@ def mixed_load(clients, table: str, stop: threading.Event, *, writers: int = 4, 
     def write(client):
         with lock:
             n = next(ids)
-        return client.request("write", f"INSERT INTO {table} VALUES (%s) RETURNING {clients.who}", (n,),
-                              value=n, idempotent=False)
+        return write_identified(clients, client, table, n)
 
     def loop(endpoint: str, worker: str, request) -> Loop:
         return Loop(lambda: clients(endpoint, connect=False, worker=worker, **client_kwargs), request,
@@ -75,8 +76,7 @@ def final_read(clients, table: str, deadline_s: float = 60.0) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         s = clients("writer")
-        op = s.request("final_read", f"SELECT coalesce(array_agg(id), '{{}}'), {clients.who} FROM {table}",
-                       result=lambda row: sorted(row[0]))
+        op = read_all_ids(clients, s, table)
         s.close()
         if op.ok:
             return

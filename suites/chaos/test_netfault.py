@@ -23,6 +23,7 @@ from harness.plugin.targets import extra_proxy
 from harness.pytest_plugin import Faults
 from harness.targets.base import Capability
 from suites.chaos.test_failover import mixed_load, run_table
+from suites.workloads import write_identified
 
 MARGIN_S = 5.0
 RECOVERY_REQUEST_TIMEOUT_S = 5.0
@@ -71,8 +72,7 @@ def writes_resume(clients, faulty, table: str) -> bool:
     while time.monotonic() < deadline:
         s = clients("writer", target=faulty, request_timeout=RECOVERY_REQUEST_TIMEOUT_S)
         n += 1
-        ok = s.connected and s.request("write", f"INSERT INTO {table} VALUES (%s) RETURNING {clients.who}", (n,),
-                                               value=n, idempotent=False).ok
+        ok = s.connected and write_identified(clients, s, table, n).ok
         s.close()
         if ok:
             return True

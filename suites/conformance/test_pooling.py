@@ -1,6 +1,7 @@
 """Pooling: many clients share a capped number of backend connections, transaction by transaction.
 
-The backend count is taken on the writer itself (``pg_stat_activity``) while the clients run, when
+The backend count is taken on the writer itself (``pg_stat_activity``, or MySQL's process list with
+the connect attributes of the performance schema) while the clients run, when
 the target gives direct access; otherwise the checker falls back to the proxy's own gauge.
 """
 

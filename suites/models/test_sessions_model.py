@@ -14,8 +14,6 @@ from suites.models.session_machine import machine_for, shortest_failure
 @pytest.mark.guarantee("ISOLATION-NO-SESSION-LEAK")
 @pytest.mark.timeout(1200)
 def test_sessions_behave_like_private_sessions(target, clients, profile, harness_run, request):
-    if target.engine != "postgres":
-        pytest.skip("the model speaks PostgreSQL only so far")
     machine = machine_for(clients)
     hypothesis_profile = PROFILE_FOR[profile]
     seed = request.config.getoption("hypothesis_seed", default=None)

@@ -1,7 +1,7 @@
 """End-to-end certification runs through the ``aurora-harness certify`` command.
 
 1. The quick profile against the reference target (stand-in + reference proxy) must pass, and
-   leave a complete run directory.
+   leave a complete run directory, on PostgreSQL and on MySQL (MariaDB stand-in).
 2. PgBouncer in transaction mode, certified as an external target, must be caught leaking session
    state: ISOLATION-NO-SESSION-LEAK false, with the leaking reads as evidence, the Hypothesis model
    failing with its seed and SQL steps, and exit status 1.
@@ -19,7 +19,7 @@ import pytest
 from harness.peers.pgbouncer import PgBouncer
 from harness.standins.postgres.cluster import PostgresCluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CERTIFY = [sys.executable, "-c", "from harness.cli import main; main()", "certify"]
 
@@ -30,15 +30,30 @@ def certify(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.timeout(900)
-def test_quick_certification_of_the_reference_target_passes(tmp_path):
+KNOWN_PROXY_BUGS: dict[str, dict[str, str]] = {
+    "postgres": {},
+    # The reference proxy's MySQL engine answers a borrow timeout with error 9501 but PostgreSQL's
+    # text (a trailing full stop); RDS documents "Timed-out waiting to acquire database connection"
+    # for MySQL.  Empty this entry when the proxy is fixed: the test then expects a pass.
+    "mysql": {"BORROW-TIMEOUT": "with a text other than"},
+}
+"""Guarantees the reference proxy is known to break on an engine, with a piece of the reason it must
+give; every other guarantee must hold, and the run must fail only because of these."""
+
+
+def assert_quick_certification(engine: str, tmp_path) -> dict:
     run_dir = tmp_path / "run"
-    done = certify("--target", "reference", "--profile", "quick", "--run-dir", str(run_dir), "--json",
-                   "--seed", "1234")
-    assert done.returncode == 0, f"certify failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    done = certify("--target", "reference", "--engine", engine, "--profile", "quick", "--run-dir", str(run_dir),
+                   "--json", "--seed", "1234")
+    known = KNOWN_PROXY_BUGS[engine]
+    assert done.returncode == (1 if known else 0), \
+        f"certify ended {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     report = json.loads(done.stdout)
-    assert report["passed"] is True
+    assert report["passed"] is not known
     valid = {g["id"]: g["valid"] for g in report["guarantees"]}
+    reasons = {g["id"]: g.get("reason", "") for g in report["guarantees"]}
+    for gid, why in known.items():
+        assert valid.pop(gid) == "false" and why in reasons[gid], reasons[gid]
     assert valid["ISOLATION-NO-SESSION-LEAK"] == "true"
     assert "false" not in valid.values()
     assert "[verdict] ISOLATION-NO-SESSION-LEAK" in done.stderr  # live progress went to stderr with --json
@@ -47,17 +62,41 @@ def test_quick_certification_of_the_reference_target_passes(tmp_path):
     assert results["status"] == "complete"
     assert "NETFAULT-SILENT-DETECTED" in results["not_in_profile"]  # network faults are full-only
     assert valid["FAILOVER-WRITE-GAP"] == "true"  # one failover is part of quick
+    assert results["run"]["versions"]["server"], "the server version is read through the engine's driver"
     for test in results["tests"]:
+        if test["outcome"] == "skipped":
+            # Only the storm may be skipped: its client speaks PostgreSQL only so far.
+            assert test["id"].endswith("test_connection_storm_is_served"), test
+            continue
         if test["guarantees"]:
             assert (run_dir / test["history"]).stat().st_size > 0, test["id"]
+        assert test["outcome"] == "passed" or set(test["guarantees"]) & set(known), test
     assert json.loads((run_dir / "target.json").read_text())["target"] == "reference"
     assert (run_dir / "proxy.log").exists()
     suites = ET.parse(run_dir / "junit.xml").getroot()
     cases = suites.find("testsuite[@name='guarantees']").findall("testcase")
-    assert {c.get("name") for c in cases} == set(valid)
-    assert not any(c.find("failure") is not None for c in cases)
+    assert {c.get("name") for c in cases} == set(valid) | set(known)
+    assert {c.get("name") for c in cases if c.find("failure") is not None} == set(known)
+    return reasons
 
 
+@pytest.mark.postgres
+@pytest.mark.timeout(900)
+def test_quick_certification_of_the_reference_target_passes(tmp_path):
+    assert_quick_certification("postgres", tmp_path)
+
+
+@pytest.mark.mysql
+@pytest.mark.timeout(900)
+def test_quick_certification_of_the_mysql_reference_target_passes(tmp_path):
+    reasons = assert_quick_certification("mysql", tmp_path)
+    # MySQL cannot list temporary tables or SQL prepared statements: the verdict says they were
+    # looked for by name only, never silently.
+    assert "temp_table: asked by name" in reasons["ISOLATION-NO-SESSION-LEAK"]
+    assert "prepared_statement: asked by name" in reasons["ISOLATION-NO-SESSION-LEAK"]
+
+
+@pytest.mark.postgres
 @pytest.mark.timeout(600)
 def test_pgbouncer_transaction_mode_is_caught_leaking_session_state(tmp_path):
     with PostgresCluster(readers=0) as cluster, \
@@ -87,3 +126,28 @@ def test_pgbouncer_transaction_mode_is_caught_leaking_session_state(tmp_path):
     assert "-- client" in done.stdout  # the SQL steps of the shrunk example
     failures = ET.parse(run_dir / "junit.xml").getroot().findall(".//testcase[@name='ISOLATION-NO-SESSION-LEAK']/failure")
     assert failures and "read_state" in failures[0].text
+
+
+@pytest.mark.mysql
+@pytest.mark.timeout(600)
+def test_mysql_proxy_ignoring_variable_sets_is_caught_leaking_user_variables(tmp_path):
+    """SessionPinningFilters = EXCLUDE_VARIABLE_SETS: ``SET @x`` no longer pins, so the variable stays
+    on a backend that goes back to the pool, as AWS warns.  The MySQL isolation suite must see it."""
+    from urllib.parse import quote
+
+    from harness.targets.reference import ReferenceTarget
+
+    with ReferenceTarget("mysql", readers=0, pool={"session_pinning_filters": ["EXCLUDE_VARIABLE_SETS"],
+                                                  "max_connections_percent": 3}) as leaky:
+        w, c = leaky.writer_endpoint, leaky.credentials
+        dsn = f"mysql://{c.user}:{quote(c.password, safe='')}@{w.host}:{w.port}/{c.database}"
+        run_dir = tmp_path / "run"
+        done = certify("--target", "external", "--engine", "mysql", "--writer-dsn", dsn, "--suite", "conformance",
+                       "-k", "isolation", "--run-dir", str(run_dir), "--seed", "7")
+    assert done.returncode == 1, f"expected a failed certification:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}"
+    verdict = json.loads((run_dir / "results.json").read_text())["guarantees"]["ISOLATION-NO-SESSION-LEAK"]
+    assert verdict["valid"] == "false" and verdict["figure"] > 0
+    assert "kinds: setting" in verdict["reason"]
+    for op in verdict["evidence"]:
+        assert op["f"] == "read_state" and op["value"]["kind"] == "setting"
+        assert op["value"]["value"] != f"client-{op['process']}"  # another client's user variable

@@ -112,3 +112,54 @@ def test_async_storm_records_every_client(cluster, recorder):
     assert outcome.ok == 40 and outcome.failed == 0 and outcome.connect_p50_ms is not None
     attempts = recorder.history().ops(f="connect", type="ok")
     assert len(attempts) == 40 and {o.endpoint for o in attempts} == {f"direct:{cluster.writer.id}"}
+
+
+def test_session_state_of_every_mysql_kind_is_observed_and_listed(cluster, recorder):
+    """Temporary tables and prepared statements read as absent through their errors (1146 / 1243),
+    named locks are listed through the performance schema, and a multi-statement request answers
+    with its last result set."""
+    writer = cluster.writer.id
+    with Client(recorder, 1, Address.direct(cluster, writer)) as client, \
+            Client(recorder, 2, Address.direct(cluster, writer)) as other:
+        assert client.connect().ok and other.connect().ok
+        for kind, name in (("temp_table", "harness_t_c1"), ("prepared_statement", "harness_ps_c1")):
+            assert client.read_state(kind, name).value["value"] is False, kind
+            assert client.set_state(kind, name).ok
+            assert client.read_state(kind, name).value["value"] is True, kind
+            assert other.read_state(kind, name).value["value"] is False, f"{kind} of another session"
+        assert client.set_state("setting", "harness.tag", "client-1").ok
+        assert client.read_state("setting", "harness.tag").value["value"] == "client-1"
+        assert client.set_state("advisory_lock", "c1").ok
+        mine = client.find_state("advisory_lock", "", "c1")
+        assert mine.ok and mine.value == {"kind": "advisory_lock", "name": "c1", "value": True}
+        theirs = other.find_state("advisory_lock", "", "c2")
+        assert theirs.value == {"kind": "advisory_lock", "name": "c2", "value": False}
+        both = client.request("both", f"DO 1; SELECT 41 + 1, {client.who()}", result=lambda row: row[0])
+        assert both.ok and both.value == 42 and both.node == writer
+        missing = client.request("missing", f"SELECT 1, {client.who()} FROM no_such_table")
+        assert missing.type is OpType.FAIL and missing.error.code == "1146", "only reads of state answer absent"
+
+
+def test_backend_count_leaves_out_connections_by_program_name(cluster, recorder):
+    from harness.clients.dialects.mysql import MYSQL
+
+    writer = cluster.writer.id
+    address = Address.direct(cluster, writer)
+    with Client(recorder, 1, address) as counter, \
+            Client(recorder, 2, address, program_name="harness-monitor-like") as monitor, \
+            Client(recorder, 3, address, program_name="app") as app:
+        assert counter.connect().ok and monitor.connect().ok and app.connect().ok
+        sql = MYSQL.backend_count_sql(counter.who(), ("harness-monitor-like", "other's"))
+        counted = counter.request("backend_count", sql, result=lambda row: row[0])
+        assert counted.ok and counted.value == 1, "only the app connection is counted"
+        everything = counter.request("backend_count", MYSQL.backend_count_sql(counter.who(), ()),
+                                     result=lambda row: row[0])
+        assert everything.value == 2
+
+
+def test_the_supervisors_probes_name_themselves_so_backend_counts_leave_them_out(cluster):
+    from harness.standins.base import PROBE_PROGRAM_NAME
+
+    named = cluster.query_value(cluster.writer.id, "SELECT ATTR_VALUE FROM performance_schema.session_connect_attrs "
+                                "WHERE PROCESSLIST_ID = CONNECTION_ID() AND ATTR_NAME = 'program_name'", 5)
+    assert named == PROBE_PROGRAM_NAME

@@ -12,7 +12,7 @@ from harness.cli.certify import pytest_command
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--target", "reference", "--engine", "mysql"], "PostgreSQL only"),
+    (["--target", "reference", "--engine", "oracle"], "Invalid value for '--engine'"),
     (["--target", "external"], "needs --writer-dsn"),
     (["--target", "reference", "--writer-dsn", "host=127.0.0.1 user=x"], "are for --target external"),
     (["--target", "nowhere"], "Invalid value for '--target'"),

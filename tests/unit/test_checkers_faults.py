@@ -52,6 +52,10 @@ def test_borrow_timeout_false_on_wrong_text():
     # The MySQL text is wrong for a PostgreSQL target.
     b = HistoryBuilder().op(1, "txn", at=0, took=5.0, type="fail", error=OpError(None, MYSQL_TEXT, True))
     assert BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5, engine="postgres")).valid is F
+    # ...and PostgreSQL's (with its full stop) is wrong for MySQL; the reason names MySQL's own.
+    b = HistoryBuilder().op(1, "txn", at=0, took=5.0, type="fail", error=OpError("9501", MYSQL_TEXT + ".", True))
+    v = BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5, engine="mysql"))
+    assert v.valid is F and v.reason.endswith(f"with a text other than errno 9501 {MYSQL_TEXT!r}")
 
 
 def test_borrow_timeout_false_when_an_expected_timeout_succeeded():

@@ -298,3 +298,27 @@ def test_pool_caps_are_computed_from_the_start_settings_and_the_servers_max_conn
     external = FakeReference({})
     external.capabilities = frozenset({Capability.DIRECT})  # pool settings unknown to the harness
     assert plugin_targets.pool_caps(external) is None
+
+
+def test_a_narrower_look_at_session_state_is_named_in_the_verdict():
+    b = HistoryBuilder()
+    b.event("state_kinds_unlisted", {"temp_table": "asked by name only: cannot list temporary tables"}, at=0)
+    _state(b, 1, "set_state", "setting", "tag", "client-1", 0.1)
+    _state(b, 2, "read_state", "setting", "tag", None, 0.2)
+    b.op(2, "read_state", {"kind": "advisory_lock", "name": "c2", "value": None,
+                           "unjudged": "the server does not record who holds named locks"}, at=0.3)
+    v = SessionLeakChecker().check(b.history(), CTX)
+    assert v.valid is T
+    assert "temp_table: asked by name only" in v.reason
+    assert "advisory_lock: 1 observations not made (the server does not record who holds named locks)" in v.reason
+
+
+def test_backend_count_samples_the_server_could_not_take_are_named_not_counted():
+    ctx = CheckContext(pool_cap={"i1": 10})
+    h = HistoryBuilder().op("probe", "backend_count", result=None, at=1, node="i1").history()
+    v = BackendCapChecker().check(h, ctx)
+    assert v.valid is U and "1 server samples absent" in v.reason
+    h = (HistoryBuilder().op("probe", "backend_count", result=None, at=1, node="i1")
+         .op("probe", "backend_count", result=4, at=2, node="i1").history())
+    v = BackendCapChecker().check(h, ctx)
+    assert v.valid is T and v.figure == 40.0 and "1 samples absent" in v.reason

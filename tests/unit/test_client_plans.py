@@ -86,7 +86,7 @@ def test_session_state_vocabulary_matches_the_isolation_checker():
     with pytest.raises(ClientError, match="unknown session state kind"):
         plans.set_state_plan(POSTGRES, "cursor", "c")
     with pytest.raises(ClientError, match="not available for MySQL"):
-        plans.set_state_plan(MYSQL, "temp_table", "t")
+        plans.set_state_plan(MYSQL, "listen", "channel")
 
 
 def test_identifying_a_request_needs_a_transaction():
@@ -188,11 +188,74 @@ def test_session_state_sql_comes_from_the_dialect():
     assert temp.result([[([],)]]) == {"kind": "temp_table", "name": "harness_leak_t_c7", "value": False}
     triggers, non_triggers = POSTGRES.pin_cases("w()")
     assert triggers["SET"] == "SET statement_timeout = 60000; SELECT w()" and "SET LOCAL" in non_triggers
-    with pytest.raises(ClientError, match="no pinning cases"):
-        MYSQL.pin_cases("w()")
+    my_triggers, my_non_triggers = MYSQL.pin_cases("w()")
+    assert my_triggers["GET_LOCK"].endswith(", w()") and "SET NAMES (tracked)" in my_non_triggers
+    assert all(sql.endswith(("w()", "COMMIT")) for sql in (*my_triggers.values(), *my_non_triggers.values()))
 
 
 def test_an_address_never_shows_its_password():
     address = Address("postgres", "writer", "127.0.0.1", 5432, "app", "s3cret-pw", "app", "SELECT 1")
     assert "s3cret-pw" not in repr(address) and "s3cret-pw" not in str(address)
     assert address.password == "s3cret-pw"
+
+
+def test_each_engine_spells_the_suites_own_sql():
+    assert POSTGRES.server_version_sql == "SHOW server_version" and MYSQL.server_version_sql == "SELECT VERSION()"
+    # A promoted reader is seen by asking it directly: out of recovery / no longer read-only.
+    assert POSTGRES.writer_check_sql == "SELECT NOT pg_is_in_recovery()"
+    assert "@@global.read_only = 0" in MYSQL.writer_check_sql
+    assert POSTGRES.insert_identified_sql("t_1", "w()") == 'INSERT INTO "t_1" VALUES (%s) RETURNING w()'
+    # MySQL has no RETURNING: the identity comes from a second statement of the same request.
+    assert MYSQL.insert_identified_sql("t_1", "w()") == "INSERT INTO `t_1` VALUES (%s); SELECT w()"
+    assert POSTGRES.array_agg("id") == "coalesce(array_agg(id), '{}')"
+    assert MYSQL.array_agg("id") == "COALESCE(JSON_ARRAYAGG(id), '[]')"
+    assert POSTGRES.decode_array([3, 1]) == [3, 1]
+    assert MYSQL.decode_array(b"[3, 1]") == [3, 1] and MYSQL.decode_array("[]") == []
+    with pytest.raises(ClientError):
+        MYSQL.insert_identified_sql("t; DROP", "w()")
+
+
+def test_backend_counts_leave_out_programs_by_name_and_never_guess():
+    pg = POSTGRES.backend_count_sql("w()", ("monitor", "it's"))
+    assert pg.startswith("SELECT count(*), w() FROM pg_stat_activity")
+    assert "NOT IN ('monitor', 'it''s')" in pg and "pid <> pg_backend_pid()" in pg
+    my = MYSQL.backend_count_sql("w()", ("monitor",))
+    # The process list has no program name: connect attributes name it, and without the
+    # performance schema the count is NULL rather than a number that includes the monitor.
+    assert my.startswith("SELECT IF(@@performance_schema AND (SELECT SUM(VARIABLE_VALUE) FROM "
+                         "performance_schema.global_status WHERE VARIABLE_NAME IN "
+                         "('Performance_schema_session_connect_attrs_lost', 'Performance_schema_thread_instances_lost'))"
+                         " = 0, count(*), NULL), w() FROM information_schema.PROCESSLIST")
+    assert "ATTR_NAME = 'program_name' AND a.ATTR_VALUE IN ('monitor')" in my
+    assert "p.ID <> CONNECTION_ID()" in my and "'Binlog Dump'" in my
+    assert "IN ('')" in MYSQL.backend_count_sql("w()", ())
+
+
+def test_mysql_session_state_reads_answer_absent_through_their_errors():
+    temp = MYSQL.read_state("temp_table", "harness_t")
+    assert temp == Statement("SELECT COUNT(*) >= 0 FROM `harness_t`", None, ("1146",))
+    assert MYSQL.read_state("prepared_statement", "harness_ps") == Statement("EXECUTE harness_ps", None, ("1243",))
+    assert MYSQL.set_state("prepared_statement", "harness_ps", True).sql == "PREPARE harness_ps FROM 'SELECT 1'"
+    assert MYSQL.set_state("setting", "harness.tag", "v") == Statement("SET @harness_tag = %s", ("v",))
+    assert MYSQL.read_state("setting", "harness.tag").sql == "SELECT @harness_tag"
+    sent, _ = drive(plans.read_state_plan(MYSQL, "temp_table", "harness_t"), MYSQL, {})
+    assert sent[1].absent_on_error == ("1146",) and sent[0].absent_on_error == ()
+    _, found = drive(plans.read_state_plan(MYSQL, "temp_table", "harness_t"), MYSQL,
+                     {"SELECT COUNT(*) >= 0 FROM `harness_t`": plans.ABSENT})
+    assert found.value == {"kind": "temp_table", "name": "harness_t", "value": False}
+    assert MYSQL.listable_kinds == ("advisory_lock",) and not MYSQL.transactional_session_state
+    assert MYSQL.pinning_reads == ("prepared_statement",) and POSTGRES.pinning_reads == ()
+    assert POSTGRES.transactional_session_state
+    with pytest.raises(ClientError, match="not available for MySQL"):
+        MYSQL.find_state("temp_table", "harness_")
+
+
+def test_a_lock_list_the_server_cannot_give_is_recorded_as_not_judged():
+    found = plans.find_state_plan(MYSQL, "advisory_lock", "", "c7")
+    stmt = found.statements[0]
+    assert "performance_schema.metadata_locks" in stmt.sql and stmt.params == ("%",)
+    assert found.result([[('["c7"]',)]]) == {"kind": "advisory_lock", "name": "c7", "value": True}
+    assert found.result([[('["c7", "c9"]',)]]) == {"kind": "advisory_lock", "name": "c9", "value": True}
+    unknown = found.result([[(None,)]])
+    assert unknown["value"] is None and "performance_schema" in unknown["unjudged"]
+    assert plans.find_state_plan(MYSQL, "advisory_lock", "a_b", "c7").statements[0].params == ("a\\_b%",)

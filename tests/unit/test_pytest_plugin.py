@@ -101,3 +101,28 @@ def test_proxy_settings_reach_the_target_which_refuses_what_does_not_apply(tmp_p
     done, _ = run_suite(tmp_path, "-k", "needs_failover", "--proxy-setting", "testing.leak_session_state=true")
     assert done.returncode != 0
     assert "--proxy-setting is for --target reference" in done.stdout + done.stderr
+
+
+def test_the_server_version_is_asked_through_the_engines_driver_in_its_words(monkeypatch):
+    from harness import pytest_plugin
+    from harness.clients import client as client_module
+    from harness.targets.base import Credentials, Endpoint, Target
+
+    class OneWriter(Target):
+        kind = "fake"
+        writer_endpoint = Endpoint("default", "writer", "127.0.0.1", 5001)
+        reader_endpoints = ()
+        credentials = Credentials("u", "p", "db")
+
+    asked = []
+
+    def answer(address, sql, *, connect_timeout):
+        asked.append((address.engine, address.port, sql))
+        if address.engine == "postgres":
+            raise OSError("refused")
+        return "10.11.19-MariaDB"
+
+    monkeypatch.setattr(client_module, "query_value", answer)
+    assert pytest_plugin._server_version(OneWriter("mysql")) == "10.11.19-MariaDB"
+    assert pytest_plugin._server_version(OneWriter("postgres")) is None  # unreadable: left out, not fatal
+    assert asked == [("mysql", 5001, "SELECT VERSION()"), ("postgres", 5001, "SHOW server_version")]

@@ -6,6 +6,7 @@ A dialect holds no connection and does no I/O; it only spells statements, so tha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from harness.clients.outcomes import Classifier
@@ -21,8 +22,22 @@ class Dialect:
     """Returns the backend connection id of the current session (``pg_backend_pid()``...)."""
     max_connections_sql: str
     """One row, one column: the server's connection limit, the base of a proxy's pool cap."""
+    server_version_sql: str
+    """One row, one column: the server's version text (for the run's description)."""
+    writer_check_sql: str
+    """One row, one column: true when the instance asked takes writes (it is, or just became, the writer)."""
     table_options: str = ""
     state_kinds: tuple[str, ...] = ()
+    listable_kinds: tuple[str, ...] = ()
+    """The state kinds whose objects a session can list by name (:meth:`find_state`); a leak of
+    another kind can only be seen by a client that knows the leaked object's name."""
+    pinning_reads: tuple[str, ...] = ()
+    """State kinds whose *read* statement itself pins a session on RDS Proxy (MySQL's ``EXECUTE``):
+    a workload that reads them before creating its own state would pin every session early and
+    hide a proxy that fails to pin on something else."""
+    transactional_session_state: bool = True
+    """Whether ROLLBACK undoes a setting or a temporary table created in the transaction
+    (PostgreSQL); MySQL keeps both (only the temporary table's rows roll back)."""
     classify: Classifier
 
     def quote(self, name: str) -> str:
@@ -46,6 +61,26 @@ class Dialect:
     def create_table_sql(self, quoted: str) -> str:
         return f"CREATE TABLE IF NOT EXISTS {quoted} (id BIGINT PRIMARY KEY){self.table_options}"
 
+    def insert_identified_sql(self, table: str, who: str) -> str:
+        """Insert one id (``%s``) into ``table`` and answer with ``who``'s columns, in one request."""
+        raise NotImplementedError
+
+    def array_agg(self, expression: str) -> str:
+        """An aggregate of ``expression`` over the rows as one cell (empty, never NULL, for no rows);
+        :meth:`decode_array` turns the cell into a list."""
+        raise NotImplementedError
+
+    def decode_array(self, raw: Any) -> list[Any]:
+        """The list held by a cell of :meth:`array_agg` or :meth:`find_state`."""
+        return list(raw)
+
+    def backend_count_sql(self, who: str, excluded_programs: Sequence[str]) -> str:
+        """One row: how many connections of the current user the server holds, leaving out this one
+        and those whose program (application) name is in ``excluded_programs``, then ``who``'s
+        columns.  The count is NULL when the server cannot tell programs apart: a count that
+        included the excluded connections would be wrong, not approximate."""
+        raise NotImplementedError
+
     # -- session state: the isolation checker's vocabulary ----------------------------------------
     def _check_kind(self, kind: str) -> None:
         if kind not in self.state_kinds:
@@ -65,8 +100,13 @@ class Dialect:
         raise NotImplementedError
 
     def find_state(self, kind: str, prefix: str) -> Statement:
-        """One row, one column: the names of this session's objects of ``kind`` starting with ``prefix``."""
+        """One row, one column: the names of this session's objects of ``kind`` starting with ``prefix``
+        (see :meth:`decode_array`), or NULL when the server cannot list them now."""
         raise self.unsupported(kind)
+
+    def not_listable_reason(self, kind: str) -> str:
+        """Why objects of ``kind`` cannot be listed on this engine (for reports of what was not judged)."""
+        return f"{self.engine} cannot list a session's {kind} objects by name"
 
     def pin_cases(self, who: str) -> tuple[dict[str, str], dict[str, str]]:
         """Requests that must pin a session to its backend, and look-alikes that must not, by name.

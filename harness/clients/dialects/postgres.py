@@ -8,6 +8,7 @@ the CRC-32 of its name, and reported under that key) and a LISTEN registration.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 from harness.clients.dialects.base import Dialect
@@ -20,13 +21,34 @@ def advisory_key(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
+def _literal(text: str) -> str:
+    """A string literal for SQL the harness writes itself (program names, never user input)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 class PostgresDialect(Dialect):
     engine = "postgres"
     quote_char = '"'
     backend_function = "pg_backend_pid()"
     max_connections_sql = "SHOW max_connections"
+    server_version_sql = "SHOW server_version"
+    writer_check_sql = "SELECT NOT pg_is_in_recovery()"
     state_kinds = ("setting", "temp_table", "prepared_statement", "advisory_lock", "listen")
+    listable_kinds = ("temp_table", "prepared_statement", "advisory_lock")
     classify = staticmethod(classify_psycopg)
+
+    def insert_identified_sql(self, table: str, who: str) -> str:
+        return f"INSERT INTO {self.quote(table)} VALUES (%s) RETURNING {who}"
+
+    def array_agg(self, expression: str) -> str:
+        return f"coalesce(array_agg({expression}), '{{}}')"
+
+    def backend_count_sql(self, who: str, excluded_programs: Sequence[str]) -> str:
+        """Client backends in ``pg_stat_activity``, told apart by ``application_name`` (always known)."""
+        names = ", ".join(_literal(n) for n in excluded_programs) or "''"
+        return (f"SELECT count(*), {who} FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                f"AND usename = current_user AND pid <> pg_backend_pid() "
+                f"AND coalesce(application_name, '') NOT IN ({names})")
 
     def state_label(self, kind: str, name: str) -> str:
         """The name under which the server reports the object: advisory locks are known by key."""

@@ -58,6 +58,15 @@ class _PsycopgBase:
     def fileno(self) -> int | None:
         return _socket(self.conn)
 
+    @staticmethod
+    def tls_options(required: bool) -> dict[str, Any]:
+        """Connect options that insist on TLS (unverified, like ``sslmode=require``) or refuse it."""
+        return {"sslmode": "require" if required else "disable"}
+
+    @property
+    def tls_in_use(self) -> bool:
+        return self.connected and bool(self.conn.pgconn.ssl_in_use)
+
 
 def multi_host_options(hosts: list[tuple[str, int]], writer: bool) -> dict[str, Any]:
     """libpq options that try each instance in turn and keep the one of the wanted role.

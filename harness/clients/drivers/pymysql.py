@@ -4,14 +4,20 @@ PyMySQL's own ``connect_timeout`` covers only the TCP connect, and a server that
 answers hangs a client with no ``read_timeout`` for ever; ``read_timeout`` therefore defaults to a
 generous backstop, and the client's request deadline bounds each request.  TLS is off unless
 driver options ask for it: PyMySQL 1.2 otherwise negotiates it whenever the server offers it.
+
+A statement string may hold several statements (the connection asks for MULTI_STATEMENTS), sent
+as one query, so that a suite's ``BEGIN; SELECT ...`` reaches one backend connection in one
+request, as with psycopg; the rows handed back are those of the last result set that has rows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 from typing import Any, ClassVar
 
 import pymysql
+from pymysql.constants import CLIENT
 
 from harness.clients.address import Address
 
@@ -32,7 +38,8 @@ class PyMySQLConnection:
         self._kwargs = {"host": address.host, "port": address.port, "user": address.user,
                         "password": address.password, "database": address.database, "autocommit": True,
                         "connect_timeout": connect_timeout, "read_timeout": read_timeout,
-                        "write_timeout": read_timeout, "ssl_disabled": True, **options}
+                        "write_timeout": read_timeout, "ssl_disabled": True,
+                        "client_flag": CLIENT.MULTI_STATEMENTS, **options}
         self.conn: Any = None
 
     @property
@@ -46,13 +53,35 @@ class PyMySQLConnection:
         except OSError:
             return None
 
+    @staticmethod
+    def tls_options(required: bool) -> dict[str, Any]:
+        """Connect options that insist on TLS without verifying the certificate (a server that does
+        not offer it is refused), or that never use it."""
+        if not required:
+            return {"ssl_disabled": True}
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return {"ssl_disabled": False, "ssl": context}
+
+    @property
+    def tls_in_use(self) -> bool:
+        return self.connected and isinstance(getattr(self.conn, "_sock", None), ssl.SSLSocket)
+
     def open(self) -> None:
         self.conn = pymysql.connect(**self._kwargs)
 
     def execute(self, sql: str, params: Any = None) -> Rows | None:
         with self.conn.cursor() as cur:
             cur.execute(sql, params)
-            return list(cur.fetchall()) if cur.description else None
+            rows: Rows | None = None
+            while True:
+                if cur.description:
+                    got = list(cur.fetchall())
+                    if got or rows is None:
+                        rows = got
+                if not cur.nextset():
+                    return rows
 
     def settle(self, timed_out: bool) -> None:
         """Roll back what the failed request left open, or close a connection cut off by its deadline."""

@@ -42,6 +42,7 @@ import pymysql
 
 from harness import process
 from harness.standins.base import (
+    PROBE_PROGRAM_NAME,
     Cluster,
     Instance,
     ReaderStatus,
@@ -177,10 +178,11 @@ class MySQLCluster(Cluster):
         return self._running(self.instance(instance_id))
 
     def query_value(self, instance_id: str, query: str, timeout: float) -> Any:
+        """``query``'s first value on a new login-user connection named :data:`PROBE_PROGRAM_NAME`."""
         p = self.connection_params(instance_id)
         conn = pymysql.connect(host=p.host, port=p.port, user=p.user, password=p.password,
                                database=p.database, connect_timeout=timeout,
-                               read_timeout=timeout, write_timeout=timeout)
+                               read_timeout=timeout, write_timeout=timeout, program_name=PROBE_PROGRAM_NAME)
         try:
             with conn.cursor() as cur:
                 cur.execute(query)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import psycopg
 
 from harness import process
-from harness.standins.base import Instance, PortInUse, StandinError, StartFailed
+from harness.standins.base import PROBE_PROGRAM_NAME, Instance, PortInUse, StandinError, StartFailed
 from harness.standins.postgres import conf
 from harness.standins.postgres.control import ServerControl
 from harness.standins.runtime import ServerLayout, ServerRuntime
@@ -28,7 +28,7 @@ from harness.standins.runtime import ServerLayout, ServerRuntime
 PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
 #: application_name of the one-shot probes of :meth:`PostgresCluster.query_value` (the supervisor's
 #: pings), which the suites tell apart from the proxy's backends.
-PROBE_APPLICATION_NAME = "aurora-harness-supervisor"
+PROBE_APPLICATION_NAME = PROBE_PROGRAM_NAME
 PG_PACKAGE = "postgresql-15"
 SERVICE_ACCOUNT = "postgres"
 BASE_DIR_PREFIX = f"{process.SCRATCH_PREFIX}pg-"
