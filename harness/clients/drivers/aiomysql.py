@@ -5,15 +5,19 @@ errors are classified exactly as the blocking adapter's (:func:`~harness.clients
 and a storm of thousands of MySQL clients costs one process, as psycopg's async connection does
 for PostgreSQL.  Its ``connect_timeout`` bounds only the TCP connect; the client's request
 deadline bounds the rest.  TLS is never negotiated unless an ``ssl`` context is passed.
+Multi-statement requests and their rows follow the blocking adapter's rule (the rows of the last
+result set that has rows).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 from typing import Any, ClassVar
 
 import aiomysql
 import pymysql
+from pymysql.constants import CLIENT
 
 from harness.clients.address import Address
 
@@ -30,7 +34,7 @@ class AsyncAioMySQLConnection:
     def __init__(self, address: Address, *, connect_timeout: float = 10, **options: Any) -> None:
         self._kwargs = {"host": address.host, "port": address.port, "user": address.user,
                         "password": address.password, "db": address.database, "autocommit": True,
-                        "connect_timeout": connect_timeout, **options}
+                        "connect_timeout": connect_timeout, "client_flag": CLIENT.MULTI_STATEMENTS, **options}
         self.conn: Any = None
 
     @property
@@ -45,13 +49,35 @@ class AsyncAioMySQLConnection:
         except OSError:
             return None
 
+    @staticmethod
+    def tls_options(required: bool) -> dict[str, Any]:
+        """Connect options that insist on TLS without verifying the certificate, or that never use it."""
+        if not required:
+            return {}
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return {"ssl": context}
+
+    @property
+    def tls_in_use(self) -> bool:
+        writer = getattr(self.conn, "_writer", None) if self.connected else None
+        return writer is not None and writer.transport.get_extra_info("ssl_object") is not None
+
     async def open(self) -> None:
         self.conn = await aiomysql.connect(**self._kwargs)
 
     async def execute(self, sql: str, params: Any = None) -> Rows | None:
         async with self.conn.cursor() as cur:
             await cur.execute(sql, params)
-            return list(await cur.fetchall()) if cur.description else None
+            rows: Rows | None = None
+            while True:
+                if cur.description:
+                    got = list(await cur.fetchall())
+                    if got or rows is None:
+                        rows = got
+                if not await cur.nextset():
+                    return rows
 
     async def settle(self, timed_out: bool) -> None:
         """Roll back what the failed request left open, or close a connection cut off by its deadline."""
