@@ -163,6 +163,12 @@ class SecretsManagerSource:
         credentials")."""
         return bool(self._by_user)
 
+    def first_login(self) -> UserCredentials | None:
+        """The credentials of the first listed secret that holds a usable login now: what the topology
+        monitor logs in with when the configuration names no other login."""
+        return next((e.credentials for e in self._entries.values()
+                     if e.credentials is not None and e.conflict is None), None)
+
     @property
     def reads_started(self) -> int:
         """Calls made to Secrets Manager so far (coalesced reads count once)."""
