@@ -59,8 +59,8 @@ class LoginFollowingProbe:
         if probe is not None:
             await probe.close()
 
-__all__ = ["EventKind", "Observation", "Probe", "ProbeConstructor", "ProbeFactory", "ProbeFailed", "ProbeResult",
-           "RoundOutcome", "TopologyCore", "TopologyError", "TopologyEvent", "TopologyMonitor", "monitor_for_config"]
+__all__ = ["EventKind", "LoginFollowingProbe", "Observation", "Probe", "ProbeConstructor", "ProbeFactory",
+           "ProbeFailed", "ProbeResult", "RoundOutcome", "TopologyCore", "TopologyError", "TopologyEvent", "TopologyMonitor", "monitor_for_config"]
 
 
 def monitor_for_config(config: ProxyConfig, open_probe: ProbeConstructor, router: Router | None,

@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import ssl
+import time
 import urllib.request
 from unittest import mock
 
@@ -266,15 +267,21 @@ def test_an_md5_client_on_the_rotated_password_gets_in_at_once(cluster, moto_url
 
 # --------------------------------------------------------------------------------------- IAM
 
-def test_a_fresh_boto3_token_logs_in_over_tls(cluster, moto_url):
+def test_a_fresh_boto3_token_logs_in_over_tls_and_the_session_outlives_it(cluster, moto_url):
     with running_proxy(cluster, moto_url, cache_ttl=60, refresh_min_interval=1) as proxy:
         token = iam_token("cred_lambda", proxy.port())
-        with connect(proxy, "cred_lambda", token, sslmode="require") as conn:
+        with connect(proxy, "cred_lambda", token, sslmode="require", prepare_threshold=None) as conn:
             assert conn.execute("select current_user").fetchone()[0] == "cred_lambda"
             assert conn.pgconn.ssl_in_use
             # The proxy logged in to the database with the secret's password, not the token.
             assert conn.execute("select count(*) from pg_stat_activity where usename = 'cred_lambda'"
                                 ).fetchone()[0] >= 1
+            # Twenty minutes later, as the proxy's token checks see it: the token is dead, the session is not.
+            later = time.time() + 20 * 60
+            proxy.call(lambda: setattr(proxy.server.iam.verifier, "_wall_clock", lambda: later))
+            assert "IAM authentication failed for user cred_lambda" in refused(
+                proxy, "cred_lambda", token, sslmode="require")
+            assert conn.execute("select current_user").fetchone()[0] == "cred_lambda"
 
 
 def test_iam_logins_refused_with_rds_texts(cluster, moto_url):
