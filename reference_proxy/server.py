@@ -38,6 +38,7 @@ from reference_proxy.config import DEFAULT_AUTH_METHOD, EndpointRole, ProxyConfi
 from reference_proxy.contracts import (
     BackendCredentials,
     Clock,
+    ConfigError,
     InstanceAddress,
     ProxyError,
     Role,
@@ -203,9 +204,17 @@ class ProxyServer:
         auth = self.config.auth
         if not auth.secrets:
             return static
-        from reference_proxy.credentials.secrets_manager import SecretsManagerSource, make_client
+        try:
+            from botocore.exceptions import BotoCoreError
 
-        self.secrets = SecretsManagerSource(make_client(auth.secrets_manager), auth.secrets,
+            from reference_proxy.credentials.secrets_manager import SecretsManagerSource, make_client
+        except ImportError as e:
+            raise ConfigError("auth.secrets", f"reading secrets needs boto3 (the 'aws' extra): {e}") from None
+        try:
+            client = make_client(auth.secrets_manager)
+        except BotoCoreError as e:  # no region anywhere, an endpoint URL boto3 refuses...
+            raise ConfigError("auth.secrets_manager", f"cannot make a Secrets Manager client: {e}") from None
+        self.secrets = SecretsManagerSource(client, auth.secrets,
                                             default_method=DEFAULT_AUTH_METHOD[self.config.engine].value,
                                             clock=self.clock, settings=auth.secrets_manager)
         return CombinedCredentialSource([static, self.secrets])
@@ -215,9 +224,12 @@ class ProxyServer:
         settings = self.config.auth.iam
         if settings is None:
             return None
-        from reference_proxy.credentials.iam_auth import IamAuthenticator
-        from reference_proxy.credentials.iam_limit import IamAuthLimiter
-        from reference_proxy.credentials.iam_token import IamTokenVerifier
+        try:
+            from reference_proxy.credentials.iam_auth import IamAuthenticator
+            from reference_proxy.credentials.iam_limit import IamAuthLimiter
+            from reference_proxy.credentials.iam_token import IamTokenVerifier
+        except ImportError as e:
+            raise ConfigError("auth.iam", f"checking IAM tokens needs botocore (the 'aws' extra): {e}") from None
 
         verifier = IamTokenVerifier(settings.secret_keys(), region=settings.region,
                                     max_clock_skew=settings.max_clock_skew)
