@@ -535,6 +535,8 @@ def _schema_of(hint: Any, meta: Mapping[str, Any] | None = None) -> dict[str, An
             prop = _schema_of(hints[f.name], f.metadata)
             if f.metadata.get("doc"):
                 prop["description"] = f.metadata["doc"]
+            if f.metadata.get("secret"):
+                prop["writeOnly"] = True  # a password or key: tools must not echo it back
             if f.default is not dataclasses.MISSING and f.default is not None:
                 prop["default"] = _plain(f.default)
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:

@@ -249,12 +249,14 @@ class ProxyServer:
         return None if first is None else (first.backend.user, first.backend.password or "")
 
     async def _load_secrets(self) -> None:
-        """Read every secret once; a secret that cannot be used is logged (what is wrong, no value)."""
+        """Read every secret once.  The source logs what is wrong with each secret it cannot use (never
+        a value); this says once which ones the proxy starts without."""
         if self.secrets is None:
             return
         problems = await self.secrets.load_all()
-        for secret_id, problem in problems.items():
-            log.warning("secret %s is not usable: %s", secret_id, problem)
+        if problems:
+            log.warning("starting without %d of %d secrets: %s", len(problems), len(self.config.auth.secrets),
+                        ", ".join(problems))
         if not self.secrets.has_credentials:
             log.warning("no secret gave a usable login: users known only from secrets cannot log in")
 

@@ -175,6 +175,8 @@ def test_the_schema_describes_the_credential_sections():
     assert auth["secrets_manager"]["properties"]["cache_ttl"]["minimum"] == 0.0
     keys = auth["iam"]["properties"]["access_keys"]["items"]
     assert set(keys["required"]) == {"access_key_id", "secret_access_key"}
+    assert keys["properties"]["secret_access_key"]["writeOnly"] is True
+    assert "writeOnly" not in keys["properties"]["access_key_id"]
     assert "advertised_host" in schema["properties"]["endpoints"]["items"]["properties"]
 
 

@@ -61,8 +61,10 @@ def test_secrets_are_loaded_at_start_and_problems_logged_without_values(caplog):
     assert server._backend_credentials("app") == BackendCredentials("app", "app-pw")
     assert server._monitor_login() == ("app", "app-pw")  # the first secret that holds a login
     logged = caplog.text
-    assert "db/broken" in logged and "db/missing" in logged
+    assert "db/broken" in logged and "db/missing" in logged and "starting without 2 of 3 secrets" in logged
     status = json.dumps(server.status()["credentials"])
     for secret in ("app-pw", "hunter2", "iam-secret"):
         assert secret not in logged and secret not in status
     assert json.loads(status)["iam"] == {"in_progress": 0, "refused": 0, "max_concurrent": 200}
+    # The AWS SDK prints whole response bodies at DEBUG: its loggers stay quieter whatever the proxy's level.
+    assert all(logging.getLogger(name).getEffectiveLevel() >= logging.WARNING for name in ("boto3", "botocore"))
