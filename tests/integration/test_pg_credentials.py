@@ -201,16 +201,13 @@ def test_a_rotation_keeps_sessions_and_new_logins_follow_the_secret(cluster, mot
         try:
             with held.transaction():
                 pid = backend_pid(held)
+            version = status(proxy)[0]["credentials"]["secrets"]["db/rotating"]["version_id"]
             rotate(cluster, secretsmanager, "db/rotating", "rot-pw-2")
-
-            def new_password_works() -> bool:
-                try:
-                    with connect(proxy, "cred_rot", "rot-pw-2") as conn:
-                        return conn.execute("select current_user").fetchone()[0] == "cred_rot"
-                except psycopg.OperationalError:
-                    return False
-
-            eventually(new_password_works, timeout=30, what="a login with the rotated password")
+            # No login fails meanwhile: only the periodic refresh of due secrets can pick the new version up.
+            eventually(lambda: status(proxy)[0]["credentials"]["secrets"]["db/rotating"]["version_id"] != version,
+                       timeout=30, what="the proxy's refresh of the rotated secret")
+            with connect(proxy, "cred_rot", "rot-pw-2", sslmode="disable") as conn:  # first attempt
+                assert conn.execute("select current_user").fetchone()[0] == "cred_rot"
             assert "The password that was provided for the role cred_rot is wrong." in refused(
                 proxy, "cred_rot", "rot-pw-1")
             assert held.execute("select current_user").fetchone()[0] == "cred_rot"
