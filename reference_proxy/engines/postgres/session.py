@@ -321,7 +321,7 @@ class PostgresClientSession:
 
     async def _after_wrong_password(self, auth: ClientAuthenticator, wrong: WrongPassword) -> tuple[list, bool]:
         """The client's password did not match the held one: the secret may have been rotated and the
-        client already use the new password.  Let the source read it again (bounded per user); an
+        client already uses the new password.  Let the source read it again (bounded per user); an
         MD5 answer is checked once more against a newer password, SCRAM's cannot be, so that client
         is refused and its next attempt meets the new secret."""
         tried = auth.credential
