@@ -20,7 +20,18 @@ A minimal file::
     name = "app"
     password = "app-secret"
 
-See ``example-config.toml`` next to this module for every section.
+Users may instead live in Secrets Manager, one secret per user (``[[auth.secrets]]``, read through
+``[auth.secrets_manager]``), and users of either kind may be required to log in with an IAM token
+(``iam_auth = "required"``, checked locally against the access keys of ``[auth.iam]``)::
+
+    [[auth.secrets]]
+    secret_id = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db/app"
+    [auth.secrets_manager]
+    region = "us-east-1"
+    cache_ttl = 60
+
+See ``example-config.toml`` next to this module for every section.  Passwords and secret keys are
+marked secret in their declarations, so no ``repr`` of a section shows them.
 
 One section is not a setting of RDS Proxy: ``[testing]`` (:class:`UnsafeTestingConfig`) holds
 switches that make the proxy unsafe on purpose, so that the harness can be shown to catch a pooler
@@ -40,6 +51,13 @@ from typing import Any, Self
 
 from reference_proxy.contracts import ConfigError, InstanceAddress, Role
 from reference_proxy.credentials.methods import AuthMethod
+from reference_proxy.credentials.settings import (
+    IamAuth,
+    IamSettings,
+    SecretConfig,
+    SecretsManagerSettings,
+    check_secrets,
+)
 from reference_proxy.pool.settings import PoolSettings
 from reference_proxy.settings_fields import check_ranges, setting
 
@@ -64,6 +82,8 @@ AUTH_METHODS_BY_ENGINE = {
 }
 DEFAULT_AUTH_METHOD = {Engine.POSTGRES: AuthMethod.SCRAM_SHA_256,
                        Engine.MYSQL: AuthMethod.CACHING_SHA2_PASSWORD}
+IAM_ENGINES = (Engine.POSTGRES,)
+"""Engines whose client login accepts IAM tokens."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +97,17 @@ class EndpointConfig:
     host: str = setting(LOOPBACK, doc="Address to listen on.")
     readers: tuple[str, ...] | None = setting(
         None, doc="For read_only endpoints: ids of the reader instances it covers; absent = all readers.")
+    advertised_host: str | None = setting(
+        None, doc="The endpoint's DNS name as clients are given it (an RDS Proxy endpoint's hostname): IAM "
+                  "tokens must be made for this name and the endpoint's port; default: host.")
 
     def __post_init__(self) -> None:
         check_ranges(self)
+
+    @property
+    def token_host(self) -> str:
+        """The host name IAM tokens for this endpoint must name."""
+        return self.advertised_host if self.advertised_host is not None else self.host
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,11 +132,15 @@ class UserConfig:
     """A user clients may log in as, and the credentials the proxy uses towards the database."""
 
     name: str = setting(doc="User name clients log in with.")
-    password: str = setting(doc="Password clients must prove.")
+    password: str = setting(doc="Password clients must prove (with iam_auth = required: only the database "
+                                "password, unless backend_password is given).", secret=True)
     method: AuthMethod | None = setting(
         None, doc="Client auth method; default scram-sha-256 (postgres) or caching_sha2_password (mysql).")
     backend_user: str | None = setting(None, doc="Database user the proxy logs in as; default: name.")
-    backend_password: str | None = setting(None, doc="Database password; default: password.")
+    backend_password: str | None = setting(None, doc="Database password; default: password.", secret=True)
+    iam_auth: IamAuth = setting(IamAuth.DISABLED,
+                                doc="RDS IAMAuth: required = clients log in with an IAM token instead of the "
+                                    "password (over TLS only).")
 
     @property
     def database_user(self) -> str:
@@ -121,7 +153,29 @@ class UserConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AuthConfig:
+    """Who may log in: static users, Secrets Manager secrets, and how IAM tokens are checked.
+
+    A static user shadows a secret naming the same user.  On AWS, RDS Proxy asks IAM whether a
+    token is good; this proxy has no IAM to ask, so ``[auth.iam]`` holds the access keys (id and
+    secret key) whose tokens it accepts and checks their signatures itself, the local stand-in of
+    that check."""
+
     users: tuple[UserConfig, ...] = setting(default_factory=tuple, doc="Static users (secrets).")
+    secrets: tuple[SecretConfig, ...] = setting(
+        default_factory=tuple, doc="Secrets Manager secrets, one per database user (at most 200, as RDS Proxy).")
+    secrets_manager: SecretsManagerSettings = setting(
+        default_factory=SecretsManagerSettings, doc="How the secrets are read and how long a read is trusted.")
+    iam: IamSettings | None = setting(
+        None, doc="Local IAM token checking: the access keys whose tokens are accepted (AWS checks tokens "
+                  "with IAM itself). Required when any user or secret has iam_auth = required.")
+
+    def __post_init__(self) -> None:
+        check_secrets(self.secrets, key="secrets")
+
+    @property
+    def requires_iam(self) -> bool:
+        """Whether any user or secret makes its clients log in with an IAM token."""
+        return any(x.iam_auth is IamAuth.REQUIRED for x in (*self.users, *self.secrets))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +227,8 @@ class MonitorConfig:
     query_timeout: float = setting(1.0, minimum=0.01, maximum=60.0,
                                    doc="statement_timeout of the monitoring query, in seconds.")
     user: str | None = setting(None, doc="Database user the monitor logs in as; default: the first "
-                                         "auth user's backend credentials.")
-    password: str | None = setting(None, doc="Password of monitor.user (required with it).")
+                                         "auth user's backend credentials, else the first secret's.")
+    password: str | None = setting(None, doc="Password of monitor.user (required with it).", secret=True)
     database: str = setting("postgres", doc="Database the monitoring connections open.")
 
     def __post_init__(self) -> None:
@@ -270,11 +324,28 @@ class ProxyConfig:
             raise ConfigError("pool.session_pinning_filters",
                               "session pinning filters apply to the MySQL engine only, as on RDS Proxy")
         allowed = AUTH_METHODS_BY_ENGINE[self.engine]
-        for n, user in enumerate(self.auth.users):
-            if user.method is not None and user.method not in allowed:
-                raise ConfigError(f"auth.users[{n}].method",
-                                  f"{user.method.value!r} is not a {self.engine.value} method; "
-                                  f"use one of {', '.join(m.value for m in allowed)}")
+        for section, entries in (("auth.users", self.auth.users), ("auth.secrets", self.auth.secrets)):
+            for n, entry in enumerate(entries):
+                if entry.method is not None and entry.method not in allowed:
+                    raise ConfigError(f"{section}[{n}].method",
+                                      f"{entry.method.value!r} is not a {self.engine.value} method; "
+                                      f"use one of {', '.join(m.value for m in allowed)}")
+        self._check_iam()
+
+    def _check_iam(self) -> None:
+        """IAM users need keys to check their tokens against, and an engine whose login speaks IAM."""
+        if not self.auth.requires_iam:
+            return
+        section, n = next((s, n) for s, entries in (("auth.users", self.auth.users),
+                                                     ("auth.secrets", self.auth.secrets))
+                          for n, e in enumerate(entries) if e.iam_auth is IamAuth.REQUIRED)
+        if self.engine not in IAM_ENGINES:
+            raise ConfigError(f"{section}[{n}].iam_auth",
+                              f"IAM authentication is not served on {self.engine.value} by this proxy yet")
+        if self.auth.iam is None or not self.auth.iam.access_keys:
+            raise ConfigError("auth.iam.access_keys",
+                              f"{section}[{n}] requires IAM authentication, so at least one access key whose "
+                              f"tokens are accepted must be configured")
 
     # ---------------------------------------------------------------------------- loading
 
@@ -331,16 +402,20 @@ class ProxyConfig:
     def user(self, name: str) -> UserConfig | None:
         return next((u for u in self.auth.users if u.name == name), None)
 
-    def monitor_credentials(self) -> tuple[str, str]:
-        """(user, password) the topology monitor logs in with: its own, else the first user's."""
+    def monitor_credentials(self) -> tuple[str, str] | None:
+        """(user, password) the topology monitor logs in with: its own, else the first static user's
+        database login.  None when only secrets hold logins: the monitor then uses the first secret's,
+        which only a read of the secret tells (the server supplies it, read again as it rotates)."""
         if self.monitor.user is not None:
             assert self.monitor.password is not None  # enforced by MonitorConfig
             return self.monitor.user, self.monitor.password
-        if not self.auth.users:
-            raise ConfigError("monitor.user", "the monitor needs credentials: set monitor.user and "
-                                              "monitor.password, or declare at least one auth user")
-        first = self.auth.users[0]
-        return first.database_user, first.database_password
+        if self.auth.users:
+            first = self.auth.users[0]
+            return first.database_user, first.database_password
+        if self.auth.secrets:
+            return None
+        raise ConfigError("monitor.user", "the monitor needs credentials: set monitor.user and "
+                                          "monitor.password, or declare at least one auth user or secret")
 
 
 def _unique(section: str, attribute: str, values: list[str]) -> None:
@@ -486,6 +561,8 @@ def _schema_of(hint: Any, meta: Mapping[str, Any] | None = None) -> dict[str, An
             prop = _schema_of(hints[f.name], f.metadata)
             if f.metadata.get("doc"):
                 prop["description"] = f.metadata["doc"]
+            if f.metadata.get("secret"):
+                prop["writeOnly"] = True  # a password or key: tools must not echo it back
             if f.default is not dataclasses.MISSING and f.default is not None:
                 prop["default"] = _plain(f.default)
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:

@@ -11,6 +11,12 @@ down, clients inside a transaction finish it (up to the grace period), then the 
 Reload (SIGHUP) swaps the pool settings (caps, borrow timeout, InitQuery for new connections,
 idle client timeout) without dropping anyone.
 
+Credentials: one :class:`~reference_proxy.credentials.source.CredentialSource` answers every login,
+the static users of the file first, then the Secrets Manager secrets (read once at start, then again
+as their cache entries fall due, by a periodic refresh and by logins); an IAM authenticator exists
+only when ``[auth.iam]`` is configured.  botocore and boto3 are imported only when secrets or IAM
+are configured: they are an optional extra.  A refresh never drops a connection.
+
 Failover, as RDS Proxy handles it: the :class:`TopologyMonitor` keeps the router's roles true, and
 :class:`~reference_proxy.failover.FailoverRouting` routes every borrow afresh, waits out a missing
 writer, moves sessions off lost readers and cuts what a demoted writer had lent (see
@@ -28,16 +34,19 @@ from collections.abc import Callable
 from typing import Any
 
 from reference_proxy.admin import AdminServer
-from reference_proxy.config import EndpointRole, ProxyConfig
+from reference_proxy.config import DEFAULT_AUTH_METHOD, EndpointRole, ProxyConfig
 from reference_proxy.contracts import (
     BackendCredentials,
-    ClientCredential,
     Clock,
+    ConfigError,
     InstanceAddress,
     ProxyError,
     Role,
     SystemClock,
 )
+from reference_proxy.credentials.combined import CombinedCredentialSource
+from reference_proxy.credentials.source import CredentialSource
+from reference_proxy.credentials.static import StaticCredentialSource
 from reference_proxy.engines import engine_for
 from reference_proxy.failover import FailoverRouting
 from reference_proxy.leaking import WARNING as LEAKING_WARNING
@@ -55,6 +64,8 @@ log = logging.getLogger("reference_proxy.server")
 
 DEFAULT_GRACE_SECONDS = 30.0
 REAP_INTERVAL = 30.0
+CREDENTIAL_REFRESH_INTERVAL = 1.0
+"""Seconds between two looks for secrets whose cache entry fell due (each is read only when due)."""
 LISTEN_BACKLOG = 4096
 """Pending connections the kernel may queue per endpoint (asyncio's default is 100): a storm of
 thousands of clients connecting at once must queue, not be refused.  The kernel caps it at
@@ -81,20 +92,25 @@ class ProxyServer:
         self.router = Router([(i.address, i.role or Role.UNKNOWN) for i in config.instances],
                              reader_endpoints={e.name: e.readers for e in config.endpoints
                                                if e.role is EndpointRole.READ_ONLY})
+        self.secrets: Any = None  # the SecretsManagerSource, when secrets are configured
+        self.credential_source = self._credential_source()
+        self.iam = self._iam_authenticator()
         self._factory = self.engine.backends(self._backend_credentials,
                                              init_query=lambda: self.pool.settings.init_query,
-                                             on_max_connections=self._learn_max_connections)
+                                             on_max_connections=self._learn_max_connections,
+                                             credential_source=self.credential_source)
         leaking = config.testing.leak_session_state  # unsafe on purpose: see reference_proxy.leaking
         self.pool = (LeakingPool if leaking else Pool)(self._factory, config.pool, self.clock, self.metrics)
         self._roles = {e.name: e.role for e in config.endpoints}
-        self.monitor = monitor_for_config(config, self.engine.probe, self.router, self.metrics, self.clock)
+        self.monitor = monitor_for_config(config, self.engine.probe, self.router, self.metrics, self.clock,
+                                          login=self._monitor_login)
         self.failover = FailoverRouting(self.router, self.pool, self.monitor, self._roles)
         self.monitor.add_listener(self.failover.on_topology)
         tls_context = server_context(config.tls.cert_file, config.tls.key_file)
         self.services = SessionServices(
             pool=self.pool, choose_instance=self._choose_instance, session_ended=self.router.session_ended,
-            credentials=self._client_credential, classify=never_pins if leaking else self.engine.classify,
-            digest=self.engine.digest,
+            credential_source=self.credential_source, iam=self.iam, token_endpoint=self._token_endpoint,
+            classify=never_pins if leaking else self.engine.classify, digest=self.engine.digest,
             metrics=self.metrics, clock=self.clock, tls_context=tls_context, require_tls=config.tls.require_tls,
             token_bytes=token_bytes, acquire=self.failover.acquire, acquire_now=self.failover.acquire_now,
             backend_lost=self.failover.backend_lost, wait_for_instance=self.failover.wait_for_instance,
@@ -105,6 +121,7 @@ class ProxyServer:
         self._client_ids = itertools.count(1)
         self._admin: AdminServer | None = None
         self._reaper: asyncio.Task | None = None
+        self._refresher: asyncio.Task | None = None
         self.ports: dict[str, int] = {}
         self.admin_port: int | None = None
 
@@ -113,6 +130,7 @@ class ProxyServer:
     async def start(self) -> None:
         if self.config.testing.leak_session_state:
             log.warning(LEAKING_WARNING)
+        await self._load_secrets()  # before the monitor, which may log in with a secret's login
         await self.monitor.start()  # roles are verified before the first client is served
         try:
             for endpoint in self.config.endpoints:
@@ -128,6 +146,8 @@ class ProxyServer:
             await self.stop(grace=0)
             raise ServerError(f"cannot listen: {e}") from None
         self._reaper = asyncio.ensure_future(self._reap_periodically())
+        if self.secrets is not None:
+            self._refresher = asyncio.ensure_future(self._refresh_credentials_periodically())
         log.info("reference proxy listening: %s; admin on port %s",
                  ", ".join(f"{n}={self.config.endpoint(n).host}:{p}" for n, p in self.ports.items()),
                  self.admin_port)
@@ -144,9 +164,10 @@ class ProxyServer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
+        for task in (self._reaper, self._refresher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.pool.drain(timeout=5.0)
         await self.monitor.stop()
         for server in self._listeners.values():
@@ -182,17 +203,75 @@ class ProxyServer:
 
     # ---------------------------------------------------------------------------- credentials
 
-    def _client_credential(self, user: str) -> ClientCredential | None:
-        cfg = self.config.user(user)
-        if cfg is None:
+    def _credential_source(self) -> CredentialSource:
+        """The static users, then (when configured) the Secrets Manager secrets, as one source."""
+        static = StaticCredentialSource.from_config(self.config)
+        auth = self.config.auth
+        if not auth.secrets:
+            return static
+        try:
+            from botocore.exceptions import BotoCoreError
+
+            from reference_proxy.credentials.secrets_manager import SecretsManagerSource, make_client
+        except ImportError as e:
+            raise ConfigError("auth.secrets", f"reading secrets needs boto3 (the 'aws' extra): {e}") from None
+        try:
+            client = make_client(auth.secrets_manager)
+        except BotoCoreError as e:  # no region anywhere, an endpoint URL boto3 refuses...
+            raise ConfigError("auth.secrets_manager", f"cannot make a Secrets Manager client: {e}") from None
+        self.secrets = SecretsManagerSource(client, auth.secrets,
+                                            default_method=DEFAULT_AUTH_METHOD[self.config.engine].value,
+                                            clock=self.clock, settings=auth.secrets_manager)
+        return CombinedCredentialSource([static, self.secrets])
+
+    def _iam_authenticator(self) -> Any:
+        """The IAM login checks, when ``[auth.iam]`` is configured; None otherwise."""
+        settings = self.config.auth.iam
+        if settings is None:
             return None
-        return ClientCredential(cfg.name, cfg.password, self.config.auth_method(cfg).value)
+        try:
+            from reference_proxy.credentials.iam_auth import IamAuthenticator
+            from reference_proxy.credentials.iam_limit import IamAuthLimiter
+            from reference_proxy.credentials.iam_token import IamTokenVerifier
+        except ImportError as e:
+            raise ConfigError("auth.iam", f"checking IAM tokens needs botocore (the 'aws' extra): {e}") from None
+
+        verifier = IamTokenVerifier(settings.secret_keys(), region=settings.region,
+                                    max_clock_skew=settings.max_clock_skew)
+        return IamAuthenticator(verifier, IamAuthLimiter(settings.max_concurrent_authentications))
+
+    def _token_endpoint(self, endpoint: str) -> tuple[str, int]:
+        """The (host, port) IAM tokens for ``endpoint`` must name: its advertised name, its bound port."""
+        return self.config.endpoint(endpoint).token_host, self.ports[endpoint]
 
     def _backend_credentials(self, user: str) -> BackendCredentials | None:
-        cfg = self.config.user(user)
-        if cfg is None:
-            return None
-        return BackendCredentials(cfg.database_user, cfg.database_password)
+        found = self.credential_source.cached(user)
+        return None if found is None else found.backend
+
+    def _monitor_login(self) -> tuple[str, str] | None:
+        """The monitor's login when the configuration names none: the first secret's, as read now."""
+        first = None if self.secrets is None else self.secrets.first_login()
+        return None if first is None else (first.backend.user, first.backend.password or "")
+
+    async def _load_secrets(self) -> None:
+        """Read every secret once.  The source logs what is wrong with each secret it cannot use (never
+        a value); this says once which ones the proxy starts without."""
+        if self.secrets is None:
+            return
+        problems = await self.secrets.load_all()
+        if problems:
+            log.warning("starting without %d of %d secrets: %s", len(problems), len(self.config.auth.secrets),
+                        ", ".join(problems))
+        if not self.secrets.has_credentials:
+            log.warning("no secret gave a usable login: users known only from secrets cannot log in")
+
+    async def _refresh_credentials_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(CREDENTIAL_REFRESH_INTERVAL)
+            try:
+                await self.credential_source.refresh_due()
+            except Exception:  # the refresher must outlive one bad round
+                log.exception("refreshing credentials failed")
 
     def _learn_max_connections(self, instance_id: str, max_connections: int) -> None:
         """First connection to an instance: its max_connections sets its pool cap and routing weight."""
@@ -216,4 +295,17 @@ class ProxyServer:
             "pool": self.pool.snapshot(),
             "routing": self.router.snapshot(),
             "topology": self.monitor.snapshot(),
+            "credentials": self._credentials_status(),
         }
+
+    def _credentials_status(self) -> dict[str, Any]:
+        """Where logins come from and how the IAM checks fare; never a password or a key."""
+        status: dict[str, Any] = {"static_users": len(self.config.auth.users)}
+        if self.secrets is not None:
+            status["secrets"] = self.secrets.snapshot()
+            status["secret_reads"] = self.secrets.reads_started
+        if self.iam is not None:
+            limiter = self.iam.limiter
+            status["iam"] = {"in_progress": limiter.in_progress, "refused": limiter.refused,
+                             "max_concurrent": limiter.max_concurrent}
+        return status

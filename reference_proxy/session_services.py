@@ -17,9 +17,13 @@ import os
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reference_proxy.contracts import ClientCredential, Clock, InstanceAddress, PoolKey, ProxyError
+from reference_proxy.credentials.source import CredentialSource
+
+if TYPE_CHECKING:
+    from reference_proxy.credentials.iam_auth import IamAuthenticator
 
 __all__ = ["HANDSHAKE_TIMEOUT", "ClientSession", "LatencyByInstance", "SessionFactory", "SessionServices"]
 
@@ -43,7 +47,10 @@ class SessionServices:
     ``acquire`` or the pool decides).  ``backend_lost(instance_id, why)`` hears of every backend connection lost mid-use.
     ``wait_for_instance(endpoint)``, when given, replaces ``choose_instance`` for new sessions:
     during a failover it waits (up to the borrow timeout) instead of refusing the connection.
-    ``credentials(user)`` is the user's :class:`ClientCredential`, None for an unknown user.
+    ``credential_source`` answers who may log in and how (:mod:`reference_proxy.credentials`);
+    ``credentials(user)`` is its answer held right now, for logins that cannot wait.  ``iam``, when
+    IAM authentication is configured, checks IAM logins; ``token_endpoint(endpoint)`` is the
+    (host, port) clients of an endpoint make their IAM tokens for.
     ``classify(sql)`` returns a pin decision with ``.reason`` or None; ``digest(sql)`` normalises
     SQL for logs.
     """
@@ -51,7 +58,7 @@ class SessionServices:
     pool: Any
     choose_instance: Callable[[str], InstanceAddress]
     session_ended: Callable[[str], None]
-    credentials: Callable[[str], ClientCredential | None]
+    credential_source: CredentialSource
     classify: Callable[[str], Any]
     digest: Callable[[str], str]
     metrics: Any
@@ -64,6 +71,13 @@ class SessionServices:
     acquire_now: Callable[[str, PoolKey, InstanceAddress], Any] | None = None
     backend_lost: Callable[[str, str], None] | None = None
     wait_for_instance: Callable[[str], Awaitable[InstanceAddress]] | None = None
+    iam: IamAuthenticator | None = None
+    token_endpoint: Callable[[str], tuple[str, int]] | None = None
+
+    def credentials(self, user: str) -> ClientCredential | None:
+        """How a client of ``user`` must prove itself, as held now (no I/O); None: unknown user."""
+        found = self.credential_source.cached(user)
+        return None if found is None else found.client
 
     # -- what every engine's sessions do alike --------------------------------------------------
     def borrow_now(self, endpoint: str, key: PoolKey, address: InstanceAddress) -> Any:

@@ -17,12 +17,15 @@ from reference_proxy.contracts import ConfigError
 
 def setting(default: Any = dataclasses.MISSING, *, doc: str, minimum: float | None = None,
             maximum: float | None = None, choices: tuple[str, ...] | None = None,
-            default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with its documentation and its allowed values."""
-    metadata = {"doc": doc, "minimum": minimum, "maximum": maximum, "choices": choices}
+            default_factory: Any = dataclasses.MISSING, secret: bool = False) -> Any:
+    """A dataclass field with its documentation and its allowed values.
+
+    ``secret`` marks a password or key: it is left out of the dataclass's ``repr``, so printing or
+    logging a settings object never shows it."""
+    metadata = {"doc": doc, "minimum": minimum, "maximum": maximum, "choices": choices, "secret": secret}
     if default_factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+        return dataclasses.field(default_factory=default_factory, metadata=metadata, repr=not secret)
+    return dataclasses.field(default=default, metadata=metadata, repr=not secret)
 
 
 def check_ranges(obj: Any) -> None:

@@ -36,7 +36,7 @@ from reference_proxy.credentials.settings import IamAuth, SecretConfig, SecretsM
 from reference_proxy.credentials.single_flight import SingleFlight
 from reference_proxy.credentials.source import IAM_METHOD, UserCredentials
 
-__all__ = ["SecretProblem", "SecretsManagerSource", "make_client", "parse_secret_string"]
+__all__ = ["SecretProblem", "SecretsManagerSource", "make_client", "parse_secret_string", "quiet_aws_sdk_logs"]
 
 log = logging.getLogger("reference_proxy.credentials")
 
@@ -66,10 +66,24 @@ def parse_secret_string(secret_id: str, text: str | None) -> tuple[str, str]:
     return username, password
 
 
+AWS_SDK_LOGGERS = ("boto3", "botocore")
+"""The AWS SDK's loggers: at DEBUG they print whole response bodies, secret values included."""
+
+
+def quiet_aws_sdk_logs() -> None:
+    """Keep the AWS SDK's loggers at WARNING or above whatever the proxy's own log level is, so a
+    proxy run with debug logging never writes a secret's value."""
+    for name in AWS_SDK_LOGGERS:
+        sdk_log = logging.getLogger(name)
+        if sdk_log.level < logging.WARNING:
+            sdk_log.setLevel(logging.WARNING)
+
+
 def make_client(settings: SecretsManagerSettings) -> Any:
     """A boto3 Secrets Manager client for ``settings`` (AWS credentials from the usual chain)."""
     import boto3
 
+    quiet_aws_sdk_logs()
     return boto3.client("secretsmanager", region_name=settings.region, endpoint_url=settings.endpoint_url)
 
 
@@ -162,6 +176,12 @@ class SecretsManagerSource:
         """False while no secret gave a usable login (RDS: "Proxy does not have any registered
         credentials")."""
         return bool(self._by_user)
+
+    def first_login(self) -> UserCredentials | None:
+        """The credentials of the first listed secret that holds a usable login now: what the topology
+        monitor logs in with when the configuration names no other login."""
+        return next((e.credentials for e in self._entries.values()
+                     if e.credentials is not None and e.conflict is None), None)
 
     @property
     def reads_started(self) -> int:

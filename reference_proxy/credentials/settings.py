@@ -75,7 +75,7 @@ class IamAccessKey:
     """An access key whose IAM tokens the proxy accepts; the proxy checks signatures with its secret."""
 
     access_key_id: str = setting(doc="The access key id (AKID) tokens name in their credential.")
-    secret_access_key: str = setting(doc="Its secret access key.")
+    secret_access_key: str = setting(doc="Its secret access key.", secret=True)
 
     def __repr__(self) -> str:
         return f"IamAccessKey(access_key_id={self.access_key_id!r}, secret_access_key=<hidden>)"

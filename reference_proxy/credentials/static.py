@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from reference_proxy.contracts import BackendCredentials, ClientCredential
-from reference_proxy.credentials.source import UserCredentials
+from reference_proxy.credentials.settings import IamAuth
+from reference_proxy.credentials.source import IAM_METHOD, UserCredentials
 
 if TYPE_CHECKING:
     from reference_proxy.config import ProxyConfig
@@ -26,8 +27,10 @@ class StaticCredentialSource:
 
     @classmethod
     def from_config(cls, config: ProxyConfig) -> StaticCredentialSource:
-        """The ``[[auth.users]]`` of ``config``, each with its method or the engine's default."""
-        return cls(UserCredentials(ClientCredential(u.name, u.password, config.auth_method(u).value),
+        """The ``[[auth.users]]`` of ``config``, each with its method or the engine's default; a user
+        with ``iam_auth = required`` proves itself with a token, so its password is the database's only."""
+        return cls(UserCredentials(ClientCredential(u.name, "", IAM_METHOD) if u.iam_auth is IamAuth.REQUIRED
+                                   else ClientCredential(u.name, u.password, config.auth_method(u).value),
                                    BackendCredentials(u.database_user, u.database_password))
                    for u in config.auth.users)
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from reference_proxy.config import Engine, ProxyConfig
 from reference_proxy.contracts import BackendCredentials, BackendFactory, ConfigError
+from reference_proxy.credentials.source import CredentialSource
 from reference_proxy.pinning import PinDecision
 from reference_proxy.session_services import SessionFactory, SessionServices
 from reference_proxy.topology import ProbeConstructor
@@ -35,14 +36,18 @@ IMPLEMENTATIONS: dict[Engine, str] = {
 class BackendFactoryConstructor(Protocol):
     """How an engine makes the pool's :data:`BackendFactory`.
 
-    ``credentials(user)`` is the database login for a client user (None: unknown user);
-    ``init_query()`` the InitQuery in force when a connection opens; ``on_max_connections(instance_id,
-    value)`` hears the server's connection limit once per instance, on its first connection.
+    ``credentials(user)`` is the database login for a client user as held now (None: unknown user);
+    ``credential_source``, when given, is where it comes from: a factory that can wait asks it instead
+    (reading a secret that is due) and, when the database refuses the login, asks it once for a newer
+    one.  ``init_query()`` is the InitQuery in force when a connection opens;
+    ``on_max_connections(instance_id, value)`` hears the server's connection limit once per instance,
+    on its first connection.
     """
 
     def __call__(self, credentials: Callable[[str], BackendCredentials | None], *,
                  init_query: Callable[[], str | None],
-                 on_max_connections: Callable[[str, int], None]) -> BackendFactory: ...
+                 on_max_connections: Callable[[str, int], None],
+                 credential_source: CredentialSource | None = None) -> BackendFactory: ...
 
 
 class StreamBackendBase:
@@ -94,8 +99,10 @@ class BackendFactoryBase:
     def __init__(self, credentials: Callable[[str], BackendCredentials | None], *,
                  init_query: Callable[[], str | None] = lambda: None,
                  connect_timeout: float = 10.0, io_timeout: float = 30.0,
-                 on_max_connections: Callable[[str, int], None] | None = None) -> None:
+                 on_max_connections: Callable[[str, int], None] | None = None,
+                 credential_source: CredentialSource | None = None) -> None:
         self._credentials = credentials
+        self._credential_source = credential_source
         self._init_query = init_query
         self._connect_timeout = connect_timeout
         self._io_timeout = io_timeout
@@ -107,6 +114,24 @@ class BackendFactoryBase:
         """RDS Proxy's words for a client user it holds no database login for."""
         return (f"This RDS proxy has no credentials for the role {user}. Check the credentials for this "
                 f"role and try again.")
+
+    async def _login_for(self, user: str) -> BackendCredentials | None:
+        """The database login for client ``user`` now: the source's answer (its secret read first when
+        due) when there is a source, else the held one; None: the proxy has no credentials for it."""
+        if self._credential_source is None:
+            return self._credentials(user)
+        found = await self._credential_source.lookup(user)
+        return None if found is None else found.backend
+
+    async def _login_after_refusal(self, user: str, tried: BackendCredentials) -> BackendCredentials | None:
+        """The database refused ``tried`` as ``user``'s login: the login to try once more, when the
+        source now holds a different one (a rotated secret); None when retrying cannot help."""
+        if self._credential_source is None:
+            return None
+        found = await self._credential_source.backend_login_failed(user, tried)
+        if found is None or found.backend == tried:
+            return None
+        return found.backend
 
     async def _learn_max_connections(self, instance_id: str, backend: Any) -> None:
         """On the first connection to an instance, hand its ``max_connections`` (when it is a number)

@@ -12,6 +12,8 @@ configuration and the engine's :class:`ProbeConstructor`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from reference_proxy.config import ProxyConfig
 from reference_proxy.contracts import Clock, InstanceAddress
 from reference_proxy.metrics import ProxyMetrics
@@ -27,19 +29,59 @@ from reference_proxy.topology.events import (
 )
 from reference_proxy.topology.monitor import Probe, ProbeConstructor, ProbeFactory, TopologyMonitor
 
-__all__ = ["EventKind", "Observation", "Probe", "ProbeConstructor", "ProbeFactory", "ProbeFailed", "ProbeResult",
-           "RoundOutcome", "TopologyCore", "TopologyError", "TopologyEvent", "TopologyMonitor", "monitor_for_config"]
+
+class LoginFollowingProbe:
+    """A probe whose login is asked for afresh each time it must connect: the engine's probe keeps
+    the login it was opened with, so after a failed poll it is replaced by one opened with the login
+    current then (a rotated secret's)."""
+
+    def __init__(self, address: InstanceAddress, login: Callable[[], tuple[str, str] | None],
+                 open_with: Callable[[InstanceAddress, str, str], Probe]) -> None:
+        self._address = address
+        self._login = login
+        self._open_with = open_with
+        self._probe: Probe | None = None
+
+    async def poll(self) -> ProbeResult:
+        if self._probe is None:
+            current = self._login()
+            if current is None:
+                raise ProbeFailed(f"{self._address.id}: the monitor has no login yet (no secret was read)")
+            self._probe = self._open_with(self._address, *current)
+        try:
+            return await self._probe.poll()
+        except ProbeFailed:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            await probe.close()
+
+__all__ = ["EventKind", "LoginFollowingProbe", "Observation", "Probe", "ProbeConstructor", "ProbeFactory",
+           "ProbeFailed", "ProbeResult", "RoundOutcome", "TopologyCore", "TopologyError", "TopologyEvent", "TopologyMonitor", "monitor_for_config"]
 
 
 def monitor_for_config(config: ProxyConfig, open_probe: ProbeConstructor, router: Router | None,
-                       metrics: ProxyMetrics | None, clock: Clock | None = None) -> TopologyMonitor:
-    """The monitor for a configuration's instances, with the engine's probe and [monitor] settings."""
-    user, password = config.monitor_credentials()
+                       metrics: ProxyMetrics | None, clock: Clock | None = None, *,
+                       login: Callable[[], tuple[str, str] | None] | None = None) -> TopologyMonitor:
+    """The monitor for a configuration's instances, with the engine's probe and [monitor] settings.
+
+    The monitor logs in as :meth:`ProxyConfig.monitor_credentials` says; when only secrets hold
+    logins, ``login()`` gives the current one (None: none read yet), asked again whenever a probe
+    must reconnect, so the monitor follows a rotated secret."""
+    fixed = config.monitor_credentials()
     settings = config.monitor
 
-    def probe(address: InstanceAddress) -> Probe:
+    def open_with(address: InstanceAddress, user: str, password: str) -> Probe:
         return open_probe(address, user=user, password=password, database=settings.database,
                           connect_timeout=settings.connect_timeout, query_timeout=settings.query_timeout)
+
+    def probe(address: InstanceAddress) -> Probe:
+        if fixed is not None:
+            return open_with(address, *fixed)
+        return LoginFollowingProbe(address, lambda: login() if login is not None else None, open_with)
 
     return TopologyMonitor([i.address for i in config.instances], probe, router, metrics, clock,
                            interval=settings.interval, fast_interval=settings.fast_interval,

@@ -6,6 +6,12 @@ as the pool key's user to the key's database, sending the key's runtime paramete
 life of the connection; it answers SCRAM-SHA-256, MD5, cleartext or trust; it records the
 server's ParameterStatus values and BackendKeyData (the real key, used to forward a client's
 CancelRequest); then runs InitQuery.  ``reset()`` runs DISCARD ALL and InitQuery again.
+
+The login comes from the proxy's credential source at each connection, so a rotated secret applies
+to new connections only; connections already open are never touched.  When the database refuses the
+password (28P01), the factory asks the source once for a newer one (it reads the secret again, bounded
+per user) and, if it changed, logs in once more with it: a rotation's first failed login costs one
+retry, not a failed client.
 """
 
 from __future__ import annotations
@@ -45,12 +51,17 @@ from reference_proxy.protocol.postgres import (
     Terminate,
 )
 
-__all__ = ["MAX_CONNECTIONS_QUERY", "PostgresBackend", "PostgresBackendFactory", "send_cancel"]
+__all__ = ["MAX_CONNECTIONS_QUERY", "PasswordRefused", "PostgresBackend", "PostgresBackendFactory", "send_cancel"]
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
 MAX_CONNECTIONS_QUERY = "SHOW max_connections"
+INVALID_PASSWORD = "28P01"
+
+
+class PasswordRefused(BackendConnectFailed):
+    """The database refused the proxy's login for its password (SQLSTATE 28P01)."""
 
 
 class PostgresBackend(StreamBackendBase):
@@ -186,9 +197,21 @@ class PostgresBackendFactory(BackendFactoryBase):
     max_connections_query = MAX_CONNECTIONS_QUERY
 
     async def __call__(self, key: PoolKey, address: InstanceAddress) -> PostgresBackend:
-        creds = self._credentials(key.user)
+        creds = await self._login_for(key.user)
         if creds is None:
             raise BackendConnectFailed(self.no_credentials_text(key.user))
+        try:
+            return await self._open(key, address, creds)
+        except PasswordRefused:
+            newer = await self._login_after_refusal(key.user, creds)
+            if newer is None:
+                raise
+        log.info("the database refused the held login for %s on %s; the credentials changed since, "
+                 "logging in once more", key.user, address.id)
+        return await self._open(key, address, newer)
+
+    async def _open(self, key: PoolKey, address: InstanceAddress, creds: BackendCredentials) -> PostgresBackend:
+        """Connect to ``address`` and log in as ``creds``; InitQuery and max_connections follow."""
         try:
             async with asyncio.timeout(self._connect_timeout):
                 reader, writer = await asyncio.open_connection(address.host, address.port)
@@ -221,7 +244,8 @@ class PostgresBackendFactory(BackendFactoryBase):
             await backend.writer.drain()
             msg = await backend._read_message(decoder)
             if isinstance(msg, ErrorResponse):
-                raise BackendConnectFailed(f"Request returned an error: {msg.message}")
+                refused = PasswordRefused if msg.sqlstate == INVALID_PASSWORD else BackendConnectFailed
+                raise refused(f"Request returned an error: {msg.message}")
             if isinstance(msg, AuthenticationOk):
                 continue
             if isinstance(msg, AuthenticationCleartextPassword):

@@ -5,8 +5,9 @@ Life of a session
 1. **Handshake** (no backend involved): SSLRequest is answered ``S`` and TLS starts (or ``N``
    without a certificate); GSSENCRequest always ``N``; a CancelRequest is forwarded (see
    :mod:`.cancel`) and the connection closes.  The StartupMessage is checked as RDS checks it
-   (:mod:`.startup`), RequireTLS is enforced, and the password is verified against the
-   proxy's own users (:mod:`.auth`).
+   (:mod:`.startup`), RequireTLS is enforced, and the client's proof (a password, or an IAM
+   token over TLS) is checked against what the proxy's credential source holds for the user
+   (:mod:`.auth`), read again first when its secret is due.
 2. **Welcome**: the endpoint's router picks the instance for this session; AuthenticationOk,
    the ParameterStatus values a real backend of the same pool key reported (cached per key; the
    first session of a key borrows one connection to learn them), the proxy's own BackendKeyData
@@ -49,7 +50,12 @@ from reference_proxy.contracts import (
     ProxyError,
     ReleaseState,
 )
-from reference_proxy.engines.postgres.auth import AuthFailed, ClientAuthenticator, ScramSecretCache
+from reference_proxy.engines.postgres.auth import (
+    AuthFailed,
+    ClientAuthenticator,
+    ScramSecretCache,
+    WrongPassword,
+)
 from reference_proxy.engines.postgres.cancel import CancelRegistry
 from reference_proxy.engines.postgres.relay import Relay
 from reference_proxy.engines.postgres.startup import StartupRejected, check_startup
@@ -285,8 +291,11 @@ class PostgresClientSession:
             raise _SessionOver()
         if startup.needs_negotiation:
             self.writer.write(NegotiateProtocolVersion(0, startup.unrecognized_options).encode())
-        auth = ClientAuthenticator(startup.user, self.s.credentials(startup.user),
-                                   scram_cache=self.shared.scram_cache, token_bytes=self.s.token_bytes)
+        held = await self.s.credential_source.lookup(startup.user)
+        auth = ClientAuthenticator(
+            startup.user, None if held is None else held.client, scram_cache=self.shared.scram_cache,
+            token_bytes=self.s.token_bytes, iam=self.s.iam, tls=self.tls,
+            token_endpoint=None if self.s.token_endpoint is None else self.s.token_endpoint(self.endpoint))
         try:
             self._send(*auth.start())
             while True:
@@ -294,14 +303,33 @@ class PostgresClientSession:
                 answer = await self._read_startup_message(decoder)
                 if not isinstance(answer, PasswordMessage):
                     raise ProtocolViolation(f"expected a password message, got {type(answer).__name__}")
-                out, done = auth.receive(answer)
+                try:
+                    out, done = auth.receive(answer)
+                except WrongPassword as e:
+                    out, done = await self._after_wrong_password(auth, e)
                 self._send(*out)
                 if done:
                     return startup
         except AuthFailed as e:
             m.inc("ClientConnectionsSetupFailedAuth", endpoint=ep)
+            log.info("[proxyEndpoint=%s] [clientConnection=%s] login of %s refused: %s%s", ep, self.client_id,
+                     startup.user, e.message, f" ({e.detail})" if e.detail else "")
             await self._say_fatal(e.sqlstate, e.message)
             raise _SessionOver() from None
+        finally:
+            auth.abandon()
+
+    async def _after_wrong_password(self, auth: ClientAuthenticator, wrong: WrongPassword) -> tuple[list, bool]:
+        """The client's password did not match the held one: the secret may have been rotated and the
+        client already uses the new password.  Let the source read it again (bounded per user); an
+        MD5 answer is checked once more against a newer password, SCRAM's cannot be, so that client
+        is refused and its next attempt meets the new secret."""
+        tried = auth.credential
+        assert tried is not None
+        newer = await self.s.credential_source.client_login_failed(auth.user, tried)
+        if not wrong.recheckable or newer is None or newer.client == tried:
+            raise wrong
+        return auth.recheck(newer.client)
 
     async def _welcome(self, startup) -> None:
         try:
