@@ -199,6 +199,11 @@ class Relay:
                     packets.receive_data(self._inbox.popleft())
                 packet = packets.next_packet()
                 if packet is not NEED_DATA:
+                    if command and not packets.buffered and not self._inbox and s._start_fast(packet):
+                        # A command that arrived before the relay took the transport over (the
+                        # first one after the login, typically) takes the fast path too.
+                        packets.expected_sequence = 0
+                        continue
                     return packet
                 if self._client_ended:
                     return None

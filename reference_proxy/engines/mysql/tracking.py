@@ -27,7 +27,7 @@ from typing import Any
 
 from reference_proxy.contracts import ReleaseState
 from reference_proxy.engines.mysql.lexer import lexing_options
-from reference_proxy.engines.mysql.screen import could_change_tracked
+from reference_proxy.engines.mysql.screen import Remembered, could_change_tracked
 from reference_proxy.engines.mysql.tracked import TrackedChange, apply_change, pool_variant, statement_changes
 from reference_proxy.protocol.mysql import (
     HEADER_SIZE,
@@ -81,6 +81,10 @@ _MORE_RESULTS = int(ServerStatus.MORE_RESULTS_EXISTS)
 _CURSOR_EXISTS = int(ServerStatus.CURSOR_EXISTS)
 _LEXING_FLAGS = int(ServerStatus.ANSI_QUOTES | ServerStatus.NO_BACKSLASH_ESCAPES)
 _PROGRESS_REPORT = 0xFFFF
+
+
+_statement_changes = Remembered(statement_changes)
+"""Drivers send the same few SET statements on every connection: read each once."""
 
 
 def _after_lenenc(buf: bytes, pos: int, end: int) -> int:
@@ -336,7 +340,7 @@ class SessionTracker:
                 pin = Pin(decision.reason, sql)
         change = None
         if could_change_tracked(sql):
-            change = statement_changes(sql, current_schema=schema, **options) or None
+            change = _statement_changes(sql, current_schema=schema, **options) or None
             if change is not None and change.unresolved and pin is None and self.pin is None \
                     and not exclude_sets:
                 pin = Pin(UNRESOLVED_SETTING_REASON, sql)
