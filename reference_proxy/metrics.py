@@ -13,7 +13,8 @@ reports microseconds; :meth:`ProxyMetrics.snapshot` adds milliseconds for people
 All series live in a private ``CollectorRegistry`` owned by one :class:`ProxyMetrics`, never in
 prometheus_client's global registry, so that several proxies (or tests) in one process do not mix.
 
-The series themselves are plain Python numbers (:class:`_Number`, :class:`_Latencies`) that the
+The series themselves are plain Python numbers (:class:`BoundCounter`, :class:`BoundGauge`,
+:class:`BoundHistogram`) that the
 registry reads through one collector when it is scraped.  prometheus_client's own metric objects
 take a lock on every update and walk every bucket of a histogram; a query updates four series, and
 that showed in the per-query profile.  The proxy updates its metrics from one event loop thread only.
@@ -128,23 +129,38 @@ METRICS: dict[str, MetricSpec] = _declare(
 )
 
 
-class _Number:
-    """One counter or gauge series: a plain number."""
+class BoundCounter:
+    """One counter series: a plain number, checked once when it was bound."""
 
     __slots__ = ("value",)
 
     def __init__(self) -> None:
         self.value = 0.0
 
-    def inc(self, amount: float) -> None:
-        self.value += amount
+    def inc(self, value: float = 1) -> None:
+        if value < 0:
+            raise MetricsError(f"a counter cannot decrease (got {value})")
+        self.value += value
+
+
+class BoundGauge:
+    """One gauge series: a plain number, checked once when it was bound."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def add(self, delta: float) -> None:
+        self.value += delta
 
     def set(self, value: float) -> None:
         self.value = float(value)
 
 
-class _Latencies:
-    """One histogram series: a count per bucket (not cumulative; the exposition sums them) and the sum."""
+class BoundHistogram:
+    """One latency histogram series: a count per bucket (not cumulative; the exposition sums
+    them) and the sum of the observations."""
 
     __slots__ = ("counts", "total")
 
@@ -153,6 +169,8 @@ class _Latencies:
         self.total = 0.0
 
     def observe(self, seconds: float) -> None:
+        if seconds < 0:
+            seconds = 0.0  # a clock step backwards counts as zero, never as a negative latency
         self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # bucket ``le`` holds seconds <= le
         self.total += seconds
 
@@ -184,44 +202,6 @@ class _SeriesCollector:
                 for values, child in list(children.items()):
                     family.add_metric(list(values), child.value)
             yield family
-
-
-class BoundCounter:
-    """One counter series whose name and labels were checked when it was bound."""
-
-    __slots__ = ("_child",)
-
-    def __init__(self, child: Any) -> None:
-        self._child = child
-
-    def inc(self, value: float = 1) -> None:
-        if value < 0:
-            raise MetricsError(f"a counter cannot decrease (got {value})")
-        self._child.inc(value)
-
-
-class BoundHistogram:
-    """One latency histogram series whose name and labels were checked when it was bound."""
-
-    __slots__ = ("_child",)
-
-    def __init__(self, child: Any) -> None:
-        self._child = child
-
-    def observe(self, seconds: float) -> None:
-        self._child.observe(max(0.0, seconds))
-
-
-class BoundGauge:
-    """One gauge series whose name and labels were checked when it was bound."""
-
-    __slots__ = ("_child",)
-
-    def __init__(self, child: Any) -> None:
-        self._child = child
-
-    def add(self, delta: float) -> None:
-        self._child.inc(delta)
 
 
 class ProxyMetrics:
@@ -265,7 +245,8 @@ class ProxyMetrics:
         children = self._series[name]
         child = children.get(values)
         if child is None:
-            child = children[values] = _Latencies() if kind is Kind.HISTOGRAM else _Number()
+            child = children[values] = {Kind.COUNTER: BoundCounter, Kind.GAUGE: BoundGauge,
+                                        Kind.HISTOGRAM: BoundHistogram}[kind]()
         return child
 
     def inc(self, name: str, value: float = 1, **labels: object) -> None:
@@ -276,11 +257,11 @@ class ProxyMetrics:
 
     def observe(self, name: str, seconds: float, **labels: object) -> None:
         """Record one latency, in seconds, in a histogram."""
-        self._child(name, Kind.HISTOGRAM, labels).observe(max(0.0, seconds))
+        self._child(name, Kind.HISTOGRAM, labels).observe(seconds)
 
     def gauge_add(self, name: str, delta: float, **labels: object) -> None:
         """Move a gauge up (positive ``delta``) or down (negative)."""
-        self._child(name, Kind.GAUGE, labels).inc(delta)
+        self._child(name, Kind.GAUGE, labels).add(delta)
 
     def gauge_set(self, name: str, value: float, **labels: object) -> None:
         """Set a gauge to an absolute value."""
@@ -288,15 +269,15 @@ class ProxyMetrics:
 
     def counter(self, name: str, **labels: object) -> BoundCounter:
         """A counter series checked once, for code that counts on every query."""
-        return BoundCounter(self._child(name, Kind.COUNTER, labels))
+        return self._child(name, Kind.COUNTER, labels)
 
     def gauge(self, name: str, **labels: object) -> BoundGauge:
         """A gauge series checked once, for code that moves it on every transaction."""
-        return BoundGauge(self._child(name, Kind.GAUGE, labels))
+        return self._child(name, Kind.GAUGE, labels)
 
     def histogram(self, name: str, **labels: object) -> BoundHistogram:
         """A latency histogram series checked once, for code that observes on every query."""
-        return BoundHistogram(self._child(name, Kind.HISTOGRAM, labels))
+        return self._child(name, Kind.HISTOGRAM, labels)
 
     def value(self, name: str, **labels: object) -> float:
         """The current value of a counter or gauge, or the observation count of a histogram.

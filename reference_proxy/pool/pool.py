@@ -247,7 +247,8 @@ class Pool:
 
     def release(self, conn: BackendConnection, state: ReleaseState) -> None:
         """Take back a lent connection: CLEAN pools it, DIRTY resets it first, BROKEN closes it."""
-        state = ReleaseState(state)
+        if state.__class__ is not ReleaseState:
+            state = ReleaseState(state)
         rec = self._lent(conn)
         inst = self._instances[rec.key.instance_id]
         rec.borrowed = False
@@ -303,6 +304,8 @@ class Pool:
 
     def _dispatch(self, inst: _Instance) -> None:
         """Hand idle connections and free slots to waiters, oldest first; make room if needed."""
+        if not inst.waiters:
+            return  # the usual case on every release: nobody to serve, no room to make
         cap = self._cap(inst)
         while inst.waiters:
             head = inst.waiters[0]

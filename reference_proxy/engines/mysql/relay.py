@@ -35,7 +35,7 @@ from typing import Any
 
 from reference_proxy.engines.mysql.tracked import TrackedChange
 from reference_proxy.engines.mysql.tracking import ReplyRelay
-from reference_proxy.protocol.mysql import NEED_DATA, Packet, ProtocolViolation
+from reference_proxy.protocol.mysql import HEADER_SIZE, NEED_DATA, Packet, ProtocolViolation
 
 __all__ = ["WRITE_HIGH_WATER", "FastCommand", "Handover", "Relay"]
 
@@ -43,7 +43,7 @@ WRITE_HIGH_WATER = 256 * 1024
 """Bytes queued towards the client above which the relay stops reading from the backend."""
 
 
-@dataclass
+@dataclass(slots=True)
 class FastCommand:
     """A command sent on the fast path whose reply is being relayed."""
 
@@ -120,8 +120,9 @@ class Relay:
     """Serves one session's commands until it ends; see the module docstring.
 
     ``session`` is the :class:`~reference_proxy.engines.mysql.session.MySQLClientSession`; the
-    relay uses its client packet reader and the handlers it offers for this: ``_start_fast(packet)``
-    (True: the command is under way, or answered), ``_command_done(fast)`` and, on the coroutine,
+    relay uses its client packet reader and the handlers it offers for this: ``_start_fast(packet,
+    wire)`` (True: the command is under way, or answered; ``wire`` is the packet as it came, when
+    known, so that it need not be framed again), ``_command_done(fast)`` and, on the coroutine,
     whatever :meth:`next_work` returns.
     """
 
@@ -199,7 +200,7 @@ class Relay:
                     packets.receive_data(self._inbox.popleft())
                 packet = packets.next_packet()
                 if packet is not NEED_DATA:
-                    if command and not packets.buffered and not self._inbox and s._start_fast(packet):
+                    if command and not packets.buffered and not self._inbox and s._start_fast(packet, None):
                         # A command that arrived before the relay took the transport over (the
                         # first one after the login, typically) takes the fast path too.
                         packets.expected_sequence = 0
@@ -235,12 +236,15 @@ class Relay:
             return
         s = self.session
         packets = s._client_packets
+        fresh = not packets.buffered
         packets.receive_data(data)
         try:
             packet = packets.next_packet()
             if packet is NEED_DATA:
                 return
-            if packets.buffered or not s._start_fast(packet):
+            # One whole packet in one read (the usual command): ``data`` is its wire form.
+            wire = data if fresh and len(data) == HEADER_SIZE + len(packet.payload) else None
+            if packets.buffered or not s._start_fast(packet, wire):
                 self._pending = packet
                 self.wakeup()
                 return

@@ -371,9 +371,10 @@ class MySQLClientSession:
         else:
             await self._relay_command(command, payload)
 
-    def _start_fast(self, packet: Packet) -> bool:
+    def _start_fast(self, packet: Packet, wire: bytes | None = None) -> bool:
         """The fast path (see :mod:`.relay`): answer or send a plain command on the spot.  False
-        leaves it to the coroutine, with nothing done that it would do differently."""
+        leaves it to the coroutine, with nothing done that it would do differently.  ``wire`` is
+        the packet as the client framed it (sequence 0), when the relay knows it."""
         payload = packet.payload
         if not payload:
             return False
@@ -401,7 +402,7 @@ class MySQLClientSession:
         self._mid_reply = True
         self._relay.send(FastCommand(backend, command, ReplyRelay(command, backend.capabilities,
                                                                   self.shared.max_payload), change, now, now),
-                         encode_packet(payload, 0)[0])
+                         encode_packet(payload, 0)[0] if wire is None else wire)
         return True
 
     async def _finish_handed_over(self, handover: Handover) -> None:

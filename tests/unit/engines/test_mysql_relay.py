@@ -77,7 +77,7 @@ class FakeSession:
         self.done: list[FastCommand] = []
         self.relay: Relay | None = None
 
-    def _start_fast(self, packet) -> bool:
+    def _start_fast(self, packet, wire=None) -> bool:
         if packet.payload[0] != Command.QUERY:
             return False
         fast = FastCommand(self.backend, Command.QUERY, ReplyRelay(Command.QUERY, CAPS, 1 << 24), None, 0, 0)
