@@ -62,8 +62,8 @@ class StreamBackendBase:
         An idle pooled connection has nothing to say: a server that goes away (shutdown, a
         failover fencing the old writer, KILL, wait_timeout) leaves its goodbye unread or just
         closes, so unread bytes or a seen end of stream both mean it must not be lent again."""
-        return (self._usable and not self.writer.is_closing() and not self.reader.at_eof()
-                and not _has_unread_input(self.reader))
+        return (self._usable and not self.writer.transport.is_closing()
+                and not _has_unread_input(self.reader))  # an end of stream seen is unread input too
 
     def mark_broken(self) -> None:
         """The relay saw this connection fail or lose sync: never pool it again."""

@@ -35,7 +35,7 @@ from typing import Any
 
 from reference_proxy.engines.mysql.tracked import TrackedChange
 from reference_proxy.engines.mysql.tracking import ReplyRelay
-from reference_proxy.protocol.mysql import HEADER_SIZE, NEED_DATA, Packet, ProtocolViolation
+from reference_proxy.protocol.mysql import NEED_DATA, Packet, ProtocolViolation
 
 __all__ = ["WRITE_HIGH_WATER", "FastCommand", "Handover", "Relay"]
 
@@ -67,6 +67,8 @@ class Handover:
 class _Side(asyncio.Protocol):
     """Protocol installed on one transport while the relay borrows it; forwards to the relay and
     keeps the original protocol informed of what it must know (end of stream, flow control)."""
+
+    __slots__ = ("backend", "detached", "original", "relay")
 
     def __init__(self, relay: Relay, original: Any, backend: Any = None) -> None:
         self.relay = relay
@@ -134,6 +136,7 @@ class Relay:
         self._client_transport: asyncio.Transport = session.writer.transport
         self._client_side: _Side | None = None
         self._backend_side: _Side | None = None
+        self._spare_side: _Side | None = None  # the last backend side, detached, for reuse
         self._inbox: deque[bytes] = deque()
         self._pending: Packet | None = None
         self._handover: Handover | None = None
@@ -161,6 +164,7 @@ class Relay:
     def stop(self) -> None:
         """The session ends: hand every borrowed transport back."""
         self.detach_backend()
+        self._spare_side = None
         side = self._client_side
         if side is not None:
             side.detached = True
@@ -236,14 +240,16 @@ class Relay:
             return
         s = self.session
         packets = s._client_packets
-        fresh = not packets.buffered
-        packets.receive_data(data)
         try:
-            packet = packets.next_packet()
-            if packet is NEED_DATA:
-                return
             # One whole packet in one read (the usual command): ``data`` is its wire form.
-            wire = data if fresh and len(data) == HEADER_SIZE + len(packet.payload) else None
+            packet = packets.whole_packet(data)
+            wire = data
+            if packet is None:
+                wire = None
+                packets.receive_data(data)
+                packet = packets.next_packet()
+                if packet is NEED_DATA:
+                    return
             if packets.buffered or not s._start_fast(packet, wire):
                 self._pending = packet
                 self.wakeup()
@@ -258,7 +264,12 @@ class Relay:
     def send(self, fast: FastCommand, data: bytes) -> None:
         """Write a fast command to its backend and follow the reply on the backend's transport."""
         transport = fast.backend.transport
-        side = _Side(self, transport.get_protocol(), fast.backend)
+        original = transport.get_protocol()
+        side, self._spare_side = self._spare_side, None
+        if side is not None and side.backend is fast.backend and side.original is original:
+            side.detached = False  # the same backend as last time (a pinned session): no new object
+        else:
+            side = _Side(self, original, fast.backend)
         self._backend_side = side
         transport.set_protocol(side)
         self.fast = fast
@@ -328,6 +339,7 @@ class Relay:
             transport.set_protocol(side.original)
             if self._backend_paused:
                 transport.resume_reading()
+            self._spare_side = side
         self._backend_paused = False
 
     def _apply_backend_reading(self) -> None:
