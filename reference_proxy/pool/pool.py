@@ -475,11 +475,11 @@ class Pool:
                     waiter.future.set_exception(PoolClosed("the pool is shutting down"))
 
     def _update_quiet(self) -> None:
-        busy = any(inst.closing or len(inst.tracked) > inst.idle_count for inst in self._instances.values())
-        if busy:
-            self._quiet.clear()
-        else:
-            self._quiet.set()
+        for inst in self._instances.values():  # a plain loop: runs on every release
+            if inst.closing or len(inst.tracked) > inst.idle_count:
+                self._quiet.clear()
+                return
+        self._quiet.set()
 
     # ----------------------------------------------------------------- session-reported state
 

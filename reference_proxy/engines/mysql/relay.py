@@ -20,8 +20,10 @@ or broke the protocol, the server asked for a LOCAL INFILE) is handed over to th
 its reply state, and finished there.
 
 The transports are borrowed: the relay installs its protocol on the client's transport for the
-rest of the session, and on a backend's transport only while a fast command's reply is in flight,
-so that the session's and the pool's StreamReaders see everything else as before.  End of stream,
+rest of the session, and on a backend's transport from its first fast command until the session
+gives the backend back (or reads it on the coroutine), so that the session's and the pool's
+StreamReaders see everything else as before; bytes a backend sends while no reply is awaited go
+straight back to its own protocol.  End of stream,
 loss and write flow control are passed on to the original protocols.  When the client stops
 reading (its transport's write buffer fills), reading from the backend pauses until it drains.
 """
@@ -136,7 +138,6 @@ class Relay:
         self._client_transport: asyncio.Transport = session.writer.transport
         self._client_side: _Side | None = None
         self._backend_side: _Side | None = None
-        self._spare_side: _Side | None = None  # the last backend side, detached, for reuse
         self._inbox: deque[bytes] = deque()
         self._pending: Packet | None = None
         self._handover: Handover | None = None
@@ -164,7 +165,6 @@ class Relay:
     def stop(self) -> None:
         """The session ends: hand every borrowed transport back."""
         self.detach_backend()
-        self._spare_side = None
         side = self._client_side
         if side is not None:
             side.detached = True
@@ -262,18 +262,21 @@ class Relay:
             self.wakeup()
 
     def send(self, fast: FastCommand, data: bytes) -> None:
-        """Write a fast command to its backend and follow the reply on the backend's transport."""
-        transport = fast.backend.transport
-        original = transport.get_protocol()
-        side, self._spare_side = self._spare_side, None
-        if side is not None and side.backend is fast.backend and side.original is original:
-            side.detached = False  # the same backend as last time (a pinned session): no new object
-        else:
-            side = _Side(self, original, fast.backend)
-        self._backend_side = side
-        transport.set_protocol(side)
+        """Write a fast command to its backend and follow the reply on the backend's transport.
+
+        The relay's protocol stays on a backend's transport from one command to the next for as
+        long as the session holds that backend (:meth:`release_backend` hands it back): uvloop
+        stops and restarts reading on every protocol switch, two system calls each."""
+        backend = fast.backend
+        side = self._backend_side
+        if side is None or side.backend is not backend:
+            if side is not None:
+                self.detach_backend()
+            transport = backend.transport
+            side = self._backend_side = _Side(self, transport.get_protocol(), backend)
+            transport.set_protocol(side)
         self.fast = fast
-        transport.write(data)
+        backend.transport.write(data)
 
     def backend_bytes(self, data: bytes) -> None:
         fast = self.fast
@@ -297,7 +300,7 @@ class Relay:
             if reply.buffered:
                 self._hand_over(fast, "the database broke the protocol: bytes after a complete reply")
                 return
-            self.detach_backend()
+            self.fast = None  # the side stays until the session gives the backend back
             self.last_activity = self.loop.time()
             try:
                 self.session._command_done(fast)
@@ -327,8 +330,15 @@ class Relay:
         self._handover = Handover(fast, lost)
         self.wakeup()
 
+    def release_backend(self, backend: Any) -> None:
+        """The session gives ``backend`` back (to the pool, or to its own coroutine)."""
+        side = self._backend_side
+        if side is not None and side.backend is backend:
+            self.detach_backend()
+
     def detach_backend(self) -> None:
-        """Give the backend's transport its own protocol back (the reply is over, or handed over)."""
+        """Give the backend's transport its own protocol back (the backend is released, its reply
+        handed over, or the coroutine reads it), and forget any fast command on it."""
         self.fast = None
         side, self._backend_side = self._backend_side, None
         if side is None:
@@ -339,7 +349,6 @@ class Relay:
             transport.set_protocol(side.original)
             if self._backend_paused:
                 transport.resume_reading()
-            self._spare_side = side
         self._backend_paused = False
 
     def _apply_backend_reading(self) -> None:

@@ -415,6 +415,8 @@ class MySQLClientSession:
         self._command_done(fast)
 
     async def _relay_command(self, command: int, payload: bytes) -> None:
+        if self._relay is not None:
+            self._relay.detach_backend()  # the coroutine reads the reply through the backend's own stream
         tracker = self.tracker
         assert self.key is not None
         pin, change = tracker.inspect(command, payload, self.key.database)
@@ -600,9 +602,8 @@ class MySQLClientSession:
 
     def _release(self, state: ReleaseState) -> None:
         backend, self.backend = self.backend, None
-        relay = self._relay
-        if relay is not None and relay.fast is not None and relay.fast.backend is backend:
-            relay.detach_backend()  # its own protocol back before anyone else may borrow it
+        if self._relay is not None:
+            self._relay.release_backend(backend)  # its own protocol back before anyone else may borrow it
         if state is ReleaseState.BROKEN:
             with contextlib.suppress(Exception):
                 backend.mark_broken()

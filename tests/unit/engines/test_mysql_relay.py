@@ -117,7 +117,14 @@ def test_a_fast_command_runs_from_callbacks_alone():
         backend.protocol.data_received(OK)
         assert session.writer.transport.written == [OK]
         assert len(session.done) == 1 and relay.fast is None
-        assert isinstance(backend.protocol, Original)  # its own protocol back
+        assert not isinstance(backend.protocol, Original)  # kept while the session holds the backend
+        backend.protocol.data_received(b"unasked")  # nothing awaited: straight to its own protocol
+        assert isinstance(backend.protocol, Original) and backend.protocol.data == [b"unasked"]
+        client.data_received(command(b"\x03SELECT 2"))
+        backend.protocol.data_received(OK)
+        assert len(session.done) == 2
+        relay.release_backend(session.backend)
+        assert isinstance(backend.protocol, Original)  # its own protocol back for the pool
         assert not waiter.done()  # no coroutine switch needed
         client.data_received(command(b"\x0e"))  # not a fast command: the coroutine gets it
         packet = await waiter
