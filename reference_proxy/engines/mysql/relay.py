@@ -20,10 +20,14 @@ or broke the protocol, the server asked for a LOCAL INFILE) is handed over to th
 its reply state, and finished there.
 
 The transports are borrowed: the relay installs its protocol on the client's transport for the
-rest of the session, and on a backend's transport from its first fast command until the session
-gives the backend back (or reads it on the coroutine), so that the session's and the pool's
-StreamReaders see everything else as before; bytes a backend sends while no reply is awaited go
-straight back to its own protocol.  End of stream,
+rest of the session.  A backend's incoming bytes are lent to the relay through its
+:class:`~reference_proxy.engines.TappableStreamProtocol` (or, on any other transport, by installing
+the relay's protocol) from its first fast command until the session gives the backend back (or
+reads it on the coroutine), so that the session's and the pool's StreamReaders see everything else
+as before; bytes a backend sends while no reply is awaited go straight back to its own protocol.
+Switching protocols would cost uvloop a stop and restart of reading each time, two system calls
+each way, which is why the backend's protocol is lent rather than replaced, and kept between the
+commands of a session that holds its backend.  End of stream,
 loss and write flow control are passed on to the original protocols.  When the client stops
 reading (its transport's write buffer fills), reading from the backend pauses until it drains.
 """
@@ -35,6 +39,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from reference_proxy.engines import TappableStreamProtocol
 from reference_proxy.engines.mysql.tracked import TrackedChange
 from reference_proxy.engines.mysql.tracking import ReplyRelay
 from reference_proxy.protocol.mysql import NEED_DATA, Packet, ProtocolViolation
@@ -108,6 +113,24 @@ class _Side(asyncio.Protocol):
             self.relay.client_congested(False)
 
 
+class _BackendTap:
+    """What the relay lends a backend's :class:`TappableStreamProtocol` (the usual case) instead of
+    installing a :class:`_Side` on its transport; ``original`` is that protocol."""
+
+    __slots__ = ("backend", "original", "relay")
+
+    def __init__(self, relay: Relay, original: TappableStreamProtocol, backend: Any) -> None:
+        self.relay = relay
+        self.original = original
+        self.backend = backend
+
+    def data_received(self, data: bytes) -> None:
+        self.relay.backend_bytes(data)
+
+    def stream_ended(self) -> None:
+        self.relay.stream_ended(self.backend)
+
+
 def _take_stream_buffer(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
     """Bytes a StreamReader received that nobody read, and whether it saw the end of the stream:
     when the relay takes the client's transport over, they belong to the relay.  StreamReader has
@@ -137,7 +160,7 @@ class Relay:
         self.last_activity = self.loop.time()
         self._client_transport: asyncio.Transport = session.writer.transport
         self._client_side: _Side | None = None
-        self._backend_side: _Side | None = None
+        self._backend_side: _Side | _BackendTap | None = None
         self._inbox: deque[bytes] = deque()
         self._pending: Packet | None = None
         self._handover: Handover | None = None
@@ -264,17 +287,22 @@ class Relay:
     def send(self, fast: FastCommand, data: bytes) -> None:
         """Write a fast command to its backend and follow the reply on the backend's transport.
 
-        The relay's protocol stays on a backend's transport from one command to the next for as
-        long as the session holds that backend (:meth:`release_backend` hands it back): uvloop
-        stops and restarts reading on every protocol switch, two system calls each."""
+        The backend stays lent to the relay from one command to the next for as long as the
+        session holds it (:meth:`release_backend` hands it back); see the module docstring."""
         backend = fast.backend
         side = self._backend_side
         if side is None or side.backend is not backend:
             if side is not None:
                 self.detach_backend()
             transport = backend.transport
-            side = self._backend_side = _Side(self, transport.get_protocol(), backend)
-            transport.set_protocol(side)
+            protocol = transport.get_protocol()
+            if isinstance(protocol, TappableStreamProtocol):
+                side = _BackendTap(self, protocol, backend)
+                protocol.tap = side
+            else:
+                side = _Side(self, protocol, backend)
+                transport.set_protocol(side)
+            self._backend_side = side
         self.fast = fast
         backend.transport.write(data)
 
@@ -343,12 +371,16 @@ class Relay:
         side, self._backend_side = self._backend_side, None
         if side is None:
             return
-        side.detached = True
         transport = side.backend.transport
-        if not transport.is_closing():
-            transport.set_protocol(side.original)
-            if self._backend_paused:
-                transport.resume_reading()
+        if isinstance(side, _BackendTap):
+            if side.original.tap is side:
+                side.original.tap = None
+        else:
+            side.detached = True
+            if not transport.is_closing():
+                transport.set_protocol(side.original)
+        if self._backend_paused and not transport.is_closing():
+            transport.resume_reading()
         self._backend_paused = False
 
     def _apply_backend_reading(self) -> None:
