@@ -284,7 +284,10 @@ class Pool:
                 and rec.generation == inst.generation and _usable(rec.conn))
 
     def _pool_idle(self, inst: _Instance, rec: _Tracked) -> None:
-        inst.idle.setdefault(rec.key, deque()).append(rec)
+        queue = inst.idle.get(rec.key)
+        if queue is None:
+            queue = inst.idle[rec.key] = deque()
+        queue.append(rec)
         inst.idle_count += 1
         self._dispatch(inst)
         # No trimming here: RDS counts a backend connection as idle only after 5 minutes without
