@@ -12,15 +12,25 @@ reports microseconds; :meth:`ProxyMetrics.snapshot` adds milliseconds for people
 
 All series live in a private ``CollectorRegistry`` owned by one :class:`ProxyMetrics`, never in
 prometheus_client's global registry, so that several proxies (or tests) in one process do not mix.
+
+The series themselves are plain Python numbers (:class:`BoundCounter`, :class:`BoundGauge`,
+:class:`BoundHistogram`) that the
+registry reads through one collector when it is scraped.  prometheus_client's own metric objects
+take a lock on every update and walk every bucket of a histogram; a query updates four series, and
+that showed in the per-query profile.  The proxy updates its metrics from one event loop thread only.
 """
 
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from reference_proxy.contracts import ProxyError
 
@@ -120,41 +130,78 @@ METRICS: dict[str, MetricSpec] = _declare(
 
 
 class BoundCounter:
-    """One counter series whose name and labels were checked when it was bound."""
+    """One counter series: a plain number, checked once when it was bound."""
 
-    __slots__ = ("_child",)
+    __slots__ = ("value",)
 
-    def __init__(self, child: Any) -> None:
-        self._child = child
+    def __init__(self) -> None:
+        self.value = 0.0
 
     def inc(self, value: float = 1) -> None:
         if value < 0:
             raise MetricsError(f"a counter cannot decrease (got {value})")
-        self._child.inc(value)
-
-
-class BoundHistogram:
-    """One latency histogram series whose name and labels were checked when it was bound."""
-
-    __slots__ = ("_child",)
-
-    def __init__(self, child: Any) -> None:
-        self._child = child
-
-    def observe(self, seconds: float) -> None:
-        self._child.observe(max(0.0, seconds))
+        self.value += value
 
 
 class BoundGauge:
-    """One gauge series whose name and labels were checked when it was bound."""
+    """One gauge series: a plain number, checked once when it was bound."""
 
-    __slots__ = ("_child",)
+    __slots__ = ("value",)
 
-    def __init__(self, child: Any) -> None:
-        self._child = child
+    def __init__(self) -> None:
+        self.value = 0.0
 
     def add(self, delta: float) -> None:
-        self._child.inc(delta)
+        self.value += delta
+
+    def set(self, value: float) -> None:
+        self.value = float(value)
+
+
+class BoundHistogram:
+    """One latency histogram series: a count per bucket (not cumulative; the exposition sums
+    them) and the sum of the observations."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        if seconds < 0:
+            seconds = 0.0  # a clock step backwards counts as zero, never as a negative latency
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # bucket ``le`` holds seconds <= le
+        self.total += seconds
+
+
+_BUCKET_BOUNDS = tuple(floatToGoString(b) for b in LATENCY_BUCKETS) + ("+Inf",)
+
+
+class _SeriesCollector:
+    """Shows every declared metric's series to the registry, in prometheus_client's families."""
+
+    def __init__(self, series: dict[str, dict[tuple[str, ...], Any]]) -> None:
+        self._series = series
+
+    def collect(self) -> Iterator[Metric]:
+        for spec in METRICS.values():
+            children = self._series[spec.name]
+            family: Any
+            if spec.kind is Kind.HISTOGRAM:
+                family = HistogramMetricFamily(spec.name, spec.meaning, labels=spec.labels)
+                for values, child in list(children.items()):
+                    cumulative, buckets = 0, []
+                    for bound, count in zip(_BUCKET_BOUNDS, child.counts, strict=True):
+                        cumulative += count
+                        buckets.append((bound, cumulative))
+                    family.add_metric(list(values), buckets, child.total)
+            else:
+                family = (CounterMetricFamily if spec.kind is Kind.COUNTER else GaugeMetricFamily)(
+                    spec.name, spec.meaning, labels=spec.labels)
+                for values, child in list(children.items()):
+                    family.add_metric(list(values), child.value)
+            yield family
 
 
 class ProxyMetrics:
@@ -168,20 +215,11 @@ class ProxyMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._series: dict[str, Any] = {}
-        for spec in METRICS.values():
-            if spec.kind is Kind.COUNTER:
-                self._series[spec.name] = Counter(spec.name, spec.meaning, spec.labels,
-                                                  registry=self.registry)
-            elif spec.kind is Kind.GAUGE:
-                self._series[spec.name] = Gauge(spec.name, spec.meaning, spec.labels,
-                                                registry=self.registry)
-            else:
-                self._series[spec.name] = Histogram(spec.name, spec.meaning, spec.labels,
-                                                    buckets=LATENCY_BUCKETS, registry=self.registry)
-        # Validated label children by (name, kind, label items as passed).  prometheus_client's
-        # ``labels()`` takes a lock and rebuilds a key on every call, which shows in the per-query
-        # profile; a series is validated once and then found with one dict lookup.
+        # Every metric's series by label values, in the declared label order.
+        self._series: dict[str, dict[tuple[str, ...], Any]] = {name: {} for name in METRICS}
+        self.registry.register(_SeriesCollector(self._series))
+        # Validated series by (name, kind, label items as passed): a series is validated once and
+        # then found with one dict lookup.
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, name: str, kind: Kind, labels: dict[str, object]) -> Any:
@@ -203,7 +241,13 @@ class ProxyMetrics:
             raise MetricsError(f"metric {name!r} is a {spec.kind.value}, not a {kind.value}")
         if set(labels) != set(spec.labels):
             raise MetricsError(f"metric {name!r} takes labels {list(spec.labels)}, got {sorted(labels)}")
-        return self._series[name].labels(**{k: str(v) for k, v in labels.items()})
+        values = tuple(str(labels[label]) for label in spec.labels)
+        children = self._series[name]
+        child = children.get(values)
+        if child is None:
+            child = children[values] = {Kind.COUNTER: BoundCounter, Kind.GAUGE: BoundGauge,
+                                        Kind.HISTOGRAM: BoundHistogram}[kind]()
+        return child
 
     def inc(self, name: str, value: float = 1, **labels: object) -> None:
         """Add ``value`` (≥ 0) to a counter."""
@@ -213,11 +257,11 @@ class ProxyMetrics:
 
     def observe(self, name: str, seconds: float, **labels: object) -> None:
         """Record one latency, in seconds, in a histogram."""
-        self._child(name, Kind.HISTOGRAM, labels).observe(max(0.0, seconds))
+        self._child(name, Kind.HISTOGRAM, labels).observe(seconds)
 
     def gauge_add(self, name: str, delta: float, **labels: object) -> None:
         """Move a gauge up (positive ``delta``) or down (negative)."""
-        self._child(name, Kind.GAUGE, labels).inc(delta)
+        self._child(name, Kind.GAUGE, labels).add(delta)
 
     def gauge_set(self, name: str, value: float, **labels: object) -> None:
         """Set a gauge to an absolute value."""
@@ -225,15 +269,15 @@ class ProxyMetrics:
 
     def counter(self, name: str, **labels: object) -> BoundCounter:
         """A counter series checked once, for code that counts on every query."""
-        return BoundCounter(self._child(name, Kind.COUNTER, labels))
+        return self._child(name, Kind.COUNTER, labels)
 
     def gauge(self, name: str, **labels: object) -> BoundGauge:
         """A gauge series checked once, for code that moves it on every transaction."""
-        return BoundGauge(self._child(name, Kind.GAUGE, labels))
+        return self._child(name, Kind.GAUGE, labels)
 
     def histogram(self, name: str, **labels: object) -> BoundHistogram:
         """A latency histogram series checked once, for code that observes on every query."""
-        return BoundHistogram(self._child(name, Kind.HISTOGRAM, labels))
+        return self._child(name, Kind.HISTOGRAM, labels)
 
     def value(self, name: str, **labels: object) -> float:
         """The current value of a counter or gauge, or the observation count of a histogram.

@@ -140,8 +140,11 @@ class Router:
         self._sessions[to_id] += 1
 
     def role(self, instance_id: str) -> Role:
-        self._check_known([instance_id])
-        return self._roles[instance_id]
+        try:
+            return self._roles[instance_id]  # asked on every borrow: no list, no loop
+        except KeyError:
+            self._check_known([instance_id])
+            raise
 
     def address(self, instance_id: str) -> InstanceAddress:
         self._check_known([instance_id])

@@ -24,7 +24,8 @@ from reference_proxy.pinning import PinDecision
 from reference_proxy.session_services import SessionFactory, SessionServices
 from reference_proxy.topology import ProbeConstructor
 
-__all__ = ["IMPLEMENTATIONS", "BackendFactoryBase", "BackendFactoryConstructor", "ProxyEngine", "StreamBackendBase", "engine_for"]
+__all__ = ["IMPLEMENTATIONS", "BackendFactoryBase", "BackendFactoryConstructor", "ProxyEngine", "StreamBackendBase",
+           "TappableStreamProtocol", "engine_for", "open_tappable_connection"]
 
 IMPLEMENTATIONS: dict[Engine, str] = {
     Engine.POSTGRES: "reference_proxy.engines.postgres",
@@ -50,6 +51,54 @@ class BackendFactoryConstructor(Protocol):
                  credential_source: CredentialSource | None = None) -> BackendFactory: ...
 
 
+class StreamTap(Protocol):
+    """Who a :class:`TappableStreamProtocol` lends its incoming bytes to."""
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def stream_ended(self) -> None:
+        """The stream ended or was lost (the stream reader has been told already, or is next)."""
+        ...
+
+
+class TappableStreamProtocol(asyncio.StreamReaderProtocol):
+    """A backend connection's stream protocol that can lend what arrives to a relay for a while.
+
+    A relay that follows each reply from transport callbacks could install its own protocol on
+    the backend's transport, but uvloop stops and restarts reading on every protocol switch (two
+    system calls each way, per query on a multiplexed session); setting :attr:`tap` costs nothing.
+    End of stream and loss reach the stream reader as always, and the tap too."""
+
+    tap: StreamTap | None = None
+
+    def data_received(self, data: bytes) -> None:
+        tap = self.tap
+        if tap is None:
+            super().data_received(data)
+        else:
+            tap.data_received(data)
+
+    def eof_received(self) -> bool:
+        keep_open = bool(super().eof_received())
+        if self.tap is not None:
+            self.tap.stream_ended()
+        return keep_open
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.tap is not None:
+            self.tap.stream_ended()
+        super().connection_lost(exc)
+
+
+async def open_tappable_connection(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """:func:`asyncio.open_connection` with a :class:`TappableStreamProtocol`."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(loop=loop)
+    protocol = TappableStreamProtocol(reader, loop=loop)
+    transport, _ = await loop.create_connection(lambda: protocol, host, port)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 class StreamBackendBase:
     """What every engine's backend connection over asyncio streams shares: telling whether it may
     be lent again, and cutting it.
@@ -67,8 +116,8 @@ class StreamBackendBase:
         An idle pooled connection has nothing to say: a server that goes away (shutdown, a
         failover fencing the old writer, KILL, wait_timeout) leaves its goodbye unread or just
         closes, so unread bytes or a seen end of stream both mean it must not be lent again."""
-        return (self._usable and not self.writer.is_closing() and not self.reader.at_eof()
-                and not _has_unread_input(self.reader))
+        return (self._usable and not self.writer.transport.is_closing()
+                and not _has_unread_input(self.reader))  # an end of stream seen is unread input too
 
     def mark_broken(self) -> None:
         """The relay saw this connection fail or lose sync: never pool it again."""

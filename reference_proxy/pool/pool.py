@@ -247,7 +247,8 @@ class Pool:
 
     def release(self, conn: BackendConnection, state: ReleaseState) -> None:
         """Take back a lent connection: CLEAN pools it, DIRTY resets it first, BROKEN closes it."""
-        state = ReleaseState(state)
+        if state.__class__ is not ReleaseState:
+            state = ReleaseState(state)
         rec = self._lent(conn)
         inst = self._instances[rec.key.instance_id]
         rec.borrowed = False
@@ -283,7 +284,10 @@ class Pool:
                 and rec.generation == inst.generation and _usable(rec.conn))
 
     def _pool_idle(self, inst: _Instance, rec: _Tracked) -> None:
-        inst.idle.setdefault(rec.key, deque()).append(rec)
+        queue = inst.idle.get(rec.key)
+        if queue is None:
+            queue = inst.idle[rec.key] = deque()
+        queue.append(rec)
         inst.idle_count += 1
         self._dispatch(inst)
         # No trimming here: RDS counts a backend connection as idle only after 5 minutes without
@@ -303,6 +307,8 @@ class Pool:
 
     def _dispatch(self, inst: _Instance) -> None:
         """Hand idle connections and free slots to waiters, oldest first; make room if needed."""
+        if not inst.waiters:
+            return  # the usual case on every release: nobody to serve, no room to make
         cap = self._cap(inst)
         while inst.waiters:
             head = inst.waiters[0]
@@ -472,11 +478,11 @@ class Pool:
                     waiter.future.set_exception(PoolClosed("the pool is shutting down"))
 
     def _update_quiet(self) -> None:
-        busy = any(inst.closing or len(inst.tracked) > inst.idle_count for inst in self._instances.values())
-        if busy:
-            self._quiet.clear()
-        else:
-            self._quiet.set()
+        for inst in self._instances.values():  # a plain loop: runs on every release
+            if inst.closing or len(inst.tracked) > inst.idle_count:
+                self._quiet.clear()
+                return
+        self._quiet.set()
 
     # ----------------------------------------------------------------- session-reported state
 

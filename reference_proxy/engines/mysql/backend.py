@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from reference_proxy.contracts import BackendConnectFailed, BackendCredentials, InstanceAddress, PoolKey
-from reference_proxy.engines import BackendFactoryBase, StreamBackendBase
+from reference_proxy.engines import BackendFactoryBase, StreamBackendBase, open_tappable_connection
 from reference_proxy.protocol.mysql import (
     CACHING_SHA2_PASSWORD,
     NATIVE_PASSWORD,
@@ -535,7 +535,7 @@ async def connect_and_log_in(key: PoolKey, address: InstanceAddress, credentials
     MySQLConnectFailed, with the server's code when it refused."""
     try:
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(address.host, address.port)
+            reader, writer = await open_tappable_connection(address.host, address.port)
     except (OSError, TimeoutError) as e:
         raise MySQLConnectFailed(f"cannot connect to instance {address.id} at {address.host}:{address.port}: "
                                  f"{e or 'timed out'}", CR_CONN_HOST_ERROR) from None

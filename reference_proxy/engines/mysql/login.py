@@ -105,8 +105,11 @@ OFFERED_CAPABILITIES = (
     | Capability.REMEMBER_OPTIONS)
 """What the greeting offers (plus SSL when TLS is configured); see the module docstring."""
 
-_COMPRESSION = Capability.COMPRESS | Capability.ZSTD_COMPRESSION
-_NEVER_OFFERED = _COMPRESSION | Capability.LOCAL_FILES
+# Plain ints: ``int & Capability.X`` runs enum's reflected ``&`` in Python, on every login.
+_COMPRESSION = int(Capability.COMPRESS | Capability.ZSTD_COMPRESSION)
+_NEVER_OFFERED = _COMPRESSION | int(Capability.LOCAL_FILES)
+_SSL = int(Capability.SSL)
+_PLUGIN_AUTH = int(Capability.PLUGIN_AUTH)
 
 
 def make_nonce(random_bytes: Callable[[int], bytes]) -> bytes:
@@ -206,8 +209,8 @@ class ClientLogin:
         self._sha2_cache = sha2_cache
         self._require_tls = require_tls
         self._status_flags = status_flags
-        offered = offered_capabilities & ~_NEVER_OFFERED
-        self.offered_capabilities = offered | Capability.SSL if tls_available else offered & ~Capability.SSL
+        offered = int(offered_capabilities) & ~_NEVER_OFFERED
+        self.offered_capabilities = offered | _SSL if tls_available else offered & ~_SSL
         self.nonce = make_nonce(random_bytes)
         self._greeting = HandshakeV10(server_version, connection_id, self.nonce, self.offered_capabilities,
                                       character_set, status_flags, NATIVE_PASSWORD)
@@ -286,7 +289,7 @@ class ClientLogin:
         return self._after_auth_step(*self._auth.receive(payload), sequence_id)
 
     def _on_ssl_request(self, request: SSLRequest) -> list[LoginEvent]:
-        if not self.offered_capabilities & Capability.SSL:
+        if not self.offered_capabilities & _SSL:
             raise ProtocolViolation("SSLRequest, but this proxy does not offer TLS", ER_HANDSHAKE_ERROR)
         self._state = "tls"
         return [StartTls(self._reader.take_buffered())]
@@ -304,12 +307,12 @@ class ClientLogin:
         self._response = response
         self._capabilities = caps & self.offered_capabilities
         if not self.tls:
-            self._capabilities &= ~Capability.SSL
-        client_plugin = response.auth_plugin_name if caps & Capability.PLUGIN_AUTH else NATIVE_PASSWORD
+            self._capabilities &= ~_SSL
+        client_plugin = response.auth_plugin_name if caps & _PLUGIN_AUTH else NATIVE_PASSWORD
         self._auth = ClientAuthenticator(
             response.username, self._credentials(response.username), nonce=self.nonce,
             client_host=self._client_host, tls=self.tls, sha2_cache=self._sha2_cache,
-            can_switch_plugin=bool(caps & Capability.PLUGIN_AUTH))
+            can_switch_plugin=bool(caps & _PLUGIN_AUTH))
         self._state = "auth"
         return self._after_auth_step(*self._auth.start(client_plugin, response.auth_response), sequence_id)
 

@@ -20,8 +20,14 @@ or broke the protocol, the server asked for a LOCAL INFILE) is handed over to th
 its reply state, and finished there.
 
 The transports are borrowed: the relay installs its protocol on the client's transport for the
-rest of the session, and on a backend's transport only while a fast command's reply is in flight,
-so that the session's and the pool's StreamReaders see everything else as before.  End of stream,
+rest of the session.  A backend's incoming bytes are lent to the relay through its
+:class:`~reference_proxy.engines.TappableStreamProtocol` (or, on any other transport, by installing
+the relay's protocol) from its first fast command until the session gives the backend back (or
+reads it on the coroutine), so that the session's and the pool's StreamReaders see everything else
+as before; bytes a backend sends while no reply is awaited go straight back to its own protocol.
+Switching protocols would cost uvloop a stop and restart of reading each time, two system calls
+each way, which is why the backend's protocol is lent rather than replaced, and kept between the
+commands of a session that holds its backend.  End of stream,
 loss and write flow control are passed on to the original protocols.  When the client stops
 reading (its transport's write buffer fills), reading from the backend pauses until it drains.
 """
@@ -33,6 +39,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from reference_proxy.engines import TappableStreamProtocol
 from reference_proxy.engines.mysql.tracked import TrackedChange
 from reference_proxy.engines.mysql.tracking import ReplyRelay
 from reference_proxy.protocol.mysql import NEED_DATA, Packet, ProtocolViolation
@@ -43,7 +50,7 @@ WRITE_HIGH_WATER = 256 * 1024
 """Bytes queued towards the client above which the relay stops reading from the backend."""
 
 
-@dataclass
+@dataclass(slots=True)
 class FastCommand:
     """A command sent on the fast path whose reply is being relayed."""
 
@@ -67,6 +74,8 @@ class Handover:
 class _Side(asyncio.Protocol):
     """Protocol installed on one transport while the relay borrows it; forwards to the relay and
     keeps the original protocol informed of what it must know (end of stream, flow control)."""
+
+    __slots__ = ("backend", "detached", "original", "relay")
 
     def __init__(self, relay: Relay, original: Any, backend: Any = None) -> None:
         self.relay = relay
@@ -104,6 +113,24 @@ class _Side(asyncio.Protocol):
             self.relay.client_congested(False)
 
 
+class _BackendTap:
+    """What the relay lends a backend's :class:`TappableStreamProtocol` (the usual case) instead of
+    installing a :class:`_Side` on its transport; ``original`` is that protocol."""
+
+    __slots__ = ("backend", "original", "relay")
+
+    def __init__(self, relay: Relay, original: TappableStreamProtocol, backend: Any) -> None:
+        self.relay = relay
+        self.original = original
+        self.backend = backend
+
+    def data_received(self, data: bytes) -> None:
+        self.relay.backend_bytes(data)
+
+    def stream_ended(self) -> None:
+        self.relay.stream_ended(self.backend)
+
+
 def _take_stream_buffer(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
     """Bytes a StreamReader received that nobody read, and whether it saw the end of the stream:
     when the relay takes the client's transport over, they belong to the relay.  StreamReader has
@@ -120,8 +147,9 @@ class Relay:
     """Serves one session's commands until it ends; see the module docstring.
 
     ``session`` is the :class:`~reference_proxy.engines.mysql.session.MySQLClientSession`; the
-    relay uses its client packet reader and the handlers it offers for this: ``_start_fast(packet)``
-    (True: the command is under way, or answered), ``_command_done(fast)`` and, on the coroutine,
+    relay uses its client packet reader and the handlers it offers for this: ``_start_fast(packet,
+    wire)`` (True: the command is under way, or answered; ``wire`` is the packet as it came, when
+    known, so that it need not be framed again), ``_command_done(fast)`` and, on the coroutine,
     whatever :meth:`next_work` returns.
     """
 
@@ -132,7 +160,7 @@ class Relay:
         self.last_activity = self.loop.time()
         self._client_transport: asyncio.Transport = session.writer.transport
         self._client_side: _Side | None = None
-        self._backend_side: _Side | None = None
+        self._backend_side: _Side | _BackendTap | None = None
         self._inbox: deque[bytes] = deque()
         self._pending: Packet | None = None
         self._handover: Handover | None = None
@@ -199,6 +227,11 @@ class Relay:
                     packets.receive_data(self._inbox.popleft())
                 packet = packets.next_packet()
                 if packet is not NEED_DATA:
+                    if command and not packets.buffered and not self._inbox and s._start_fast(packet, None):
+                        # A command that arrived before the relay took the transport over (the
+                        # first one after the login, typically) takes the fast path too.
+                        packets.expected_sequence = 0
+                        continue
                     return packet
                 if self._client_ended:
                     return None
@@ -230,12 +263,17 @@ class Relay:
             return
         s = self.session
         packets = s._client_packets
-        packets.receive_data(data)
         try:
-            packet = packets.next_packet()
-            if packet is NEED_DATA:
-                return
-            if packets.buffered or not s._start_fast(packet):
+            # One whole packet in one read (the usual command): ``data`` is its wire form.
+            packet = packets.whole_packet(data)
+            wire = data
+            if packet is None:
+                wire = None
+                packets.receive_data(data)
+                packet = packets.next_packet()
+                if packet is NEED_DATA:
+                    return
+            if packets.buffered or not s._start_fast(packet, wire):
                 self._pending = packet
                 self.wakeup()
                 return
@@ -247,13 +285,26 @@ class Relay:
             self.wakeup()
 
     def send(self, fast: FastCommand, data: bytes) -> None:
-        """Write a fast command to its backend and follow the reply on the backend's transport."""
-        transport = fast.backend.transport
-        side = _Side(self, transport.get_protocol(), fast.backend)
-        self._backend_side = side
-        transport.set_protocol(side)
+        """Write a fast command to its backend and follow the reply on the backend's transport.
+
+        The backend stays lent to the relay from one command to the next for as long as the
+        session holds it (:meth:`release_backend` hands it back); see the module docstring."""
+        backend = fast.backend
+        side = self._backend_side
+        if side is None or side.backend is not backend:
+            if side is not None:
+                self.detach_backend()
+            transport = backend.transport
+            protocol = transport.get_protocol()
+            if isinstance(protocol, TappableStreamProtocol):
+                side = _BackendTap(self, protocol, backend)
+                protocol.tap = side
+            else:
+                side = _Side(self, protocol, backend)
+                transport.set_protocol(side)
+            self._backend_side = side
         self.fast = fast
-        transport.write(data)
+        backend.transport.write(data)
 
     def backend_bytes(self, data: bytes) -> None:
         fast = self.fast
@@ -277,7 +328,7 @@ class Relay:
             if reply.buffered:
                 self._hand_over(fast, "the database broke the protocol: bytes after a complete reply")
                 return
-            self.detach_backend()
+            self.fast = None  # the side stays until the session gives the backend back
             self.last_activity = self.loop.time()
             try:
                 self.session._command_done(fast)
@@ -307,18 +358,29 @@ class Relay:
         self._handover = Handover(fast, lost)
         self.wakeup()
 
+    def release_backend(self, backend: Any) -> None:
+        """The session gives ``backend`` back (to the pool, or to its own coroutine)."""
+        side = self._backend_side
+        if side is not None and side.backend is backend:
+            self.detach_backend()
+
     def detach_backend(self) -> None:
-        """Give the backend's transport its own protocol back (the reply is over, or handed over)."""
+        """Give the backend's transport its own protocol back (the backend is released, its reply
+        handed over, or the coroutine reads it), and forget any fast command on it."""
         self.fast = None
         side, self._backend_side = self._backend_side, None
         if side is None:
             return
-        side.detached = True
         transport = side.backend.transport
-        if not transport.is_closing():
-            transport.set_protocol(side.original)
-            if self._backend_paused:
-                transport.resume_reading()
+        if isinstance(side, _BackendTap):
+            if side.original.tap is side:
+                side.original.tap = None
+        else:
+            side.detached = True
+            if not transport.is_closing():
+                transport.set_protocol(side.original)
+        if self._backend_paused and not transport.is_closing():
+            transport.resume_reading()
         self._backend_paused = False
 
     def _apply_backend_reading(self) -> None:

@@ -371,9 +371,10 @@ class MySQLClientSession:
         else:
             await self._relay_command(command, payload)
 
-    def _start_fast(self, packet: Packet) -> bool:
+    def _start_fast(self, packet: Packet, wire: bytes | None = None) -> bool:
         """The fast path (see :mod:`.relay`): answer or send a plain command on the spot.  False
-        leaves it to the coroutine, with nothing done that it would do differently."""
+        leaves it to the coroutine, with nothing done that it would do differently.  ``wire`` is
+        the packet as the client framed it (sequence 0), when the relay knows it."""
         payload = packet.payload
         if not payload:
             return False
@@ -401,7 +402,7 @@ class MySQLClientSession:
         self._mid_reply = True
         self._relay.send(FastCommand(backend, command, ReplyRelay(command, backend.capabilities,
                                                                   self.shared.max_payload), change, now, now),
-                         encode_packet(payload, 0)[0])
+                         encode_packet(payload, 0)[0] if wire is None else wire)
         return True
 
     async def _finish_handed_over(self, handover: Handover) -> None:
@@ -414,6 +415,8 @@ class MySQLClientSession:
         self._command_done(fast)
 
     async def _relay_command(self, command: int, payload: bytes) -> None:
+        if self._relay is not None:
+            self._relay.detach_backend()  # the coroutine reads the reply through the backend's own stream
         tracker = self.tracker
         assert self.key is not None
         pin, change = tracker.inspect(command, payload, self.key.database)
@@ -599,9 +602,8 @@ class MySQLClientSession:
 
     def _release(self, state: ReleaseState) -> None:
         backend, self.backend = self.backend, None
-        relay = self._relay
-        if relay is not None and relay.fast is not None and relay.fast.backend is backend:
-            relay.detach_backend()  # its own protocol back before anyone else may borrow it
+        if self._relay is not None:
+            self._relay.release_backend(backend)  # its own protocol back before anyone else may borrow it
         if state is ReleaseState.BROKEN:
             with contextlib.suppress(Exception):
                 backend.mark_broken()

@@ -27,7 +27,7 @@ from typing import Any
 
 from reference_proxy.contracts import ReleaseState
 from reference_proxy.engines.mysql.lexer import lexing_options
-from reference_proxy.engines.mysql.screen import could_change_tracked
+from reference_proxy.engines.mysql.screen import Remembered, could_change_tracked
 from reference_proxy.engines.mysql.tracked import TrackedChange, apply_change, pool_variant, statement_changes
 from reference_proxy.protocol.mysql import (
     HEADER_SIZE,
@@ -79,8 +79,13 @@ _AUTOCOMMIT = int(ServerStatus.AUTOCOMMIT)
 _IN_TRANS = int(ServerStatus.IN_TRANS)
 _MORE_RESULTS = int(ServerStatus.MORE_RESULTS_EXISTS)
 _CURSOR_EXISTS = int(ServerStatus.CURSOR_EXISTS)
+_DEPRECATE_EOF = int(Capability.DEPRECATE_EOF)
 _LEXING_FLAGS = int(ServerStatus.ANSI_QUOTES | ServerStatus.NO_BACKSLASH_ESCAPES)
 _PROGRESS_REPORT = 0xFFFF
+
+
+_statement_changes = Remembered(statement_changes)
+"""Drivers send the same few SET statements on every connection: read each once."""
 
 
 def _after_lenenc(buf: bytes, pos: int, end: int) -> int:
@@ -175,6 +180,37 @@ class ResultsFollower:
         self._state = _COLUMNS
         return False
 
+    def scan(self, buf: bytes, max_payload: int) -> tuple[int, int]:
+        """Follow the plain whole packets at the start of ``buf`` without splitting it first.
+
+        Returns the offset just past the last packet followed and that packet's sequence id (-1
+        when none was).  Stops before anything that needs :class:`ReplyRelay`'s general path: a
+        packet not whole yet, a full-size or oversized one, a LOCAL INFILE request, or a packet
+        after the complete reply (the general path raises for it)."""
+        pos, size, sequence_id = 0, len(buf), -1
+        while size - pos >= HEADER_SIZE:
+            state = self._state
+            if state == _DONE:
+                break
+            length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            end = pos + HEADER_SIZE + length
+            if end > size or length >= MAX_PACKET_PAYLOAD or length > max_payload:
+                break
+            header = buf[pos + HEADER_SIZE] if length else -1
+            if state == _ROWS and header != 0xFE and header != 0xFF and length:
+                pass  # a row: the bulk of most replies, and nothing to follow in it
+            elif state == _COLUMNS and header != 0xFF and length:
+                self._columns_left -= 1
+                if not self._columns_left:
+                    self._state = _COLUMNS_EOF
+            elif state == _FIRST and header == 0xFB:
+                break
+            else:
+                self.feed(buf, pos + HEADER_SIZE, end)
+            sequence_id = buf[pos + 3]
+            pos = end
+        return pos, sequence_id
+
     def _ended(self, flags: int) -> None:
         self.status_flags = flags
         self._state = _FIRST if flags & _MORE_RESULTS else _DONE
@@ -219,12 +255,19 @@ class ReplyRelay:
     :attr:`next_sequence`.  Raises ProtocolViolation when the server breaks the protocol.
     """
 
+    __slots__ = ("_continued", "_follower", "_max_payload", "_results", "_splitter", "infile_sequence",
+                 "local_infile", "next_sequence")
+
     def __init__(self, command: int, capabilities: int, max_payload: int) -> None:
-        if command in _RESULTS_COMMANDS and not capabilities & Capability.DEPRECATE_EOF:
+        # One of these per query: plain ints and no splitter until one is needed keep it cheap.
+        self._results: ResultsFollower | None = None
+        if command in _RESULTS_COMMANDS and not capabilities & _DEPRECATE_EOF:
             self._follower: ResultsFollower | _TrackerFollower = ResultsFollower(command, capabilities)
+            self._results = self._follower
         else:
             self._follower = _TrackerFollower(command, capabilities)
-        self._splitter = PacketSplitter(max_payload, what="server")
+        self._max_payload = max_payload
+        self._splitter: PacketSplitter | None = None
         self._continued = bytearray()
         self.next_sequence = 1
         self.local_infile = False
@@ -246,12 +289,31 @@ class ReplyRelay:
 
     @property
     def buffered(self) -> int:
-        return self._splitter.buffered
+        return 0 if self._splitter is None else self._splitter.buffered
 
     def feed(self, data: bytes) -> bytes:
         """Take server bytes; return the whole packets to forward.  After a LOCAL INFILE request
-        (:attr:`local_infile`, at :attr:`infile_sequence`) nothing more is for the client."""
-        frames = self._splitter.feed(data)
+        (:attr:`local_infile`, at :attr:`infile_sequence`) nothing more is for the client.
+
+        A query's reply usually arrives in whole packets: :meth:`ResultsFollower.scan` follows
+        them where they lie, and only what it stops at goes through the splitter."""
+        results, splitter = self._results, self._splitter
+        if results is not None and not self.local_infile and (
+                splitter is None or not (splitter.buffered or splitter.in_continuation)):
+            pos, sequence_id = results.scan(data, self._max_payload)
+            if sequence_id >= 0:
+                self.next_sequence = (sequence_id + 1) & 0xFF
+            if pos == len(data):
+                return data
+            if pos:
+                return data[:pos] + self._split(data[pos:])
+        return self._split(data)
+
+    def _split(self, data: bytes) -> bytes:
+        splitter = self._splitter
+        if splitter is None:
+            splitter = self._splitter = PacketSplitter(self._max_payload, what="server")
+        frames = splitter.feed(data)
         follower = self._follower
         out = frames.data
         for sequence_id, start, end in frames.spans:
@@ -336,7 +398,7 @@ class SessionTracker:
                 pin = Pin(decision.reason, sql)
         change = None
         if could_change_tracked(sql):
-            change = statement_changes(sql, current_schema=schema, **options) or None
+            change = _statement_changes(sql, current_schema=schema, **options) or None
             if change is not None and change.unresolved and pin is None and self.pin is None \
                     and not exclude_sets:
                 pin = Pin(UNRESOLVED_SETTING_REASON, sql)

@@ -197,6 +197,23 @@ class PacketReader:
     def receive_data(self, data: bytes) -> None:
         self._buf += data
 
+    def whole_packet(self, data: bytes) -> Packet | None:
+        """``data`` as one packet when nothing is buffered and it holds exactly one whole packet
+        of the expected sequence (a command in one read, as most are), without buffering it;
+        None otherwise: then :meth:`receive_data` and :meth:`next_packet` as usual."""
+        size = len(data)
+        if self._buf or self._broken is not None or size < HEADER_SIZE:
+            return None
+        length = data[0] | data[1] << 8 | data[2] << 16
+        seq = data[3]
+        if size != HEADER_SIZE + length or length >= MAX_PACKET_PAYLOAD or length > self.max_payload:
+            return None
+        expected = self.expected_sequence
+        if expected is not None and seq != expected:
+            return None  # next_packet() raises for it
+        self.expected_sequence = next_sequence_id(seq)
+        return Packet(seq, data[HEADER_SIZE:])
+
     def take_buffered(self) -> bytes:
         """Remove and return the bytes not yet read, to hand the stream to a PacketSplitter."""
         out = bytes(self._buf)

@@ -52,6 +52,20 @@ def _bad(message: str) -> ProtocolViolation:
     return ProtocolViolation(message, ER_HANDSHAKE_ERROR)
 
 
+class _Bit:
+    """The capability bits this module tests, as plain ints: ``int & Capability.X`` runs enum's
+    reflected ``&`` in Python, which made these tests a large part of decoding a login."""
+
+    CONNECT_ATTRS = int(Capability.CONNECT_ATTRS)
+    CONNECT_WITH_DB = int(Capability.CONNECT_WITH_DB)
+    LONG_PASSWORD = int(Capability.LONG_PASSWORD)
+    PLUGIN_AUTH = int(Capability.PLUGIN_AUTH)
+    PLUGIN_AUTH_LENENC_CLIENT_DATA = int(Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA)
+    PROTOCOL_41 = int(Capability.PROTOCOL_41)
+    SECURE_CONNECTION = int(Capability.SECURE_CONNECTION)
+    SSL = int(Capability.SSL)
+
+
 @dataclass(frozen=True)
 class HandshakeV10:
     """Server, first packet: who I am, what I can do, and the nonce to authenticate against."""
@@ -81,14 +95,14 @@ class HandshakeV10:
         caps |= r.u16() << 16
         data_len = r.u8()
         reserved = r.raw(10)
-        mariadb_caps = 0 if caps & Capability.LONG_PASSWORD else int.from_bytes(reserved[6:], "little")
+        mariadb_caps = 0 if caps & _Bit.LONG_PASSWORD else int.from_bytes(reserved[6:], "little")
         data = part1
-        if caps & Capability.SECURE_CONNECTION:
+        if caps & _Bit.SECURE_CONNECTION:
             part2 = r.raw(max(_MIN_PART2, data_len - 8))
             data = part1 + part2
             data = data[:data_len - 1] if data_len > 8 else data.rstrip(b"\0")
         plugin = ""
-        if caps & Capability.PLUGIN_AUTH:
+        if caps & _Bit.PLUGIN_AUTH:
             plugin = text(r.nul_bytes() if b"\0" in payload[r.position:] else r.rest())
         r.end()
         return cls(server_version, connection_id, data, caps, charset, status, plugin, mariadb_caps)
@@ -97,20 +111,20 @@ class HandshakeV10:
         if len(self.auth_plugin_data) < 8:
             raise LocalProtocolError("HandshakeV10: the auth plugin data needs at least 8 bytes")
         caps = self.capabilities
-        data_len = len(self.auth_plugin_data) + 1 if caps & Capability.PLUGIN_AUTH else 0
+        data_len = len(self.auth_plugin_data) + 1 if caps & _Bit.PLUGIN_AUTH else 0
         if data_len > 0xFF:
             raise LocalProtocolError("HandshakeV10: auth plugin data too long")
-        reserved = b"\0" * 6 + (b"\0" * 4 if caps & Capability.LONG_PASSWORD
+        reserved = b"\0" * 6 + (b"\0" * 4 if caps & _Bit.LONG_PASSWORD
                                 else fixed_int(self.mariadb_capabilities, 4))
         out = (bytes((PROTOCOL_VERSION_10,)) + nul_string(self.server_version)
                + fixed_int(self.connection_id, 4)
                + self.auth_plugin_data[:8] + b"\0" + fixed_int(caps & 0xFFFF, 2)
                + fixed_int(self.character_set, 1) + fixed_int(self.status_flags, 2)
                + fixed_int(caps >> 16, 2) + bytes((data_len,)) + reserved)
-        if caps & Capability.SECURE_CONNECTION:
+        if caps & _Bit.SECURE_CONNECTION:
             part2 = self.auth_plugin_data[8:] + b"\0"
             out += part2 + b"\0" * (_MIN_PART2 - len(part2))
-        if caps & Capability.PLUGIN_AUTH:
+        if caps & _Bit.PLUGIN_AUTH:
             out += nul_string(self.auth_plugin_name)
         return out
 
@@ -124,7 +138,7 @@ def decode_greeting(payload: bytes) -> HandshakeV10 | ErrPacket:
 
 def _fixed_head(capabilities: int, max_packet_size: int, character_set: int,
                 mariadb_capabilities: int) -> bytes:
-    filler = b"\0" * (_FILLER - 4) + (b"\0" * 4 if capabilities & Capability.LONG_PASSWORD
+    filler = b"\0" * (_FILLER - 4) + (b"\0" * 4 if capabilities & _Bit.LONG_PASSWORD
                                       else fixed_int(mariadb_capabilities, 4))
     return (fixed_int(capabilities, 4) + fixed_int(max_packet_size, 4) + fixed_int(character_set, 1)
             + filler)
@@ -133,9 +147,9 @@ def _fixed_head(capabilities: int, max_packet_size: int, character_set: int,
 def _read_fixed_head(r: PayloadReader, what: str) -> tuple[int, int, int, int]:
     caps, max_packet, charset = r.u32(), r.u32(), r.u8()
     filler = r.raw(_FILLER)
-    if not caps & Capability.PROTOCOL_41:
+    if not caps & _Bit.PROTOCOL_41:
         raise _bad(f"{what}: the client does not speak protocol 4.1")
-    mariadb_caps = 0 if caps & Capability.LONG_PASSWORD else int.from_bytes(filler[-4:], "little")
+    mariadb_caps = 0 if caps & _Bit.LONG_PASSWORD else int.from_bytes(filler[-4:], "little")
     return caps, max_packet, charset, mariadb_caps
 
 
@@ -154,12 +168,12 @@ class SSLRequest:
             raise _bad(f"SSLRequest: {len(payload)} bytes, not {SSL_REQUEST_SIZE}")
         r = _reader(payload, "SSLRequest")
         caps, max_packet, charset, mariadb_caps = _read_fixed_head(r, "SSLRequest")
-        if not caps & Capability.SSL:
+        if not caps & _Bit.SSL:
             raise _bad("SSLRequest: CLIENT_SSL is not set")
         return cls(caps, max_packet, charset, mariadb_caps)
 
     def encode(self) -> bytes:
-        return _fixed_head(self.capabilities | Capability.SSL, self.max_packet_size, self.character_set,
+        return _fixed_head(self.capabilities | _Bit.SSL, self.max_packet_size, self.character_set,
                            self.mariadb_capabilities)
 
 
@@ -185,16 +199,16 @@ class HandshakeResponse41:
         r = _reader(payload, "HandshakeResponse41")
         caps, max_packet, charset, mariadb_caps = _read_fixed_head(r, "HandshakeResponse41")
         username = r.nul_text()
-        if caps & Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA:
+        if caps & _Bit.PLUGIN_AUTH_LENENC_CLIENT_DATA:
             auth = r.lenenc_bytes()
-        elif caps & Capability.SECURE_CONNECTION:
+        elif caps & _Bit.SECURE_CONNECTION:
             auth = r.raw(r.u8())
         else:
             auth = r.nul_bytes()
-        database = r.nul_text() if caps & Capability.CONNECT_WITH_DB and r.remaining() else None
-        plugin = r.nul_text() if caps & Capability.PLUGIN_AUTH and r.remaining() else None
+        database = r.nul_text() if caps & _Bit.CONNECT_WITH_DB and r.remaining() else None
+        plugin = r.nul_text() if caps & _Bit.PLUGIN_AUTH and r.remaining() else None
         attributes: list[tuple[str, str]] = []
-        if caps & Capability.CONNECT_ATTRS and r.remaining():
+        if caps & _Bit.CONNECT_ATTRS and r.remaining():
             block = _reader(r.lenenc_bytes(), "HandshakeResponse41 attributes")
             while block.remaining():
                 attributes.append((block.lenenc_text(), block.lenenc_text()))
@@ -206,19 +220,19 @@ class HandshakeResponse41:
         caps = self.capabilities
         out = _fixed_head(caps, self.max_packet_size, self.character_set, self.mariadb_capabilities)
         out += nul_string(self.username)
-        if caps & Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA:
+        if caps & _Bit.PLUGIN_AUTH_LENENC_CLIENT_DATA:
             out += lenenc_bytes(self.auth_response)
-        elif caps & Capability.SECURE_CONNECTION:
+        elif caps & _Bit.SECURE_CONNECTION:
             if len(self.auth_response) > 0xFF:
                 raise LocalProtocolError("auth response over 255 bytes needs PLUGIN_AUTH_LENENC_CLIENT_DATA")
             out += bytes((len(self.auth_response),)) + self.auth_response
         else:
             out += nul_string(self.auth_response)
-        if caps & Capability.CONNECT_WITH_DB:
+        if caps & _Bit.CONNECT_WITH_DB:
             out += nul_string(self.database or "")
-        if caps & Capability.PLUGIN_AUTH and self.auth_plugin_name is not None:
+        if caps & _Bit.PLUGIN_AUTH and self.auth_plugin_name is not None:
             out += nul_string(self.auth_plugin_name)
-        if caps & Capability.CONNECT_ATTRS and self.attributes:
+        if caps & _Bit.CONNECT_ATTRS and self.attributes:
             block = b"".join(lenenc_bytes(k) + lenenc_bytes(v) for k, v in self.attributes)
             out += lenenc_int(len(block)) + block
         return out
@@ -226,7 +240,7 @@ class HandshakeResponse41:
 
 def decode_client_handshake(payload: bytes) -> SSLRequest | HandshakeResponse41:
     """The client's reply to the greeting: an SSLRequest (32 bytes with CLIENT_SSL) or the response."""
-    if len(payload) == SSL_REQUEST_SIZE and int.from_bytes(payload[:4], "little") & Capability.SSL:
+    if len(payload) == SSL_REQUEST_SIZE and int.from_bytes(payload[:4], "little") & _Bit.SSL:
         return SSLRequest.decode(payload)
     return HandshakeResponse41.decode(payload)
 

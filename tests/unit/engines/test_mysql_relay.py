@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+from reference_proxy.engines import TappableStreamProtocol
 from reference_proxy.engines.mysql.relay import FastCommand, Handover, Relay
 from reference_proxy.engines.mysql.tracking import ReplyRelay
 from reference_proxy.protocol.mysql import Capability, Command, OkPacket, PacketReader, encode_packet
@@ -39,6 +40,9 @@ class FakeTransport:
 
     def set_write_buffer_limits(self, high: int) -> None:
         pass
+
+    def get_extra_info(self, name: str, default=None):
+        return default
 
 
 class Original:
@@ -77,7 +81,7 @@ class FakeSession:
         self.done: list[FastCommand] = []
         self.relay: Relay | None = None
 
-    def _start_fast(self, packet) -> bool:
+    def _start_fast(self, packet, wire=None) -> bool:
         if packet.payload[0] != Command.QUERY:
             return False
         fast = FastCommand(self.backend, Command.QUERY, ReplyRelay(Command.QUERY, CAPS, 1 << 24), None, 0, 0)
@@ -117,7 +121,14 @@ def test_a_fast_command_runs_from_callbacks_alone():
         backend.protocol.data_received(OK)
         assert session.writer.transport.written == [OK]
         assert len(session.done) == 1 and relay.fast is None
-        assert isinstance(backend.protocol, Original)  # its own protocol back
+        assert not isinstance(backend.protocol, Original)  # kept while the session holds the backend
+        backend.protocol.data_received(b"unasked")  # nothing awaited: straight to its own protocol
+        assert isinstance(backend.protocol, Original) and backend.protocol.data == [b"unasked"]
+        client.data_received(command(b"\x03SELECT 2"))
+        backend.protocol.data_received(OK)
+        assert len(session.done) == 2
+        relay.release_backend(session.backend)
+        assert isinstance(backend.protocol, Original)  # its own protocol back for the pool
         assert not waiter.done()  # no coroutine switch needed
         client.data_received(command(b"\x0e"))  # not a fast command: the coroutine gets it
         packet = await waiter
@@ -159,5 +170,48 @@ def test_a_congested_client_pauses_the_backend_until_it_drains():
         client.eof_received()
         session.backend.transport.protocol.data_received(OK)
         assert await waiter is None  # the client left: once the reply is done, the session ends
+        relay.stop()
+    asyncio.run(scenario())
+
+
+def test_a_tappable_backend_lends_its_bytes_without_a_protocol_switch():
+    async def scenario():
+        session, relay = started()
+        reader = asyncio.StreamReader()
+        tappable = TappableStreamProtocol(reader)
+        session.backend = SimpleNamespace(transport=FakeTransport(tappable))
+        tappable.connection_made(session.backend.transport)
+        waiter = asyncio.ensure_future(relay.next_work())
+        await asyncio.sleep(0)
+        client = session.writer.transport.protocol
+        client.data_received(command(b"\x03SELECT 1"))
+        backend = session.backend.transport
+        assert backend.protocol is tappable and tappable.tap is not None
+        tappable.data_received(OK)
+        assert session.writer.transport.written == [OK] and len(session.done) == 1
+        assert tappable.tap is not None and not reader._buffer  # still lent while the session holds it
+        tappable.data_received(b"unasked")  # nothing awaited: the backend's own reader gets it
+        assert tappable.tap is None and bytes(reader._buffer) == b"unasked"
+        client.data_received(command(b"\x03SELECT 2"))
+        tappable.eof_received()  # the end reaches the reader and the relay alike
+        handover = await waiter
+        assert isinstance(handover, Handover) and "closed the connection" in handover.lost
+        assert reader._eof and tappable.tap is None
+        relay.stop()
+    asyncio.run(scenario())
+
+
+def test_releasing_a_tappable_backend_takes_the_tap_back():
+    async def scenario():
+        session, relay = started()
+        tappable = TappableStreamProtocol(asyncio.StreamReader())
+        session.backend = SimpleNamespace(transport=FakeTransport(tappable))
+        waiter = asyncio.ensure_future(relay.next_work())
+        await asyncio.sleep(0)
+        session.writer.transport.protocol.data_received(command(b"\x03SELECT 1"))
+        tappable.data_received(OK)
+        relay.release_backend(session.backend)
+        assert tappable.tap is None and session.backend.transport.protocol is tappable
+        waiter.cancel()
         relay.stop()
     asyncio.run(scenario())

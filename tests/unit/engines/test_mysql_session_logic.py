@@ -65,6 +65,22 @@ def test_a_result_set_is_forwarded_byte_for_byte_even_when_split_anywhere():
         assert relay.next_sequence == 6
 
 
+def test_whole_packets_and_split_ones_are_followed_alike():
+    # Rows that start like an EOF but are longer, two results in one reply: the whole-packet scan
+    # and the splitter it hands over to must agree wherever the reads end.
+    long_fe_row = b"\xfe" + b"r" * 20
+    first = result_set(b"a", status=AUTOCOMMIT | MORE)
+    first[3] = long_fe_row
+    second = result_set(b"b")
+    data = packets(*first, *second)
+    for cut in range(1, len(data), 3):
+        for cut2 in range(cut, len(data), 7):
+            relay = ReplyRelay(Command.QUERY, CAPS, MAX)
+            out = relay.feed(data[:cut]) + relay.feed(data[cut:cut2]) + relay.feed(data[cut2:])
+            assert out == data and relay.done and relay.status_flags == AUTOCOMMIT
+            assert relay.next_sequence == 11
+
+
 def test_a_multi_statement_reply_ends_only_without_more_results():
     relay = ReplyRelay(Command.QUERY, CAPS, MAX)
     relay.feed(packets(OkPacket(status_flags=AUTOCOMMIT | MORE).encode(CAPS)))

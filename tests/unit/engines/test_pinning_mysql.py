@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reference_proxy.engines.mysql import screen
 from reference_proxy.engines.mysql.lexer import TokenKind, lexing_options, split_statements, tokenize
 from reference_proxy.engines.mysql.pinning import MAX_INSPECTED_BYTES, REASON_SETTINGS, classify, digest
 from reference_proxy.engines.mysql.screen import could_change_tracked, could_pin, screened
@@ -341,3 +342,32 @@ def test_sql_like_fragments_never_raise_and_the_screen_never_hides_a_pin(parts, 
 @given(st.text(max_size=200))
 def test_the_screen_never_hides_a_pin_in_arbitrary_text(sql):
     assert screened_classify(sql) == classify(sql)
+
+
+def test_remembered_answers_are_the_functions_own_and_stay_bounded(monkeypatch):
+    calls: list[tuple[str, dict]] = []
+
+    def reader(sql: str, **options):
+        calls.append((sql, options))
+        if sql == "boom":
+            raise ValueError("unreadable")
+        return (sql.upper(), tuple(sorted(options.items())))
+
+    remembered = screen.Remembered(reader)
+    assert remembered("set a=1") == reader("set a=1")
+    calls.clear()
+    assert remembered("set a=1") == ("SET A=1", ())           # from memory
+    assert remembered("set a=1", ansi_quotes=True) == ("SET A=1", (("ansi_quotes", True),))
+    assert len(calls) == 1                                      # other options: asked afresh
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            remembered("boom")                                  # a failure is never remembered
+    long_text = "x" * (screen.REMEMBERED_TEXT_LIMIT + 1)
+    calls.clear()
+    remembered(long_text)
+    remembered(long_text)
+    assert len(calls) == 2                                      # long texts are not kept
+    monkeypatch.setattr(screen, "REMEMBERED_ENTRIES", 3)
+    for i in range(10):
+        remembered(f"set v={i}")
+    assert len(remembered._answers) <= 3

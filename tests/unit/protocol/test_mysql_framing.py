@@ -140,3 +140,22 @@ def test_fuzz_reader_raises_only_protocol_violation(data, expected, split):
                 pass
     except ProtocolViolation:
         pass
+
+
+def test_a_whole_packet_in_one_read_is_taken_as_it_is_and_anything_else_is_left_to_next_packet():
+    reader = PacketReader(expected_sequence=0)
+    data = my.encode_packet(b"\x03SELECT 1", 0)[0]
+    assert reader.whole_packet(data) == my.Packet(0, b"\x03SELECT 1")
+    assert reader.expected_sequence == 1 and reader.buffered == 0
+    reader.expected_sequence = 0
+    assert reader.whole_packet(data[:5]) is None                 # not whole yet
+    assert reader.whole_packet(data + data) is None              # two packets
+    assert reader.whole_packet(my.encode_packet(b"\x01", 3)[0]) is None  # out of sequence
+    with pytest.raises(ProtocolViolation):
+        reader.receive_data(my.encode_packet(b"\x01", 3)[0])
+        reader.next_packet()
+    small = PacketReader(max_payload=4, expected_sequence=0)
+    assert small.whole_packet(data) is None                      # over the limit: next_packet refuses it
+    buffered = PacketReader(expected_sequence=0)
+    buffered.receive_data(data[:2])
+    assert buffered.whole_packet(data[2:]) is None               # bytes held from before
