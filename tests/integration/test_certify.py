@@ -30,30 +30,15 @@ def certify(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL)
 
 
-KNOWN_PROXY_BUGS: dict[str, dict[str, str]] = {
-    "postgres": {},
-    # The reference proxy's MySQL engine answers a borrow timeout with error 9501 but PostgreSQL's
-    # text (a trailing full stop); RDS documents "Timed-out waiting to acquire database connection"
-    # for MySQL.  Empty this entry when the proxy is fixed: the test then expects a pass.
-    "mysql": {"BORROW-TIMEOUT": "with a text other than"},
-}
-"""Guarantees the reference proxy is known to break on an engine, with a piece of the reason it must
-give; every other guarantee must hold, and the run must fail only because of these."""
-
-
 def assert_quick_certification(engine: str, tmp_path) -> dict:
     run_dir = tmp_path / "run"
     done = certify("--target", "reference", "--engine", engine, "--profile", "quick", "--run-dir", str(run_dir),
                    "--json", "--seed", "1234")
-    known = KNOWN_PROXY_BUGS[engine]
-    assert done.returncode == (1 if known else 0), \
-        f"certify ended {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    assert done.returncode == 0, f"certify ended {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     report = json.loads(done.stdout)
-    assert report["passed"] is not known
+    assert report["passed"] is True
     valid = {g["id"]: g["valid"] for g in report["guarantees"]}
     reasons = {g["id"]: g.get("reason", "") for g in report["guarantees"]}
-    for gid, why in known.items():
-        assert valid.pop(gid) == "false" and why in reasons[gid], reasons[gid]
     assert valid["ISOLATION-NO-SESSION-LEAK"] == "true"
     assert "false" not in valid.values()
     assert "[verdict] ISOLATION-NO-SESSION-LEAK" in done.stderr  # live progress went to stderr with --json
@@ -63,20 +48,17 @@ def assert_quick_certification(engine: str, tmp_path) -> dict:
     assert "NETFAULT-SILENT-DETECTED" in results["not_in_profile"]  # network faults are full-only
     assert valid["FAILOVER-WRITE-GAP"] == "true"  # one failover is part of quick
     assert results["run"]["versions"]["server"], "the server version is read through the engine's driver"
+    assert valid["STORM-SERVED"] == "true"
     for test in results["tests"]:
-        if test["outcome"] == "skipped":
-            # Only the storm may be skipped: its client speaks PostgreSQL only so far.
-            assert test["id"].endswith("test_connection_storm_is_served"), test
-            continue
+        assert test["outcome"] == "passed", test
         if test["guarantees"]:
             assert (run_dir / test["history"]).stat().st_size > 0, test["id"]
-        assert test["outcome"] == "passed" or set(test["guarantees"]) & set(known), test
     assert json.loads((run_dir / "target.json").read_text())["target"] == "reference"
     assert (run_dir / "proxy.log").exists()
     suites = ET.parse(run_dir / "junit.xml").getroot()
     cases = suites.find("testsuite[@name='guarantees']").findall("testcase")
-    assert {c.get("name") for c in cases} == set(valid) | set(known)
-    assert {c.get("name") for c in cases if c.find("failure") is not None} == set(known)
+    assert {c.get("name") for c in cases} == set(valid)
+    assert not any(c.find("failure") is not None for c in cases)
     return reasons
 
 
@@ -151,3 +133,24 @@ def test_mysql_proxy_ignoring_variable_sets_is_caught_leaking_user_variables(tmp
     for op in verdict["evidence"]:
         assert op["f"] == "read_state" and op["value"]["kind"] == "setting"
         assert op["value"]["value"] != f"client-{op['process']}"  # another client's user variable
+
+
+@pytest.mark.mysql
+@pytest.mark.timeout(600)
+def test_mysql_proxy_that_never_resets_is_caught_leaking_session_state(tmp_path):
+    """The proxy's unsafe test mode lends MySQL backends on without pinning or resetting them: the
+    isolation suite and the session model, run by the same ``certify`` as a passing run, must both
+    catch it."""
+    run_dir = tmp_path / "run"
+    done = certify("--target", "reference", "--engine", "mysql", "--suite", "conformance", "--suite", "models",
+                   "-k", "isolation or private_sessions", "--proxy-setting", "testing.leak_session_state=true",
+                   "--run-dir", str(run_dir), "--seed", "7")
+    assert done.returncode == 1, f"expected a failed certification:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}"
+    results = json.loads((run_dir / "results.json").read_text())
+    verdict = results["guarantees"]["ISOLATION-NO-SESSION-LEAK"]
+    assert verdict["valid"] == "false" and verdict["figure"] > 0
+    kinds = {op["value"]["kind"] for op in verdict["evidence"]}
+    assert kinds & {"setting", "advisory_lock", "temp_table"}, kinds
+    model = next(t for t in results["tests"] if t["id"].endswith("test_sessions_behave_like_private_sessions"))
+    assert model["outcome"] == "failed"
+    assert json.loads((run_dir / "target.json").read_text())["proxy_testing"] == {"leak_session_state": True}

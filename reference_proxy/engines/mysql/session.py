@@ -80,7 +80,9 @@ READ_SIZE = 65536
 WRITE_BUFFER_LIMIT = 65536
 """Bytes a peer may leave unread in the proxy's write buffer before the relay waits for it."""
 BORROW_TIMEOUT_CODE = 9501
-"""RDS Proxy's ``ERROR 9501 (HY000): Timed-out waiting to acquire database connection``."""
+BORROW_TIMEOUT_MESSAGE = "Timed-out waiting to acquire database connection"
+"""RDS Proxy's ``ERROR 9501 (HY000): Timed-out waiting to acquire database connection``: the MySQL
+text has no full stop, where the PostgreSQL one (:attr:`BorrowTimeout.TEXT`) has one."""
 LOST_BACKEND_CODE = 2013
 """MySQL's "Lost connection to server during query": drivers treat it as a dead connection."""
 SHUTDOWN_CODE = 1053
@@ -305,7 +307,7 @@ class MySQLClientSession:
             else:
                 self.address = self.s.choose_instance(self.endpoint)
         except BorrowTimeout:
-            await self._say_error(BORROW_TIMEOUT_CODE, "HY000", BorrowTimeout.TEXT, 0)
+            await self._say_error(BORROW_TIMEOUT_CODE, "HY000", BORROW_TIMEOUT_MESSAGE, 0)
             raise _SessionOver() from None
         except ProxyError as e:
             await self._say_error(BORROW_TIMEOUT_CODE, "HY000", str(e), 0)
@@ -578,8 +580,8 @@ class MySQLClientSession:
                         self.address, self.key = address, replace(self.key, instance_id=address.id)
         except BorrowTimeout as e:
             log.info("[proxyEndpoint=%s] [clientConnection=%s] %s %s", self.endpoint, self.client_id,
-                     BorrowTimeout.TEXT, e.detail)
-            await self._say_error(BORROW_TIMEOUT_CODE, "HY000", BorrowTimeout.TEXT, 1)
+                     BORROW_TIMEOUT_MESSAGE, e.detail)
+            await self._say_error(BORROW_TIMEOUT_CODE, "HY000", BORROW_TIMEOUT_MESSAGE, 1)
             return False
         except BackendConnectFailed as e:
             await self._say_error(getattr(e, "error_code", ER_UNKNOWN_ERROR), getattr(e, "sqlstate", "HY000"),
