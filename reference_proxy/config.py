@@ -82,8 +82,9 @@ AUTH_METHODS_BY_ENGINE = {
 }
 DEFAULT_AUTH_METHOD = {Engine.POSTGRES: AuthMethod.SCRAM_SHA_256,
                        Engine.MYSQL: AuthMethod.CACHING_SHA2_PASSWORD}
-IAM_ENGINES = (Engine.POSTGRES,)
-"""Engines whose client login accepts IAM tokens."""
+IAM_ENGINES = (Engine.POSTGRES, Engine.MYSQL)
+"""Engines whose client login accepts IAM tokens (PostgreSQL as a cleartext password, MySQL through
+``mysql_clear_password``, both over TLS only)."""
 
 
 @dataclasses.dataclass(frozen=True)

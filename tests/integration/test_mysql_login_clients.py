@@ -100,7 +100,7 @@ class LoginServer:
 
     async def _serve(self, sock: socket.socket, host: str, connection_id: int) -> None:
         loop = asyncio.get_running_loop()
-        login = ClientLogin(credentials=USERS.get, client_host=host, connection_id=connection_id,
+        login = ClientLogin(client_host=host, connection_id=connection_id,
                             sha2_cache=self.sha2_cache, tls_available=True, require_tls=self.require_tls)
         reader: asyncio.StreamReader | None = None
         writer: asyncio.StreamWriter | None = None
@@ -138,7 +138,7 @@ class LoginServer:
             await send(login.greeting().data)
             outcome = None
             while outcome is None:
-                for event in login.receive_data(await read_packet()):
+                for event in login.answer_lookups(login.receive_data(await read_packet()), USERS.get):
                     if isinstance(event, SendToClient):
                         await send(event.data)
                     elif isinstance(event, StartTls):

@@ -10,19 +10,25 @@ endpoints are explicit, and the shared AWS files point nowhere.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import socket
 import ssl
 import time
 import urllib.request
-from unittest import mock
 
-import boto3
-import botocore.auth
 import psycopg
 import pytest
+from aws_support import (
+    ADVERTISED,
+    IAM_SECRET,
+    auth_settings,
+    fake_aws,
+    iam_token,
+    login_secret,
+    secretsmanager_client,
+    twenty_minutes_ago,
+)
 from pg_proxy_support import RunningProxy, backend_pid, eventually
 from proxy_support import config_for, running
 
@@ -32,14 +38,6 @@ from reference_proxy.protocol.postgres import PROTOCOL_3_0, SSLRequest, StartupM
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.shares_cluster,
               pytest.mark.skipif(not os.path.exists(os.path.join(PG_BIN_DIR, "postgres")),
                                  reason="PostgreSQL 15 server binaries are not installed")]
-
-REGION = "us-east-1"
-FAKE_AWS = {"aws_access_key_id": "AKIDMOTOCLIENT", "aws_secret_access_key": "moto-client-secret"}
-"""What the test's own boto3 clients sign with (moto accepts anything)."""
-IAM_KEY_ID = "AKIDPROXYTRUSTED"
-IAM_SECRET = "trusted-secret-access-key"
-ADVERTISED = "creds.proxy-abc123.us-east-1.rds.amazonaws.com"
-"""The proxy endpoint's DNS name, as tokens are made for it; never resolved."""
 
 USERS = {  # secret id -> (database user, first password, secret settings)
     "db/app": ("cred_app", "app-pw-1", {}),
@@ -51,38 +49,14 @@ USERS = {  # secret id -> (database user, first password, secret settings)
 
 
 @pytest.fixture(scope="module")
-def aws_env(tmp_path_factory):
-    """Fake AWS credentials in the environment (the proxy's boto3 takes them from there) and the
-    shared AWS files moved to paths that do not exist, so nothing from the machine is read."""
-    nowhere = tmp_path_factory.mktemp("no-aws") / "absent"
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN",
-                     "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
-            patch.delenv(name, raising=False)
-        patch.setenv("AWS_ACCESS_KEY_ID", FAKE_AWS["aws_access_key_id"])
-        patch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_AWS["aws_secret_access_key"])
-        patch.setenv("AWS_CONFIG_FILE", str(nowhere))
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(nowhere))
-        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        yield
-
-
-@pytest.fixture(scope="module")
-def moto_url(aws_env):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+def moto_url(tmp_path_factory):
+    with fake_aws(tmp_path_factory.mktemp("no-aws")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def secretsmanager(moto_url):
-    return boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_url, **FAKE_AWS)
+    return secretsmanager_client(moto_url)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +71,7 @@ def cluster(secretsmanager):
 
 
 def login(user: str, password: str) -> str:
-    return json.dumps({"username": user, "password": password, "engine": "postgres"})
+    return login_secret(user, password, "postgres")
 
 
 def direct(cluster) -> psycopg.Connection:
@@ -117,13 +91,8 @@ def rotate(cluster, secretsmanager, secret_id: str, password: str, *, finish: bo
 
 def running_proxy(cluster, moto_url, *, cache_ttl: float, refresh_min_interval: float, **iam: object):
     """A proxy whose users all come from the secrets (no static users), with IAM keys configured."""
-    auth = {
-        "secrets": [{"secret_id": sid, **settings} for sid, (_, _, settings) in USERS.items()],
-        "secrets_manager": {"region": REGION, "endpoint_url": moto_url, "cache_ttl": cache_ttl,
-                            "refresh_min_interval": refresh_min_interval},
-        "iam": {"region": REGION, "access_keys": [{"access_key_id": IAM_KEY_ID, "secret_access_key": IAM_SECRET}],
-                **iam},
-    }
+    auth = auth_settings(moto_url, [{"secret_id": sid, **settings} for sid, (_, _, settings) in USERS.items()],
+                         cache_ttl=cache_ttl, refresh_min_interval=refresh_min_interval, **iam)
     config = config_for("postgres", cluster, [], extra={"auth": auth},
                         endpoints__0__advertised_host=ADVERTISED)
     return running(config, cluster, RunningProxy)
@@ -146,17 +115,6 @@ def status(proxy: RunningProxy) -> tuple[dict, str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{proxy.server.admin_port}/status", timeout=10) as response:
         body = response.read().decode()
     return json.loads(body), body
-
-
-def iam_token(user: str, port: int, *, host: str = ADVERTISED, key_id: str = IAM_KEY_ID,
-              secret: str = IAM_SECRET, at: datetime.datetime | None = None) -> str:
-    """boto3's own token (no network call is made; the endpoint points at a closed loopback port)."""
-    rds = boto3.client("rds", region_name=REGION, endpoint_url="http://127.0.0.1:9",
-                       aws_access_key_id=key_id, aws_secret_access_key=secret)
-    if at is None:
-        return rds.generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user, Region=REGION)
-    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=at):
-        return rds.generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user, Region=REGION)
 
 
 # --------------------------------------------------------------------------------- passwords
@@ -288,9 +246,8 @@ def test_iam_logins_refused_with_rds_texts(cluster, moto_url):
         good = iam_token("cred_lambda", port)
         assert "IAM authentication is allowed only with SSL connections." in refused(
             proxy, "cred_lambda", good, sslmode="disable")
-        twenty_minutes_ago = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(minutes=20)
         cases = {
-            "expired": iam_token("cred_lambda", port, at=twenty_minutes_ago),
+            "expired": iam_token("cred_lambda", port, at=twenty_minutes_ago()),
             "tampered": good[:-1] + ("0" if good[-1] != "0" else "1"),
             "other user": iam_token("cred_app", port),
             "other host": iam_token("cred_lambda", port, host="elsewhere.proxy-abc123.us-east-1.rds.amazonaws.com"),

@@ -140,10 +140,11 @@ def test_repeated_access_keys_and_too_many_secrets_are_refused():
     assert info.value.key == "auth.secrets"
 
 
-def test_iam_is_refused_where_the_engine_does_not_serve_it_yet():
+def test_iam_users_are_accepted_on_both_engines():
     data = example(engine="mysql")
     data["auth"]["secrets"][1]["method"] = "mysql_native_password"
-    assert key_of(data) == "auth.users[0].iam_auth"
+    config = ProxyConfig.from_dict(data)
+    assert config.auth.requires_iam and [u.name for u in config.auth.users if u.iam_auth is IamAuth.REQUIRED]
 
 
 def test_the_monitor_uses_its_own_or_the_first_static_login_else_a_secret():

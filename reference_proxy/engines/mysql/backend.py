@@ -83,6 +83,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+ER_ACCESS_DENIED = 1045
+"""The server refused the login's user or password: a rotated secret may hold a newer one."""
+
 READ_SIZE = 65536
 MAX_CONNECTIONS_QUERY = "SELECT @@max_connections"
 PROGRAM_NAME = "reference-proxy"
@@ -557,7 +560,11 @@ async def connect_and_log_in(key: PoolKey, address: InstanceAddress, credentials
 class MySQLBackendFactory(BackendFactoryBase):
     """Opens backend connections for the pool; see the module docstring.
 
-    ``credentials(user)`` maps a client user to the database login (None = unknown user);
+    The database login for a client user comes from the credential source when there is one (its
+    secret read first when due), else from ``credentials(user)`` (None = unknown user).  When the
+    server refuses it with 1045, the source reads the user's secret again (bounded per user) and,
+    if it now holds another login (a rotation finished since), the connection is tried once more
+    with it; connections already open are never touched by a change of secret.
     ``init_query()`` is the InitQuery in force when a connection opens.  On the first connection
     to each instance the factory reads ``@@max_connections`` and hands it to
     ``on_max_connections(instance_id, value)`` (the pool's cap and the router's weight follow).
@@ -566,11 +573,28 @@ class MySQLBackendFactory(BackendFactoryBase):
     max_connections_query = MAX_CONNECTIONS_QUERY
 
     async def __call__(self, key: PoolKey, address: InstanceAddress) -> MySQLBackend:
-        creds = self._credentials(key.user)
+        creds = await self._login_for(key.user)
         if creds is None:
-            raise MySQLConnectFailed(self.no_credentials_text(key.user), 1045, "28000")
-        backend = await connect_and_log_in(key, address, creds, init_query=self._init_query(),
+            raise MySQLConnectFailed(self.no_credentials_text(key.user), ER_ACCESS_DENIED, "28000")
+        try:
+            backend = await self._connect(key, address, creds)
+        except MySQLConnectFailed as e:
+            if e.error_code != ER_ACCESS_DENIED:
+                raise
+            newer = await self._login_after_refusal(key.user, creds)
+            if newer is None:
+                raise
+            log.info("the database refused the held login for %s on %s; the credentials changed since, "
+                     "logging in once more", key.user, address.id)
+            backend = await self._connect(key, address, newer)
+        return await self._set_up(backend, address)
+
+    async def _connect(self, key: PoolKey, address: InstanceAddress, creds: BackendCredentials) -> MySQLBackend:
+        return await connect_and_log_in(key, address, creds, init_query=self._init_query(),
                                         connect_timeout=self._connect_timeout, io_timeout=self._io_timeout)
+
+    async def _set_up(self, backend: MySQLBackend, address: InstanceAddress) -> MySQLBackend:
+        """InitQuery and the key's tracked variables, then (once per instance) max_connections."""
         try:
             await backend.run_session_setup()
             await self._learn_max_connections(address.id, backend)

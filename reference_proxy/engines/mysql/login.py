@@ -1,16 +1,25 @@
 """One MySQL client's login, sans-I/O: from the proxy's greeting to OK or ERR.
 
-The caller owns the socket.  It sends :meth:`ClientLogin.greeting`, feeds every byte the client sends
-to :meth:`ClientLogin.receive_data`, and carries out the events that come back, in order:
-:class:`SendToClient` (write these bytes), :class:`StartTls` (upgrade the socket to TLS as the server,
-then call :meth:`ClientLogin.tls_started`), and finally :class:`Authenticated` (the OK is in the bytes
-just before it) or :class:`Refused` (an ERR is; close after writing it).
+The caller owns the socket and the credential source.  It sends :meth:`ClientLogin.greeting`, feeds
+every byte the client sends to :meth:`ClientLogin.receive_data`, and carries out the events that come
+back, in order: :class:`SendToClient` (write these bytes), :class:`StartTls` (upgrade the socket to TLS
+as the server, then call :meth:`ClientLogin.tls_started`), :class:`LookUpCredentials` (ask the source
+for the user, then call :meth:`ClientLogin.credentials_found`), :class:`RecheckCredentials` (the
+password did not match: let the source read it again, then call :meth:`ClientLogin.recheck`), and
+finally :class:`Authenticated` (the OK is in the bytes just before it) or :class:`Refused` (an ERR is;
+close after writing it).  Call :meth:`ClientLogin.abandon` if the login ends any other way.
+
+Credentials are asked for as an event rather than read from a synchronous table because the answer
+may need I/O: a secret whose cache time ran out is read again before it is trusted, as on the
+PostgreSQL side, and a wrong password makes the source read the secret again (bounded per user)
+before the answer is judged once more.  A cached copy kept fresh by the periodic refresh would serve
+a secret older than its TTL whenever a refresh failed or lagged, and could not offer the re-read.
 
 The exchange, with the sequence ids it checks (each packet takes the next id, in either direction)::
 
     proxy  0 HandshakeV10 (plugin mysql_native_password, a fresh 20-byte nonce)
     client 1 SSLRequest                  -> StartTls; then, encrypted:
-    client 2 HandshakeResponse41         (or at 1, without TLS)
+    client 2 HandshakeResponse41         (or at 1, without TLS)  -> LookUpCredentials
     proxy  n AuthSwitchRequest / AuthMoreData, client n+1 answers   (as the user's plugin needs)
     proxy  n OK, or ERR and close
 
@@ -38,9 +47,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from reference_proxy.contracts import ClientCredential, ProxyError
-from reference_proxy.engines.mysql.auth import AuthFailed, ClientAuthenticator, Sha2FastPathCache
+from reference_proxy.engines.mysql.auth import (
+    AuthFailed,
+    ClientAuthenticator,
+    Sha2FastPathCache,
+    WrongPassword,
+)
 from reference_proxy.protocol.mysql import (
     ER_HANDSHAKE_ERROR,
     NATIVE_PASSWORD,
@@ -59,6 +74,9 @@ from reference_proxy.protocol.mysql import (
     next_sequence_id,
 )
 
+if TYPE_CHECKING:
+    from reference_proxy.credentials.iam_auth import IamAuthenticator
+
 __all__ = [
     "LOGIN_MAX_PAYLOAD",
     "NONCE_SIZE",
@@ -69,6 +87,8 @@ __all__ = [
     "Authenticated",
     "ClientLogin",
     "LoginEvent",
+    "LookUpCredentials",
+    "RecheckCredentials",
     "Refused",
     "SendToClient",
     "StartTls",
@@ -110,6 +130,8 @@ _COMPRESSION = int(Capability.COMPRESS | Capability.ZSTD_COMPRESSION)
 _NEVER_OFFERED = _COMPRESSION | int(Capability.LOCAL_FILES)
 _SSL = int(Capability.SSL)
 _PLUGIN_AUTH = int(Capability.PLUGIN_AUTH)
+_WAITING_FOR_CALLER = frozenset(("tls", "lookup", "recheck"))
+"""States in which the login waits for the caller (TLS, a credential lookup) before reading on."""
 
 
 def make_nonce(random_bytes: Callable[[int], bytes]) -> bytes:
@@ -176,7 +198,25 @@ class Refused:
     auth_failure: bool = False
 
 
-LoginEvent = SendToClient | StartTls | Authenticated | Refused
+@dataclass(frozen=True)
+class LookUpCredentials:
+    """Ask the credential source about ``user`` (reading its secret first when due), then call
+    ``credentials_found()`` with its ClientCredential, or None when the proxy has none for ``user``."""
+
+    user: str
+
+
+@dataclass(frozen=True)
+class RecheckCredentials:
+    """The client's answer did not match ``tried``: let the source read ``user``'s secret again (it may
+    have been rotated and the client already use the new password), then call ``recheck()`` with the
+    ClientCredential it holds now (None, or ``tried`` again, refuses the login)."""
+
+    user: str
+    tried: ClientCredential
+
+
+LoginEvent = SendToClient | StartTls | LookUpCredentials | RecheckCredentials | Authenticated | Refused
 
 
 class _RequestRefused(ProxyError):
@@ -190,21 +230,22 @@ class _RequestRefused(ProxyError):
 class ClientLogin:
     """The login state machine of one client connection; see the module docstring.
 
-    ``credentials(user)`` gives the user's ClientCredential, None for an unknown user.
     ``client_host`` is how error texts name the client ('user'@'host').  ``tls_available`` says a TLS
     context is configured (SSL is offered); ``status_flags`` go in the final OK, and should be what
     the session starts with.  ``offered_capabilities`` never gain COMPRESS or LOCAL_FILES.  ``nonce``
     stays readable after the login: a later COM_CHANGE_USER answers the same nonce, and a
-    ClientAuthenticator built with it checks that answer.
+    ClientAuthenticator built with it checks that answer.  ``iam`` checks the logins of IAM users,
+    whose tokens must name ``token_endpoint`` (the (host, port) the client was given).
     """
 
-    def __init__(self, *, credentials: Callable[[str], ClientCredential | None], client_host: str,
-                 connection_id: int, sha2_cache: Sha2FastPathCache, tls_available: bool = False,
-                 require_tls: bool = False, random_bytes: Callable[[int], bytes] = os.urandom,
-                 server_version: str = SERVER_VERSION, character_set: int = UTF8MB4_GENERAL_CI,
-                 status_flags: int = ServerStatus.AUTOCOMMIT,
-                 offered_capabilities: int = OFFERED_CAPABILITIES) -> None:
-        self._credentials = credentials
+    def __init__(self, *, client_host: str, connection_id: int, sha2_cache: Sha2FastPathCache,
+                 tls_available: bool = False, require_tls: bool = False,
+                 random_bytes: Callable[[int], bytes] = os.urandom, server_version: str = SERVER_VERSION,
+                 character_set: int = UTF8MB4_GENERAL_CI, status_flags: int = ServerStatus.AUTOCOMMIT,
+                 offered_capabilities: int = OFFERED_CAPABILITIES, iam: IamAuthenticator | None = None,
+                 token_endpoint: tuple[str, int] | None = None) -> None:
+        self._iam = iam
+        self._token_endpoint = token_endpoint
         self._client_host = client_host
         self._sha2_cache = sha2_cache
         self._require_tls = require_tls
@@ -219,6 +260,8 @@ class ClientLogin:
         self._response: HandshakeResponse41 | None = None
         self._capabilities = 0
         self._auth: ClientAuthenticator | None = None
+        self._reply_sequence = 0  # where the next server packet goes while the caller looks something up
+        self._wrong: WrongPassword | None = None
         self.tls = False
 
     @property
@@ -253,7 +296,7 @@ class ClientLogin:
             return []
         self._reader.receive_data(data)
         events: list[LoginEvent] = []
-        while not self.finished and self._state != "tls":
+        while not self.finished and self._state not in _WAITING_FOR_CALLER:
             expected = self._reader.expected_sequence
             try:
                 packet = self._reader.next_packet()
@@ -263,13 +306,79 @@ class ClientLogin:
             if packet is NEED_DATA:
                 break
             reply_sequence = next_sequence_id(packet.sequence_id)
-            try:
-                events += self._on_packet(packet.payload, reply_sequence)
-            except (ProtocolViolation, _RequestRefused) as e:
-                events += self._refuse(e.error_code, e.sqlstate, e.message, reply_sequence)
-            except AuthFailed as e:
-                events += self._refuse(e.error_code, e.sqlstate, e.message, reply_sequence, auth_failure=True)
+            events += self._guarded(lambda p=packet, r=reply_sequence: self._on_packet(p.payload, r),
+                                    reply_sequence)
         return events
+
+    def credentials_found(self, credential: ClientCredential | None) -> list[LoginEvent]:
+        """The answer to :class:`LookUpCredentials`: what the source holds for the user (None: nothing)."""
+        if self._state != "lookup":
+            raise RuntimeError(f"credentials_found() in state {self._state!r}: no lookup was asked for")
+        response = self._response
+        assert response is not None
+        caps = response.capabilities
+        client_plugin = response.auth_plugin_name if caps & _PLUGIN_AUTH else NATIVE_PASSWORD
+        self._auth = ClientAuthenticator(
+            response.username, credential, nonce=self.nonce, client_host=self._client_host, tls=self.tls,
+            sha2_cache=self._sha2_cache, can_switch_plugin=bool(caps & _PLUGIN_AUTH), iam=self._iam,
+            token_endpoint=self._token_endpoint)
+        self._state = "auth"
+        auth, sequence = self._auth, self._reply_sequence
+        return self._guarded(lambda: self._after_auth_step(*auth.start(client_plugin, response.auth_response),
+                                                           sequence), sequence) + self._continue()
+
+    def recheck(self, credential: ClientCredential | None) -> list[LoginEvent]:
+        """The answer to :class:`RecheckCredentials`: the user's credential as the source holds it now."""
+        if self._state != "recheck":
+            raise RuntimeError(f"recheck() in state {self._state!r}: no recheck was asked for")
+        wrong, auth, sequence = self._wrong, self._auth, self._reply_sequence
+        assert wrong is not None and auth is not None
+        self._state, self._wrong = "auth", None
+        if credential is None or credential == auth.credential:
+            return self._refuse(wrong.error_code, wrong.sqlstate, wrong.message, sequence, auth_failure=True)
+        return self._guarded(lambda: self._after_auth_step(*auth.recheck(credential), sequence),
+                             sequence) + self._continue()
+
+    def answer_lookups(self, events: list[LoginEvent],
+                       credentials: Callable[[str], ClientCredential | None]) -> list[LoginEvent]:
+        """``events`` with every credential lookup and recheck answered at once from ``credentials``, a
+        fixed table (a user's entry never changes, so a recheck refuses): for a login served without a
+        credential source, such as a test server of fixed users."""
+        out: list[LoginEvent] = []
+        for event in events:
+            if isinstance(event, LookUpCredentials):
+                out += self.answer_lookups(self.credentials_found(credentials(event.user)), credentials)
+            elif isinstance(event, RecheckCredentials):
+                out += self.answer_lookups(self.recheck(credentials(event.user)), credentials)
+            else:
+                out.append(event)
+        return out
+
+    def abandon(self) -> None:
+        """The login ends without Authenticated or Refused (the client left, a timeout): an IAM login
+        in progress gives its place back."""
+        if self._auth is not None:
+            self._auth.abandon()
+
+    def _continue(self) -> list[LoginEvent]:
+        """Packets that arrived while the caller was looking something up."""
+        return self.receive_data(b"") if not self.finished and self._reader.buffered else []
+
+    def _guarded(self, step: Callable[[], list[LoginEvent]], reply_sequence: int) -> list[LoginEvent]:
+        """Run one step of the login; a refusal it raises becomes the ERR at ``reply_sequence``."""
+        try:
+            return step()
+        except WrongPassword as e:
+            if not e.recheckable:
+                return self._refuse(e.error_code, e.sqlstate, e.message, reply_sequence, auth_failure=True)
+            auth = self._auth
+            assert auth is not None and auth.credential is not None
+            self._state, self._wrong, self._reply_sequence = "recheck", e, reply_sequence
+            return [RecheckCredentials(auth.user, auth.credential)]
+        except (ProtocolViolation, _RequestRefused) as e:
+            return self._refuse(e.error_code, e.sqlstate, e.message, reply_sequence)
+        except AuthFailed as e:
+            return self._refuse(e.error_code, e.sqlstate, e.message, reply_sequence, auth_failure=True)
 
     # ------------------------------------------------------------------------------ steps
 
@@ -308,13 +417,8 @@ class ClientLogin:
         self._capabilities = caps & self.offered_capabilities
         if not self.tls:
             self._capabilities &= ~_SSL
-        client_plugin = response.auth_plugin_name if caps & _PLUGIN_AUTH else NATIVE_PASSWORD
-        self._auth = ClientAuthenticator(
-            response.username, self._credentials(response.username), nonce=self.nonce,
-            client_host=self._client_host, tls=self.tls, sha2_cache=self._sha2_cache,
-            can_switch_plugin=bool(caps & _PLUGIN_AUTH))
-        self._state = "auth"
-        return self._after_auth_step(*self._auth.start(client_plugin, response.auth_response), sequence_id)
+        self._state, self._reply_sequence = "lookup", sequence_id
+        return [LookUpCredentials(response.username)]
 
     def _after_auth_step(self, packets: list, done: bool, sequence_id: int) -> list[LoginEvent]:
         out = bytearray()

@@ -3,7 +3,9 @@
 Life of a session
 -----------------
 1. **Login** (no backend involved, :mod:`.login`): the proxy's greeting, TLS if the client asks
-   for it, the password checked against the proxy's own users.  MySQL clients send their TLS
+   for it, the client's proof (a password, or an IAM token over TLS) checked against what the
+   proxy's credential source holds for the user, read again first when its secret is due, and once
+   more after a mismatch (the client may already use a rotated password).  MySQL clients send their TLS
    ClientHello right after the SSLRequest without waiting for an answer, so when TLS is configured
    the login reads whole packets straight from the socket (a stream reader could swallow the
    ClientHello) and TLS starts on that socket as the server.
@@ -49,8 +51,22 @@ from reference_proxy.contracts import (
     ProxyError,
     ReleaseState,
 )
-from reference_proxy.engines.mysql.auth import AuthFailed, ClientAuthenticator, Sha2FastPathCache
-from reference_proxy.engines.mysql.login import Authenticated, ClientLogin, Refused, SendToClient, StartTls
+from reference_proxy.engines.mysql.auth import (
+    AuthFailed,
+    ClientAuthenticator,
+    Sha2FastPathCache,
+    WrongPassword,
+)
+from reference_proxy.engines.mysql.login import (
+    Authenticated,
+    ClientLogin,
+    LoginEvent,
+    LookUpCredentials,
+    RecheckCredentials,
+    Refused,
+    SendToClient,
+    StartTls,
+)
 from reference_proxy.engines.mysql.relay import FastCommand, Handover, Relay
 from reference_proxy.engines.mysql.tracked import TrackedChange
 from reference_proxy.engines.mysql.tracking import RESET_SESSION_SETTINGS, Pin, ReplyRelay, SessionTracker
@@ -217,15 +233,33 @@ class MySQLClientSession:
     async def _login_exchange(self) -> Authenticated:
         peer = self.writer.get_extra_info("peername")
         login = ClientLogin(
-            credentials=self.s.credentials, client_host=peer[0] if peer else "localhost",
+            client_host=peer[0] if peer else "localhost",
             connection_id=self.client_id, sha2_cache=self.shared.sha2_cache,
             tls_available=self.s.tls_context is not None, require_tls=self.s.require_tls,
-            random_bytes=self.s.token_bytes)
+            random_bytes=self.s.token_bytes, iam=self.s.iam, token_endpoint=self._token_endpoint())
+        try:
+            return await self._drive_login(login)
+        finally:
+            login.abandon()
+
+    def _token_endpoint(self) -> tuple[str, int] | None:
+        """The (host, port) an IAM token for this session's endpoint must name."""
+        return None if self.s.token_endpoint is None else self.s.token_endpoint(self.endpoint)
+
+    async def _drive_login(self, login: ClientLogin) -> Authenticated:
+        source = self.s.credential_source
         raw = self._raw_socket = self._take_socket() if self.s.tls_context is not None else None
-        pending = [login.greeting()]
+        pending: list[LoginEvent] = [login.greeting()]
         while True:
-            for event in pending:
-                if isinstance(event, SendToClient):
+            while pending:
+                event = pending.pop(0)
+                if isinstance(event, LookUpCredentials):
+                    found = await source.lookup(event.user)
+                    pending[:0] = login.credentials_found(None if found is None else found.client)
+                elif isinstance(event, RecheckCredentials):
+                    newer = await source.client_login_failed(event.user, event.tried)
+                    pending[:0] = login.recheck(None if newer is None else newer.client)
+                elif isinstance(event, SendToClient):
                     await self._write_login(raw, event.data)
                 elif isinstance(event, StartTls):
                     if event.early_data or raw is None:
@@ -531,13 +565,16 @@ class MySQLClientSession:
         login's nonce; on success the session is reset and its pool key names the new user."""
         request = ComChangeUser.decode(payload, self.capabilities)
         peer = self.writer.get_extra_info("peername")
-        auth = ClientAuthenticator(request.username, self.s.credentials(request.username), nonce=self._nonce,
+        held = await self.s.credential_source.lookup(request.username)
+        auth = ClientAuthenticator(request.username, None if held is None else held.client, nonce=self._nonce,
                                    client_host=peer[0] if peer else "localhost", tls=self.tls,
                                    sha2_cache=self.shared.sha2_cache,
-                                   can_switch_plugin=bool(self.capabilities & Capability.PLUGIN_AUTH))
+                                   can_switch_plugin=bool(self.capabilities & Capability.PLUGIN_AUTH),
+                                   iam=self.s.iam, token_endpoint=self._token_endpoint())
         sequence = 1
         try:
-            packets, done = auth.start(request.auth_plugin_name, request.auth_response)
+            packets, done = await self._auth_step(auth, lambda: auth.start(request.auth_plugin_name,
+                                                                           request.auth_response))
             while True:
                 out = bytearray()
                 for packet in packets:
@@ -551,15 +588,33 @@ class MySQLClientSession:
                 if answer is None:
                     raise _SessionOver()
                 sequence = next_sequence_id(answer.sequence_id)
-                packets, done = auth.receive(answer.payload)
+                packets, done = await self._auth_step(auth, lambda data=answer.payload: auth.receive(data))
         except AuthFailed as e:
             self.s.metrics.inc("ClientConnectionsSetupFailedAuth", endpoint=self.endpoint)
             await self._say_error(e.error_code, e.sqlstate, e.message, sequence, flush=False)
             return
+        finally:
+            auth.abandon()
         self._reset_session()
         assert self.key is not None
         self.key = replace(self.key, user=request.username, database=request.schema or "")
         self._say_ok(sequence)
+
+    async def _auth_step(self, auth: ClientAuthenticator, step) -> tuple[list, bool]:
+        """One step of a COM_CHANGE_USER authentication; after a wrong password the source reads the
+        user's secret again and the same answer is checked against what it holds now (as the login
+        does, :class:`~.login.RecheckCredentials`)."""
+        try:
+            return step()
+        except WrongPassword as wrong:
+            tried = auth.credential
+            assert tried is not None
+            if not wrong.recheckable:
+                raise
+            newer = await self.s.credential_source.client_login_failed(auth.user, tried)
+            if newer is None or newer.client == tried:
+                raise wrong from None
+            return auth.recheck(newer.client)
 
     # ------------------------------------------------------------------------ borrow / release
 

@@ -59,12 +59,22 @@ USERS = {
 }
 
 
+class TableLogin(ClientLogin):
+    """A login whose credential lookups a fixed table answers at once (a session asks its source)."""
+
+    def __init__(self, table: dict, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+
+    def receive_data(self, data: bytes) -> list:
+        return self.answer_lookups(super().receive_data(data), self.table.get)
+
+
 def new_login(*, cache: Sha2FastPathCache | None = None, tls: bool = False, require_tls: bool = False,
               users: dict | None = None) -> ClientLogin:
-    table = USERS if users is None else users
-    return ClientLogin(credentials=table.get, client_host="10.0.0.9", connection_id=42,
-                       sha2_cache=cache if cache is not None else Sha2FastPathCache(),
-                       tls_available=tls, require_tls=require_tls, random_bytes=lambda n: NONCE_SOURCE[:n])
+    return TableLogin(USERS if users is None else users, client_host="10.0.0.9", connection_id=42,
+                      sha2_cache=cache if cache is not None else Sha2FastPathCache(),
+                      tls_available=tls, require_tls=require_tls, random_bytes=lambda n: NONCE_SOURCE[:n])
 
 
 def started(**kwargs) -> ClientLogin:
@@ -143,7 +153,7 @@ def test_greeting_offers_ssl_only_with_a_tls_context():
 
 
 def test_compression_and_local_files_are_never_offered_even_when_asked():
-    login = ClientLogin(credentials=USERS.get, client_host="h", connection_id=1,
+    login = ClientLogin(client_host="h", connection_id=1,
                         sha2_cache=Sha2FastPathCache(), offered_capabilities=0xFFFFFFFF)
     caps = HandshakeV10.decode(login.greeting().data[4:]).capabilities
     never = Capability.COMPRESS | Capability.ZSTD_COMPRESSION | Capability.LOCAL_FILES | Capability.SSL
@@ -152,7 +162,7 @@ def test_compression_and_local_files_are_never_offered_even_when_asked():
 
 def test_each_login_draws_a_fresh_nonce():
     draws = iter([bytes([7]) * 20, bytes([9]) * 20])
-    nonces = {ClientLogin(credentials=USERS.get, client_host="h", connection_id=1,
+    nonces = {ClientLogin(client_host="h", connection_id=1,
                           sha2_cache=Sha2FastPathCache(), random_bytes=lambda n: next(draws)).nonce
               for _ in range(2)}
     assert nonces == {bytes([7]) * 20, bytes([9]) * 20}
@@ -203,10 +213,11 @@ def test_no_password_says_so():
     assert r.message == "Access denied for user 'native'@'10.0.0.9' (using password: NO)"
 
 
-def test_unknown_user_reads_like_a_wrong_password():
+def test_unknown_user_gets_access_denied_with_rds_no_credentials_text():
     r = refused(started().receive_data(response("nobody", native("x"))))
-    assert r.error_code == 1045
-    assert r.message == "Access denied for user 'nobody'@'10.0.0.9' (using password: YES)"
+    assert (r.error_code, r.sqlstate, r.auth_failure) == (1045, "28000", True)
+    assert r.message == ("Access denied for user 'nobody'@'10.0.0.9' (using password: YES): This RDS proxy has "
+                         "no credentials for the role nobody. Check the credentials for this role and try again.")
 
 
 def test_empty_password_user_logs_in_with_an_empty_answer_only():
