@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,23 @@ def fake_aws(scratch: Path) -> Iterator[str]:
         patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
         try:
-            host, port = server.get_host_and_port()
-            yield f"http://{host}:{port}"
+            _reset(url)
+            yield url
         finally:
+            with contextlib.suppress(OSError):
+                _reset(url)
             server.stop()
+
+
+def _reset(moto_url: str) -> None:
+    """Forget every resource: moto keeps them per process, not per server, so a module's secrets
+    would otherwise still exist for the next module's server."""
+    request = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
 
 
 def secretsmanager_client(moto_url: str) -> Any:

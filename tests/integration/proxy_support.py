@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
+import urllib.request
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -53,6 +55,12 @@ class RunningProxy:
 
     def metric(self, name: str, **labels: Any) -> float:
         return self.call(lambda: self.server.metrics.value(name, **labels))
+
+    def admin_status(self) -> tuple[dict[str, Any], str]:
+        """The admin API's ``/status`` document, parsed and as sent (to search it for what must not be there)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.server.admin_port}/status", timeout=10) as response:
+            body = response.read().decode()
+        return json.loads(body), body
 
     def pool_instance(self, instance_id: str) -> dict[str, Any]:
         return self.call(lambda: self.server.pool.snapshot()["instances"].get(instance_id, {}))

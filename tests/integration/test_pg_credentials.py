@@ -10,12 +10,10 @@ endpoints are explicit, and the shared AWS files point nowhere.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import ssl
 import time
-import urllib.request
 
 import psycopg
 import pytest
@@ -112,9 +110,7 @@ def refused(proxy: RunningProxy, user: str, password: str, **kwargs) -> str:
 
 
 def status(proxy: RunningProxy) -> tuple[dict, str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{proxy.server.admin_port}/status", timeout=10) as response:
-        body = response.read().decode()
-    return json.loads(body), body
+    return proxy.admin_status()
 
 
 # --------------------------------------------------------------------------------- passwords

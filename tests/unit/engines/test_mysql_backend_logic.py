@@ -12,10 +12,19 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from reference_proxy.contracts import BackendConnectFailed, BackendCredentials, InstanceAddress, PoolKey
+import reference_proxy.engines.mysql.backend as backend_module
+from reference_proxy.contracts import (
+    BackendConnectFailed,
+    BackendCredentials,
+    ClientCredential,
+    InstanceAddress,
+    PoolKey,
+)
+from reference_proxy.credentials.source import UserCredentials
 from reference_proxy.engines.mysql.backend import (
     BACKEND_CAPABILITIES,
     PROGRAM_NAME,
+    MySQLBackendFactory,
     MySQLConnectFailed,
     QueryResult,
     auth_answer,
@@ -264,3 +273,75 @@ def test_an_error_instead_of_the_greeting_keeps_the_server_code():
     assert (refused.value.error_code, refused.value.sqlstate) == (1040, "08004")
     assert refused.value.server_message == "Too many connections"
     assert isinstance(refused.value, BackendConnectFailed)
+
+
+# -- the factory and the credential source --------------------------------------------------------
+
+class RotatingSource:
+    """A credential source whose secret for "app" moves to ``after`` once a failure makes it look."""
+
+    def __init__(self, before: BackendCredentials, after: BackendCredentials) -> None:
+        self.held, self.after = before, after
+        self.failures: list[BackendCredentials] = []
+
+    def _answer(self, user: str) -> UserCredentials | None:
+        return UserCredentials(ClientCredential(user, "", NATIVE_PASSWORD), self.held) if user == "app" else None
+
+    async def lookup(self, user: str) -> UserCredentials | None:
+        return self._answer(user)
+
+    async def backend_login_failed(self, user: str, tried: BackendCredentials) -> UserCredentials | None:
+        self.failures.append(tried)
+        self.held = self.after
+        return self._answer(user)
+
+
+class SetUpBackend:
+    async def run_session_setup(self) -> None:
+        pass
+
+
+def factory_against(monkeypatch, source: RotatingSource, accepts: set[str], code: int = 1045):
+    """A factory whose logins the "database" accepts for the passwords in ``accepts`` only."""
+    tried: list[str] = []
+
+    async def fake_connect(key, address, credentials, **kwargs):
+        tried.append(credentials.password)
+        if credentials.password not in accepts:
+            raise MySQLConnectFailed("refused", code, "28000")
+        return SetUpBackend()
+
+    monkeypatch.setattr(backend_module, "connect_and_log_in", fake_connect)
+    return MySQLBackendFactory(lambda user: None, credential_source=source), tried
+
+
+KEY = PoolKey("instance-1", "app", "db")
+ADDRESS = InstanceAddress("instance-1", "127.0.0.1", 1)
+
+
+def test_a_refused_backend_login_is_retried_once_with_the_rotated_secret(monkeypatch):
+    source = RotatingSource(BackendCredentials("app", "old"), BackendCredentials("app", "new"))
+    factory, tried = factory_against(monkeypatch, source, {"new"})
+    assert isinstance(asyncio.run(factory(KEY, ADDRESS)), SetUpBackend)
+    assert tried == ["old", "new"] and source.failures == [BackendCredentials("app", "old")]
+
+
+def test_no_retry_when_the_secret_did_not_change_or_the_error_is_not_a_login_refusal(monkeypatch):
+    same = RotatingSource(BackendCredentials("app", "old"), BackendCredentials("app", "old"))
+    factory, tried = factory_against(monkeypatch, same, set())
+    with pytest.raises(MySQLConnectFailed) as info:
+        asyncio.run(factory(KEY, ADDRESS))
+    assert info.value.error_code == 1045 and tried == ["old"]
+    busy = RotatingSource(BackendCredentials("app", "old"), BackendCredentials("app", "new"))
+    factory, tried = factory_against(monkeypatch, busy, {"new"}, code=1040)
+    with pytest.raises(MySQLConnectFailed):
+        asyncio.run(factory(KEY, ADDRESS))
+    assert tried == ["old"] and busy.failures == []
+
+
+def test_a_user_without_credentials_gets_rds_text_without_a_connection(monkeypatch):
+    source = RotatingSource(BackendCredentials("app", "old"), BackendCredentials("app", "new"))
+    factory, tried = factory_against(monkeypatch, source, {"old"})
+    with pytest.raises(MySQLConnectFailed, match="no credentials for the role ghost") as info:
+        asyncio.run(factory(PoolKey("instance-1", "ghost", "db"), ADDRESS))
+    assert (info.value.error_code, tried) == (1045, [])

@@ -11,9 +11,14 @@ import hashlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from iam_support import HOST as IAM_HOST
+from iam_support import PORT as IAM_PORT
+from iam_support import iam
+from iam_support import token as iam_token
 from pymysql import _auth as pymysql_auth
 
 from reference_proxy.contracts import ClientCredential
+from reference_proxy.credentials.source import IAM_METHOD
 from reference_proxy.engines.mysql.auth import (
     ClientAuthenticator,
     Sha2FastPathCache,
@@ -23,6 +28,8 @@ from reference_proxy.engines.mysql.login import (
     SERVER_VERSION,
     Authenticated,
     ClientLogin,
+    LookUpCredentials,
+    RecheckCredentials,
     Refused,
     SendToClient,
     StartTls,
@@ -30,6 +37,7 @@ from reference_proxy.engines.mysql.login import (
 )
 from reference_proxy.protocol.mysql import (
     CACHING_SHA2_PASSWORD,
+    CLEAR_PASSWORD,
     NATIVE_PASSWORD,
     Capability,
     HandshakeResponse41,
@@ -451,6 +459,90 @@ def test_a_hurried_first_command_stays_buffered():
     events = login.receive_data(response("native", native("n-secret")) + encode_packet(b"\x0e", 0)[0])
     assert isinstance(events[-1], Authenticated)
     assert login.take_buffered() == b"\x01\x00\x00\x00\x0e"
+
+
+# ------------------------------------------------------------------ the credential source's part
+
+def source_login(**kwargs) -> ClientLogin:
+    """A plain login: the test answers its lookups itself, as a session does with its source."""
+    login = ClientLogin(client_host="10.0.0.9", connection_id=42, sha2_cache=Sha2FastPathCache(),
+                        random_bytes=lambda n: NONCE_SOURCE[:n], **kwargs)
+    login.greeting()
+    return login
+
+
+def test_the_user_is_looked_up_before_anything_is_sent_and_the_answer_goes_on():
+    login = source_login()
+    assert login.receive_data(response("native", native("n-secret"))) == [LookUpCredentials("native")]
+    with pytest.raises(RuntimeError):
+        login.recheck(USERS["native"])
+    events = login.credentials_found(USERS["native"])
+    assert sent(events) == [ok_at(2)] and isinstance(events[-1], Authenticated)
+
+
+def test_no_credential_found_is_refused_with_rds_text():
+    login = source_login()
+    login.receive_data(response("nobody", native("x")))
+    events = login.credentials_found(None)
+    assert refused(events).auth_failure and "no credentials for the role nobody" in refused(events).message
+    assert sent(events)[0][0] == 2
+
+
+def test_a_wrong_password_asks_for_a_recheck_and_the_newer_secret_lets_the_client_in():
+    login = source_login()
+    login.receive_data(response("native", native("rotated")))
+    events = login.credentials_found(USERS["native"])
+    assert events == [RecheckCredentials("native", USERS["native"])]  # nothing sent yet
+    events = login.recheck(ClientCredential("native", "rotated", NATIVE_PASSWORD))
+    assert sent(events) == [ok_at(2)] and isinstance(events[-1], Authenticated)
+
+
+@pytest.mark.parametrize("newer", [None, USERS["native"], ClientCredential("native", "other", NATIVE_PASSWORD)])
+def test_a_recheck_without_a_matching_newer_secret_is_access_denied(newer):
+    login = source_login()
+    login.receive_data(response("native", native("rotated")))
+    login.credentials_found(USERS["native"])
+    events = login.recheck(newer)
+    assert refused(events).error_code == 1045 and refused(events).auth_failure
+    assert sent(events) == [(2, err_payload(1045, "28000",
+                                            "Access denied for user 'native'@'10.0.0.9' (using password: YES)"))]
+
+
+def test_an_iam_login_over_tls_bytes_and_sequence_ids():
+    authenticator = iam()
+    login = source_login(tls_available=True, iam=authenticator, token_endpoint=(IAM_HOST, IAM_PORT))
+    assert login.receive_data(encode_packet(SSLRequest(CLIENT_CAPS).encode(), 1)[0]) == [StartTls()]
+    login.tls_started()
+    assert login.receive_data(response("lambda", native("x"), seq=2)) == [LookUpCredentials("lambda")]
+    events = login.credentials_found(ClientCredential("lambda", "", IAM_METHOD))
+    assert sent(events) == [(3, b"\xfemysql_clear_password\x00")]
+    assert authenticator.limiter.in_progress == 1
+    events = login.receive_data(encode_packet(iam_token().encode() + b"\0", 4)[0])
+    assert sent(events) == [ok_at(5)]
+    assert events[-1].auth_plugin == CLEAR_PASSWORD and events[-1].tls
+    assert authenticator.limiter.in_progress == 0
+
+
+def test_an_iam_login_on_plaintext_is_refused_before_the_token_is_asked_for():
+    authenticator = iam()
+    login = source_login(iam=authenticator, token_endpoint=(IAM_HOST, IAM_PORT))
+    login.receive_data(response("lambda", native("x")))
+    events = login.credentials_found(ClientCredential("lambda", "", IAM_METHOD))
+    assert sent(events)[0][1].startswith(b"\xff\x15\x04#28000Access denied")
+    assert refused(events).message.endswith("IAM authentication is allowed only with SSL connections.")
+    assert authenticator.limiter.in_progress == 0
+
+
+def test_a_client_leaving_after_the_switch_gives_its_iam_place_back():
+    authenticator = iam()
+    login = source_login(tls_available=True, iam=authenticator, token_endpoint=(IAM_HOST, IAM_PORT))
+    login.receive_data(encode_packet(SSLRequest(CLIENT_CAPS).encode(), 1)[0])
+    login.tls_started()
+    login.receive_data(response("lambda", native("x"), seq=2))
+    login.credentials_found(ClientCredential("lambda", "", IAM_METHOD))
+    assert authenticator.limiter.in_progress == 1
+    login.abandon()
+    assert authenticator.limiter.in_progress == 0
 
 
 # ------------------------------------------------------------------------------------------- fuzz

@@ -3,19 +3,12 @@ IAM tokens (TLS first, a limiter slot, boto3's own token judged), and what a wro
 
 from __future__ import annotations
 
-import calendar
-import datetime
-from unittest import mock
-
-import boto3
-import botocore.auth
 import pytest
+from iam_support import HOST, PORT, iam, token
 
 import reference_proxy.protocol.postgres as pg
 from reference_proxy.contracts import ClientCredential
 from reference_proxy.credentials.iam_auth import IamAuthenticator
-from reference_proxy.credentials.iam_limit import IamAuthLimiter
-from reference_proxy.credentials.iam_token import IamTokenVerifier
 from reference_proxy.credentials.refusals import RefusalReason
 from reference_proxy.credentials.source import IAM_METHOD
 from reference_proxy.engines.postgres.auth import (
@@ -27,30 +20,6 @@ from reference_proxy.engines.postgres.auth import (
     WrongPassword,
     md5_answer,
 )
-
-AKID, SECRET, REGION = "AKIDUNITTEST", "unit-test-secret", "us-east-1"
-HOST, PORT = "unit.proxy-abc123.us-east-1.rds.amazonaws.com", 6432
-SIGNED_AT = datetime.datetime(2026, 11, 30, 12, 0, 0)
-NOW = calendar.timegm(SIGNED_AT.timetuple()) + 60
-
-
-@pytest.fixture(autouse=True)
-def no_aws_files(monkeypatch, tmp_path):
-    """boto3 here signs with explicit keys only; the machine's AWS files are never read."""
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "absent"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "absent"))
-
-
-def token(user: str = "lambda", *, host: str = HOST) -> str:
-    rds = boto3.client("rds", region_name=REGION, endpoint_url="http://127.0.0.1:9",
-                       aws_access_key_id=AKID, aws_secret_access_key=SECRET)
-    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=SIGNED_AT):
-        return rds.generate_db_auth_token(DBHostname=host, Port=PORT, DBUsername=user, Region=REGION)
-
-
-def iam(limit: int = 10) -> IamAuthenticator:
-    verifier = IamTokenVerifier({AKID: SECRET}, region=REGION, wall_clock=lambda: NOW)
-    return IamAuthenticator(verifier, IamAuthLimiter(limit))
 
 
 def iam_login(authenticator: IamAuthenticator, *, tls: bool = True, user: str = "lambda") -> ClientAuthenticator:
