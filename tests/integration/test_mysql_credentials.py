@@ -44,6 +44,8 @@ from reference_proxy.protocol.mysql import (
     encode_packet,
 )
 
+COM_CHANGE_USER = 0x11
+
 pytestmark = [pytest.mark.integration, pytest.mark.mysql, pytest.mark.shares_cluster]
 
 USERS = {  # secret id -> (database user, first password, secret settings)
@@ -295,6 +297,36 @@ def test_iam_logins_beyond_the_concurrency_limit_are_refused(cluster, moto_url):
         eventually(logs_in, timeout=30, what="an IAM login after the slow client left")
         iam = proxy.admin_status()[0]["credentials"]["iam"]
         assert iam["refused"] == 1 and iam["in_progress"] == 0
+
+
+def change_user(conn: pymysql.connections.Connection, user: str, answer: bytes) -> None:
+    """COM_CHANGE_USER as ``user``, answering the greeting's plugin (native) with ``answer``."""
+    payload = (user.encode() + b"\0" + bytes([len(answer)]) + answer + b"\0" + (45).to_bytes(2, "little")
+               + NATIVE_PASSWORD.encode() + b"\0")
+    conn._execute_command(COM_CHANGE_USER, payload)
+
+
+def test_change_user_asks_the_source_and_switches_iam_users_to_clear_password(cluster, moto_url):
+    with running_proxy(cluster, moto_url, cache_ttl=60, refresh_min_interval=1) as proxy:
+        token = iam_token("mcred_lambda", proxy.port())
+        with proxy.connect(user="mcred_app", password="app-pw-1", tls=True) as conn:
+            change_user(conn, "mcred_lambda", b"")
+            switch = conn._read_packet()
+            assert AuthSwitchRequest.decode(switch.get_all_data()).plugin_name == CLEAR_PASSWORD
+            conn.write_packet(token.encode() + b"\0")
+            conn._read_ok_packet()
+            assert scalar(conn, "SELECT CURRENT_USER()") == "mcred_lambda@%"
+        with proxy.connect(user="mcred_app", password="app-pw-1") as conn:
+            change_user(conn, "mcred_lambda", b"")
+            with pytest.raises(pymysql.err.OperationalError) as info:
+                conn._read_ok_packet()
+            assert info.value.args == (1045, access_denied(
+                "mcred_lambda", "IAM authentication is allowed only with SSL connections.").replace("YES", "NO"))
+            change_user(conn, "nobody", b"x" * 20)
+            with pytest.raises(pymysql.err.OperationalError, match="no credentials for the role nobody"):
+                conn._read_ok_packet()
+            assert scalar(conn, "SELECT CURRENT_USER()") == "mcred_app@%"  # the session survives as it was
+        assert proxy.admin_status()[0]["credentials"]["iam"]["in_progress"] == 0
 
 
 CLIENT_CAPS = (Capability.LONG_PASSWORD | Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION

@@ -104,14 +104,16 @@ _STORED_NATIVE_HASH = re.compile(r"\*[0-9A-Fa-f]{40}")
 
 
 class AuthFailed(ProxyError):
-    """The client did not prove the password: answer with this ERR, then close."""
+    """The client did not prove itself: answer with this ERR, then close.  ``detail`` says more for
+    the proxy's log (which IAM check failed) and never holds a password or a token."""
 
     def __init__(self, message: str, error_code: int = ACCESS_DENIED,
-                 sqlstate: str = ACCESS_DENIED_SQLSTATE) -> None:
+                 sqlstate: str = ACCESS_DENIED_SQLSTATE, detail: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.error_code = error_code
         self.sqlstate = sqlstate
+        self.detail = detail
 
 
 class WrongPassword(AuthFailed):
@@ -129,12 +131,15 @@ def access_denied(user: str, host: str, used_password: bool, why: str = "") -> A
     return AuthFailed(f"{message}: {why}" if why else message)
 
 
-def refused(reason: RefusalReason, user: str, host: str, used_password: bool = True) -> AuthFailed:
+def refused(reason: RefusalReason, user: str, host: str, used_password: bool = True,
+            detail: str = "") -> AuthFailed:
     """A credential refusal as the MySQL family words it (see the module docstring): 1040 with RDS's
     text for the IAM concurrency limit, otherwise 1045 "Access denied" followed by RDS's words."""
     if reason is RefusalReason.IAM_TOO_MANY_COMPETING:
-        return AuthFailed(MYSQL_IAM_RATE_LIMIT_TEXT, TOO_MANY_CONNECTIONS, "HY000")
-    return access_denied(user, host, used_password, refusal_text(reason, user))
+        return AuthFailed(MYSQL_IAM_RATE_LIMIT_TEXT, TOO_MANY_CONNECTIONS, "HY000", detail)
+    failure = access_denied(user, host, used_password, refusal_text(reason, user))
+    failure.detail = detail
+    return failure
 
 
 @dataclass(frozen=True)
@@ -234,9 +239,9 @@ class ClientAuthenticator:
         self._step = "failed"
         return access_denied(self.user, self._host, used_password, why)
 
-    def _refused(self, reason: RefusalReason, used_password: bool = True) -> AuthFailed:
+    def _refused(self, reason: RefusalReason, used_password: bool = True, detail: str = "") -> AuthFailed:
         self._step = "failed"
-        return refused(reason, self.user, self._host, used_password)
+        return refused(reason, self.user, self._host, used_password, detail)
 
     def _wrong(self, step: str, answer: bytes) -> WrongPassword:
         """A mismatch with the held password; the answer is kept for :meth:`recheck` (once)."""
@@ -300,11 +305,11 @@ class ClientAuthenticator:
 
     def _start_iam(self, client_plugin: str | None, response: bytes) -> tuple[list[ServerAuthPacket], bool]:
         if self._iam is None or self._token_endpoint is None:
-            raise self._refused(RefusalReason.IAM_TOKEN_REFUSED, bool(response))
+            raise self._refused(RefusalReason.IAM_TOKEN_REFUSED, bool(response), "IAM authentication is not set up")
         try:
             self._iam_attempt = self._iam.begin(self.user, tls=self._tls)
         except CredentialRefused as e:
-            raise self._refused(e.reason, bool(response)) from None
+            raise self._refused(e.reason, bool(response), e.detail) from None
         self.plugin = CLEAR_PASSWORD
         if client_plugin == CLEAR_PASSWORD:
             return self._check_token(response)
@@ -322,7 +327,7 @@ class ClientAuthenticator:
         try:
             self._iam_attempt.finish(token, host=host, port=port)
         except CredentialRefused as e:
-            raise self._refused(e.reason, bool(data)) from None
+            raise self._refused(e.reason, bool(data), e.detail) from None
         finally:
             self._iam_attempt.abandon()  # a failure of any kind must not keep the place either
         self._step = "done"

@@ -189,13 +189,14 @@ class Refused:
     """The login failed; the ERR is in the SendToClient before this event. Close the connection.
 
     ``auth_failure`` marks refusals RDS counts in ClientConnectionsSetupFailedAuth (bad credentials,
-    TLS required); protocol errors are not.
+    TLS required); protocol errors are not.  ``detail`` says more for the log (no secrets).
     """
 
     error_code: int
     sqlstate: str
     message: str
     auth_failure: bool = False
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -378,7 +379,8 @@ class ClientLogin:
         except (ProtocolViolation, _RequestRefused) as e:
             return self._refuse(e.error_code, e.sqlstate, e.message, reply_sequence)
         except AuthFailed as e:
-            return self._refuse(e.error_code, e.sqlstate, e.message, reply_sequence, auth_failure=True)
+            return self._refuse(e.error_code, e.sqlstate, e.message, reply_sequence, auth_failure=True,
+                                detail=e.detail)
 
     # ------------------------------------------------------------------------------ steps
 
@@ -440,7 +442,7 @@ class ClientLogin:
                               self.tls, auth.plugin, self._status_flags)]
 
     def _refuse(self, code: int, sqlstate: str, message: str, sequence_id: int, *,
-                auth_failure: bool = False) -> list[LoginEvent]:
+                auth_failure: bool = False, detail: str = "") -> list[LoginEvent]:
         self._state = "closed"
         err, _ = encode_packet(ErrPacket(code, message, sqlstate).encode(), sequence_id)
-        return [SendToClient(err), Refused(code, sqlstate, message, auth_failure)]
+        return [SendToClient(err), Refused(code, sqlstate, message, auth_failure, detail)]

@@ -278,6 +278,8 @@ class MySQLClientSession:
                 elif isinstance(event, Refused):
                     if event.auth_failure:
                         self.s.metrics.inc("ClientConnectionsSetupFailedAuth", endpoint=self.endpoint)
+                        log.info("[proxyEndpoint=%s] [clientConnection=%s] login refused: %s%s", self.endpoint,
+                                 self.client_id, event.message, f" ({event.detail})" if event.detail else "")
                     raise _SessionOver()
             data = await (self._read_raw_packet(raw) if raw is not None else self.reader.read(READ_SIZE))
             if not data:
@@ -591,6 +593,8 @@ class MySQLClientSession:
                 packets, done = await self._auth_step(auth, lambda data=answer.payload: auth.receive(data))
         except AuthFailed as e:
             self.s.metrics.inc("ClientConnectionsSetupFailedAuth", endpoint=self.endpoint)
+            log.info("[proxyEndpoint=%s] [clientConnection=%s] COM_CHANGE_USER refused: %s%s", self.endpoint,
+                     self.client_id, e.message, f" ({e.detail})" if e.detail else "")
             await self._say_error(e.error_code, e.sqlstate, e.message, sequence, flush=False)
             return
         finally:

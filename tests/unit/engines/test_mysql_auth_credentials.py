@@ -108,6 +108,7 @@ def test_a_refused_token_gets_access_denied_with_rds_text_and_gives_its_place_ba
         auth.receive(answer)
     assert not isinstance(info.value, WrongPassword)
     assert (info.value.error_code, info.value.message) == (1045, denied("lambda", TOKEN_REFUSED))
+    assert info.value.detail and (bad is None or bad not in info.value.detail)  # which check failed, for the log
     assert authenticator.limiter.in_progress == 0
 
 
