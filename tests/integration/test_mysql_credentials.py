@@ -11,8 +11,10 @@ caching_sha2_password: the proxy speaks it to its clients and logs in to MariaDB
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import subprocess
 import time
 
 import pymysql
@@ -297,6 +299,42 @@ def test_iam_logins_beyond_the_concurrency_limit_are_refused(cluster, moto_url):
         eventually(logs_in, timeout=30, what="an IAM login after the slow client left")
         iam = proxy.admin_status()[0]["credentials"]["iam"]
         assert iam["refused"] == 1 and iam["in_progress"] == 0
+
+
+def test_connector_and_the_mariadb_cli_send_their_token_when_switched_over_tls(cluster, moto_url):
+    """Connector/Python sends mysql_clear_password only over TLS, libmariadb whenever asked (no
+    --enable-cleartext-plugin needed): over TLS both log in with boto3's token, and without TLS the
+    proxy refuses both before asking."""
+    import mysql.connector
+
+    with running_proxy(cluster, moto_url, cache_ttl=60, refresh_min_interval=1) as proxy:
+        token = iam_token("mcred_lambda", proxy.port())
+        options = {"host": "127.0.0.1", "port": proxy.port(), "user": "mcred_lambda", "password": token,
+                   "database": cluster.database, "use_pure": True, "connection_timeout": 10}
+        conn = mysql.connector.connect(**options)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT CURRENT_USER()")
+            assert cur.fetchone() == ("mcred_lambda@%",)
+        finally:
+            conn.close()
+        with pytest.raises(mysql.connector.Error) as info:
+            mysql.connector.connect(**options, ssl_disabled=True)
+        assert info.value.errno == 1045 and "IAM authentication is allowed only with SSL connections." in info.value.msg
+
+        assert mariadb_cli(proxy, "mcred_lambda", token).stdout.strip() == "mcred_lambda@%"
+        plaintext = mariadb_cli(proxy, "mcred_lambda", token, "--skip-ssl")
+        assert plaintext.returncode == 1
+        assert "ERROR 1045 (28000)" in plaintext.stderr and "allowed only with SSL" in plaintext.stderr
+        assert token not in plaintext.stderr
+
+
+def mariadb_cli(proxy: RunningProxy, user: str, password: str, *options: str) -> subprocess.CompletedProcess:
+    """The ``mariadb`` client, its password from the environment (never on a command line)."""
+    command = ["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{proxy.port()}", f"-u{user}", "-N", *options,
+               "-e", "SELECT CURRENT_USER()"]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "MYSQL_PWD": password})
 
 
 def change_user(conn: pymysql.connections.Connection, user: str, answer: bytes) -> None:
