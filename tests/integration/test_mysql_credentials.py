@@ -56,6 +56,7 @@ USERS = {  # secret id -> (database user, first password, secret settings)
     "db/rotating": ("mcred_rot", "rot-pw-1", {"method": "mysql_native_password"}),
     "db/rotating-sha2": ("mcred_rot_sha2", "rotsha2-pw-1", {}),
     "db/rotating-native": ("mcred_rot_nat", "rotnat-pw-1", {"method": "mysql_native_password"}),
+    "db/changing": ("mcred_chg", "chg-pw-1", {"method": "mysql_native_password"}),
     "db/lambda": ("mcred_lambda", "lambda-db-pw", {"iam_auth": "required"}),
 }
 
@@ -365,6 +366,21 @@ def test_change_user_asks_the_source_and_switches_iam_users_to_clear_password(cl
                 conn._read_ok_packet()
             assert scalar(conn, "SELECT CURRENT_USER()") == "mcred_app@%"  # the session survives as it was
         assert proxy.admin_status()[0]["credentials"]["iam"]["in_progress"] == 0
+
+
+def test_change_user_to_a_rotated_user_rechecks_the_answer_against_the_reread_secret(cluster, moto_url,
+                                                                                     secretsmanager):
+    with running_proxy(cluster, moto_url, cache_ttl=3600, refresh_min_interval=0) as proxy:
+        with proxy.connect(user="mcred_app", password="app-pw-1") as conn:
+            rotate(cluster, secretsmanager, "db/changing", "chg-pw-2")
+            change_user(conn, "mcred_chg", pymysql._auth.scramble_native_password(b"chg-pw-2", conn.salt))
+            conn._read_ok_packet()
+            assert scalar(conn, "SELECT CURRENT_USER()") == "mcred_chg@%"
+            change_user(conn, "mcred_chg", pymysql._auth.scramble_native_password(b"chg-pw-1", conn.salt))
+            with pytest.raises(pymysql.err.OperationalError) as info:
+                conn._read_ok_packet()
+            assert info.value.args == (1045, access_denied("mcred_chg"))
+        assert proxy.metric("ClientConnectionsSetupFailedAuth", endpoint="default") == 1
 
 
 CLIENT_CAPS = (Capability.LONG_PASSWORD | Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION

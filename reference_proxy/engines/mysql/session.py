@@ -40,6 +40,7 @@ import contextlib
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -604,7 +605,8 @@ class MySQLClientSession:
         self.key = replace(self.key, user=request.username, database=request.schema or "")
         self._say_ok(sequence)
 
-    async def _auth_step(self, auth: ClientAuthenticator, step) -> tuple[list, bool]:
+    async def _auth_step(self, auth: ClientAuthenticator,
+                         step: Callable[[], tuple[list, bool]]) -> tuple[list, bool]:
         """One step of a COM_CHANGE_USER authentication; after a wrong password the source reads the
         user's secret again and the same answer is checked against what it holds now (as the login
         does, :class:`~.login.RecheckCredentials`)."""
