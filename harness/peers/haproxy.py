@@ -9,35 +9,20 @@ directory that is removed on stop, and listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from typing import Self
-
 from harness import process
-from harness.standins.base import ConnectionParams, StartFailed
-from harness.standins.runtime import standin_errors
-
-SEARCH_DIRS = ["/usr/sbin", "/usr/bin"]
-DEBIAN_PACKAGE = "haproxy"
+from harness.peers.base import Peer
+from harness.standins.base import ConnectionParams
 
 
-class HAProxy:
+class HAProxy(Peer):
     """One HAProxy forwarding TCP to one upstream server; a context manager."""
 
-    def __init__(self, upstream: ConnectionParams, *, max_connections: int = 20_000, port: int | None = None) -> None:
-        self.upstream = upstream
-        self.max_connections = max_connections
-        self.port = port
-        self.base_dir: str | None = None
-        self.pid: int | None = None
-        self.pid_start: int | None = None
+    binary = "haproxy"
+    debian_package = "haproxy"
 
-    @property
-    def params(self) -> ConnectionParams:
-        """How clients reach the upstream server through HAProxy (same credentials and database)."""
-        assert self.port is not None
-        return ConnectionParams(process.LOOPBACK, self.port, self.upstream.user, self.upstream.password,
-                                self.upstream.database)
+    def __init__(self, upstream: ConnectionParams, *, max_connections: int = 20_000, port: int | None = None) -> None:
+        super().__init__(upstream, port=port)
+        self.max_connections = max_connections
 
     def _config(self) -> str:
         u = self.upstream
@@ -59,51 +44,8 @@ class HAProxy:
             "",
         ])
 
-    def start(self) -> None:
-        """Start HAProxy and wait until it listens; stand-in errors (BinaryMissing naming the Debian
-        package, PortInUse, StartFailed) say why not."""
-        with standin_errors():
-            self._start()
-
-    def _start(self) -> None:
-        binary = process.find_binary("haproxy", SEARCH_DIRS, DEBIAN_PACKAGE)
-        self.port = self.port or process.free_port()
-        process.check_port_free(self.port)
-        self.base_dir = tempfile.mkdtemp(prefix=f"{process.SCRATCH_PREFIX}haproxy-")  # 0700: ours alone
-        config = os.path.join(self.base_dir, "haproxy.cfg")
-        log = os.path.join(self.base_dir, "haproxy.log")
+    def _arguments(self, fd_limit: int) -> list[str]:
         # Each relayed connection costs two descriptors and HAProxy refuses a maxconn it cannot
-        # back with its (inherited) limit, so raise ours and stay under it.
-        limit = process.raise_fd_limit()
-        self.max_connections = max(1, min(self.max_connections, (limit - 100) // 2))
-        with open(config, "w") as f:
-            f.write(self._config())
-        self.pid, self.pid_start = process.spawn([binary, "-db", "-f", config], log_path=log)
-        def alive() -> bool:
-            return process.pid_alive(self.pid, self.pid_start)
-
-        # Stop waiting as soon as it exits: a bad configuration ends it at once, with the reason logged.
-        process.wait_until(lambda: process.port_open(self.port) or not alive(), 15)
-        if not (alive() and process.port_open(self.port)):
-            tail = process.log_tail(log)
-            self.stop()
-            raise StartFailed(f"haproxy did not listen on {self.port} within 15s:\n{tail}")
-
-    def stop(self) -> None:
-        """Stop HAProxy and remove its directory; safe to call twice or after a failed start."""
-        with standin_errors():
-            process.terminate(self.pid, self.pid_start, timeout=5)
-        self.pid = None
-        process.remove_tree(self.base_dir)
-        self.base_dir = None
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        # back with its (inherited) limit, so stay under it.
+        self.max_connections = max(1, min(self.max_connections, (fd_limit - 100) // 2))
+        return ["-db", "-f", self._write("haproxy.cfg", self._config())]
