@@ -44,7 +44,7 @@ from reference_proxy.contracts import (
     Role,
 )
 from reference_proxy.pool import Pool
-from reference_proxy.routing import Router
+from reference_proxy.routing import Router, RoutingError
 from reference_proxy.topology import RoundOutcome, TopologyMonitor
 
 __all__ = ["DEMOTED_WRITER_MESSAGE", "LOST_READER_MESSAGE", "FailoverRouting"]
@@ -68,6 +68,7 @@ class FailoverRouting:
     def __init__(self, router: Router, pool: Pool, monitor: TopologyMonitor,
                  endpoint_roles: Mapping[str, EndpointRole]) -> None:
         self.router = router
+        self._write_doubts: set[str] = set()
         self.pool = pool
         self.monitor = monitor
         self._roles = dict(endpoint_roles)
@@ -219,8 +220,23 @@ class FailoverRouting:
         """A backend connection died under its client: maybe a failover, so the monitor looks now."""
         self.monitor.report_backend_error(instance_id, why)
 
+    def write_refused(self, instance_id: str, why: str) -> None:
+        """The instance taken for the writer refused a write as read-only: it was demoted (a failover
+        the monitor has not seen yet, since a demoted writer keeps running), so the monitor looks
+        now instead of at its next poll, and writes stop failing sooner."""
+        try:
+            role = self.router.role(instance_id)
+        except RoutingError:
+            return  # no longer part of the topology
+        if role is not Role.WRITER:  # a write sent to a reader is refused as it should be: nothing to learn
+            return
+        if instance_id not in self._write_doubts:  # once per monitor round, however many writes fail
+            self._write_doubts.add(instance_id)
+            self.monitor.report_backend_error(instance_id, why)
+
     def on_topology(self, outcome: RoundOutcome) -> None:
         """Nothing opened to a demoted writer or a lost reader is lent again; pinned/in-flight users are cut."""
+        self._write_doubts.clear()
         for instance_id in outcome.demoted:
             closed = self.pool.close_instance(
                 instance_id, cut_lent=DEMOTED_WRITER_MESSAGE.format(instance=instance_id))

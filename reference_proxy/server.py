@@ -113,7 +113,8 @@ class ProxyServer:
             classify=never_pins if leaking else self.engine.classify, digest=self.engine.digest,
             metrics=self.metrics, clock=self.clock, tls_context=tls_context, require_tls=config.tls.require_tls,
             token_bytes=token_bytes, acquire=self.failover.acquire, acquire_now=self.failover.acquire_now,
-            backend_lost=self.failover.backend_lost, wait_for_instance=self.failover.wait_for_instance,
+            backend_lost=self.failover.backend_lost, write_refused=self.failover.write_refused,
+            wait_for_instance=self.failover.wait_for_instance,
             handshake_timeout=config.proxy.client_handshake_timeout)
         self._new_session = self.engine.sessions(self.services)
         self._listeners: dict[str, asyncio.Server] = {}

@@ -44,7 +44,7 @@ class SessionServices:
     writer, moves a session off a lost reader) and returns the instance actually used with the
     backend.  ``acquire_now(endpoint, key, address)``, when given, is its synchronous shortcut: a
     backend of the session's own instance if one is idle with nobody waiting, else None (then
-    ``acquire`` or the pool decides).  ``backend_lost(instance_id, why)`` hears of every backend connection lost mid-use.
+    ``acquire`` or the pool decides).  ``backend_lost(instance_id, why)`` hears of every backend connection lost mid-use, and ``write_refused(instance_id, why)`` of every write an instance refused as read-only.
     ``wait_for_instance(endpoint)``, when given, replaces ``choose_instance`` for new sessions:
     during a failover it waits (up to the borrow timeout) instead of refusing the connection.
     ``credential_source`` answers who may log in and how (:mod:`reference_proxy.credentials`);
@@ -70,6 +70,7 @@ class SessionServices:
     acquire: Callable[[str, PoolKey, InstanceAddress], Awaitable[tuple[InstanceAddress, Any]]] | None = None
     acquire_now: Callable[[str, PoolKey, InstanceAddress], Any] | None = None
     backend_lost: Callable[[str, str], None] | None = None
+    write_refused: Callable[[str, str], None] | None = None
     wait_for_instance: Callable[[str], Awaitable[InstanceAddress]] | None = None
     iam: IamAuthenticator | None = None
     token_endpoint: Callable[[str], tuple[str, int]] | None = None

@@ -273,3 +273,19 @@ def test_close_instance_cuts_lent_connections_pinned_only_when_asked():
         await pool.close()
         assert plain.closed and pinned.closed
     asyncio.run(scenario())
+
+
+def test_a_write_refused_by_the_writer_makes_the_monitor_look_now_once_per_round():
+    failover = make_failover()
+    reports = []
+    failover.monitor.report_backend_error = lambda instance_id, why: reports.append((instance_id, why))
+    failover.write_refused("r1", "refused as read-only (1290)")  # a write sent to a reader: expected
+    assert reports == []
+    for _ in range(3):
+        failover.write_refused("w", "refused as read-only (1290)")
+    assert reports == [("w", "refused as read-only (1290)")]
+    failover.on_topology(dataclasses.make_dataclass("Outcome", ["demoted", "readers_lost"])((), ()))
+    failover.write_refused("w", "refused as read-only (1836)")
+    assert len(reports) == 2
+    failover.write_refused("gone", "refused")  # an instance the topology no longer has: ignored
+    assert len(reports) == 2

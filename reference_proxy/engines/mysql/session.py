@@ -100,6 +100,9 @@ BORROW_TIMEOUT_CODE = 9501
 BORROW_TIMEOUT_MESSAGE = "Timed-out waiting to acquire database connection"
 """RDS Proxy's ``ERROR 9501 (HY000): Timed-out waiting to acquire database connection``: the MySQL
 text has no full stop, where the PostgreSQL one (:attr:`BorrowTimeout.TEXT`) has one."""
+READ_ONLY_REFUSALS = frozenset({1290, 1836})
+"""ER_OPTION_PREVENTS_STATEMENT (``--read-only``) and ER_READ_ONLY_MODE: what a demoted writer
+answers a write with while it keeps running; the proxy takes it as a hint of a failover."""
 LOST_BACKEND_CODE = 2013
 """MySQL's "Lost connection to server during query": drivers treat it as a dead connection."""
 SHUTDOWN_CODE = 1053
@@ -488,6 +491,9 @@ class MySQLClientSession:
             now = self.s.clock.monotonic()
             self._m_response_latency.observe(now - fast.arrived)
             self._database_latency(backend.key.instance_id).observe(now - fast.sent)
+        error = relay.error
+        if error is not None and error.error_code in READ_ONLY_REFUSALS and self.s.write_refused is not None:
+            self.s.write_refused(backend.key.instance_id, f"a write was refused as read-only ({error.error_code})")
         was_in_transaction = tracker.in_transaction
         tracker.reply_done(relay.status_flags)
         if fast.change is not None:
