@@ -87,7 +87,11 @@ def failed_login_window(history: History, window: FaultWindow, until: int | None
 
 
 class _SessionsKept:
-    """Sessions connected before a rotation that failed a request from its start on."""
+    """Sessions connected before a rotation that it dropped: sessions whose requests stopped working
+    (the last one failed; a closed connection fails every later request).  A request refused while
+    the session goes on working (a backend login that failed in the rotation's window, passed on to
+    the client as an error) is counted in the reason, not as a drop: its error code alone cannot
+    tell, since a proxy may report a failed backend login with a connection-class code."""
 
     guarantee_id = ""
     strategies: tuple[str, ...] = ()
@@ -108,13 +112,18 @@ class _SessionsKept:
         observed = [p for p, pairs in requests.items() if any(i.time >= after for i, _ in pairs)]
         if not observed:
             return unknown(g, "no session connected before the rotation made a request after it")
-        dropped = []
+        dropped, refused = [], 0
         for process in observed:
-            failing = next((c if c is not None else i for i, c in requests[process] if not _ok((i, c))), None)
-            if failing is not None:
-                dropped.append(failing)
+            pairs = requests[process]
+            last = max(pairs, key=lambda p: p[0].time)
+            if _ok(last):
+                refused += sum(1 for p in pairs if not _ok(p))
+            else:
+                first_failure = min((p for p in pairs if not _ok(p)), key=lambda p: p[0].time)
+                dropped.append(first_failure[1] or first_failure[0])
         return judge(g, len(dropped), f"{len(observed)} sessions connected before the rotation made requests "
-                                      f"after it; {len(dropped)} of them failed one", dropped)
+                                      f"after it; {len(dropped)} of them were dropped; {refused} of their requests "
+                                      f"were refused while the session stayed usable", dropped)
 
 
 class RotationSessionsKeptChecker(_SessionsKept):

@@ -333,6 +333,17 @@ class ReferenceTarget(Target):
         if self.relays:
             self.start_relays()
         self.start_proxy()
+        if self.credential_mode == "secrets":
+            self._check_secrets_read()
+
+    def _check_secrets_read(self) -> None:
+        """A proxy that could not read its secrets starts anyway (as RDS Proxy reports "no registered
+        credentials" rather than failing); a target that cannot log in is useless, so say why now."""
+        secrets_status = (self.status().get("credentials") or {}).get("secrets") or {}
+        problems = {sid: entry.get("problem") for sid, entry in secrets_status.items() if entry.get("problem")}
+        if problems or not secrets_status:
+            said = "; ".join(f"{sid}: {problem}" for sid, problem in problems.items()) or "no secrets listed"
+            raise TargetError(f"the reference proxy could not read its secrets: {said}")
 
     def start_aws(self) -> None:
         """Create the rotatable logins, start the AWS stand-in and put one secret per login in it."""
