@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import platform
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+from harness.checkers import CheckContext, default_checkers
 from harness.checkers.rotation import LOGIN_KEY, NEW_LOGIN, OLD_LOGIN, failed_login_window, rotation_windows
 from harness.clients.client import Client
 from harness.clients.fleet import Clients
 from harness.clients.pacing import Paced
+from harness.errors import HarnessError
 from harness.faults.rotation import Login, RotateSecret
 from harness.history import OpType, Recorder
 from harness.targets.base import Target
+from harness.targets.reference import ReferenceTarget
 
 PING_INTERVAL_S = 0.1
 LOGIN_TIMEOUT_S = 5.0
@@ -38,7 +42,9 @@ LOGIN_TIMEOUT_S = 5.0
 
 @dataclasses.dataclass
 class DrillSummary:
-    """What a drill saw, for printing (the checkers judge the history itself)."""
+    """What a drill saw, for printing (the checkers judge the history itself): the logins that follow
+    the secret, how many failed, the rotation's window of failed logins (count and seconds), and how
+    many attempts started late because the workers could not keep the rate."""
 
     strategy: str
     rate: float
@@ -106,9 +112,59 @@ def _join(loops: list[threading.Thread], stop: threading.Event) -> None:
 
 def summarise(recorder: Recorder, strategy: str, rate: float, streams: list[Paced]) -> DrillSummary:
     history = recorder.history()
-    logins = [(i, c) for i, c in history.pairs() if i.f == "connect" and LOGIN_KEY in i.extra]
+    logins = [(i, c) for i, c in history.pairs() if i.f == "connect" and i.extra.get(LOGIN_KEY) == NEW_LOGIN]
     failed = sum(1 for _, c in logins if c is None or c.type is not OpType.OK)
     windows = rotation_windows(history, (strategy,))
     count, span = failed_login_window(history, windows[-1], None) if windows else (0, 0.0)
-    return DrillSummary(strategy, rate, len(logins), failed, count, round(span, 3), sum(s.late for s in streams))
+    return DrillSummary(strategy, rate, len(logins), failed, count, round(span, 3), streams[0].late)
 
+
+FIGURES = ("ROTATION-NEW-LOGINS", "ROTATION-OLD-PASSWORD")
+"""The guarantees whose figures a bench round reports beside the rotation window."""
+
+
+class RotationBenchError(HarnessError):
+    """A bench configuration that cannot run."""
+
+
+def run_bench(engine: str, *, rate: float, rounds: int, strategy: str = "single_user", window_seconds: float = 1.0,
+              observe_seconds: float = 8.0, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """``rounds`` drills at ``rate`` new logins a second on one reference target of ``engine`` (no
+    readers); per round the rotation window and the figures of :data:`FIGURES`."""
+    if rounds < 1 or rate <= 0:
+        raise RotationBenchError("rounds and rate must be positive")
+    out: dict[str, Any] = {"bench": "rotation", "engine": engine, "strategy": strategy, "rate": rate,
+                           "window_seconds": window_seconds, "machine": platform.machine(), "rounds": []}
+    with ReferenceTarget(engine, readers=0) as target:
+        for n in range(1, rounds + 1):
+            say(f"round {n}/{rounds}: {strategy} rotation at {rate:g} new logins/s")
+            with Recorder() as recorder:
+                clients = Clients(target, recorder)
+                try:
+                    summary = rotation_drill(target, clients, recorder, strategy=strategy, rate=rate,
+                                             window_seconds=window_seconds, observe_seconds=observe_seconds,
+                                             workers=max(4, int(rate // 5)))
+                finally:
+                    clients.close_all()
+                history = recorder.history()
+            figures = {c.guarantee_id: c.check(history, CheckContext()) for c in default_checkers(list(FIGURES))}
+            out["rounds"].append({**summary.as_dict(),
+                                  **{gid: {"valid": v.valid.value, "figure": v.figure} for gid, v in figures.items()}})
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    title = (f"{results['engine']} {results['strategy']} rotation, {results['rate']:g} new logins/s, "
+             f"{results['window_seconds']:g} s between setSecret and finishSecret")
+    header = (f"{'round':>5} {'logins':>7} {'failed':>7} {'window failed':>14} {'window s':>9} "
+              f"{'new-login s':>12} {'old-pw s':>9} {'late':>5}")
+    lines = [title, header]
+    for i, r in enumerate(results["rounds"], 1):
+        new, old = (r[g]["figure"] for g in FIGURES)
+        lines.append(f"{i:>5} {r['logins']:>7} {r['failed_logins']:>7} {r['window_failed_logins']:>14} "
+                     f"{r['window_seconds']:>9.2f} {_num(new):>12} {_num(old):>9} {r['late']:>5}")
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -77,9 +77,11 @@ def _until_next(windows: Sequence[tuple[FaultWindow, int]], i: int) -> int | Non
 
 
 def failed_login_window(history: History, window: FaultWindow, until: int | None) -> tuple[int, float]:
-    """Failed logins (any login label) from the rotation's start to ``until``: their count, and the
-    seconds from the first failure's start to the last failure's end (0 when none failed)."""
-    failed = [p for p in _logins(history, None)
+    """The rotation's window as clients following the secret see it: their failed logins (label
+    ``new``) from the rotation's start to ``until``, and the seconds from the first failure's start to
+    the last failure's end (0 when none failed).  Refusals of the old login after finishSecret are
+    what should happen, so they are not part of it."""
+    failed = [p for p in _logins(history, NEW_LOGIN)
               if p[0].time >= window.start and (until is None or p[0].time < until) and not _ok(p)]
     if not failed:
         return 0, 0.0
