@@ -61,9 +61,12 @@ def secretsmanager_client(access: SecretsAccess) -> Any:
                           "(pip install 'aurora-proxy-harness[aws]')") from None
     if access.access_key_id is None:
         return boto3.client("secretsmanager", region_name=access.region, endpoint_url=access.endpoint_url)
-    core = botocore.session.Session()
-    core.set_config_variable("config_file", os.devnull)
-    core.set_config_variable("credentials_file", os.devnull)
+    # Session variables read from no environment variable and no file: no profile, empty AWS files.
+    core = botocore.session.Session(session_vars={
+        "profile": (None, None, None, None),
+        "config_file": (None, None, os.devnull, None),
+        "credentials_file": (None, None, os.devnull, None),
+    })
     session = boto3.session.Session(aws_access_key_id=access.access_key_id,
                                     aws_secret_access_key=access.secret_access_key,
                                     region_name=access.region, botocore_session=core)
