@@ -200,7 +200,10 @@ class ReferenceTarget(Target):
         self._relays: dict[str, RelayServer] = {}
         if self.relays:
             self.capabilities = type(self).capabilities | {Capability.NETWORK_FAULTS}
-        if credentials == "secrets":
+        # Rotatable logins are made by the target that makes the cluster and shared with its siblings;
+        # another target given the same cluster must not reset their passwords behind the first one.
+        self.rotatable = credentials == "secrets" and (cluster is None or aws is not None)
+        if self.rotatable:
             self.capabilities = self.capabilities | {Capability.ROTATE_SECRET}
         if isinstance(failover_grace, bool) or not isinstance(failover_grace, (int, float)) \
                 or not 0 < failover_grace <= 3600:
@@ -348,16 +351,17 @@ class ReferenceTarget(Target):
     def start_aws(self) -> None:
         """Create the rotatable logins, start the AWS stand-in and put one secret per login in it."""
         assert self.cluster is not None and self.run_dir
-        made = {user: secrets.token_urlsafe(18) for user in (ROTATING_USER, *ALTERNATING_USERS)}
-        for user, password in made.items():
-            self.cluster.create_login(user, password)
-        self.cluster.wait_replicated()
-        # The alternating secret holds its first user; a rotation gives the second one a new
-        # password and switches the secret to it.
-        first = ALTERNATING_USERS[0]
-        logins = {SECRET_PREFIX + self.cluster.user: (self.cluster.user, self.cluster.password),
-                  SECRET_PREFIX + ROTATING_USER: (ROTATING_USER, made[ROTATING_USER]),
-                  ALTERNATING_SECRET: (first, made[first])}
+        logins = {SECRET_PREFIX + self.cluster.user: (self.cluster.user, self.cluster.password)}
+        if self.rotatable:
+            made = {user: secrets.token_urlsafe(18) for user in (ROTATING_USER, *ALTERNATING_USERS)}
+            for user, password in made.items():
+                self.cluster.create_login(user, password)
+            self.cluster.wait_replicated()
+            # The alternating secret holds its first user; a rotation gives the second one a new
+            # password and switches the secret to it.
+            first = ALTERNATING_USERS[0]
+            logins[SECRET_PREFIX + ROTATING_USER] = (ROTATING_USER, made[ROTATING_USER])
+            logins[ALTERNATING_SECRET] = (first, made[first])
         self.aws = AwsStandin()
         self.aws.start(self.run_dir)
         self.aws.create_secrets(logins)

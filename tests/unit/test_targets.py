@@ -69,6 +69,9 @@ def test_the_certification_reference_target_has_the_small_pool_and_every_capabil
     assert t.pool_settings == {"max_connections_percent": 20} and t.readers == 2
     assert set(t.capabilities) >= set(Capability) - {Capability.NETWORK_FAULTS}
     assert Capability.ROTATE_SECRET not in ReferenceTarget("postgres", credentials="static").capabilities
+    # A target given another's cluster reads secrets too, but leaves the rotatable logins to their owner.
+    borrowed = ReferenceTarget("postgres", cluster=object())  # type: ignore[arg-type]
+    assert Capability.ROTATE_SECRET not in borrowed.capabilities and borrowed.credential_mode == "secrets"
 
 
 def test_proxy_settings_reach_the_proxy_configuration_and_siblings_inherit_the_testing_switches():
@@ -115,6 +118,9 @@ def test_a_sibling_proxy_shares_the_cluster_and_has_its_own_settings():
     assert sibling.supports(Capability.NETWORK_FAULTS) and not t.supports(Capability.NETWORK_FAULTS)
     with pytest.raises(TargetError, match="needs the cluster"):
         ReferenceTarget("postgres").sibling_proxy()
+    t.aws, t.logins = AwsStandin.from_state({"port": 4}), {"aurora-harness/u": ("u", "p")}
+    sharing = t.sibling_proxy()  # the same secrets, read from the same AWS stand-in, which it does not own
+    assert sharing.aws is t.aws and sharing.logins == t.logins and sharing.supports(Capability.ROTATE_SECRET)
 
 
 def test_no_kind_checks_remain_in_the_harness_or_the_suites():
