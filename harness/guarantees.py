@@ -54,6 +54,7 @@ class Family(str, enum.Enum):
     STORM = "storm"
     LATENCY = "latency"
     NETFAULT = "netfault"
+    ROTATION = "rotation"
 
 
 class Comparison(str, enum.Enum):
@@ -227,6 +228,39 @@ _ALL = [
        "within {threshold} {unit}.", 30.0, "s", Family.NETFAULT, _AT_MOST,
        "§4.1: clients are not left waiting on a dead former writer; §4.2: failover itself takes "
        "typically under 35 s, so detection must come sooner."),
+    _g("ROTATION-SESSIONS-KEPT",
+       "Client sessions established before a single-user password rotation keep working through it; "
+       "sessions dropped allowed: {threshold} {unit}.", 0, "sessions", Family.ROTATION, _AT_MOST,
+       "§5.3: single-user rotation does not drop open connections, and the proxy never drops "
+       "established client or backend connections when it reads a secret again."),
+    _g("ROTATION-NEW-LOGINS",
+       "New connections with the new password succeed within {threshold} {unit} of finishSecret (the "
+       "moment the secret's AWSCURRENT moves); the figure is how long they kept failing.", 5.0, "s",
+       Family.ROTATION, _AT_MOST,
+       "§5.3: how fast RDS Proxy picks up a new secret version is not documented (managed rotation "
+       "completes within a minute); the reference proxy reads a secret again after its cache TTL "
+       "(2 s on the reference target) or after a refused login, so a few seconds bound it."),
+    _g("ROTATION-OLD-PASSWORD",
+       "After finishSecret the old password is refused for new connections within {threshold} {unit} "
+       "(the grace period); the figure is how long it was still accepted.", 5.0, "s",
+       Family.ROTATION, _AT_MOST,
+       "§5.3: the proxy reads only AWSCURRENT and checks client passwords against it, so the old "
+       "password stops working once the proxy has read the new version."),
+    _g("ROTATION-BACKEND-AUTH",
+       "Backend connection setups that fail during a rotation (from its start to the end of the "
+       "test) stay bounded: at most {threshold} {unit}.", 20, "failed setups",
+       Family.ROTATION, _AT_MOST,
+       "§5.3: between setSecret and finishSecret new backend logins fail with the old password; a "
+       "proxy that re-reads the secret on a refused login (at most once a second per secret) must "
+       "not turn that window into a storm of failed logins against the database."),
+    _g("ROTATION-ALTERNATING-SESSIONS",
+       "Sessions established as the previous user keep working after an alternating-users rotation "
+       "switches the secret to the other user; sessions dropped allowed: {threshold} {unit}.", 0,
+       "sessions", Family.ROTATION, _AT_MOST,
+       "§5.3 and §9.7: RDS Proxy reads only AWSCURRENT and is reported to terminate existing "
+       "connections when a multi-user rotation changes the user name (expect this to be false on "
+       "RDS Proxy); the reference proxy keeps them: an authenticated session is not tied to the "
+       "secret it was checked against."),
 ]
 
 CATALOGUE: Mapping[str, Guarantee] = types.MappingProxyType({g.id: g for g in _ALL})

@@ -30,6 +30,13 @@ from harness.checkers.latency import AddedLatencyP50Checker, AddedLatencyP99Chec
 from harness.checkers.netfault import SilentFaultDetectedChecker
 from harness.checkers.pinning import PinNonTriggersChecker, PinTriggersChecker
 from harness.checkers.pooling import BackendCapChecker, MultiplexingChecker
+from harness.checkers.rotation import (
+    RotationAlternatingSessionsChecker,
+    RotationBackendAuthChecker,
+    RotationNewLoginsChecker,
+    RotationOldPasswordChecker,
+    RotationSessionsKeptChecker,
+)
 from harness.checkers.routing import ReaderBalanceChecker, ReaderOnlyChecker, WriterEndpointChecker
 from harness.checkers.storm import StormServedChecker
 
@@ -38,7 +45,8 @@ CHECKER_TYPES: dict[str, type] = {c.guarantee_id: c for c in (
     PinTriggersChecker, PinNonTriggersChecker, SessionLeakChecker, BorrowTimeoutChecker,
     FailoverWriteGapChecker, FailoverReadErrorsChecker, IdleSurvivalChecker, NoLostAckChecker,
     NoFailedVisibleChecker, StormServedChecker, AddedLatencyP50Checker, AddedLatencyP99Checker,
-    SilentFaultDetectedChecker)}
+    SilentFaultDetectedChecker, RotationSessionsKeptChecker, RotationNewLoginsChecker,
+    RotationOldPasswordChecker, RotationBackendAuthChecker, RotationAlternatingSessionsChecker)}
 """The checker class for each guarantee id."""
 
 
@@ -57,6 +65,8 @@ __all__ = [  # noqa: RUF022 - grouped by role, not alphabetically
     "AddedLatencyP50Checker", "AddedLatencyP99Checker", "BackendCapChecker", "BorrowTimeoutChecker",
     "FailoverReadErrorsChecker", "FailoverWriteGapChecker", "IdleSurvivalChecker", "MultiplexingChecker",
     "NoFailedVisibleChecker", "NoLostAckChecker", "PinNonTriggersChecker", "PinTriggersChecker",
-    "ReaderBalanceChecker", "ReaderOnlyChecker", "SessionLeakChecker", "SilentFaultDetectedChecker",
+    "ReaderBalanceChecker", "ReaderOnlyChecker", "RotationAlternatingSessionsChecker",
+    "RotationBackendAuthChecker", "RotationNewLoginsChecker", "RotationOldPasswordChecker",
+    "RotationSessionsKeptChecker", "SessionLeakChecker", "SilentFaultDetectedChecker",
     "StormServedChecker", "WriterEndpointChecker",
 ]

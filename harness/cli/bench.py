@@ -107,3 +107,31 @@ def failover(engine: str, rounds: int, clients: int, idle_clients: int, readers:
         raise CliFailure(str(e)) from None
     write(results, out)
     click.echo(json.dumps(results, indent=2) if as_json else fb.table(results) + f"\nJSON written to {out}")
+
+
+@bench.command()
+@click.option("--engine", type=click.Choice(["postgres", "mysql"]), default="postgres", show_default=True)
+@click.option("--rate", type=click.FloatRange(1, 500), default=50.0, show_default=True,
+              help="New logins a second during the drill.")
+@click.option("--rounds", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--strategy", type=click.Choice(["single_user", "alternating_users", "database_first"]),
+              default="single_user", show_default=True)
+@click.option("--window-seconds", type=click.FloatRange(0, 600), default=1.0, show_default=True,
+              help="Seconds between setSecret and finishSecret.")
+@click.option("--out", default="bench-results/rotation.json", show_default=True, help="JSON result file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of the table.")
+@fail_on_errors
+def rotation(engine: str, rate: float, rounds: int, strategy: str, window_seconds: float, out: str,
+             as_json: bool) -> None:
+    """Secret rotations while new logins arrive at a steady rate through the reference proxy: the failed
+    logins of each rotation's window, and how long new and old passwords took to be right."""
+    from harness.bench import rotation as rb
+    from harness.bench.document import write
+
+    try:
+        results = rb.run_bench(engine, rate=rate, rounds=rounds, strategy=strategy, window_seconds=window_seconds,
+                               say=lambda m: click.echo(m, err=True))
+    except rb.RotationBenchError as e:
+        raise CliFailure(str(e)) from None
+    write(results, out)
+    click.echo(json.dumps(results, indent=2) if as_json else rb.table(results) + f"\nJSON written to {out}")

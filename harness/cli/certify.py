@@ -135,9 +135,10 @@ def _run_child(cmd: list[str], *, env: dict[str, str], to_stderr: bool) -> int:
 @click.option("--reader-dsn", "reader_dsns", multiple=True, help="External target: DSN of a reader endpoint.")
 @click.option("--metrics-url", default=None, help="External target: the proxy's Prometheus metrics URL.")
 @click.option("--proxy-setting", "proxy_settings", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Reference target: a [pool] or [testing] setting of the proxy it starts, over the "
-                   "certification's (repeatable). testing.leak_session_state=true makes the proxy leak "
-                   "session state on purpose, to see the harness catch it.")
+              help="Reference target: a [pool], [testing] or secrets_manager (its [auth.secrets_manager]) "
+                   "setting of the proxy it starts, over the certification's (repeatable). "
+                   "testing.leak_session_state=true makes the proxy leak session state on purpose, to see "
+                   "the harness catch it.")
 @click.option("--thresholds", type=click.Path(exists=True, dir_okay=False), default=None,
               help="TOML or JSON file overriding guarantee thresholds.")
 @click.option("--strict", is_flag=True, help="Fail when any guarantee is unknown, too.")

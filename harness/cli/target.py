@@ -4,7 +4,10 @@
 directory and exits, leaving them running; the other commands rebuild the target from the record.
 By default ``up`` also starts the stand-in's automatic-failover supervisor (Aurora's control plane):
 ``crash`` of the writer is then followed by a promotion, and ``failover`` holds the supervisor's
-lock so that a planned and an automatic failover never run at once.
+lock so that a planned and an automatic failover never run at once.  The proxy reads its logins from
+Secrets Manager by default: ``up`` also starts a local AWS stand-in holding one secret per user and
+prints its endpoint (``aws_endpoint_url``); ``--credentials static`` writes the users into the proxy's
+configuration instead.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import click
 
 from harness.cli.common import CliFailure, emit, fail_on_errors, state_dir
 from harness.standins.registry import engine_names
-from harness.targets.reference import ReferenceTarget
+from harness.targets.reference import CREDENTIAL_MODES, ReferenceTarget
 
 RECORD = "target"
 
@@ -44,6 +47,8 @@ def _human(t: ReferenceTarget) -> str:
     lines += [f"  reader endpoint  {e['host']}:{e['port']} ({e['name']})" for e in d["endpoints"]["readers"]]
     lines += [f"  credentials      user={c['user']} password={c['password']} database={c['database']}",
               f"  metrics          {d['metrics_url']}", f"  status           {d['status_url']}",
+              "  logins from      " + (f"Secrets Manager at {d['aws_endpoint_url']} ({', '.join(d['secrets'])})"
+                                       if d.get("aws_endpoint_url") else "the proxy's configuration"),
               f"  proxy log        {d['proxy_log']}", "  instances:"]
     lines += [f"    {i['id']:<12} {i['role']:<7} {i['host']}:{i['port']}" for i in d["instances"]]
     return "\n".join(lines)
@@ -60,11 +65,15 @@ def _human(t: ReferenceTarget) -> str:
               help="Promote a reader when the writer stops answering, as Aurora does.")
 @click.option("--failover-grace", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
               help="Seconds the writer may stay silent before a reader is promoted.")
+@click.option("--credentials", type=click.Choice(CREDENTIAL_MODES), default="secrets", show_default=True,
+              help="Where the proxy takes its logins from: a local Secrets Manager stand-in (one secret per "
+                   "user; needed to rotate them) or its own configuration.")
 @click.option("--json", "as_json", is_flag=True, help="Print endpoints and credentials as JSON (public contract).")
 @click.pass_context
 @fail_on_errors
 def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_timeout: float | None,
-       max_connections_percent: int | None, auto_failover: bool, failover_grace: float, as_json: bool) -> None:
+       max_connections_percent: int | None, auto_failover: bool, failover_grace: float, credentials: str,
+       as_json: bool) -> None:
     """Start a stand-in cluster with the reference proxy in front; both keep running after exit."""
     sd = state_dir(ctx)
     previous = sd.read(RECORD)
@@ -77,7 +86,8 @@ def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_
         sd.remove(RECORD)
     pool = {"connection_borrow_timeout": borrow_timeout, "max_connections_percent": max_connections_percent}
     target = ReferenceTarget(engine, readers, pool={k: v for k, v in pool.items() if v is not None},
-                             require_tls=require_tls, auto_failover=auto_failover, failover_grace=failover_grace)
+                             require_tls=require_tls, auto_failover=auto_failover, failover_grace=failover_grace,
+                             credentials=credentials)
     started = time.monotonic()
     try:
         target.up()

@@ -64,6 +64,11 @@ class Address:
         return cls(target.engine, label or endpoint.role, endpoint.host, endpoint.port, c.user, c.password,
                    c.database, target.identity_query)
 
+    def with_login(self, user: str, password: str) -> Address:
+        """The same place reached as ``user`` with ``password`` (another database user, or a password
+        a rotation just made current)."""
+        return dataclasses.replace(self, user=user, password=password)
+
     @classmethod
     def direct(cls, cluster: Cluster, instance_id: str) -> Address:
         """One stand-in instance, bypassing any proxy (for baselines and for tests of the clients)."""

@@ -86,10 +86,13 @@ class _ClientBase:
 
     def __init__(self, drivers: dict[str, Any], recorder: Recorder, process: int | str, address: Address, *,
                  table: str = DEFAULT_TABLE, op_timeout: float | None = None, worker: str | None = None,
-                 identify_connect: bool = False, **driver_options: Any) -> None:
+                 identify_connect: bool = False, connect_extra: dict[str, Any] | None = None,
+                 **driver_options: Any) -> None:
         """``op_timeout`` bounds each request (:class:`SocketDeadline`); ``worker`` names the logical
         client across reconnects; ``identify_connect`` records who served the ``connect`` request;
-        ``driver_options`` go to the driver's connect (``connect_timeout``, ``sslmode``...)."""
+        ``connect_extra`` goes into the ``connect`` invocation's extra (e.g. which of a rotation's
+        passwords it logs in with; never the password); ``driver_options`` go to the driver's connect
+        (``connect_timeout``, ``sslmode``...)."""
         if address.engine not in drivers:
             raise ClientError(f"no {type(self).__name__} for {address.engine}: "
                               f"available for {', '.join(drivers)}")
@@ -99,6 +102,7 @@ class _ClientBase:
         self.table = check_table_name(table)
         self.deadline = SocketDeadline(op_timeout)
         self.identify_connect = identify_connect
+        self.connect_extra = dict(connect_extra or {})
         self.connection = drivers[address.engine](address, **driver_options)
         self.opened = False
         """Whether the connection was ever opened (it may have broken since)."""
@@ -178,7 +182,7 @@ class Client(_ClientBase):
         super().__init__(SYNC_DRIVERS, recorder, process, address, **options)
 
     def connect(self) -> Result:
-        inv = self.recording.invoke("connect")
+        inv = self.recording.invoke("connect", extra=self.connect_extra or None)
         try:
             self.connection.open()
             ident = None
@@ -274,7 +278,7 @@ class AsyncClient(_ClientBase):
         super().__init__(ASYNC_DRIVERS, recorder, process, address, **options)
 
     async def connect(self) -> Result:
-        inv = self.recording.invoke("connect")
+        inv = self.recording.invoke("connect", extra=self.connect_extra or None)
         try:
             await self.connection.open()
             ident = None

@@ -43,11 +43,16 @@ class Clients:
 
     def __call__(self, endpoint: str = "writer", *, connect: bool = True, target: Target | None = None,
                  request_timeout: float | None = None, connect_timeout: float = CONNECT_TIMEOUT_S,
-                 worker: str | None = None, **driver_options: Any) -> Client:
-        """A client of ``endpoint`` (``writer`` or ``reader``) of ``target`` (default: the test's)."""
+                 worker: str | None = None, login: tuple[str, str] | None = None,
+                 **driver_options: Any) -> Client:
+        """A client of ``endpoint`` (``writer`` or ``reader``) of ``target`` (default: the test's), as
+        the target's user, or as ``login`` (user, password) when given."""
         if endpoint not in ("writer", "reader"):
             raise ClientError(f"unknown endpoint {endpoint!r}: expected writer or reader")
-        return self._make(Address.of(target or self.target, endpoint), connect=connect,
+        address = Address.of(target or self.target, endpoint)
+        if login is not None:
+            address = address.with_login(*login)
+        return self._make(address, connect=connect,
                           request_timeout=request_timeout, connect_timeout=connect_timeout, worker=worker,
                           **driver_options)
 

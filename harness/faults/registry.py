@@ -17,7 +17,7 @@ from harness.faults.base import Fault, FaultError
 F = TypeVar("F", bound=type[Fault])
 
 _REGISTRY: dict[str, type[Fault]] = {}
-_BUILTIN_MODULES = ("failover", "crash", "restart", "storm", "netfault")
+_BUILTIN_MODULES = ("failover", "crash", "restart", "storm", "netfault", "rotation")
 
 
 def register(name: str) -> Callable[[F], F]:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Collection
 from harness.metrics import MetricSample
 
 SAMPLED = frozenset({"DatabaseConnections", "DatabaseConnectionsCurrentlyBorrowed",
-                     "DatabaseConnectionsCurrentlySessionPinned", "MaxDatabaseConnectionsAllowed"})
+                     "DatabaseConnectionsCurrentlySessionPinned", "MaxDatabaseConnectionsAllowed",
+                     "DatabaseConnectionsSetupFailed"})
 
 
 class MetricsSampler:

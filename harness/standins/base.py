@@ -194,6 +194,22 @@ class Cluster(abc.ABC):
         """Run ``query`` on the instance as the cluster's user over a fresh connection that gives up
         after ``timeout`` seconds; the first value of the first row.  Raises the driver's errors."""
 
+    # -- logins (what a password rotation acts on) ---------------------------------------------
+    def create_login(self, user: str, password: str) -> None:
+        """Create a login on the writer that may use the cluster's database (or, if it exists, give
+        it ``password``): a database user whose password a rotation can change without touching
+        the cluster's own user, which the stand-in's control operations log in as."""
+        raise StandinError(f"{type(self).__name__} cannot create logins")
+
+    def set_password(self, user: str, password: str) -> None:
+        """Change a login's password on the writer (a rotation's setSecret step)."""
+        raise StandinError(f"{type(self).__name__} cannot change passwords")
+
+    def check_login(self, user: str, password: str, timeout: float = 5.0) -> None:
+        """Log in to the writer as ``user`` with ``password`` and run a trivial query (a rotation's
+        testSecret step); raises the driver's error when the server refuses."""
+        raise StandinError(f"{type(self).__name__} cannot check logins")
+
     # -- description -------------------------------------------------------------------------
     def instance(self, instance_id: str) -> Instance:
         for inst in self.instances:

@@ -81,6 +81,25 @@ class Credentials:
 
 
 @dataclasses.dataclass(frozen=True)
+class SecretsAccess:
+    """How to reach the Secrets Manager that holds a target's logins, and which secrets may be rotated.
+
+    ``endpoint_url`` and the access keys are set for a local stand-in (the client then reads no AWS
+    configuration of the machine) and left ``None`` for a real account (boto3's usual chain).
+    ``single_user`` names a secret whose one login a single-user rotation may change;
+    ``alternating`` is ``(secret id, user a, user b)``: a secret that holds one of two database users,
+    for a rotation that switches it to the other.
+    """
+
+    region: str
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = dataclasses.field(default=None, repr=False)
+    single_user: str | None = None
+    alternating: tuple[str, str, str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class TargetOptions:
     """What the command line (``--target`` and friends) says about the target.
 
@@ -202,6 +221,22 @@ class Target(abc.ABC):
     def direct_instances(self) -> list[dict[str, Any]]:
         """The instances as in ``standin up --json`` (id, role, host, port, credentials)."""
         self.require(Capability.DIRECT)
+        raise NotImplementedError
+
+    def secrets_access(self) -> SecretsAccess:
+        """Where the target's secrets are and which ones a rotation may change (``ROTATE_SECRET``)."""
+        self.require(Capability.ROTATE_SECRET)
+        raise NotImplementedError
+
+    def set_database_password(self, user: str, password: str) -> None:
+        """Change ``user``'s password in the database itself, as its administrator (setSecret)."""
+        self.require(Capability.ROTATE_SECRET)
+        raise NotImplementedError
+
+    def check_database_login(self, user: str, password: str) -> None:
+        """Log in to the database itself (not through the proxy) as ``user`` with ``password``
+        (testSecret); raises when the database refuses."""
+        self.require(Capability.ROTATE_SECRET)
         raise NotImplementedError
 
     def sibling_proxy(self, *, pool: dict[str, Any] | None = None, require_tls: bool = False,

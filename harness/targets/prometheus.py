@@ -4,7 +4,8 @@ The reference proxy (and many other proxies, through an exporter) publish their 
 Prometheus text.  Each sample line is parsed on its own with prometheus_client's parser, so that one
 malformed line - the text is another program's - costs that line only, not the whole reading.  The
 proxy's ``instance`` label becomes CloudWatch's ``Target`` dimension, the name RDS Proxy gives it;
-other labels are kept as they are.
+other labels are kept as they are.  A counter's ``_total`` suffix (Prometheus's naming rule) is
+dropped, so a counter reads under its CloudWatch name (``DatabaseConnectionsSetupFailed``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness.metrics import MetricSample
 
+COUNTER_SUFFIX = "_total"
 INSTANCE_LABEL = "instance"
 TARGET_DIMENSION = "Target"
 
@@ -29,6 +31,10 @@ def _line_name(line: str) -> str:
     return line[:end]
 
 
+def _cloudwatch_name(name: str) -> str:
+    return name.removesuffix(COUNTER_SUFFIX)
+
+
 def samples_from_text(text: str, time_ns: int, names: Collection[str] | None = None) -> list[MetricSample]:
     """The samples of ``text`` (of the metrics in ``names``, or all), each stamped ``time_ns``.
 
@@ -39,16 +45,17 @@ def samples_from_text(text: str, time_ns: int, names: Collection[str] | None = N
         line = raw.strip()
         if not line or line.startswith("#") or "{" not in line:
             continue
-        if names is not None and _line_name(line) not in names:
+        if names is not None and _cloudwatch_name(_line_name(line)) not in names:
             continue
         try:
             parsed = [s for family in text_string_to_metric_families(line + "\n") for s in family.samples]
         except ValueError:
             continue
         for s in parsed:
-            if names is not None and s.name not in names:
+            name = _cloudwatch_name(s.name)
+            if names is not None and name not in names:
                 continue
             labels = dict(s.labels)
             dims = {TARGET_DIMENSION: labels[INSTANCE_LABEL]} if INSTANCE_LABEL in labels else labels
-            out.append(MetricSample(time_ns, s.name, float(s.value), dims))
+            out.append(MetricSample(time_ns, name, float(s.value), dims))
     return out

@@ -15,6 +15,15 @@ the supervisor updates; every control operation here takes the record's lock, re
 and saves it, so a planned failover never races an automatic one.  The proxy is told nothing in
 either case: it must notice the new writer through its own monitor.
 
+Logins come from Secrets Manager by default (``credentials="secrets"``), as RDS Proxy reads them: the
+target starts a local AWS stand-in (:mod:`harness.targets.aws_standin`, a moto server process), makes
+one secret per database user (JSON ``username``/``password``) and configures the proxy with
+``[[auth.secrets]]`` and the stand-in's endpoint instead of static users.  Besides the cluster's own
+user (never rotated: the stand-in's control operations log in as it) the target creates users that
+rotation faults may change: one for single-user rotation and two that one secret alternates between.
+With the stand-in the target offers ``ROTATE_SECRET``.  ``credentials="static"`` writes the cluster's
+user into the configuration as before, with no AWS stand-in and no rotation.
+
 ``testing={"leak_session_state": True}`` writes the proxy's ``[testing]`` section: switches that make
 the proxy unsafe on purpose (it then leaks session state from one client to the next), to show that
 the suites catch such a pooler.  Sibling proxies inherit them: they stand for the same proxy with
@@ -30,8 +39,10 @@ by ``aurora-harness up`` has none.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import secrets
 import sys
 import time
 import tomllib
@@ -53,7 +64,16 @@ from harness.standins.supervisor import (
     read_promotions,
     write_json_atomically,
 )
-from harness.targets.base import Capability, Credentials, Endpoint, Target, TargetError, TargetOptions
+from harness.targets.aws_standin import AwsStandin, isolated_environment
+from harness.targets.base import (
+    Capability,
+    Credentials,
+    Endpoint,
+    SecretsAccess,
+    Target,
+    TargetError,
+    TargetOptions,
+)
 from harness.targets.prometheus import samples_from_text
 
 READY_TIMEOUT = 30.0
@@ -67,9 +87,23 @@ must share backends, so multiplexing and the cap are observable.  Suites that ne
 settings (a short borrow timeout, TLS required) start a sibling proxy on the same cluster."""
 
 
-PROXY_SETTING_SECTIONS = ("pool", "testing")
-"""The proxy configuration sections ``--proxy-setting`` may change; the target owns the others
-(endpoints, instances, users, admin), which must match what it started."""
+PROXY_SETTING_SECTIONS = ("pool", "testing", "secrets_manager")
+"""The proxy configuration sections ``--proxy-setting`` may change (``secrets_manager`` is the
+proxy's ``[auth.secrets_manager]``: ``cache_ttl``, ``refresh_min_interval``); the target owns the
+others (endpoints, instances, users, admin), which must match what it started."""
+
+CREDENTIAL_MODES = ("secrets", "static")
+"""Where the proxy takes its logins from: Secrets Manager (the AWS stand-in) or its configuration."""
+
+SECRETS_CACHE_TTL = 2.0
+"""Seconds the proxy trusts a secret read (its ``cache_ttl``): RDS Proxy does not publish its own; a
+short one makes a rotation visible to new logins within seconds, as the rotation guarantees expect."""
+
+SECRET_PREFIX = "aurora-harness/"
+ROTATING_USER = "rotation_user"
+ALTERNATING_USERS = ("rotation_alt_a", "rotation_alt_b")
+ALTERNATING_SECRET = SECRET_PREFIX + "alternating"
+"""The logins a rotation fault may change, and the secret that alternates between two users."""
 
 
 def parse_proxy_settings(texts: Collection[str]) -> dict[str, dict[str, Any]]:
@@ -108,28 +142,29 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def render_toml(config: dict[str, Any]) -> str:
-    """Write the proxy's configuration dict (scalars, tables, arrays of tables) as TOML."""
-    lines: list[str] = []
-    for key, value in config.items():
-        if not isinstance(value, (dict, list)) or (isinstance(value, list) and value
-                                                   and not isinstance(value[0], dict)):
-            lines.append(f"{key} = {_toml_value(value)}")
-    for key, value in config.items():
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
+
+
+def _render_table(name: str, table: dict[str, Any], lines: list[str], *, header: str | None) -> None:
+    """One table's scalars (under ``header`` when given), then its sub-tables and arrays of tables."""
+    if header is not None:
+        lines.append(f"\n{header}")
+    lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()
+              if not isinstance(v, dict) and not _is_table_array(v)]
+    for key, value in table.items():
+        path = f"{name}.{key}" if name else key
         if isinstance(value, dict):
-            scalars = {k: v for k, v in value.items() if not isinstance(v, (dict, list)) or
-                       (isinstance(v, list) and not (v and isinstance(v[0], dict)))}
-            lines.append(f"\n[{key}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
-            for sub, items in value.items():
-                if isinstance(items, list) and items and isinstance(items[0], dict):
-                    for item in items:
-                        lines.append(f"\n[[{key}.{sub}]]")
-                        lines += [f"{k} = {_toml_value(v)}" for k, v in item.items()]
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            _render_table(path, value, lines, header=f"[{path}]")
+        elif _is_table_array(value):
             for item in value:
-                lines.append(f"\n[[{key}]]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in item.items()]
+                _render_table(path, item, lines, header=f"[[{path}]]")
+
+
+def render_toml(config: dict[str, Any]) -> str:
+    """Write the proxy's configuration dict (scalars, tables, arrays of tables, at any depth) as TOML."""
+    lines: list[str] = []
+    _render_table("", config, lines, header=None)
     return "\n".join(lines) + "\n"
 
 
@@ -144,15 +179,32 @@ class ReferenceTarget(Target):
     def __init__(self, engine: str = "postgres", readers: int = 2, *, pool: dict[str, Any] | None = None,
                  require_tls: bool = False, cluster: Cluster | None = None, auto_failover: bool = False,
                  failover_grace: float = DEFAULT_GRACE, relays: bool = False,
-                 testing: dict[str, Any] | None = None) -> None:
+                 testing: dict[str, Any] | None = None, credentials: str = "secrets",
+                 secrets_manager: dict[str, Any] | None = None, aws: AwsStandin | None = None,
+                 logins: dict[str, tuple[str, str]] | None = None) -> None:
         """``auto_failover`` starts the supervisor (off by default, so tests drive failover by hand);
         ``relays`` puts a TCP relay in front of every instance (adds NETWORK_FAULTS); ``testing`` is
-        the proxy's ``[testing]`` section (unsafe on purpose; empty by default)."""
+        the proxy's ``[testing]`` section (unsafe on purpose; empty by default); ``credentials`` is
+        ``secrets`` or ``static`` (see the module docstring), ``secrets_manager`` overrides the
+        proxy's ``[auth.secrets_manager]`` settings.  ``aws`` and ``logins`` are a running AWS stand-in
+        and its secrets' first logins, shared by a sibling proxy with the target that owns them."""
         super().__init__(engine)
+        if credentials not in CREDENTIAL_MODES:
+            raise TargetError(f"credentials must be one of {', '.join(CREDENTIAL_MODES)}, got {credentials!r}")
+        self.credential_mode = credentials
+        self.secrets_manager = dict(secrets_manager or {})
+        self.aws = aws
+        self._owns_aws = aws is None
+        self.logins: dict[str, tuple[str, str]] = dict(logins or {})
         self.relays = bool(relays)
         self._relays: dict[str, RelayServer] = {}
         if self.relays:
             self.capabilities = type(self).capabilities | {Capability.NETWORK_FAULTS}
+        # Rotatable logins are made by the target that makes the cluster and shared with its siblings;
+        # another target given the same cluster must not reset their passwords behind the first one.
+        self.rotatable = credentials == "secrets" and (cluster is None or aws is not None)
+        if self.rotatable:
+            self.capabilities = self.capabilities | {Capability.ROTATE_SECRET}
         if isinstance(failover_grace, bool) or not isinstance(failover_grace, (int, float)) \
                 or not 0 < failover_grace <= 3600:
             raise TargetError(f"failover_grace must be a number of seconds in (0, 3600], got {failover_grace!r}")
@@ -179,7 +231,8 @@ class ReferenceTarget(Target):
                               "the reference target starts its own endpoints")
         settings = parse_proxy_settings(options.proxy_settings)
         return cls(options.engine, readers=CERTIFICATION_READERS,
-                   pool={**CERTIFICATION_POOL, **settings.get("pool", {})}, testing=settings.get("testing"))
+                   pool={**CERTIFICATION_POOL, **settings.get("pool", {})}, testing=settings.get("testing"),
+                   secrets_manager=settings.get("secrets_manager"))
 
     def sibling_proxy(self, *, pool: dict[str, Any] | None = None, require_tls: bool = False,
                       relays: bool = False) -> ReferenceTarget:
@@ -191,7 +244,9 @@ class ReferenceTarget(Target):
         if self.cluster is None:
             raise TargetError("a sibling proxy needs the cluster of a reference target that is up")
         return ReferenceTarget(self.engine, readers=self.readers, pool=pool, require_tls=require_tls,
-                               cluster=self.cluster, relays=relays, testing=self.testing)
+                               cluster=self.cluster, relays=relays, testing=self.testing,
+                               credentials=self.credential_mode, secrets_manager=self.secrets_manager,
+                               aws=self.aws, logins=self.logins)
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -243,12 +298,29 @@ class ReferenceTarget(Target):
             ],
             "instances": [self._instance_entry(i) for i in c.instances],
             "pool": self.pool_settings,
-            "auth": {"users": [{"name": c.user, "password": c.password,
-                                "method": "scram-sha-256" if self.engine == "postgres" else "mysql_native_password"}]},
+            "auth": self._auth_config(),
             "tls": {"require_tls": self.require_tls},
             "admin": {"host": process.LOOPBACK, "port": self.ports["admin"]},
             "testing": self.testing,
         }
+
+    @property
+    def _client_method(self) -> str:
+        """The password method clients use with the proxy (RDS ClientPasswordAuthType)."""
+        return "scram-sha-256" if self.engine == "postgres" else "mysql_native_password"
+
+    def _auth_config(self) -> dict[str, Any]:
+        """The proxy's ``[auth]``: the stand-in's secrets, or the cluster's user written in."""
+        assert self.cluster is not None
+        if self.credential_mode == "static":
+            return {"users": [{"name": self.cluster.user, "password": self.cluster.password,
+                               "method": self._client_method}]}
+        assert self.aws is not None
+        access = self.aws.access()
+        # The cluster's own user first: the proxy's topology monitor logs in with the first secret.
+        return {"secrets": [{"secret_id": sid, "method": self._client_method} for sid in self.logins],
+                "secrets_manager": {"region": access.region, "endpoint_url": access.endpoint_url,
+                                    "cache_ttl": SECRETS_CACHE_TTL, **self.secrets_manager}}
 
     def up(self) -> None:
         if self.cluster is None:
@@ -257,11 +329,43 @@ class ReferenceTarget(Target):
             self.cluster.start()
         self.run_dir = process.make_base_dir("aurora-harness-proxy-", None)
         self.ports = {"writer": process.free_port(), "reader": process.free_port(), "admin": process.free_port()}
+        if self.credential_mode == "secrets" and self._owns_aws:
+            self.start_aws()
         if self.auto_failover:
             self.start_supervisor()
         if self.relays:
             self.start_relays()
         self.start_proxy()
+        if self.credential_mode == "secrets":
+            self._check_secrets_read()
+
+    def _check_secrets_read(self) -> None:
+        """A proxy that could not read its secrets starts anyway (as RDS Proxy reports "no registered
+        credentials" rather than failing); a target that cannot log in is useless, so say why now."""
+        secrets_status = (self.status().get("credentials") or {}).get("secrets") or {}
+        problems = {sid: entry.get("problem") for sid, entry in secrets_status.items() if entry.get("problem")}
+        if problems or not secrets_status:
+            said = "; ".join(f"{sid}: {problem}" for sid, problem in problems.items()) or "no secrets listed"
+            raise TargetError(f"the reference proxy could not read its secrets: {said}")
+
+    def start_aws(self) -> None:
+        """Create the rotatable logins, start the AWS stand-in and put one secret per login in it."""
+        assert self.cluster is not None and self.run_dir
+        logins = {SECRET_PREFIX + self.cluster.user: (self.cluster.user, self.cluster.password)}
+        if self.rotatable:
+            made = {user: secrets.token_urlsafe(18) for user in (ROTATING_USER, *ALTERNATING_USERS)}
+            for user, password in made.items():
+                self.cluster.create_login(user, password)
+            self.cluster.wait_replicated()
+            # The alternating secret holds its first user; a rotation gives the second one a new
+            # password and switches the secret to it.
+            first = ALTERNATING_USERS[0]
+            logins[SECRET_PREFIX + ROTATING_USER] = (ROTATING_USER, made[ROTATING_USER])
+            logins[ALTERNATING_SECRET] = (first, made[first])
+        self.aws = AwsStandin()
+        self.aws.start(self.run_dir)
+        self.aws.create_secrets(logins)
+        self.logins = logins
 
     def start_relays(self) -> None:
         """One relay per instance, listening on a free loopback port, forwarding to the instance."""
@@ -331,7 +435,7 @@ class ReferenceTarget(Target):
             f.write(render_toml(config))
         self.proxy_pid, self.proxy_pid_start = process.spawn(
             [sys.executable, "-m", "reference_proxy", "--config", self.config_path],
-            log_path=self.log_path)
+            log_path=self.log_path, env=isolated_environment())
         ready = process.wait_until(self._ready, READY_TIMEOUT, interval=0.1)
         if not ready or not self.proxy_running():
             tail = process.log_tail(self.log_path)
@@ -354,6 +458,8 @@ class ReferenceTarget(Target):
             self.stop_proxy()
         finally:
             self.stop_relays()  # threads of this process: never leave them behind
+            if self.aws is not None and self._owns_aws:
+                self.aws.stop()
         if self.supervised:
             self._reload_cluster()
         if self.cluster is not None and self._owns_cluster:
@@ -407,6 +513,21 @@ class ReferenceTarget(Target):
         except StandinError:
             pass  # keep the handle we have; down() still stops what it names
 
+    def secrets_access(self) -> SecretsAccess:
+        self.require(Capability.ROTATE_SECRET)
+        if self.aws is None:
+            raise TargetError("the AWS stand-in is not running; the target is down")
+        return dataclasses.replace(self.aws.access(), single_user=SECRET_PREFIX + ROTATING_USER,
+                                   alternating=(ALTERNATING_SECRET, *ALTERNATING_USERS))
+
+    def set_database_password(self, user: str, password: str) -> None:
+        self.require(Capability.ROTATE_SECRET)
+        self._control(lambda c: c.set_password(user, password))
+
+    def check_database_login(self, user: str, password: str) -> None:
+        self.require(Capability.ROTATE_SECRET)
+        self._control(lambda c: c.check_login(user, password))
+
     def _admin_get(self, path: str) -> bytes:
         url = f"http://{process.LOOPBACK}:{self.ports['admin']}{path}"
         try:
@@ -458,6 +579,8 @@ class ReferenceTarget(Target):
         d["proxy_log"] = self.log_path if self.run_dir else None
         d["proxy_testing"] = self.testing  # non-empty: the proxy was made unsafe on purpose
         d["relays"] = {iid: r.port for iid, r in self._relays.items()}
+        d["aws_endpoint_url"] = self.aws.endpoint_url if self.aws is not None and self.aws.port else None
+        d["secrets"] = {sid: user for sid, (user, _) in self.logins.items()}
         d["auto_failover"] = {"enabled": self.supervised, "grace_seconds": self.failover_grace,
                               "supervisor_running": self.supervisor_running(),
                               "promotions": self.promotions()}
@@ -471,14 +594,21 @@ class ReferenceTarget(Target):
                 "proxy_pid": self.proxy_pid, "proxy_pid_start": self.proxy_pid_start,
                 "auto_failover": self.auto_failover, "failover_grace": self.failover_grace,
                 "supervisor_pid": self.supervisor_pid, "supervisor_pid_start": self.supervisor_pid_start,
+                "credentials": self.credential_mode, "secrets_manager": self.secrets_manager,
+                "aws": self.aws.to_state() if self.aws is not None else None,
+                "logins": {sid: list(login) for sid, login in self.logins.items()},
                 "cluster": self.cluster.to_state()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ReferenceTarget:
         t = cls(state["engine"], state["readers"], pool=state.get("pool"), require_tls=state["require_tls"],
                 cluster=cluster_from_state(state["cluster"]), auto_failover=bool(state.get("auto_failover")),
-                failover_grace=state.get("failover_grace", DEFAULT_GRACE), testing=state.get("testing"))
+                failover_grace=state.get("failover_grace", DEFAULT_GRACE), testing=state.get("testing"),
+                credentials=state.get("credentials", "static"), secrets_manager=state.get("secrets_manager"),
+                aws=AwsStandin.from_state(state["aws"]) if state.get("aws") else None,
+                logins={sid: (user, pw) for sid, (user, pw) in (state.get("logins") or {}).items()})
         t._owns_cluster = True
+        t._owns_aws = True
         t.run_dir, t.ports = state["run_dir"], state["ports"]
         t.proxy_pid, t.proxy_pid_start = state["proxy_pid"], state["proxy_pid_start"]
         t.supervisor_pid, t.supervisor_pid_start = state.get("supervisor_pid"), state.get("supervisor_pid_start")

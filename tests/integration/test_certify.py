@@ -47,6 +47,8 @@ def assert_quick_certification(engine: str, tmp_path) -> dict:
     assert results["status"] == "complete"
     assert "NETFAULT-SILENT-DETECTED" in results["not_in_profile"]  # network faults are full-only
     assert valid["FAILOVER-WRITE-GAP"] == "true"  # one failover is part of quick
+    assert valid["ROTATION-NEW-LOGINS"] == valid["ROTATION-SESSIONS-KEPT"] == "true"  # and one rotation
+    assert "ROTATION-ALTERNATING-SESSIONS" in results["not_in_profile"]
     assert results["run"]["versions"]["server"], "the server version is read through the engine's driver"
     assert valid["STORM-SERVED"] == "true"
     for test in results["tests"]:

@@ -131,8 +131,35 @@ def test_target_up_status_down_gives_working_endpoints(tmp_path, engine):
         status = json.loads(harness(tmp_path, "status", "--json").stdout)
         assert status["proxy_running"] is True
         assert status["endpoints"] == up["endpoints"]
+        # The logins come from the AWS stand-in, one secret per user, readable with boto3.
+        assert up["aws_endpoint_url"].startswith("http://127.0.0.1:")
+        assert up["secrets"]["aurora-harness/" + cred["user"]] == cred["user"]
+        assert "rotate_secret" in up["capabilities"]
+        assert _secret_login(up["aws_endpoint_url"], "aurora-harness/" + cred["user"]) == {
+            "username": cred["user"], "password": cred["password"]}
     finally:
         harness(tmp_path, "down", check=False)
     assert not processes_under(record["run_dir"])
     assert not processes_under(record["cluster"]["base_dir"])
     assert not (tmp_path / "target.json").exists()
+
+
+def _secret_login(endpoint_url: str, secret_id: str) -> dict:
+    from harness.targets.aws_standin import AwsStandin, secretsmanager_client
+
+    standin = AwsStandin.from_state({"port": int(endpoint_url.rsplit(":", 1)[1])})
+    return json.loads(secretsmanager_client(standin.access()).get_secret_value(SecretId=secret_id)["SecretString"])
+
+
+@pytest.mark.postgres
+def test_target_up_with_static_credentials_has_no_aws_stand_in(tmp_path):
+    up = json.loads(harness(tmp_path, "up", "--readers", "0", "--no-auto-failover", "--credentials", "static",
+                            "--json").stdout)
+    record = json.loads((tmp_path / "target.json").read_text())
+    try:
+        assert up["aws_endpoint_url"] is None and up["secrets"] == {}
+        assert "rotate_secret" not in up["capabilities"]
+        assert _serves_a_reader("postgres", up["endpoints"]["writer"], up["credentials"]) is False
+    finally:
+        harness(tmp_path, "down", check=False)
+    assert not processes_under(record["run_dir"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 import threading
+import tomllib
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +13,7 @@ from harness.metrics import MetricSample
 from harness.plugin.metrics import SAMPLED, MetricsSampler
 from harness.plugin.targets import extra_proxy, pool_caps
 from harness.targets import registry
+from harness.targets.aws_standin import AwsStandin
 from harness.targets.base import Capability, Target, TargetError, TargetOptions, Unsupported
 from harness.targets.external import ExternalTarget
 from harness.targets.prometheus import samples_from_text
@@ -65,19 +67,31 @@ def test_each_kind_refuses_options_that_do_not_apply(kind, options, message):
 def test_the_certification_reference_target_has_the_small_pool_and_every_capability():
     t = ReferenceTarget.from_options(TargetOptions("postgres"))
     assert t.pool_settings == {"max_connections_percent": 20} and t.readers == 2
-    assert set(t.capabilities) >= set(Capability) - {Capability.NETWORK_FAULTS, Capability.ROTATE_SECRET}
+    assert set(t.capabilities) >= set(Capability) - {Capability.NETWORK_FAULTS}
+    assert Capability.ROTATE_SECRET not in ReferenceTarget("postgres", credentials="static").capabilities
+    # A target given another's cluster reads secrets too, but leaves the rotatable logins to their owner.
+    borrowed = ReferenceTarget("postgres", cluster=object())  # type: ignore[arg-type]
+    assert Capability.ROTATE_SECRET not in borrowed.capabilities and borrowed.credential_mode == "secrets"
 
 
 def test_proxy_settings_reach_the_proxy_configuration_and_siblings_inherit_the_testing_switches():
     t = ReferenceTarget.from_options(TargetOptions("mysql", proxy_settings=(
-        "testing.leak_session_state=true", "pool.connection_borrow_timeout = 5", "pool.init_query=SET @a = 1")))
+        "testing.leak_session_state=true", "pool.connection_borrow_timeout = 5", "pool.init_query=SET @a = 1",
+        "secrets_manager.cache_ttl=30")))
     assert t.pool_settings == {"max_connections_percent": 20, "connection_borrow_timeout": 5,
                                "init_query": "SET @a = 1"}
     assert t.testing == {"leak_session_state": True}
     t.cluster = SimpleNamespace(instances=[], user="u", password="p")  # type: ignore[assignment]
     t.ports = {"writer": 1, "reader": 2, "admin": 3}
+    t.aws = AwsStandin.from_state({"port": 4})
+    t.logins = {"aurora-harness/u": ("u", "p")}
     toml = render_toml(t.proxy_config())
     assert "\n[testing]\nleak_session_state = true\n" in toml
+    config = tomllib.loads(toml)
+    assert config["auth"]["secrets"] == [{"secret_id": "aurora-harness/u", "method": "mysql_native_password"}]
+    assert config["auth"]["secrets_manager"] == {"region": "us-east-1", "endpoint_url": "http://127.0.0.1:4",
+                                                 "cache_ttl": 30}
+    assert "users" not in config["auth"] and '"p"' not in toml  # passwords stay in the secrets
     assert t.sibling_proxy(pool={"max_connections_percent": 2}).testing == {"leak_session_state": True}
     assert ReferenceTarget.from_options(TargetOptions("mysql")).testing == {}
 
@@ -104,6 +118,9 @@ def test_a_sibling_proxy_shares_the_cluster_and_has_its_own_settings():
     assert sibling.supports(Capability.NETWORK_FAULTS) and not t.supports(Capability.NETWORK_FAULTS)
     with pytest.raises(TargetError, match="needs the cluster"):
         ReferenceTarget("postgres").sibling_proxy()
+    t.aws, t.logins = AwsStandin.from_state({"port": 4}), {"aurora-harness/u": ("u", "p")}
+    sharing = t.sibling_proxy()  # the same secrets, read from the same AWS stand-in, which it does not own
+    assert sharing.aws is t.aws and sharing.logins == t.logins and sharing.supports(Capability.ROTATE_SECRET)
 
 
 def test_no_kind_checks_remain_in_the_harness_or_the_suites():
@@ -141,7 +158,7 @@ def test_every_labelled_sample_is_read_when_no_names_are_given():
     samples = samples_from_text(text, 9)
     assert [(s.name, dict(s.dimensions), s.value) for s in samples] == [
         ("ClientConnections", {"endpoint": "default"}, 40.0),
-        ("QueryRequests_total", {"endpoint": 'a "quoted" name'}, 7.0)]
+        ("QueryRequests", {"endpoint": 'a "quoted" name'}, 7.0)]  # the counter under its CloudWatch name
 
 
 def test_the_sampler_keeps_what_the_target_reads_and_counts_failures():

@@ -190,6 +190,38 @@ class MySQLCluster(Cluster):
         finally:
             conn.close()
 
+    def create_login(self, user: str, password: str) -> None:
+        """``user``@'%' with every privilege on the cluster's database (created on the writer, so the
+        readers get it through replication); an existing one gets ``password``."""
+        if not _NAME.match(user) or user in (ADMIN_USER, REPLICATION_USER, "root"):
+            raise StandinError(f"user {user!r} must be 1-32 letters, digits or underscores and not reserved")
+        self._on_writer("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, password))
+        self._on_writer("ALTER USER %s@'%%' IDENTIFIED BY %s", (user, password))
+        self._on_writer(f"GRANT ALL PRIVILEGES ON `{self.database}`.* TO %s@'%%'", (user,))
+
+    def set_password(self, user: str, password: str) -> None:
+        self._on_writer("ALTER USER %s@'%%' IDENTIFIED BY %s", (user, password))
+
+    def check_login(self, user: str, password: str, timeout: float = 5.0) -> None:
+        w = self.writer
+        conn = pymysql.connect(host=w.host, port=w.port, user=user, password=password, database=self.database,
+                               connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout,
+                               program_name=PROBE_PROGRAM_NAME)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        finally:
+            conn.close()
+
+    def _on_writer(self, statement: str, args: tuple[Any, ...]) -> None:
+        self._require_started()
+        conn = self._connect(self.writer, timeout=10)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, args)
+        finally:
+            conn.close()
+
     def _connect(self, inst: Instance, timeout: float = 2.0) -> pymysql.connections.Connection:
         """A control session (every privilege) on one instance."""
         return pymysql.connect(host=inst.host, port=inst.port, user=ADMIN_USER,

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from harness import process
 from harness.standins.base import (
@@ -176,6 +177,35 @@ class PostgresCluster(Cluster):
                              dbname=p.database, connect_timeout=max(2, math.ceil(timeout)),  # libpq's minimum
                              autocommit=True, application_name=PROBE_APPLICATION_NAME) as conn:
             return conn.execute(query).fetchone()[0]  # type: ignore[index]
+
+    def create_login(self, user: str, password: str) -> None:
+        conf.validate_identifier("user", user)
+        with self._writer_session() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} WITH LOGIN PASSWORD {}").format(
+                sql.Identifier(user), sql.Literal(password)))
+            conn.execute(sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(
+                sql.Identifier(self.database), sql.Identifier(user)))
+            conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(sql.Identifier(user)))
+
+    def set_password(self, user: str, password: str) -> None:
+        with self._writer_session() as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(password)))
+
+    def check_login(self, user: str, password: str, timeout: float = 5.0) -> None:
+        w = self.writer
+        with psycopg.connect(host=w.host, port=w.port, user=user, password=password, dbname=self.database,
+                             connect_timeout=max(2, math.ceil(timeout)), autocommit=True,
+                             application_name=PROBE_APPLICATION_NAME) as conn:
+            conn.execute("SELECT 1")
+
+    def _writer_session(self) -> psycopg.Connection:
+        """A control session on the writer as the cluster's user (a superuser)."""
+        w = self.writer
+        return psycopg.connect(host=w.host, port=w.port, user=self.user, password=self.password,
+                               dbname=self.database, connect_timeout=10, autocommit=True,
+                               application_name=PROBE_APPLICATION_NAME)
 
     def topology(self) -> Topology:
         """Ask every running instance whether it is in recovery, and the writer about its readers."""
