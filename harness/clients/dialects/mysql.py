@@ -60,7 +60,7 @@ class MySQLDialect(Dialect):
     backend_function = "CONNECTION_ID()"
     max_connections_sql = "SELECT @@max_connections"
     server_version_sql = "SELECT VERSION()"
-    writer_check_sql = "SELECT @@global.read_only = 0 AND @@global.innodb_read_only = 0"
+    writable_expression = "(@@global.read_only = 0 AND @@global.innodb_read_only = 0)"
     table_options = " ENGINE=InnoDB"
     state_kinds = ("setting", "temp_table", "prepared_statement", "advisory_lock")
     listable_kinds = ("advisory_lock",)

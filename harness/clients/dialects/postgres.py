@@ -32,7 +32,7 @@ class PostgresDialect(Dialect):
     backend_function = "pg_backend_pid()"
     max_connections_sql = "SHOW max_connections"
     server_version_sql = "SHOW server_version"
-    writer_check_sql = "SELECT NOT pg_is_in_recovery()"
+    writable_expression = "NOT pg_is_in_recovery()"
     state_kinds = ("setting", "temp_table", "prepared_statement", "advisory_lock", "listen")
     listable_kinds = ("temp_table", "prepared_statement", "advisory_lock")
     classify = staticmethod(classify_psycopg)
