@@ -114,11 +114,12 @@ def _problem_line(target: Target, endpoint: Endpoint, exc: BaseException, timeou
     user = target.credentials_for(endpoint).user
     if code in AUTH_CODES or "password authentication failed" in text or "Access denied" in text:
         return f"{where(endpoint)} refused the login of user {user!r}: {text}"
-    other = sniff_protocol(endpoint.host, endpoint.port, timeout) if code not in UNREACHABLE_CODES else None
+    refused = "refused" in text.lower() or "could not translate host name" in text
+    other = None if refused else sniff_protocol(endpoint.host, endpoint.port, timeout)
     if other is not None and other != target.engine:
         return (f"{where(endpoint)} speaks the {_ENGINE_NAMES[other]} protocol, not {_ENGINE_NAMES[target.engine]} "
                 f"(--engine {target.engine}): is it the right port, or the right --engine?")
-    if code in UNREACHABLE_CODES or "Connection refused" in text or "timeout" in text.lower():
+    if refused or code in UNREACHABLE_CODES or "timeout" in text.lower() or "timed out" in text.lower():
         return f"{where(endpoint)} is unreachable: {text}"
     return f"{where(endpoint)} could not be used: {text}"
 

@@ -19,25 +19,69 @@ from harness.metrics import MetricSample
 from harness.targets.base import Capability, Credentials, Endpoint, Target, TargetError, TargetOptions
 from harness.targets.prometheus import samples_from_text
 
-_URL_PASSWORD = re.compile(r"(?P<keep>^[A-Za-z][A-Za-z0-9+.-]*://[^/@:?#]*:)(?P<secret>[^@/?#]*)(?=@)")
-_KEYWORD_PASSWORD = re.compile(r"(?P<keep>password\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'?|[^\s&]*)", re.IGNORECASE)
 MASK = "***"
+SHOWN_KEYS = frozenset({"host", "hostaddr", "port", "user", "dbname", "database", "sslmode", "application_name",
+                        "connect_timeout", "target_session_attrs", "options", "charset"})
+"""DSN keys whose values are shown in messages; every other value (a password, or a misspelt
+``pasword=``) is masked, since a typo must not print the secret it guards."""
+_PAIR = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?P<value>'(?:[^'\\]|\\.)*'?|\S*)")
+
+
+def _is_url(dsn: str) -> bool:
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", dsn) is not None
+
+
+def _hidden_values(dsn: str) -> list[str]:
+    """The parts of ``dsn`` a message must not show: values of keys outside :data:`SHOWN_KEYS`, the
+    URL's password, and any text that is not a key=value pair at all."""
+    hidden: list[str] = []
+    if _is_url(dsn):
+        parts = urllib.parse.urlsplit(dsn)
+        userinfo = parts.netloc.rpartition("@")[0]
+        if ":" in userinfo:
+            hidden.append(userinfo.split(":", 1)[1])
+        for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+            if key.lower() not in SHOWN_KEYS and value:
+                hidden.append(value)
+                hidden.append(urllib.parse.quote(value, safe=""))
+        return hidden
+    for m in _PAIR.finditer(dsn):
+        if m.group("key").lower() not in SHOWN_KEYS and m.group("value"):
+            hidden.append(m.group("value"))
+            hidden.append(m.group("value").strip("'"))
+    return hidden + _stray_words(dsn)
 
 
 def redact_dsn(dsn: str) -> str:
-    """``dsn`` with its password masked, whatever its form (conninfo, URL, URL query), even unparsable.
+    """``dsn`` with its password and every value that might be one masked, even unparsable.
 
     Error messages name the DSN they refuse so the user can find it, but never print the secret."""
-    text = _URL_PASSWORD.sub(lambda m: m.group("keep") + MASK, dsn)
-    return _KEYWORD_PASSWORD.sub(lambda m: m.group("keep") + MASK, text)
+    if _is_url(dsn):
+        parts = urllib.parse.urlsplit(dsn)
+        user, _, host = parts.netloc.rpartition("@")
+        if ":" in user:
+            user = user.split(":", 1)[0] + ":" + MASK
+        query = "&".join(f"{k}={v if k.lower() in SHOWN_KEYS else MASK}"
+                         for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        netloc = f"{user}@{host}" if user else host
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    shown = []
+    for m in _PAIR.finditer(dsn):
+        key = m.group("key")
+        shown.append(f"{key}={m.group('value') if key.lower() in SHOWN_KEYS else MASK}")
+    return " ".join(shown) + (f" {MASK}" if _stray_words(dsn) else "")
+
+
+def _stray_words(dsn: str) -> list[str]:
+    """Words of a conninfo DSN that are not key=value pairs: perhaps a password whose key went missing."""
+    return _PAIR.sub(" ", dsn).split()
 
 
 def dsn_secrets(dsn: str) -> list[str]:
     """Every text in ``dsn`` that may be a password (what :func:`redact_dsn` masks), longest first."""
-    found = [m.group("secret") for m in _URL_PASSWORD.finditer(dsn)]
-    found += [m.group("secret") for m in _KEYWORD_PASSWORD.finditer(dsn)]
-    found += [urllib.parse.unquote(f) for f in found] + [f.strip("'") for f in found]
-    return sorted({f for f in found if f and f != MASK}, key=len, reverse=True)
+    found = {h for h in _hidden_values(dsn) if h and h != MASK}
+    found |= {urllib.parse.unquote(h) for h in found}
+    return sorted(found, key=len, reverse=True)
 
 
 SHORT_SECRET = 6
@@ -71,7 +115,8 @@ def parse_dsn(engine: str, dsn: str, label: str = "DSN") -> tuple[str, int, Cred
         try:
             d = conninfo_to_dict(dsn)
         except Exception as e:  # noqa: BLE001 - psycopg raises ProgrammingError with the parse problem
-            problem = scrub(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, dsn_secrets(dsn))
+            problem = scrub(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
+                            dsn_secrets(dsn))
             raise TargetError(f"cannot parse {label} {shown!r}: {problem}") from None
         host = d.get("host", "127.0.0.1")
         try:
