@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 SUITE = textwrap.dedent('''
     import pytest
@@ -175,3 +176,24 @@ def test_the_server_version_is_asked_through_the_engines_driver_in_its_words(mon
     assert pytest_plugin._server_version(OneWriter("mysql")) == "10.11.19-MariaDB"
     assert pytest_plugin._server_version(OneWriter("postgres")) is None  # unreadable: left out, not fatal
     assert asked == [("mysql", 5001, "SELECT VERSION()"), ("postgres", 5001, "SHOW server_version")]
+
+
+def test_a_check_outside_the_catalogue_that_the_target_cannot_run_is_skipped_with_its_reason(tmp_path):
+    """test_netfault[reset_peer] names no guarantee: on an external target its Unsupported is a skip
+    saying why (unknown), never a failed check, and the run is INCOMPLETE rather than NOT CERTIFIED."""
+    from harness.runstore import certification
+
+    suites = Path(__file__).resolve().parents[2] / "suites"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(suites / "chaos" / "test_netfault.py"), "-p", "no:locust",
+         "-p", "no:cacheprovider", "-p", "no:aurora_harness", "-p", "harness.pytest_plugin", "--rootdir",
+         str(suites.parent), "--target", "external", "--writer-dsn", "host=127.0.0.1 port=1 user=nobody",
+         "--profile", "full", "--run-dir", str(tmp_path / "run")],
+        check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "AURORA_HARNESS_PREFLIGHT_DONE": "1"})
+    assert done.returncode == 0, done.stdout
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    reset = next(t for t in results["tests"] if "reset_peer" in t["id"])
+    assert reset["outcome"] == "skipped" and "does not support network_faults" in reset["message"]
+    assert results["guarantees"]["NETFAULT-SILENT-DETECTED"]["valid"] == "unknown"
+    assert certification(results).headline == "INCOMPLETE"

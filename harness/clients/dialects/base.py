@@ -68,9 +68,17 @@ class Dialect:
     def create_table_sql(self, quoted: str) -> str:
         return f"CREATE TABLE IF NOT EXISTS {quoted} (id BIGINT PRIMARY KEY){self.table_options}"
 
-    def insert_identified_sql(self, table: str, who: str) -> str:
-        """Insert one id (``%s``) into ``table`` and answer with ``who``'s columns, in one request."""
+    def insert_identified_sql(self, table: str, who: str, rows: int = 1) -> str:
+        """Insert ``rows`` ids (one ``%s`` each) into ``table`` in one statement, and answer with
+        ``who``'s columns, in one request."""
         raise NotImplementedError
+
+    @staticmethod
+    def values_rows(rows: int) -> str:
+        """``(%s), (%s)...``: the VALUES list of :meth:`insert_identified_sql`."""
+        if rows < 1:
+            raise ClientError(f"an insert needs at least one row, got {rows}")
+        return ", ".join(["(%s)"] * rows)
 
     def array_agg(self, expression: str) -> str:
         """An aggregate of ``expression`` over the rows as one cell (empty, never NULL, for no rows);

@@ -82,9 +82,9 @@ class MySQLDialect(Dialect):
             return "MySQL has no LISTEN"
         return super().not_listable_reason(kind)
 
-    def insert_identified_sql(self, table: str, who: str) -> str:
+    def insert_identified_sql(self, table: str, who: str, rows: int = 1) -> str:
         # Two statements in one request: MySQL has no RETURNING (MariaDB's is its own extension).
-        return f"INSERT INTO {self.quote(table)} VALUES (%s); SELECT {who}"
+        return f"INSERT INTO {self.quote(table)} VALUES {self.values_rows(rows)}; SELECT {who}"
 
     def array_agg(self, expression: str) -> str:
         return f"COALESCE(JSON_ARRAYAGG({expression}), '[]')"

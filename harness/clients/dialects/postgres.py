@@ -37,8 +37,8 @@ class PostgresDialect(Dialect):
     listable_kinds = ("temp_table", "prepared_statement", "advisory_lock")
     classify = staticmethod(classify_psycopg)
 
-    def insert_identified_sql(self, table: str, who: str) -> str:
-        return f"INSERT INTO {self.quote(table)} VALUES (%s) RETURNING {who}"
+    def insert_identified_sql(self, table: str, who: str, rows: int = 1) -> str:
+        return f"INSERT INTO {self.quote(table)} VALUES {self.values_rows(rows)} RETURNING {who}"
 
     def array_agg(self, expression: str) -> str:
         return f"coalesce(array_agg({expression}), '{{}}')"
