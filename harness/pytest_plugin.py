@@ -52,6 +52,8 @@ WRITER_DSN_ENV = "AURORA_HARNESS_WRITER_DSN"
 READER_DSNS_ENV = "AURORA_HARNESS_READER_DSNS"
 """DSNs may come from the environment so that passwords stay off command lines (``ps`` shows those)."""
 
+TARGET_DID_NOT_COME_UP = 2
+"""pytest's exit status when the target could not be brought up (pytest's own "interrupted")."""
 RUN_KEY = pytest.StashKey["HarnessRun"]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 CONTEXT_KEY = pytest.StashKey[dict]()
@@ -194,9 +196,12 @@ def target(request: pytest.FixtureRequest, harness_run: HarnessRun) -> Iterator[
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(t)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - whatever stopped it, the run cannot go on
+            # One message and the end of the session, not the same traceback under every test (whose
+            # frames' arguments would show the target's generated passwords).
             harness_run.target_error = f"{type(e).__name__}: {e}"
-            raise
+            pytest.exit(f"aurora-harness: the target did not come up: {harness_run.target_error}",
+                        returncode=TARGET_DID_NOT_COME_UP)
         harness_run.secrets = sorted({*harness_run.secrets, *t.secret_texts()}, key=len, reverse=True)
         stack.callback(_keep_proxy_log, harness_run, t)  # last in, first out: before the target goes down
         harness_run.store.write_target(t.describe())
