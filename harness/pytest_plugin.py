@@ -452,7 +452,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         run.status = "interrupted" if exitstatus == 2 else f"pytest exit status {int(exitstatus)}"
     run.save()
     # Render the reports here too, so that a plain `pytest suites --target ...` run has them
-    # (`aurora-harness certify` renders them again, with its --strict setting).
+    # (`aurora-harness certify` renders them again, with its --allow-unknown setting).
     from reports.model import ReportError
     from reports.render import write_reports
 
