@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from typing import Self
 
 from harness import process
@@ -22,10 +23,15 @@ DEBIAN_PACKAGE = "haproxy"
 
 
 class HAProxy:
-    """One HAProxy forwarding TCP to one upstream server; a context manager."""
+    """One HAProxy forwarding TCP to one upstream server, or round robin over several (a reader
+    endpoint in front of the readers: each new connection goes to the next); a context manager."""
 
-    def __init__(self, upstream: ConnectionParams, *, max_connections: int = 20_000, port: int | None = None) -> None:
-        self.upstream = upstream
+    def __init__(self, upstream: ConnectionParams | Sequence[ConnectionParams], *, max_connections: int = 20_000,
+                 port: int | None = None) -> None:
+        self.upstreams = [upstream] if isinstance(upstream, ConnectionParams) else list(upstream)
+        if not self.upstreams:
+            raise ValueError("HAProxy needs at least one upstream server")
+        self.upstream = self.upstreams[0]
         self.max_connections = max_connections
         self.port = port
         self.base_dir: str | None = None
@@ -34,13 +40,12 @@ class HAProxy:
 
     @property
     def params(self) -> ConnectionParams:
-        """How clients reach the upstream server through HAProxy (same credentials and database)."""
+        """How clients reach the upstream server(s) through HAProxy (the first one's credentials and database)."""
         assert self.port is not None
         return ConnectionParams(process.LOOPBACK, self.port, self.upstream.user, self.upstream.password,
                                 self.upstream.database)
 
     def _config(self) -> str:
-        u = self.upstream
         return "\n".join([
             "global",
             f"    maxconn {self.max_connections}",
@@ -55,7 +60,8 @@ class HAProxy:
             f"    maxconn {self.max_connections}",
             "    default_backend upstream",
             "backend upstream",
-            f"    server upstream {u.host}:{u.port}",
+            "    balance roundrobin",
+            *(f"    server upstream{i} {u.host}:{u.port}" for i, u in enumerate(self.upstreams)),
             "",
         ])
 
