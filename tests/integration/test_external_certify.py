@@ -51,6 +51,16 @@ def test_a_wrong_password_is_refused_before_any_suite(cluster, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_postgres_port_given_with_engine_mysql_is_named_as_such(cluster, tmp_path):
+    p = cluster.connection_params(cluster.writer.id)
+    done = certify("--target", "external", "--engine", "mysql", "--writer-dsn",
+                   f"mysql://{p.user}:{p.password}@{p.host}:{p.port}/{p.database}", "--run-dir", str(tmp_path / "run"),
+                   timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "speaks the PostgreSQL protocol, not MySQL (--engine mysql)" in done.stderr
+    assert p.password not in done.stdout + done.stderr
+
+
 def test_a_writer_dsn_that_reaches_a_reader_is_refused(cluster, tmp_path):
     reader = cluster.connection_params(cluster.readers[0].id)
     done = certify("--target", "external", "--writer-dsn", dsn(reader), "--run-dir", str(tmp_path / "run"),
