@@ -48,6 +48,7 @@ from harness import guarantees as _guarantees
 from harness.cli.common import CliFailure
 from harness.runstore import (
     DEFAULT_ROOT,
+    EXIT_NOT_CARRIED_OUT,
     INCOMPLETE,
     Certification,
     RunStore,
@@ -61,13 +62,12 @@ from harness.targets.base import TargetError, TargetOptions
 SUITES = ("conformance", "models", "chaos")
 """Run in this order: chaos last, because a failover or crash changes the cluster the others would see."""
 INTERRUPT_GRACE_S = 120.0
-EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
 class NotCarriedOut(CliFailure):
     """The run cannot be carried out (usage, configuration, connectivity): exit status 2, one line."""
 
-    exit_code = EXIT_ERROR
+    exit_code = EXIT_NOT_CARRIED_OUT
 
 _INI = """[pytest]
 addopts = --strict-markers
@@ -250,7 +250,7 @@ def finish(path: Path, *, allow_unknown: bool = False, as_json: bool, pytest_sta
         report = write_reports(path, strict=strict)
     except (ReportError, RunStoreError) as e:
         click.echo(f"certify: NOT CARRIED OUT: no results (pytest exit status {pytest_status}): {e}", err=True)
-        return EXIT_ERROR
+        return EXIT_NOT_CARRIED_OUT
     if point_latest:
         RunStore(path).point_latest(path.parent)
     outcome = report.certification
