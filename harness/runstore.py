@@ -218,11 +218,24 @@ def summarise(tests: Iterable[Mapping[str, Any]], catalogue: Mapping[str, Mappin
     Combining ranks false over unknown over true (as the checkers do); the entry shows the figure
     and reason of the deciding verdict and names the test it came from.  A selected guarantee that
     no test judged is unknown: nothing proved it.
+
+    A test that was skipped (the target cannot do what it needs) ran no workload: its unknown
+    verdicts count only when no test that ran reached a verdict on the guarantee, and otherwise the
+    reason says which tests could not run.  So a routing guarantee judged by the routing suite is
+    not made unknown by a failover test the target cannot carry out.
     """
     by_id: dict[str, list[tuple[str, Mapping[str, Any]]]] = {g: [] for g in selected}
+    not_run: dict[str, list[str]] = {}
+    ran = [t for t in tests if t.get("outcome") != "skipped"]
+    judged_by_a_run = {v["guarantee_id"] for t in ran for v in t.get("verdicts", [])}
     for test in tests:
+        skipped = test.get("outcome") == "skipped"
         for verdict in test.get("verdicts", []):
-            by_id.setdefault(verdict["guarantee_id"], []).append((test["id"], verdict))
+            gid = verdict["guarantee_id"]
+            if skipped and gid in judged_by_a_run and verdict.get("valid") == "unknown":
+                not_run.setdefault(gid, []).append(test["id"])
+                continue
+            by_id.setdefault(gid, []).append((test["id"], verdict))
     summary: dict[str, dict[str, Any]] = {}
     for gid, found in by_id.items():
         info = catalogue.get(gid, {})
@@ -234,9 +247,12 @@ def summarise(tests: Iterable[Mapping[str, Any]], catalogue: Mapping[str, Mappin
                          decided_by=None, tests=[], evidence=[])
         else:
             test_id, deciding = max(found, key=lambda tv: _RANK.get(tv[1]["valid"], 1))
+            reason = deciding.get("reason", "")
+            if gid in not_run:
+                reason += f" (not judged in {len(not_run[gid])} skipped tests: {', '.join(not_run[gid])})"
             entry.update(valid=deciding["valid"], figure=deciding.get("figure"),
                          threshold=deciding.get("threshold", entry["threshold"]),
-                         unit=deciding.get("unit", entry["unit"]), reason=deciding.get("reason", ""),
+                         unit=deciding.get("unit", entry["unit"]), reason=reason,
                          decided_by=test_id, tests=[t for t, _ in found],
                          evidence=list(deciding.get("evidence", [])))
         summary[gid] = entry
