@@ -46,10 +46,14 @@ if TYPE_CHECKING:
 # module is loaded by every pytest run in an environment where the package is installed, and must
 # cost nothing (and risk nothing) there unless --target is given.
 
+PREFLIGHT_DONE_ENV = "AURORA_HARNESS_PREFLIGHT_DONE"
+"""Set by ``aurora-harness certify`` when it has tried the endpoints itself already."""
 WRITER_DSN_ENV = "AURORA_HARNESS_WRITER_DSN"
 READER_DSNS_ENV = "AURORA_HARNESS_READER_DSNS"
 """DSNs may come from the environment so that passwords stay off command lines (``ps`` shows those)."""
 
+TARGET_DID_NOT_COME_UP = 2
+"""pytest's exit status when the target could not be brought up (pytest's own "interrupted")."""
 RUN_KEY = pytest.StashKey["HarnessRun"]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 CONTEXT_KEY = pytest.StashKey[dict]()
@@ -103,9 +107,36 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(e)) from None
     from harness.plugin.run import HarnessRun
 
-    config.stash[RUN_KEY] = HarnessRun(store, target=kind, engine=engine,
-                                       profile=config.getoption("--profile"), catalogue=catalogue,
-                                       seed=config.getoption("hypothesis_seed", default=None))
+    run = config.stash[RUN_KEY] = HarnessRun(store, target=kind, engine=engine,
+                                             profile=config.getoption("--profile"), catalogue=catalogue,
+                                             seed=config.getoption("hypothesis_seed", default=None))
+    _check_target(config, run)
+
+
+def _target_options(config: pytest.Config, engine: str) -> TargetOptions:
+    opt = config.getoption
+    return TargetOptions(engine, writer_dsn=opt("--writer-dsn"), reader_dsns=tuple(opt("--reader-dsn") or ()),
+                         metrics_url=opt("--metrics-url"), proxy_settings=tuple(opt("--proxy-setting") or ()))
+
+
+def _check_target(config: pytest.Config, run: HarnessRun) -> None:
+    """Build the target from the options (starting nothing) and, if it is already running, try its
+    endpoints: a bad option or an unusable endpoint stops the session with one line, before any test."""
+    try:
+        built = _target_kinds.build_target(run.target_kind, _target_options(config, run.engine))
+    except TargetError as e:
+        raise pytest.UsageError(str(e)) from None
+    if not built.reachable_before_up:
+        return
+    run.secrets = built.secret_texts()
+    if os.environ.get(PREFLIGHT_DONE_ENV):
+        return
+    from harness.clients.preflight import preflight_lines
+
+    problem, warnings = preflight_lines(built)
+    if problem:
+        raise pytest.UsageError(f"preflight: {problem}")
+    run.warnings.extend(warnings)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -113,7 +144,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if run is None:
         return None
     return [(f"aurora-harness: target={run.target_kind} engine={run.engine} profile={run.profile} "
-             f"run-dir={run.store.path}")]
+             f"run-dir={run.store.path}")] + [f"aurora-harness: warning: {w}" for w in run.warnings]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -159,20 +190,20 @@ def harness_run(request: pytest.FixtureRequest) -> HarnessRun:
 @pytest.fixture(scope="session")
 def target(request: pytest.FixtureRequest, harness_run: HarnessRun) -> Iterator[Target]:
     """The target under test, brought up once for the session; its description goes to target.json."""
-    opt = request.config.getoption
-    options = TargetOptions(harness_run.engine, writer_dsn=opt("--writer-dsn"),
-                            reader_dsns=tuple(opt("--reader-dsn") or ()), metrics_url=opt("--metrics-url"),
-                            proxy_settings=tuple(opt("--proxy-setting") or ()))
     try:
-        t = _target_kinds.build_target(harness_run.target_kind, options)
-    except TargetError as e:
+        t = _target_kinds.build_target(harness_run.target_kind, _target_options(request.config, harness_run.engine))
+    except TargetError as e:  # checked in pytest_configure already; kept for a fixture used on its own
         raise pytest.UsageError(str(e)) from None
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(t)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - whatever stopped it, the run cannot go on
+            # One message and the end of the session, not the same traceback under every test (whose
+            # frames' arguments would show the target's generated passwords).
             harness_run.target_error = f"{type(e).__name__}: {e}"
-            raise
+            pytest.exit(f"aurora-harness: the target did not come up: {harness_run.target_error}",
+                        returncode=TARGET_DID_NOT_COME_UP)
+        harness_run.secrets = sorted({*harness_run.secrets, *t.secret_texts()}, key=len, reverse=True)
         stack.callback(_keep_proxy_log, harness_run, t)  # last in, first out: before the target goes down
         harness_run.store.write_target(t.describe())
         harness_run.server_version = _server_version(t)
@@ -374,6 +405,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     run = item.config.stash.get(RUN_KEY, None)
     if run is None:
         return report
+    _scrub_report(report, run.secrets)
     record = run.record_for(item.nodeid, _guarantees_of(item))
     record.duration_s = round(record.duration_s + report.duration, 3)
     if report.failed:
@@ -385,6 +417,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if report.when == "teardown":
         run.save()
     return report
+
+
+def _scrub_report(report: pytest.TestReport, secrets: list[str]) -> None:
+    """Mask the target's passwords in what pytest will print of a test: long tracebacks show every
+    frame's arguments, and a driver's connect arguments hold the password."""
+    if not secrets:
+        return
+    from harness.targets.external import scrub
+
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        text = str(report.longrepr)
+        cleaned = scrub(text, secrets)
+        if cleaned != text:
+            report.longrepr = cleaned
+    report.sections = [(name, scrub(content, secrets)) for name, content in report.sections]
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -406,7 +453,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         run.status = "interrupted" if exitstatus == 2 else f"pytest exit status {int(exitstatus)}"
     run.save()
     # Render the reports here too, so that a plain `pytest suites --target ...` run has them
-    # (`aurora-harness certify` renders them again, with its --strict setting).
+    # (`aurora-harness certify` renders them again, with its --allow-unknown setting).
     from reports.model import ReportError
     from reports.render import write_reports
 

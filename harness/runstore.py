@@ -18,6 +18,7 @@ leaves the verdicts it reached.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -217,11 +218,24 @@ def summarise(tests: Iterable[Mapping[str, Any]], catalogue: Mapping[str, Mappin
     Combining ranks false over unknown over true (as the checkers do); the entry shows the figure
     and reason of the deciding verdict and names the test it came from.  A selected guarantee that
     no test judged is unknown: nothing proved it.
+
+    A test that was skipped (the target cannot do what it needs) ran no workload: its unknown
+    verdicts count only when no test that ran reached a verdict on the guarantee, and otherwise the
+    reason says which tests could not run.  So a routing guarantee judged by the routing suite is
+    not made unknown by a failover test the target cannot carry out.
     """
     by_id: dict[str, list[tuple[str, Mapping[str, Any]]]] = {g: [] for g in selected}
+    not_run: dict[str, list[str]] = {}
+    ran = [t for t in tests if t.get("outcome") != "skipped"]
+    judged_by_a_run = {v["guarantee_id"] for t in ran for v in t.get("verdicts", [])}
     for test in tests:
+        skipped = test.get("outcome") == "skipped"
         for verdict in test.get("verdicts", []):
-            by_id.setdefault(verdict["guarantee_id"], []).append((test["id"], verdict))
+            gid = verdict["guarantee_id"]
+            if skipped and gid in judged_by_a_run and verdict.get("valid") == "unknown":
+                not_run.setdefault(gid, []).append(test["id"])
+                continue
+            by_id.setdefault(gid, []).append((test["id"], verdict))
     summary: dict[str, dict[str, Any]] = {}
     for gid, found in by_id.items():
         info = catalogue.get(gid, {})
@@ -233,28 +247,105 @@ def summarise(tests: Iterable[Mapping[str, Any]], catalogue: Mapping[str, Mappin
                          decided_by=None, tests=[], evidence=[])
         else:
             test_id, deciding = max(found, key=lambda tv: _RANK.get(tv[1]["valid"], 1))
+            reason = deciding.get("reason", "")
+            if gid in not_run:
+                reason += f" (not judged in {len(not_run[gid])} skipped tests: {', '.join(not_run[gid])})"
             entry.update(valid=deciding["valid"], figure=deciding.get("figure"),
                          threshold=deciding.get("threshold", entry["threshold"]),
-                         unit=deciding.get("unit", entry["unit"]), reason=deciding.get("reason", ""),
+                         unit=deciding.get("unit", entry["unit"]), reason=reason,
                          decided_by=test_id, tests=[t for t, _ in found],
                          evidence=list(deciding.get("evidence", [])))
         summary[gid] = entry
     return summary
 
 
+CERTIFIED, NOT_CERTIFIED, INCOMPLETE, NOT_CARRIED_OUT = "CERTIFIED", "NOT CERTIFIED", "INCOMPLETE", "NOT CARRIED OUT"
+EXIT_CERTIFIED, EXIT_FALSE, EXIT_NOT_CARRIED_OUT, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Certification:
+    """What a run came to, in one word and the reasons behind it.
+
+    * CERTIFIED - every selected guarantee was judged true and no check failed;
+    * NOT CERTIFIED - a guarantee was judged false, or a check outside the catalogue failed;
+    * INCOMPLETE - nothing was false, but some guarantees could not be judged (unknown);
+    * NOT CARRIED OUT - the run did not complete (the target never came up, it was interrupted).
+
+    A false guarantee outranks unknown ones: one broken promise is enough to refuse the certificate.
+    """
+
+    headline: str
+    false: tuple[tuple[str, str], ...] = ()
+    """(guarantee id, reason) of each false guarantee."""
+    unknown: tuple[tuple[str, str], ...] = ()
+    """(guarantee id, reason) of each unknown guarantee."""
+    failed_checks: tuple[str, ...] = ()
+    """Tests that failed or errored without a false verdict to show for it."""
+    status: str | None = None
+
+    def exit_status(self, *, allow_unknown: bool = False) -> int:
+        """0 certified, 1 something false, 2 not carried out, 3 incomplete (0 with ``allow_unknown``)."""
+        return {CERTIFIED: EXIT_CERTIFIED, NOT_CERTIFIED: EXIT_FALSE, NOT_CARRIED_OUT: EXIT_NOT_CARRIED_OUT,
+                INCOMPLETE: EXIT_CERTIFIED if allow_unknown else EXIT_INCOMPLETE}[self.headline]
+
+    def problems(self) -> list[str]:
+        """One line per reason the run is not certified (empty when it is)."""
+        out = [f"{gid} is false: {reason}" for gid, reason in self.false]
+        out += [f"check {test} failed" for test in self.failed_checks]
+        out += [f"{gid} is unknown: {reason}" for gid, reason in self.unknown]
+        if self.headline == NOT_CARRIED_OUT:
+            out.insert(0, f"the run did not complete ({self.status})")
+        return out
+
+    def summary(self) -> str:
+        """The headline with its counts, e.g. ``INCOMPLETE: 2 guarantees unknown``."""
+        if self.headline == NOT_CARRIED_OUT:
+            return f"{NOT_CARRIED_OUT}: the run did not complete ({self.status})"
+        if self.headline == NOT_CERTIFIED:
+            parts = []
+            if self.false:
+                parts.append(f"{len(self.false)} false ({', '.join(g for g, _ in self.false)})")
+            if self.failed_checks:
+                parts.append(f"{len(self.failed_checks)} checks failed")
+            if self.unknown:
+                parts.append(f"{len(self.unknown)} unknown")
+            return f"{NOT_CERTIFIED}: " + "; ".join(parts)
+        if self.headline == INCOMPLETE:
+            return f"{INCOMPLETE}: {len(self.unknown)} guarantee{'s' if len(self.unknown) != 1 else ''} unknown"
+        return CERTIFIED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"headline": self.headline, "summary": self.summary(),
+                "false": [{"id": g, "reason": r} for g, r in self.false],
+                "unknown": [{"id": g, "reason": r} for g, r in self.unknown],
+                "failed_checks": list(self.failed_checks)}
+
+
+def certification(results: Mapping[str, Any]) -> Certification:
+    """The :class:`Certification` of a run's ``results.json``."""
+    guarantees = results.get("guarantees", {})
+    false = tuple((gid, e.get("reason", "")) for gid, e in guarantees.items() if e["valid"] == "false")
+    unknown = tuple((gid, e.get("reason", "")) for gid, e in guarantees.items() if e["valid"] == "unknown")
+    failed = tuple(t["id"] for t in results.get("tests", [])
+                   if t.get("outcome") in ("failed", "error")
+                   and not any(v["valid"] == "false" for v in t.get("verdicts", [])))
+    status = results.get("status")
+    if status not in (None, "complete"):
+        headline = NOT_CARRIED_OUT
+    elif false or failed:
+        headline = NOT_CERTIFIED
+    elif unknown or not guarantees:
+        headline = INCOMPLETE
+        if not guarantees:
+            unknown = (("-", "no guarantee was selected"),)
+    else:
+        headline = CERTIFIED
+    return Certification(headline, false, unknown, failed, status)
+
+
 def overall(results: Mapping[str, Any], *, strict: bool) -> tuple[bool, list[str]]:
-    """Whether a run passes, and why not: any false guarantee or failed test fails it; under
-    ``strict`` so does any unknown guarantee."""
-    problems: list[str] = []
-    for gid, entry in results.get("guarantees", {}).items():
-        if entry["valid"] == "false":
-            problems.append(f"{gid} is false")
-        elif entry["valid"] == "unknown" and strict:
-            problems.append(f"{gid} is unknown (--strict)")
-    for test in results.get("tests", []):
-        if test.get("outcome") in ("failed", "error") and not any(
-                v["valid"] == "false" for v in test.get("verdicts", [])):
-            problems.append(f"test {test['id']} {test['outcome']}")
-    if results.get("status") not in (None, "complete"):
-        problems.append(f"the run did not complete ({results.get('status')})")
-    return (not problems, problems)
+    """Whether a run passes, and why not: certified passes; incomplete passes unless ``strict``."""
+    c = certification(results)
+    ok = c.headline == CERTIFIED or (c.headline == INCOMPLETE and not strict)
+    return ok, ([] if ok else c.problems())

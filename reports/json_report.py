@@ -16,6 +16,7 @@ def report_dict(report: Report, *, strict: bool = False) -> dict[str, Any]:
         "passed": ok,
         "strict": strict,
         "problems": problems,
+        "certification": report.certification.to_dict(),
         "counts": report.counts(),
         "guarantees": [{"id": r.id, "valid": r.valid, "figure": r.figure, "threshold": r.threshold,
                         "unit": r.unit, "reason": r.reason, "decided_by": r.decided_by,

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import Any
 
-from harness.runstore import RunStore, RunStoreError, overall
+from harness.runstore import Certification, RunStore, RunStoreError, certification, overall
 
 
 class ReportError(Exception):
@@ -70,6 +70,11 @@ class Report:
 
     def passed(self, *, strict: bool = False) -> tuple[bool, list[str]]:
         return overall(self.results, strict=strict)
+
+    @property
+    def certification(self) -> Certification:
+        """CERTIFIED, NOT CERTIFIED, INCOMPLETE or NOT CARRIED OUT, with the reasons."""
+        return certification(self.results)
 
     def tests_without_guarantees(self) -> list[dict[str, Any]]:
         """Tests that assert something no catalogue guarantee names (they still pass or fail the run)."""

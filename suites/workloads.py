@@ -104,6 +104,26 @@ def write_identified(clients: Any, client: Any, table: str, write_id: int) -> An
                           value=write_id, idempotent=False)
 
 
+REFUSED_ID = 0
+"""An id every run table holds from the start (:func:`seed_refusal`), so that a write carrying it
+beside a new id is refused by the server as a duplicate, the new id with it."""
+
+
+def seed_refusal(clients: Any, client: Any, table: str) -> Any:
+    """Insert :data:`REFUSED_ID` into a fresh ``table`` (op ``setup``): what refused writes collide with."""
+    return client.request("setup", clients.dialect.insert_identified_sql(table, clients.who), (REFUSED_ID,),
+                          value=REFUSED_ID, idempotent=False)
+
+
+def write_refused(clients: Any, client: Any, table: str, write_id: int) -> Any:
+    """A write (op ``write``) of ``write_id`` that fails definitely: one statement inserting it beside
+    :data:`REFUSED_ID`, which is already there, so the server refuses the whole statement with a
+    duplicate-key error (a definite failure, :mod:`harness.clients.outcomes`).  ``write_id`` must
+    then never be visible: DURABILITY-NO-FAILED-VISIBLE judges these writes."""
+    return client.request("write", clients.dialect.insert_identified_sql(table, clients.who, rows=2),
+                          (write_id, REFUSED_ID), value=write_id, idempotent=False, extra={"expect": "refused"})
+
+
 def read_all_ids(clients: Any, client: Any, table: str) -> Any:
     """Every id in ``table`` as one sorted list (op ``final_read``), with who served it."""
     dialect = clients.dialect

@@ -7,17 +7,26 @@ Who was writer when is rebuilt from the history (a *writer timeline*):
 * ``event`` ops ``f="new_writer"`` with ``value`` = the promoted instance id;
 * ``fault`` end events whose params carry ``new_writer`` (a failover fault says whom it promoted).
 
+Balance over readers needs to know the readers: ``context.reader_weights``, ``roles`` events, or
+else the instances that served the reader endpoint and reported themselves readers (a reader the
+proxy never used is then invisible, and the verdict says how many readers it saw).
+
 A request is judged only if it completed ok and names the instance that served it (``node``).  It
 ran at some instant between its invocation and completion, so it is a violation only if no writer
 in force during that interval matches (writer endpoint), or the serving node was writer for the
 whole interval (reader endpoint): a request that straddles a promotion gets the benefit of the doubt.
+
+When the timeline cannot say (a proxy known only by its endpoints: nobody outside it can see the
+instances), a request is judged by the role its serving instance reported in the same request
+(``extra["role"]``, ``writer`` or ``reader``, from the dialect's writable test): the instance's own
+word at the moment it served, which needs no access behind the proxy.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from harness.checkers.base import CheckContext, Verdict, completed_pairs, judge, unknown
 from harness.history import History, Op, OpType, Phase
@@ -83,6 +92,39 @@ def _writer_named_by(o: Op) -> str | None:
     return None
 
 
+def reported_role(completion: Op) -> str | None:
+    """``writer`` / ``reader`` as the serving instance reported it, if the request asked."""
+    role = completion.extra.get("role") if isinstance(completion.extra, dict) else None
+    return role if role in ("writer", "reader") else None
+
+
+def _judged_requests(history: History, endpoint: str, context: CheckContext,
+                     misrouted: Callable[[Op, Op, set[str] | None], bool]) -> tuple[int, list[Op], str]:
+    """(requests judged, misrouted completions, what they were judged by) for ``endpoint``.
+
+    ``misrouted(inv, comp, writers)`` decides one request; ``writers`` is the timeline's answer, or
+    None when only the reported role can decide."""
+    timeline = WriterTimeline.from_history(history, context.initial_writer)
+    judged, bad, by_timeline, by_role = 0, [], 0, 0
+    for inv, comp in _served(history, endpoint):
+        writers = timeline.writers_during(inv.time, comp.time) if timeline else None
+        if writers is None and reported_role(comp) is None:
+            continue
+        judged += 1
+        if writers is None:
+            by_role += 1
+        else:
+            by_timeline += 1
+        if misrouted(inv, comp, writers):
+            bad.append(comp)
+    basis = []
+    if by_timeline:
+        basis.append(f"{by_timeline} by who was writer")
+    if by_role:
+        basis.append(f"{by_role} by the role the serving instance reported")
+    return judged, bad, "; ".join(basis)
+
+
 def _served(history: History, endpoint: str) -> list[tuple[Op, Op]]:
     return [(i, c) for i, c in completed_pairs(history, endpoint=endpoint)
             if c is not None and c.type is OpType.OK and c.node is not None]
@@ -95,21 +137,15 @@ class WriterEndpointChecker:
 
     def check(self, history: History, context: CheckContext) -> Verdict:
         g = context.guarantee(self.guarantee_id)
-        timeline = WriterTimeline.from_history(history, context.initial_writer)
-        if not timeline:
-            return unknown(g, "who was writer is unknown (no initial_writer, roles events or failover params)")
-        served = _served(history, WRITER_ENDPOINT)
-        judged, bad = 0, []
-        for inv, comp in served:
-            writers = timeline.writers_during(inv.time, comp.time)
-            if writers is None:
-                continue
-            judged += 1
-            if comp.node not in writers:
-                bad.append(comp)
+
+        def misrouted(inv: Op, comp: Op, writers: set[str] | None) -> bool:
+            return comp.node not in writers if writers is not None else reported_role(comp) == "reader"
+
+        judged, bad, basis = _judged_requests(history, WRITER_ENDPOINT, context, misrouted)
         if judged == 0:
-            return unknown(g, "no ok writer-endpoint request with a known serving instance and known writer")
-        return judge(g, float(len(bad)), f"{judged} writer-endpoint requests judged, "
+            return unknown(g, "no ok writer-endpoint request with a known serving instance and a known "
+                              "writer or reported role")
+        return judge(g, float(len(bad)), f"{judged} writer-endpoint requests judged ({basis}), "
                                          f"{len(bad)} served by a non-writer", bad)
 
 
@@ -120,20 +156,15 @@ class ReaderOnlyChecker:
 
     def check(self, history: History, context: CheckContext) -> Verdict:
         g = context.guarantee(self.guarantee_id)
-        timeline = WriterTimeline.from_history(history, context.initial_writer)
-        if not timeline:
-            return unknown(g, "who was writer is unknown (no initial_writer, roles events or failover params)")
-        judged, bad = 0, []
-        for inv, comp in _served(history, READER_ENDPOINT):
-            writers = timeline.writers_during(inv.time, comp.time)
-            if writers is None:
-                continue
-            judged += 1
-            if writers == {comp.node}:
-                bad.append(comp)
+
+        def misrouted(inv: Op, comp: Op, writers: set[str] | None) -> bool:
+            return writers == {comp.node} if writers is not None else reported_role(comp) == "writer"
+
+        judged, bad, basis = _judged_requests(history, READER_ENDPOINT, context, misrouted)
         if judged == 0:
-            return unknown(g, "no ok reader-endpoint request with a known serving instance and known writer")
-        return judge(g, float(len(bad)), f"{judged} reader-endpoint requests judged, "
+            return unknown(g, "no ok reader-endpoint request with a known serving instance and a known "
+                              "writer or reported role")
+        return judge(g, float(len(bad)), f"{judged} reader-endpoint requests judged ({basis}), "
                                          f"{len(bad)} served by the writer", bad)
 
 
@@ -156,10 +187,12 @@ class ReaderBalanceChecker:
         weights = dict(context.reader_weights or {})
         if not weights:
             readers = WriterTimeline.from_history(history).readers_seen(history)
+            if not readers:  # no view behind the proxy: the readers are those that said they were
+                readers = {str(c.node) for _, c in _served(history, READER_ENDPOINT) if reported_role(c) == "reader"}
             weights = {r: 1.0 for r in readers}
         if len(weights) < 2 or any(w <= 0 for w in weights.values()):
-            return unknown(g, "balance needs two or more readers with positive weights "
-                              "(context.reader_weights or roles events)")
+            return unknown(g, f"balance needs two or more readers with positive weights (context.reader_weights, "
+                              f"roles events or readers that served); found {len(weights)}")
         first_node: dict[object, Op] = {}
         for inv, comp in _served(history, READER_ENDPOINT):
             first_node.setdefault(inv.process, comp)

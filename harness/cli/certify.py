@@ -8,9 +8,18 @@ handled by pytest itself (it tears the session fixtures down, so the target is s
 prints live progress, one line per verdict; when it has finished, this command renders the reports
 from the run directory and prints the verdict table.
 
-Exit status: 0 when no guarantee is false and no check failed (with ``--strict``, also none unknown);
-1 when something is false or failed; 2 when the run could not be carried out (the target did not
-come up, the results are missing); 130 when interrupted (the partial run directory is kept).
+Before anything starts, the options are checked and, for a target that is already running (an
+external proxy), every endpoint is tried (:mod:`harness.clients.preflight`): a bad option, a DSN
+that does not parse, an unreachable endpoint, a refused login or the wrong engine ends the command
+with one line naming the problem and exit status 2, and no suite runs.
+
+The headline says CERTIFIED only when every selected guarantee was judged true and no check failed;
+NOT CERTIFIED names the false ones; INCOMPLETE counts the unknown ones and says why each is unknown.
+Exit status: 0 certified; 1 a guarantee false or a check failed; 2 the run could not be carried
+out (usage, configuration, connectivity, the target did not come up, the results are missing);
+3 incomplete (``--allow-unknown`` makes that 0; ``--strict``, the former way to refuse unknown
+verdicts, is now the default and kept as a no-op for scripts); 130 when interrupted (the partial
+run directory is kept).
 
 Profiles: ``quick`` runs the conformance suites (pooling, routing, pinning, isolation, borrow
 timeout, TLS, latency), a 1,000-client connection storm, the Hypothesis session model with the
@@ -37,14 +46,28 @@ import click
 
 from harness import guarantees as _guarantees
 from harness.cli.common import CliFailure
-from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError, default_run_dir, utc_now
+from harness.runstore import (
+    DEFAULT_ROOT,
+    EXIT_NOT_CARRIED_OUT,
+    INCOMPLETE,
+    Certification,
+    RunStore,
+    RunStoreError,
+    default_run_dir,
+    utc_now,
+)
 from harness.targets import registry as target_kinds
 from harness.targets.base import TargetError, TargetOptions
 
 SUITES = ("conformance", "models", "chaos")
 """Run in this order: chaos last, because a failover or crash changes the cluster the others would see."""
 INTERRUPT_GRACE_S = 120.0
-EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+class NotCarriedOut(CliFailure):
+    """The run cannot be carried out (usage, configuration, connectivity): exit status 2, one line."""
+
+    exit_code = EXIT_NOT_CARRIED_OUT
 
 _INI = """[pytest]
 addopts = --strict-markers
@@ -59,11 +82,13 @@ def suites_dir() -> Path:
     return Path(suites.__file__).resolve().parent
 
 
-def child_env(writer_dsn: str | None, reader_dsns: tuple[str, ...]) -> dict[str, str]:
+def child_env(writer_dsn: str | None, reader_dsns: tuple[str, ...], *, preflight_done: bool = False) -> dict[str, str]:
     """The child's environment: ours plus the DSNs, which carry passwords and so stay out of argv."""
-    from harness.pytest_plugin import READER_DSNS_ENV, WRITER_DSN_ENV
+    from harness.pytest_plugin import PREFLIGHT_DONE_ENV, READER_DSNS_ENV, WRITER_DSN_ENV
 
-    env = {k: v for k, v in os.environ.items() if k not in (WRITER_DSN_ENV, READER_DSNS_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in (WRITER_DSN_ENV, READER_DSNS_ENV, PREFLIGHT_DONE_ENV)}
+    if preflight_done:
+        env[PREFLIGHT_DONE_ENV] = "1"
     if writer_dsn:
         env[WRITER_DSN_ENV] = writer_dsn
     if reader_dsns:
@@ -141,7 +166,11 @@ def _run_child(cmd: list[str], *, env: dict[str, str], to_stderr: bool) -> int:
                    "the harness catch it.")
 @click.option("--thresholds", type=click.Path(exists=True, dir_okay=False), default=None,
               help="TOML or JSON file overriding guarantee thresholds.")
-@click.option("--strict", is_flag=True, help="Fail when any guarantee is unknown, too.")
+@click.option("--allow-unknown", is_flag=True,
+              help="Exit 0 when nothing is false even if some guarantees are unknown (the headline still "
+                   "says INCOMPLETE).")
+@click.option("--strict", is_flag=True, hidden=True,
+              help="Refuse unknown verdicts: the default now (exit 3); kept so that old scripts still run.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
 @click.option("--suite", "suites", multiple=True, type=click.Choice(SUITES),
               help="Run only these suites (repeatable; default all).")
@@ -150,23 +179,36 @@ def _run_child(cmd: list[str], *, env: dict[str, str], to_stderr: bool) -> int:
 @click.option("--seed", type=int, default=None, help="Hypothesis seed (default random; printed for replay).")
 def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, writer_dsn: str | None,
             reader_dsns: tuple[str, ...], metrics_url: str | None, proxy_settings: tuple[str, ...],
-            thresholds: str | None, strict: bool, as_json: bool, suites: tuple[str, ...], select: str | None,
-            seed: int | None) -> None:
-    """Certify a proxied Aurora target against the guarantee catalogue."""
+            thresholds: str | None, allow_unknown: bool, strict: bool, as_json: bool, suites: tuple[str, ...],
+            select: str | None, seed: int | None) -> None:
+    """Certify a proxied Aurora target against the guarantee catalogue.
+
+    Exit status: 0 CERTIFIED, 1 NOT CERTIFIED, 2 not carried out, 3 INCOMPLETE."""
+    if strict and allow_unknown:
+        raise NotCarriedOut("--strict and --allow-unknown contradict each other (unknown verdicts are refused "
+                            "by default; --allow-unknown accepts them)")
     try:  # building starts nothing; it is how the target's kind checks the options before the run
-        target_kinds.build_target(target_kind, TargetOptions(engine, writer_dsn, reader_dsns, metrics_url,
-                                                             proxy_settings))
+        built = target_kinds.build_target(target_kind, TargetOptions(engine, writer_dsn, reader_dsns, metrics_url,
+                                                                     proxy_settings))
     except TargetError as e:
-        raise CliFailure(str(e)) from None
+        raise NotCarriedOut(str(e)) from None
     if thresholds:
         try:
             _guarantees.load_thresholds(thresholds)
         except _guarantees.GuaranteeError as e:
-            raise CliFailure(str(e)) from None
+            raise NotCarriedOut(str(e)) from None
     default_location = run_dir is None
     path = Path(run_dir) if run_dir else default_run_dir(DEFAULT_ROOT, target_kind, engine, utc_now())
     if path.exists() and any(path.iterdir()):
-        raise CliFailure(f"run directory {os.fspath(path)!r} exists and is not empty")
+        raise NotCarriedOut(f"run directory {os.fspath(path)!r} exists and is not empty")
+    if built.reachable_before_up:
+        from harness.clients.preflight import preflight_lines
+
+        problem, warnings = preflight_lines(built)
+        if problem:
+            raise NotCarriedOut(f"preflight: {problem}")
+        for line in warnings:
+            click.echo(f"certify: warning: {line}", err=True)
     seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
     info = click.echo if not as_json else (lambda m: click.echo(m, err=True))
     info(f"certify: target={target_kind} engine={engine} profile={profile} seed={seed} run-dir={path}"
@@ -179,7 +221,9 @@ def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, wr
                              metrics_url=metrics_url, thresholds=thresholds, select=select, suites=suites,
                              proxy_settings=proxy_settings)
         try:
-            pytest_status = _run_child(cmd, env=child_env(writer_dsn, reader_dsns), to_stderr=as_json)
+            pytest_status = _run_child(cmd, env=child_env(writer_dsn, reader_dsns,
+                                                          preflight_done=built.reachable_before_up),
+                                       to_stderr=as_json)
         except KeyboardInterrupt:
             interrupted = True
             pytest_status = 2
@@ -187,7 +231,7 @@ def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, wr
             interrupted = False
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    status = finish(path, strict=strict, as_json=as_json, pytest_status=pytest_status,
+    status = finish(path, allow_unknown=allow_unknown, as_json=as_json, pytest_status=pytest_status,
                     point_latest=default_location)
     if interrupted:
         click.echo("certify: interrupted; the target was stopped and the partial run kept", err=True)
@@ -195,20 +239,22 @@ def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, wr
     sys.exit(status)
 
 
-def finish(path: Path, *, strict: bool, as_json: bool, pytest_status: int, point_latest: bool = False) -> int:
-    """Render the reports of a finished run, print the verdicts, and return the exit status."""
+def finish(path: Path, *, allow_unknown: bool = False, as_json: bool, pytest_status: int,
+           point_latest: bool = False) -> int:
+    """Render the reports of a finished run, print the verdicts and the headline, return the exit status."""
     from reports.model import ReportError
     from reports.render import write_reports
     from reports.table import render_table
 
+    strict = not allow_unknown
     try:
         report = write_reports(path, strict=strict)
     except (ReportError, RunStoreError) as e:
-        click.echo(f"certify: no results (pytest exit status {pytest_status}): {e}", err=True)
-        return EXIT_ERROR
+        click.echo(f"certify: NOT CARRIED OUT: no results (pytest exit status {pytest_status}): {e}", err=True)
+        return EXIT_NOT_CARRIED_OUT
     if point_latest:
         RunStore(path).point_latest(path.parent)
-    ok, problems = report.passed(strict=strict)
+    outcome = report.certification
     if as_json:
         from reports.json_report import report_dict
 
@@ -218,7 +264,13 @@ def finish(path: Path, *, strict: bool, as_json: bool, pytest_status: int, point
         click.echo(render_table(report))
         click.echo("")
         click.echo(f"run directory: {path}  (results.json, junit.xml, report.html, history/)")
-        click.echo("PASSED" if ok else "FAILED: " + "; ".join(problems))
-    if report.results.get("status") != "complete":
-        return EXIT_ERROR  # interrupted, or the target never came up: no certification either way
-    return EXIT_PASS if ok else EXIT_FAIL
+        click.echo(headline_text(outcome, allow_unknown=allow_unknown))
+    return outcome.exit_status(allow_unknown=allow_unknown)
+
+
+def headline_text(outcome: Certification, *, allow_unknown: bool = False) -> str:
+    """The last lines of a run: the headline with its counts, then one line per reason."""
+    accepted = allow_unknown and outcome.headline == INCOMPLETE
+    lines = [outcome.summary() + (" (accepted by --allow-unknown)" if accepted else "")]
+    lines += [f"  {line}" for line in outcome.problems()]
+    return "\n".join(lines)

@@ -60,7 +60,7 @@ class Address:
                 endpoint = readers[0]
             else:
                 raise ClientError(f"endpoint must be 'writer', 'reader' or an Endpoint, got {endpoint!r}")
-        c = target.credentials
+        c = target.credentials_for(endpoint)
         return cls(target.engine, label or endpoint.role, endpoint.host, endpoint.port, c.user, c.password,
                    c.database, target.identity_query)
 

@@ -44,6 +44,7 @@ from harness.clients.plans import (
     read_plan,
     read_state_plan,
     request_plan,
+    role_of,
     set_state_plan,
     statement_plan,
     steps,
@@ -165,12 +166,12 @@ class _ClientBase:
 
     def _connected_ok(self, inv: Any, ident: Any) -> Result:
         self.opened = True
-        node, backend = ident[0] if ident else (None, None)
-        return self.recording.ok(inv, None, as_text(node), backend)
+        node, backend, writable = ident[0] if ident else (None, None, None)
+        return self.recording.ok(inv, None, as_text(node), backend, role=role_of(writable))
 
     def _done(self, inv: Any, done: Completed) -> Result:
         self.deadline.disarm()
-        return self.recording.ok(inv, done.value, done.node, done.backend, done.rows, done.note)
+        return self.recording.ok(inv, done.value, done.node, done.backend, done.rows, done.note, done.role)
 
 
 class Client(_ClientBase):

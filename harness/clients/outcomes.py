@@ -206,10 +206,13 @@ class Recording:
         return self.recorder.invoke(self.process, f, value, endpoint=self.endpoint, extra=extra)
 
     def ok(self, inv: Op, value: Any, node: str | None = None, backend: int | None = None,
-           rows: list[Any] | None = None, note: str | None = None) -> Result:
+           rows: list[Any] | None = None, note: str | None = None, role: str | None = None) -> Result:
+        """``role`` is ``writer`` / ``reader`` as the serving instance reported it (``extra["role"]``)."""
         extra = {"backend": backend} if backend is not None else None
         if note is not None:
             extra = {"note": note}
+        if role is not None:
+            extra = {**(extra or {}), "role": role}
         self.recorder.ok(inv, value, node=node, extra=extra)
         return Result(OpType.OK, value, node, backend, None, rows)
 

@@ -33,6 +33,21 @@ class ClientError(HarnessError):
     """Root of the recording clients' errors: misuse (bad arguments, an unsupported operation)."""
 
 
+WHO_COLUMNS = 3
+"""How many trailing columns :meth:`~harness.clients.dialects.base.Dialect.who` adds: instance id, backend connection id, writable."""
+
+
+def role_of(writable: Any) -> str | None:
+    """``writer`` or ``reader`` from a :attr:`~harness.clients.dialects.base.Dialect.writable_expression` cell (None when unknown)."""
+    if writable is None:
+        return None
+    if isinstance(writable, (bytes, bytearray)):
+        writable = writable.decode()
+    if isinstance(writable, str):
+        writable = writable.strip().upper() in ("1", "T", "TRUE", "ON", "YES")
+    return "writer" if bool(writable) else "reader"
+
+
 ABSENT: Rows = [(0,)]
 """The rows a statement stands for when it fails with one of its ``absent_on_error`` codes."""
 
@@ -122,6 +137,8 @@ class Completed:
     backend: int | None = None
     rows: list[Rows | None] | None = None
     note: str | None = None
+    role: str | None = None
+    """``writer`` or ``reader`` as the serving instance reported it (None when not asked)."""
 
 
 def as_text(value: Any) -> Any:
@@ -137,18 +154,18 @@ def steps(plan: Plan, dialect: Dialect, identity_query: str) -> Generator[Step, 
     rows: list[Rows | None] = []
     for st in plan.statements:
         rows.append((yield Step(st.sql, st.params, stage, st.absent_on_error)))
-    node = backend = None
+    node = backend = writable = None
     if plan.identify is Identify.STATEMENT:
         ident = yield Step(dialect.identity_sql(identity_query), None, stage)
-        node, backend = ident[0] if ident else (None, None)
+        node, backend, writable = ident[0] if ident else (None, None, None)
     if plan.transaction:
         yield Step("COMMIT", None, Stage.COMMIT)
     if plan.identify is Identify.TRAILING:
         last = rows[-1] if rows else None
-        if not last or len(last[0]) < 2:
+        if not last or len(last[0]) < WHO_COLUMNS:
             return Completed(plan.value, rows=rows, note="no identity columns in the result")
-        node, backend = last[0][-2], last[0][-1]
-    return Completed(plan.result(rows), as_text(node), backend, rows)
+        node, backend, writable = last[0][-WHO_COLUMNS:]
+    return Completed(plan.result(rows), as_text(node), backend, rows, role=role_of(writable))
 
 
 # -- checks ----------------------------------------------------------------------------------------
@@ -270,7 +287,7 @@ def request_plan(f: str, sql: str, params: Sequence[Any] | None = None, *, value
         raise ClientError("a request needs a non-empty SQL string")
 
     def outcome(rows: list[Rows | None]) -> Any:
-        return result(tuple(rows[-1][0][:-2])) if result is not None else value
+        return result(tuple(rows[-1][0][:-WHO_COLUMNS])) if result is not None else value
 
     return Plan(f, value, (Statement(sql, params),), transaction=False, identify=Identify.TRAILING,
                 idempotent=idempotent, result=outcome, invoke_extra=extra)

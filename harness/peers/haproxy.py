@@ -9,23 +9,30 @@ directory that is removed on stop, and listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from harness import process
 from harness.peers.base import Peer
 from harness.standins.base import ConnectionParams
 
 
 class HAProxy(Peer):
-    """One HAProxy forwarding TCP to one upstream server; a context manager."""
+    """One HAProxy forwarding TCP to one upstream server, or round robin over several (a reader
+    endpoint in front of the readers: each new connection goes to the next); a context manager."""
 
     binary = "haproxy"
     debian_package = "haproxy"
 
-    def __init__(self, upstream: ConnectionParams, *, max_connections: int = 20_000, port: int | None = None) -> None:
-        super().__init__(upstream, port=port)
+    def __init__(self, upstream: ConnectionParams | Sequence[ConnectionParams], *, max_connections: int = 20_000,
+                 port: int | None = None) -> None:
+        upstreams = [upstream] if isinstance(upstream, ConnectionParams) else list(upstream)
+        if not upstreams:
+            raise ValueError("HAProxy needs at least one upstream server")
+        super().__init__(upstreams[0], port=port)  # clients use the first one's credentials and database
+        self.upstreams = upstreams
         self.max_connections = max_connections
 
     def _config(self) -> str:
-        u = self.upstream
         return "\n".join([
             "global",
             f"    maxconn {self.max_connections}",
@@ -40,7 +47,8 @@ class HAProxy(Peer):
             f"    maxconn {self.max_connections}",
             "    default_backend upstream",
             "backend upstream",
-            f"    server upstream {u.host}:{u.port}",
+            "    balance roundrobin",
+            *(f"    server upstream{i} {u.host}:{u.port}" for i, u in enumerate(self.upstreams)),
             "",
         ])
 

@@ -72,6 +72,10 @@ class HarnessRun:
         self.not_in_profile: list[str] = []
         self.server_version: str | None = None
         self.target_error: str | None = None
+        self.secrets: list[str] = []
+        """The target's passwords, masked in every test report (see the plugin's report hook)."""
+        self.warnings: list[str] = []
+        """Preflight warnings (a misrouted endpoint), shown in the session header."""
         self.status = "running"
 
     def record_for(self, test_id: str, guarantees: list[str]) -> TestRecord:

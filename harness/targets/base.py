@@ -64,20 +64,24 @@ IDENTITY_QUERIES = {
 
 
 @dataclasses.dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: str = dataclasses.field(repr=False)  # never in a log line, a traceback or a test report
+    database: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Endpoint:
-    """A proxy endpoint clients connect to; ``role`` is 'writer' (read/write) or 'reader' (read-only)."""
+    """A proxy endpoint clients connect to; ``role`` is 'writer' (read/write) or 'reader' (read-only).
+
+    ``credentials`` are the endpoint's own when it has some (each DSN of an external target names
+    its user, password and database); None means the target's :attr:`Target.credentials`."""
 
     name: str
     role: str
     host: str
     port: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Credentials:
-    user: str
-    password: str
-    database: str
+    credentials: Credentials | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,14 +171,28 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def credentials(self) -> Credentials: ...
 
+    def credentials_for(self, endpoint: Endpoint) -> Credentials:
+        """The credentials to use at ``endpoint``: its own, or else the target's."""
+        return endpoint.credentials or self.credentials
+
+    def secret_texts(self) -> list[str]:
+        """Every password this target uses (longest first), so that output can be scrubbed of them."""
+        endpoints = [self.writer_endpoint, *self.reader_endpoints]
+        found = {c.password for c in [self.credentials, *(e.credentials for e in endpoints)] if c and c.password}
+        return sorted(found, key=len, reverse=True)
+
+    reachable_before_up: bool = False
+    """Whether the endpoints exist before :meth:`up` (a proxy the harness does not start), so that
+    they can be checked before anything else runs."""
+
     @property
     def identity_query(self) -> str:
         """SQL returning the id of the instance that serves the current transaction."""
         return IDENTITY_QUERIES[self.engine]
 
     def conninfo(self, endpoint: Endpoint) -> dict[str, Any]:
-        """Keyword arguments for the engine's driver to reach ``endpoint`` with the credentials."""
-        c = self.credentials
+        """Keyword arguments for the engine's driver to reach ``endpoint`` with its credentials."""
+        c = self.credentials_for(endpoint)
         return {"host": endpoint.host, "port": endpoint.port, "user": c.user, "password": c.password,
                 "dbname" if self.engine == "postgres" else "database": c.database}
 

@@ -18,7 +18,14 @@ import pytest
 
 from harness.clients.workload import Loop
 from harness.targets.base import Capability
-from suites.workloads import note_roles, read_all_ids, serving_read, write_identified
+from suites.workloads import (
+    note_roles,
+    read_all_ids,
+    seed_refusal,
+    serving_read,
+    write_identified,
+    write_refused,
+)
 
 LOAD_AFTER_S = 8.0
 
@@ -34,6 +41,7 @@ def run_table(clients, prefix: str) -> Iterator[str]:
     s = clients("writer")
     s.request("setup", f"{clients.dialect.create_table_sql(clients.dialect.quote(name))}; SELECT {clients.who}",
               idempotent=False)
+    seed_refusal(clients, s, name)
     s.close()
     try:
         yield name
@@ -44,9 +52,16 @@ def run_table(clients, prefix: str) -> Iterator[str]:
         s.close()
 
 
+REFUSED_EVERY = 5
+"""Every fifth write of a writer loop is one the server refuses (:func:`~suites.workloads.write_refused`):
+definitely failed writes, for DURABILITY-NO-FAILED-VISIBLE to judge."""
+
+
 def mixed_load(clients, table: str, stop: threading.Event, *, writers: int = 4, readers: int = 4,
                **client_kwargs) -> list[Loop]:
     """Writer and reader loops, started, until ``stop``; ``client_kwargs`` go to every client they open.
+
+    Writes carry unique ids from 1; every :data:`REFUSED_EVERY`-th is refused by the server on purpose.
 
     Each loop is one logical client: it opens a new client (a new history process) after a broken
     connection, and names itself in every request's ``extra["worker"]`` so that per-client
@@ -58,6 +73,8 @@ def mixed_load(clients, table: str, stop: threading.Event, *, writers: int = 4, 
     def write(client):
         with lock:
             n = next(ids)
+        if n % REFUSED_EVERY == 0:
+            return write_refused(clients, client, table, n)
         return write_identified(clients, client, table, n)
 
     def loop(endpoint: str, worker: str, request) -> Loop:

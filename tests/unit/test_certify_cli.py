@@ -20,7 +20,7 @@ from harness.cli.certify import pytest_command
 ])
 def test_bad_options_are_refused_with_a_reason(args, message):
     result = CliRunner().invoke(cli, ["certify", *args])
-    assert result.exit_code == 2 if "Invalid value" in message else result.exit_code == 1
+    assert result.exit_code == 2  # usage and configuration: the run cannot be carried out
     assert message in result.output
 
 
@@ -28,13 +28,18 @@ def test_a_bad_thresholds_file_is_refused(tmp_path):
     bad = tmp_path / "t.json"
     bad.write_text('{"NO-SUCH-GUARANTEE": 1}')
     result = CliRunner().invoke(cli, ["certify", "--target", "reference", "--thresholds", str(bad)])
-    assert result.exit_code == 1 and "NO-SUCH-GUARANTEE" in result.output
+    assert result.exit_code == 2 and "NO-SUCH-GUARANTEE" in result.output
 
 
 def test_a_used_run_directory_is_refused(tmp_path):
     (tmp_path / "old").write_text("x")
     result = CliRunner().invoke(cli, ["certify", "--target", "reference", "--run-dir", str(tmp_path)])
-    assert result.exit_code == 1 and "not empty" in result.output
+    assert result.exit_code == 2 and "not empty" in result.output
+
+
+def test_strict_and_allow_unknown_contradict():
+    result = CliRunner().invoke(cli, ["certify", "--target", "reference", "--strict", "--allow-unknown"])
+    assert result.exit_code == 2 and "contradict" in result.output
 
 
 def test_proxy_settings_travel_to_the_suites_run():

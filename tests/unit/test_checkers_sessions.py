@@ -122,6 +122,33 @@ def test_reader_only_true_and_false():
     assert ReaderOnlyChecker().check(HistoryBuilder().history(), CTX).valid is U
 
 
+def test_routing_without_a_timeline_is_judged_by_the_role_each_serving_instance_reported():
+    """An external proxy: nobody outside sees the instances, but each request asked its server's role."""
+    b = HistoryBuilder()
+    for k in range(3):
+        b.op(1, "read", at=k, endpoint="writer", node="w", extra={"role": "writer"})
+        b.op(2, "read", at=k, endpoint="reader", node="r1", extra={"role": "reader"})
+    v = WriterEndpointChecker().check(b.history(), CTX)
+    assert v.valid is T and "reported" in v.reason
+    assert ReaderOnlyChecker().check(b.history(), CTX).valid is T
+    # A pooler that balances writer-endpoint reads onto readers, and reader-endpoint reads onto the writer.
+    b.op(3, "read", at=4, endpoint="writer", node="r2", extra={"role": "reader"})
+    b.op(4, "read", at=4, endpoint="reader", node="w", extra={"role": "writer"})
+    w, r = WriterEndpointChecker().check(b.history(), CTX), ReaderOnlyChecker().check(b.history(), CTX)
+    assert w.valid is F and w.figure == 1 and w.evidence[0]["node"] == "r2"
+    assert r.valid is F and r.figure == 1 and r.evidence[0]["node"] == "w"
+    # Requests that did not ask leave it unknown, as before.
+    plain = HistoryBuilder().op(1, "read", at=1, endpoint="reader", node="r1")
+    assert ReaderOnlyChecker().check(plain.history(), CTX).valid is U
+
+
+def test_reader_balance_finds_the_readers_by_their_reported_role():
+    b = HistoryBuilder()
+    for p, node in enumerate(["r1", "r2"] * 6):
+        b.op(p, "read", at=p * 0.01, endpoint="reader", node=node, extra={"role": "reader"})
+    assert ReaderBalanceChecker().check(b.history(), CTX).valid is T
+
+
 def _reader_connections(counts: dict[str, int]) -> HistoryBuilder:
     b = HistoryBuilder()
     p = 0

@@ -51,9 +51,9 @@ def test_write_plan_is_one_transaction_that_identifies_its_server():
     assert plan.statements == (Statement('INSERT INTO "harness_writes" (id) VALUES (%s)', (7,)),)
     assert plan.result([None]) == 7
     assert POSTGRES.identity_sql("SELECT aurora_db_instance_identifier()") == \
-        "SELECT (SELECT aurora_db_instance_identifier()), pg_backend_pid()"
+        "SELECT (SELECT aurora_db_instance_identifier()), pg_backend_pid(), NOT pg_is_in_recovery()"
     assert MYSQL.identity_sql("SELECT @@report_host") == \
-        "SELECT (SELECT @@report_host), CONNECTION_ID()"
+        "SELECT (SELECT @@report_host), CONNECTION_ID(), (@@global.read_only = 0 AND @@global.innodb_read_only = 0)"
 
 
 def test_reads_are_idempotent_and_return_ids():
@@ -140,23 +140,24 @@ def drive(plan, dialect, answers):
 
 
 def test_steps_of_a_write_wrap_it_in_a_transaction_and_identify_before_commit():
-    ident = "SELECT (SELECT aurora_db_instance_identifier()), pg_backend_pid()"
-    sent, done = drive(plans.write_plan(POSTGRES, 7), POSTGRES, {ident: [("instance-2", 4242)]})
+    ident = "SELECT (SELECT aurora_db_instance_identifier()), pg_backend_pid(), NOT pg_is_in_recovery()"
+    sent, done = drive(plans.write_plan(POSTGRES, 7), POSTGRES, {ident: [("instance-2", 4242, True)]})
     assert [s.sql for s in sent] == ["BEGIN", 'INSERT INTO "harness_writes" (id) VALUES (%s)', ident, "COMMIT"]
     assert [s.stage for s in sent] == [Stage.IN_TRANSACTION] * 3 + [Stage.COMMIT]
-    assert (done.value, done.node, done.backend) == (7, "instance-2", 4242)
+    assert (done.value, done.node, done.backend, done.role) == (7, "instance-2", 4242, "writer")
 
 
 def test_trailing_identity_requests_send_the_sql_as_written_in_autocommit():
     who = POSTGRES.who("SELECT aurora_db_instance_identifier()")
-    assert who == "aurora_db_instance_identifier(), pg_backend_pid()"
-    assert MYSQL.who("SELECT @@report_host") == "@@report_host, CONNECTION_ID()"
+    assert who == "aurora_db_instance_identifier(), pg_backend_pid(), NOT pg_is_in_recovery()"
+    assert MYSQL.who("SELECT @@report_host").startswith("@@report_host, CONNECTION_ID(), (@@global.read_only = 0")
     sql = f"SELECT count(*), {who} FROM t"
     plan = plans.request_plan("backend_count", sql, result=lambda row: int(row[0]))
     assert plan.identify is Identify.TRAILING and not plan.transaction
-    sent, done = drive(plan, POSTGRES, {sql: [(3, "instance-1", 99)]})
+    sent, done = drive(plan, POSTGRES, {sql: [(3, "instance-1", 99, False)]})
     assert [(s.sql, s.stage) for s in sent] == [(sql, Stage.COMMIT)]
-    assert (done.value, done.node, done.backend) == (3, "instance-1", 99)
+    assert (done.value, done.node, done.backend, done.role) == (3, "instance-1", 99, "reader")
+    assert [plans.role_of(v) for v in (1, b"0", "1", None)] == ["writer", "reader", "writer", None]
     _, bare = drive(plans.request_plan("read", "SELECT 1", value="v"), POSTGRES, {"SELECT 1": [(1,)]})
     assert bare.value == "v" and bare.note == "no identity columns in the result"
 

@@ -104,6 +104,19 @@ def test_summary_ranks_false_over_unknown_over_true_and_names_the_deciding_test(
     assert s["B-TWO"]["valid"] == "unknown"
 
 
+def test_a_skipped_test_does_not_make_a_guarantee_judged_elsewhere_unknown():
+    judged = {"id": "routing", "outcome": "passed",
+              "verdicts": [{"guarantee_id": "A-ONE", "valid": "true", "reason": "60 requests judged"}]}
+    skipped = {"id": "failover", "outcome": "skipped",
+               "verdicts": [{"guarantee_id": "A-ONE", "valid": "unknown", "reason": "unsupported"},
+                            {"guarantee_id": "B-TWO", "valid": "unknown", "reason": "unsupported"}]}
+    s = summarise([judged, skipped], CATALOGUE, ["A-ONE", "B-TWO"])
+    assert s["A-ONE"]["valid"] == "true" and "not judged in 1 skipped tests: failover" in s["A-ONE"]["reason"]
+    assert s["B-TWO"]["valid"] == "unknown" and s["B-TWO"]["reason"] == "unsupported"  # nothing else judged it
+    ran_and_unknown = {**judged, "verdicts": [{"guarantee_id": "A-ONE", "valid": "unknown", "reason": "no data"}]}
+    assert summarise([ran_and_unknown, judged], CATALOGUE, ["A-ONE"])["A-ONE"]["valid"] == "unknown"
+
+
 def test_a_selected_guarantee_no_test_judged_is_unknown():
     s = summarise([], CATALOGUE, ["B-TWO"])
     assert s["B-TWO"]["valid"] == "unknown" and "no test" in s["B-TWO"]["reason"]

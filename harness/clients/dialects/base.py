@@ -24,8 +24,9 @@ class Dialect:
     """One row, one column: the server's connection limit, the base of a proxy's pool cap."""
     server_version_sql: str
     """One row, one column: the server's version text (for the run's description)."""
-    writer_check_sql: str
-    """One row, one column: true when the instance asked takes writes (it is, or just became, the writer)."""
+    writable_expression: str
+    """True when the instance asked takes writes (it is, or just became, the writer): how a request
+    learns the role of whoever served it, with no access to the instances behind a proxy."""
     table_options: str = ""
     state_kinds: tuple[str, ...] = ()
     listable_kinds: tuple[str, ...] = ()
@@ -44,26 +45,40 @@ class Dialect:
         """A quoted identifier; names are restricted so no escaping is ever needed."""
         return self.quote_char + check_table_name(name) + self.quote_char
 
+    @property
+    def writer_check_sql(self) -> str:
+        """One row, one column: :attr:`writable_expression` of the instance asked."""
+        return f"SELECT {self.writable_expression}"
+
     def who(self, identity_query: str) -> str:
-        """Two select-list columns naming the serving instance and backend connection.
+        """:data:`~harness.clients.plans.WHO_COLUMNS` select-list columns: the serving instance, the backend connection, and
+        whether that instance takes writes (its role as it reports it).
 
         A query that only selects an expression (``SELECT aurora_db_instance_identifier()``) gives
         the bare expression, so the SQL a suite sends reads as written by hand."""
         upper = identity_query.upper()
         if upper.startswith("SELECT ") and " FROM " not in upper and "," not in identity_query:
-            return f"{identity_query[len('SELECT '):].strip()}, {self.backend_function}"
-        return f"({identity_query}), {self.backend_function}"
+            return f"{identity_query[len('SELECT '):].strip()}, {self.backend_function}, {self.writable_expression}"
+        return f"({identity_query}), {self.backend_function}, {self.writable_expression}"
 
     def identity_sql(self, identity_query: str) -> str:
-        """One statement returning (instance id, backend connection id) of the current session."""
-        return f"SELECT ({identity_query}), {self.backend_function}"
+        """One statement returning :meth:`who`'s columns for the current session."""
+        return f"SELECT ({identity_query}), {self.backend_function}, {self.writable_expression}"
 
     def create_table_sql(self, quoted: str) -> str:
         return f"CREATE TABLE IF NOT EXISTS {quoted} (id BIGINT PRIMARY KEY){self.table_options}"
 
-    def insert_identified_sql(self, table: str, who: str) -> str:
-        """Insert one id (``%s``) into ``table`` and answer with ``who``'s columns, in one request."""
+    def insert_identified_sql(self, table: str, who: str, rows: int = 1) -> str:
+        """Insert ``rows`` ids (one ``%s`` each) into ``table`` in one statement, and answer with
+        ``who``'s columns, in one request."""
         raise NotImplementedError
+
+    @staticmethod
+    def values_rows(rows: int) -> str:
+        """``(%s), (%s)...``: the VALUES list of :meth:`insert_identified_sql`."""
+        if rows < 1:
+            raise ClientError(f"an insert needs at least one row, got {rows}")
+        return ", ".join(["(%s)"] * rows)
 
     def array_agg(self, expression: str) -> str:
         """An aggregate of ``expression`` over the rows as one cell (empty, never NULL, for no rows);

@@ -60,7 +60,7 @@ class MySQLDialect(Dialect):
     backend_function = "CONNECTION_ID()"
     max_connections_sql = "SELECT @@max_connections"
     server_version_sql = "SELECT VERSION()"
-    writer_check_sql = "SELECT @@global.read_only = 0 AND @@global.innodb_read_only = 0"
+    writable_expression = "(@@global.read_only = 0 AND @@global.innodb_read_only = 0)"
     table_options = " ENGINE=InnoDB"
     state_kinds = ("setting", "temp_table", "prepared_statement", "advisory_lock")
     listable_kinds = ("advisory_lock",)
@@ -82,9 +82,9 @@ class MySQLDialect(Dialect):
             return "MySQL has no LISTEN"
         return super().not_listable_reason(kind)
 
-    def insert_identified_sql(self, table: str, who: str) -> str:
+    def insert_identified_sql(self, table: str, who: str, rows: int = 1) -> str:
         # Two statements in one request: MySQL has no RETURNING (MariaDB's is its own extension).
-        return f"INSERT INTO {self.quote(table)} VALUES (%s); SELECT {who}"
+        return f"INSERT INTO {self.quote(table)} VALUES {self.values_rows(rows)}; SELECT {who}"
 
     def array_agg(self, expression: str) -> str:
         return f"COALESCE(JSON_ARRAYAGG({expression}), '[]')"

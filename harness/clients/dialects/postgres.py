@@ -32,13 +32,13 @@ class PostgresDialect(Dialect):
     backend_function = "pg_backend_pid()"
     max_connections_sql = "SHOW max_connections"
     server_version_sql = "SHOW server_version"
-    writer_check_sql = "SELECT NOT pg_is_in_recovery()"
+    writable_expression = "NOT pg_is_in_recovery()"
     state_kinds = ("setting", "temp_table", "prepared_statement", "advisory_lock", "listen")
     listable_kinds = ("temp_table", "prepared_statement", "advisory_lock")
     classify = staticmethod(classify_psycopg)
 
-    def insert_identified_sql(self, table: str, who: str) -> str:
-        return f"INSERT INTO {self.quote(table)} VALUES (%s) RETURNING {who}"
+    def insert_identified_sql(self, table: str, who: str, rows: int = 1) -> str:
+        return f"INSERT INTO {self.quote(table)} VALUES {self.values_rows(rows)} RETURNING {who}"
 
     def array_agg(self, expression: str) -> str:
         return f"coalesce(array_agg({expression}), '{{}}')"

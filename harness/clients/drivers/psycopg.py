@@ -59,6 +59,11 @@ class _PsycopgBase:
         return _socket(self.conn)
 
     @staticmethod
+    def io_timeout_options(seconds: float) -> dict[str, Any]:
+        """None needed: libpq's ``connect_timeout`` bounds the whole connection set-up."""
+        return {}
+
+    @staticmethod
     def tls_options(required: bool) -> dict[str, Any]:
         """Connect options that insist on TLS (unverified, like ``sslmode=require``) or refuse it."""
         return {"sslmode": "require" if required else "disable"}

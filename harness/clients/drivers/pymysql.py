@@ -54,6 +54,11 @@ class PyMySQLConnection:
             return None
 
     @staticmethod
+    def io_timeout_options(seconds: float) -> dict[str, Any]:
+        """Options bounding every read and write, the greeting included (a server that never greets)."""
+        return {"read_timeout": seconds, "write_timeout": seconds}
+
+    @staticmethod
     def tls_options(required: bool) -> dict[str, Any]:
         """Connect options that insist on TLS without verifying the certificate (a server that does
         not offer it is refused), or that never use it."""
