@@ -95,10 +95,13 @@ must share backends, so multiplexing and the cap are observable.  Suites that ne
 settings (a short borrow timeout, TLS required) start a sibling proxy on the same cluster."""
 
 
-PROXY_SETTING_SECTIONS = ("pool", "testing", "secrets_manager")
+PROXY_SETTING_SECTIONS = ("pool", "testing", "secrets_manager", "iam")
 """The proxy configuration sections ``--proxy-setting`` may change (``secrets_manager`` is the
-proxy's ``[auth.secrets_manager]``: ``cache_ttl``, ``refresh_min_interval``); the target owns the
-others (endpoints, instances, users, admin), which must match what it started."""
+proxy's ``[auth.secrets_manager]``: ``cache_ttl``, ``refresh_min_interval``; ``iam`` its
+``[auth.iam]``: ``max_concurrent_authentications``, ``max_clock_skew``, ``region``); the target owns the
+others (endpoints, instances, users, admin), which must match what it started.  The harness still
+makes IAM tokens for the target's own region, so ``iam.region`` set to another one misconfigures
+the proxy on purpose."""
 
 CREDENTIAL_MODES = ("secrets", "static")
 """Where the proxy takes its logins from: Secrets Manager (the AWS stand-in) or its configuration."""
@@ -196,19 +199,21 @@ class ReferenceTarget(Target):
                  testing: dict[str, Any] | None = None, credentials: str = "secrets",
                  secrets_manager: dict[str, Any] | None = None, aws: AwsStandin | None = None,
                  logins: dict[str, tuple[str, str]] | None = None,
-                 iam_key: tuple[str, str] | None = None) -> None:
+                 iam_key: tuple[str, str] | None = None, iam: dict[str, Any] | None = None) -> None:
         """``auto_failover`` starts the supervisor (off by default, so tests drive failover by hand);
         ``relays`` puts a TCP relay in front of every instance (adds NETWORK_FAULTS); ``testing`` is
         the proxy's ``[testing]`` section (unsafe on purpose; empty by default); ``credentials`` is
         ``secrets`` or ``static`` (see the module docstring), ``secrets_manager`` overrides the
         proxy's ``[auth.secrets_manager]`` settings.  ``aws`` and ``logins`` are a running AWS stand-in
         and its secrets' first logins, shared by a sibling proxy with the target that owns them, as is
-        ``iam_key``, the access key (id, secret) whose IAM tokens the proxy accepts."""
+        ``iam_key``, the access key (id, secret) whose IAM tokens the proxy accepts; ``iam`` overrides
+        the proxy's other ``[auth.iam]`` settings."""
         super().__init__(engine)
         if credentials not in CREDENTIAL_MODES:
             raise TargetError(f"credentials must be one of {', '.join(CREDENTIAL_MODES)}, got {credentials!r}")
         self.credential_mode = credentials
         self.secrets_manager = dict(secrets_manager or {})
+        self.iam_settings = dict(iam or {})
         self.aws = aws
         self._owns_aws = aws is None
         self.logins: dict[str, tuple[str, str]] = dict(logins or {})
@@ -253,7 +258,7 @@ class ReferenceTarget(Target):
         settings = parse_proxy_settings(options.proxy_settings)
         return cls(options.engine, readers=CERTIFICATION_READERS,
                    pool={**CERTIFICATION_POOL, **settings.get("pool", {})}, testing=settings.get("testing"),
-                   secrets_manager=settings.get("secrets_manager"))
+                   secrets_manager=settings.get("secrets_manager"), iam=settings.get("iam"))
 
     def sibling_proxy(self, *, pool: dict[str, Any] | None = None, require_tls: bool = False,
                       relays: bool = False) -> ReferenceTarget:
@@ -267,7 +272,7 @@ class ReferenceTarget(Target):
         return ReferenceTarget(self.engine, readers=self.readers, pool=pool, require_tls=require_tls,
                                cluster=self.cluster, relays=relays, testing=self.testing,
                                credentials=self.credential_mode, secrets_manager=self.secrets_manager,
-                               aws=self.aws, logins=self.logins, iam_key=self.iam_key)
+                               aws=self.aws, logins=self.logins, iam_key=self.iam_key, iam=self.iam_settings)
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -349,7 +354,7 @@ class ReferenceTarget(Target):
                                 "cache_ttl": SECRETS_CACHE_TTL, **self.secrets_manager}}
         if iam and self.iam_key is not None:
             key_id, secret_key = self.iam_key
-            auth["iam"] = {"region": REGION,
+            auth["iam"] = {"region": REGION, **self.iam_settings,
                            "access_keys": [{"access_key_id": key_id, "secret_access_key": secret_key}]}
         return auth
 
@@ -641,7 +646,7 @@ class ReferenceTarget(Target):
                 "credentials": self.credential_mode, "secrets_manager": self.secrets_manager,
                 "aws": self.aws.to_state() if self.aws is not None else None,
                 "logins": {sid: list(login) for sid, login in self.logins.items()},
-                "iam_key": list(self.iam_key) if self.iam_key is not None else None,
+                "iam_key": list(self.iam_key) if self.iam_key is not None else None, "iam": self.iam_settings,
                 "cluster": self.cluster.to_state()}
 
     @classmethod
@@ -652,7 +657,8 @@ class ReferenceTarget(Target):
                 credentials=state.get("credentials", "static"), secrets_manager=state.get("secrets_manager"),
                 aws=AwsStandin.from_state(state["aws"]) if state.get("aws") else None,
                 logins={sid: (user, pw) for sid, (user, pw) in (state.get("logins") or {}).items()},
-                iam_key=tuple(state["iam_key"]) if state.get("iam_key") else None)  # type: ignore[arg-type]
+                iam_key=tuple(state["iam_key"]) if state.get("iam_key") else None,  # type: ignore[arg-type]
+                iam=state.get("iam"))
         t._owns_cluster = True
         t._owns_aws = True
         t.run_dir, t.ports = state["run_dir"], state["ports"]

@@ -2,7 +2,9 @@
 
 A reference target (one writer) comes up with its IAM user; every case of the IAM checker is tried
 through the recording clients and the history is judged.  The refusal texts are those RDS Proxy
-documents for the engine, and the history never holds a token or a password.
+documents for the engine, and the history never holds a token or a password.  A proxy configured for
+another region than the one its clients sign for (``--proxy-setting iam.region=...``) refuses the
+fresh token and lets in the one signed for its region: the guarantee is false.
 """
 
 from __future__ import annotations
@@ -32,18 +34,23 @@ ENGINES = [pytest.param("postgres", marks=[pytest.mark.postgres,
                                         pytest.mark.skipif(not HAVE_MARIADB, reason="no MariaDB")])]
 
 
+def attempted(target: ReferenceTarget, path) -> tuple[list, object]:
+    """Every case tried on ``target``: (the connects' results, the history)."""
+    with Recorder(str(path)) as recorder:
+        clients = Clients(target, recorder)
+        try:
+            results = iam_login_attempts(clients, target.iam_access())
+        finally:
+            clients.close_all()
+        return results, recorder.history()
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_every_iam_case_is_judged_as_rds_proxy_would_on_the_reference_target(engine, tmp_path):
     with ReferenceTarget(engine, readers=0) as target:
         assert target.supports(Capability.IAM_AUTH)
         access = target.iam_access()
-        with Recorder(str(tmp_path / "history.jsonl")) as recorder:
-            clients = Clients(target, recorder)
-            try:
-                results = iam_login_attempts(clients, access)
-            finally:
-                clients.close_all()
-            history = recorder.history()
+        results, history = attempted(target, tmp_path / "history.jsonl")
     verdict = IamTokenChecksChecker().check(history, CheckContext(engine=engine))
     assert verdict.valid is Validity.TRUE and verdict.figure == 0, verdict
     assert [r.ok for r in results] == [True] + [False] * (len(CASES) - 1) + [True]
@@ -58,3 +65,16 @@ def test_every_iam_case_is_judged_as_rds_proxy_would_on_the_reference_target(eng
                for case, text in texts.items() if case != "plaintext"), texts
     written = (tmp_path / "history.jsonl").read_text()
     assert access.user_password not in written and "X-Amz-Signature" not in written
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not HAVE_POSTGRES, reason="no PostgreSQL 15")
+def test_a_proxy_checking_tokens_for_another_region_breaks_the_guarantee(tmp_path):
+    with ReferenceTarget("postgres", readers=0, iam={"region": "eu-west-1"}) as target:
+        _, history = attempted(target, tmp_path / "history.jsonl")
+    verdict = IamTokenChecksChecker().check(history, CheckContext(engine="postgres"))
+    assert verdict.valid is Validity.FALSE, verdict
+    judged = {e["extra"]["iam_case"]: e["extra"]["judged"] for e in verdict.evidence}
+    assert judged["wrong_region"] == "was accepted"  # signed for eu-west-1, the proxy's region
+    assert judged["fresh_token"].startswith("was refused: ") and "IAM authentication failed" in judged["fresh_token"]
+    assert verdict.figure == 3  # the fresh token twice, and the other region's

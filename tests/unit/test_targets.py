@@ -122,6 +122,15 @@ def test_the_reference_target_makes_an_iam_user_whose_tokens_its_proxy_checks():
     assert secret_key not in repr(access)
     sibling = t.sibling_proxy()
     assert sibling.iam_key == t.iam_key and sibling.supports(Capability.IAM_AUTH)
+    # [auth.iam] settings come from --proxy-setting; the access key stays the target's own.
+    misconfigured = ReferenceTarget.from_options(TargetOptions("postgres", proxy_settings=(
+        "iam.region=eu-west-1", "iam.max_clock_skew=60")))
+    misconfigured.cluster, misconfigured.ports, misconfigured.aws, misconfigured.logins = (
+        t.cluster, t.ports, t.aws, t.logins)
+    iam = tomllib.loads(render_toml(misconfigured.proxy_config()))["auth"]["iam"]
+    assert iam["region"] == "eu-west-1" and iam["max_clock_skew"] == 60
+    assert iam["access_keys"][0]["access_key_id"] == misconfigured.iam_key[0]
+    assert misconfigured.iam_access().region == "us-east-1"
     with pytest.raises(Unsupported):
         ExternalTarget("postgres", WRITER_DSN).iam_access()
 
