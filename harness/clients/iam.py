@@ -12,6 +12,7 @@ clients, over TLS unless the case is the plaintext one, and records them as that
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from unittest import mock
 
@@ -51,7 +52,8 @@ class TokenMaker:
     def token(self, *, user: str | None = None, host: str | None = None, port: int | None = None,
               region: str | None = None, signed_at: datetime.datetime | None = None) -> str:
         """A token for the access's user and endpoint, with any of them replaced; ``signed_at`` (naive
-        UTC) moves botocore's clock for this one signature."""
+        UTC) moves botocore's clock for this one signature (botocore reads it from a module function,
+        so no other thread should sign an AWS request meanwhile)."""
         a = self.access
         kwargs = {"DBHostname": host or a.host, "Port": port or a.port, "DBUsername": user or a.user,
                   "Region": region or a.region}
@@ -71,7 +73,8 @@ def case_passwords(access: IamAccess, other_user: str) -> dict[str, tuple[str, b
     first, and last to show the refusals left IAM logins working)."""
     maker = TokenMaker(access)
     fresh = maker.token()
-    stranger = TokenMaker(_with_key(access, *generate_access_key()))
+    key_id, secret_key = generate_access_key()
+    stranger = TokenMaker(dataclasses.replace(access, access_key_id=key_id, secret_access_key=secret_key))
     now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     return {
         FRESH: (fresh, True),
@@ -85,10 +88,6 @@ def case_passwords(access: IamAccess, other_user: str) -> dict[str, tuple[str, b
         UNTRUSTED_KEY: (stranger.token(), True),
         PASSWORD: (access.user_password or "not-a-token-but-a-password", True),
     }
-
-
-def _with_key(access: IamAccess, key_id: str, secret: str) -> IamAccess:
-    return IamAccess(access.user, access.host, access.port, access.region, key_id, secret, access.user_password)
 
 
 def iam_login_attempts(clients: Clients, access: IamAccess) -> list[Result]:

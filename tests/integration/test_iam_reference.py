@@ -9,7 +9,10 @@ fresh token and lets in the one signed for its region: the guarantee is false.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -78,3 +81,21 @@ def test_a_proxy_checking_tokens_for_another_region_breaks_the_guarantee(tmp_pat
     assert judged["wrong_region"] == "was accepted"  # signed for eu-west-1, the proxy's region
     assert judged["fresh_token"].startswith("was refused: ") and "IAM authentication failed" in judged["fresh_token"]
     assert verdict.figure == 3  # the fresh token twice, and the other region's
+
+
+@pytest.mark.mysql
+@pytest.mark.skipif(not HAVE_MARIADB, reason="no MariaDB")
+@pytest.mark.timeout(600)
+def test_certify_fails_a_proxy_set_to_check_tokens_for_another_region(tmp_path):
+    """The same misconfiguration reached through ``certify --proxy-setting``: exit status 1, the
+    guarantee false in the run's results, with the wrongly accepted token as evidence."""
+    run_dir = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", "certify",
+                           "--target", "reference", "--engine", "mysql", "--suite", "conformance", "-k", "iam",
+                           "--proxy-setting", "iam.region=eu-west-1", "--run-dir", str(run_dir)],
+                          check=False, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, f"expected a failed certification:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    verdict = json.loads((run_dir / "results.json").read_text())["guarantees"]["IAM-TOKEN-CHECKS"]
+    assert verdict["valid"] == "false"
+    assert {"iam_case": "wrong_region", "judged": "was accepted"}.items() <= next(
+        e["extra"] for e in verdict["evidence"] if e["extra"]["iam_case"] == "wrong_region").items()
