@@ -55,6 +55,7 @@ class Family(str, enum.Enum):
     LATENCY = "latency"
     NETFAULT = "netfault"
     ROTATION = "rotation"
+    IAM = "iam"
 
 
 class Comparison(str, enum.Enum):
@@ -261,6 +262,16 @@ _ALL = [
        "connections when a multi-user rotation changes the user name (expect this to be false on "
        "RDS Proxy); the reference proxy keeps them: an authenticated session is not tied to the "
        "secret it was checked against."),
+    _g("IAM-TOKEN-CHECKS",
+       "A fresh IAM token from generate_db_auth_token logs in over TLS and its session works, while the same "
+       "token without TLS, an expired token, a tampered signature, a token made for another user, host, port "
+       "or region or signed with an unknown access key, and a plain password are all refused with RDS "
+       "Proxy's text; attempts judged otherwise allowed: {threshold} {unit}.", 0, "attempts",
+       Family.IAM, _AT_MOST,
+       "§5.2 and §6: a token is a SigV4-presigned connect request for the proxy endpoint's host and port, "
+       "the user and the region, valid 900 s, and is sent over TLS only; PostgreSQL clients are refused "
+       "with 'IAM authentication is allowed only with SSL connections.' or 'IAM authentication failed "
+       "for user ...', MySQL-family clients with ERROR 1045 'Access denied for user ...'."),
 ]
 
 CATALOGUE: Mapping[str, Guarantee] = types.MappingProxyType({g.id: g for g in _ALL})

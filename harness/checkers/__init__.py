@@ -25,6 +25,7 @@ from harness.checkers.base import (
 )
 from harness.checkers.borrow import BorrowTimeoutChecker
 from harness.checkers.durability import NoFailedVisibleChecker, NoLostAckChecker
+from harness.checkers.iam import IamTokenChecksChecker
 from harness.checkers.isolation import SessionLeakChecker
 from harness.checkers.latency import AddedLatencyP50Checker, AddedLatencyP99Checker
 from harness.checkers.netfault import SilentFaultDetectedChecker
@@ -46,7 +47,8 @@ CHECKER_TYPES: dict[str, type] = {c.guarantee_id: c for c in (
     FailoverWriteGapChecker, FailoverReadErrorsChecker, IdleSurvivalChecker, NoLostAckChecker,
     NoFailedVisibleChecker, StormServedChecker, AddedLatencyP50Checker, AddedLatencyP99Checker,
     SilentFaultDetectedChecker, RotationSessionsKeptChecker, RotationNewLoginsChecker,
-    RotationOldPasswordChecker, RotationBackendAuthChecker, RotationAlternatingSessionsChecker)}
+    RotationOldPasswordChecker, RotationBackendAuthChecker, RotationAlternatingSessionsChecker,
+    IamTokenChecksChecker)}
 """The checker class for each guarantee id."""
 
 
@@ -63,7 +65,8 @@ __all__ = [  # noqa: RUF022 - grouped by role, not alphabetically
     "CHECKER_TYPES", "CheckContext", "Checker", "CheckerError", "ComposedVerdict", "Validity",
     "Verdict", "check_safe", "compose", "default_checkers", "merge_validity",
     "AddedLatencyP50Checker", "AddedLatencyP99Checker", "BackendCapChecker", "BorrowTimeoutChecker",
-    "FailoverReadErrorsChecker", "FailoverWriteGapChecker", "IdleSurvivalChecker", "MultiplexingChecker",
+    "FailoverReadErrorsChecker", "FailoverWriteGapChecker", "IamTokenChecksChecker", "IdleSurvivalChecker",
+    "MultiplexingChecker",
     "NoFailedVisibleChecker", "NoLostAckChecker", "PinNonTriggersChecker", "PinTriggersChecker",
     "ReaderBalanceChecker", "ReaderOnlyChecker", "RotationAlternatingSessionsChecker",
     "RotationBackendAuthChecker", "RotationNewLoginsChecker", "RotationOldPasswordChecker",

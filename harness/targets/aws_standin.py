@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
+import string
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -49,28 +51,40 @@ def isolated_environment(base: Mapping[str, str] | None = None) -> dict[str, str
 
 
 def secretsmanager_client(access: SecretsAccess) -> Any:
-    """A boto3 Secrets Manager client for ``access``.
+    """A boto3 Secrets Manager client for ``access`` (see :func:`aws_client`)."""
+    return aws_client("secretsmanager", region=access.region, endpoint_url=access.endpoint_url,
+                      access_key_id=access.access_key_id, secret_access_key=access.secret_access_key)
 
-    With explicit access keys (a stand-in) the client's session reads no shared AWS file at all;
-    without them (a real account) boto3's usual chain applies."""
+
+def aws_client(service: str, *, region: str, endpoint_url: str | None = None, access_key_id: str | None = None,
+               secret_access_key: str | None = None) -> Any:
+    """A boto3 client of ``service`` in ``region``.
+
+    With explicit access keys (a stand-in, or keys the harness was given) the client's session reads
+    no shared AWS file at all; without them (a real account) boto3's usual chain applies."""
     try:
         import boto3
         import botocore.session
     except ImportError:
         raise TargetError("boto3 is not installed: install the 'aws' extra "
                           "(pip install 'aurora-proxy-harness[aws]')") from None
-    if access.access_key_id is None:
-        return boto3.client("secretsmanager", region_name=access.region, endpoint_url=access.endpoint_url)
+    if access_key_id is None:
+        return boto3.client(service, region_name=region, endpoint_url=endpoint_url)
     # Session variables read from no environment variable and no file: no profile, empty AWS files.
     core = botocore.session.Session(session_vars={
         "profile": (None, None, None, None),
         "config_file": (None, None, os.devnull, None),
         "credentials_file": (None, None, os.devnull, None),
     })
-    session = boto3.session.Session(aws_access_key_id=access.access_key_id,
-                                    aws_secret_access_key=access.secret_access_key,
-                                    region_name=access.region, botocore_session=core)
-    return session.client("secretsmanager", endpoint_url=access.endpoint_url)
+    session = boto3.session.Session(aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
+                                    region_name=region, botocore_session=core)
+    return session.client(service, endpoint_url=endpoint_url)
+
+
+def generate_access_key() -> tuple[str, str]:
+    """A made-up access key (id, secret) of AWS's shape, e.g. the one a proxy trusts IAM tokens from."""
+    key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(16))
+    return key_id, secrets.token_urlsafe(30)
 
 
 def login_secret(user: str, password: str) -> str:

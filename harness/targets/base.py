@@ -55,6 +55,7 @@ class Capability(str, enum.Enum):
     ROTATE_SECRET = "rotate_secret"  # change the database password behind the proxy
     POOL_SETTINGS = "pool_settings"  # the proxy's pool settings are known without asking the proxy
     SIBLING_PROXY = "sibling_proxy"  # start another proxy on the same cluster with its own settings
+    IAM_AUTH = "iam_auth"            # the harness can make IAM tokens for a user that must log in with one
 
 
 IDENTITY_QUERIES = {
@@ -101,6 +102,27 @@ class SecretsAccess:
     secret_access_key: str | None = dataclasses.field(default=None, repr=False)
     single_user: str | None = None
     alternating: tuple[str, str, str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class IamAccess:
+    """What a client needs to make IAM authentication tokens for a target, as an application would.
+
+    ``user`` must log in with a token (RDS ``IAMAuth = REQUIRED``); ``host`` and ``port`` are the
+    writer endpoint as tokens must name it (its DNS name, which may differ from the address the
+    harness connects to); ``region`` and the access key sign the token.  Without an access key,
+    boto3's usual chain supplies one.  ``user_password`` is the user's database password when the
+    harness knows it: sent instead of a token it must be refused, which shows the proxy does not fall
+    back to password checks for an IAM user.
+    """
+
+    user: str
+    host: str
+    port: int
+    region: str
+    access_key_id: str | None = None
+    secret_access_key: str | None = dataclasses.field(default=None, repr=False)
+    user_password: str | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +277,11 @@ class Target(abc.ABC):
         """Log in to the database itself (not through the proxy) as ``user`` with ``password``
         (testSecret); raises when the database refuses."""
         self.require(Capability.ROTATE_SECRET)
+        raise NotImplementedError
+
+    def iam_access(self) -> IamAccess:
+        """Who must log in with an IAM token, and how to make one for the writer endpoint (``IAM_AUTH``)."""
+        self.require(Capability.IAM_AUTH)
         raise NotImplementedError
 
     def sibling_proxy(self, *, pool: dict[str, Any] | None = None, require_tls: bool = False,

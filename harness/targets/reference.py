@@ -21,7 +21,14 @@ one secret per database user (JSON ``username``/``password``) and configures the
 ``[[auth.secrets]]`` and the stand-in's endpoint instead of static users.  Besides the cluster's own
 user (never rotated: the stand-in's control operations log in as it) the target creates users that
 rotation faults may change: one for single-user rotation and two that one secret alternates between.
-With the stand-in the target offers ``ROTATE_SECRET``.  ``credentials="static"`` writes the cluster's
+With the stand-in the target offers ``ROTATE_SECRET``.
+
+It also offers ``IAM_AUTH``: one more secret, for :data:`IAM_USER` (a normal database user behind
+the proxy), is marked ``iam_auth = "required"``, so its clients must log in with an IAM token over
+TLS; the proxy's ``[auth.iam]`` trusts one access key the target generates, and each endpoint
+advertises an RDS-like DNS name that tokens must name (never resolved: clients connect to loopback).
+The proxy makes a self-signed certificate; TLS stays optional, so that a plaintext IAM login reaches
+the proxy's IAM check and is refused there.  ``credentials="static"`` writes the cluster's
 user into the configuration as before, with no AWS stand-in and no rotation.
 
 ``testing={"leak_session_state": True}`` writes the proxy's ``[testing]`` section: switches that make
@@ -64,11 +71,12 @@ from harness.standins.supervisor import (
     read_promotions,
     write_json_atomically,
 )
-from harness.targets.aws_standin import AwsStandin, isolated_environment
+from harness.targets.aws_standin import REGION, AwsStandin, generate_access_key, isolated_environment
 from harness.targets.base import (
     Capability,
     Credentials,
     Endpoint,
+    IamAccess,
     SecretsAccess,
     Target,
     TargetError,
@@ -87,10 +95,13 @@ must share backends, so multiplexing and the cap are observable.  Suites that ne
 settings (a short borrow timeout, TLS required) start a sibling proxy on the same cluster."""
 
 
-PROXY_SETTING_SECTIONS = ("pool", "testing", "secrets_manager")
+PROXY_SETTING_SECTIONS = ("pool", "testing", "secrets_manager", "iam")
 """The proxy configuration sections ``--proxy-setting`` may change (``secrets_manager`` is the
-proxy's ``[auth.secrets_manager]``: ``cache_ttl``, ``refresh_min_interval``); the target owns the
-others (endpoints, instances, users, admin), which must match what it started."""
+proxy's ``[auth.secrets_manager]``: ``cache_ttl``, ``refresh_min_interval``; ``iam`` its
+``[auth.iam]``: ``max_concurrent_authentications``, ``max_clock_skew``, ``region``); the target owns the
+others (endpoints, instances, users, admin), which must match what it started.  The harness still
+makes IAM tokens for the target's own region, so ``iam.region`` set to another one misconfigures
+the proxy on purpose."""
 
 CREDENTIAL_MODES = ("secrets", "static")
 """Where the proxy takes its logins from: Secrets Manager (the AWS stand-in) or its configuration."""
@@ -104,6 +115,12 @@ ROTATING_USER = "rotation_user"
 ALTERNATING_USERS = ("rotation_alt_a", "rotation_alt_b")
 ALTERNATING_SECRET = SECRET_PREFIX + "alternating"
 """The logins a rotation fault may change, and the secret that alternates between two users."""
+IAM_USER = "iam_user"
+IAM_SECRET = SECRET_PREFIX + IAM_USER
+"""The database user whose clients must log in with an IAM token (its secret has ``iam_auth = "required"``)."""
+ADVERTISED_HOSTS = {"default": f"aurora-harness.proxy-local.{REGION}.rds.amazonaws.com",
+                    "reader": f"aurora-harness-reader.endpoint.proxy-local.{REGION}.rds.amazonaws.com"}
+"""Each endpoint's DNS name as an RDS Proxy endpoint's would read; IAM tokens must name it."""
 
 
 def parse_proxy_settings(texts: Collection[str]) -> dict[str, dict[str, Any]]:
@@ -181,18 +198,22 @@ class ReferenceTarget(Target):
                  failover_grace: float = DEFAULT_GRACE, relays: bool = False,
                  testing: dict[str, Any] | None = None, credentials: str = "secrets",
                  secrets_manager: dict[str, Any] | None = None, aws: AwsStandin | None = None,
-                 logins: dict[str, tuple[str, str]] | None = None) -> None:
+                 logins: dict[str, tuple[str, str]] | None = None,
+                 iam_key: tuple[str, str] | None = None, iam: dict[str, Any] | None = None) -> None:
         """``auto_failover`` starts the supervisor (off by default, so tests drive failover by hand);
         ``relays`` puts a TCP relay in front of every instance (adds NETWORK_FAULTS); ``testing`` is
         the proxy's ``[testing]`` section (unsafe on purpose; empty by default); ``credentials`` is
         ``secrets`` or ``static`` (see the module docstring), ``secrets_manager`` overrides the
         proxy's ``[auth.secrets_manager]`` settings.  ``aws`` and ``logins`` are a running AWS stand-in
-        and its secrets' first logins, shared by a sibling proxy with the target that owns them."""
+        and its secrets' first logins, shared by a sibling proxy with the target that owns them, as is
+        ``iam_key``, the access key (id, secret) whose IAM tokens the proxy accepts; ``iam`` overrides
+        the proxy's other ``[auth.iam]`` settings."""
         super().__init__(engine)
         if credentials not in CREDENTIAL_MODES:
             raise TargetError(f"credentials must be one of {', '.join(CREDENTIAL_MODES)}, got {credentials!r}")
         self.credential_mode = credentials
         self.secrets_manager = dict(secrets_manager or {})
+        self.iam_settings = dict(iam or {})
         self.aws = aws
         self._owns_aws = aws is None
         self.logins: dict[str, tuple[str, str]] = dict(logins or {})
@@ -205,6 +226,11 @@ class ReferenceTarget(Target):
         self.rotatable = credentials == "secrets" and (cluster is None or aws is not None)
         if self.rotatable:
             self.capabilities = self.capabilities | {Capability.ROTATE_SECRET}
+        # The IAM user is made with the rotatable logins; its access key goes wherever its secret goes.
+        self.iam_key = iam_key if iam_key is not None or cluster is not None or not self.rotatable \
+            else generate_access_key()
+        if self.rotatable and self.iam_key is not None:
+            self.capabilities = self.capabilities | {Capability.IAM_AUTH}
         if isinstance(failover_grace, bool) or not isinstance(failover_grace, (int, float)) \
                 or not 0 < failover_grace <= 3600:
             raise TargetError(f"failover_grace must be a number of seconds in (0, 3600], got {failover_grace!r}")
@@ -232,7 +258,7 @@ class ReferenceTarget(Target):
         settings = parse_proxy_settings(options.proxy_settings)
         return cls(options.engine, readers=CERTIFICATION_READERS,
                    pool={**CERTIFICATION_POOL, **settings.get("pool", {})}, testing=settings.get("testing"),
-                   secrets_manager=settings.get("secrets_manager"))
+                   secrets_manager=settings.get("secrets_manager"), iam=settings.get("iam"))
 
     def sibling_proxy(self, *, pool: dict[str, Any] | None = None, require_tls: bool = False,
                       relays: bool = False) -> ReferenceTarget:
@@ -246,7 +272,7 @@ class ReferenceTarget(Target):
         return ReferenceTarget(self.engine, readers=self.readers, pool=pool, require_tls=require_tls,
                                cluster=self.cluster, relays=relays, testing=self.testing,
                                credentials=self.credential_mode, secrets_manager=self.secrets_manager,
-                               aws=self.aws, logins=self.logins)
+                               aws=self.aws, logins=self.logins, iam_key=self.iam_key, iam=self.iam_settings)
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -293,8 +319,10 @@ class ReferenceTarget(Target):
         return {
             "engine": self.engine,
             "endpoints": [
-                {"name": "default", "role": "read_write", "host": process.LOOPBACK, "port": self.ports["writer"]},
-                {"name": "reader", "role": "read_only", "host": process.LOOPBACK, "port": self.ports["reader"]},
+                {"name": "default", "role": "read_write", "host": process.LOOPBACK, "port": self.ports["writer"],
+                 "advertised_host": ADVERTISED_HOSTS["default"]},
+                {"name": "reader", "role": "read_only", "host": process.LOOPBACK, "port": self.ports["reader"],
+                 "advertised_host": ADVERTISED_HOSTS["reader"]},
             ],
             "instances": [self._instance_entry(i) for i in c.instances],
             "pool": self.pool_settings,
@@ -317,10 +345,18 @@ class ReferenceTarget(Target):
                                "method": self._client_method}]}
         assert self.aws is not None
         access = self.aws.access()
+        iam = self.supports(Capability.IAM_AUTH) and self.iam_key is not None and IAM_SECRET in self.logins
         # The cluster's own user first: the proxy's topology monitor logs in with the first secret.
-        return {"secrets": [{"secret_id": sid, "method": self._client_method} for sid in self.logins],
-                "secrets_manager": {"region": access.region, "endpoint_url": access.endpoint_url,
-                                    "cache_ttl": SECRETS_CACHE_TTL, **self.secrets_manager}}
+        auth: dict[str, Any] = {
+            "secrets": [{"secret_id": sid, "method": self._client_method,
+                         **({"iam_auth": "required"} if iam and sid == IAM_SECRET else {})} for sid in self.logins],
+            "secrets_manager": {"region": access.region, "endpoint_url": access.endpoint_url,
+                                "cache_ttl": SECRETS_CACHE_TTL, **self.secrets_manager}}
+        if iam and self.iam_key is not None:
+            key_id, secret_key = self.iam_key
+            auth["iam"] = {"region": REGION, **self.iam_settings,
+                           "access_keys": [{"access_key_id": key_id, "secret_access_key": secret_key}]}
+        return auth
 
     def up(self) -> None:
         if self.cluster is None:
@@ -353,7 +389,7 @@ class ReferenceTarget(Target):
         assert self.cluster is not None and self.run_dir
         logins = {SECRET_PREFIX + self.cluster.user: (self.cluster.user, self.cluster.password)}
         if self.rotatable:
-            made = {user: secrets.token_urlsafe(18) for user in (ROTATING_USER, *ALTERNATING_USERS)}
+            made = {user: secrets.token_urlsafe(18) for user in (ROTATING_USER, *ALTERNATING_USERS, IAM_USER)}
             for user, password in made.items():
                 self.cluster.create_login(user, password)
             self.cluster.wait_replicated()
@@ -362,6 +398,7 @@ class ReferenceTarget(Target):
             first = ALTERNATING_USERS[0]
             logins[SECRET_PREFIX + ROTATING_USER] = (ROTATING_USER, made[ROTATING_USER])
             logins[ALTERNATING_SECRET] = (first, made[first])
+            logins[IAM_SECRET] = (IAM_USER, made[IAM_USER])
         self.aws = AwsStandin()
         self.aws.start(self.run_dir)
         self.aws.create_secrets(logins)
@@ -520,6 +557,15 @@ class ReferenceTarget(Target):
         return dataclasses.replace(self.aws.access(), single_user=SECRET_PREFIX + ROTATING_USER,
                                    alternating=(ALTERNATING_SECRET, *ALTERNATING_USERS))
 
+    def iam_access(self) -> IamAccess:
+        self.require(Capability.IAM_AUTH)
+        if IAM_SECRET not in self.logins or self.iam_key is None or "writer" not in self.ports:
+            raise TargetError("the target has no IAM user yet; it is down")
+        key_id, secret_key = self.iam_key
+        return IamAccess(user=IAM_USER, host=ADVERTISED_HOSTS["default"], port=self.ports["writer"], region=REGION,
+                         access_key_id=key_id, secret_access_key=secret_key,
+                         user_password=self.logins[IAM_SECRET][1])
+
     def set_database_password(self, user: str, password: str) -> None:
         self.require(Capability.ROTATE_SECRET)
         self._control(lambda c: c.set_password(user, password))
@@ -581,6 +627,9 @@ class ReferenceTarget(Target):
         d["relays"] = {iid: r.port for iid, r in self._relays.items()}
         d["aws_endpoint_url"] = self.aws.endpoint_url if self.aws is not None and self.aws.port else None
         d["secrets"] = {sid: user for sid, (user, _) in self.logins.items()}
+        d["iam"] = ({"user": IAM_USER, "region": REGION, "access_key_id": self.iam_key[0],
+                     "advertised_hosts": dict(ADVERTISED_HOSTS)}
+                    if self.supports(Capability.IAM_AUTH) and self.iam_key is not None else None)
         d["auto_failover"] = {"enabled": self.supervised, "grace_seconds": self.failover_grace,
                               "supervisor_running": self.supervisor_running(),
                               "promotions": self.promotions()}
@@ -597,6 +646,7 @@ class ReferenceTarget(Target):
                 "credentials": self.credential_mode, "secrets_manager": self.secrets_manager,
                 "aws": self.aws.to_state() if self.aws is not None else None,
                 "logins": {sid: list(login) for sid, login in self.logins.items()},
+                "iam_key": list(self.iam_key) if self.iam_key is not None else None, "iam": self.iam_settings,
                 "cluster": self.cluster.to_state()}
 
     @classmethod
@@ -606,7 +656,9 @@ class ReferenceTarget(Target):
                 failover_grace=state.get("failover_grace", DEFAULT_GRACE), testing=state.get("testing"),
                 credentials=state.get("credentials", "static"), secrets_manager=state.get("secrets_manager"),
                 aws=AwsStandin.from_state(state["aws"]) if state.get("aws") else None,
-                logins={sid: (user, pw) for sid, (user, pw) in (state.get("logins") or {}).items()})
+                logins={sid: (user, pw) for sid, (user, pw) in (state.get("logins") or {}).items()},
+                iam_key=tuple(state["iam_key"]) if state.get("iam_key") else None,  # type: ignore[arg-type]
+                iam=state.get("iam"))
         t._owns_cluster = True
         t._owns_aws = True
         t.run_dir, t.ports = state["run_dir"], state["ports"]

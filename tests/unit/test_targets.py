@@ -17,7 +17,7 @@ from harness.targets.aws_standin import AwsStandin
 from harness.targets.base import Capability, Target, TargetError, TargetOptions, Unsupported
 from harness.targets.external import ExternalTarget
 from harness.targets.prometheus import samples_from_text
-from harness.targets.reference import ReferenceTarget, render_toml
+from harness.targets.reference import IAM_SECRET, IAM_USER, ReferenceTarget, render_toml
 
 WRITER_DSN = "host=127.0.0.1 port=1 user=nobody"
 
@@ -94,6 +94,45 @@ def test_proxy_settings_reach_the_proxy_configuration_and_siblings_inherit_the_t
     assert "users" not in config["auth"] and '"p"' not in toml  # passwords stay in the secrets
     assert t.sibling_proxy(pool={"max_connections_percent": 2}).testing == {"leak_session_state": True}
     assert ReferenceTarget.from_options(TargetOptions("mysql")).testing == {}
+
+
+def test_the_reference_target_makes_an_iam_user_whose_tokens_its_proxy_checks():
+    t = ReferenceTarget.from_options(TargetOptions("postgres"))
+    assert t.supports(Capability.IAM_AUTH) and t.iam_key is not None
+    assert not ReferenceTarget("postgres", credentials="static").supports(Capability.IAM_AUTH)
+    borrowed = ReferenceTarget("postgres", cluster=object())  # type: ignore[arg-type]
+    assert not borrowed.supports(Capability.IAM_AUTH)  # the IAM user is made with the owner's logins
+    t.cluster = SimpleNamespace(instances=[], user="u", password="p")  # type: ignore[assignment]
+    t.ports = {"writer": 1, "reader": 2, "admin": 3}
+    t.aws = AwsStandin.from_state({"port": 4})
+    t.logins = {"aurora-harness/u": ("u", "p"), IAM_SECRET: (IAM_USER, "iam-db-password")}
+    config = tomllib.loads(render_toml(t.proxy_config()))
+    assert config["auth"]["secrets"][1] == {"secret_id": IAM_SECRET, "method": "scram-sha-256",
+                                            "iam_auth": "required"}
+    assert "iam_auth" not in config["auth"]["secrets"][0]
+    key_id, secret_key = t.iam_key
+    assert config["auth"]["iam"] == {"region": "us-east-1", "access_keys": [
+        {"access_key_id": key_id, "secret_access_key": secret_key}]}
+    assert config["tls"] == {"require_tls": False}  # a plaintext IAM login reaches the IAM check
+    writer = config["endpoints"][0]
+    access = t.iam_access()
+    assert (access.user, access.host, access.port, access.region) == (IAM_USER, writer["advertised_host"], 1,
+                                                                      "us-east-1")
+    assert access.user_password == "iam-db-password" and "iam-db-password" not in repr(access)
+    assert secret_key not in repr(access)
+    sibling = t.sibling_proxy()
+    assert sibling.iam_key == t.iam_key and sibling.supports(Capability.IAM_AUTH)
+    # [auth.iam] settings come from --proxy-setting; the access key stays the target's own.
+    misconfigured = ReferenceTarget.from_options(TargetOptions("postgres", proxy_settings=(
+        "iam.region=eu-west-1", "iam.max_clock_skew=60")))
+    misconfigured.cluster, misconfigured.ports, misconfigured.aws, misconfigured.logins = (
+        t.cluster, t.ports, t.aws, t.logins)
+    iam = tomllib.loads(render_toml(misconfigured.proxy_config()))["auth"]["iam"]
+    assert iam["region"] == "eu-west-1" and iam["max_clock_skew"] == 60
+    assert iam["access_keys"][0]["access_key_id"] == misconfigured.iam_key[0]
+    assert misconfigured.iam_access().region == "us-east-1"
+    with pytest.raises(Unsupported):
+        ExternalTarget("postgres", WRITER_DSN).iam_access()
 
 
 # -- capabilities instead of kinds -----------------------------------------------------------------

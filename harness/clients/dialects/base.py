@@ -39,6 +39,12 @@ class Dialect:
     transactional_session_state: bool = True
     """Whether ROLLBACK undoes a setting or a temporary table created in the transaction
     (PostgreSQL); MySQL keeps both (only the temporary table's rows roll back)."""
+    iam_tls_refusals: tuple[str, ...] = ()
+    """RDS Proxy's documented texts refusing an IAM login made without TLS; a refusal must contain
+    one of them.  ``{user}`` stands for the user who tried to log in."""
+    iam_token_refusals: tuple[str, ...] = ()
+    """RDS Proxy's documented texts refusing an IAM token (expired, forged, for someone or somewhere
+    else, or a password instead of a token); ``{user}`` as above."""
     classify: Classifier
 
     def quote(self, name: str) -> str:

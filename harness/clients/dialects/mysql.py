@@ -66,6 +66,10 @@ class MySQLDialect(Dialect):
     listable_kinds = ("advisory_lock",)
     pinning_reads = ("prepared_statement",)
     transactional_session_state = False
+    # RDS Proxy documents one text for every refused MySQL-family login, IAM ones included: ERROR 1045
+    # "Access denied for user 'DB_USER'@'%' (using password: YES)"; the host part is the client's.
+    iam_tls_refusals = ("Access denied for user '{user}'@",)
+    iam_token_refusals = ("Access denied for user '{user}'@",)
     classify = staticmethod(classify_pymysql)
 
     def unsupported(self, kind: str) -> ClientError:

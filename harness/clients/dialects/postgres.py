@@ -35,6 +35,12 @@ class PostgresDialect(Dialect):
     writable_expression = "NOT pg_is_in_recovery()"
     state_kinds = ("setting", "temp_table", "prepared_statement", "advisory_lock", "listen")
     listable_kinds = ("temp_table", "prepared_statement", "advisory_lock")
+    # RDS Proxy documents two wordings of each (its troubleshooting page, an older and a newer one).
+    iam_tls_refusals = ("IAM authentication is allowed only with SSL connections.",
+                        "IAM is allowed only with SSL connections.")
+    iam_token_refusals = (
+        "IAM authentication failed for user {user}. Check the IAM token for this user and try again.",
+        "The IAM authentication failed for the role {user}. Check the IAM token for this role and try again.")
     classify = staticmethod(classify_psycopg)
 
     def insert_identified_sql(self, table: str, who: str, rows: int = 1) -> str:
