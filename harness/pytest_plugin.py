@@ -79,8 +79,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "one per line).")
     g.addoption("--metrics-url", default=None, help="External target: Prometheus metrics URL of the proxy.")
     g.addoption("--proxy-setting", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                help="Reference target: a [pool], [testing] or secrets_manager ([auth.secrets_manager]) "
-                     "setting of the proxy it starts, repeatable (testing.leak_session_state=true makes it "
+                help="Reference target: a [pool], [testing], secrets_manager ([auth.secrets_manager]) or iam "
+                     "([auth.iam]) setting of the proxy it starts, repeatable (testing.leak_session_state=true makes it "
                      "leak session state on purpose).")
     g.addoption("--run-dir", default=None, help="Run directory (default runs/<UTC time>-<target>-<engine>).")
     g.addoption("--runs-root", default=DEFAULT_ROOT, help="Where default run directories go (default runs).")

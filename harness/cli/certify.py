@@ -160,8 +160,8 @@ def _run_child(cmd: list[str], *, env: dict[str, str], to_stderr: bool) -> int:
 @click.option("--reader-dsn", "reader_dsns", multiple=True, help="External target: DSN of a reader endpoint.")
 @click.option("--metrics-url", default=None, help="External target: the proxy's Prometheus metrics URL.")
 @click.option("--proxy-setting", "proxy_settings", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Reference target: a [pool], [testing] or secrets_manager (its [auth.secrets_manager]) "
-                   "setting of the proxy it starts, over the certification's (repeatable). "
+              help="Reference target: a [pool], [testing], secrets_manager ([auth.secrets_manager]) or iam "
+                   "([auth.iam]) setting of the proxy it starts, over the certification's (repeatable). "
                    "testing.leak_session_state=true makes the proxy leak session state on purpose, to see "
                    "the harness catch it.")
 @click.option("--thresholds", type=click.Path(exists=True, dir_okay=False), default=None,

@@ -51,6 +51,7 @@ def assert_quick_certification(engine: str, tmp_path) -> dict:
     assert "NETFAULT-SILENT-DETECTED" in results["not_in_profile"]  # network faults are full-only
     assert valid["FAILOVER-WRITE-GAP"] == "true"  # one failover is part of quick
     assert valid["ROTATION-NEW-LOGINS"] == valid["ROTATION-SESSIONS-KEPT"] == "true"  # and one rotation
+    assert valid["IAM-TOKEN-CHECKS"] == "true"  # boto3 tokens, good and bad, against the IAM user
     assert "ROTATION-ALTERNATING-SESSIONS" in results["not_in_profile"]
     assert results["run"]["versions"]["server"], "the server version is read through the engine's driver"
     assert valid["STORM-SERVED"] == "true"

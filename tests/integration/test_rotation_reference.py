@@ -76,13 +76,12 @@ def test_single_user_rotation_holds_every_guarantee_on_the_reference_proxy(engin
 @pytest.mark.skipif(not HAVE_POSTGRES, reason="no PostgreSQL 15")
 def test_a_proxy_that_never_reads_its_secrets_again_breaks_new_logins_and_the_old_password():
     with drilled("postgres", secrets_manager=NEVER_REREADS) as (_, history, context, _summary):
-        judged = verdicts(["ROTATION-NEW-LOGINS", "ROTATION-OLD-PASSWORD", "ROTATION-SESSIONS-KEPT"],
-                          history, context)
+        judged = verdicts(["ROTATION-NEW-LOGINS", "ROTATION-OLD-PASSWORD"], history, context)
     assert judged["ROTATION-NEW-LOGINS"].valid is Validity.FALSE, judged["ROTATION-NEW-LOGINS"]
     assert judged["ROTATION-OLD-PASSWORD"].valid is Validity.FALSE, judged["ROTATION-OLD-PASSWORD"]
     assert "until the end of the observation" in judged["ROTATION-NEW-LOGINS"].reason
-    # Its sessions are kept all the same: staleness is not a reason to drop anyone.
-    assert judged["ROTATION-SESSIONS-KEPT"].valid is Validity.TRUE
+    # Its held sessions are not judged here: whether one of them needs a new backend connection
+    # (which the stale password cannot open) during the drill depends on timing.
 
 
 @pytest.mark.postgres
