@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from mysql import connector
 from mysql_proxy_support import running_proxy
 
 from harness.standins.mysql.cluster import SEARCH_DIRS, MySQLCluster
-
-connector = pytest.importorskip("mysql.connector", reason="mysql-connector-python is not installed")
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.mysql,

@@ -2,8 +2,8 @@
 
 AWS is a moto server on loopback holding one secret per database user (:mod:`aws_support`); the proxy
 reads it over HTTP exactly as it would read Secrets Manager.  A rotation is driven as a rotation
-function drives it: the database's password changes first (setSecret, an ``ALTER USER`` through the
-stand-in's control connection), then the secret's current version (finishSecret).  IAM tokens are
+function drives it: the database's password changes first (setSecret, the stand-in's ``set_password``),
+then the secret's current version (finishSecret).  IAM tokens are
 made by boto3's own ``generate_db_auth_token`` with the access key the proxy trusts, and PyMySQL sends
 them through ``mysql_clear_password`` when the proxy switches it to that plugin.  MariaDB has no
 caching_sha2_password: the proxy speaks it to its clients and logs in to MariaDB with native.
@@ -79,11 +79,9 @@ def secretsmanager(moto_url):
 def cluster(secretsmanager):
     """One writer whose users match the secrets, each secret holding its user's login."""
     with MySQLCluster(readers=0) as c:
-        with control(c) as cur:
-            for secret_id, (user, password, _) in USERS.items():
-                cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
-                cur.execute(f"GRANT ALL ON `{c.database}`.* TO '{user}'@'%'")
-                secretsmanager.create_secret(Name=secret_id, SecretString=login(user, password))
+        for secret_id, (user, password, _) in USERS.items():
+            c.create_login(user, password)
+            secretsmanager.create_secret(Name=secret_id, SecretString=login(user, password))
         yield c
 
 
@@ -91,16 +89,10 @@ def login(user: str, password: str) -> str:
     return login_secret(user, password, "mysql")
 
 
-def control(cluster):
-    """A cursor on the stand-in's control session (every privilege) on the writer, bypassing the proxy."""
-    return cluster._connect(cluster.writer).cursor()
-
-
 def rotate(cluster, secretsmanager, secret_id: str, password: str, *, finish: bool = True) -> None:
     """setSecret (the database's password), then, with ``finish``, finishSecret (AWSCURRENT moves)."""
     user = USERS[secret_id][0]
-    with control(cluster) as cur:
-        cur.execute(f"ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'")
+    cluster.set_password(user, password)
     if finish:
         secretsmanager.put_secret_value(SecretId=secret_id, SecretString=login(user, password))
 
@@ -132,9 +124,8 @@ def secret_version(proxy: RunningProxy, secret_id: str) -> str:
 
 
 def backend_alive(cluster, thread_id: int) -> bool:
-    with control(cluster) as cur:
-        cur.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s", (thread_id,))
-        return cur.fetchone()[0] == 1
+    return cluster.query_value(cluster.writer.id, "SELECT COUNT(*) FROM information_schema.processlist "
+                               f"WHERE id = {int(thread_id)}", 10) == 1
 
 
 # --------------------------------------------------------------------------------- passwords
@@ -241,9 +232,8 @@ def test_a_fresh_boto3_token_logs_in_over_tls_and_the_session_outlives_it(cluste
         with proxy.connect(user="mcred_lambda", password=token, tls=True) as conn:
             assert scalar(conn, "SELECT CURRENT_USER()") == "mcred_lambda@%"
             # The proxy logged in to the database with the secret's password, not the token.
-            with control(cluster) as cur:
-                cur.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE user = 'mcred_lambda'")
-                assert cur.fetchone()[0] >= 1
+            assert cluster.query_value(cluster.writer.id, "SELECT COUNT(*) FROM information_schema.processlist "
+                                       "WHERE user = 'mcred_lambda'", 10) >= 1
             # Twenty minutes later, as the proxy's token checks see it: the token is dead, the session is not.
             later = time.time() + 20 * 60
             proxy.call(lambda: setattr(proxy.server.iam.verifier, "_wall_clock", lambda: later))

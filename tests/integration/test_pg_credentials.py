@@ -61,10 +61,9 @@ def secretsmanager(moto_url):
 def cluster(secretsmanager):
     """One writer whose roles match the secrets, each secret holding its role's login."""
     with PostgresCluster(readers=0, max_connections=60) as c:
-        with direct(c) as conn:
-            for secret_id, (user, password, _) in USERS.items():
-                conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
-                secretsmanager.create_secret(Name=secret_id, SecretString=login(user, password))
+        for secret_id, (user, password, _) in USERS.items():
+            c.create_login(user, password)
+            secretsmanager.create_secret(Name=secret_id, SecretString=login(user, password))
         yield c
 
 
@@ -72,17 +71,10 @@ def login(user: str, password: str) -> str:
     return login_secret(user, password, "postgres")
 
 
-def direct(cluster) -> psycopg.Connection:
-    """A superuser connection straight to the writer, bypassing the proxy."""
-    return psycopg.connect(host="127.0.0.1", port=cluster.writer.port, user=cluster.user,
-                           password=cluster.password, dbname=cluster.database, autocommit=True)
-
-
 def rotate(cluster, secretsmanager, secret_id: str, password: str, *, finish: bool = True) -> None:
     """setSecret (the database's password), then, with ``finish``, finishSecret (AWSCURRENT moves)."""
     user = USERS[secret_id][0]
-    with direct(cluster) as conn:
-        conn.execute(f"ALTER ROLE {user} PASSWORD '{password}'")
+    cluster.set_password(user, password)
     if finish:
         secretsmanager.put_secret_value(SecretId=secret_id, SecretString=login(user, password))
 
@@ -165,8 +157,9 @@ def test_a_rotation_keeps_sessions_and_new_logins_follow_the_secret(cluster, mot
             assert "The password that was provided for the role cred_rot is wrong." in refused(
                 proxy, "cred_rot", "rot-pw-1")
             assert held.execute("select current_user").fetchone()[0] == "cred_rot"
-            with direct(cluster) as conn:  # the backend opened with the old password is still there
-                assert conn.execute("select count(*) from pg_stat_activity where pid = %s", (pid,)).fetchone()[0] == 1
+            # the backend opened with the old password is still there
+            assert cluster.query_value(cluster.writer.id,
+                                       f"select count(*) from pg_stat_activity where pid = {int(pid)}", 10) == 1
         finally:
             held.close()
 
