@@ -115,6 +115,17 @@ def make_base_dir(prefix: str, owner: str | None) -> str:
     return path
 
 
+def write_private(path: str, text: str, owner: str | None = None) -> str:
+    """Write a new file that only its owner may read (0600: it may hold a password), handed to
+    ``owner`` when given; refuses to overwrite.  Returns ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    if owner and os.geteuid() == 0:
+        os.chown(path, *service_user(owner))
+    return path
+
+
 def make_owned_dir(path: str, owner: str | None, mode: int = 0o700) -> str:
     """Create ``path`` (parents included) owned by ``owner`` with ``mode``; returns the path."""
     os.makedirs(path, exist_ok=True)

@@ -56,12 +56,10 @@ def _options_file(params: ConnectionParams, extra: Sequence[str] = ()) -> Iterat
     directory = tempfile.mkdtemp(prefix=f"{process.SCRATCH_PREFIX}sysbench-")  # 0700
     path = os.path.join(directory, "options")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join([
-                "db-driver=mysql", f"mysql-host={params.host}", f"mysql-port={params.port}",
-                f"mysql-user={params.user}", f"mysql-password={params.password}",
-                f"mysql-db={params.database}", *extra, ""]))
+        process.write_private(path, "\n".join([
+            "db-driver=mysql", f"mysql-host={params.host}", f"mysql-port={params.port}",
+            f"mysql-user={params.user}", f"mysql-password={params.password}",
+            f"mysql-db={params.database}", *extra, ""]))
         yield path
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -53,11 +53,9 @@ class Peer:
         """A file in the peer's directory, readable by the peer (0600 when ``private``: it holds a
         password); returns its path."""
         assert self.base_dir is not None
-        path = os.path.join(self.base_dir, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        self._hand_over(path)
+        path = process.write_private(os.path.join(self.base_dir, name), text, self.owner)
+        if not private:
+            os.chmod(path, 0o644)
         return path
 
     # -- lifecycle --------------------------------------------------------------------------------

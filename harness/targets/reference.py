@@ -46,11 +46,13 @@ by ``aurora-harness up`` has none.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import secrets
 import sys
+import tempfile
 import time
 import tomllib
 import urllib.request
@@ -363,7 +365,7 @@ class ReferenceTarget(Target):
             self.cluster = cluster_class(self.engine)(readers=self.readers)
         if self._owns_cluster and not self.cluster.instances:
             self.cluster.start()
-        self.run_dir = process.make_base_dir("aurora-harness-proxy-", None)
+        self.run_dir = tempfile.mkdtemp(prefix="aurora-harness-proxy-")  # 0700: its proxy.toml holds secrets
         self.ports = {"writer": process.free_port(), "reader": process.free_port(), "admin": process.free_port()}
         if self.credential_mode == "secrets" and self._owns_aws:
             self.start_aws()
@@ -468,8 +470,9 @@ class ReferenceTarget(Target):
         for section in ("pool", "testing"):
             if not config[section]:
                 del config[section]
-        with open(self.config_path, "w") as f:
-            f.write(render_toml(config))
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.config_path)  # a restart writes it afresh
+        process.write_private(self.config_path, render_toml(config))  # it holds passwords and keys
         self.proxy_pid, self.proxy_pid_start = process.spawn(
             [sys.executable, "-m", "reference_proxy", "--config", self.config_path],
             log_path=self.log_path, env=isolated_environment())

@@ -137,6 +137,9 @@ def test_target_up_status_down_gives_working_endpoints(tmp_path, engine):
         assert "rotate_secret" in up["capabilities"]
         assert _secret_login(up["aws_endpoint_url"], "aurora-harness/" + cred["user"]) == {
             "username": cred["user"], "password": cred["password"]}
+        # The proxy's configuration holds passwords and keys: only its owner may read it.
+        assert oct(os.stat(record["run_dir"]).st_mode & 0o777) == "0o700"
+        assert oct(os.stat(os.path.join(record["run_dir"], "proxy.toml")).st_mode & 0o777) == "0o600"
     finally:
         harness(tmp_path, "down", check=False)
     assert not processes_under(record["run_dir"])
