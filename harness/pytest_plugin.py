@@ -36,7 +36,7 @@ from harness.plugin.faults import Faults
 from harness.plugin.targets import pool_caps, reader_weights
 from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError
 from harness.targets import registry as _target_kinds
-from harness.targets.base import Capability, Target, TargetError, TargetOptions, Unsupported
+from harness.targets.base import Capability, Target, TargetError, TargetOptions, Unsupported, option_fields
 
 if TYPE_CHECKING:
     from harness.checkers import CheckContext
@@ -48,10 +48,6 @@ if TYPE_CHECKING:
 
 PREFLIGHT_DONE_ENV = "AURORA_HARNESS_PREFLIGHT_DONE"
 """Set by ``aurora-harness certify`` when it has tried the endpoints itself already."""
-WRITER_DSN_ENV = "AURORA_HARNESS_WRITER_DSN"
-READER_DSNS_ENV = "AURORA_HARNESS_READER_DSNS"
-"""DSNs may come from the environment so that passwords stay off command lines (``ps`` shows those)."""
-
 TARGET_DID_NOT_COME_UP = 2
 """pytest's exit status when the target could not be brought up (pytest's own "interrupted")."""
 RUN_KEY = pytest.StashKey["HarnessRun"]()
@@ -72,16 +68,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--target", choices=tuple(k.name for k in kinds), default=None,
                 help="What to certify: " + "; ".join(f"{k.name} ({k.summary})" for k in kinds) + ".")
     g.addoption("--engine", choices=("postgres", "mysql"), default="postgres", help="Database engine.")
-    g.addoption("--writer-dsn", default=os.environ.get(WRITER_DSN_ENV),
-                help=f"External target: DSN of the writer (read/write) endpoint (or ${WRITER_DSN_ENV}).")
-    g.addoption("--reader-dsn", action="append", default=_env_list(READER_DSNS_ENV),
-                help=f"External target: DSN of a reader endpoint, repeatable (or ${READER_DSNS_ENV}, "
-                     "one per line).")
-    g.addoption("--metrics-url", default=None, help="External target: Prometheus metrics URL of the proxy.")
-    g.addoption("--proxy-setting", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                help="Reference target: a [pool], [testing], secrets_manager ([auth.secrets_manager]) or iam "
-                     "([auth.iam]) setting of the proxy it starts, repeatable (testing.leak_session_state=true makes it "
-                     "leak session state on purpose).")
+    for f in option_fields():
+        env = f.metadata["env"]
+        repeatable = isinstance(f.default, tuple)
+        if env:
+            given = _env_list(env)
+            default = given if repeatable else (given[0] if given else None)
+        else:
+            default = [] if repeatable else None
+        g.addoption(f.metadata["flag"], action="append" if repeatable else "store", default=default,
+                    type=f.metadata["type"], dest=f.name,
+                    help=f.metadata["help"] + (f" (or ${env}{', one per line' if repeatable else ''})" if env else ""))
     g.addoption("--run-dir", default=None, help="Run directory (default runs/<UTC time>-<target>-<engine>).")
     g.addoption("--runs-root", default=DEFAULT_ROOT, help="Where default run directories go (default runs).")
     g.addoption("--thresholds", default=None, help="TOML or JSON file of guarantee threshold overrides.")
@@ -114,9 +111,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _target_options(config: pytest.Config, engine: str) -> TargetOptions:
-    opt = config.getoption
-    return TargetOptions(engine, writer_dsn=opt("--writer-dsn"), reader_dsns=tuple(opt("--reader-dsn") or ()),
-                         metrics_url=opt("--metrics-url"), proxy_settings=tuple(opt("--proxy-setting") or ()))
+    values = {}
+    for f in option_fields():
+        value = config.getoption(f.name)
+        values[f.name] = tuple(value or ()) if isinstance(f.default, tuple) else value
+    return TargetOptions(engine, **values)
 
 
 def _check_target(config: pytest.Config, run: HarnessRun) -> None:

@@ -40,7 +40,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -57,11 +59,20 @@ from harness.runstore import (
     utc_now,
 )
 from harness.targets import registry as target_kinds
-from harness.targets.base import TargetError, TargetOptions
+from harness.targets.base import TargetError, TargetOptions, option_environment_names, option_fields
 
 SUITES = ("conformance", "models", "chaos")
 """Run in this order: chaos last, because a failover or crash changes the cluster the others would see."""
 INTERRUPT_GRACE_S = 120.0
+
+
+def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add a click option for every :class:`TargetOptions` field (passed on by field name)."""
+    for f in reversed(option_fields()):
+        repeatable = isinstance(f.default, tuple)
+        command = click.option(f.metadata["flag"], f.name, multiple=repeatable, type=f.metadata["type"],
+                               default=None if not repeatable else (), help=f.metadata["help"])(command)
+    return command
 
 
 class NotCarriedOut(CliFailure):
@@ -82,44 +93,38 @@ def suites_dir() -> Path:
     return Path(suites.__file__).resolve().parent
 
 
-def child_env(writer_dsn: str | None, reader_dsns: tuple[str, ...], *, preflight_done: bool = False) -> dict[str, str]:
-    """The child's environment: ours plus the DSNs, which carry passwords and so stay out of argv."""
-    from harness.pytest_plugin import PREFLIGHT_DONE_ENV, READER_DSNS_ENV, WRITER_DSN_ENV
+def child_env(options: TargetOptions, *, preflight_done: bool = False) -> dict[str, str]:
+    """The child's environment: ours plus the options that carry passwords (DSNs), kept out of argv."""
+    from harness.pytest_plugin import PREFLIGHT_DONE_ENV
 
-    env = {k: v for k, v in os.environ.items() if k not in (WRITER_DSN_ENV, READER_DSNS_ENV, PREFLIGHT_DONE_ENV)}
+    ours = {PREFLIGHT_DONE_ENV, *option_environment_names()}
+    env = {k: v for k, v in os.environ.items() if k not in ours}
     if preflight_done:
         env[PREFLIGHT_DONE_ENV] = "1"
-    if writer_dsn:
-        env[WRITER_DSN_ENV] = writer_dsn
-    if reader_dsns:
-        env[READER_DSNS_ENV] = "\n".join(reader_dsns)
+    env.update(options.child_arguments()[1])
     return env
 
 
-def pytest_command(*, target: str, engine: str, profile: str, run_dir: Path, ini: Path, seed: int,
-                   metrics_url: str | None = None,
+def pytest_command(*, target: str, options: TargetOptions, profile: str, run_dir: Path, ini: Path, seed: int,
                    thresholds: str | None = None, select: str | None = None,
-                   suites: tuple[str, ...] = (), proxy_settings: tuple[str, ...] = ()) -> list[str]:
+                   suites: tuple[str, ...] = ()) -> list[str]:
     """The child pytest command line for one certification run."""
     base = suites_dir()
     paths = [os.fspath(base / s) for s in (suites or SUITES)]
     cmd = [sys.executable, "-m", "pytest", *paths, "-c", os.fspath(ini), "--rootdir", os.fspath(base.parent),
            "-p", "no:locust", "-p", "no:cacheprovider", "-q", "-rfEs",
-           "--target", target, "--engine", engine, "--profile", profile, "--run-dir", os.fspath(run_dir),
+           "--target", target, "--engine", options.engine, "--profile", profile, "--run-dir", os.fspath(run_dir),
            f"--hypothesis-seed={seed}"]
     # Load the plugin by module name, and block its entry point: whether the entry point is visible
     # depends on the environment (a stale egg-info beside the sources hides it), and loading both
     # would register the plugin twice.
     cmd += ["-p", "no:aurora_harness", "-p", "harness.pytest_plugin"]
     # The DSNs (with their passwords) travel in the environment, not on the command line: see child_env.
-    if metrics_url:
-        cmd += ["--metrics-url", metrics_url]
+    cmd += options.child_arguments()[0]
     if thresholds:
         cmd += ["--thresholds", os.fspath(Path(thresholds).resolve())]
     if select:
         cmd += ["-k", select]
-    for setting in proxy_settings:
-        cmd += ["--proxy-setting", setting]
     return cmd
 
 
@@ -156,14 +161,7 @@ def _run_child(cmd: list[str], *, env: dict[str, str], to_stderr: bool) -> int:
                    "(adds crashes, network faults, bigger storm; budget 20 min).")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Where to write the run (default runs/<UTC time>-<target>-<engine>).")
-@click.option("--writer-dsn", default=None, help="External target: DSN of the read/write endpoint.")
-@click.option("--reader-dsn", "reader_dsns", multiple=True, help="External target: DSN of a reader endpoint.")
-@click.option("--metrics-url", default=None, help="External target: the proxy's Prometheus metrics URL.")
-@click.option("--proxy-setting", "proxy_settings", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Reference target: a [pool], [testing], secrets_manager ([auth.secrets_manager]) or iam "
-                   "([auth.iam]) setting of the proxy it starts, over the certification's (repeatable). "
-                   "testing.leak_session_state=true makes the proxy leak session state on purpose, to see "
-                   "the harness catch it.")
+@target_options
 @click.option("--thresholds", type=click.Path(exists=True, dir_okay=False), default=None,
               help="TOML or JSON file overriding guarantee thresholds.")
 @click.option("--allow-unknown", is_flag=True,
@@ -177,10 +175,9 @@ def _run_child(cmd: list[str], *, env: dict[str, str], to_stderr: bool) -> int:
 @click.option("-k", "--select", default=None, metavar="EXPR",
               help="Run only tests matching this pytest -k expression.")
 @click.option("--seed", type=int, default=None, help="Hypothesis seed (default random; printed for replay).")
-def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, writer_dsn: str | None,
-            reader_dsns: tuple[str, ...], metrics_url: str | None, proxy_settings: tuple[str, ...],
-            thresholds: str | None, allow_unknown: bool, strict: bool, as_json: bool, suites: tuple[str, ...],
-            select: str | None, seed: int | None) -> None:
+def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, thresholds: str | None,
+            allow_unknown: bool, strict: bool, as_json: bool, suites: tuple[str, ...], select: str | None,
+            seed: int | None, **target_values: Any) -> None:
     """Certify a proxied Aurora target against the guarantee catalogue.
 
     Exit status: 0 CERTIFIED, 1 NOT CERTIFIED, 2 not carried out, 3 INCOMPLETE."""
@@ -188,8 +185,8 @@ def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, wr
         raise NotCarriedOut("--strict and --allow-unknown contradict each other (unknown verdicts are refused "
                             "by default; --allow-unknown accepts them)")
     try:  # building starts nothing; it is how the target's kind checks the options before the run
-        built = target_kinds.build_target(target_kind, TargetOptions(engine, writer_dsn, reader_dsns, metrics_url,
-                                                                     proxy_settings))
+        options = TargetOptions(engine, **target_values)
+        built = target_kinds.build_target(target_kind, options)
     except TargetError as e:
         raise NotCarriedOut(str(e)) from None
     if thresholds:
@@ -212,17 +209,15 @@ def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, wr
     seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
     info = click.echo if not as_json else (lambda m: click.echo(m, err=True))
     info(f"certify: target={target_kind} engine={engine} profile={profile} seed={seed} run-dir={path}"
-         + "".join(f" proxy-setting={s}" for s in proxy_settings))
+         + "".join(f" proxy-setting={s}" for s in options.proxy_settings))
     workdir = tempfile.mkdtemp(prefix="aurora-certify-")
     try:
         ini = Path(workdir) / "pytest.ini"
         ini.write_text(_INI)
-        cmd = pytest_command(target=target_kind, engine=engine, profile=profile, run_dir=path, ini=ini, seed=seed,
-                             metrics_url=metrics_url, thresholds=thresholds, select=select, suites=suites,
-                             proxy_settings=proxy_settings)
+        cmd = pytest_command(target=target_kind, options=options, profile=profile, run_dir=path, ini=ini, seed=seed,
+                             thresholds=thresholds, select=select, suites=suites)
         try:
-            pytest_status = _run_child(cmd, env=child_env(writer_dsn, reader_dsns,
-                                                          preflight_done=built.reachable_before_up),
+            pytest_status = _run_child(cmd, env=child_env(options, preflight_done=built.reachable_before_up),
                                        to_stderr=as_json)
         except KeyboardInterrupt:
             interrupted = True

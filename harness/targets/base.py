@@ -125,20 +125,66 @@ class IamAccess:
     user_password: str | None = dataclasses.field(default=None, repr=False)
 
 
+def _option(flag: str, help: str, *, default: Any = None, env: str | None = None, type: type = str) -> Any:
+    """A :class:`TargetOptions` field offered as ``flag`` by ``certify`` and by the pytest plugin.
+
+    ``type`` converts the text given (``float`` for seconds, ``int`` for a count); a tuple default
+    makes the option repeatable.  ``env`` names the environment variable that carries
+    it to the child pytest run instead of its command line: DSNs hold passwords, and ``ps`` shows
+    command lines.  The pytest plugin also reads it from there, one value per line."""
+    return dataclasses.field(default=default, metadata={"flag": flag, "help": help, "env": env, "type": type})
+
+
 @dataclasses.dataclass(frozen=True)
 class TargetOptions:
     """What the command line (``--target`` and friends) says about the target.
 
     Every kind reads the ones it needs and refuses the ones it cannot use, so that an option given
-    to the wrong kind is an error rather than silently ignored.
+    to the wrong kind is an error rather than silently ignored.  Each field is offered once, by
+    ``certify`` and by the pytest plugin alike (:func:`option_fields`): a new option is a new field.
     """
 
     engine: str
-    writer_dsn: str | None = None
-    reader_dsns: tuple[str, ...] = ()
-    metrics_url: str | None = None
-    proxy_settings: tuple[str, ...] = ()
+    writer_dsn: str | None = _option("--writer-dsn", "External target: DSN of the writer (read/write) endpoint.",
+                                     env="AURORA_HARNESS_WRITER_DSN")
+    reader_dsns: tuple[str, ...] = _option("--reader-dsn", "External target: DSN of a reader endpoint (repeatable).",
+                                           default=(), env="AURORA_HARNESS_READER_DSNS")
+    metrics_url: str | None = _option("--metrics-url", "External target: the proxy's Prometheus metrics URL.")
+    proxy_settings: tuple[str, ...] = _option(
+        "--proxy-setting",
+        "Reference target: a [pool], [testing], secrets_manager ([auth.secrets_manager]) or iam ([auth.iam]) "
+        "setting of the proxy it starts, as SECTION.KEY=VALUE (repeatable). testing.leak_session_state=true "
+        "makes the proxy leak session state on purpose, to see the harness catch it.",
+        default=())
     """``SECTION.KEY=VALUE`` texts (``--proxy-setting``), for a kind that runs the proxy itself."""
+
+    def child_arguments(self) -> tuple[list[str], dict[str, str]]:
+        """How a child pytest run receives these options: (command-line arguments, environment).
+
+        ``engine`` is left out (the child gets ``--engine`` on its own)."""
+        argv: list[str] = []
+        env: dict[str, str] = {}
+        for f in option_fields():
+            value = getattr(self, f.name)
+            values = list(value) if isinstance(value, tuple) else ([] if value is None else [value])
+            if not values:
+                continue
+            if f.metadata["env"]:
+                env[f.metadata["env"]] = "\n".join(str(v) for v in values)
+            else:
+                for v in values:
+                    argv += [f.metadata["flag"], str(v)]
+        return argv, env
+
+
+def option_fields() -> list[dataclasses.Field]:
+    """The :class:`TargetOptions` fields a command line offers (every one but ``engine``)."""
+    return [f for f in dataclasses.fields(TargetOptions) if "flag" in f.metadata]
+
+
+def option_environment_names() -> list[str]:
+    """The environment variables that may carry options (a parent's must not leak into a child run)."""
+    return [f.metadata["env"] for f in option_fields() if f.metadata["env"]]
 
 
 class Target(abc.ABC):

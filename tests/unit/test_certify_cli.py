@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.cli.certify import pytest_command
+from harness.cli.certify import child_env, pytest_command
+from harness.targets.base import TargetOptions
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -43,6 +44,26 @@ def test_strict_and_allow_unknown_contradict():
 
 
 def test_proxy_settings_travel_to_the_suites_run():
-    cmd = pytest_command(target="reference", engine="mysql", profile="quick", run_dir=Path("run"),
-                         ini=Path("pytest.ini"), seed=1, proxy_settings=("testing.leak_session_state=true",))
+    options = TargetOptions("mysql", proxy_settings=("testing.leak_session_state=true",))
+    cmd = pytest_command(target="reference", options=options, profile="quick", run_dir=Path("run"),
+                         ini=Path("pytest.ini"), seed=1)
     assert cmd[cmd.index("--proxy-setting") + 1] == "testing.leak_session_state=true"
+    assert cmd[cmd.index("--engine") + 1] == "mysql"
+
+
+def test_dsns_travel_in_the_environment_and_never_on_the_command_line():
+    options = TargetOptions("postgres", writer_dsn="host=w user=u password=hunter22",
+                            reader_dsns=("host=r1 user=u password=hunter22", "host=r2 user=u password=hunter22"),
+                            metrics_url="http://127.0.0.1:9/metrics")
+    cmd = pytest_command(target="external", options=options, profile="quick", run_dir=Path("run"),
+                         ini=Path("pytest.ini"), seed=1)
+    assert not any("hunter22" in part for part in cmd)
+    assert cmd[cmd.index("--metrics-url") + 1] == "http://127.0.0.1:9/metrics"
+    env = child_env(options)
+    assert env["AURORA_HARNESS_WRITER_DSN"] == options.writer_dsn
+    assert env["AURORA_HARNESS_READER_DSNS"].splitlines() == list(options.reader_dsns)
+
+
+def test_a_parents_dsns_do_not_leak_into_a_child_run(monkeypatch):
+    monkeypatch.setenv("AURORA_HARNESS_READER_DSNS", "host=stale user=u")
+    assert "AURORA_HARNESS_READER_DSNS" not in child_env(TargetOptions("postgres"))
