@@ -8,7 +8,9 @@ a ``recorder`` writing its history into the run directory, and after the body of
 
 * FALSE fails the test with the reason and the evidence;
 * UNKNOWN is recorded; a test that raises :class:`~harness.targets.base.Unsupported` (the target
-  cannot do what it needs) is skipped with the reason, and its guarantees are unknown;
+  cannot do what it needs) is skipped with the reason, and its guarantees are unknown; so is one
+  whose fault could not be carried out (:class:`~harness.targets.base.ControlFailed`, e.g. a user's
+  failover command that exited 1): a half-done fault proves nothing about the proxy, either way;
 * a test that errors before finishing turns its TRUE verdicts into UNKNOWN: a half-run workload
   proves nothing, though a FALSE found in it stands.
 
@@ -36,7 +38,15 @@ from harness.plugin.faults import Faults
 from harness.plugin.targets import pool_caps, reader_weights
 from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError
 from harness.targets import registry as _target_kinds
-from harness.targets.base import Capability, Target, TargetError, TargetOptions, Unsupported, option_fields
+from harness.targets.base import (
+    Capability,
+    Target,
+    TargetError,
+    TargetOptions,
+    Unsupported,
+    control_failure,
+    option_fields,
+)
 
 if TYPE_CHECKING:
     from harness.checkers import CheckContext
@@ -359,6 +369,12 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     except BaseException as e:  # the test failed or errored; still judge what it recorded
         if isinstance(e, KeyboardInterrupt):
             raise
+        failed = control_failure(e)
+        if failed is not None:  # the fault was not done as asked: nothing to judge the proxy on
+            _finish(item, run, record, run.unknown_verdicts(ids, f"the fault could not be carried out: {failed}"))
+            if sampler:
+                sampler.stop()
+            pytest.skip(f"unknown: the fault could not be carried out: {failed}")
         error = e
     metrics = sampler.stop() if sampler else []
     recorder = item.stash.get(RECORDER_KEY, None)

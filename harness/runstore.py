@@ -201,10 +201,14 @@ class RunStore:
             raise RunStoreError(f"cannot read {os.fspath(self.target_path)!r}: {e}") from None
 
 
+SECRET_KEYS = frozenset({"password", "secret_access_key"})
+"""Keys whose values are secrets wherever they appear in a description (a login's, an IAM key's)."""
+
+
 def redact(value: Any) -> Any:
-    """A copy of ``value`` with the value of every ``password`` key replaced."""
+    """A copy of ``value`` with the value of every key of :data:`SECRET_KEYS` replaced."""
     if isinstance(value, Mapping):
-        return {k: ("(redacted)" if k == "password" and v else redact(v)) for k, v in value.items()}
+        return {k: ("(redacted)" if k in SECRET_KEYS and v else redact(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value

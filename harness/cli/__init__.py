@@ -40,7 +40,8 @@ def _register_optional() -> None:
 
     for module, name in (("harness.cli.target", "up"), ("harness.cli.target", "down"),
                          ("harness.cli.target", "status"), ("harness.cli.target", "failover"),
-                         ("harness.cli.target", "crash"), ("harness.cli.bench", "bench"),
+                         ("harness.cli.target", "crash"), ("harness.cli.target", "rotate"),
+                         ("harness.cli.bench", "bench"),
                          ("harness.cli.certify", "certify"), ("harness.cli.guarantees", "guarantees")):
         try:
             mod = importlib.import_module(module)

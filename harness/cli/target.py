@@ -1,5 +1,11 @@
 """``aurora-harness up|status|down|failover|crash``: a reference target running in the background.
 
+``failover`` and ``rotate`` also serve as the hooks of an external target over a running reference
+target (``certify --target external --failover-command "aurora-harness failover" --rotate-command
+"aurora-harness rotate"``): ``failover`` promotes the reader ``$AURORA_HARNESS_FAILOVER_TO`` names when
+``--to`` is not given, and ``rotate`` takes the user and its new password from the environment the
+hook is given (a password never goes on a command line).
+
 ``up`` starts a stand-in cluster and the reference proxy in front of it, records both in the state
 directory and exits, leaving them running; the other commands rebuild the target from the record.
 By default ``up`` also starts the stand-in's automatic-failover supervisor (Aurora's control plane):
@@ -12,12 +18,14 @@ configuration instead.
 
 from __future__ import annotations
 
+import os
 import time
 
 import click
 
 from harness.cli.common import CliFailure, emit, fail_on_errors, state_dir
 from harness.standins.registry import engine_names
+from harness.targets.hooks import FAILOVER_TO_ENV, NEW_PASSWORD_ENV, ROTATE_USER_ENV
 from harness.targets.reference import CREDENTIAL_MODES, ReferenceTarget
 
 RECORD = "target"
@@ -131,7 +139,8 @@ def down(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--to", "to", default=None, metavar="ID", help="Promote this reader (default: most advanced).")
+@click.option("--to", "to", default=None, metavar="ID", envvar=FAILOVER_TO_ENV,
+              help=f"Promote this reader (default: ${FAILOVER_TO_ENV}, else the most advanced).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @fail_on_errors
@@ -165,3 +174,52 @@ def crash(ctx: click.Context, instance_id: str, as_json: bool) -> None:
     target.crash(instance_id)
     state_dir(ctx).write(RECORD, target.to_state())
     emit({"crashed": instance_id}, as_json, f"{instance_id} killed")
+
+
+ROTATION_TIMEOUT_S = 300.0
+
+
+@click.command()
+@click.option("--user", envvar=ROTATE_USER_ENV, required=True, metavar="USER",
+              help=f"The database user whose secret rotates (default: ${ROTATE_USER_ENV}).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@fail_on_errors
+def rotate(ctx: click.Context, user: str, as_json: bool) -> None:
+    """Rotate USER's secret to the password in $AURORA_HARNESS_NEW_PASSWORD, in the four steps.
+
+    createSecret, setSecret, testSecret and finishSecret run against the target's Secrets Manager
+    stand-in and its database, as a rotation function would; the password is read from the
+    environment only, never from the command line, and never printed.
+    """
+    from harness.faults.base import FaultError
+    from harness.faults.rotation import RotateSecret
+    from harness.history import Recorder
+
+    password = os.environ.get(NEW_PASSWORD_ENV, "")
+    if not password:
+        raise CliFailure(f"${NEW_PASSWORD_ENV} is not set: it carries the new password (never the command line)")
+    target = _load(ctx)
+    secret = next((sid for sid, (login_user, _) in target.logins.items() if login_user == user), None)
+    if secret is None:
+        raise CliFailure(f"no secret of the target holds user {user!r} (have: "
+                         f"{', '.join(sorted({u for u, _ in target.logins.values()})) or 'none'})")
+    if target.cluster is not None and user == target.cluster.user:
+        raise CliFailure(f"{user!r} is the cluster's own user, which the target's control operations log in as; "
+                         "rotate another login")
+    rotation = RotateSecret(strategy="single_user", window_seconds=0.0, secret_id=secret)
+    started = time.monotonic()
+    try:
+        rotation.prepare(target, password=password)
+        with Recorder() as recorder:
+            rotation.start(target, recorder)
+            rotation.wait(ROTATION_TIMEOUT_S)
+            rotation.stop()
+            steps = [o.value for o in recorder.history().events("rotation_step")]
+    except FaultError as e:
+        raise CliFailure(str(e)) from None
+    target.logins[secret] = (user, password)
+    state_dir(ctx).write(RECORD, target.to_state())
+    elapsed = time.monotonic() - started
+    emit({"rotated": user, "secret_id": secret, "steps": steps, "rotate_seconds": round(elapsed, 3)}, as_json,
+         f"{user}'s secret {secret} rotated ({', '.join(steps)}); took {elapsed:.2f}s")

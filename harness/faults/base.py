@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Self
 
 from harness.errors import HarnessError
 from harness.history import Phase, Recorder
-from harness.targets.base import Capability, Target
+from harness.targets.base import Capability, Target, control_failure
 
 
 class FaultError(HarnessError):
@@ -69,7 +69,7 @@ class Fault(abc.ABC):
             end_params = self.apply(target, recorder, chosen)
         except BaseException as e:
             self._active = False
-            recorder.fault(self.name, Phase.END, {**chosen, "error": f"{type(e).__name__}: {e}"[:500]})
+            recorder.fault(self.name, Phase.END, {**chosen, **failure_params(e)})
             if isinstance(e, HarnessError):
                 raise FaultError(f"fault {self.name!r} could not be applied: {e}") from e
             raise
@@ -87,7 +87,7 @@ class Fault(abc.ABC):
         try:
             end_params = self.heal(self._target, self._recorder, self._chosen) or {}
         except BaseException as e:
-            self._recorder.fault(self.name, Phase.END, {**self._chosen, "error": f"{type(e).__name__}: {e}"[:500]})
+            self._recorder.fault(self.name, Phase.END, {**self._chosen, **failure_params(e)})
             if isinstance(e, HarnessError):
                 raise FaultError(f"fault {self.name!r} could not be healed: {e}") from e
             raise
@@ -111,6 +111,16 @@ class Fault(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def failure_params(error: BaseException) -> dict[str, Any]:
+    """The end event's params of a fault that failed: the error, and when a control operation did not
+    do what was asked (a user's command that failed), ``outcome: failed`` with what it came to."""
+    params: dict[str, Any] = {"error": f"{type(error).__name__}: {error}"[:500]}
+    failed = control_failure(error)
+    if failed is not None:
+        params.update(outcome="failed", control=failed.details)
+    return params
 
 
 def pick_instance(target: Target, instance: str | None, role: str) -> str:

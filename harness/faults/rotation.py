@@ -17,6 +17,12 @@ AWS.  Three strategies:
   is the secret updated (``put_secret_value``, which makes the new value current at once); no pending
   version, no test.
 
+A target whose rotation is a user's command (:meth:`Target.own_rotation_login`, an external proxy
+given ``--rotate-command``) does all four steps itself, in one call: the harness generates the new
+password, hands it over and sees only when the command ran.  Only ``single_user`` can be asked of
+it.  Its ``finishSecret`` event is recorded when the command returns (the latest instant the step
+can have happened), and the end event lists the steps the harness could not observe.
+
 Each step's instant is an event ``rotation_step`` (value: the step's name) inside the fault's window,
 so checkers find setSecret and finishSecret; ``database_first`` records setSecret and finishSecret
 too.  ``window_seconds`` is how long the rotation waits between testSecret (or setSecret) and
@@ -42,11 +48,13 @@ from harness.checkers.rotation import FINISH_STEP, ROTATION_FAULT, SET_STEP, STE
 from harness.faults.base import Fault, FaultError, check_number
 from harness.faults.registry import register
 from harness.history import Recorder
-from harness.targets.base import Capability, SecretsAccess, Target, TargetError
+from harness.targets.base import Capability, SecretsAccess, Target, TargetError, Unsupported
 
 STRATEGIES = ("single_user", "alternating_users", "database_first")
 CREATE, SET, TEST, FINISH = "createSecret", SET_STEP, "testSecret", FINISH_STEP
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
+BY_COMMAND_UNOBSERVED = (CREATE, SET, TEST)
+"""The steps a rotation done by a user's command does out of the harness's sight."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +85,8 @@ class RotateSecret(Fault):
     strategy: str = "single_user"
     window_seconds: float = 1.0
     step_timeout: float = 60.0
+    secret_id: str | None = None
+    """The secret a single-user rotation changes (default: the one the target names for it)."""
 
     def validate(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -92,6 +102,7 @@ class RotateSecret(Fault):
         self._client: Any = None
         self._secret_id = ""
         self._steps: dict[str, float] = {}
+        self._by_target = False
 
     # -- what clients use --------------------------------------------------------------------
     def current_login(self) -> Login:
@@ -111,10 +122,21 @@ class RotateSecret(Fault):
         assert self.old is not None and self.new is not None
         return {"secret_id": self._secret_id, "old_user": self.old.user, "new_user": self.new.user}
 
-    def prepare(self, target: Target) -> Login:
+    def prepare(self, target: Target, *, password: str | None = None) -> Login:
         """Read the secret's current login and pick the new one, before the fault starts (so that
-        sessions can be opened with the old login first); returns the old login."""
+        sessions can be opened with the old login first); returns the old login.  ``password`` is
+        the new password when the caller chose it (else one is generated); it is never recorded."""
         target.require(Capability.ROTATE_SECRET)
+        own = target.own_rotation_login()
+        if own is not None:
+            if self.strategy != "single_user":
+                raise Unsupported(target.kind, Capability.ROTATE_SECRET,
+                                  f"its rotate command does single-user rotations, not {self.strategy}")
+            self._by_target, self._secret_id = True, "(the rotate command's)"
+            self.old = Login(own.user, own.password, "old")
+            self.new = Login(own.user, password or new_password(), "new")
+            self._current = self.old
+            return self.old
         access = target.secrets_access()
         self._client = _client(access)
         if self.strategy == "alternating_users":
@@ -124,7 +146,7 @@ class RotateSecret(Fault):
         else:
             if access.single_user is None:
                 raise TargetError("the target names no secret for a single-user rotation")
-            self._secret_id, users = access.single_user, []
+            self._secret_id, users = self.secret_id or access.single_user, []
         current = self._read_current()
         self.old = Login(current["username"], current["password"], "old")
         if users:
@@ -134,14 +156,16 @@ class RotateSecret(Fault):
             new_user = next(u for u in users if u != self.old.user)
         else:
             new_user = self.old.user
-        self.new = Login(new_user, new_password(), "new")
+        self.new = Login(new_user, password or new_password(), "new")
         self._current = self.old
         return self.old
 
     def apply(self, target: Target, recorder: Recorder, chosen: dict[str, Any]) -> None:
         def run() -> None:
             try:
-                if self.strategy == "database_first":
+                if self._by_target:
+                    self._by_command(target, recorder)
+                elif self.strategy == "database_first":
                     self._database_first(target, recorder)
                 else:
                     self._four_steps(target, recorder)
@@ -159,6 +183,10 @@ class RotateSecret(Fault):
             raise FaultError(f"the rotation did not finish within {limit:.0f} s")
         if self._failure is not None:
             raise FaultError(f"the rotation failed: {self._failure}") from self._failure
+        if self._by_target:
+            return {"steps": dict(self._steps), "control": target.last_control,
+                    "unobserved_steps": list(BY_COMMAND_UNOBSERVED),
+                    "finish_observed": "not later than the rotate command's end"}
         return {"steps": dict(self._steps)}
 
     # -- the strategies ----------------------------------------------------------------------
@@ -180,6 +208,14 @@ class RotateSecret(Fault):
                                                  RemoveFromVersionId=token)
         self._current = self.new
         self._step(recorder, FINISH, version=token)
+
+    def _by_command(self, target: Target, recorder: Recorder) -> None:
+        """The target's own rotation (a user's command) does the four steps; finishSecret is over by
+        the time it returns, which is when clients following the secret take the new login."""
+        assert self.new is not None
+        target.rotate_login(self.new.user, self.new.password)
+        self._current = self.new
+        self._step(recorder, FINISH, user=self.new.user, observed="the rotate command's end")
 
     def _database_first(self, target: Target, recorder: Recorder) -> None:
         assert self.new is not None

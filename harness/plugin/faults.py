@@ -1,7 +1,7 @@
 """Faults for the suites: the plain control operations, and any registered fault by name.
 
-A planned failover promotes the new writer somewhere *inside* the call that asks for it, and the
-proxy may route to it before the call returns.  So that the history says when the promotion really
+A planned failover promotes the new writer somewhere *inside* the call that asks for it (the
+target's own, or a user's failover command), and the proxy may route to it before the call returns.  So that the history says when the promotion really
 happened, a :class:`PromotionWatcher` polls the readers directly while the failover runs and
 records ``new_writer`` the moment one of them stops being a replica; checkers take the first such
 event in the failover window as the promotion instant.
@@ -106,18 +106,27 @@ class Faults:
             fault.stop()
 
     def failover(self, to: str | None = None) -> str:
+        """Fail over (:func:`harness.faults.failover.carry_out`); a failover that was not done (a
+        user's command that failed) ends its window with ``outcome: failed`` and raises."""
+        from harness.faults.base import failure_params
+        from harness.faults.failover import carry_out, writer_before
+
         self.target.require(Capability.FAILOVER)
-        self.recorder.fault("failover", Phase.START, {"to": to})
-        new_writer = None
+        before = writer_before(self.target)
+        self.recorder.fault("failover", Phase.START, {"to": to, **({"old_writer": before} if before else {})})
+        end: dict[str, Any] = {"new_writer": None}
         watcher = PromotionWatcher(self.target, self.recorder).start()
         try:
-            new_writer = self.target.failover(to)
-            if not watcher.stop():
-                self.recorder.event("new_writer", new_writer)
-            return new_writer
+            end = carry_out(self.target, to, before)
+            if not watcher.stop() and end.get("promotion_observed", True):
+                self.recorder.event("new_writer", end["new_writer"])
+            return end["new_writer"]
+        except BaseException as e:
+            end = {"new_writer": None, **failure_params(e)}
+            raise
         finally:
             watcher.stop()
-            self.recorder.fault("failover", Phase.END, {"new_writer": new_writer})
+            self.recorder.fault("failover", Phase.END, end)
 
     def crash(self, instance_id: str) -> None:
         self.target.require(Capability.CRASH)

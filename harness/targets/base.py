@@ -37,9 +37,35 @@ class TargetError(HarnessError):
 class Unsupported(TargetError):
     """The target cannot do what a test asked (e.g. fail over an external proxy)."""
 
-    def __init__(self, target: str, capability: Capability) -> None:
-        super().__init__(f"target {target!r} does not support {capability.value}")
+    def __init__(self, target: str, capability: Capability, reason: str | None = None) -> None:
+        super().__init__(f"target {target!r} does not support {capability.value}" + (f": {reason}" if reason else ""))
         self.capability = capability
+
+
+class ControlFailed(TargetError):
+    """A control operation the target offers did not do what was asked (a user's failover command
+    exited 1, or no new writer appeared): the fault did not happen as intended, so the guarantees it
+    was meant to exercise are unknown, with this reason - the proxy is not to blame for it.
+
+    ``details`` (JSON-ready) say what happened, for the fault's end event."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = dict(details or {})
+
+
+def control_failure(error: BaseException | None) -> ControlFailed | None:
+    """The :class:`ControlFailed` behind ``error`` (itself, or a cause or context of it), if any.
+
+    A fault wraps what its target raised (a rotation's thread hands its failure to ``stop``), so the
+    chain is searched rather than the type of the outermost error."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ControlFailed):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class Capability(str, enum.Enum):
@@ -150,6 +176,32 @@ class TargetOptions:
     reader_dsns: tuple[str, ...] = _option("--reader-dsn", "External target: DSN of a reader endpoint (repeatable).",
                                            default=(), env="AURORA_HARNESS_READER_DSNS")
     metrics_url: str | None = _option("--metrics-url", "External target: the proxy's Prometheus metrics URL.")
+    failover_command: str | None = _option(
+        "--failover-command",
+        "External target: a shell command that fails the cluster over (the harness runs it at the failover "
+        "fault's time; $AURORA_HARNESS_FAILOVER_TO names the reader to promote when one was chosen).",
+        env="AURORA_HARNESS_FAILOVER_COMMAND")
+    rotate_command: str | None = _option(
+        "--rotate-command",
+        "External target: a shell command that rotates a login's password - the secret the proxy reads and "
+        "the database's - to $AURORA_HARNESS_NEW_PASSWORD for user $AURORA_HARNESS_ROTATE_USER.",
+        env="AURORA_HARNESS_ROTATE_COMMAND")
+    rotate_dsn: str | None = _option(
+        "--rotate-dsn",
+        "External target: a DSN whose user and password are the login --rotate-command rotates, logging in "
+        "through the writer endpoint (default: the writer DSN's).",
+        env="AURORA_HARNESS_ROTATE_DSN")
+    hook_timeout: float | None = _option(
+        "--hook-timeout", "External target: seconds a failover or rotate command may run (default 300).",
+        type=float)
+    iam_user: str | None = _option(
+        "--iam-user",
+        "External target: a database user that must log in through the writer endpoint with IAM tokens "
+        "(signed with boto3's usual credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY...).")
+    iam_region: str | None = _option("--iam-region", "External target: the region IAM tokens are signed for "
+                                                     "(default $AWS_REGION or $AWS_DEFAULT_REGION).")
+    iam_host: str | None = _option("--iam-host", "External target: the host name IAM tokens must name "
+                                                 "(default the writer DSN's host).")
     proxy_settings: tuple[str, ...] = _option(
         "--proxy-setting",
         "Reference target: a [pool], [testing], secrets_manager ([auth.secrets_manager]) or iam ([auth.iam]) "
@@ -272,7 +324,15 @@ class Target(abc.ABC):
         if capability not in self.capabilities:
             raise Unsupported(self.kind, capability)
 
-    def failover(self, target_instance: str | None = None) -> str:
+    last_control: dict[str, Any] | None = None
+    """What the last control operation done by a user's command came to (exit status, duration,
+    output tail: :meth:`harness.targets.hooks.HookOutcome.as_event`), for the fault's end event;
+    None for a target that acts itself."""
+
+    def failover(self, target_instance: str | None = None) -> str | None:
+        """Promote ``target_instance`` (or the target's choice); returns the new writer's id, or None
+        when the target cannot name it (no direct access): the caller then watches the writer
+        endpoint.  Raises :class:`ControlFailed` when the failover was not done."""
         self.require(Capability.FAILOVER)
         raise NotImplementedError
 
@@ -322,6 +382,19 @@ class Target(abc.ABC):
     def check_database_login(self, user: str, password: str) -> None:
         """Log in to the database itself (not through the proxy) as ``user`` with ``password``
         (testSecret); raises when the database refuses."""
+        self.require(Capability.ROTATE_SECRET)
+        raise NotImplementedError
+
+    def own_rotation_login(self) -> Credentials | None:
+        """The login a rotation changes when the target rotates it by its own means (a user's
+        command: :meth:`rotate_login`); None when the harness drives the four steps itself through
+        :meth:`secrets_access`."""
+        return None
+
+    def rotate_login(self, user: str, new_password: str) -> None:
+        """Rotate ``user``'s login to ``new_password`` by the target's own means: the secret the proxy
+        reads and the database password, all four steps; afterwards the target logs in with the new
+        one.  Raises :class:`ControlFailed` when the rotation was not done."""
         self.require(Capability.ROTATE_SECRET)
         raise NotImplementedError
 

@@ -1,13 +1,26 @@
 """A proxy we do not run: known only by its writer and reader DSNs (and optionally a metrics URL).
 
-Nothing can be failed over, crashed or inspected, so every guarantee that needs control is reported
-as unknown for this target.  Useful for PgBouncer, PgDog, ProxySQL, or a proxy on another port.
-Metrics come from a Prometheus text URL when one is given; without it the target has no metrics
-source and the guarantees judged from metrics alone are unknown.
+Nothing can be failed over, crashed or inspected by the harness itself, so every guarantee that needs
+control is reported as unknown for this target - unless the user supplies the control:
+
+* ``--failover-command`` (``FAILOVER``): a shell command run at the failover fault's time
+  (:mod:`harness.targets.hooks`).  With direct access to the instances the new writer is read from
+  :meth:`roles`; without it the caller watches the writer endpoint until it names another instance;
+* ``--rotate-command`` (``ROTATE_SECRET``): a shell command that rotates one login (``--rotate-dsn``'s,
+  default the writer DSN's) to a password the harness generates and hands over in the environment;
+  the harness then logs in with the new one.  It sees only when the command ran, not its steps;
+* ``--iam-user`` (``IAM_AUTH``): a user that must log in with IAM tokens, signed with boto3's usual
+  credentials for ``--iam-region`` and naming ``--iam-host`` (default the writer DSN's host).
+
+Useful for PgBouncer, PgDog, ProxySQL, or a proxy on another port.  Metrics come from a Prometheus
+text URL when one is given; without it the target has no metrics source and the guarantees judged
+from metrics alone are unknown.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import time
 import urllib.parse
@@ -16,10 +29,20 @@ from collections.abc import Collection
 from typing import Any
 
 from harness.metrics import MetricSample
-from harness.targets.base import Capability, Credentials, Endpoint, Target, TargetError, TargetOptions
+from harness.targets import hooks
+from harness.targets.base import (
+    Capability,
+    ControlFailed,
+    Credentials,
+    Endpoint,
+    IamAccess,
+    Target,
+    TargetError,
+    TargetOptions,
+)
+from harness.targets.masking import MASK, scrub
 from harness.targets.prometheus import samples_from_text
 
-MASK = "***"
 SHOWN_KEYS = frozenset({"host", "hostaddr", "port", "user", "dbname", "database", "sslmode", "application_name",
                         "connect_timeout", "target_session_attrs", "options", "charset"})
 """DSN keys whose values are shown in messages; every other value (a password, or a misspelt
@@ -84,23 +107,6 @@ def dsn_secrets(dsn: str) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-SHORT_SECRET = 6
-"""A secret shorter than this is masked only where it stands as a word of its own (a two-letter
-password masked everywhere would mangle every word that contains it)."""
-
-
-def scrub(text: str, secrets: list[str]) -> str:
-    """``text`` with every one of ``secrets`` masked."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if not secret:
-            continue
-        if len(secret) >= SHORT_SECRET:
-            text = text.replace(secret, MASK)
-        else:
-            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", MASK, text)
-    return text
-
-
 def parse_dsn(engine: str, dsn: str, label: str = "DSN") -> tuple[str, int, Credentials]:
     """(host, port, credentials) from a PostgreSQL conninfo/URL or a mysql:// URL.
 
@@ -158,6 +164,18 @@ class ExternalTarget(Target):
         self._dsn_secrets = {s for d in [writer_dsn, *(reader_dsns or [])] for s in dsn_secrets(d)}
         self.metrics_url = metrics_url
         self.capabilities = frozenset({Capability.METRICS} if metrics_url else set())
+        self.control = ExternalControl()
+        self._rotation_login: Credentials | None = None
+
+    def with_control(self, control: ExternalControl) -> ExternalTarget:
+        """Take the user's control (hooks, IAM user) and offer the capabilities it gives; returns self."""
+        self.control = control
+        if control.rotate_dsn:
+            _, _, login = parse_dsn(self.engine, control.rotate_dsn, "--rotate-dsn")
+            self._rotation_login = login
+            self._dsn_secrets |= set(dsn_secrets(control.rotate_dsn))
+        self.capabilities = self.capabilities | control.capabilities()
+        return self
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> ExternalTarget:
@@ -166,7 +184,21 @@ class ExternalTarget(Target):
         if options.proxy_settings:
             raise TargetError("--proxy-setting is for --target reference; an external proxy is configured "
                               "by whoever runs it")
-        return cls(options.engine, options.writer_dsn, list(options.reader_dsns), options.metrics_url)
+        if options.rotate_dsn and not options.rotate_command:
+            raise TargetError("--rotate-dsn names the login --rotate-command rotates; give --rotate-command too")
+        if (options.iam_region or options.iam_host) and not options.iam_user:
+            raise TargetError("--iam-region/--iam-host describe the tokens of --iam-user; give --iam-user too")
+        if options.hook_timeout is not None and not 0 < options.hook_timeout <= 3600:
+            raise TargetError(f"--hook-timeout must be seconds in (0, 3600], got {options.hook_timeout:g}")
+        target = cls(options.engine, options.writer_dsn, list(options.reader_dsns), options.metrics_url)
+        region = options.iam_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if options.iam_user and not region:
+            raise TargetError("--iam-user needs --iam-region (or $AWS_REGION) to sign its tokens for")
+        return target.with_control(ExternalControl(
+            failover_command=options.failover_command, rotate_command=options.rotate_command,
+            rotate_dsn=options.rotate_dsn,
+            hook_timeout=options.hook_timeout if options.hook_timeout is not None else hooks.DEFAULT_TIMEOUT_S,
+            iam_user=options.iam_user, iam_region=region if options.iam_user else None, iam_host=options.iam_host))
 
     def secret_texts(self) -> list[str]:
         """The passwords, and anything in the DSNs that may be one (a DSN that parsed oddly)."""
@@ -191,6 +223,72 @@ class ExternalTarget(Target):
             text = resp.read().decode()
         return samples_from_text(text, time.monotonic_ns(), names)
 
+    # -- the user's control -----------------------------------------------------------------
+    def failover(self, target_instance: str | None = None) -> str | None:
+        """Run the failover command; the new writer from :meth:`roles` when there is direct access
+        (waited for until the command's timeout), else None: the caller watches the writer endpoint."""
+        self.require(Capability.FAILOVER)
+        assert self.control.failover_command is not None
+        before = self.roles()["writer"] if self.supports(Capability.DIRECT) else None
+        wanted = {hooks.FAILOVER_TO_ENV: target_instance} if target_instance else {}
+        if before is not None:
+            wanted[hooks.OLD_WRITER_ENV] = before
+        self.last_control = None
+        outcome = hooks.run_hook("failover", self.control.failover_command, wanted=wanted,
+                                 secrets=self.secret_texts(), timeout=self.control.hook_timeout)
+        self.last_control = outcome.as_event()
+        if before is None:
+            return None
+        return self._writer_other_than(before, target_instance)
+
+    def _writer_other_than(self, before: str, wanted: str | None) -> str:
+        """The writer :meth:`roles` names once it is not ``before`` (the cluster may take a moment to
+        report the promotion its command asked for)."""
+        deadline = time.monotonic() + self.control.hook_timeout
+        while True:
+            writer = self.roles()["writer"]
+            if writer != before:
+                if wanted and writer != wanted:
+                    raise ControlFailed(f"the failover command promoted {writer}, not {wanted} as asked",
+                                        {**(self.last_control or {}), "new_writer": writer})
+                return writer
+            if time.monotonic() >= deadline:
+                raise ControlFailed(f"the failover command succeeded but {before} was still the writer "
+                                    f"{self.control.hook_timeout:g} s later", dict(self.last_control or {}))
+            time.sleep(0.1)
+
+    def own_rotation_login(self) -> Credentials | None:
+        if self.control.rotate_command is None:
+            return None
+        return self._rotation_login or self._credentials
+
+    def rotate_login(self, user: str, new_password: str) -> None:
+        """Run the rotate command with the new password in its environment; then every login of
+        ``user`` this target holds is the new one, so later tests still log in."""
+        self.require(Capability.ROTATE_SECRET)
+        assert self.control.rotate_command is not None
+        self.last_control = None
+        outcome = hooks.run_hook("rotate", self.control.rotate_command,
+                                 wanted={hooks.ROTATE_USER_ENV: user, hooks.NEW_PASSWORD_ENV: new_password},
+                                 secrets=self.secret_texts(), timeout=self.control.hook_timeout)
+        self.last_control = outcome.as_event()
+        self._dsn_secrets.add(new_password)
+
+        def renewed(c: Credentials | None) -> Credentials | None:
+            return dataclasses.replace(c, password=new_password) if c is not None and c.user == user else c
+
+        self._credentials = renewed(self._credentials) or self._credentials
+        self._writer = dataclasses.replace(self._writer, credentials=renewed(self._writer.credentials))
+        self._readers = [dataclasses.replace(e, credentials=renewed(e.credentials)) for e in self._readers]
+        self._rotation_login = renewed(self._rotation_login)
+
+    def iam_access(self) -> IamAccess:
+        """The ``--iam-user``'s tokens for the writer endpoint; boto3's usual chain signs them."""
+        self.require(Capability.IAM_AUTH)
+        assert self.control.iam_user is not None and self.control.iam_region is not None
+        return IamAccess(user=self.control.iam_user, host=self.control.iam_host or self._writer.host,
+                         port=self._writer.port, region=self.control.iam_region)
+
     def describe(self) -> dict[str, Any]:
         """As every target's, with each reader DSN's own user and database (the run store keeps no password)."""
         d = super().describe()
@@ -198,4 +296,32 @@ class ExternalTarget(Target):
             if endpoint.credentials is not None:
                 entry.update(user=endpoint.credentials.user, database=endpoint.credentials.database)
         d["metrics_url"] = self.metrics_url
+        d["control"] = self.control.describe(self.own_rotation_login())
         return d
+
+
+@dataclasses.dataclass(frozen=True)
+class ExternalControl:
+    """What the user gave the harness to control an external target with (see the module docstring)."""
+
+    failover_command: str | None = None
+    rotate_command: str | None = None
+    rotate_dsn: str | None = dataclasses.field(default=None, repr=False)  # holds a password
+    hook_timeout: float = hooks.DEFAULT_TIMEOUT_S
+    iam_user: str | None = None
+    iam_region: str | None = None
+    iam_host: str | None = None
+
+    def capabilities(self) -> frozenset[Capability]:
+        given = {Capability.FAILOVER: self.failover_command, Capability.ROTATE_SECRET: self.rotate_command,
+                 Capability.IAM_AUTH: self.iam_user}
+        return frozenset(cap for cap, value in given.items() if value)
+
+    def describe(self, rotation_login: Credentials | None) -> dict[str, Any]:
+        """Which control was given (commands are named by whether they were given: they may hold secrets)."""
+        return {"failover_command": self.failover_command is not None,
+                "rotate_command": self.rotate_command is not None,
+                "rotate_user": rotation_login.user if rotation_login is not None else None,
+                "hook_timeout_s": self.hook_timeout,
+                "iam": ({"user": self.iam_user, "region": self.iam_region, "host": self.iam_host}
+                        if self.iam_user else None)}

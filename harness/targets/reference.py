@@ -257,6 +257,15 @@ class ReferenceTarget(Target):
         if options.writer_dsn or options.reader_dsns or options.metrics_url:
             raise TargetError("--writer-dsn/--reader-dsn/--metrics-url are for --target external; "
                               "the reference target starts its own endpoints")
+        hooks = [flag for flag, given in (("--failover-command", options.failover_command),
+                                          ("--rotate-command", options.rotate_command),
+                                          ("--rotate-dsn", options.rotate_dsn),
+                                          ("--hook-timeout", options.hook_timeout is not None),
+                                          ("--iam-user", options.iam_user), ("--iam-region", options.iam_region),
+                                          ("--iam-host", options.iam_host)) if given]
+        if hooks:
+            raise TargetError(f"{'/'.join(hooks)} {'is' if len(hooks) == 1 else 'are'} for --target external; "
+                              "the reference target fails over, rotates and makes IAM tokens itself")
         settings = parse_proxy_settings(options.proxy_settings)
         return cls(options.engine, readers=CERTIFICATION_READERS,
                    pool={**CERTIFICATION_POOL, **settings.get("pool", {})}, testing=settings.get("testing"),
@@ -631,7 +640,7 @@ class ReferenceTarget(Target):
         d["aws_endpoint_url"] = self.aws.endpoint_url if self.aws is not None and self.aws.port else None
         d["secrets"] = {sid: user for sid, (user, _) in self.logins.items()}
         d["iam"] = ({"user": IAM_USER, "region": REGION, "access_key_id": self.iam_key[0],
-                     "advertised_hosts": dict(ADVERTISED_HOSTS)}
+                     "secret_access_key": self.iam_key[1], "advertised_hosts": dict(ADVERTISED_HOSTS)}
                     if self.supports(Capability.IAM_AUTH) and self.iam_key is not None else None)
         d["auto_failover"] = {"enabled": self.supervised, "grace_seconds": self.failover_grace,
                               "supervisor_running": self.supervisor_running(),
