@@ -7,9 +7,9 @@ window's end - the fault ends when the new writer has been promoted.
 
 * FAILOVER-WRITE-GAP: seconds from the promotion instant to the first ok ``write`` through the writer
   endpoint completing after it (queued writes that complete after it count: the proxy is allowed
-  to hold them).  A failover whose end event says ``promotion_observed: false`` is measured from
-  its start instead: an upper bound, which proves the guarantee when within the threshold and is
-  unknown otherwise.  If no write succeeded, the gap is at least the rest of the run; that breaks the
+  to hold them).  A failover whose end event says ``promotion_observed: false`` gets an upper
+  bound instead (:func:`unobserved_gap_bound`), which proves the guarantee when within the
+  threshold and is unknown otherwise.  If no write succeeded, the gap is at least the rest of the run; that breaks the
   guarantee only when the run went on longer than the threshold, and is UNKNOWN otherwise.
 * FAILOVER-READ-ERRORS: reader-endpoint requests that overlap a failover window and did not end ok,
   counted per client; the figure is the worst client's count.  A *client* is the logical worker
@@ -40,12 +40,29 @@ def promotion_observed(window: FaultWindow) -> bool:
     return window.end_op is None or window.end_op.params.get("promotion_observed", True) is not False
 
 
+def unobserved_gap_bound(window: FaultWindow, writes: list[tuple[Op, Op]]) -> tuple[float, Op] | None:
+    """An upper bound of the write gap of a failover whose promotion was not observed, and the write it
+    ends at; None when no write shows the new writer took writes.
+
+    The promotion came no earlier than the window's start nor than the last write the previous
+    writer took (invoked in the window, served by another instance than the new writer), and no
+    later than the first write the new writer took: the gap is at most the time between."""
+    new_writer = window.end_op.params.get("new_writer") if window.end_op is not None else None
+    after = [(i, c) for i, c in writes if c.time >= window.start and c.node == new_writer]
+    if new_writer is None or not after:
+        return None
+    first_new = min((c for _, c in after), key=lambda c: c.time)
+    earlier = [i.time for i, c in writes if window.start <= i.time < first_new.time and c.node not in (None, new_writer)]
+    not_before = max([window.start, *earlier])
+    return seconds(first_new.time - not_before), first_new
+
+
 def promotion_instant(history: History, window: FaultWindow,
                       initial_writer: str | None = None) -> int | None:
-    """When the new writer took over during ``window``, or ``None`` if the history cannot say; for a
-    promotion that was not observed, the window's start (the earliest it can have happened)."""
+    """When the new writer took over during ``window``, or ``None`` if the history cannot say (always
+    for a promotion that was not observed: :func:`unobserved_gap_bound` bounds its gap instead)."""
     if not promotion_observed(window):
-        return window.start
+        return None
     timeline = WriterTimeline.from_history(history, initial_writer)
     before = timeline.writer_at(window.start - 1) if timeline else None
     for o in history.events(("new_writer", "roles")):
@@ -85,7 +102,20 @@ class FailoverWriteGapChecker:
         gaps: list[tuple[float, Op | None]] = []
         unmeasured = 0
         bounds: list[float] = []
+        upper_bounds = 0
+        ok_pairs = [(i, c) for i, c in attempts if c is not None and c.type is OpType.OK]
         for w in windows:
+            if not promotion_observed(w):
+                # An upper bound: within the threshold it shows the guarantee held; beyond it, it
+                # shows nothing (the promotion may have come late in it).
+                bounded = unobserved_gap_bound(w, ok_pairs)
+                if bounded is not None and g.holds(bounded[0]):
+                    gaps.append(bounded)
+                    upper_bounds += 1
+                else:
+                    unmeasured += 1
+                    bounds.append(bounded[0] if bounded is not None else float("inf"))
+                continue
             t0 = promotion_instant(history, w, context.initial_writer)
             if t0 is None:
                 unmeasured += 1
@@ -93,30 +123,24 @@ class FailoverWriteGapChecker:
             # Earliest *completion*: pairs come in invocation order, and a write invoked before the
             # failover may have hung far longer than one invoked after it.
             first = min((c for c in writes if c.time >= t0), key=lambda c: c.time, default=None)
-            if not promotion_observed(w):
-                # Measured from the fault's start, the gap is an upper bound: within the threshold it
-                # shows the guarantee held; beyond it, it shows nothing (the promotion may be later).
-                bound = seconds((first.time if first is not None else end) - t0)
-                if first is not None and g.holds(bound):
-                    gaps.append((bound, first))
-                else:
-                    unmeasured += 1
-                    bounds.append(bound)
-                continue
             if first is not None:
                 gaps.append((seconds(first.time - t0), first))
             elif seconds(end - t0) > g.threshold:
                 gaps.append((seconds(end - t0), w.start_op))
             else:
                 unmeasured += 1
-        unseen = (f"; the promotion instant was not observed (no direct access to the instances) and writes "
-                  f"resumed only {max(bounds):.3f} s after the failover began, which bounds the gap from above "
-                  f"only" if bounds else "")
+        worst_bound = max(bounds, default=0.0)
+        unseen = ("; the promotion instant was not observed (no direct access to the instances) and "
+                  + (f"the gap could only be bounded by {worst_bound:.3f} s" if worst_bound != float("inf")
+                     else "no write showed the new writer taking writes") if bounds else "")
         if not gaps:
             return unknown(g, f"{unmeasured} failovers, none measurable (no promotion instant, or the "
                               f"run ended before a write could succeed){unseen}")
         worst, evidence = max(gaps, key=lambda x: x[0])
         reason = f"{len(gaps)} failovers measured; worst gap {worst:.3f} s"
+        if upper_bounds:
+            reason += (f" ({upper_bounds} bounded from above: the promotion was not observed, so from the last write "
+                       "the previous writer took to the first the new one took)")
         if unmeasured:
             reason += f"; {unmeasured} not measurable{unseen}"
         return judge(g, worst, reason, [evidence] if evidence is not None and worst > g.threshold else [])

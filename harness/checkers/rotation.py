@@ -13,7 +13,10 @@ Workload convention (``suites/chaos/test_rotation.py`` follows it):
 * the proxy's ``DatabaseConnectionsSetupFailed`` counter is sampled (per ``Target``) during the test.
 
 The figures are measured from finishSecret, the instant the secret's ``AWSCURRENT`` moves: a proxy
-cannot know a new password before that, and must stop accepting the old one after it.
+cannot know a new password before that, and must stop accepting the old one after it.  When a
+user's rotate command did the steps, only its end is seen: the finishSecret event is recorded then,
+with ``extra["finish_within_s"]`` (the command's duration) saying how much earlier the step may have
+been, and a figure that holds only if the step was not earlier is unknown.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from harness.metrics import MetricSample
 ROTATION_FAULT = "rotate_secret"
 STEP_EVENT = "rotation_step"
 SET_STEP, FINISH_STEP = "setSecret", "finishSecret"
+FINISH_WITHIN_KEY = "finish_within_s"
 LOGIN_KEY = "login"
 NEW_LOGIN, OLD_LOGIN = "new", "old"
 """The values of a connect invocation's ``extra["login"]``; see the module docstring."""
@@ -51,6 +55,16 @@ def step_time(history: History, window: FaultWindow, step: str) -> int | None:
         if event.value == step and window.contains(event.time):
             return event.time
     return None
+
+
+def finish_uncertainty(history: History, window: FaultWindow) -> float:
+    """Seconds before its recorded instant that ``window``'s finishSecret may really have happened: 0
+    when the harness did the step itself; the rotate command's duration when a user's command did
+    it and only its end was seen (the event's ``extra["finish_within_s"]``)."""
+    for event in history.events(STEP_EVENT):
+        if event.value == FINISH_STEP and window.contains(event.time):
+            return float((event.extra or {}).get(FINISH_WITHIN_KEY, 0.0))
+    return 0.0
 
 
 def _ok(pair: Pair) -> bool:
@@ -143,9 +157,24 @@ class RotationAlternatingSessionsChecker(_SessionsKept):
 
 
 def _last_attempt_verdict(g: Guarantee, attempts: list[Pair], finish: int, bad: list[Pair],
-                          what: str) -> tuple[float, str] | Verdict:
+                          what: str, uncertainty: float = 0.0) -> tuple[float, str] | Verdict:
     """The seconds after finishSecret during which ``bad`` attempts happened; when the last attempt
-    was itself bad, the figure is the whole observation, or unknown if that is shorter than the bound."""
+    was itself bad, the figure is the whole observation, or unknown if that is shorter than the bound.
+
+    ``uncertainty`` is how much earlier finishSecret may have happened than recorded
+    (:func:`finish_uncertainty`): the real figure may be that much larger, so a figure within the
+    bound only by less than that is unknown."""
+    outcome = _measured(g, attempts, finish, bad, what)
+    if isinstance(outcome, Verdict) or not uncertainty or not g.holds(outcome[0]) \
+            or g.holds(outcome[0] + uncertainty):
+        return outcome
+    return unknown(g, f"{outcome[1]}, but finishSecret happened at an instant the harness did not observe, up to "
+                      f"{uncertainty:.2f} s earlier (inside the rotate command), so the figure may be up to "
+                      f"{outcome[0] + uncertainty:.2f} s", figure=outcome[0])
+
+
+def _measured(g: Guarantee, attempts: list[Pair], finish: int, bad: list[Pair],
+              what: str) -> tuple[float, str] | Verdict:
     if not bad:
         return 0.0, f"no {what} after finishSecret"
     last = max(attempts, key=lambda p: p[0].time)
@@ -178,7 +207,8 @@ class RotationNewLoginsChecker:
             if not attempts:
                 return unknown(g, "no login with the current secret after finishSecret")
             failed = [p for p in attempts if not _ok(p)]
-            outcome = _last_attempt_verdict(g, attempts, finish, failed, "failed new-password logins")
+            outcome = _last_attempt_verdict(g, attempts, finish, failed, "failed new-password logins",
+                                            finish_uncertainty(history, window))
             if isinstance(outcome, Verdict):
                 return outcome
             count, span = failed_login_window(history, window, until)
@@ -203,13 +233,14 @@ class RotationOldPasswordChecker:
             return unknown(g, "no rotation reached finishSecret")
         logins = _logins(history, OLD_LOGIN)
         worst: tuple[float, str, list[Pair]] | None = None
-        for i, (_, finish) in enumerate(rotations):
+        for i, (window, finish) in enumerate(rotations):
             until = _until_next(rotations, i)
             attempts = [p for p in logins if p[0].time >= finish and (until is None or p[0].time < until)]
             if not attempts:
                 return unknown(g, "no login with the old password after finishSecret")
             accepted = [p for p in attempts if _ok(p)]
-            outcome = _last_attempt_verdict(g, attempts, finish, accepted, "accepted old-password logins")
+            outcome = _last_attempt_verdict(g, attempts, finish, accepted, "accepted old-password logins",
+                                            finish_uncertainty(history, window))
             if isinstance(outcome, Verdict):
                 return outcome
             said = f"{outcome[1]}; {len(accepted)} of {len(attempts)} old-password logins after finishSecret accepted"

@@ -52,8 +52,9 @@ class HistoryBuilder:
             self._add(end, type=OpType.FAULT, process="nemesis", f=name, value=dict(params), phase=Phase.END)
         return self
 
-    def event(self, f: str, value: Any = None, *, at: float, node: str | None = None) -> HistoryBuilder:
-        self._add(at, type=OpType.EVENT, process="harness", f=f, value=value, node=node)
+    def event(self, f: str, value: Any = None, *, at: float, node: str | None = None,
+              extra: dict[str, Any] | None = None) -> HistoryBuilder:
+        self._add(at, type=OpType.EVENT, process="harness", f=f, value=value, node=node, extra=dict(extra or {}))
         return self
 
     def history(self) -> History:

@@ -44,7 +44,7 @@ import time
 import uuid
 from typing import Any
 
-from harness.checkers.rotation import FINISH_STEP, ROTATION_FAULT, SET_STEP, STEP_EVENT
+from harness.checkers.rotation import FINISH_STEP, FINISH_WITHIN_KEY, ROTATION_FAULT, SET_STEP, STEP_EVENT
 from harness.faults.base import Fault, FaultError, check_number
 from harness.faults.registry import register
 from harness.history import Recorder
@@ -215,7 +215,9 @@ class RotateSecret(Fault):
         assert self.new is not None
         target.rotate_login(self.new.user, self.new.password)
         self._current = self.new
-        self._step(recorder, FINISH, user=self.new.user, observed="the rotate command's end")
+        took = float((target.last_control or {}).get("duration_s", 0.0))
+        self._step(recorder, FINISH, user=self.new.user, observed="the rotate command's end",
+                   **{FINISH_WITHIN_KEY: took})
 
     def _database_first(self, target: Target, recorder: Recorder) -> None:
         assert self.new is not None

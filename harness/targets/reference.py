@@ -639,6 +639,11 @@ class ReferenceTarget(Target):
         d["relays"] = {iid: r.port for iid, r in self._relays.items()}
         d["aws_endpoint_url"] = self.aws.endpoint_url if self.aws is not None and self.aws.port else None
         d["secrets"] = {sid: user for sid, (user, _) in self.logins.items()}
+        # The other logins behind the proxy (rotatable, IAM), e.g. for an external certification over
+        # these endpoints whose --rotate-dsn names one; kept descriptions redact their passwords.
+        d["logins"] = [{"secret_id": sid, "user": user, "password": password}
+                       for sid, (user, password) in self.logins.items()
+                       if self.cluster is None or user != self.cluster.user]
         d["iam"] = ({"user": IAM_USER, "region": REGION, "access_key_id": self.iam_key[0],
                      "secret_access_key": self.iam_key[1], "advertised_hosts": dict(ADVERTISED_HOSTS)}
                     if self.supports(Capability.IAM_AUTH) and self.iam_key is not None else None)

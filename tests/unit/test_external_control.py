@@ -223,20 +223,34 @@ def test_no_new_writer_within_the_deadline_is_a_control_failure_not_a_verdict(mo
         failover_fault.watch_for_new_writer(t, "i1", deadline_s=0.2)
 
 
-def test_an_unobserved_promotion_bounds_the_write_gap_from_the_failovers_start():
+def test_an_unobserved_promotion_bounds_the_write_gap_by_the_writes_each_writer_took():
     ctx = CheckContext()
 
-    def gap(resume_at: float) -> tuple[Validity, str]:
+    def gap(old_until: float, new_from: float) -> tuple[Validity, float | None, str]:
+        """Writes every 0.1 s: served by i1 until ``old_until``, refused until ``new_from``, then by i2."""
         b = HistoryBuilder().fault("failover", start=1.0, end=2.0, new_writer="i2", promotion_observed=False)
-        b.op("w0", "write", 0, at=0.5, endpoint="writer", node="i1")
-        b.op("w1", "write", 1, at=resume_at, endpoint="writer", node="i2")
-        b.op("w2", "write", 2, at=12.0, endpoint="writer", node="i2")
+        for n in range(120):
+            at = n / 10
+            if at < old_until:
+                b.op(f"w{n}", "write", n, at=at, endpoint="writer", node="i1")
+            elif at < new_from:
+                b.op(f"w{n}", "write", n, at=at, endpoint="writer", type="fail")
+            else:
+                b.op(f"w{n}", "write", n, at=at, endpoint="writer", node="i2")
         v = FailoverWriteGapChecker().check(b.history(), ctx)
-        return v.valid, v.reason
+        return v.valid, v.figure, v.reason
 
-    assert gap(2.5)[0] is Validity.TRUE  # 1.5 s after the start: the gap is at most that
-    valid, reason = gap(9.0)  # 8 s after the start: the promotion may have come late in it
-    assert valid is Validity.UNKNOWN and "not observed" in reason
+    # The old writer took writes until 3.0 s and the new one from 5.0 s: the gap is at most 2 s,
+    # although the fault began at 1.0 s (a bound from the start would be 4 s).
+    valid, figure, reason = gap(3.05, 5.0)
+    assert valid is Validity.TRUE and figure == pytest.approx(2.01, abs=0.02) and "bounded from above" in reason
+    # 6 s between the last write of one and the first of the other: the promotion may have come late
+    # in it, so the gap is unknown, not false.
+    valid, _, reason = gap(3.05, 9.0)
+    assert valid is Validity.UNKNOWN and "could only be bounded by 6.0" in reason
+    # No write reached the new writer at all: nothing bounds the gap.
+    valid, _, reason = gap(3.05, 99.0)
+    assert valid is Validity.UNKNOWN and "no write showed the new writer" in reason
 
 
 # -- rotation through a hook -----------------------------------------------------------------------
@@ -288,3 +302,24 @@ def test_a_rotate_command_is_asked_only_for_single_user_rotations(strategy):
 def test_the_hook_environment_does_not_leak_into_the_harness():
     run_hook("rotate", "true", wanted={hooks.NEW_PASSWORD_ENV: "Never-Here-1"})
     assert hooks.NEW_PASSWORD_ENV not in os.environ
+
+
+def test_a_rotation_by_command_is_judged_with_the_unobserved_finish_allowed_for():
+    """finishSecret recorded at the command's end, which took 2 s: new-password logins failing until
+    1 s after it are within the 5 s bound either way; until 4 s after it, only if the step came last."""
+    from harness.checkers.rotation import FINISH_WITHIN_KEY, RotationNewLoginsChecker
+
+    def judged(fail_after_finish: float) -> Validity:
+        b = HistoryBuilder().fault("rotate_secret", start=1.0, end=3.01, strategy="single_user")
+        b.event("rotation_step", "finishSecret", at=3.0, extra={FINISH_WITHIN_KEY: 2.0})
+        t, n = 0.0, 0
+        while t < 12.0:
+            failed = 3.0 <= t < 3.0 + fail_after_finish
+            b.op(f"n{n}", "connect", at=t, took=0.02, invoke_extra={"login": "new"},
+                 type=OpType.FAIL if failed else OpType.OK)
+            t, n = t + 0.25, n + 1
+        return RotationNewLoginsChecker().check(b.history(), CheckContext()).valid
+
+    assert judged(1.0) is Validity.TRUE
+    assert judged(4.0) is Validity.UNKNOWN
+    assert judged(6.0) is Validity.FALSE  # beyond the bound even from the recorded instant
