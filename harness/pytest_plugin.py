@@ -420,6 +420,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     run = item.config.stash.get(RUN_KEY, None)
     if run is None:
         return report
+    t = item.config.stash.get(TARGET_KEY, None)
+    if t is not None:  # a rotation may have given the target a password the run did not know at start
+        run.secrets = sorted({*run.secrets, *t.secret_texts()}, key=len, reverse=True)
     _scrub_report(report, run.secrets)
     record = run.record_for(item.nodeid, _guarantees_of(item))
     record.duration_s = round(record.duration_s + report.duration, 3)

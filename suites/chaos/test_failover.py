@@ -3,6 +3,10 @@
 Part of both profiles (it is the promise RDS Proxy is bought for). It changes the cluster (a reader
 becomes the writer), so the chaos suite runs after the conformance suites.  Every acknowledged write must be in the final read, writes must resume soon
 after the promotion, readers and idle clients must barely notice.
+
+The failover is whatever the target does for one: the reference target promotes a stand-in reader;
+an external proxy runs the user's ``--failover-command``.  A failover that could not be carried out
+(that command failed) leaves these guarantees unknown with its reason, not false.
 """
 
 from __future__ import annotations

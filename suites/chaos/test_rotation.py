@@ -3,7 +3,9 @@
 The rotation drill (:mod:`harness.bench.rotation`) keeps sessions open with the old login, starts new
 logins at a steady rate with whatever the secret holds and with the old login, and rotates the
 secret with boto3 in the four real steps (or in the wrong order).  It needs a target that can rotate
-its secrets (``rotate_secret``); any other target's rotation guarantees are unknown.
+its secrets (``rotate_secret``); any other target's rotation guarantees are unknown.  An external
+proxy given ``--rotate-command`` rotates by that command, which does the four steps out of the
+harness's sight: only the single-user rotation is asked of it.
 
 Quick profile: one single-user rotation.  Full profile: the same under a connection storm, the
 alternating-users rotation (what it does to the previous user's sessions is catalogued; RDS Proxy is
