@@ -30,7 +30,7 @@ from test_certify import CERTIFY
 
 from harness.targets.reference import ROTATING_USER, SECRET_PREFIX, ReferenceTarget
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow, pytest.mark.shares_cluster]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.shares_cluster]
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
@@ -40,11 +40,12 @@ def harness(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=180, stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory):
+@pytest.fixture(scope="module", params=[pytest.param("postgres", marks=pytest.mark.postgres),
+                                        pytest.param("mysql", marks=pytest.mark.mysql)])
+def running(request, tmp_path_factory):
     """A reference target left running by ``aurora-harness up``, stopped with ``down`` afterwards."""
     state_dir = tmp_path_factory.mktemp("state")
-    harness(state_dir, "up", "--readers", "1", "--no-auto-failover", "--json")
+    harness(state_dir, "up", "--engine", request.param, "--readers", "1", "--no-auto-failover", "--json")
     try:
         yield state_dir
     finally:
@@ -57,13 +58,16 @@ def recorded(state_dir: Path) -> ReferenceTarget:
     return ReferenceTarget.from_state(json.loads((state_dir / "target.json").read_text()))
 
 
-def dsn(host: str, port: int, user: str, password: str, database: str) -> str:
+def dsn(target: ReferenceTarget, host: str, port: int, user: str, password: str, database: str) -> str:
+    if target.engine == "mysql":
+        return f"mysql://{user}:{password}@{host}:{port}/{database}"
     return f"host={host} port={port} user={user} password={password} dbname={database}"
 
 
 def endpoint_dsns(target: ReferenceTarget) -> tuple[str, str]:
     c, w, r = target.credentials, target.writer_endpoint, target.reader_endpoints[0]
-    return (dsn(w.host, w.port, c.user, c.password, c.database), dsn(r.host, r.port, c.user, c.password, c.database))
+    return (dsn(target, w.host, w.port, c.user, c.password, c.database),
+            dsn(target, r.host, r.port, c.user, c.password, c.database))
 
 
 def hook(state_dir: Path, command: str) -> str:
@@ -73,7 +77,8 @@ def hook(state_dir: Path, command: str) -> str:
 def certify(target: ReferenceTarget, run_dir: Path, *args: str,
             env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], dict]:
     writer, reader = endpoint_dsns(target)
-    done = subprocess.run([*CERTIFY, "--target", "external", "--writer-dsn", writer, "--reader-dsn", reader,
+    done = subprocess.run([*CERTIFY, "--target", "external", "--engine", target.engine,
+                           "--writer-dsn", writer, "--reader-dsn", reader,
                            "--metrics-url", target.metrics_url, "--run-dir", str(run_dir), "--json", *args],
                           check=False, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
                           env={**os.environ, **(env or {})})
@@ -134,7 +139,7 @@ def test_a_rotate_command_that_calls_aurora_harness_rotate_runs_the_drill(runnin
     secret = SECRET_PREFIX + ROTATING_USER
     user, old_password = target.logins[secret]
     w = target.writer_endpoint
-    rotate_dsn = dsn(w.host, w.port, user, old_password, target.credentials.database)
+    rotate_dsn = dsn(target, w.host, w.port, user, old_password, target.credentials.database)
     done, report = certify(target, tmp_path / "run", "--rotate-command", hook(running, "rotate"),
                            "--rotate-dsn", rotate_dsn, "--suite", "chaos", "-k", "rotation")
     assert done.returncode in (0, 3), done.stdout[-3000:] + done.stderr[-3000:]
