@@ -48,7 +48,7 @@ from harness.checkers.rotation import FINISH_STEP, FINISH_WITHIN_KEY, ROTATION_F
 from harness.faults.base import Fault, FaultError, check_number
 from harness.faults.registry import register
 from harness.history import Recorder
-from harness.targets.base import Capability, SecretsAccess, Target, TargetError, Unsupported
+from harness.targets.base import Capability, ControlFailed, SecretsAccess, Target, TargetError, Unsupported
 
 STRATEGIES = ("single_user", "alternating_users", "database_first")
 CREATE, SET, TEST, FINISH = "createSecret", SET_STEP, "testSecret", FINISH_STEP
@@ -180,7 +180,10 @@ class RotateSecret(Fault):
     def heal(self, target: Target, recorder: Recorder, chosen: dict[str, Any]) -> dict[str, Any]:
         limit = 4 * self.step_timeout + self.window_seconds
         if not self.wait(limit):
-            raise FaultError(f"the rotation did not finish within {limit:.0f} s")
+            said = f"the rotation did not finish within {limit:.0f} s"
+            if self._by_target:  # the user's command is still running: the rotation was not carried out
+                raise FaultError(said) from ControlFailed(f"the rotate command was still running after {limit:.0f} s")
+            raise FaultError(said)
         if self._failure is not None:
             raise FaultError(f"the rotation failed: {self._failure}") from self._failure
         if self._by_target:

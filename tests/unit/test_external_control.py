@@ -323,3 +323,15 @@ def test_a_rotation_by_command_is_judged_with_the_unobserved_finish_allowed_for(
     assert judged(1.0) is Validity.TRUE
     assert judged(4.0) is Validity.UNKNOWN
     assert judged(6.0) is Validity.FALSE  # beyond the bound even from the recorded instant
+
+
+def test_a_rotate_command_still_running_when_the_rotation_gives_up_is_a_control_failure():
+    t = external(rotate_command="sleep 30", hook_timeout=6.0)
+    rotation = RotateSecret(strategy="single_user", window_seconds=0.0, step_timeout=1.0)
+    rotation.prepare(t)
+    with Recorder() as recorder:
+        rotation.start(t, recorder)
+        with pytest.raises(FaultError, match="did not finish within 4 s") as caught:
+            rotation.stop()
+        assert "still running" in str(control_failure(caught.value))
+        assert rotation.wait(30)  # the hook's own timeout ends the command
