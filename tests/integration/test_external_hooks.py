@@ -170,3 +170,20 @@ def test_an_iam_user_gets_its_tokens_checked_through_the_writer_endpoint(running
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert verdicts(report)["IAM-TOKEN-CHECKS"][0] == "true"
     assert access.secret_access_key not in done.stdout + done.stderr
+
+
+def test_aurora_harness_rotate_refuses_without_the_password_in_the_environment_or_for_the_clusters_user(running):
+    target = recorded(running)
+
+    def rotate(user: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("AURORA_HARNESS_")}
+        return subprocess.run([*HARNESS, "--state-dir", str(running), "rotate", "--user", user], check=False,
+                              capture_output=True, text=True, timeout=120, env={**clean, **env})
+
+    missing = rotate(ROTATING_USER, {})
+    assert missing.returncode == 1 and "$AURORA_HARNESS_NEW_PASSWORD is not set" in missing.stderr
+    own = rotate(target.credentials.user, {"AURORA_HARNESS_NEW_PASSWORD": "Not-Used-Pw-1"})
+    assert own.returncode == 1 and "the cluster's own user" in own.stderr
+    stranger = rotate("nobody", {"AURORA_HARNESS_NEW_PASSWORD": "Not-Used-Pw-1"})
+    assert stranger.returncode == 1 and "no secret of the target holds user 'nobody'" in stranger.stderr
+    assert "Not-Used-Pw-1" not in own.stdout + own.stderr + stranger.stdout + stranger.stderr
