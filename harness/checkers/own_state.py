@@ -19,6 +19,11 @@ walking its requests in order:
   it observed the expected value (or the object).  Reads the server could not make (``unjudged``)
   and reads that failed are not observations; the reason counts the failed ones.
 
+When no client got as far as reading its own state back, the verdict is unknown and says how many
+attempts to make state failed and why (a pooler that refuses the transactions the state is made in,
+as PgBouncer's statement mode does, leaves nothing to judge here; TRANSACTION-ONE-BACKEND judges
+that refusal).
+
 The figure is judged per client, as a client experiences it: each client's share of own-state
 reads that saw its state, and the figure is the lowest of those shares in percent (the threshold is
 100 %: one read that missed is a session that lost what it made).  With no own-state read at all
@@ -47,6 +52,7 @@ class OwnStateChecker:
         seen: dict[object, int] = defaultdict(int)
         missed: dict[object, list[Op]] = defaultdict(list)
         failed_reads = 0
+        failed_sets: list[Op] = []
         for inv, done in history.pairs():
             process = inv.process
             if inv.f == "connect":
@@ -56,6 +62,8 @@ class OwnStateChecker:
                 continue
             if inv.f in SET_FS:
                 self._after_set(expected[process], inv, done)
+                if done is None or done.type is not OpType.OK:
+                    failed_sets.append(done or inv)
                 continue
             if done is None or done.type is not OpType.OK:
                 failed_reads += 1 if self._names_own(expected[process], inv) else 0
@@ -74,7 +82,12 @@ class OwnStateChecker:
                 missed[process].append(done)
         clients = set(seen) | set(missed)
         if not clients:
-            return unknown(g, "no client read session state it had set itself earlier in the same session")
+            reason = "no client read session state it had set itself earlier in the same session"
+            if failed_sets:
+                first = failed_sets[0]
+                why = first.error.text if first.error is not None else "no answer"
+                reason += f"; {len(failed_sets)} attempts to set state failed (first: {why})"
+            return unknown(g, reason, evidence=failed_sets)
         shares = {p: 100.0 * seen[p] / (seen[p] + len(missed[p])) for p in clients}
         reads = sum(seen.values()) + sum(len(m) for m in missed.values())
         losers = sorted((p for p in clients if missed[p]), key=str)

@@ -6,6 +6,11 @@
 * ``testing.leak_session_state`` never pins and never resets: a client's later requests meet
   backends without its state, so SESSION-OWN-STATE is false (ISOLATION-NO-SESSION-LEAK too, which
   is left out here: the isolation tests judge it), while transactions still run whole.
+
+And real poolers certified as external targets: PgBouncer's statement mode refuses multi-statement
+transactions (TRANSACTION-ONE-BACKEND false, the refusals as evidence); its transaction mode keeps
+transactions whole but moves a session between server connections, so the session loses its own
+state (SESSION-OWN-STATE false).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import json
 
 import pytest
 from test_certify import certify
+
+from harness.peers.pgbouncer import PgBouncer
+from harness.standins.postgres.cluster import PostgresCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -53,3 +61,28 @@ def test_a_proxy_losing_session_state_makes_session_own_state_false(engine, tmp_
         assert op["f"] == "read_state" and op["type"] == "ok"
         assert op["value"]["value"] is not True and op["value"]["value"] != f"client-{op['process']}"
     assert verdicts["TRANSACTION-ONE-BACKEND"]["valid"] == "true"
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(600)
+def test_pgbouncer_statement_and_transaction_modes_break_one_session_guarantee_each(tmp_path):
+    outcomes = {}
+    with PostgresCluster(readers=0) as cluster:
+        for mode in ("statement", "transaction"):
+            with PgBouncer(cluster.connection_params(cluster.writer.id), pool_mode=mode, pool_size=3) as bouncer:
+                p = bouncer.params
+                dsn = f"host={p.host} port={p.port} user={p.user} password={p.password} dbname={p.database}"
+                run_dir = tmp_path / mode
+                done = certify("--target", "external", "--writer-dsn", dsn, "--suite", "conformance",
+                               "-k", "own_state or transactions", "--run-dir", str(run_dir), "--seed", "7")
+                assert p.password not in done.stdout + done.stderr
+            assert done.returncode == 1, f"{mode}:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+            outcomes[mode] = json.loads((run_dir / "results.json").read_text())["guarantees"]
+    refused = outcomes["statement"]["TRANSACTION-ONE-BACKEND"]
+    assert refused["valid"] == "false" and "refused or failed at begin" in refused["reason"]
+    assert all("statement pooling mode" in op["error"]["text"] for op in refused["evidence"])
+    # Its state is made inside transactions, which statement mode refuses: nothing to judge, said so.
+    assert outcomes["statement"]["SESSION-OWN-STATE"]["valid"] == "unknown"
+    assert "attempts to set state failed" in outcomes["statement"]["SESSION-OWN-STATE"]["reason"]
+    assert outcomes["transaction"]["SESSION-OWN-STATE"]["valid"] == "false"
+    assert outcomes["transaction"]["TRANSACTION-ONE-BACKEND"]["valid"] == "true"

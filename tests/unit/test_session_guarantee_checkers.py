@@ -92,6 +92,16 @@ def test_own_state_unknown_when_no_client_read_its_own_state():
     assert OwnStateChecker().check(HistoryBuilder().history(), CTX).valid is U
 
 
+def test_own_state_unknown_names_the_sets_that_failed():
+    b = HistoryBuilder()
+    b.op(1, "set_state", {"kind": "temp_table", "name": "t_1", "value": True}, at=0, type=OpType.FAIL,
+         error=OpError("08P01", "transaction blocks not allowed in statement pooling mode", True))
+    _read(b, 1, "temp_table", "t_1", False, at=1)
+    v = OwnStateChecker().check(b.history(), CTX)
+    assert v.valid is U and "1 attempts to set state failed (first: transaction blocks not allowed" in v.reason
+    assert v.evidence[0]["type"] == "fail"
+
+
 def test_own_state_failed_reads_are_counted_not_judged():
     b = HistoryBuilder()
     _set(b, 1, "temp_table", "t_1", at=0)
