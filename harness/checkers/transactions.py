@@ -11,11 +11,11 @@ nothing.
 Conventions: every statement of one transaction is its own request, so that each records who
 served it.  Its invocation's ``extra`` holds ``txn`` (an id unique in the run) and ``step``:
 
-* ``begin`` - the BEGIN / START TRANSACTION (it cannot name its backend: it returns no row);
+* ``begin`` - the BEGIN / START TRANSACTION, naming its backend when the request also read who served it;
 * ``write`` - an insert of the transaction's own row, naming ``node`` and ``extra["backend"]``;
 * ``read_own`` - a read of that row inside the transaction; its value is how many it saw (1 expected);
 * ``read`` - any other read inside the transaction, naming its backend;
-* ``commit`` / ``rollback`` - the end.
+* ``commit`` / ``rollback`` - the end (it returns no row, so it names no backend).
 
 After the transaction, an op ``f="txn_outcome"`` with the same ``txn`` and ``extra["ended"]``
 (``commit`` / ``rollback``) reads whether the row is there now: the committed row must be, the

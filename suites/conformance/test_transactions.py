@@ -1,7 +1,8 @@
 """A multi-statement transaction runs whole on one backend connection.
 
 Each client runs transactions of several statements, each sent as its own request so that each
-records the instance and backend connection that served it: BEGIN; an insert of the transaction's
+records the instance and backend connection that served it (BEGIN with an identity read in the same
+request; COMMIT and ROLLBACK return no row, so they cannot say): BEGIN; an insert of the transaction's
 own row; a read of that row (it must see its own uncommitted write); another read; then COMMIT, or
 ROLLBACK every other time.  Afterwards a read outside the transaction checks it ended as one: the
 committed row is there, the rolled-back one is not.  Background clients keep the pool busy, so a
@@ -30,7 +31,7 @@ def run_transaction(clients, session, table: str, txn: str, row: int, ending: st
         return {"txn": txn, "step": name}
 
     statements = [
-        lambda: session.execute("txn", "BEGIN", invoke_extra=step("begin")),
+        lambda: session.request("txn", f"BEGIN; SELECT {who}", idempotent=False, extra=step("begin")),
         lambda: session.request("txn", dialect.insert_identified_sql(table, who), (row,), value=row,
                                 idempotent=False, extra=step("write")),
         lambda: session.request("txn", count, (row,), result=lambda r: int(r[0]), extra=step("read_own")),
