@@ -15,7 +15,8 @@ import re
 from typing import Any
 
 TAG = "harness.leak_tag"
-"""The setting every client gives its own value (``client-<process>``); a MySQL user variable."""
+"""The setting every client gives its own value (``client-<process>``); a MySQL user variable.
+MySQL's ``session_variable`` kind (a system variable, ``time_zone``) is named by the dialect."""
 TEMP_PREFIX = "harness_leak_t_"
 PREPARED_PREFIX = "harness_leak_ps_"
 PREFIXES = {"temp_table": TEMP_PREFIX, "prepared_statement": PREPARED_PREFIX, "advisory_lock": ""}
@@ -35,16 +36,29 @@ def made_kinds(dialect: Any) -> list[str]:
     return [k for k in PREFIXES if k in dialect.state_kinds]
 
 
-def make_state(session: Any) -> list[str]:
-    """Give ``session`` its setting and one object of every kind the engine has, named after it;
+def make_state(session: Any, *, session_variable: bool = False) -> list[str]:
+    """Give ``session`` its setting and one object of every kind the engine has, named after it, and
+    with ``session_variable`` its own value of the engine's session variable (if it has that kind);
     returns the kinds it made (a kind whose creation failed is left out)."""
     names = client_names(str(session.process))
     made = ["setting"] if session.set_state("setting", TAG, names["setting"]).ok else []
+    made += make_session_variable(session) if session_variable else []
     return made + [kind for kind in made_kinds(session.dialect) if session.set_state(kind, names[kind]).ok]
+
+
+def make_session_variable(session: Any) -> list[str]:
+    """Set ``session``'s own value of the engine's session variable: ``["session_variable"]`` when
+    it did, ``[]`` when the set failed or the engine has no such kind."""
+    variable = session.dialect.own_session_variable(str(session.process))
+    return ["session_variable"] if variable is not None and session.set_state("session_variable", *variable).ok \
+        else []
 
 
 def read_back(session: Any, kinds: list[str]) -> None:
     """Read back, by name, each kind of state ``session`` made (``read_state`` ops)."""
     names = client_names(str(session.process))
     for kind in kinds:
-        session.read_state(kind, TAG if kind == "setting" else names[kind])
+        if kind == "session_variable":
+            session.read_state(kind, session.dialect.own_session_variable(str(session.process))[0])
+        else:
+            session.read_state(kind, TAG if kind == "setting" else names[kind])

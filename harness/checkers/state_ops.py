@@ -8,8 +8,9 @@ so what those ops mean is said once, here:
 * ``f="set_state"``  ok, ``value={"kind": K, "name": N, "value": V}`` - this process created it;
 * ``f="read_state"`` ok, ``value={"kind": K, "name": N, "value": V}`` - this process observed it.
 
-``kind`` is one of :data:`STATE_KINDS`.  For ``setting`` the value is the setting's value; for the
-other kinds, which either exist or not, the value is ``True`` when the object is there (for a
+``kind`` is one of :data:`STATE_KINDS`.  For the kinds with a value (:data:`VALUED_KINDS`: a
+``setting`` or MySQL user variable, a ``session_variable`` such as MySQL's ``time_zone``) the value
+is the one set or read; for the other kinds, which either exist or not, the value is ``True`` when the object is there (for a
 ``set_state``: when it was made; an advisory lock that was not granted records ``False``).
 ``f="set_setting"`` / ``f="read_setting"`` with ``value={"name": N, "value": V}`` are shorthands
 for the ``setting`` kind.  A ``read_state`` whose value is None and which carries ``unjudged`` is
@@ -28,7 +29,10 @@ from typing import Any
 
 from harness.history import History, Op
 
-STATE_KINDS = frozenset({"setting", "temp_table", "prepared_statement", "advisory_lock", "listen"})
+STATE_KINDS = frozenset({"setting", "session_variable", "temp_table", "prepared_statement", "advisory_lock",
+                         "listen"})
+VALUED_KINDS = frozenset({"setting", "session_variable"})
+"""Kinds whose state is a value rather than an object that exists or not."""
 SET_FS = frozenset({"set_state", "set_setting"})
 READ_FS = frozenset({"read_state", "read_setting"})
 _CANONICAL = {"set_setting": "set_state", "read_setting": "read_state"}
@@ -60,7 +64,7 @@ def state_key(o: Op, *, made_only: bool = False) -> StateKey | None:
     if not isinstance(v, dict) or v.get("kind") not in STATE_KINDS or "name" not in v:
         return None
     kind, name = v["kind"], str(v["name"])
-    if kind == "setting":
+    if kind in VALUED_KINDS:
         observed = v.get("value")
         return None if observed is None else (kind, name, hashable(observed))
     if v.get("value") is True or (o.f == "set_state" and not made_only):

@@ -9,6 +9,9 @@ from harness.checkers.own_state import OwnStateChecker
 from harness.checkers.pinning import PinTriggersChecker
 from harness.checkers.synthetic import HistoryBuilder
 from harness.checkers.transactions import OneBackendChecker
+from harness.clients import plans
+from harness.clients.dialects.mysql import MYSQL
+from harness.clients.dialects.postgres import POSTGRES
 from harness.history import OpError, OpType
 
 T, F, U = Validity.TRUE, Validity.FALSE, Validity.UNKNOWN
@@ -110,6 +113,28 @@ def test_own_state_failed_reads_are_counted_not_judged():
          error=OpError("08006", "server closed the connection", True))
     v = OwnStateChecker().check(b.history(), CTX)
     assert v.valid is T and "1 reads of own state failed and were not judged" in v.reason
+
+
+def test_mysql_session_variable_is_set_and_read_at_session_scope_with_a_value_per_client():
+    name, value = MYSQL.own_session_variable("c7")
+    assert name == "time_zone" and value == MYSQL.own_session_variable("c7")[1]
+    assert value != MYSQL.own_session_variable("c8")[1] and value.startswith("+") and len(value) == 6
+    made = plans.set_state_plan(MYSQL, "session_variable", name, value)
+    assert made.statements[0].sql == "SET SESSION time_zone = %s" and made.statements[0].params == (value,)
+    assert made.value == {"kind": "session_variable", "name": "time_zone", "value": value}
+    read = plans.read_state_plan(MYSQL, "session_variable", name)
+    assert read.statements[0].sql == "SELECT @@SESSION.time_zone"
+    assert read.result([[(value.encode(),)]])["value"] == value  # PyMySQL hands system variables back as bytes
+    assert POSTGRES.own_session_variable("c7") is None  # its setting already is a SET
+
+
+def test_own_state_judges_a_session_variable_by_its_value():
+    b = HistoryBuilder()
+    _set(b, 1, "session_variable", "time_zone", "+03:07", at=0)
+    _read(b, 1, "session_variable", "time_zone", "+03:07", at=1)
+    _read(b, 1, "session_variable", "time_zone", "SYSTEM", at=2)  # a backend with the server's default
+    v = OwnStateChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == 50.0 and "kinds: session_variable" in v.reason
 
 
 # -- TRANSACTION-ONE-BACKEND ---------------------------------------------------------------------
