@@ -16,7 +16,7 @@ is the one set or read; for the other kinds, which either exist or not, the valu
 for the ``setting`` kind.  A ``read_state`` whose value is None and which carries ``unjudged`` is
 an observation the server could not make.
 
-A process is one connection: its session state dies when it ``connect``\\ s again under the same
+A process is one connection: its session state dies when it makes a new ``connect`` under the same
 id, so :class:`Sessions` tells which of a process's ops belong to one session.
 """
 
