@@ -48,6 +48,8 @@ class Family(str, enum.Enum):
     ROUTING = "routing"
     PINNING = "pinning"
     ISOLATION = "isolation"
+    SESSION = "session"
+    TRANSACTION = "transaction"
     BORROW = "borrow"
     AVAILABILITY = "availability"
     DURABILITY = "durability"
@@ -180,6 +182,20 @@ _ALL = [
        "observations", Family.ISOLATION, _AT_MOST,
        "§1.3: untracked state pins, so a multiplexed backend connection carries no session state "
        "back to the pool."),
+    _g("SESSION-OWN-STATE",
+       "A client sees its own session state (its settings and user variables, temporary tables, SQL "
+       "prepared statements) on every later request of the same session: each client's share of such "
+       "reads that saw it is at least {threshold} {unit}.", 100, "%",
+       Family.SESSION, _AT_LEAST,
+       "§2.3-§2.5: a statement that changes untracked session state pins the session, so every later "
+       "request runs where that state is; §1.3: a multiplexed session carries none to lose."),
+    _g("TRANSACTION-ONE-BACKEND",
+       "Every statement of a multi-statement transaction (BEGIN ... COMMIT or ROLLBACK) runs on one "
+       "backend connection, sees the transaction's own uncommitted writes and ends as one; transactions "
+       "refused, split or half-applied allowed: {threshold} {unit}.", 0, "transactions",
+       Family.TRANSACTION, _AT_MOST,
+       "§0 and §1.2: all statements of one transaction use the same backend connection, which goes back "
+       "to the pool only when the transaction ends (detected from the wire protocol)."),
     _g("BORROW-TIMEOUT",
        "A client that cannot get a backend connection receives 'Timed-out waiting to acquire "
        "database connection' after ConnectionBorrowTimeout, within {threshold} {unit}.", 2.0,

@@ -274,6 +274,11 @@ class UnsafeTestingConfig:
                    "pins a session and no backend connection is reset before it is lent to another "
                    "client, so session state one client leaves on a backend (user variables, SET, "
                    "temporary tables, PREPARE, session locks) is visible to the next.")
+    split_transactions: bool = setting(
+        False, doc="Makes the proxy unsafe on purpose, to show the harness catches it: an unpinned "
+                   "session's backend connection is closed after every statement of a transaction and "
+                   "the next statement runs on another one, so a transaction neither sees its own "
+                   "uncommitted writes nor ends as one (its ROLLBACK has nothing to undo).")
 
 
 @dataclasses.dataclass(frozen=True)

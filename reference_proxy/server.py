@@ -55,6 +55,7 @@ from reference_proxy.metrics import ProxyMetrics
 from reference_proxy.pool import Pool
 from reference_proxy.routing import Router
 from reference_proxy.session_services import ClientSession, SessionServices
+from reference_proxy.splitting import WARNING as SPLITTING_WARNING
 from reference_proxy.tls import server_context
 from reference_proxy.topology import monitor_for_config
 
@@ -115,7 +116,8 @@ class ProxyServer:
             token_bytes=token_bytes, acquire=self.failover.acquire, acquire_now=self.failover.acquire_now,
             backend_lost=self.failover.backend_lost, write_refused=self.failover.write_refused,
             wait_for_instance=self.failover.wait_for_instance,
-            handshake_timeout=config.proxy.client_handshake_timeout)
+            handshake_timeout=config.proxy.client_handshake_timeout,
+            split_transactions=config.testing.split_transactions)  # unsafe on purpose: reference_proxy.splitting
         self._new_session = self.engine.sessions(self.services)
         self._listeners: dict[str, asyncio.Server] = {}
         self._sessions: dict[ClientSession, asyncio.Task] = {}
@@ -131,6 +133,8 @@ class ProxyServer:
     async def start(self) -> None:
         if self.config.testing.leak_session_state:
             log.warning(LEAKING_WARNING)
+        if self.config.testing.split_transactions:
+            log.warning(SPLITTING_WARNING)
         await self._load_secrets()  # before the monitor, which may log in with a secret's login
         await self.monitor.start()  # roles are verified before the first client is served
         try:

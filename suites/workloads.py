@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from harness.clients.workload import Loop
@@ -129,3 +131,25 @@ def read_all_ids(clients: Any, client: Any, table: str) -> Any:
     dialect = clients.dialect
     return client.request("final_read", f"SELECT {dialect.array_agg('id')}, {clients.who} FROM {dialect.quote(table)}",
                           result=lambda row: sorted(int(i) for i in dialect.decode_array(row[0])))
+
+
+@contextlib.contextmanager
+def run_table(clients, prefix: str) -> Iterator[str]:
+    """A table of write ids private to this run, dropped afterwards (best effort).
+
+    The name carries a random suffix, so a second run against the same persistent cluster (or a
+    run that died before its cleanup) never collides with earlier rows, and ids can start at 1.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    s = clients("writer")
+    s.request("setup", f"{clients.dialect.create_table_sql(clients.dialect.quote(name))}; SELECT {clients.who}",
+              idempotent=False)
+    seed_refusal(clients, s, name)
+    s.close()
+    try:
+        yield name
+    finally:
+        s = clients("writer", connect_timeout=5.0, request_timeout=10.0)
+        s.request("teardown", f"DROP TABLE IF EXISTS {clients.dialect.quote(name)}; SELECT {clients.who}",
+                  idempotent=False)
+        s.close()

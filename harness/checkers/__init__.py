@@ -29,6 +29,7 @@ from harness.checkers.iam import IamTokenChecksChecker
 from harness.checkers.isolation import SessionLeakChecker
 from harness.checkers.latency import AddedLatencyP50Checker, AddedLatencyP99Checker
 from harness.checkers.netfault import SilentFaultDetectedChecker
+from harness.checkers.own_state import OwnStateChecker
 from harness.checkers.pinning import PinNonTriggersChecker, PinTriggersChecker
 from harness.checkers.pooling import BackendCapChecker, MultiplexingChecker
 from harness.checkers.rotation import (
@@ -40,10 +41,12 @@ from harness.checkers.rotation import (
 )
 from harness.checkers.routing import ReaderBalanceChecker, ReaderOnlyChecker, WriterEndpointChecker
 from harness.checkers.storm import StormServedChecker
+from harness.checkers.transactions import OneBackendChecker
 
 CHECKER_TYPES: dict[str, type] = {c.guarantee_id: c for c in (
     BackendCapChecker, MultiplexingChecker, WriterEndpointChecker, ReaderOnlyChecker, ReaderBalanceChecker,
-    PinTriggersChecker, PinNonTriggersChecker, SessionLeakChecker, BorrowTimeoutChecker,
+    PinTriggersChecker, PinNonTriggersChecker, SessionLeakChecker, OwnStateChecker, OneBackendChecker,
+    BorrowTimeoutChecker,
     FailoverWriteGapChecker, FailoverReadErrorsChecker, IdleSurvivalChecker, NoLostAckChecker,
     NoFailedVisibleChecker, StormServedChecker, AddedLatencyP50Checker, AddedLatencyP99Checker,
     SilentFaultDetectedChecker, RotationSessionsKeptChecker, RotationNewLoginsChecker,
@@ -67,7 +70,8 @@ __all__ = [  # noqa: RUF022 - grouped by role, not alphabetically
     "AddedLatencyP50Checker", "AddedLatencyP99Checker", "BackendCapChecker", "BorrowTimeoutChecker",
     "FailoverReadErrorsChecker", "FailoverWriteGapChecker", "IamTokenChecksChecker", "IdleSurvivalChecker",
     "MultiplexingChecker",
-    "NoFailedVisibleChecker", "NoLostAckChecker", "PinNonTriggersChecker", "PinTriggersChecker",
+    "NoFailedVisibleChecker", "NoLostAckChecker", "OneBackendChecker", "OwnStateChecker",
+    "PinNonTriggersChecker", "PinTriggersChecker",
     "ReaderBalanceChecker", "ReaderOnlyChecker", "RotationAlternatingSessionsChecker",
     "RotationBackendAuthChecker", "RotationNewLoginsChecker", "RotationOldPasswordChecker",
     "RotationSessionsKeptChecker", "SessionLeakChecker", "SilentFaultDetectedChecker",

@@ -8,6 +8,21 @@ move between backend connections.
 
 * PIN-TRIGGERS counts trigger sessions whose later requests were served by more than one backend.
 * PIN-NON-TRIGGERS counts non-trigger sessions whose later requests all stayed on one backend.
+
+Routing is told apart from pinning.  Pinning is a promise about backend connections *of one
+instance*: a session stays on the connection it pinned.  When a session's requests were served by
+different instances (pgpool-II with load balancing sends the pinning statement to the primary and
+the session's later reads to a standby), no backend connection could have held it: that is a
+routing fault, which ROUTE-WRITER-ENDPOINT / ROUTE-READER-ONLY judge from where each request went
+and SESSION-OWN-STATE from what the session then failed to see.  Counting it as a pinning failure
+would blame the wrong mechanism, and counting it as a success would claim what was never shown, so
+such sessions are left out of the pinning count and named in the reason.  PIN-TRIGGERS is then:
+
+* false when some session moved between backend connections of one instance (a pinning fault,
+  whatever else happened);
+* unknown when no session moved within an instance but some were served by different instances,
+  with the reason naming the routing fault;
+* true when every trigger session stayed on one backend connection.
 """
 
 from __future__ import annotations
@@ -32,7 +47,8 @@ def _backend(o: Op) -> tuple[str | None, str]:
 
 
 class PinTriggersChecker:
-    """PIN-TRIGGERS: sessions that moved to another backend after a pinning statement."""
+    """PIN-TRIGGERS: sessions that moved to another backend after a pinning statement; see the module
+    docstring for sessions that moved to another instance (routing, not pinning)."""
 
     guarantee_id = "PIN-TRIGGERS"
 
@@ -44,16 +60,36 @@ class PinTriggersChecker:
                               "their backend")
         moved: list[Op] = []
         names: list[str] = []
+        misrouted: list[Op] = []  # per session: its trigger, and its first request served elsewhere
         for trigger, later in sessions.values():
+            if len(_instances(trigger, later)) > 1:
+                first_node = _first_node(trigger, later)
+                misrouted += [trigger, next(o for o in later if o.node is not None and o.node != first_node)]
+                continue
             first = _backend(trigger) if trigger.extra.get("backend") is not None else _backend(later[0])
             strays = [o for o in later if _backend(o) != first]
             if strays:
                 moved.append(strays[0])
                 names.append(str(trigger.value))
-        reason = f"{len(sessions)} pinned sessions checked, {len(moved)} moved"
+        judged = len(sessions) - len(misrouted) // 2
+        reason = f"{judged} pinned sessions checked, {len(moved)} moved"
         if names:
             reason += f" (after: {', '.join(sorted(set(names)))})"
+        if misrouted:
+            reason += (f"; {len(misrouted) // 2} sessions not judged: the session's statements were served by "
+                       f"different instances: a routing fault, see ROUTE-* / SESSION-OWN-STATE")
+            if not moved:
+                return unknown(g, reason, evidence=misrouted)
         return judge(g, float(len(moved)), reason, moved)
+
+
+def _instances(trigger: Op, later: list[Op]) -> set[str]:
+    """The instances that served a session's requests, where they said (a missing ``node`` is no evidence)."""
+    return {o.node for o in (trigger, *later) if o.node is not None}
+
+
+def _first_node(trigger: Op, later: list[Op]) -> str | None:
+    return next((o.node for o in (trigger, *later) if o.node is not None), None)
 
 
 class PinNonTriggersChecker:

@@ -208,7 +208,7 @@ def set_state_plan(dialect: Dialect, kind: str, name: str, value: Any = True) ->
 
     Advisory locks are only tried, never waited for; the completion says whether it was taken."""
     stmt = dialect.set_state(kind, name, value)
-    recorded = {"kind": kind, "name": dialect.state_label(kind, name), "value": value if kind == "setting" else True}
+    recorded = {"kind": kind, "name": dialect.state_label(kind, name), "value": value if kind in dialect.valued_kinds else True}
 
     def made(rows: list[Rows | None]) -> dict[str, Any]:
         if kind == "advisory_lock":

@@ -11,12 +11,9 @@ an external proxy runs the user's ``--failover-command``.  A failover that could
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -25,35 +22,13 @@ from harness.targets.base import Capability
 from suites.workloads import (
     note_roles,
     read_all_ids,
-    seed_refusal,
+    run_table,
     serving_read,
     write_identified,
     write_refused,
 )
 
 LOAD_AFTER_S = 8.0
-
-
-@contextlib.contextmanager
-def run_table(clients, prefix: str) -> Iterator[str]:
-    """A table of write ids private to this run, dropped afterwards (best effort).
-
-    The name carries a random suffix, so a second run against the same persistent cluster (or a
-    run that died before its cleanup) never collides with earlier rows, and ids can start at 1.
-    """
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    s = clients("writer")
-    s.request("setup", f"{clients.dialect.create_table_sql(clients.dialect.quote(name))}; SELECT {clients.who}",
-              idempotent=False)
-    seed_refusal(clients, s, name)
-    s.close()
-    try:
-        yield name
-    finally:
-        s = clients("writer", connect_timeout=5.0, request_timeout=10.0)
-        s.request("teardown", f"DROP TABLE IF EXISTS {clients.dialect.quote(name)}; SELECT {clients.who}",
-                  idempotent=False)
-        s.close()
 
 
 REFUSED_EVERY = 5

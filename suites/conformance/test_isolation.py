@@ -20,38 +20,24 @@ client sets anything, and a proxy that fails to pin on a setting would go unnoti
 from __future__ import annotations
 
 import collections
-import re
 import threading
 
 import pytest
 
+from suites.session_state import PREFIXES, TAG, client_names, made_kinds, make_state
 from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, run_clients
 
-TAG = "harness.leak_tag"
-TEMP_PREFIX = "harness_leak_t_"
-PREPARED_PREFIX = "harness_leak_ps_"
-# Every client names its objects after itself, so an observation says *whose* object it saw and a
-# leak is unambiguous whatever the order of sets and reads.  Each look lists the names present.
-PREFIXES = {"temp_table": TEMP_PREFIX, "prepared_statement": PREPARED_PREFIX, "advisory_lock": ""}
 RECENT_BY_NAME = 4
 """How many of other clients' latest objects a client asks for by name, per kind it cannot list."""
-
-
-def client_names(process: str) -> dict[str, str]:
-    """The names one client gives its state (its advisory lock is named after the client itself)."""
-    slug = re.sub(r"[^a-z0-9_]", "_", process.lower())
-    return {"setting": f"client-{process}", "temp_table": TEMP_PREFIX + slug,
-            "prepared_statement": PREPARED_PREFIX + slug, "advisory_lock": process}
 
 
 class Looks:
     """What a client looks for, on this engine: kinds it lists by prefix, and kinds it asks by name."""
 
     def __init__(self, dialect, recorder) -> None:
-        kinds = [k for k in PREFIXES if k in dialect.state_kinds]
+        kinds = made_kinds(dialect)
         self.listed = [k for k in kinds if k in dialect.listable_kinds]
         self.by_name = [k for k in kinds if k not in dialect.listable_kinds]
-        self.created = kinds
         self.pinning_reads = set(dialect.pinning_reads)
         self.recent: dict[str, collections.deque[tuple[str, str]]] = {
             k: collections.deque(maxlen=RECENT_BY_NAME) for k in self.by_name}
@@ -78,9 +64,8 @@ class Looks:
 
     def create_state(self, session) -> None:
         names = client_names(session.process)
-        session.set_state("setting", TAG, names["setting"])
-        for kind in self.created:
-            if session.set_state(kind, names[kind]).ok and kind in self.recent:
+        for kind in make_state(session):
+            if kind in self.recent:
                 with self.lock:
                     self.recent[kind].append((session.process, names[kind]))
 

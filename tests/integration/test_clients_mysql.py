@@ -129,6 +129,10 @@ def test_session_state_of_every_mysql_kind_is_observed_and_listed(cluster, recor
             assert other.read_state(kind, name).value["value"] is False, f"{kind} of another session"
         assert client.set_state("setting", "harness.tag", "client-1").ok
         assert client.read_state("setting", "harness.tag").value["value"] == "client-1"
+        name, value = client.dialect.own_session_variable("c1")
+        assert client.set_state("session_variable", name, value).ok
+        assert client.read_state("session_variable", name).value["value"] == value
+        assert other.read_state("session_variable", name).value["value"] != value, "a session variable is per session"
         assert client.set_state("advisory_lock", "c1").ok
         mine = client.find_state("advisory_lock", "", "c1")
         assert mine.ok and mine.value == {"kind": "advisory_lock", "name": "c1", "value": True}

@@ -75,10 +75,11 @@ def test_only_plain_table_names_reach_sql(table):
 
 
 def test_session_state_vocabulary_matches_the_isolation_checker():
-    from harness.checkers.isolation import STATE_KINDS
+    from harness.checkers.state_ops import STATE_KINDS, VALUED_KINDS
 
-    assert set(POSTGRES.state_kinds) == STATE_KINDS
-    assert set(MYSQL.state_kinds) <= STATE_KINDS
+    assert set(POSTGRES.state_kinds) | set(MYSQL.state_kinds) == STATE_KINDS
+    assert set(POSTGRES.state_kinds) <= STATE_KINDS and set(MYSQL.state_kinds) <= STATE_KINDS
+    assert set(POSTGRES.valued_kinds) == set(MYSQL.valued_kinds) == VALUED_KINDS
     plan = plans.set_state_plan(POSTGRES, "setting", "application_name", "client-7")
     assert plan.value == {"kind": "setting", "name": "application_name", "value": "client-7"}
     read = plans.read_state_plan(POSTGRES, "advisory_lock", "lock-a")

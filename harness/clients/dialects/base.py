@@ -29,6 +29,9 @@ class Dialect:
     learns the role of whoever served it, with no access to the instances behind a proxy."""
     table_options: str = ""
     state_kinds: tuple[str, ...] = ()
+    valued_kinds: tuple[str, ...] = ("setting", "session_variable")
+    """The state kinds that hold a value (set and read back) rather than an object that exists or
+    not; the checkers' :data:`harness.checkers.state_ops.VALUED_KINDS`."""
     listable_kinds: tuple[str, ...] = ()
     """The state kinds whose objects a session can list by name (:meth:`find_state`); a leak of
     another kind can only be seen by a client that knows the leaked object's name."""
@@ -128,6 +131,12 @@ class Dialect:
     def not_listable_reason(self, kind: str) -> str:
         """Why objects of ``kind`` cannot be listed on this engine (for reports of what was not judged)."""
         return f"{self.engine} cannot list a session's {kind} objects by name"
+
+    def own_session_variable(self, process: str) -> tuple[str, str] | None:
+        """A server variable at session scope and a value for it particular to client ``process``,
+        for the ``session_variable`` state kind; None when the engine has no such kind (PostgreSQL's
+        ``setting`` already is a SET of a session variable)."""
+        return None
 
     def pin_cases(self, who: str) -> tuple[dict[str, str], dict[str, str]]:
         """Requests that must pin a session to its backend, and look-alikes that must not, by name.

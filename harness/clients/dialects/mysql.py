@@ -3,6 +3,9 @@
 Session state for the isolation checker:
 
 * ``setting`` is a user variable (``SET @name``; a dotted setting name becomes ``@a_b``);
+* ``session_variable`` is a system variable at session scope (``SET SESSION name``); the one each
+  client sets is ``time_zone`` (:meth:`MySQLDialect.own_session_variable`), a variable RDS Proxy
+  tracks rather than pins on, so a session keeps it only if the proxy matches backends by it;
 * ``temp_table`` is a temporary table; reading a missing one fails with error 1146, which is the
   answer "absent" (:attr:`~harness.clients.plans.Statement.absent_on_error`);
 * ``prepared_statement`` is an SQL prepared statement of ``SELECT 1``; executing a missing one
@@ -18,6 +21,7 @@ a client that asks for the leaked object's own name.  PostgreSQL's LISTEN has no
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,7 +66,7 @@ class MySQLDialect(Dialect):
     server_version_sql = "SELECT VERSION()"
     writable_expression = "(@@global.read_only = 0 AND @@global.innodb_read_only = 0)"
     table_options = " ENGINE=InnoDB"
-    state_kinds = ("setting", "temp_table", "prepared_statement", "advisory_lock")
+    state_kinds = ("setting", "session_variable", "temp_table", "prepared_statement", "advisory_lock")
     listable_kinds = ("advisory_lock",)
     pinning_reads = ("prepared_statement",)
     transactional_session_state = False
@@ -131,10 +135,12 @@ class MySQLDialect(Dialect):
 
     def set_state(self, kind: str, name: str, value: Any) -> Statement:
         self._check_kind(kind)
+        if kind in self.valued_kinds and not isinstance(value, str):
+            raise ClientError(f"a {kind.replace('_', ' ')}'s value must be a string, got {value!r}")
         if kind == "setting":
-            if not isinstance(value, str):
-                raise ClientError(f"a setting's value must be a string, got {value!r}")
             return Statement(f"SET {self._variable(name)} = %s", (value,))
+        if kind == "session_variable":
+            return Statement(f"SET SESSION {check_table_name(name)} = %s", (value,))
         if kind == "temp_table":
             return Statement(f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.quote(name)} (x int)")
         if kind == "prepared_statement":
@@ -145,6 +151,8 @@ class MySQLDialect(Dialect):
         self._check_kind(kind)
         if kind == "setting":
             return Statement(f"SELECT {self._variable(name)}")
+        if kind == "session_variable":
+            return Statement(f"SELECT @@SESSION.{check_table_name(name)}")
         if kind == "temp_table":
             return Statement(f"SELECT COUNT(*) >= 0 FROM {self.quote(name)}", absent_on_error=(NO_SUCH_TABLE,))
         if kind == "prepared_statement":
@@ -162,7 +170,12 @@ class MySQLDialect(Dialect):
         return super().find_state(kind, prefix)
 
     def state_value(self, kind: str, raw: Any) -> Any:
-        return as_text(raw) if kind == "setting" else bool(raw)
+        return as_text(raw) if kind in self.valued_kinds else bool(raw)
+
+    def own_session_variable(self, process: str) -> tuple[str, str]:
+        """``time_zone`` at an offset derived from the client's name (within every server's range)."""
+        minutes = zlib.crc32(process.encode()) % (12 * 60)
+        return "time_zone", f"+{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 MYSQL = MySQLDialect()

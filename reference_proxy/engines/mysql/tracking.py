@@ -426,6 +426,13 @@ class SessionTracker:
             return False
         return bool(flags & _AUTOCOMMIT) == (self.settings.get("autocommit") != "OFF")
 
+    @property
+    def between_statements_of_a_transaction(self) -> bool:
+        """A complete reply inside an open transaction of an unpinned session, with no further
+        result to come: where only ``[testing] split_transactions`` gives the backend up."""
+        flags = self.status_flags
+        return self.pin is None and bool(flags & _IN_TRANS) and not flags & _MORE_RESULTS
+
     def release_state(self) -> ReleaseState:
         """How a backend released at a release point goes back: reset first if the session changed
         tracked state, so that the backend matches its own pool key again."""

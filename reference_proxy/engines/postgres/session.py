@@ -484,8 +484,11 @@ class PostgresClientSession:
             release, new_pin = tracker.may_release()
             if new_pin is not None:
                 self._pinned(new_pin)
-            if release and self._backend_splitter.buffered == 0:
-                self._release(ReleaseState.CLEAN)
+            if self._backend_splitter.buffered == 0:
+                if release:
+                    self._release(ReleaseState.CLEAN)
+                elif self.s.split_transactions and tracker.between_statements_of_a_transaction:
+                    self._release(ReleaseState.BROKEN)  # unsafe on purpose: reference_proxy.splitting
         return None
 
     # ------------------------------------------------------------------------ borrow / release

@@ -166,6 +166,13 @@ class TransactionTracker:
         """Every sync point answered, nothing sent since, and no transaction open."""
         return self.pending_sync_points == 0 and not self.unsynced and self.status == "I"
 
+    @property
+    def between_statements_of_a_transaction(self) -> bool:
+        """Every sync point answered and nothing sent since, inside an open transaction of an
+        unpinned session: where only ``[testing] split_transactions`` gives the backend up."""
+        return (self.pending_sync_points == 0 and not self.unsynced and self.status == "T"
+                and self.pin is None and not self.named_statements)
+
     def may_release(self) -> tuple[bool, Pin | None]:
         """At a release point: (release now?, a pin that starts now).
 
