@@ -10,6 +10,7 @@ start.  Subclasses say only what differs: the binary, its files and its argument
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from typing import Self
 
@@ -28,6 +29,8 @@ class Peer:
     debian_package: str
     owner: str | None = None
     """The account the peer runs as (None: ours); its directory and files are handed to it."""
+    stop_signal: int = signal.SIGTERM
+    """The signal that stops it without waiting for its clients to leave (SIGKILL follows if it lingers)."""
 
     def __init__(self, upstream: ConnectionParams, *, port: int | None = None) -> None:
         self.upstream = upstream
@@ -93,7 +96,7 @@ class Peer:
     def stop(self) -> None:
         """Stop the peer and remove its directory; safe to call twice or after a failed start."""
         with standin_errors():
-            process.terminate(self.pid, self.pid_start, timeout=5)
+            process.terminate(self.pid, self.pid_start, sig=self.stop_signal, timeout=5)
         self.pid = None
         process.remove_tree(self.base_dir)
         self.base_dir = None
