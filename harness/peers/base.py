@@ -1,10 +1,12 @@
-"""What every peer proxy shares: a third-party binary run in front of one upstream server.
+"""What every peer proxy shares: a third-party binary run in front of an upstream server (or several).
 
 A peer is measured beside the reference proxy (benchmarks) or certified as an external target, so
 it must start the same way every time and leave nothing behind: its files live in a private
 temporary directory (0700; a file holding a password is 0600), it listens on 127.0.0.1 only, runs in
 the foreground of its own session, and is stopped and its directory removed on exit or on a failed
-start.  Subclasses say only what differs: the binary, its files and its arguments.
+start, including one ended by Ctrl-C (``KeyboardInterrupt`` leaves the ``with`` block like any
+exception).  Subclasses say only what differs: the binary, its files, its arguments and the signal
+that stops it at once.
 """
 
 from __future__ import annotations
