@@ -35,9 +35,11 @@ def _quoted(value: object) -> str:
 
 class PgPool(Peer):
     """One pgpool-II balancing over ``backends`` (the writer and its readers, in any order: pgpool
-    finds the primary itself); clients use the first backend's credentials and database.  Each
-    pgpool child serves one client at a time, so ``children`` is how many clients it takes at once;
-    each caches one connection to every backend.  A context manager."""
+    finds the primary itself); clients use the first backend's credentials and database.  A
+    session's reads go to one backend drawn by ``weights`` (equal by default, as pgpool ships;
+    a weight of 0 keeps reads off that backend).  Each pgpool child serves one client at a time, so
+    ``children`` is how many clients it takes at once; each caches one connection to every backend.
+    A context manager."""
 
     binary = "pgpool"
     debian_package = "pgpool2"
@@ -45,10 +47,13 @@ class PgPool(Peer):
     stop_signal = signal.SIGINT  # fast shutdown; SIGTERM would wait for every client to leave
 
     def __init__(self, backends: Sequence[ConnectionParams], *, children: int = 32, load_balance: bool = True,
-                 port: int | None = None) -> None:
+                 weights: Sequence[int] | None = None, port: int | None = None) -> None:
         backends = list(backends)
         if not backends:
             raise ValueError("pgpool-II needs at least one backend")
+        weights = [1] * len(backends) if weights is None else list(weights)
+        if len(weights) != len(backends) or any(w < 0 for w in weights) or not any(weights):
+            raise ValueError("pgpool-II needs one weight of 0 or more per backend, not all 0")
         if any((b.user, b.password, b.database) != (backends[0].user, backends[0].password, backends[0].database)
                for b in backends):
             raise ValueError("pgpool-II backends must share one user, password and database (one cluster)")
@@ -56,6 +61,7 @@ class PgPool(Peer):
         self.backends = backends
         self.children = children
         self.load_balance = load_balance
+        self.weights = weights
         self.control_port: int | None = None
 
     def _config(self) -> str:
@@ -91,7 +97,7 @@ class PgPool(Peer):
             "ssl": False,
         }
         for i, b in enumerate(self.backends):
-            settings |= {f"backend_hostname{i}": b.host, f"backend_port{i}": b.port, f"backend_weight{i}": 1,
+            settings |= {f"backend_hostname{i}": b.host, f"backend_port{i}": b.port, f"backend_weight{i}": self.weights[i],
                          f"backend_flag{i}": "DISALLOW_TO_FAILOVER", f"backend_application_name{i}": f"backend{i}"}
         lines = []
         for key, value in settings.items():

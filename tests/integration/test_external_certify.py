@@ -98,6 +98,16 @@ def test_a_reader_dsn_served_by_the_writer_is_a_warning_naming_it(cluster):
     assert cluster.writer.id in warnings[0]
 
 
+def test_a_writer_endpoint_that_serves_reads_from_replicas_but_writes_on_the_writer_is_a_warning(cluster):
+    # pgpool-II with no read weight on the primary: every read a replica's, every write the primary's.
+    with PgPool([cluster.connection_params(i.id) for i in cluster.instances],
+                weights=[0 if i.id == cluster.writer.id else 1 for i in cluster.instances]) as pool:
+        warnings = check_endpoints(ExternalTarget("postgres", dsn(pool.params)), timeout=5)
+    assert len(warnings) == 1, warnings
+    assert f"writer endpoint 127.0.0.1:{pool.params.port} served every read from a read-only instance" in warnings[0]
+    assert "routes writes to a writer" in warnings[0] and cluster.writer.id not in warnings[0]
+
+
 def verdicts(run_dir) -> dict[str, dict]:
     return json.loads((run_dir / "results.json").read_text())["guarantees"]
 

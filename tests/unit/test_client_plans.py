@@ -203,7 +203,7 @@ def test_an_address_never_shows_its_password():
 def test_each_engine_spells_the_suites_own_sql():
     assert POSTGRES.server_version_sql == "SHOW server_version" and MYSQL.server_version_sql == "SELECT VERSION()"
     # A promoted reader is seen by asking it directly: out of recovery / no longer read-only.
-    assert POSTGRES.writer_check_sql == "SELECT current_setting('transaction_read_only') = 'off'"
+    assert POSTGRES.writer_check_sql == "SELECT NOT pg_is_in_recovery()"  # routed as a write by pgpool-II
     assert "@@global.read_only = 0" in MYSQL.writer_check_sql
     assert POSTGRES.insert_identified_sql("t_1", "w()") == 'INSERT INTO "t_1" VALUES (%s) RETURNING w()'
     # MySQL has no RETURNING: the identity comes from a second statement of the same request.

@@ -35,6 +35,8 @@ def test_pgpool_listens_on_loopback_balances_over_every_backend_and_names_no_pas
     assert settings["sr_check_password"] == "''"  # looked up in pool_passwd
     assert PASSWORD not in pool._config()
     assert pgpool_settings(PgPool([backend(5001)], load_balance=False))["load_balance_mode"] == "off"
+    weighted = pgpool_settings(PgPool([backend(5001), backend(5002)], weights=[0, 3]))
+    assert (weighted["backend_weight0"], weighted["backend_weight1"]) == ("0", "3")
 
 
 def test_pgpool_backends_are_one_cluster():
@@ -42,6 +44,9 @@ def test_pgpool_backends_are_one_cluster():
         PgPool([])
     with pytest.raises(ValueError, match="share one user, password and database"):
         PgPool([backend(5001), backend(5002, password="another")])
+    for weights in ([1], [0, 0], [1, -1]):
+        with pytest.raises(ValueError, match="one weight of 0 or more per backend"):
+            PgPool([backend(5001), backend(5002)], weights=weights)
 
 
 def test_pgbouncer_takes_its_three_pool_modes_only():

@@ -37,6 +37,12 @@ class PostgresDialect(Dialect):
     # would route the harness's own reads unlike the application's.  A standby runs every
     # transaction read-only, and current_setting() is STABLE.
     writable_expression = "current_setting('transaction_read_only') = 'off'"
+
+    @property
+    def writer_check_sql(self) -> str:
+        """Routed as a write by a pooler that balances reads (the function is VOLATILE), so it asks
+        whoever a write would reach; asked directly, a promoted reader answers true at once."""
+        return "SELECT NOT pg_is_in_recovery()"
     state_kinds = ("setting", "temp_table", "prepared_statement", "advisory_lock", "listen")
     listable_kinds = ("temp_table", "prepared_statement", "advisory_lock")
     # RDS Proxy documents two wordings of each (its troubleshooting page, an older and a newer one).
