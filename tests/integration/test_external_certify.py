@@ -173,7 +173,8 @@ def test_pgbouncer_statement_mode_pins_nothing_and_refuses_transactions(cluster,
     g = verdicts(tmp_path / "run")
     assert g["PIN-TRIGGERS"]["valid"] == "false", g["PIN-TRIGGERS"]
     assert "moved" in g["PIN-TRIGGERS"]["reason"]
-    assert g["PIN-NON-TRIGGERS"]["valid"] == "true", g["PIN-NON-TRIGGERS"]
+    # (PIN-NON-TRIGGERS is not asserted: whether an unpinned session moves depends on the load, as
+    # PgBouncer lends the most recently freed server connection first.)
     # No guarantee of the catalogue says a transaction runs whole on one backend yet: the refusal
     # shows as the session model's failed check, with PgBouncer's own words.
     model = next(t for t in json.loads((tmp_path / "run" / "results.json").read_text())["tests"] if t["id"] == MODEL)
@@ -193,6 +194,8 @@ def test_pgpool_load_balancing_sends_writer_endpoint_reads_to_replicas(cluster, 
     assert "reported" in route["reason"]
     assert {op["endpoint"] for op in route["evidence"]} == {"writer"}
     assert {op["node"] for op in route["evidence"]} <= {r.id for r in cluster.readers}
+    # Each client gets its own pgpool child and its backends are reset before the next one: no leak.
+    assert g["ISOLATION-NO-SESSION-LEAK"]["valid"] == "true", g["ISOLATION-NO-SESSION-LEAK"]
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
     assert "ROUTE-WRITER-ENDPOINT is false" in done.stdout
     assert pool.params.password not in done.stdout + done.stderr
