@@ -3,14 +3,14 @@
 pgpool-II speaks for a whole replicated cluster through a single port.  It asks each backend whether
 it is in recovery to find the primary, sends writes (and every statement of a transaction that has
 written) there, and with load balancing on sends a session's read-only statements to one backend
-chosen by weight when the session starts, the primary included.  So the one endpoint is both the
-writer endpoint and the reader endpoint a user would give the harness, and reads through it are
-served by replicas: that is pgpool's documented behaviour, and what a routing check must report.
+chosen by weight when the session starts, the primary included.  So a user gives its one port as
+the writer endpoint (there is no separate reader endpoint), and reads through it are served by
+replicas: that is pgpool's documented behaviour, and what a routing check must report.
 A session's reads also stop seeing what it wrote outside a transaction as soon as they go to a
 replica that has not replayed it yet, and per-session state set on the primary (a temporary table)
 is missing where the reads land.
 
-It runs as the ``postgres`` account in the foreground (``-n``) of its own session, listens on
+It runs as the ``postgres`` account (it would start as root too, but needs no privilege) in the foreground (``-n``) of its own session, listens on
 127.0.0.1 only (its control port too, whose socket lives in the peer's private directory), checks
 no backend's health and never fails a backend over: the stand-in's topology is the harness's to
 change.  The backends' password is kept in ``pool_passwd`` (0600), the only file that holds it.
