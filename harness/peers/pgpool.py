@@ -10,10 +10,10 @@ A session's reads also stop seeing what it wrote outside a transaction as soon a
 replica that has not replayed it yet, and per-session state set on the primary (a temporary table)
 is missing where the reads land.
 
-It runs as the ``postgres`` account (it would start as root too, but needs no privilege) in the foreground (``-n``) of its own session, listens on
-127.0.0.1 only (its control port too, whose socket lives in the peer's private directory), checks
-no backend's health and never fails a backend over: the stand-in's topology is the harness's to
-change.  The backends' password is kept in ``pool_passwd`` (0600), the only file that holds it.
+It runs as the ``postgres`` account (it would start as root too, but needs no privilege) in the
+foreground (``-n``) of its own session, listens on 127.0.0.1 only (its control port too, whose
+socket lives in the peer's private directory), checks no backend's health and never fails a
+backend over: the stand-in's topology is the harness's to change.  The backends' password is kept in ``pool_passwd`` (0600), the only file that holds it.
 """
 
 from __future__ import annotations
