@@ -209,7 +209,9 @@ def target(request: pytest.FixtureRequest, harness_run: HarnessRun) -> Iterator[
         except Exception as e:  # noqa: BLE001 - whatever stopped it, the run cannot go on
             # One message and the end of the session, not the same traceback under every test (whose
             # frames' arguments would show the target's generated passwords).
-            harness_run.target_error = f"{type(e).__name__}: {e}"
+            # On one line (a start failure's message often ends with a log's tail): it is the run's outcome.
+            harness_run.target_error = " | ".join(line.strip() for line in f"{type(e).__name__}: {e}".splitlines()
+                                                  if line.strip())
             pytest.exit(f"aurora-harness: the target did not come up: {harness_run.target_error}",
                         returncode=TARGET_DID_NOT_COME_UP)
         harness_run.secrets = sorted({*harness_run.secrets, *t.secret_texts()}, key=len, reverse=True)

@@ -52,6 +52,7 @@ from harness.runstore import (
     DEFAULT_ROOT,
     EXIT_NOT_CARRIED_OUT,
     INCOMPLETE,
+    NOT_CARRIED_OUT,
     Certification,
     RunStore,
     RunStoreError,
@@ -249,6 +250,11 @@ def finish(path: Path, *, allow_unknown: bool = False, as_json: bool, pytest_sta
         return EXIT_NOT_CARRIED_OUT
     if point_latest:
         RunStore(path).point_latest(path.parent)
+    target_error = report.results.get("target_error")
+    if target_error and not as_json:
+        # Nothing ran, so a table of guarantees "no test judged" would only bury the reason.
+        click.echo(f"certify: {NOT_CARRIED_OUT}: the target did not come up: {target_error}", err=True)
+        return EXIT_NOT_CARRIED_OUT
     outcome = report.certification
     if as_json:
         from reports.json_report import report_dict

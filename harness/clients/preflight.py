@@ -12,8 +12,10 @@ line naming the endpoint and the problem:
 * the endpoint speaks the other engine's protocol (a PostgreSQL port given with ``--engine mysql``):
   told by how the server opens a connection, since a MySQL server greets first and a PostgreSQL
   server answers an SSL request with one byte;
-* the writer endpoint only ever reaches read-only instances (it points at a reader): no write could
-  succeed, so the run cannot be carried out.
+* the writer endpoint only ever reaches read-only instances (it points at a reader), even with a
+  statement a pooler routes as a write (``Dialect.writer_check_sql``): no write could succeed, so
+  the run cannot be carried out.  Reads alone do not decide it: a pooler that balances reads over
+  the replicas (pgpool-II) may serve every read from a reader through a writer endpoint.
 
 Misrouting that a proxy may do on its own is a warning, not a refusal: a writer endpoint that
 reaches a reader on some connections, or a reader endpoint served by the writer, is what the
@@ -124,26 +126,43 @@ def _problem_line(target: Target, endpoint: Endpoint, exc: BaseException, timeou
     return f"{where(endpoint)} could not be used: {text}"
 
 
-def ask(target: Target, endpoint: Endpoint, timeout: float) -> tuple[str | None, str | None]:
-    """(instance id, role) from one new connection to ``endpoint``; raises :class:`PreflightFailed`."""
+def _rows(target: Target, endpoint: Endpoint, sql: str, timeout: float) -> list[Any]:
+    """The rows of ``sql`` on one new connection to ``endpoint``; raises :class:`PreflightFailed`."""
     address = Address.of(target, endpoint)
     driver = SYNC_DRIVERS[target.engine]
     connection = driver(address, connect_timeout=timeout, **driver.io_timeout_options(timeout))
     deadline = SocketDeadline(timeout)
-    dialect = dialect_for(target.engine)
     try:
         connection.open()
         deadline.arm(connection.fileno)
-        rows = connection.execute(dialect.identity_sql(address.identity_query))
+        return list(connection.execute(sql))
     except connection.errors as e:
         raise PreflightFailed(_problem_line(target, endpoint, e, timeout)) from None
     finally:
         deadline.disarm()
         connection.close()
+
+
+def ask(target: Target, endpoint: Endpoint, timeout: float) -> tuple[str | None, str | None]:
+    """(instance id, role) from one new connection to ``endpoint``; raises :class:`PreflightFailed`."""
+    address = Address.of(target, endpoint)
+    rows = _rows(target, endpoint, dialect_for(target.engine).identity_sql(address.identity_query), timeout)
     if not rows:
         raise PreflightFailed(f"{where(endpoint)} answered the identity query with no row")
     instance, _backend, writable = rows[0]
     return (None if instance is None else str(as_text(instance))), role_of(writable)
+
+
+def writes_reach_a_writer(target: Target, endpoint: Endpoint, timeout: float, tries: int) -> bool:
+    """Whether a statement routed as a write (``Dialect.writer_check_sql``) reaches a writable
+    instance on any of ``tries`` connections: a pooler that balances reads over the replicas
+    (pgpool-II) serves reads from readers through an endpoint that writes go through fine."""
+    sql = dialect_for(target.engine).writer_check_sql
+    for _ in range(tries):
+        rows = _rows(target, endpoint, sql, timeout)
+        if rows and role_of(rows[0][0]) == "writer":
+            return True
+    return False
 
 
 def check_endpoints(target: Target, *, timeout: float = DEFAULT_TIMEOUT_S, tries: int = TRIES) -> list[str]:
@@ -156,6 +175,10 @@ def check_endpoints(target: Target, *, timeout: float = DEFAULT_TIMEOUT_S, tries
     warnings: list[str] = []
     for endpoint in [writer, *target.reader_endpoints]:
         answer = EndpointAnswer(endpoint, tuple(ask(target, endpoint, timeout) for _ in range(tries)))
+        if endpoint is writer and answer.roles == {"reader"} and writes_reach_a_writer(target, writer, timeout, tries):
+            warnings.append(f"{where(writer)} served every read from a read-only instance ({', '.join(answer.instances)}) "
+                            f"but routes writes to a writer: ROUTE-WRITER-ENDPOINT will judge it")
+            continue
         warnings += _role_findings(answer)
     return warnings
 

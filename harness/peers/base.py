@@ -1,15 +1,18 @@
-"""What every peer proxy shares: a third-party binary run in front of one upstream server.
+"""What every peer proxy shares: a third-party binary run in front of an upstream server (or several).
 
 A peer is measured beside the reference proxy (benchmarks) or certified as an external target, so
 it must start the same way every time and leave nothing behind: its files live in a private
 temporary directory (0700; a file holding a password is 0600), it listens on 127.0.0.1 only, runs in
 the foreground of its own session, and is stopped and its directory removed on exit or on a failed
-start.  Subclasses say only what differs: the binary, its files and its arguments.
+start, including one ended by Ctrl-C (``KeyboardInterrupt`` leaves the ``with`` block like any
+exception).  Subclasses say only what differs: the binary, its files, its arguments and the signal
+that stops it at once.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from typing import Self
 
@@ -28,6 +31,8 @@ class Peer:
     debian_package: str
     owner: str | None = None
     """The account the peer runs as (None: ours); its directory and files are handed to it."""
+    stop_signal: int = signal.SIGTERM
+    """The signal that stops it without waiting for its clients to leave (SIGKILL follows if it lingers)."""
 
     def __init__(self, upstream: ConnectionParams, *, port: int | None = None) -> None:
         self.upstream = upstream
@@ -93,7 +98,7 @@ class Peer:
     def stop(self) -> None:
         """Stop the peer and remove its directory; safe to call twice or after a failed start."""
         with standin_errors():
-            process.terminate(self.pid, self.pid_start, timeout=5)
+            process.terminate(self.pid, self.pid_start, sig=self.stop_signal, timeout=5)
         self.pid = None
         process.remove_tree(self.base_dir)
         self.base_dir = None

@@ -1,8 +1,17 @@
-"""PgBouncer as a peer: the benchmark baseline, and a known-leaky external target.
+"""PgBouncer as a peer: the benchmark baseline, and an external target in each of its pool modes.
 
-In transaction mode PgBouncer hands a server connection to whichever client starts the next
-transaction, without tracking session state, so a ``SET`` made by one client can be seen by another.
-That makes it the harness's proof that the isolation checker catches a real violation.
+The pool mode decides when PgBouncer hands a client's server connection to another client, and so
+what certifying it must show (the modes' documented behaviour):
+
+* ``transaction`` - at the end of every transaction, without tracking session state, so a ``SET``
+  made by one client can be seen by another: the harness's proof that the isolation checker catches
+  a real violation.
+* ``session`` - only when the client disconnects (after ``server_reset_query``): nothing leaks, but
+  every connected client holds a server connection, so ``pool_size`` clients at most are served at
+  once and the rest wait.
+* ``statement`` - after every statement, so a transaction of more than one statement is refused
+  ("transaction blocks not allowed in statement pooling mode").
+
 It runs as the ``postgres`` account (it refuses root), in the foreground of its own session, with
 its configuration in a temporary directory that is removed on stop.
 """
@@ -14,10 +23,12 @@ from harness.peers.base import Peer
 from harness.standins.base import ConnectionParams
 
 OWNER = "postgres"
+POOL_MODES = ("session", "transaction", "statement")
 
 
 class PgBouncer(Peer):
-    """One PgBouncer in front of one PostgreSQL instance; a context manager."""
+    """One PgBouncer in front of one PostgreSQL instance, in ``pool_mode`` with at most ``pool_size``
+    server connections; a context manager."""
 
     binary = "pgbouncer"
     debian_package = "pgbouncer"
@@ -25,6 +36,8 @@ class PgBouncer(Peer):
 
     def __init__(self, upstream: ConnectionParams, *, pool_mode: str = "transaction", pool_size: int = 20,
                  max_client_conn: int = 10000, port: int | None = None) -> None:
+        if pool_mode not in POOL_MODES:
+            raise ValueError(f"pool_mode must be one of {', '.join(POOL_MODES)}, not {pool_mode!r}")
         super().__init__(upstream, port=port)
         self.pool_mode = pool_mode
         self.pool_size = pool_size

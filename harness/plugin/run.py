@@ -115,6 +115,7 @@ class HarnessRun:
         return {
             "schema": SCHEMA_VERSION,
             "status": self.status,
+            "target_error": self.target_error,
             "run": {"target": self.target_kind, "engine": self.engine, "profile": self.profile, "seed": self.seed,
                     "started_at": self.started_at,
                     "finished_at": utc_now().isoformat(timespec="seconds") if self.status != "running" else None,

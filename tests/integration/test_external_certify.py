@@ -3,12 +3,28 @@
 * Preflight: a wrong password and a writer DSN that reaches a reader each end ``certify`` before any
   suite with one line and exit status 2, showing no password; a reader DSN served by the writer is
   a warning naming the endpoint.
-* PgBouncer in transaction mode (writer DSN only): it leaks session state, so ISOLATION-NO-SESSION-LEAK
-  is false, and routing is judged from the role each serving instance reported (no view behind it).
-* HAProxy in TCP mode, one in front of the writer and one balancing over the two readers: a plain
-  pipe, so isolation holds, and every routing guarantee is judged true from the reported roles.
+* Each peer is certified as a user would point the harness at it, and its documented behaviour is
+  what the verdicts must say:
 
-Each certify run is limited to the routing and isolation suites (``-k``), to stay well under a minute.
+  - PgBouncer, transaction mode (writer DSN only): it leaks session state, so
+    ISOLATION-NO-SESSION-LEAK is false, and routing is judged from the role each serving instance
+    reported (no view behind it).
+  - PgBouncer, session mode: nothing leaks and what pins stays pinned, but every session keeps one
+    server connection for good, so a statement that should leave it free to move (PIN-NON-TRIGGERS)
+    never does.
+  - PgBouncer, statement mode: it hands the server connection on after every statement and refuses
+    a transaction of more than one, so a pinning statement pins nothing and the session model's
+    transactions are refused.
+  - HAProxy in TCP mode, one in front of the writer and one balancing over the two readers: a plain
+    pipe, so isolation holds, and every routing guarantee is judged true from the reported roles.
+  - pgpool-II with load balancing: one port for the whole cluster, given as the writer DSN (the
+    preflight refuses the same address as a reader DSN); it sends reads to replicas, so
+    ROUTE-WRITER-ENDPOINT is false.
+  - No proxy at all: the writer and a reader instance themselves; isolation and routing hold.
+
+Each certify run is limited to the suites that judge the point (``-k``), to stay well under a minute:
+a pooler in session mode holds a server connection per client, so the pooling suite's 200 sessions
+held at once would wait for minutes there.
 """
 
 from __future__ import annotations
@@ -21,12 +37,14 @@ from test_certify import certify
 from harness.clients.preflight import check_endpoints
 from harness.peers.haproxy import HAProxy
 from harness.peers.pgbouncer import PgBouncer
+from harness.peers.pgpool import PgPool
 from harness.standins.postgres.cluster import PostgresCluster
 from harness.targets.external import ExternalTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow, pytest.mark.shares_cluster]
 
 QUICK_SUITES = ["--suite", "conformance", "-k", "routing or isolation"]
+MODEL = "suites/models/test_sessions_model.py::test_sessions_behave_like_private_sessions"
 
 
 def dsn(p, *, password: str | None = None) -> str:
@@ -80,6 +98,16 @@ def test_a_reader_dsn_served_by_the_writer_is_a_warning_naming_it(cluster):
     assert cluster.writer.id in warnings[0]
 
 
+def test_a_writer_endpoint_that_serves_reads_from_replicas_but_writes_on_the_writer_is_a_warning(cluster):
+    # pgpool-II with no read weight on the primary: every read a replica's, every write the primary's.
+    with PgPool([cluster.connection_params(i.id) for i in cluster.instances],
+                weights=[0 if i.id == cluster.writer.id else 1 for i in cluster.instances]) as pool:
+        warnings = check_endpoints(ExternalTarget("postgres", dsn(pool.params)), timeout=5)
+    assert len(warnings) == 1, warnings
+    assert f"writer endpoint 127.0.0.1:{pool.params.port} served every read from a read-only instance" in warnings[0]
+    assert "routes writes to a writer" in warnings[0] and cluster.writer.id not in warnings[0]
+
+
 def verdicts(run_dir) -> dict[str, dict]:
     return json.loads((run_dir / "results.json").read_text())["guarantees"]
 
@@ -113,4 +141,75 @@ def test_haproxy_tcp_mode_as_an_external_target(cluster, tmp_path):
     assert "reported" in g["ROUTE-READER-ONLY"]["reason"]
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert done.stdout.rstrip().endswith("CERTIFIED")
+    assert writer.password not in done.stdout + done.stderr
+
+
+def certify_peer(run_dir, writer, readers=(), *, select: str, suites=("conformance",)):
+    args = ["--target", "external", "--writer-dsn", dsn(writer)]
+    for r in readers:
+        args += ["--reader-dsn", dsn(r)]
+    for suite in suites:
+        args += ["--suite", suite]
+    return certify(*args, "-k", select, "--run-dir", str(run_dir), "--seed", "7")
+
+
+def test_pgbouncer_session_mode_keeps_each_session_on_one_server_connection(cluster, tmp_path):
+    with PgBouncer(cluster.connection_params(cluster.writer.id), pool_mode="session", pool_size=20) as bouncer:
+        done = certify_peer(tmp_path / "run", bouncer.params, select="routing or isolation or pinning")
+    g = verdicts(tmp_path / "run")
+    for gid in ("ISOLATION-NO-SESSION-LEAK", "PIN-TRIGGERS", "ROUTE-WRITER-ENDPOINT"):
+        assert g[gid]["valid"] == "true", (gid, g[gid])
+    assert g["PIN-NON-TRIGGERS"]["valid"] == "false", g["PIN-NON-TRIGGERS"]
+    assert "stayed on one backend" in g["PIN-NON-TRIGGERS"]["reason"]
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "NOT CERTIFIED: 1 false (PIN-NON-TRIGGERS)" in done.stdout
+    assert bouncer.params.password not in done.stdout + done.stderr
+
+
+def test_pgbouncer_statement_mode_pins_nothing_and_refuses_transactions(cluster, tmp_path):
+    with PgBouncer(cluster.connection_params(cluster.writer.id), pool_mode="statement", pool_size=20) as bouncer:
+        done = certify_peer(tmp_path / "run", bouncer.params, select="pinning or sessions_model",
+                            suites=("conformance", "models"))
+    g = verdicts(tmp_path / "run")
+    assert g["PIN-TRIGGERS"]["valid"] == "false", g["PIN-TRIGGERS"]
+    assert "moved" in g["PIN-TRIGGERS"]["reason"]
+    # (PIN-NON-TRIGGERS is not asserted: whether an unpinned session moves depends on the load, as
+    # PgBouncer lends the most recently freed server connection first.)
+    # No guarantee of the catalogue says a transaction runs whole on one backend yet: the refusal
+    # shows as the session model's failed check, with PgBouncer's own words.
+    model = next(t for t in json.loads((tmp_path / "run" / "results.json").read_text())["tests"] if t["id"] == MODEL)
+    assert model["outcome"] == "failed"
+    assert "transaction blocks not allowed in statement pooling mode" in model["message"]
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert f"check {MODEL} failed" in done.stdout
+    assert bouncer.params.password not in done.stdout + done.stderr
+
+
+def test_pgpool_load_balancing_sends_writer_endpoint_reads_to_replicas(cluster, tmp_path):
+    with PgPool([cluster.connection_params(i.id) for i in cluster.instances]) as pool:
+        done = certify_peer(tmp_path / "run", pool.params, select="routing or isolation")
+    g = verdicts(tmp_path / "run")
+    route = g["ROUTE-WRITER-ENDPOINT"]
+    assert route["valid"] == "false", route
+    assert "reported" in route["reason"]
+    assert {op["endpoint"] for op in route["evidence"]} == {"writer"}
+    assert {op["node"] for op in route["evidence"]} <= {r.id for r in cluster.readers}
+    # Each client gets its own pgpool child and its backends are reset before the next one: no leak.
+    assert g["ISOLATION-NO-SESSION-LEAK"]["valid"] == "true", g["ISOLATION-NO-SESSION-LEAK"]
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "ROUTE-WRITER-ENDPOINT is false" in done.stdout
+    assert pool.params.password not in done.stdout + done.stderr
+
+
+def test_no_proxy_at_all_the_instances_themselves(cluster, tmp_path):
+    writer = cluster.connection_params(cluster.writer.id)
+    reader = cluster.connection_params(cluster.readers[0].id)
+    done = certify_peer(tmp_path / "run", writer, [reader], select="routing or isolation")
+    g = verdicts(tmp_path / "run")
+    for gid in ("ISOLATION-NO-SESSION-LEAK", "ROUTE-WRITER-ENDPOINT", "ROUTE-READER-ONLY"):
+        assert g[gid]["valid"] == "true", (gid, g[gid])
+    # One reader endpoint that is one instance: there is nothing to balance.
+    assert g["ROUTE-READER-BALANCE"]["valid"] == "unknown" and "found 1" in g["ROUTE-READER-BALANCE"]["reason"]
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "INCOMPLETE: 1 guarantee unknown" in done.stdout
     assert writer.password not in done.stdout + done.stderr

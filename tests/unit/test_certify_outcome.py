@@ -60,3 +60,14 @@ def test_finish_without_results_is_not_carried_out(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert finish(tmp_path / "empty", as_json=False, pytest_status=4) == 2
     assert "NOT CARRIED OUT" in capsys.readouterr().err
+
+
+def test_a_target_that_did_not_come_up_is_one_line_and_no_table(tmp_path, capsys):
+    store = RunStore.create(tmp_path / "run", target="reference", engine="postgres")
+    reason = "TargetError: the reference proxy exited | reference-proxy: pool.x: unknown setting"
+    store.write_results({**results({"ROUTE-WRITER-ENDPOINT": "unknown"}, status=f"the target did not come up ({reason})"),
+                         "target_error": reason, "schema": SCHEMA_VERSION, "selected": [], "run": {}})
+    assert finish(store.path, as_json=False, pytest_status=2) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [f"certify: NOT CARRIED OUT: the target did not come up: {reason}"]

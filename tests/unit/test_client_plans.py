@@ -51,7 +51,7 @@ def test_write_plan_is_one_transaction_that_identifies_its_server():
     assert plan.statements == (Statement('INSERT INTO "harness_writes" (id) VALUES (%s)', (7,)),)
     assert plan.result([None]) == 7
     assert POSTGRES.identity_sql("SELECT aurora_db_instance_identifier()") == \
-        "SELECT (SELECT aurora_db_instance_identifier()), pg_backend_pid(), NOT pg_is_in_recovery()"
+        "SELECT (SELECT aurora_db_instance_identifier()), pg_backend_pid(), current_setting('transaction_read_only') = 'off'"
     assert MYSQL.identity_sql("SELECT @@report_host") == \
         "SELECT (SELECT @@report_host), CONNECTION_ID(), (@@global.read_only = 0 AND @@global.innodb_read_only = 0)"
 
@@ -141,7 +141,7 @@ def drive(plan, dialect, answers):
 
 
 def test_steps_of_a_write_wrap_it_in_a_transaction_and_identify_before_commit():
-    ident = "SELECT (SELECT aurora_db_instance_identifier()), pg_backend_pid(), NOT pg_is_in_recovery()"
+    ident = "SELECT (SELECT aurora_db_instance_identifier()), pg_backend_pid(), current_setting('transaction_read_only') = 'off'"
     sent, done = drive(plans.write_plan(POSTGRES, 7), POSTGRES, {ident: [("instance-2", 4242, True)]})
     assert [s.sql for s in sent] == ["BEGIN", 'INSERT INTO "harness_writes" (id) VALUES (%s)', ident, "COMMIT"]
     assert [s.stage for s in sent] == [Stage.IN_TRANSACTION] * 3 + [Stage.COMMIT]
@@ -150,7 +150,7 @@ def test_steps_of_a_write_wrap_it_in_a_transaction_and_identify_before_commit():
 
 def test_trailing_identity_requests_send_the_sql_as_written_in_autocommit():
     who = POSTGRES.who("SELECT aurora_db_instance_identifier()")
-    assert who == "aurora_db_instance_identifier(), pg_backend_pid(), NOT pg_is_in_recovery()"
+    assert who == "aurora_db_instance_identifier(), pg_backend_pid(), current_setting('transaction_read_only') = 'off'"
     assert MYSQL.who("SELECT @@report_host").startswith("@@report_host, CONNECTION_ID(), (@@global.read_only = 0")
     sql = f"SELECT count(*), {who} FROM t"
     plan = plans.request_plan("backend_count", sql, result=lambda row: int(row[0]))
@@ -204,7 +204,7 @@ def test_an_address_never_shows_its_password():
 def test_each_engine_spells_the_suites_own_sql():
     assert POSTGRES.server_version_sql == "SHOW server_version" and MYSQL.server_version_sql == "SELECT VERSION()"
     # A promoted reader is seen by asking it directly: out of recovery / no longer read-only.
-    assert POSTGRES.writer_check_sql == "SELECT NOT pg_is_in_recovery()"
+    assert POSTGRES.writer_check_sql == "SELECT NOT pg_is_in_recovery()"  # routed as a write by pgpool-II
     assert "@@global.read_only = 0" in MYSQL.writer_check_sql
     assert POSTGRES.insert_identified_sql("t_1", "w()") == 'INSERT INTO "t_1" VALUES (%s) RETURNING w()'
     # MySQL has no RETURNING: the identity comes from a second statement of the same request.

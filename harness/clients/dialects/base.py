@@ -56,7 +56,8 @@ class Dialect:
 
     @property
     def writer_check_sql(self) -> str:
-        """One row, one column: :attr:`writable_expression` of the instance asked."""
+        """One row, one column: whether the instance asked takes writes, in a statement a pooler
+        routes as it routes writes where the engine has one (:attr:`writable_expression` here)."""
         return f"SELECT {self.writable_expression}"
 
     def who(self, identity_query: str) -> str:

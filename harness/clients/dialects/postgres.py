@@ -32,7 +32,17 @@ class PostgresDialect(Dialect):
     backend_function = "pg_backend_pid()"
     max_connections_sql = "SHOW max_connections"
     server_version_sql = "SHOW server_version"
-    writable_expression = "NOT pg_is_in_recovery()"
+    # Not pg_is_in_recovery(): that function is VOLATILE, and a load-balancing pooler (pgpool-II)
+    # sends every statement calling a volatile function to the primary, so asking the role that way
+    # would route the harness's own reads unlike the application's.  A standby runs every
+    # transaction read-only, and current_setting() is STABLE.
+    writable_expression = "current_setting('transaction_read_only') = 'off'"
+
+    @property
+    def writer_check_sql(self) -> str:
+        """Routed as a write by a pooler that balances reads (the function is VOLATILE), so it asks
+        whoever a write would reach; asked directly, a promoted reader answers true at once."""
+        return "SELECT NOT pg_is_in_recovery()"
     state_kinds = ("setting", "temp_table", "prepared_statement", "advisory_lock", "listen")
     listable_kinds = ("temp_table", "prepared_statement", "advisory_lock")
     # RDS Proxy documents two wordings of each (its troubleshooting page, an older and a newer one).
