@@ -71,6 +71,12 @@ class SessionLeakChecker:
             else:
                 reads.append((raw, inv, key))
         if not reads:
+            failed = [raw for inv, raw in history.pairs()
+                      if inv.f in READ_FS and (raw is None or raw.type is not OpType.OK)]
+            if failed:  # e.g. a pooler that refuses the transaction the read runs in
+                first = failed[0].error.text if failed[0] is not None and failed[0].error is not None \
+                    else "no completion"
+                return unknown(g, f"every state read failed ({len(failed)}); first: {str(first)[:160]}")
             return unknown(g, "no read_state ops with a known kind")
         processes = {o.process for o, _, _ in reads} | {p for ps in setters.values() for p in ps}
         if len(processes) < 2 or not setters:

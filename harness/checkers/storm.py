@@ -39,6 +39,15 @@ class StormServedChecker:
         unserved = [c if c is not None else i for i, c in attempts
                     if c is None or c.type is not OpType.OK or seconds(c.time - i.time) > timeout_s]
         fraction = (len(attempts) - len(unserved)) / len(attempts)
-        reason = (f"{len(attempts)} connection attempts, {len(unserved)} not served within "
-                  f"{timeout_s:g} s")
+        refused = [c for _, c in attempts if c is not None and c.type is not OpType.OK]
+        slow = len(unserved) - len(refused)
+        reason = f"{len(attempts)} connection attempts, {len(unserved)} not served"
+        if unserved:
+            # Refused at once (e.g. "too many clients") and served too late are different faults.
+            parts = ([f"{len(refused)} refused or failed"] if refused else []) + \
+                    ([f"{slow} not answered within {timeout_s:g} s"] if slow else [])
+            reason += f" ({', '.join(parts)})"
+            if refused:
+                first = refused[0].error.text if refused[0].error is not None else refused[0].value
+                reason += f"; first refusal: {str(first)[:160]}"
         return judge(g, fraction, reason, unserved)

@@ -349,3 +349,29 @@ def test_backend_count_samples_the_server_could_not_take_are_named_not_counted()
          .op("probe", "backend_count", result=4, at=2, node="i1").history())
     v = BackendCapChecker().check(h, ctx)
     assert v.valid is T and v.figure == 40.0 and "1 samples absent" in v.reason
+
+
+
+def test_isolation_unknown_says_every_state_read_failed():
+    from harness.checkers.isolation import SessionLeakChecker
+    from harness.history import OpError
+
+    refusal = OpError("08P01", "transaction blocks not allowed in statement pooling mode", definite=True)
+    h = HistoryBuilder().op("c1", "read_state", {"kind": "setting", "name": "x"}, at=1, type="fail",
+                            error=refusal).history()
+    verdict = SessionLeakChecker().check(h, CTX)
+    assert verdict.verdict.value == "unknown"
+    assert "every state read failed (1)" in verdict.reason and "statement pooling" in verdict.reason
+
+
+def test_storm_reason_tells_refused_from_slow():
+    from harness.checkers.storm import StormServedChecker
+    from harness.history import OpError
+
+    b = HistoryBuilder()
+    b.op("s1", "connect", at=1, took=0.01)
+    b.op("s2", "connect", at=1, took=0.01, type="fail", error=OpError("53300", "sorry, too many clients already", True))
+    b.op("s3", "connect", at=1, took=None)
+    verdict = StormServedChecker().check(b.history(), CTX)
+    assert "2 not served (1 refused or failed, 1 not answered within" in verdict.reason
+    assert "too many clients" in verdict.reason
