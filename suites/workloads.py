@@ -6,6 +6,7 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
+from harness.clients.address import DIRECT_PROGRAM
 from harness.clients.workload import Loop
 from harness.history import Recorder
 from harness.targets.base import Capability, Target
@@ -70,8 +71,14 @@ def background_reads(clients: Any, endpoint: str = "writer", *, workers: int,
 
 
 # Connections that are not the proxy's client backends, by program (application) name: the proxy's
-# own health monitor (the reference proxy names it so) and the stand-in's control sessions.
-NOT_PROXY_BACKENDS = ("reference-proxy-monitor", "standin-control", "aurora-harness-supervisor")
+# own health monitor (the reference proxy names it so), the stand-in's control sessions, and the
+# harness's own connections straight to an instance (role and max_connections look-ups, samplers).
+NOT_PROXY_BACKENDS = ("reference-proxy-monitor", "standin-control", "aurora-harness-supervisor", DIRECT_PROGRAM)
+
+
+def proxy_users(target: Target) -> list[str]:
+    """The database users the proxy's clients log in as (each endpoint's DSN may name its own)."""
+    return sorted({target.credentials_for(e).user for e in [target.writer_endpoint, *target.reader_endpoints]})
 
 
 def backend_count_sampler(clients: Any, instance_id: str, *, interval_s: float = 0.2) -> Loop:
@@ -79,16 +86,25 @@ def backend_count_sampler(clients: Any, instance_id: str, *, interval_s: float =
 
     Each sample is an ok ``backend_count`` op (``node`` = the instance, ``value`` = the count), so
     POOL-BACKEND-CAP can hold a count the proxy did not report against a cap it did not report.
-    The sampling connection goes directly to the instance and leaves itself out of the count
-    (:meth:`~harness.clients.dialects.base.Dialect.backend_count_sql`).  A server that cannot tell
-    programs apart answers no count: the sample's value is then None, an absent sample the checker
-    names, never a number that includes connections that are not the proxy's.
+
+    What is counted: every session on the instance of a user the proxy's clients log in as
+    (:func:`proxy_users`), except the sampling connection itself and sessions whose program
+    (application) name is in :data:`NOT_PROXY_BACKENDS`.  Why so: the reference proxy names its
+    own monitor, but a foreign proxy (PgBouncer, pgpool-II) names nothing, and its backends log in
+    as the users its clients gave; so a backend is told apart by who it logs in as, and the
+    sessions known not to be backends (the harness's direct connections, which all carry
+    :data:`~harness.clients.address.DIRECT_PROGRAM`, and the stand-in's control sessions) are left
+    out by name.  Anything else logged in to the instance as the same users (an application that
+    bypasses the proxy) is counted too: the count can only overstate, so certify where no one else
+    uses those users directly.  A server that cannot tell programs apart answers no count: the
+    sample's value is then None, an absent sample the checker names, never a number that includes
+    connections that are not the proxy's (:meth:`~harness.clients.dialects.base.Dialect.backend_count_sql`).
     ``loop.counts["ok"]`` is the number of samples taken.  Use as a context manager.
     """
     clients.target.require(Capability.DIRECT)
     if not any(i["id"] == instance_id for i in clients.target.direct_instances()):
         raise ValueError(f"no instance {instance_id!r} in the target")
-    sql = clients.dialect.backend_count_sql(clients.who, NOT_PROXY_BACKENDS)
+    sql = clients.dialect.backend_count_sql(clients.who, NOT_PROXY_BACKENDS, proxy_users(clients.target))
     return Loop(lambda: clients.direct(instance_id, connect=False, request_timeout=10.0),
                 lambda c: c.request("backend_count", sql, result=_count),
                 interval=interval_s, pause=interval_s, name="backend-count")

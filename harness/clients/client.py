@@ -82,6 +82,32 @@ def query_value(address: Address, sql: str, *, connect_timeout: float = 5.0) -> 
     return as_text(rows[0][0])
 
 
+def identify(address: Address, *, timeout: float = 5.0) -> tuple[str | None, str | None]:
+    """(instance id, role) of whoever serves a new connection to ``address``, recorded nowhere.
+
+    The engine's identity query beside its writable test (:meth:`Dialect.identity_sql`): the role is
+    the instance's own word at that moment, so it stays right after a failover.  The whole exchange
+    is bounded by ``timeout`` (a server that accepts and never answers included).  Raises the
+    driver's error, or ClientError when no row comes back."""
+    if address.engine not in SYNC_DRIVERS:
+        raise ClientError(f"no driver for {address.engine}: available for {', '.join(SYNC_DRIVERS)}")
+    driver = SYNC_DRIVERS[address.engine]
+    dialect = dialect_for(address.engine)
+    connection = driver(address, connect_timeout=timeout, **driver.io_timeout_options(timeout))
+    deadline = SocketDeadline(timeout)
+    try:
+        connection.open()
+        deadline.arm(connection.fileno)
+        rows = connection.execute(dialect.identity_sql(address.identity_query))
+    finally:
+        deadline.disarm()
+        connection.close()
+    if not rows:
+        raise ClientError(f"the identity query returned no row on {address.endpoint}")
+    instance, _backend, writable = rows[0]
+    return (None if instance is None else str(as_text(instance))), role_of(writable)
+
+
 class _ClientBase:
     """What both clients hold: the address, dialect, recording, deadline and the plans they offer."""
 
