@@ -6,6 +6,7 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
+from harness.checkers.served import EXPECT_SERVED
 from harness.clients.address import DIRECT_PROGRAM
 from harness.clients.workload import Loop
 from harness.history import Recorder
@@ -40,9 +41,30 @@ def run_clients(count: int, body: Callable[[int], Any], *, max_workers: int | No
     return results
 
 
-def serving_read(clients: Any, client: Any) -> Any:
-    """A plain read that only says who served it (op ``read``)."""
-    return client.request("read", f"SELECT {clients.who}")
+def serving_read(clients: Any, client: Any, *, must_serve: bool = False) -> Any:
+    """A plain read that only says who served it (op ``read``); ``must_serve`` marks it as one a
+    healthy proxy must answer (:data:`~harness.checkers.served.EXPECT_SERVED`), so that its failure
+    counts against the guarantee judged."""
+    return client.request("read", f"SELECT {clients.who}", extra={"expect": EXPECT_SERVED} if must_serve else None)
+
+
+MUST_SERVE = {"expect": EXPECT_SERVED}
+"""``connect_extra`` of a client whose connect a healthy proxy must serve."""
+
+SERVE_WAIT_S = 30.0
+"""How long a suite's client waits to be served when the proxy's borrow timeout is not stated: far
+above a healthy answer even with hundreds of clients on a small machine, and far below the 120 s a
+session-mode pooler keeps a client queued for a backend (PgBouncer's query_wait_timeout)."""
+SERVE_MARGIN_S = 10.0
+
+
+def serve_wait_s(target: Target) -> float:
+    """How long a client waits to be connected or answered before it gives up: the stated borrow
+    timeout (``--borrow-timeout``) plus a margin, since a proxy must give up on a borrow by then;
+    else :data:`SERVE_WAIT_S`."""
+    stated = (target.pool_settings or {}).get("connection_borrow_timeout") \
+        if target.supports(Capability.POOL_SETTINGS) else None
+    return float(stated) + SERVE_MARGIN_S if stated else SERVE_WAIT_S
 
 
 def note_roles(target: Target, recorder: Recorder) -> dict[str, Any] | None:

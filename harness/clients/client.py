@@ -214,12 +214,15 @@ class Client(_ClientBase):
             self.connection.open()
             ident = None
             if self.identify_connect:
+                self.deadline.arm(self.connection.fileno)  # a proxy may keep the first query waiting for a backend
                 ident = self.connection.execute(self.dialect.identity_sql(self.address.identity_query))
+                self.deadline.disarm()
         except self.connection.errors as e:
+            error = self._classify(e, Stage.CONNECT)
             self.connection.close()
-            return self.recording.error(inv, self._classify(e, Stage.CONNECT), idempotent=True)
+            return self.recording.error(inv, error, idempotent=True)
         except BaseException as e:
-            self.recording.interrupted(inv, e)
+            self._stopped(inv, e)
             raise
         return self._connected_ok(inv, ident)
 
@@ -310,12 +313,15 @@ class AsyncClient(_ClientBase):
             await self.connection.open()
             ident = None
             if self.identify_connect:
+                self.deadline.arm(self.connection.fileno)
                 ident = await self.connection.execute(self.dialect.identity_sql(self.address.identity_query))
+                self.deadline.disarm()
         except self.connection.errors as e:
+            error = self._classify(e, Stage.CONNECT)
             await self.connection.close()
-            return self.recording.error(inv, self._classify(e, Stage.CONNECT), idempotent=True)
+            return self.recording.error(inv, error, idempotent=True)
         except BaseException as e:  # includes task cancellation: the outcome is unknown
-            self.recording.interrupted(inv, e)
+            self._stopped(inv, e)
             raise
         return self._connected_ok(inv, ident)
 

@@ -19,6 +19,7 @@ import pytest
 from test_certify import certify
 from test_external_direct import endpoint_dsn, instance_dsn
 
+from harness.peers.pgbouncer import PgBouncer
 from harness.targets.reference import ReferenceTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow, pytest.mark.shares_cluster]
@@ -73,3 +74,25 @@ def test_the_backend_cap_is_judged_against_the_stated_percentage(ref, tmp_path, 
     assert verdict["valid"] == valid, verdict
     assert f"against a cap of {int(stated)}" in verdict["reason"] and "counted on the servers" in verdict["reason"]
     assert done.returncode == status, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_a_session_mode_pooler_is_judged_on_the_clients_it_did_not_serve(ref, tmp_path):
+    writer = ref.roles()["writer"]
+    with PgBouncer(ref.cluster.connection_params(writer), pool_mode="session", pool_size=3) as bouncer:
+        p = bouncer.params
+        run_dir = tmp_path / "run"
+        done = certify("--target", "external", "--writer-dsn",
+                       f"host={p.host} port={p.port} user={p.user} password={p.password} dbname={p.database}",
+                       "--direct-writer-dsn", instance_dsn(ref, writer), "--max-connections-percent", "3",
+                       "--borrow-timeout", "2", "--suite", "conformance", "-k", "backend_cap or writer_endpoint",
+                       "--run-dir", str(run_dir), "--seed", "7", timeout=300)
+    g = verdicts(run_dir)
+    multiplexing = g["POOL-MULTIPLEXING"]
+    # Three clients got a backend each and kept it; the other 197 waited past the stated borrow
+    # timeout and its margin: they count against the guarantee, they are not passed over.
+    assert multiplexing["valid"] == "false", multiplexing
+    assert "client connects and requests the workload needed were not served" in multiplexing["reason"]
+    assert g["POOL-BACKEND-CAP"]["valid"] == "true", g["POOL-BACKEND-CAP"]  # it never exceeds its pool
+    assert g["ROUTE-WRITER-ENDPOINT"]["valid"] == "true", g["ROUTE-WRITER-ENDPOINT"]  # sessions take turns
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert p.password not in done.stdout + done.stderr
