@@ -45,7 +45,9 @@ def serving_read(clients: Any, client: Any, *, must_serve: bool = False) -> Any:
     """A plain read that only says who served it (op ``read``); ``must_serve`` marks it as one a
     healthy proxy must answer (:data:`~harness.checkers.served.EXPECT_SERVED`), so that its failure
     counts against the guarantee judged."""
-    return client.request("read", f"SELECT {clients.who}", extra={"expect": EXPECT_SERVED} if must_serve else None)
+    if must_serve:
+        return client.request("read", f"SELECT {clients.who}", extra={"expect": EXPECT_SERVED})
+    return client.request("read", f"SELECT {clients.who}")
 
 
 MUST_SERVE = {"expect": EXPECT_SERVED}
