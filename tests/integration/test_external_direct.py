@@ -5,14 +5,19 @@
 * The pool cap of an external target with ``--max-connections-percent`` is the stated percentage of
   each instance's own ``max_connections``, read through the direct DSNs.
 * The harness's own direct connections carry their program name, so the backend count leaves them out.
+* A certification with direct DSNs judges the latency guarantees (the baseline is read straight
+  from the writer) and routes by who was writer, asked of the instances.
 * Preflight of the direct DSNs: a proxy endpoint's address, a DSN that reaches the same instance as
   another, and a set with no writable instance are each one line (exit 2 through the CLI), no password.
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from polling import eventually
+from test_certify import certify
 
 from harness.clients.address import DIRECT_PROGRAM
 from harness.clients.client import query_value
@@ -108,3 +113,23 @@ def test_direct_dsns_that_are_not_instances_are_refused_in_one_line(ref):
                                  direct_readers=[instance_dsn(ref, roles["readers"][1])])
     with pytest.raises(PreflightFailed, match="none of the direct DSNs reaches a writable instance"):
         check_endpoints(readers_only, timeout=5)
+
+
+def test_a_certification_with_direct_dsns_judges_latency_and_routes_by_who_was_writer(ref, tmp_path):
+    roles = ref.roles()
+    run_dir = tmp_path / "run"
+    done = certify("--target", "external", "--writer-dsn", endpoint_dsn(ref, ref.writer_endpoint),
+                   "--reader-dsn", endpoint_dsn(ref, ref.reader_endpoints[0]),
+                   "--direct-writer-dsn", instance_dsn(ref, roles["writer"]),
+                   *[a for r in roles["readers"] for a in ("--direct-reader-dsn", instance_dsn(ref, r))],
+                   "--suite", "conformance", "-k", "latency or routing", "--run-dir", str(run_dir), "--seed", "7",
+                   timeout=300)
+    g = json.loads((run_dir / "results.json").read_text())["guarantees"]
+    for gid in ("LATENCY-ADDED-P50", "LATENCY-ADDED-P99"):
+        assert g[gid]["valid"] in ("true", "false"), (gid, g[gid])  # judged: the baseline came from the writer
+    for gid in ("ROUTE-WRITER-ENDPOINT", "ROUTE-READER-ONLY"):
+        assert g[gid]["valid"] == "true" and "by who was writer" in g[gid]["reason"], (gid, g[gid])
+    assert g["ROUTE-READER-BALANCE"]["valid"] == "true", g["ROUTE-READER-BALANCE"]
+    target = json.loads((run_dir / "target.json").read_text())
+    assert "direct" in target["capabilities"] and len(target["direct"]) == 3
+    assert ref.credentials.password not in done.stdout + done.stderr + (run_dir / "target.json").read_text()
