@@ -21,7 +21,7 @@ from test_certify import certify
 
 from harness.clients.address import DIRECT_PROGRAM
 from harness.clients.client import query_value
-from harness.clients.preflight import PreflightFailed, check_endpoints
+from harness.clients.preflight import PreflightFailed, ask, check_endpoints
 from harness.peers.haproxy import HAProxy
 from harness.plugin.targets import pool_caps
 from harness.targets.external import ExternalTarget
@@ -76,7 +76,9 @@ def test_preflight_accepts_the_instances_and_roles_follow_a_failover(ref):
     assert before["writer"] in after["readers"] and promoted not in after["readers"]
     old = next(i for i in target.direct_instances() if i["given_as"] == "writer")
     assert old["id"] == before["writer"] and old["role"] == "reader"
-    # A preflight now warns that the writer DSN reaches a reader, and goes on.
+    # Once the proxy follows too, a preflight warns that the writer DSN reaches a reader, and goes on.
+    eventually(lambda: ask(target, target.writer_endpoint, 5)[0] == promoted, timeout=30,
+               what="the proxy's writer endpoint reaches the promoted writer")
     warnings = check_endpoints(target, timeout=5)
     assert len(warnings) == 1 and "is read-only now" in warnings[0] and before["writer"] in warnings[0]
 
@@ -133,3 +135,31 @@ def test_a_certification_with_direct_dsns_judges_latency_and_routes_by_who_was_w
     target = json.loads((run_dir / "target.json").read_text())
     assert "direct" in target["capabilities"] and len(target["direct"]) == 3
     assert ref.credentials.password not in done.stdout + done.stderr + (run_dir / "target.json").read_text()
+
+
+def test_a_direct_dsn_with_a_wrong_password_ends_certify_in_one_line_with_exit_2(ref, tmp_path):
+    roles = ref.roles()
+    p = ref.cluster.connection_params(roles["writer"])
+    done = certify("--target", "external", "--writer-dsn", endpoint_dsn(ref, ref.writer_endpoint),
+                   "--direct-writer-dsn", dsn(p.host, p.port, p.user, "Wrong-Direct-Pw-1", p.database),
+                   "--run-dir", str(tmp_path / "run"), timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert f"--direct-writer-dsn {p.host}:{p.port} refused the login of user {p.user!r}" in lines[0]
+    assert "Wrong-Direct-Pw-1" not in lines[0] and p.password not in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_instance_that_does_not_answer_is_unknown_and_the_others_caps_stay_known(ref):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        closed = s.getsockname()[1]
+    c = ref.credentials
+    target = external_over(ref, direct_readers=[dsn("127.0.0.1", closed, c.user, c.password, c.database)],
+                           max_connections_percent=20)
+    down = next(i for i in target.direct_instances() if i["given_as"] == "reader")
+    assert down["role"] == "unknown" and down["id"] == f"127.0.0.1:{closed}" and c.password not in down["problem"]
+    assert target.roles() == {"writer": ref.roles()["writer"], "readers": []}
+    assert pool_caps(target) == {ref.roles()["writer"]: 20}
