@@ -10,6 +10,7 @@ from harness.checkers.served import EXPECT_SERVED
 from harness.clients.address import DIRECT_PROGRAM
 from harness.clients.workload import Loop
 from harness.history import Recorder
+from harness.plugin.targets import pool_caps
 from harness.targets.base import Capability, Target
 
 CLIENT_REQUEST_TIMEOUT_S = 60.0
@@ -67,6 +68,15 @@ def serve_wait_s(target: Target) -> float:
     stated = (target.pool_settings or {}).get("connection_borrow_timeout") \
         if target.supports(Capability.POOL_SETTINGS) else None
     return float(stated) + SERVE_MARGIN_S if stated else SERVE_WAIT_S
+
+
+def held_at_once(target: Target, instances: list[str], wanted: int) -> int:
+    """How many of ``wanted`` sessions to hold open at once on ``instances``: all of them, or at most
+    the instances' known pool caps added up (a pooler that gives each session a backend of its own
+    can serve no more at once; a multiplexing one is not hindered by waves of that size)."""
+    caps = pool_caps(target) if instances else None
+    total = sum((caps or {}).get(i, 0) for i in instances)
+    return min(wanted, total) if total else wanted
 
 
 def note_roles(target: Target, recorder: Recorder) -> dict[str, Any] | None:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plugin.targets import pool_caps
-from suites.workloads import MUST_SERVE, note_roles, run_clients, serve_wait_s, serving_read
+from suites.workloads import MUST_SERVE, held_at_once, note_roles, run_clients, serve_wait_s, serving_read
 
 READER_SESSIONS = 40
 
@@ -38,7 +37,7 @@ def test_writer_endpoint_reaches_the_writer(target, clients, recorder):
 def test_reader_endpoint_reaches_readers_in_balance(target, clients, recorder):
     roles = note_roles(target, recorder)
     wait = serve_wait_s(target)
-    wave = held_at_once(target, roles)
+    wave = held_at_once(target, roles["readers"] if roles else [], READER_SESSIONS)
 
     def client(i: int):
         session = clients("reader", request_timeout=wait, connect_timeout=wait, connect_extra=MUST_SERVE)
@@ -51,16 +50,9 @@ def test_reader_endpoint_reaches_readers_in_balance(target, clients, recorder):
     done = 0
     while done < READER_SESSIONS:
         size = min(wave, READER_SESSIONS - done)
-        sessions = run_clients(size, client, max_workers=min(size, 20), timeout=2 * (size // 20 + 1) * 5 * wait + 30)
+        # Each worker connects (up to twice the wait: login, then who served it) and reads 3 times.
+        sessions = run_clients(size, client, max_workers=min(size, 20), timeout=(size // 20 + 1) * 5 * wait + 30)
         for s in sessions:
             s.close()
         done += size
 
-
-def held_at_once(target, roles) -> int:
-    """How many reader sessions to hold open at once: all of them, or the readers' known caps added up."""
-    caps = pool_caps(target) if roles else None
-    if not caps:
-        return READER_SESSIONS
-    total = sum(caps.get(r, 0) for r in roles["readers"])
-    return max(1, min(READER_SESSIONS, total)) if total else READER_SESSIONS

@@ -13,7 +13,8 @@ from harness.plugin.targets import pool_caps
 from harness.targets import registry
 from harness.targets.base import Capability, TargetError, TargetOptions, Unsupported
 from harness.targets.external import ExternalTarget
-from suites.workloads import NOT_PROXY_BACKENDS, proxy_users
+from suites import workloads
+from suites.workloads import NOT_PROXY_BACKENDS, SERVE_WAIT_S, held_at_once, proxy_users, serve_wait_s
 
 PASSWORD = "Sekr3t-direct-pw"
 WRITER = "host=127.0.0.1 port=6432 user=app password=pw dbname=app"
@@ -110,3 +111,15 @@ def test_backends_are_counted_for_the_proxys_users_leaving_the_harnesss_direct_s
     assert "p.USER IN ('app', 'o''neil')" in my
     # Without users, the current user's sessions are counted, as before.
     assert "usename = current_user" in POSTGRES.backend_count_sql("w()", ())
+
+
+def test_waits_and_sessions_held_at_once_come_from_the_stated_limits(monkeypatch):
+    assert serve_wait_s(external(max_connections_percent=5, borrow_timeout=2.0)) == 12.0
+    assert serve_wait_s(external()) == SERVE_WAIT_S
+    t = external(direct_writer_dsn=DIRECT_W, direct_reader_dsns=(DIRECT_R,), max_connections_percent=3)
+    monkeypatch.setattr(workloads, "pool_caps", lambda target: {"w": 3, "r1": 3, "r2": 4})
+    assert held_at_once(t, ["r1", "r2"], 40) == 7
+    assert held_at_once(t, ["r1", "r2"], 5) == 5
+    assert held_at_once(t, ["elsewhere"], 40) == 40  # no known cap: all at once
+    monkeypatch.setattr(workloads, "pool_caps", lambda target: None)
+    assert held_at_once(t, ["r1"], 40) == 40
