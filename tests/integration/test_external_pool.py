@@ -20,6 +20,7 @@ from test_certify import certify
 from test_external_direct import endpoint_dsn, instance_dsn
 
 from harness.peers.pgbouncer import PgBouncer
+from harness.standins.postgres.cluster import PostgresCluster
 from harness.targets.reference import ReferenceTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow, pytest.mark.shares_cluster]
@@ -76,14 +77,17 @@ def test_the_backend_cap_is_judged_against_the_stated_percentage(ref, tmp_path, 
     assert done.returncode == status, done.stdout[-3000:] + done.stderr[-2000:]
 
 
-def test_a_session_mode_pooler_is_judged_on_the_clients_it_did_not_serve(ref, tmp_path):
-    writer = ref.roles()["writer"]
-    with PgBouncer(ref.cluster.connection_params(writer), pool_mode="session", pool_size=3) as bouncer:
-        p = bouncer.params
+def test_a_session_mode_pooler_is_judged_on_the_clients_it_did_not_serve(tmp_path):
+    # A cluster of its own: another proxy's idle backends logged in as the same user would be counted.
+    with PostgresCluster(readers=0) as cluster, \
+            PgBouncer(cluster.connection_params(cluster.writer.id), pool_mode="session", pool_size=3) as bouncer:
+        p, w = bouncer.params, cluster.connection_params(cluster.writer.id)
         run_dir = tmp_path / "run"
         done = certify("--target", "external", "--writer-dsn",
                        f"host={p.host} port={p.port} user={p.user} password={p.password} dbname={p.database}",
-                       "--direct-writer-dsn", instance_dsn(ref, writer), "--max-connections-percent", "3",
+                       "--direct-writer-dsn",
+                       f"host={w.host} port={w.port} user={w.user} password={w.password} dbname={w.database}",
+                       "--max-connections-percent", "3",
                        "--borrow-timeout", "2", "--suite", "conformance", "-k", "backend_cap or writer_endpoint",
                        "--run-dir", str(run_dir), "--seed", "7", timeout=300)
     g = verdicts(run_dir)
