@@ -212,22 +212,30 @@ class ExternalTarget(Target):
         host, port, self._credentials = parse_dsn(engine, writer_dsn, "--writer-dsn")
         self._writer = Endpoint("writer", "writer", host, port, self._credentials)
         self._readers = []
-        reader_dsns = list(reader_dsns or [])
-        for i, dsn in enumerate(reader_dsns):
-            rhost, rport, rcred = parse_dsn(engine, dsn, _numbered("--reader-dsn", i, len(reader_dsns)))
+        for i, dsn in enumerate(reader_dsns or []):
+            rhost, rport, rcred = parse_dsn(engine, dsn, "--reader-dsn" + (f" #{i + 1}" if reader_dsns and len(reader_dsns) > 1 else ""))
             self._readers.append(Endpoint(f"reader-{i + 1}" if i else "reader", "reader", rhost, rport, rcred))
-        self._direct = self._direct_endpoints(engine, direct_writer_dsn, list(direct_reader_dsns or []))
+        self._dsn_secrets = {s for d in [writer_dsn, *(reader_dsns or [])] for s in dsn_secrets(d)}
+        self.metrics_url = metrics_url
+        self.capabilities = frozenset({Capability.METRICS} if metrics_url else set())
+        self._add_direct(direct_writer_dsn, list(direct_reader_dsns or []))
+        self._add_pool_settings(max_connections_percent, borrow_timeout)
+
+    def _add_direct(self, writer_dsn: str | None, reader_dsns: list[str]) -> None:
+        """The instances given directly (``DIRECT``), each as an endpoint named ``direct-...``."""
+        self._direct = self._direct_endpoints(self.engine, writer_dsn, reader_dsns)
         self._direct_ids: dict[str, str] = {}
         """Each direct endpoint's instance id once it answered: an instance endpoint always reaches the
         same instance, while its role is asked every time."""
+        self._dsn_secrets |= {s for d in [*([writer_dsn] if writer_dsn else []), *reader_dsns] for s in dsn_secrets(d)}
+        if self._direct:
+            self.capabilities = self.capabilities | {Capability.DIRECT}
+
+    def _add_pool_settings(self, max_connections_percent: int | None, borrow_timeout: float | None) -> None:
+        """The pool settings the user stated (``POOL_SETTINGS``)."""
         self.pool_settings = pool_settings_from(max_connections_percent, borrow_timeout) or None
-        every_dsn = [writer_dsn, *reader_dsns, *([direct_writer_dsn] if direct_writer_dsn else []),
-                     *(direct_reader_dsns or [])]
-        self._dsn_secrets = {s for d in every_dsn for s in dsn_secrets(d)}
-        self.metrics_url = metrics_url
-        self.capabilities = frozenset({Capability.METRICS} if metrics_url else set()) \
-            | ({Capability.DIRECT} if self._direct else set()) \
-            | ({Capability.POOL_SETTINGS} if self.pool_settings else set())
+        if self.pool_settings:
+            self.capabilities = self.capabilities | {Capability.POOL_SETTINGS}
 
     @staticmethod
     def _direct_endpoints(engine: str, writer_dsn: str | None, reader_dsns: list[str]) -> list[Endpoint]:
