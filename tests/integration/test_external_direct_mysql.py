@@ -4,14 +4,17 @@ Who is writer comes from each instance's ``@@read_only`` / ``@@innodb_read_only`
 ``@@report_host``, and stays right after a failover; the pool cap is the stated percentage of each
 instance's ``max_connections``; and the backend count on the writer leaves out the harness's own
 direct sessions by their ``program_name`` connect attribute while counting one that has none.
+BORROW-TIMEOUT is judged on the external proxy itself, with its stated settings.
 """
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 import pytest
 from polling import eventually
+from test_certify import certify
 
 from harness.clients.address import Address
 from harness.clients.client import SYNC_DRIVERS, query_value
@@ -70,3 +73,25 @@ def test_mysql_direct_instances_roles_caps_and_counts():
         promoted = ref.failover()
         eventually(lambda: target.roles()["writer"] == promoted, timeout=60, what="the promoted writer is seen")
         assert roles["writer"] in target.roles()["readers"]
+
+
+def test_mysql_borrow_timeout_is_judged_on_the_external_proxy_itself(tmp_path):
+    with ReferenceTarget("mysql", readers=1, credentials="static",
+                         pool={"max_connections_percent": 2, "connection_borrow_timeout": 2.0}) as ref:
+        c, roles = ref.credentials, ref.roles()
+
+        def instance_url(iid: str) -> str:
+            p = ref.cluster.connection_params(iid)
+            return url(p.host, p.port, p.user, p.password, p.database)
+
+        run_dir = tmp_path / "run"
+        done = certify("--target", "external", "--engine", "mysql", "--writer-dsn",
+                       url(ref.writer_endpoint.host, ref.writer_endpoint.port, c.user, c.password, c.database),
+                       "--direct-writer-dsn", instance_url(roles["writer"]),
+                       *[a for r in roles["readers"] for a in ("--direct-reader-dsn", instance_url(r))],
+                       "--max-connections-percent", "2", "--borrow-timeout", "2", "--suite", "conformance",
+                       "-k", "borrow", "--run-dir", str(run_dir), "--seed", "7", timeout=300)
+    verdict = json.loads((run_dir / "results.json").read_text())["guarantees"]["BORROW-TIMEOUT"]
+    assert verdict["valid"] == "true", verdict  # errno 9501 with RDS Proxy's text, about 2 s after asking
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert c.password not in done.stdout + done.stderr
