@@ -199,14 +199,14 @@ def check_direct(target: Target, proxied: list[EndpointAnswer], *, timeout: floa
         raise PreflightFailed(f"none of the direct DSNs reaches a writable instance "
                               f"({', '.join(f'{i}: {r}' for i, r in roles.items())}): give the writer's")
     for answer in proxied:
-        missing = [i for i, role in set(answer.answers) if i is not None and i not in by_instance]
+        missing = sorted({i for i, _ in answer.answers if i is not None and i not in by_instance})
         if not missing:
             continue
         if answer.endpoint.role == "writer" and "writer" in {r for i, r in answer.answers if i in missing}:
-            raise PreflightFailed(f"{where(answer.endpoint)} is served by {', '.join(sorted(set(missing)))}, which "
-                                  f"no direct DSN reaches: the direct DSNs must be the instances behind the proxy")
-        warnings.append(f"{where(answer.endpoint)} reached {', '.join(sorted(set(missing)))}, which no direct DSN "
-                        f"reaches: backend counts and roles do not cover it (give it with --direct-reader-dsn)")
+            raise PreflightFailed(f"{where(answer.endpoint)} is served by {', '.join(missing)}, which no direct "
+                                  f"DSN reaches: the direct DSNs must be the instances behind the proxy")
+        warnings.append(f"{where(answer.endpoint)} reached {', '.join(missing)}, which no direct DSN reaches: "
+                        f"backend counts and roles do not cover it (give it with --direct-reader-dsn)")
     return warnings
 
 

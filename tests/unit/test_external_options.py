@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from harness.cli import cli
 from harness.clients.address import DIRECT_PROGRAM
 from harness.clients.dialects import MYSQL, POSTGRES
+from harness.clients.preflight import PreflightFailed
 from harness.plugin.targets import pool_caps
 from harness.targets import registry
 from harness.targets.base import Capability, TargetError, TargetOptions, Unsupported
@@ -123,3 +124,45 @@ def test_waits_and_sessions_held_at_once_come_from_the_stated_limits(monkeypatch
     assert held_at_once(t, ["elsewhere"], 40) == 40  # no known cap: all at once
     monkeypatch.setattr(workloads, "pool_caps", lambda target: None)
     assert held_at_once(t, ["r1"], 40) == 40
+
+
+# -- preflight of the direct DSNs, on scripted answers (the servers' side is in the integration tests) --
+def scripted_preflight(monkeypatch, answers: dict[int, list[tuple[str, str]]]):
+    """``ask`` answering by port, in turn (the proxy's writer endpoint is 6432)."""
+    from harness.clients import preflight
+
+    turns = {port: iter(list(a) * 3) for port, a in answers.items()}
+    monkeypatch.setattr(preflight, "ask", lambda target, endpoint, timeout: next(turns[endpoint.port]))
+    return preflight.check_endpoints
+
+
+def direct(port: int) -> str:
+    return f"host=127.0.0.1 port={port} user=admin password={PASSWORD} dbname=app"
+
+
+def test_direct_dsns_that_balance_miss_the_writer_or_leave_an_instance_out(monkeypatch):
+    W, R = ("i1", "writer"), ("i2", "reader")
+    check = scripted_preflight(monkeypatch, {6432: [W], 5432: [W], 5433: [R, ("i3", "reader")]})
+    with pytest.raises(PreflightFailed, match=r"--direct-reader-dsn 127.0.0.1:5433 answered as 2 instances \(i2, i3\) "
+                                        r"in 3 connections: it balances"):
+        check(external(direct_writer_dsn=direct(5432), direct_reader_dsns=(direct(5433),)))
+
+    check = scripted_preflight(monkeypatch, {6432: [W], 5432: [("other-1", "writer")]})
+    with pytest.raises(PreflightFailed, match=r"writer endpoint 127.0.0.1:6432 is served by i1, which no direct DSN "
+                                        r"reaches: the direct DSNs must be the instances behind the proxy"):
+        check(external(direct_writer_dsn=direct(5432)))
+
+    t = ExternalTarget("postgres", WRITER, ["host=127.0.0.1 port=6433 user=app password=pw dbname=app"],
+                       direct_writer_dsn=direct(5432), direct_reader_dsns=[direct(5433)])
+    check = scripted_preflight(monkeypatch, {6432: [W], 6433: [R, ("i3", "reader")], 5432: [W], 5433: [R]})
+    warnings = check(t)
+    assert warnings == [("reader endpoint 127.0.0.1:6433 reached i3, which no direct DSN reaches: backend counts "
+                        "and roles do not cover it (give it with --direct-reader-dsn)")]
+
+    check = scripted_preflight(monkeypatch, {6432: [W], 5432: [R], 5433: [W]})
+    warnings = check(external(direct_writer_dsn=direct(5432), direct_reader_dsns=(direct(5433),)))
+    assert len(warnings) == 1 and "--direct-writer-dsn 127.0.0.1:5432 reaches i2, which is read-only now" in warnings[0]
+
+    check = scripted_preflight(monkeypatch, {6432: [W], 5432: [W]})
+    with pytest.raises(PreflightFailed, match=r"--direct-reader-dsn 127.0.0.1:5432 is given twice"):
+        check(external(direct_writer_dsn=direct(5432), direct_reader_dsns=(direct(5432),)))
