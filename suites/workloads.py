@@ -8,8 +8,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from harness.checkers.served import EXPECT_SERVED
+from harness.clients.address import DIRECT_PROGRAM
 from harness.clients.workload import Loop
 from harness.history import Recorder
+from harness.plugin.targets import pool_caps
 from harness.targets.base import Capability, Target
 
 CLIENT_REQUEST_TIMEOUT_S = 60.0
@@ -41,9 +44,41 @@ def run_clients(count: int, body: Callable[[int], Any], *, max_workers: int | No
     return results
 
 
-def serving_read(clients: Any, client: Any) -> Any:
-    """A plain read that only says who served it (op ``read``)."""
+def serving_read(clients: Any, client: Any, *, must_serve: bool = False) -> Any:
+    """A plain read that only says who served it (op ``read``); ``must_serve`` marks it as one a
+    healthy proxy must answer (:data:`~harness.checkers.served.EXPECT_SERVED`), so that its failure
+    counts against the guarantee judged."""
+    if must_serve:
+        return client.request("read", f"SELECT {clients.who}", extra={"expect": EXPECT_SERVED})
     return client.request("read", f"SELECT {clients.who}")
+
+
+MUST_SERVE = {"expect": EXPECT_SERVED}
+"""``connect_extra`` of a client whose connect a healthy proxy must serve."""
+
+SERVE_WAIT_S = 30.0
+"""How long a suite's client waits to be served when the proxy's borrow timeout is not stated: far
+above a healthy answer even with hundreds of clients on a small machine, and far below the 120 s a
+session-mode pooler keeps a client queued for a backend (PgBouncer's query_wait_timeout)."""
+SERVE_MARGIN_S = 10.0
+
+
+def serve_wait_s(target: Target) -> float:
+    """How long a client waits to be connected or answered before it gives up: the stated borrow
+    timeout (``--borrow-timeout``) plus a margin, since a proxy must give up on a borrow by then;
+    else :data:`SERVE_WAIT_S`."""
+    stated = (target.pool_settings or {}).get("connection_borrow_timeout") \
+        if target.supports(Capability.POOL_SETTINGS) else None
+    return float(stated) + SERVE_MARGIN_S if stated else SERVE_WAIT_S
+
+
+def held_at_once(target: Target, instances: list[str], wanted: int) -> int:
+    """How many of ``wanted`` sessions to hold open at once on ``instances``: all of them, or at most
+    the instances' known pool caps added up (a pooler that gives each session a backend of its own
+    can serve no more at once; a multiplexing one is not hindered by waves of that size)."""
+    caps = pool_caps(target) if instances else None
+    total = sum((caps or {}).get(i, 0) for i in instances)
+    return min(wanted, total) if total else wanted
 
 
 def note_roles(target: Target, recorder: Recorder) -> dict[str, Any] | None:
@@ -72,8 +107,14 @@ def background_reads(clients: Any, endpoint: str = "writer", *, workers: int,
 
 
 # Connections that are not the proxy's client backends, by program (application) name: the proxy's
-# own health monitor (the reference proxy names it so) and the stand-in's control sessions.
-NOT_PROXY_BACKENDS = ("reference-proxy-monitor", "standin-control", "aurora-harness-supervisor")
+# own health monitor (the reference proxy names it so), the stand-in's control sessions, and the
+# harness's own connections straight to an instance (role and max_connections look-ups, samplers).
+NOT_PROXY_BACKENDS = ("reference-proxy-monitor", "standin-control", "aurora-harness-supervisor", DIRECT_PROGRAM)
+
+
+def proxy_users(target: Target) -> list[str]:
+    """The database users the proxy's clients log in as (each endpoint's DSN may name its own)."""
+    return sorted({target.credentials_for(e).user for e in [target.writer_endpoint, *target.reader_endpoints]})
 
 
 def backend_count_sampler(clients: Any, instance_id: str, *, interval_s: float = 0.2) -> Loop:
@@ -81,16 +122,25 @@ def backend_count_sampler(clients: Any, instance_id: str, *, interval_s: float =
 
     Each sample is an ok ``backend_count`` op (``node`` = the instance, ``value`` = the count), so
     POOL-BACKEND-CAP can hold a count the proxy did not report against a cap it did not report.
-    The sampling connection goes directly to the instance and leaves itself out of the count
-    (:meth:`~harness.clients.dialects.base.Dialect.backend_count_sql`).  A server that cannot tell
-    programs apart answers no count: the sample's value is then None, an absent sample the checker
-    names, never a number that includes connections that are not the proxy's.
+
+    What is counted: every session on the instance of a user the proxy's clients log in as
+    (:func:`proxy_users`), except the sampling connection itself and sessions whose program
+    (application) name is in :data:`NOT_PROXY_BACKENDS`.  Why so: the reference proxy names its
+    own monitor, but a foreign proxy (PgBouncer, pgpool-II) names nothing, and its backends log in
+    as the users its clients gave; so a backend is told apart by who it logs in as, and the
+    sessions known not to be backends (the harness's direct connections, which all carry
+    :data:`~harness.clients.address.DIRECT_PROGRAM`, and the stand-in's control sessions) are left
+    out by name.  Anything else logged in to the instance as the same users (an application that
+    bypasses the proxy) is counted too: the count can only overstate, so certify where no one else
+    uses those users directly.  A server that cannot tell programs apart answers no count: the
+    sample's value is then None, an absent sample the checker names, never a number that includes
+    connections that are not the proxy's (:meth:`~harness.clients.dialects.base.Dialect.backend_count_sql`).
     ``loop.counts["ok"]`` is the number of samples taken.  Use as a context manager.
     """
     clients.target.require(Capability.DIRECT)
     if not any(i["id"] == instance_id for i in clients.target.direct_instances()):
         raise ValueError(f"no instance {instance_id!r} in the target")
-    sql = clients.dialect.backend_count_sql(clients.who, NOT_PROXY_BACKENDS)
+    sql = clients.dialect.backend_count_sql(clients.who, NOT_PROXY_BACKENDS, proxy_users(clients.target))
     return Loop(lambda: clients.direct(instance_id, connect=False, request_timeout=10.0),
                 lambda c: c.request("backend_count", sql, result=_count),
                 interval=interval_s, pause=interval_s, name="backend-count")

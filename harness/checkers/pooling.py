@@ -13,6 +13,8 @@ Conventions the workload follows so these checkers can judge it:
   ``extra["backend"]`` (``pg_backend_pid()`` / ``CONNECTION_ID()``) and the instance in ``node``.
   A process is one client connection.  A process that ran a pinning statement (an ok op with
   ``f="pin_trigger"``) is left out of the multiplexing check: it is meant to stay put.
+* Connects and requests the workload needed served (:mod:`harness.checkers.served`) that failed
+  count against multiplexing: many clients sharing few backends is only shown by serving them all.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from harness.checkers.base import CheckContext, Verdict, judge, unknown
+from harness.checkers.served import answer_for_unserved, unserved
 from harness.history import History, Op, OpType
 
 BACKEND_COUNT_METRIC = "DatabaseConnections"
@@ -79,6 +82,10 @@ class MultiplexingChecker:
     guarantee_id = "POOL-MULTIPLEXING"
 
     def check(self, history: History, context: CheckContext) -> Verdict:
+        return answer_for_unserved(context.guarantee(self.guarantee_id), self._spread(history, context),
+                                   unserved(history), "client connects and requests")
+
+    def _spread(self, history: History, context: CheckContext) -> Verdict:
         g = context.guarantee(self.guarantee_id)
         pinned = {o.process for o in history.ops(f="pin_trigger", type=OpType.OK)}
         seen: dict[object, set[tuple[str | None, str]]] = defaultdict(set)

@@ -20,6 +20,10 @@ When the timeline cannot say (a proxy known only by its endpoints: nobody outsid
 instances), a request is judged by the role its serving instance reported in the same request
 (``extra["role"]``, ``writer`` or ``reader``, from the dialect's writable test): the instance's own
 word at the moment it served, which needs no access behind the proxy.
+
+Requests and connects the workload needed served (:mod:`harness.checkers.served`) that failed count
+against each guarantee of the endpoint they went to, so a proxy that served a few requests right and
+refused the rest does not pass.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from harness.checkers.base import CheckContext, Verdict, completed_pairs, judge, unknown
+from harness.checkers.served import answer_for_unserved, unserved
 from harness.history import History, Op, OpType, Phase
 
 WRITER_ENDPOINT = "writer"
@@ -143,10 +148,13 @@ class WriterEndpointChecker:
 
         judged, bad, basis = _judged_requests(history, WRITER_ENDPOINT, context, misrouted)
         if judged == 0:
-            return unknown(g, "no ok writer-endpoint request with a known serving instance and a known "
-                              "writer or reported role")
-        return judge(g, float(len(bad)), f"{judged} writer-endpoint requests judged ({basis}), "
-                                         f"{len(bad)} served by a non-writer", bad)
+            verdict = unknown(g, "no ok writer-endpoint request with a known serving instance and a known "
+                                 "writer or reported role")
+        else:
+            verdict = judge(g, float(len(bad)), f"{judged} writer-endpoint requests judged ({basis}), "
+                                                f"{len(bad)} served by a non-writer", bad)
+        return answer_for_unserved(g, verdict, unserved(history, endpoint=WRITER_ENDPOINT),
+                                   "writer-endpoint requests")
 
 
 class ReaderOnlyChecker:
@@ -162,10 +170,13 @@ class ReaderOnlyChecker:
 
         judged, bad, basis = _judged_requests(history, READER_ENDPOINT, context, misrouted)
         if judged == 0:
-            return unknown(g, "no ok reader-endpoint request with a known serving instance and a known "
-                              "writer or reported role")
-        return judge(g, float(len(bad)), f"{judged} reader-endpoint requests judged ({basis}), "
-                                         f"{len(bad)} served by the writer", bad)
+            verdict = unknown(g, "no ok reader-endpoint request with a known serving instance and a known "
+                                 "writer or reported role")
+        else:
+            verdict = judge(g, float(len(bad)), f"{judged} reader-endpoint requests judged ({basis}), "
+                                                f"{len(bad)} served by the writer", bad)
+        return answer_for_unserved(g, verdict, unserved(history, endpoint=READER_ENDPOINT),
+                                   "reader-endpoint requests")
 
 
 class ReaderBalanceChecker:
@@ -183,6 +194,10 @@ class ReaderBalanceChecker:
         self.min_connections_per_reader = min_connections_per_reader
 
     def check(self, history: History, context: CheckContext) -> Verdict:
+        return answer_for_unserved(context.guarantee(self.guarantee_id), self._balance(history, context),
+                                   unserved(history, endpoint=READER_ENDPOINT), "reader-endpoint requests")
+
+    def _balance(self, history: History, context: CheckContext) -> Verdict:
         g = context.guarantee(self.guarantee_id)
         weights = dict(context.reader_weights or {})
         if not weights:

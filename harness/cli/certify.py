@@ -9,7 +9,8 @@ prints live progress, one line per verdict; when it has finished, this command r
 from the run directory and prints the verdict table.
 
 Before anything starts, the options are checked and, for a target that is already running (an
-external proxy), every endpoint is tried (:mod:`harness.clients.preflight`): a bad option, a DSN
+external proxy), every endpoint, and every instance given directly, is tried
+(:mod:`harness.clients.preflight`): a bad option, a DSN
 that does not parse, an unreachable endpoint, a refused login or the wrong engine ends the command
 with one line naming the problem and exit status 2, and no suite runs.
 

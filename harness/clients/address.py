@@ -20,12 +20,20 @@ if TYPE_CHECKING:
     from harness.targets.base import Endpoint, Target
 
 
+DIRECT_PROGRAM = "aurora-harness-direct"
+"""The program name of the harness's own connections straight to an instance (baselines, samplers,
+role and ``max_connections`` look-ups)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Address:
     """Where a client connects and how it tells who served it.
 
     ``endpoint`` is the label written into the history: ``writer``, ``reader`` or
-    ``direct:<instance id>`` for a connection that bypasses the proxy.
+    ``direct:<instance id>`` for a connection that bypasses the proxy.  ``program`` is the program
+    (application) name the connection gives the server: every connection the harness makes straight
+    to an instance carries :data:`DIRECT_PROGRAM`, so that counts of the proxy's backends taken on
+    the instance can leave the harness's own sessions out.
     """
 
     engine: str
@@ -36,6 +44,7 @@ class Address:
     password: str = dataclasses.field(repr=False)  # never in a log line or a test report
     database: str
     identity_query: str
+    program: str | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in IDENTITY_QUERIES:
@@ -74,14 +83,14 @@ class Address:
         """One stand-in instance, bypassing any proxy (for baselines and for tests of the clients)."""
         p = cluster.connection_params(instance_id)
         return cls(cluster.engine, f"direct:{instance_id}", p.host, p.port, p.user, p.password, p.database,
-                   IDENTITY_QUERIES[cluster.engine])
+                   IDENTITY_QUERIES[cluster.engine], DIRECT_PROGRAM)
 
     @classmethod
     def of_instance(cls, engine: str, instance: dict[str, object]) -> Address:
         """An instance as a target lists it (``Target.direct_instances()``), bypassing the proxy."""
         return cls(engine, f"direct:{instance['id']}", str(instance["host"]), int(instance["port"]),  # type: ignore[call-overload]
                    str(instance["user"]), str(instance["password"]), str(instance["database"]),
-                   IDENTITY_QUERIES[engine])
+                   IDENTITY_QUERIES[engine], DIRECT_PROGRAM)
 
 
 class ProcessIds:

@@ -82,6 +82,38 @@ def query_value(address: Address, sql: str, *, connect_timeout: float = 5.0) -> 
     return as_text(rows[0][0])
 
 
+def query_once(address: Address, sql: str, *, timeout: float = 5.0) -> list[Any]:
+    """The rows of ``sql`` on one new connection to ``address``, recorded nowhere, closed afterwards.
+
+    The whole exchange is bounded by ``timeout`` (a server that accepts and never answers included).
+    Raises the driver's error."""
+    if address.engine not in SYNC_DRIVERS:
+        raise ClientError(f"no driver for {address.engine}: available for {', '.join(SYNC_DRIVERS)}")
+    driver = SYNC_DRIVERS[address.engine]
+    connection = driver(address, connect_timeout=timeout, **driver.io_timeout_options(timeout))
+    deadline = SocketDeadline(timeout)
+    try:
+        connection.open()
+        deadline.arm(connection.fileno)
+        return list(connection.execute(sql))
+    finally:
+        deadline.disarm()
+        connection.close()
+
+
+def identify(address: Address, *, timeout: float = 5.0) -> tuple[str | None, str | None]:
+    """(instance id, role) of whoever serves a new connection to ``address``, recorded nowhere.
+
+    The engine's identity query beside its writable test (:meth:`Dialect.identity_sql`): the role is
+    the instance's own word at that moment, so it stays right after a failover.  Raises the driver's
+    error, or ClientError when no row comes back."""
+    rows = query_once(address, dialect_for(address.engine).identity_sql(address.identity_query), timeout=timeout)
+    if not rows:
+        raise ClientError(f"the identity query returned no row on {address.endpoint}")
+    instance, _backend, writable = rows[0]
+    return (None if instance is None else str(as_text(instance))), role_of(writable)
+
+
 class _ClientBase:
     """What both clients hold: the address, dialect, recording, deadline and the plans they offer."""
 
@@ -188,12 +220,15 @@ class Client(_ClientBase):
             self.connection.open()
             ident = None
             if self.identify_connect:
+                self.deadline.arm(self.connection.fileno)  # a proxy may keep the first query waiting for a backend
                 ident = self.connection.execute(self.dialect.identity_sql(self.address.identity_query))
+                self.deadline.disarm()
         except self.connection.errors as e:
+            error = self._classify(e, Stage.CONNECT)
             self.connection.close()
-            return self.recording.error(inv, self._classify(e, Stage.CONNECT), idempotent=True)
+            return self.recording.error(inv, error, idempotent=True)
         except BaseException as e:
-            self.recording.interrupted(inv, e)
+            self._stopped(inv, e)
             raise
         return self._connected_ok(inv, ident)
 
@@ -284,12 +319,15 @@ class AsyncClient(_ClientBase):
             await self.connection.open()
             ident = None
             if self.identify_connect:
+                self.deadline.arm(self.connection.fileno)
                 ident = await self.connection.execute(self.dialect.identity_sql(self.address.identity_query))
+                self.deadline.disarm()
         except self.connection.errors as e:
+            error = self._classify(e, Stage.CONNECT)
             await self.connection.close()
-            return self.recording.error(inv, self._classify(e, Stage.CONNECT), idempotent=True)
+            return self.recording.error(inv, error, idempotent=True)
         except BaseException as e:  # includes task cancellation: the outcome is unknown
-            self.recording.interrupted(inv, e)
+            self._stopped(inv, e)
             raise
         return self._connected_ok(inv, ident)
 

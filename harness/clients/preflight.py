@@ -23,6 +23,14 @@ routing guarantees judge, and the run goes on to judge it (the warning names the
 user who gave the wrong DSN sees it at once).  A reader endpoint with the writer endpoint's very
 address is refused: that is a mistake in the command, not a proxy's behaviour.
 
+The instances given directly (``--direct-writer-dsn`` / ``--direct-reader-dsn``) are tried the same
+way, with the same one-line errors, and must be instances, not endpoints of a proxy or a cluster:
+a direct DSN that answers as several instances balances (refused), two direct DSNs that reach one
+instance cannot both be it (refused), a direct DSN at a proxy endpoint's address is refused, and
+so is a set of direct DSNs none of which takes writes, or that misses the writer the writer endpoint
+reaches (they are then another cluster's, or a proxy's in front of it).  A direct writer DSN whose
+instance is read-only now is a warning: roles are asked live, and a failover may have moved them.
+
 No message carries a password: the driver's own error texts are scrubbed of the endpoint's.
 """
 
@@ -34,12 +42,11 @@ import struct
 from typing import Any
 
 from harness.clients.address import Address
-from harness.clients.client import SYNC_DRIVERS
-from harness.clients.deadline import SocketDeadline
+from harness.clients.client import SYNC_DRIVERS, identify, query_once
 from harness.clients.dialects import dialect_for
 from harness.clients.outcomes import Stage
-from harness.clients.plans import ClientError, as_text, role_of
-from harness.targets.base import Endpoint, Target
+from harness.clients.plans import ClientError, role_of
+from harness.targets.base import DIRECT_PREFIX, Endpoint, Target
 
 DEFAULT_TIMEOUT_S = 5.0
 TRIES = 3
@@ -76,6 +83,8 @@ class EndpointAnswer:
 
 
 def where(endpoint: Endpoint) -> str:
+    if endpoint.name.startswith(DIRECT_PREFIX):
+        return f"--direct-{endpoint.role}-dsn {endpoint.host}:{endpoint.port}"
     return f"{endpoint.role} endpoint {endpoint.host}:{endpoint.port}"
 
 
@@ -128,29 +137,20 @@ def _problem_line(target: Target, endpoint: Endpoint, exc: BaseException, timeou
 
 def _rows(target: Target, endpoint: Endpoint, sql: str, timeout: float) -> list[Any]:
     """The rows of ``sql`` on one new connection to ``endpoint``; raises :class:`PreflightFailed`."""
-    address = Address.of(target, endpoint)
-    driver = SYNC_DRIVERS[target.engine]
-    connection = driver(address, connect_timeout=timeout, **driver.io_timeout_options(timeout))
-    deadline = SocketDeadline(timeout)
     try:
-        connection.open()
-        deadline.arm(connection.fileno)
-        return list(connection.execute(sql))
-    except connection.errors as e:
+        return query_once(Address.of(target, endpoint), sql, timeout=timeout)
+    except SYNC_DRIVERS[target.engine].errors as e:
         raise PreflightFailed(_problem_line(target, endpoint, e, timeout)) from None
-    finally:
-        deadline.disarm()
-        connection.close()
 
 
 def ask(target: Target, endpoint: Endpoint, timeout: float) -> tuple[str | None, str | None]:
     """(instance id, role) from one new connection to ``endpoint``; raises :class:`PreflightFailed`."""
-    address = Address.of(target, endpoint)
-    rows = _rows(target, endpoint, dialect_for(target.engine).identity_sql(address.identity_query), timeout)
-    if not rows:
-        raise PreflightFailed(f"{where(endpoint)} answered the identity query with no row")
-    instance, _backend, writable = rows[0]
-    return (None if instance is None else str(as_text(instance))), role_of(writable)
+    try:
+        return identify(Address.of(target, endpoint), timeout=timeout)
+    except SYNC_DRIVERS[target.engine].errors as e:
+        raise PreflightFailed(_problem_line(target, endpoint, e, timeout)) from None
+    except ClientError:
+        raise PreflightFailed(f"{where(endpoint)} answered the identity query with no row") from None
 
 
 def writes_reach_a_writer(target: Target, endpoint: Endpoint, timeout: float, tries: int) -> bool:
@@ -173,6 +173,7 @@ def check_endpoints(target: Target, *, timeout: float = DEFAULT_TIMEOUT_S, tries
             raise PreflightFailed(f"{where(reader)} is the writer endpoint's address: give a reader "
                                   f"endpoint's DSN, or leave --reader-dsn out")
     warnings: list[str] = []
+    answers = []
     for endpoint in [writer, *target.reader_endpoints]:
         answer = EndpointAnswer(endpoint, tuple(ask(target, endpoint, timeout) for _ in range(tries)))
         if endpoint is writer and answer.roles == {"reader"} and writes_reach_a_writer(target, writer, timeout, tries):
@@ -180,6 +181,58 @@ def check_endpoints(target: Target, *, timeout: float = DEFAULT_TIMEOUT_S, tries
                             f"but routes writes to a writer: ROUTE-WRITER-ENDPOINT will judge it")
             continue
         warnings += _role_findings(answer)
+        answers.append(answer)
+    if target.direct_endpoints:
+        warnings += check_direct(target, answers, timeout=timeout, tries=tries)
+    return warnings
+
+
+def check_direct(target: Target, proxied: list[EndpointAnswer], *, timeout: float = DEFAULT_TIMEOUT_S,
+                 tries: int = TRIES) -> list[str]:
+    """Check the instances given directly against each other and against what the proxy's endpoints
+    reached (``proxied``); returns warnings, raises :class:`PreflightFailed`."""
+    proxy_addresses = {(e.host, e.port): e for e in [target.writer_endpoint, *target.reader_endpoints]}
+    seen_addresses: dict[tuple[str, int], Endpoint] = {}
+    by_instance: dict[str, Endpoint] = {}
+    roles: dict[str, str | None] = {}
+    warnings: list[str] = []
+    for endpoint in target.direct_endpoints:
+        address = (endpoint.host, endpoint.port)
+        if address in proxy_addresses:
+            raise PreflightFailed(f"{where(endpoint)} is the {where(proxy_addresses[address])}'s address: a direct "
+                                  f"DSN must reach an instance itself, bypassing the proxy")
+        if address in seen_addresses:
+            raise PreflightFailed(f"{where(endpoint)} is given twice (also as {where(seen_addresses[address])})")
+        seen_addresses[address] = endpoint
+        answer = EndpointAnswer(endpoint, tuple(ask(target, endpoint, timeout) for _ in range(tries)))
+        if not answer.instances:
+            raise PreflightFailed(f"{where(endpoint)} names no instance: its identity query "
+                                  f"{target.identity_query!r} gave NULL")
+        if len(answer.instances) > 1:
+            raise PreflightFailed(f"{where(endpoint)} answered as {len(answer.instances)} instances "
+                                  f"({', '.join(answer.instances)}) in {tries} connections: it balances, so it "
+                                  f"is a proxy or cluster endpoint, not an instance")
+        instance = answer.instances[0]
+        if instance in by_instance:
+            raise PreflightFailed(f"{where(endpoint)} and {where(by_instance[instance])} both reach instance "
+                                  f"{instance}: one of them is not that instance's own endpoint (a proxy?)")
+        by_instance[instance] = endpoint
+        roles[instance] = next(iter(answer.roles))
+        if endpoint.role == "writer" and roles[instance] != "writer":
+            warnings.append(f"{where(endpoint)} reaches {instance}, which is read-only now (after a failover?); "
+                            f"who is writer is asked of every instance, so the run goes on")
+    if "writer" not in roles.values():
+        raise PreflightFailed(f"none of the direct DSNs reaches a writable instance "
+                              f"({', '.join(f'{i}: {r}' for i, r in roles.items())}): give the writer's")
+    for answer in proxied:
+        missing = sorted({i for i, _ in answer.answers if i is not None and i not in by_instance})
+        if not missing:
+            continue
+        if answer.endpoint.role == "writer" and "writer" in {r for i, r in answer.answers if i in missing}:
+            raise PreflightFailed(f"{where(answer.endpoint)} is served by {', '.join(missing)}, which no direct "
+                                  f"DSN reaches: the direct DSNs must be the instances behind the proxy")
+        warnings.append(f"{where(answer.endpoint)} reached {', '.join(missing)}, which no direct DSN reaches: "
+                        f"backend counts and roles do not cover it (give it with --direct-reader-dsn)")
     return warnings
 
 

@@ -7,6 +7,7 @@ tell into ``None`` so the guarantees concerned are unknown.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from harness.plugin import PluginError
@@ -36,17 +37,21 @@ def pool_caps(target: Target) -> dict[str, int] | None:
     the proxy (``pool_settings``) and whose instances can be reached directly (``direct``): those
     settings times each instance's ``max_connections`` read from the server itself, rounded down
     as RDS Proxy does.  Taking the cap from the proxy's own status would let a proxy that misjudges
-    its cap certify itself.  Other targets: ``None`` (the guarantee is then unknown).
+    its cap certify itself.  An instance that does not answer (crashed) is left out, so the others'
+    caps stay known.  Other targets, or none answering: ``None`` (the guarantee is then unknown).
     """
     settings = target.pool_settings
     if not (target.supports(Capability.POOL_SETTINGS) and target.supports(Capability.DIRECT)) or settings is None:
         return None
     percent = settings.get("max_connections_percent") or DEFAULT_MAX_CONNECTIONS_PERCENT
+    caps: dict[str, int] = {}
     try:
-        instances = target.direct_instances()
-        return {i["id"]: server_max_connections(target.engine, i) * int(percent) // 100 for i in instances}
-    except (TargetError, KeyError, TypeError, ValueError, OSError, PluginError):
+        for i in target.direct_instances():
+            with contextlib.suppress(PluginError):
+                caps[i["id"]] = server_max_connections(target.engine, i) * int(percent) // 100
+    except (TargetError, KeyError, TypeError, ValueError, OSError):
         return None
+    return caps or None
 
 
 def server_max_connections(engine: str, instance: dict[str, Any], timeout: float = 5.0) -> int:

@@ -90,6 +90,11 @@ IDENTITY_QUERIES = {
 }
 
 
+DIRECT_PREFIX = "direct-"
+"""The name prefix of an :class:`Endpoint` that is an instance itself, given by the user
+(``direct-writer``, ``direct-reader``, ``direct-reader-2``...), not an endpoint of the proxy."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Credentials:
     user: str
@@ -202,6 +207,22 @@ class TargetOptions:
                                                      "(default $AWS_REGION or $AWS_DEFAULT_REGION).")
     iam_host: str | None = _option("--iam-host", "External target: the host name IAM tokens must name "
                                                  "(default the writer DSN's host).")
+    direct_writer_dsn: str | None = _option(
+        "--direct-writer-dsn",
+        "External target: DSN of the writer instance itself, bypassing the proxy (Aurora: its instance "
+        "endpoint); with it the harness asks the instances who is writer, takes latency baselines and "
+        "counts backend connections.", env="AURORA_HARNESS_DIRECT_WRITER_DSN")
+    direct_reader_dsns: tuple[str, ...] = _option(
+        "--direct-reader-dsn", "External target: DSN of a reader instance itself, bypassing the proxy (repeatable).",
+        default=(), env="AURORA_HARNESS_DIRECT_READER_DSNS")
+    max_connections_percent: int | None = _option(
+        "--max-connections-percent",
+        "External target: the proxy's pool cap per instance in percent of its max_connections, as configured "
+        "(RDS Proxy's MaxConnectionsPercent); with direct DSNs the pool cap is then judged.", type=int)
+    borrow_timeout: float | None = _option(
+        "--borrow-timeout",
+        "External target: seconds a client waits for a backend connection before the proxy gives up, as "
+        "configured (RDS Proxy's ConnectionBorrowTimeout); needs --max-connections-percent.", type=float)
     proxy_settings: tuple[str, ...] = _option(
         "--proxy-setting",
         "Reference target: a [pool], [testing], secrets_manager ([auth.secrets_manager]) or iam ([auth.iam]) "
@@ -304,6 +325,13 @@ class Target(abc.ABC):
     reachable_before_up: bool = False
     """Whether the endpoints exist before :meth:`up` (a proxy the harness does not start), so that
     they can be checked before anything else runs."""
+
+    @property
+    def direct_endpoints(self) -> list[Endpoint]:
+        """The instances' own addresses as the user gave them (``DIRECT`` through DSNs), to be checked
+        before a run like the proxy's endpoints; empty when the target finds its instances itself.
+        Their names start with :data:`DIRECT_PREFIX`; ``role`` is the role they were given as."""
+        return []
 
     @property
     def identity_query(self) -> str:

@@ -15,6 +15,22 @@ control is reported as unknown for this target - unless the user supplies the co
 Useful for PgBouncer, PgDog, ProxySQL, or a proxy on another port.  Metrics come from a Prometheus
 text URL when one is given; without it the target has no metrics source and the guarantees judged
 from metrics alone are unknown.
+
+What the user can tell besides the endpoints widens what is judged:
+
+* ``--direct-writer-dsn`` / ``--direct-reader-dsn``: the instances themselves, bypassing the proxy
+  (for Aurora, the instance endpoints).  The target then offers ``DIRECT``: latency baselines,
+  backend counts on the writer, and who is writer now.  Roles are never taken from which option
+  named a DSN: every instance is asked its identity and whether it takes writes, each time, through
+  the engine's own driver and dialect, so the answer stays right after a failover turned the
+  instance of ``--direct-writer-dsn`` into a reader.
+* ``--max-connections-percent`` / ``--borrow-timeout``: the proxy's pool settings as the user
+  configured them (RDS Proxy's MaxConnectionsPercent and ConnectionBorrowTimeout), offered as
+  ``POOL_SETTINGS``.  With ``DIRECT`` too, the pool cap on each instance is known without asking the
+  proxy (:func:`harness.plugin.targets.pool_caps`), so the pool cap and the borrow timeout are judged.
+
+This module sits above the clients in the import floors: a target known only by its endpoints
+learns anything about its instances as a client does.
 """
 
 from __future__ import annotations
@@ -28,9 +44,13 @@ import urllib.request
 from collections.abc import Collection
 from typing import Any
 
+from harness.clients.address import DIRECT_PROGRAM, Address
+from harness.clients.client import SYNC_DRIVERS, identify
+from harness.clients.plans import ClientError
 from harness.metrics import MetricSample
 from harness.targets import hooks
 from harness.targets.base import (
+    DIRECT_PREFIX,
     Capability,
     ControlFailed,
     Credentials,
@@ -146,6 +166,37 @@ def parse_dsn(engine: str, dsn: str, label: str = "DSN") -> tuple[str, int, Cred
                         u.path.lstrip("/") or ""))
 
 
+IDENTIFY_TIMEOUT_S = 5.0
+MAX_BORROW_TIMEOUT_S = 3600.0
+"""RDS Proxy's largest ConnectionBorrowTimeout."""
+
+
+def _numbered(option: str, i: int, count: int) -> str:
+    return option + (f" #{i + 1}" if count > 1 else "")
+
+
+def pool_settings_from(max_connections_percent: int | None, borrow_timeout: float | None) -> dict[str, Any]:
+    """The pool settings the user stated, under the reference proxy's names (RDS Proxy's
+    MaxConnectionsPercent and ConnectionBorrowTimeout); a TargetError names a bad one."""
+    settings: dict[str, Any] = {}
+    if max_connections_percent is not None:
+        if isinstance(max_connections_percent, bool) or not isinstance(max_connections_percent, int) \
+                or not 1 <= max_connections_percent <= 100:
+            raise TargetError(f"--max-connections-percent must be a whole number from 1 to 100, "
+                              f"got {max_connections_percent!r}")
+        settings["max_connections_percent"] = max_connections_percent
+    if borrow_timeout is not None:
+        if isinstance(borrow_timeout, bool) or not isinstance(borrow_timeout, (int, float)) \
+                or not 0 < borrow_timeout <= MAX_BORROW_TIMEOUT_S:
+            raise TargetError(f"--borrow-timeout must be seconds in (0, {MAX_BORROW_TIMEOUT_S:g}], got {borrow_timeout!r}")
+        if max_connections_percent is None:
+            raise TargetError("--borrow-timeout needs --max-connections-percent too: a borrow can only be "
+                              "made to wait once every backend connection of the pool is held, so the cap "
+                              "must be known")
+        settings["connection_borrow_timeout"] = float(borrow_timeout)
+    return settings
+
+
 class ExternalTarget(Target):
     """Any proxy given by DSNs; it is assumed to be running already."""
 
@@ -153,7 +204,9 @@ class ExternalTarget(Target):
     reachable_before_up = True
 
     def __init__(self, engine: str, writer_dsn: str, reader_dsns: list[str] | None = None,
-                 metrics_url: str | None = None) -> None:
+                 metrics_url: str | None = None, *, direct_writer_dsn: str | None = None,
+                 direct_reader_dsns: list[str] | None = None, max_connections_percent: int | None = None,
+                 borrow_timeout: float | None = None) -> None:
         super().__init__(engine)
         host, port, self._credentials = parse_dsn(engine, writer_dsn, "--writer-dsn")
         self._writer = Endpoint("writer", "writer", host, port, self._credentials)
@@ -164,6 +217,8 @@ class ExternalTarget(Target):
         self._dsn_secrets = {s for d in [writer_dsn, *(reader_dsns or [])] for s in dsn_secrets(d)}
         self.metrics_url = metrics_url
         self.capabilities = frozenset({Capability.METRICS} if metrics_url else set())
+        self._add_direct(direct_writer_dsn, list(direct_reader_dsns or []))
+        self._add_pool_settings(max_connections_percent, borrow_timeout)
         self.control = ExternalControl()
         self._rotation_login: Credentials | None = None
 
@@ -176,6 +231,37 @@ class ExternalTarget(Target):
             self._dsn_secrets |= set(dsn_secrets(control.rotate_dsn))
         self.capabilities = self.capabilities | control.capabilities()
         return self
+
+    def _add_direct(self, writer_dsn: str | None, reader_dsns: list[str]) -> None:
+        """The instances given directly (``DIRECT``), each as an endpoint named ``direct-...``."""
+        self._direct = self._direct_endpoints(self.engine, writer_dsn, reader_dsns)
+        self._direct_ids: dict[str, str] = {}
+        """Each direct endpoint's instance id once it answered: an instance endpoint always reaches the
+        same instance, while its role is asked every time."""
+        self._dsn_secrets |= {s for d in [*([writer_dsn] if writer_dsn else []), *reader_dsns] for s in dsn_secrets(d)}
+        if self._direct:
+            self.capabilities = self.capabilities | {Capability.DIRECT}
+
+    def _add_pool_settings(self, max_connections_percent: int | None, borrow_timeout: float | None) -> None:
+        """The pool settings the user stated (``POOL_SETTINGS``)."""
+        self.pool_settings = pool_settings_from(max_connections_percent, borrow_timeout) or None
+        if self.pool_settings:
+            self.capabilities = self.capabilities | {Capability.POOL_SETTINGS}
+
+    @staticmethod
+    def _direct_endpoints(engine: str, writer_dsn: str | None, reader_dsns: list[str]) -> list[Endpoint]:
+        if reader_dsns and not writer_dsn:
+            raise TargetError("--direct-reader-dsn needs --direct-writer-dsn too: who is writer is asked of "
+                              "every instance, the writer's included")
+        endpoints = []
+        if writer_dsn:
+            host, port, cred = parse_dsn(engine, writer_dsn, "--direct-writer-dsn")
+            endpoints.append(Endpoint(DIRECT_PREFIX + "writer", "writer", host, port, cred))
+        for i, dsn in enumerate(reader_dsns):
+            host, port, cred = parse_dsn(engine, dsn, _numbered("--direct-reader-dsn", i, len(reader_dsns)))
+            name = DIRECT_PREFIX + "reader" + (f"-{i + 1}" if i else "")
+            endpoints.append(Endpoint(name, "reader", host, port, cred))
+        return endpoints
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> ExternalTarget:
@@ -190,7 +276,9 @@ class ExternalTarget(Target):
             raise TargetError("--iam-region/--iam-host describe the tokens of --iam-user; give --iam-user too")
         if options.hook_timeout is not None and not 0 < options.hook_timeout <= 3600:
             raise TargetError(f"--hook-timeout must be seconds in (0, 3600], got {options.hook_timeout:g}")
-        target = cls(options.engine, options.writer_dsn, list(options.reader_dsns), options.metrics_url)
+        target = cls(options.engine, options.writer_dsn, list(options.reader_dsns), options.metrics_url,
+                     direct_writer_dsn=options.direct_writer_dsn, direct_reader_dsns=list(options.direct_reader_dsns),
+                     max_connections_percent=options.max_connections_percent, borrow_timeout=options.borrow_timeout)
         region = options.iam_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if options.iam_user and not region:
             raise TargetError("--iam-user needs --iam-region (or $AWS_REGION) to sign its tokens for")
@@ -215,6 +303,57 @@ class ExternalTarget(Target):
     @property
     def credentials(self) -> Credentials:
         return self._credentials
+
+    @property
+    def direct_endpoints(self) -> list[Endpoint]:
+        return list(self._direct)
+
+    def direct_address(self, endpoint: Endpoint) -> Address:
+        """Where the harness reaches one of :attr:`direct_endpoints`, named as its own connection."""
+        c = self.credentials_for(endpoint)
+        return Address(self.engine, f"direct:{endpoint.name}", endpoint.host, endpoint.port, c.user, c.password,
+                       c.database, self.identity_query, DIRECT_PROGRAM)
+
+    def direct_instances(self) -> list[dict[str, Any]]:
+        """Every direct DSN's instance as ``standin up --json`` lists one, its role asked now.
+
+        ``role`` is ``writer`` or ``reader`` as the instance reports it, or ``unknown`` when it did
+        not answer (a crashed instance; ``problem`` says why, without a password); its ``id`` is then
+        the one it gave before, or its address if it never answered."""
+        self.require(Capability.DIRECT)
+        return [self._ask(e) for e in self._direct]
+
+    def _ask(self, endpoint: Endpoint) -> dict[str, Any]:
+        c = self.credentials_for(endpoint)
+        entry: dict[str, Any] = {"host": endpoint.host, "port": endpoint.port, "user": c.user,
+                                 "password": c.password, "database": c.database, "given_as": endpoint.role}
+        try:
+            instance, role = identify(self.direct_address(endpoint), timeout=IDENTIFY_TIMEOUT_S)
+        except (SYNC_DRIVERS[self.engine].errors, ClientError, OSError) as e:
+            problem = scrub(" ".join(str(e).split()) or type(e).__name__, self.secret_texts())
+            fallback = f"{endpoint.host}:{endpoint.port}"
+            return {"id": self._direct_ids.get(endpoint.name, fallback), "role": "unknown", "problem": problem,
+                    **entry}
+        if instance is None:
+            raise TargetError(f"the instance of {self._option_of(endpoint)} names no instance (its identity "
+                              f"query {self.identity_query!r} gave NULL)")
+        self._direct_ids[endpoint.name] = instance
+        return {"id": instance, "role": role or "unknown", **entry}
+
+    @staticmethod
+    def _option_of(endpoint: Endpoint) -> str:
+        return f"--direct-{endpoint.role}-dsn {endpoint.host}:{endpoint.port}"
+
+    def roles(self) -> dict[str, Any]:
+        """Who is writer now, by every direct instance's own answer (right after a failover too).
+
+        The writer is the instance that takes writes; if none does (a promotion under way, or the
+        writer down) it is None.  Two that both take writes (a failover half done) give the first in
+        the order the DSNs were given."""
+        instances = self.direct_instances()
+        writers = [i["id"] for i in instances if i["role"] == "writer"]
+        return {"writer": writers[0] if writers else None,
+                "readers": [i["id"] for i in instances if i["role"] == "reader"]}
 
     def metrics(self, names: Collection[str] | None = None) -> list[MetricSample]:
         self.require(Capability.METRICS)
@@ -297,6 +436,10 @@ class ExternalTarget(Target):
                 entry.update(user=endpoint.credentials.user, database=endpoint.credentials.database)
         d["metrics_url"] = self.metrics_url
         d["control"] = self.control.describe(self.own_rotation_login())
+        d["direct"] = [{"name": e.name, "given_as": e.role, "host": e.host, "port": e.port,
+                        "user": self.credentials_for(e).user, "database": self.credentials_for(e).database}
+                       for e in self._direct]
+        d["pool_settings"] = self.pool_settings
         return d
 
 

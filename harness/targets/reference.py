@@ -266,6 +266,13 @@ class ReferenceTarget(Target):
         if hooks:
             raise TargetError(f"{'/'.join(hooks)} {'is' if len(hooks) == 1 else 'are'} for --target external; "
                               "the reference target fails over, rotates and makes IAM tokens itself")
+        if options.direct_writer_dsn or options.direct_reader_dsns:
+            raise TargetError("--direct-writer-dsn/--direct-reader-dsn are for --target external; "
+                              "the reference target reaches the instances it starts itself")
+        if options.max_connections_percent is not None or options.borrow_timeout is not None:
+            raise TargetError("--max-connections-percent/--borrow-timeout are for --target external; the "
+                              "reference proxy's pool is set with --proxy-setting "
+                              "pool.max_connections_percent=N / pool.connection_borrow_timeout=S")
         settings = parse_proxy_settings(options.proxy_settings)
         return cls(options.engine, readers=CERTIFICATION_READERS,
                    pool={**CERTIFICATION_POOL, **settings.get("pool", {})}, testing=settings.get("testing"),

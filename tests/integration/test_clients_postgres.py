@@ -92,7 +92,8 @@ def test_session_state_is_observed_by_its_own_session_only(cluster, recorder):
             assert a.set_state(kind, name, value).ok
             assert a.read_state(kind, name).value["value"] == value
             seen = b.read_state(kind, name).value["value"]
-            assert seen in (False, None, ""), f"{kind} leaked to another session: {seen!r}"
+            # b's own program name (every direct connection of the harness names itself) is not a leak.
+            assert seen in (False, None, "", address.program), f"{kind} leaked to another session: {seen!r}"
     verdict = SessionLeakChecker().check(recorder.history(), CheckContext())
     assert verdict.valid is Validity.TRUE
 

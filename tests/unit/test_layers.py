@@ -27,6 +27,7 @@ HARNESS_FLOORS: list[tuple[str, ...]] = [
     ("harness.standins",),
     ("harness.targets",),
     ("harness.clients", "harness.checkers", "harness.peers"),
+    ("harness.targets.external",),
     ("harness.faults",),
     ("harness.bench", "reports"),
     ("harness.plugin", "loadprofiles"),
@@ -35,7 +36,9 @@ HARNESS_FLOORS: list[tuple[str, ...]] = [
     ("harness.cli",),
 ]
 """The harness's floors, lowest first.  ``reports`` reads the run store and is read by the plugin;
-``suites`` are run by the CLI's ``certify``."""
+``suites`` are run by the CLI's ``certify``.  The external target stands above the clients: known only
+by its endpoints (and the instances' own DSNs), it learns who is writer as a client does, through the
+engine's driver and dialect; the registry names it without importing it."""
 
 PROXY_FLOORS: list[tuple[str, ...]] = [
     ("reference_proxy", "reference_proxy.contracts"),

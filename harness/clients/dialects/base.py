@@ -99,11 +99,12 @@ class Dialect:
         """The list held by a cell of :meth:`array_agg` or :meth:`find_state`."""
         return list(raw)
 
-    def backend_count_sql(self, who: str, excluded_programs: Sequence[str]) -> str:
-        """One row: how many connections of the current user the server holds, leaving out this one
-        and those whose program (application) name is in ``excluded_programs``, then ``who``'s
-        columns.  The count is NULL when the server cannot tell programs apart: a count that
-        included the excluded connections would be wrong, not approximate."""
+    def backend_count_sql(self, who: str, excluded_programs: Sequence[str],
+                          users: Sequence[str] | None = None) -> str:
+        """One row: how many connections of ``users`` (default: the current user) the server holds,
+        leaving out this one and those whose program (application) name is in ``excluded_programs``,
+        then ``who``'s columns.  The count is NULL when the server cannot tell programs apart: a
+        count that included the excluded connections would be wrong, not approximate."""
         raise NotImplementedError
 
     # -- session state: the isolation checker's vocabulary ----------------------------------------

@@ -101,13 +101,16 @@ class MySQLDialect(Dialect):
         raw = as_text(raw)
         return list(json.loads(raw)) if isinstance(raw, str) else list(raw)
 
-    def backend_count_sql(self, who: str, excluded_programs: Sequence[str]) -> str:
+    def backend_count_sql(self, who: str, excluded_programs: Sequence[str],
+                          users: Sequence[str] | None = None) -> str:
         """The process list has no program name: it is the ``program_name`` connect attribute, which
         only the performance schema shows.  Without it, or once it has lost a connection's
         attributes, the count is NULL, not a guess."""
         names = ", ".join(_literal(n) for n in excluded_programs) or "''"
+        whose = (f"p.USER IN ({', '.join(_literal(u) for u in users)})" if users
+                 else "p.USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1)")
         return (f"SELECT IF({_PROGRAMS_KNOWN}, count(*), NULL), {who} FROM information_schema.PROCESSLIST p "
-                f"WHERE p.USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AND p.ID <> CONNECTION_ID() "
+                f"WHERE {whose} AND p.ID <> CONNECTION_ID() "
                 f"AND p.COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID') "
                 f"AND NOT EXISTS (SELECT 1 FROM performance_schema.session_connect_attrs a "
                 f"WHERE a.PROCESSLIST_ID = p.ID AND a.ATTR_NAME = 'program_name' AND a.ATTR_VALUE IN ({names}))")

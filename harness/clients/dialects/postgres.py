@@ -59,11 +59,13 @@ class PostgresDialect(Dialect):
     def array_agg(self, expression: str) -> str:
         return f"coalesce(array_agg({expression}), '{{}}')"
 
-    def backend_count_sql(self, who: str, excluded_programs: Sequence[str]) -> str:
+    def backend_count_sql(self, who: str, excluded_programs: Sequence[str],
+                          users: Sequence[str] | None = None) -> str:
         """Client backends in ``pg_stat_activity``, told apart by ``application_name`` (always known)."""
         names = ", ".join(_literal(n) for n in excluded_programs) or "''"
+        whose = f"usename IN ({', '.join(_literal(u) for u in users)})" if users else "usename = current_user"
         return (f"SELECT count(*), {who} FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                f"AND usename = current_user AND pid <> pg_backend_pid() "
+                f"AND {whose} AND pid <> pg_backend_pid() "
                 f"AND coalesce(application_name, '') NOT IN ({names})")
 
     def state_label(self, kind: str, name: str) -> str:

@@ -34,7 +34,8 @@ class AsyncAioMySQLConnection:
     def __init__(self, address: Address, *, connect_timeout: float = 10, **options: Any) -> None:
         self._kwargs = {"host": address.host, "port": address.port, "user": address.user,
                         "password": address.password, "db": address.database, "autocommit": True,
-                        "connect_timeout": connect_timeout, "client_flag": CLIENT.MULTI_STATEMENTS, **options}
+                        "connect_timeout": connect_timeout, "client_flag": CLIENT.MULTI_STATEMENTS,
+                        **({"program_name": address.program} if address.program else {}), **options}
         self.conn: Any = None
 
     @property

@@ -39,7 +39,8 @@ class PyMySQLConnection:
                         "password": address.password, "database": address.database, "autocommit": True,
                         "connect_timeout": connect_timeout, "read_timeout": read_timeout,
                         "write_timeout": read_timeout, "ssl_disabled": True,
-                        "client_flag": CLIENT.MULTI_STATEMENTS, **options}
+                        "client_flag": CLIENT.MULTI_STATEMENTS,
+                        **({"program_name": address.program} if address.program else {}), **options}
         self.conn: Any = None
 
     @property
