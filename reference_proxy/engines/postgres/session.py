@@ -82,7 +82,7 @@ from reference_proxy.protocol.postgres import (
     SSLRequest,
     StartupMessage,
 )
-from reference_proxy.session_services import LatencyByInstance, SessionServices
+from reference_proxy.session_services import LatencyByInstance, SessionServices, turn_away
 
 __all__ = ["REQUIRE_TLS_MESSAGE", "PostgresClientSession", "PostgresSessions"]
 
@@ -94,6 +94,20 @@ PROTOCOL_VIOLATION = "08P01"
 CONNECTION_FAILURE = "08006"
 UNABLE_TO_CONNECT = "08001"
 ADMIN_SHUTDOWN = "57P01"
+TOO_MANY_CONNECTIONS = "53300"
+TOO_MANY_CLIENTS = ErrorResponse.build("FATAL", TOO_MANY_CONNECTIONS, "sorry, too many clients already").encode()
+"""What a client turned away before login gets (too many clients setting up, or no descriptor left):
+PostgreSQL's own answer to a client over max_connections.  Sent before reading anything, which
+libpq reads whether it sent a StartupMessage or an SSLRequest first."""
+MAX_LOGIN_MESSAGE_SIZE = 65535
+"""The largest message accepted before authentication completes: PostgreSQL's own limit on an
+authentication message (PG_MAX_AUTH_TOKEN_LENGTH), room for any password, SCRAM message or IAM
+token, where a logged-in client may send up to the 64 MB of the relay.  The untyped startup packet
+keeps its smaller limit of 10,000 bytes."""
+STARTUP_ERRORS_PASSED_ON = frozenset({"3D000", "42501", "55000", "28000"})
+"""SQLSTATEs the database gives a login that are about what the client asked for (database "x"
+does not exist; permission denied for database; database not accepting connections; role not
+permitted to log in): the client gets them as PostgreSQL sends them, not as the proxy's 08001."""
 LOST_BACKEND_MESSAGE = ("terminating connection: the database connection to instance {instance} was lost "
                         "(a failover, or the database shut down or crashed); reconnect to continue")
 
@@ -147,7 +161,8 @@ class PostgresClientSession:
         self._drain_requested = asyncio.Event()
         self._set_up = False
         self._closing = False
-        self._handshake_timer: asyncio.Timeout | None = None
+        self._login_clock: Any = None
+        self._login_slot: Any = None
         self._client_transport: asyncio.BaseTransport | None = None
         self._relay_driver: Relay | None = None
         self._m_queries: Any = None
@@ -162,6 +177,10 @@ class PostgresClientSession:
         m.inc("ClientConnectionsReceived", endpoint=ep)
         m.gauge_add("ClientConnections", 1, endpoint=ep)
         try:
+            self._login_slot = self.s.admit(ep)
+            if self._login_slot is None:
+                await turn_away(self.reader, self.writer, TOO_MANY_CLIENTS)
+                raise _SessionOver()
             leftover = await self._handshake()
             if leftover is not None:
                 await self._relay(leftover)
@@ -199,6 +218,8 @@ class PostgresClientSession:
 
     async def _finish(self) -> None:
         m, ep = self.s.metrics, self.endpoint
+        if self._login_slot is not None:
+            self._login_slot.release()
         if self.backend is not None:
             state = self.tracker.release_state_if_client_leaves()
             self._release(state)
@@ -229,26 +250,29 @@ class PostgresClientSession:
             decoder.receive_data(data)
 
     def _heard_from_client(self) -> None:
-        """The handshake timeout counts silence, not total time: restart it on every client byte."""
-        timer = self._handshake_timer
-        if timer is not None:
-            timer.reschedule(asyncio.get_running_loop().time() + self.s.handshake_timeout)
+        """Client bytes during the handshake restart its silence limit (not its total limit)."""
+        if self._login_clock is not None:
+            self._login_clock.heard()
 
     async def _handshake(self) -> bytes | None:
         """Returns client bytes already received after the handshake, or None if the session ended."""
-        decoder = Decoder(Direction.FRONTEND, max_message_size=self.shared.max_message_size)
+        decoder = Decoder(Direction.FRONTEND, max_message_size=MAX_LOGIN_MESSAGE_SIZE)
+        clock = self._login_clock = self.s.login_clock()
         try:
-            async with asyncio.timeout(self.s.handshake_timeout) as self._handshake_timer:
+            async with asyncio.timeout(None) as timer:
+                clock.attach(timer)
                 startup = await self._negotiate_transport(decoder)
                 if startup is None:
                     return None
                 accepted = await self._check_and_authenticate(startup, decoder)
         except TimeoutError:
-            log.info("[proxyEndpoint=%s] [clientConnection=%s] client sent nothing for %.0fs during the "
-                     "handshake; closing", self.endpoint, self.client_id, self.s.handshake_timeout)
+            log.info("[proxyEndpoint=%s] [clientConnection=%s] the client %s; closing", self.endpoint,
+                     self.client_id, clock.limit_reached())
             raise _SessionOver() from None
         finally:
-            self._handshake_timer = None
+            clock.detach()
+            self._login_clock = None
+        self._login_slot.release()  # authenticated: no longer a stranger
         await self._welcome(accepted)
         return decoder.take_buffered()
 
@@ -515,6 +539,8 @@ class PostgresClientSession:
                      message, getattr(e, "detail", ""))
         except BackendConnectFailed as e:
             message, code = str(e), UNABLE_TO_CONNECT
+            if getattr(e, "sqlstate", None) in STARTUP_ERRORS_PASSED_ON:
+                message, code = e.server_message, e.sqlstate
         except ProxyError as e:  # pool closed: the proxy is shutting down
             await self._say_fatal(ADMIN_SHUTDOWN, f"terminating connection: {e}")
             raise _SessionOver() from None
