@@ -179,7 +179,7 @@ class PostgresClientSession:
         try:
             self._login_slot = self.s.admit(ep)
             if self._login_slot is None:
-                await turn_away(self.reader, self.writer, TOO_MANY_CLIENTS)
+                await self._turn_away()
                 raise _SessionOver()
             leftover = await self._handshake()
             if leftover is not None:
@@ -237,6 +237,17 @@ class PostgresClientSession:
                 await self.writer.wait_closed()
 
     # ------------------------------------------------------------------------------ handshake
+
+    async def _turn_away(self) -> None:
+        """Too many clients in login: answer TLS and GSS requests N and the StartupMessage with
+        PostgreSQL's FATAL 53300, the way libpq expects a refusal (an error in place of the answer
+        to its SSLRequest is not shown to the user)."""
+        decoder = Decoder(Direction.FRONTEND)
+        with contextlib.suppress(TimeoutError, ProtocolViolation):
+            async with asyncio.timeout(self.s.handshake_timeout):
+                while isinstance(await self._read_startup_message(decoder), (SSLRequest, GSSENCRequest)):
+                    self.writer.write(b"N")
+        await turn_away(self.reader, self.writer, TOO_MANY_CLIENTS)
 
     async def _read_startup_message(self, decoder: Decoder) -> Any:
         while True:
