@@ -128,10 +128,10 @@ class AcceptFailures:
         try:
             conn, _ = sock.accept()
         except OSError:
-            return False
-        finally:
             self._open_spare()
-        turn_away(conn, refusal)
+            return False
+        turn_away(conn, refusal)  # closes it: its descriptor becomes the spare again
+        self._open_spare()
         return True
 
 
