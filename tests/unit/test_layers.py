@@ -22,7 +22,7 @@ PACKAGES = ("harness", "reference_proxy", "suites", "loadprofiles", "reports")
 
 HARNESS_FLOORS: list[tuple[str, ...]] = [
     ("harness", "harness.errors"),
-    ("harness.process", "harness.statedir", "harness.runstore"),
+    ("harness.process", "harness.statedir", "harness.runstore", "harness.redaction"),
     ("harness.history", "harness.metrics", "harness.guarantees", "harness.net"),
     ("harness.standins",),
     ("harness.targets",),
