@@ -14,7 +14,8 @@ from mysql_proxy_support import running_proxy
 from polling import eventually
 
 from harness.standins.mysql.cluster import SEARCH_DIRS, MySQLCluster
-from reference_proxy.protocol.mysql import ErrPacket
+from reference_proxy.protocol.mysql import Capability, ErrPacket, HandshakeResponse41, HandshakeV10
+from reference_proxy.protocol.mysql.auth import native_password_scramble
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.mysql, pytest.mark.shares_cluster,
@@ -132,3 +133,29 @@ def test_an_unknown_database_gets_1049_in_place_of_the_ok(cluster):
     assert direct.value.args == (1049, "Unknown database 'no_such_db'")
     assert proxied.value.args == direct.value.args
     assert over_tls.value.args == direct.value.args
+
+
+def _login_reply(port: int, user: str, password: str, database: str) -> tuple[int, bytes]:
+    """(sequence id, payload) of the server's answer to a mysql_native_password HandshakeResponse."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(10)
+        _, payload = _read_packet(sock)
+        greeting = HandshakeV10.decode(payload)
+        caps = (Capability.LONG_PASSWORD | Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION
+                | Capability.CONNECT_WITH_DB | Capability.PLUGIN_AUTH | Capability.TRANSACTIONS)
+        response = HandshakeResponse41(int(caps), user, native_password_scramble(password, greeting.auth_plugin_data),
+                                       database, "mysql_native_password").encode()
+        sock.sendall(len(response).to_bytes(3, "little") + b"\x01" + response)
+        return _read_packet(sock)
+
+
+def test_the_unknown_database_error_takes_the_place_of_the_ok_on_the_wire(cluster):
+    """Byte for byte as MariaDB: the answer to the HandshakeResponse is the ERR, at the OK's sequence
+    id (2), not an OK followed by an error on the first command."""
+    direct = _login_reply(cluster.writer.port, cluster.user, cluster.password, "no_such_db")
+    with running_proxy(cluster) as proxy:
+        proxied = _login_reply(proxy.port(), cluster.user, cluster.password, "no_such_db")
+        assert proxy.metric("ClientConnectionsSetupSucceeded", endpoint="default") == 0
+    assert direct[0] == 2 and direct[1][:1] == b"\xff"
+    assert ErrPacket.decode(direct[1]).error_code == 1049
+    assert proxied == direct
