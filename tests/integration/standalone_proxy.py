@@ -57,7 +57,8 @@ def standalone_proxy(config: ProxyConfig, directory: str, *, stderr_path: str | 
     write_config(path, config)
     with open(stderr_path or os.path.join(directory, "stderr.log"), "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "reference_proxy", "--config", path, "--grace", "5"],
-                                stdout=subprocess.PIPE, stderr=err, text=True, preexec_fn=preexec_fn)
+                                stdout=subprocess.PIPE, stderr=err, text=True,
+                                preexec_fn=preexec_fn)  # noqa: PLW1509 - only sets a resource limit
     try:
         line = proc.stdout.readline()
         if not line.startswith("reference-proxy ready:"):
