@@ -5,12 +5,10 @@ reload (SIGHUP), so an operator can move the log to another file (after rotating
 change the level or turn debug logging on and off without a restart.  A ``--log-level`` given on the
 command line wins over the file's level, at start and on reloads.
 
-Debug logging is RDS Proxy's ``DebugLogging``: with it on, the proxy also logs the SQL text clients
-send, which may contain data (literals, even passwords in ``ALTER USER``), so it is off by default
-and the log file is created readable by its owner only.  The text is logged as the statement reaches
-the pin classifier, which sees every statement of a session until the session pins (after that the
-classifier has nothing left to decide; see :func:`logging_classifier`): the relay itself gains no
-work, and with debug logging off the proxy runs exactly as without this module.
+Debug logging is RDS Proxy's ``DebugLogging``: with it on, sessions also log the SQL text clients
+send (see :meth:`reference_proxy.session_services.SessionServices.classifier`), which may contain
+data (literals, even passwords in ``ALTER USER``), so it is off by default and the log file is
+created readable by its owner only.
 """
 
 from __future__ import annotations
@@ -18,29 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from reference_proxy.config import LoggingConfig
 from reference_proxy.contracts import ConfigError
 
-__all__ = ["LOG_FORMAT", "SQL_LOGGER", "LogSettings", "logging_classifier"]
+__all__ = ["LOG_FORMAT", "LogSettings"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-SQL_LOGGER = "reference_proxy.sql"
-"""The logger SQL text goes to when debug logging is on."""
-
-sql_log = logging.getLogger(SQL_LOGGER)
-
-
-def logging_classifier(classify: Callable[..., Any]) -> Callable[..., Any]:
-    """``classify`` that first logs the SQL text it is given (debug logging)."""
-
-    def classify_and_log(sql: str, *args: Any, **kwargs: Any) -> Any:
-        sql_log.info("SQL text: %s", sql)
-        return classify(sql, *args, **kwargs)
-
-    return classify_and_log
 
 
 class LogSettings:

@@ -53,7 +53,6 @@ from reference_proxy.failover import FailoverRouting
 from reference_proxy.leaking import WARNING as LEAKING_WARNING
 from reference_proxy.leaking import LeakingPool, never_pins
 from reference_proxy.listener import AcceptFailures, Listener
-from reference_proxy.log_settings import logging_classifier
 from reference_proxy.login_limits import LoginGate
 from reference_proxy.metrics import ProxyMetrics
 from reference_proxy.pool import Pool
@@ -114,7 +113,8 @@ class ProxyServer:
         self.services = SessionServices(
             pool=self.pool, choose_instance=self._choose_instance, session_ended=self.router.session_ended,
             credential_source=self.credential_source, iam=self.iam, token_endpoint=self._token_endpoint,
-            classify=self._classifier(config), digest=self.engine.digest,
+            classify=never_pins if leaking else self.engine.classify, digest=self.engine.digest,
+            log_sql=config.logging.debug_logging,
             metrics=self.metrics, clock=self.clock, tls_context=tls_context, require_tls=config.tls.require_tls,
             token_bytes=token_bytes, acquire=self.failover.acquire, acquire_now=self.failover.acquire_now,
             backend_lost=self.failover.backend_lost, write_refused=self.failover.write_refused,
@@ -192,7 +192,7 @@ class ProxyServer:
         """Apply a new configuration's pool settings and login limits; listeners, users and TLS stay as
         they are."""
         self.pool.settings = config.pool
-        self.services.classify = self._classifier(config)  # debug logging, for sessions from now on
+        self.services.log_sql = config.logging.debug_logging  # for sessions from now on
         self.services.handshake_timeout = config.proxy.client_handshake_timeout
         self.services.login_timeout = config.proxy.client_login_timeout
         if self.services.login_gate is not None:
@@ -229,12 +229,6 @@ class ProxyServer:
             await session.run()
         finally:
             self._sessions.pop(session, None)
-
-    def _classifier(self, config: ProxyConfig) -> Callable[..., Any]:
-        """The pin classifier sessions use: the engine's (none with the unsafe leak switch), logging
-        each statement's text first when ``logging.debug_logging`` is on."""
-        classify = never_pins if self.config.testing.leak_session_state else self.engine.classify
-        return logging_classifier(classify) if config.logging.debug_logging else classify
 
     def _choose_instance(self, endpoint: str) -> InstanceAddress:
         if self._roles[endpoint] is EndpointRole.READ_ONLY:

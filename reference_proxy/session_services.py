@@ -38,6 +38,9 @@ log = logging.getLogger("reference_proxy.login")
 
 pin_log = logging.getLogger("reference_proxy.pinning")
 """Every engine's pin lines, in RDS Proxy's words, under one logger name."""
+SQL_LOGGER = "reference_proxy.sql"
+sql_log = logging.getLogger(SQL_LOGGER)
+"""SQL text clients send, logged only with debug logging on (``[logging] debug_logging``)."""
 
 
 @dataclass
@@ -58,7 +61,8 @@ class SessionServices:
     IAM authentication is configured, checks IAM logins; ``token_endpoint(endpoint)`` is the
     (host, port) clients of an endpoint make their IAM tokens for.
     ``classify(sql)`` returns a pin decision with ``.reason`` or None; ``digest(sql)`` normalises
-    SQL for logs.
+    SQL for logs.  ``log_sql`` is RDS Proxy's debug logging: sessions opened while it is on log the
+    text of their statements (see :meth:`classifier`).
     """
 
     pool: Any
@@ -75,6 +79,7 @@ class SessionServices:
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     login_timeout: float = LOGIN_TIMEOUT
     login_gate: LoginGate | None = None
+    log_sql: bool = False
     acquire: Callable[[str, PoolKey, InstanceAddress], Awaitable[tuple[InstanceAddress, Any]]] | None = None
     acquire_now: Callable[[str, PoolKey, InstanceAddress], Any] | None = None
     backend_lost: Callable[[str, str], None] | None = None
@@ -103,6 +108,21 @@ class SessionServices:
                             "(proxy.max_unauthenticated_clients): refusing new clients until one finishes",
                             endpoint, gate.in_login)
         return slot
+
+    def classifier(self, endpoint: str, client_id: int) -> Callable[..., Any]:
+        """The pin classifier of one new session: :attr:`classify`, which sees the text of every
+        statement until the session pins, and with :attr:`log_sql` on logs that text first, naming
+        the session as RDS Proxy's log lines do.  The relay gains no work: with debug logging off
+        this is :attr:`classify` itself."""
+        classify = self.classify
+        if not self.log_sql:
+            return classify
+
+        def classify_and_log(sql: str, *args: Any, **kwargs: Any) -> Any:
+            sql_log.info("[proxyEndpoint=%s] [clientConnection=%s] SQL text: %s", endpoint, client_id, sql)
+            return classify(sql, *args, **kwargs)
+
+        return classify_and_log
 
     def login_clock(self) -> LoginClock:
         """The deadline of a login starting now: the silence and total limits of ``[proxy]``."""

@@ -61,7 +61,9 @@ def test_logging_section_applies_and_is_reloaded_on_sighup(cluster):
             eventually(lambda: " INFO reference_proxy.server reloaded" in _read(log_file),
                        what="the reload to be logged at the new level")
             _query(cluster, proxy.port(), "SELECT 'second-needle'")
-            assert "SQL text: SELECT 'second-needle'" in _read(log_file)
+            [line] = [line for line in _read(log_file).splitlines() if "second-needle" in line]
+            assert " INFO reference_proxy.sql [proxyEndpoint=default] [clientConnection=" in line
+            assert line.endswith("SQL text: SELECT 'second-needle'")
 
             proxy.rewrite(proxy_config(cluster, logging__file=log_file, logging__level="info"))
             eventually(lambda: _read(log_file).count(" INFO reference_proxy.server reloaded") == 2,

@@ -99,6 +99,9 @@ TOO_MANY_CLIENTS = ErrorResponse.build("FATAL", TOO_MANY_CONNECTIONS, "sorry, to
 """What a client turned away before login gets (too many clients setting up, or no descriptor left):
 PostgreSQL's own answer to a client over max_connections.  Sent before reading anything, which
 libpq reads whether it sent a StartupMessage or an SSLRequest first."""
+TURN_AWAY_TIMEOUT = 5.0
+"""Seconds a client turned away may take to send its StartupMessage before it is closed without
+an answer: it holds no place among the clients in login, so it must not hold a connection long."""
 MAX_LOGIN_MESSAGE_SIZE = 65535
 """The largest message accepted before authentication completes: PostgreSQL's own limit on an
 authentication message (PG_MAX_AUTH_TOKEN_LENGTH), room for any password, SCRAM message or IAM
@@ -151,7 +154,7 @@ class PostgresClientSession:
         self.address: InstanceAddress | None = None
         self.key: PoolKey | None = None
         self.backend: Any = None
-        self.tracker = TransactionTracker(self.s.classify)
+        self.tracker = TransactionTracker(self.s.classifier(endpoint, client_id))
         self._cancel_key: tuple[int, int] | None = None
         self._client_splitter = MessageSplitter(FRONTEND_TYPES, sessions.max_message_size, "client")
         self._backend_splitter = MessageSplitter(BACKEND_TYPES, sessions.max_message_size, "server")
@@ -244,7 +247,7 @@ class PostgresClientSession:
         to its SSLRequest is not shown to the user)."""
         decoder = Decoder(Direction.FRONTEND)
         with contextlib.suppress(TimeoutError, ProtocolViolation):
-            async with asyncio.timeout(self.s.handshake_timeout):
+            async with asyncio.timeout(TURN_AWAY_TIMEOUT):
                 while isinstance(await self._read_startup_message(decoder), (SSLRequest, GSSENCRequest)):
                     self.writer.write(b"N")
         await turn_away(self.reader, self.writer, TOO_MANY_CLIENTS)
