@@ -51,6 +51,10 @@ def test_standin_up_status_failover_down_cycle(tmp_path, engine):
 
         status = json.loads(harness(tmp_path, "standin", "status", "--json").stdout)
         assert all(i["running"] for i in status["instances"])
+        assert {i["password"] for i in up["instances"] + status["instances"]} == {"(redacted)"}
+        shown = json.loads(harness(tmp_path, "standin", "status", "--json", "--show-secrets").stdout)
+        assert "(redacted)" not in {i["password"] for i in shown["instances"]}
+        assert "(redacted)" not in harness(tmp_path, "standin", "status", "--show-secrets").stdout
         assert status["topology"]["writer"] == old_writer
 
         fo = json.loads(harness(tmp_path, "standin", "failover", "--json").stdout)
@@ -216,7 +220,7 @@ def test_no_file_holding_a_credential_is_readable_by_others(tmp_path, engine):
     configuration, the stand-in's password and replication files...) is the owner's only, in a
     directory only its owner may enter; what status prints hides them."""
     state = tmp_path / "state"
-    harness(state, "up", "--engine", engine, "--readers", "1", "--json")
+    up = harness(state, "up", "--engine", engine, "--readers", "1", "--json").stdout
     record = json.loads((state / "target.json").read_text())
     try:
         secrets = _secrets_of(record)
@@ -233,8 +237,11 @@ def test_no_file_holding_a_credential_is_readable_by_others(tmp_path, engine):
         open_dirs = [f"{oct(os.stat(d).st_mode & 0o777)} {d}" for d in {os.path.dirname(p) for p in ours}
                      if os.stat(d).st_mode & 0o077]
         assert not open_dirs, open_dirs
-        for command in (("status",), ("status", "--json"), ("up", "--json")):
-            printed = harness(state, *command, check=False).stdout
-            assert not any(secret in printed for secret in secrets), command
+        printed = {"up --json": up, "status": harness(state, "status").stdout,
+                   "status --json": harness(state, "status", "--json").stdout}
+        for command, text in printed.items():
+            assert "(redacted)" in text and not any(secret in text for secret in secrets), command
+        shown = harness(state, "status", "--json", "--show-secrets").stdout
+        assert json.loads(shown)["credentials"]["password"] == record["cluster"]["password"]
     finally:
         harness(state, "down", check=False)
