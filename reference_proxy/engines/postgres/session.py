@@ -97,8 +97,9 @@ ADMIN_SHUTDOWN = "57P01"
 TOO_MANY_CONNECTIONS = "53300"
 TOO_MANY_CLIENTS = ErrorResponse.build("FATAL", TOO_MANY_CONNECTIONS, "sorry, too many clients already").encode()
 """What a client turned away before login gets (too many clients setting up, or no descriptor left):
-PostgreSQL's own answer to a client over max_connections.  Sent before reading anything, which
-libpq reads whether it sent a StartupMessage or an SSLRequest first."""
+PostgreSQL's own answer to a client over max_connections.  A session sends it in answer to the
+StartupMessage (see ``_turn_away``); out of descriptors the accept loop can only send it at once,
+which libpq, if it sent an SSLRequest first, reports without the text."""
 TURN_AWAY_TIMEOUT = 5.0
 """Seconds a client turned away may take to send its StartupMessage before it is closed without
 an answer: it holds no place among the clients in login, so it must not hold a connection long."""
