@@ -115,14 +115,30 @@ def make_base_dir(prefix: str, owner: str | None) -> str:
     return path
 
 
-def write_private(path: str, text: str, owner: str | None = None) -> str:
-    """Write a new file that only its owner may read (0600: it may hold a password), handed to
-    ``owner`` when given; refuses to overwrite.  Returns ``path``."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    if owner and os.geteuid() == 0:
-        os.chown(path, *service_user(owner))
+def write_private(path: str, text: str, owner: str | None = None, *, mode: int = 0o600,
+                  replace: bool = False) -> str:
+    """Write a file that only its owner may read (0600 unless ``mode`` says otherwise: it may hold a
+    password), handed to ``owner`` when given; returns ``path``.
+
+    Atomic: the text goes to a temporary file created 0600 beside ``path``, which then takes its
+    name, so nobody ever reads a half-written file or, for the moment between creating and
+    restricting it, a readable one.  Refuses to overwrite (FileExistsError) unless ``replace``."""
+    directory, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(dir=directory or ".", prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        if mode != 0o600:
+            os.chmod(tmp, mode)
+        if owner and os.geteuid() == 0:
+            os.chown(tmp, *service_user(owner))
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
     return path
 
 
@@ -186,7 +202,8 @@ def run_in_own_group(argv: Sequence[str], log_path: str, *, owner: str | None = 
     """Run a command that starts children of its own in a new process group as ``owner``, output to
     ``log_path``; returns its exit status, or None if it overran ``timeout`` (the whole group is
     killed then, and also when we are interrupted, which re-raises)."""
-    with open(log_path, "wb") as log:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a bootstrap may echo passwords
+    with os.fdopen(fd, "wb") as log:
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, cwd="/", start_new_session=True,
                                 **demote(owner))

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.redaction import redact
+
 SCHEMA_VERSION = 1
 DEFAULT_ROOT = "runs"
 LATEST_LINK = "latest"
@@ -162,7 +164,8 @@ class RunStore:
 
     # -- writing ----------------------------------------------------------------------------
     def write_target(self, description: Mapping[str, Any]) -> None:
-        """Keep the target's description, with every password replaced: run directories get shared."""
+        """Keep the target's description, with every secret replaced (passwords, secret keys, tokens:
+        see :mod:`harness.redaction`): run directories get shared."""
         write_json_atomically(self.target_path, redact(dict(description)))
 
     def write_results(self, results: Mapping[str, Any]) -> None:
@@ -199,19 +202,6 @@ class RunStore:
             return None
         except (OSError, json.JSONDecodeError) as e:
             raise RunStoreError(f"cannot read {os.fspath(self.target_path)!r}: {e}") from None
-
-
-SECRET_KEYS = frozenset({"password", "secret_access_key"})
-"""Keys whose values are secrets wherever they appear in a description (a login's, an IAM key's)."""
-
-
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with the value of every key of :data:`SECRET_KEYS` replaced."""
-    if isinstance(value, Mapping):
-        return {k: ("(redacted)" if k in SECRET_KEYS and v else redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
 
 
 # -- the per-guarantee summary ----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Each kind of thing the CLI runs in the background (a stand-in cluster, a proxied target) has one
 JSON file in the state directory.  Files are written atomically (temporary file + rename), so a
-crash of the CLI never leaves a half-written state that ``down`` could not read.
+crash of the CLI never leaves a half-written state that ``down`` could not read.  Records hold the
+passwords and keys of what runs, so each file is 0600 (``mkstemp``'s mode) in a 0700 directory.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class StateDir:
         """Replace the record atomically."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            self.path.chmod(0o700)  # records hold passwords and keys: the harness's directory is its own
             fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
             with os.fdopen(fd, "w") as f:
                 json.dump(record, f, indent=2)

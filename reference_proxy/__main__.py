@@ -1,7 +1,7 @@
 """``reference-proxy --config FILE``: run the reference proxy until SIGTERM or Ctrl-C.
 
 SIGTERM / SIGINT drain (see :mod:`reference_proxy.server`); SIGHUP re-reads the file and applies
-its pool settings.  Exit status: 0 after a clean stop, 2 for a bad configuration or a port that
+its pool settings, login limits and ``[logging]`` section (see :mod:`reference_proxy.log_settings`).  Exit status: 0 after a clean stop, 2 for a bad configuration or a port that
 cannot be bound.
 """
 
@@ -16,6 +16,8 @@ import sys
 import click
 
 from reference_proxy.contracts import ProxyError
+from reference_proxy.listener import raise_descriptor_limit
+from reference_proxy.log_settings import LOG_FORMAT, LogSettings
 from reference_proxy.server import DEFAULT_GRACE_SECONDS, ProxyServer
 
 GC_THRESHOLDS = (100_000, 50, 100)
@@ -42,10 +44,12 @@ def _loop_factory():
     return uvloop.new_event_loop()
 
 
-async def _run(config_path: str, grace: float) -> int:
+async def _run(config_path: str, grace: float, logs: LogSettings) -> int:
     from reference_proxy.config import ProxyConfig
 
     config = ProxyConfig.load(config_path)
+    logs.apply(config.logging)
+    raise_descriptor_limit()
     server = ProxyServer(config)
     await server.start()
     _settle_garbage_collector()
@@ -56,7 +60,9 @@ async def _run(config_path: str, grace: float) -> int:
 
     def reload() -> None:
         try:
-            server.reload(ProxyConfig.load(config_path))
+            new = ProxyConfig.load(config_path)
+            logs.apply(new.logging)
+            server.reload(new)
         except ProxyError as e:
             logging.getLogger("reference_proxy").error("reload failed, keeping the old settings: %s", e)
 
@@ -75,13 +81,15 @@ async def _run(config_path: str, grace: float) -> int:
               help="TOML configuration file (see reference_proxy/example-config.toml).")
 @click.option("--grace", default=DEFAULT_GRACE_SECONDS, show_default=True, type=float,
               help="Seconds open transactions get to finish on SIGTERM.")
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-def main(config_path: str, grace: float, log_level: str) -> None:
+@click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Overrides [logging] level of the configuration (default: its level, info).")
+def main(config_path: str, grace: float, log_level: str | None) -> None:
     """Run the reference proxy (an RDS-Proxy-like pooling proxy) until SIGTERM."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=(log_level or "info").upper(), format=LOG_FORMAT)  # until the file is read
+    logs = LogSettings(level_override=log_level)
     try:
         with asyncio.Runner(loop_factory=_loop_factory) as runner:
-            code = runner.run(_run(config_path, grace))
+            code = runner.run(_run(config_path, grace, logs))
     except ProxyError as e:
         click.echo(f"reference-proxy: {e}", err=True)
         sys.exit(2)

@@ -253,6 +253,20 @@ class ClientSessionConfig:
             "The default is twice PostgreSQL's authentication_timeout because the client is the one "
             "computing SCRAM's key derivation: a host opening thousands of connections at once can "
             "leave each of them silent for tens of seconds.")
+    client_login_timeout: float = setting(
+        60.0, minimum=1.0, maximum=3600.0,
+        doc="Seconds a client may take in all, from accept to the end of its authentication, whatever "
+            "it sends meanwhile (PostgreSQL's authentication_timeout, whose default this is): a client "
+            "that trickles one byte at a time cannot hold a connection in login for ever. The silence "
+            "limit (client_handshake_timeout) only matters when it is the shorter of the two.")
+    max_unauthenticated_clients: int = setting(
+        10000, minimum=1, maximum=1_000_000,
+        doc="Client connections that may be setting up (TLS, startup, authentication) at the same time; "
+            "one more is refused at once as PostgreSQL refuses a client over max_connections (FATAL 53300 "
+            "'sorry, too many clients already') or MySQL over max_connections (ERROR 1040 'Too many "
+            "connections'). Logged-in clients do not count. The default lets a storm of 10,000 clients "
+            "connecting at once through while bounding what unauthenticated peers can hold: each is "
+            "also limited to a few tens of kilobytes of buffered login messages.")
 
     def __post_init__(self) -> None:
         check_ranges(self)

@@ -89,6 +89,11 @@ METRICS: dict[str, MetricSpec] = _declare(
                "The current number of client connections that use TLS."),
     MetricSpec("ClientConnectionsNoTLS", Kind.GAUGE, _ENDPOINT,
                "The current number of client connections that do not use TLS."),
+    MetricSpec("ClientConnectionsRefused", Kind.COUNTER, ("endpoint", "reason"),
+               "Reference proxy only, not an RDS Proxy metric: the number of client connections turned "
+               "away before login, by reason: unauthenticated_limit (proxy.max_unauthenticated_clients "
+               "were setting up already), descriptors (the process ran out of file descriptors) or "
+               "accept_error (accepting failed for another reason)."),
     MetricSpec("QueryRequests", Kind.COUNTER, _ENDPOINT,
                "The number of queries received; a query holding several statements counts once."),
     MetricSpec("QueryRequestsTLS", Kind.COUNTER, _ENDPOINT,

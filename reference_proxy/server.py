@@ -30,6 +30,7 @@ import contextlib
 import itertools
 import logging
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,8 @@ from reference_proxy.engines import engine_for
 from reference_proxy.failover import FailoverRouting
 from reference_proxy.leaking import WARNING as LEAKING_WARNING
 from reference_proxy.leaking import LeakingPool, never_pins
+from reference_proxy.listener import AcceptFailures, Listener
+from reference_proxy.login_limits import LoginGate
 from reference_proxy.metrics import ProxyMetrics
 from reference_proxy.pool import Pool
 from reference_proxy.routing import Router
@@ -112,15 +115,20 @@ class ProxyServer:
             pool=self.pool, choose_instance=self._choose_instance, session_ended=self.router.session_ended,
             credential_source=self.credential_source, iam=self.iam, token_endpoint=self._token_endpoint,
             classify=never_pins if leaking else self.engine.classify, digest=self.engine.digest,
+            log_sql=config.logging.debug_logging,
             metrics=self.metrics, clock=self.clock, tls_context=tls_context, require_tls=config.tls.require_tls,
             token_bytes=token_bytes, acquire=self.failover.acquire, acquire_now=self.failover.acquire_now,
             backend_lost=self.failover.backend_lost, write_refused=self.failover.write_refused,
             wait_for_instance=self.failover.wait_for_instance,
             handshake_timeout=config.proxy.client_handshake_timeout,
-            split_transactions=config.testing.split_transactions)  # unsafe on purpose: reference_proxy.splitting
+            split_transactions=config.testing.split_transactions,  # unsafe on purpose: reference_proxy.splitting
+            login_timeout=config.proxy.client_login_timeout,
+            login_gate=LoginGate(config.proxy.max_unauthenticated_clients))
         self._new_session = self.engine.sessions(self.services)
-        self._listeners: dict[str, asyncio.Server] = {}
+        self._listeners: dict[str, Listener] = {}
+        self.accept_failures: AcceptFailures | None = None  # opened at start: it holds a spare descriptor
         self._sessions: dict[ClientSession, asyncio.Task] = {}
+        self._opening: set[asyncio.Task] = set()
         self._client_ids = itertools.count(1)
         self._admin: AdminServer | None = None
         self._reaper: asyncio.Task | None = None
@@ -137,13 +145,15 @@ class ProxyServer:
             log.warning(SPLITTING_WARNING)
         await self._load_secrets()  # before the monitor, which may log in with a secret's login
         await self.monitor.start()  # roles are verified before the first client is served
+        self.accept_failures = AcceptFailures(self.metrics)
         try:
             for endpoint in self.config.endpoints:
-                server = await asyncio.start_server(
-                    lambda r, w, name=endpoint.name: self._serve(name, r, w), endpoint.host, endpoint.port,
-                    backlog=LISTEN_BACKLOG)
-                self._listeners[endpoint.name] = server
-                self.ports[endpoint.name] = server.sockets[0].getsockname()[1]
+                listener = Listener.bind(endpoint.host, endpoint.port, LISTEN_BACKLOG, endpoint=endpoint.name,
+                                         on_client=lambda conn, name=endpoint.name: self._accepted(name, conn),
+                                         refusal=self.engine.too_many_clients, failures=self.accept_failures)
+                self._listeners[endpoint.name] = listener
+                self.ports[endpoint.name] = listener.port
+                listener.start()
             self._admin = AdminServer(self.metrics, self.status, self.config.admin.host, self.config.admin.port)
             await self._admin.start()
             self.admin_port = self._admin.port
@@ -159,8 +169,8 @@ class ProxyServer:
 
     async def stop(self, grace: float = DEFAULT_GRACE_SECONDS) -> None:
         """Drain: stop accepting, let transactions finish for up to ``grace`` seconds, close all."""
-        for server in self._listeners.values():
-            server.close()
+        for listener in self._listeners.values():
+            listener.close()
         for session in list(self._sessions):
             session.request_drain()
         tasks = list(self._sessions.values())
@@ -175,23 +185,46 @@ class ProxyServer:
                 await asyncio.gather(task, return_exceptions=True)
         await self.pool.drain(timeout=5.0)
         await self.monitor.stop()
-        for server in self._listeners.values():
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
         self._listeners.clear()
+        if self.accept_failures is not None:
+            self.accept_failures.close()
         if self._admin is not None:
             await self._admin.close()
             self._admin = None
 
     def reload(self, config: ProxyConfig) -> None:
-        """Apply a new configuration's pool settings; listeners, users and TLS stay as they are."""
+        """Apply a new configuration's pool settings and login limits; listeners, users and TLS stay as
+        they are."""
         self.pool.settings = config.pool
+        self.services.log_sql = config.logging.debug_logging  # for sessions from now on
+        self.services.handshake_timeout = config.proxy.client_handshake_timeout
+        self.services.login_timeout = config.proxy.client_login_timeout
+        if self.services.login_gate is not None:
+            self.services.login_gate.limit = config.proxy.max_unauthenticated_clients
         for instance_id, info in self.pool.snapshot()["instances"].items():
             with contextlib.suppress(ProxyError):
                 self.pool.set_instance_max_connections(instance_id, info["max_connections"])
-        log.info("reloaded pool settings: %s", config.pool)
+        log.info("reloaded pool settings: %s; login limits: %s; debug logging %s", config.pool, config.proxy,
+                 "on" if config.logging.debug_logging else "off")
 
     # -------------------------------------------------------------------------------- serving
+
+    def _accepted(self, endpoint: str, conn: socket.socket) -> None:
+        """A client was accepted on ``endpoint``: serve it in a task of its own."""
+        task = asyncio.get_running_loop().create_task(self._open_streams(endpoint, conn))
+        self._opening.add(task)  # the loop holds tasks weakly until they are registered as sessions
+        task.add_done_callback(self._opening.discard)
+
+    async def _open_streams(self, endpoint: str, conn: socket.socket) -> None:
+        """Streams over an accepted socket, as :func:`asyncio.start_server` makes them (the callback
+        makes the writer a server's, which TLS needs); the protocol runs :meth:`_serve` in a task."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2 ** 16, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, lambda r, w: self._serve(endpoint, r, w), loop=loop)
+        try:
+            await loop.connect_accepted_socket(lambda: protocol, conn)
+        except OSError:  # the client left already
+            conn.close()
 
     async def _serve(self, endpoint: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = self._new_session(reader, writer, endpoint, next(self._client_ids))
@@ -301,7 +334,20 @@ class ProxyServer:
             "routing": self.router.snapshot(),
             "topology": self.monitor.snapshot(),
             "credentials": self._credentials_status(),
+            "login": self._login_status(),
         }
+
+    def _login_status(self) -> dict[str, Any]:
+        """Clients setting up now and those turned away: by the login limit, or failing accepts."""
+        gate, failures = self.services.login_gate, self.accept_failures
+        status: dict[str, Any] = {}
+        if gate is not None:
+            status.update(in_progress=gate.in_login, max_unauthenticated_clients=gate.limit,
+                          refused=gate.refused)
+        if failures is not None:
+            status["accept_failures"] = {"failing_now": failures.active, "episodes": failures.episodes,
+                                         "refused_in_episode": failures.refused}
+        return status
 
     def _credentials_status(self) -> dict[str, Any]:
         """Where logins come from and how the IAM checks fare; never a password or a key."""

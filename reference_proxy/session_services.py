@@ -21,17 +21,26 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from reference_proxy.contracts import ClientCredential, Clock, InstanceAddress, PoolKey, ProxyError
 from reference_proxy.credentials.source import CredentialSource
+from reference_proxy.login_limits import LoginClock, LoginGate, LoginSlot
 
 if TYPE_CHECKING:
     from reference_proxy.credentials.iam_auth import IamAuthenticator
 
-__all__ = ["HANDSHAKE_TIMEOUT", "ClientSession", "LatencyByInstance", "SessionFactory", "SessionServices"]
+__all__ = ["HANDSHAKE_TIMEOUT", "LOGIN_TIMEOUT", "ClientSession", "LatencyByInstance", "SessionFactory",
+           "SessionServices", "turn_away"]
 
 HANDSHAKE_TIMEOUT = 120.0
 """Default seconds of client silence allowed during the handshake (``[proxy] client_handshake_timeout``)."""
+LOGIN_TIMEOUT = 60.0
+"""Default seconds a whole login may take (``[proxy] client_login_timeout``)."""
+
+log = logging.getLogger("reference_proxy.login")
 
 pin_log = logging.getLogger("reference_proxy.pinning")
 """Every engine's pin lines, in RDS Proxy's words, under one logger name."""
+SQL_LOGGER = "reference_proxy.sql"
+sql_log = logging.getLogger(SQL_LOGGER)
+"""SQL text clients send, logged only with debug logging on (``[logging] debug_logging``)."""
 
 
 @dataclass
@@ -52,7 +61,8 @@ class SessionServices:
     IAM authentication is configured, checks IAM logins; ``token_endpoint(endpoint)`` is the
     (host, port) clients of an endpoint make their IAM tokens for.
     ``classify(sql)`` returns a pin decision with ``.reason`` or None; ``digest(sql)`` normalises
-    SQL for logs.
+    SQL for logs.  ``log_sql`` is RDS Proxy's debug logging: sessions opened while it is on log the
+    text of their statements (see :meth:`classifier`).
     """
 
     pool: Any
@@ -67,6 +77,9 @@ class SessionServices:
     require_tls: bool = False
     token_bytes: Callable[[int], bytes] = os.urandom
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    login_timeout: float = LOGIN_TIMEOUT
+    login_gate: LoginGate | None = None
+    log_sql: bool = False
     acquire: Callable[[str, PoolKey, InstanceAddress], Awaitable[tuple[InstanceAddress, Any]]] | None = None
     acquire_now: Callable[[str, PoolKey, InstanceAddress], Any] | None = None
     backend_lost: Callable[[str, str], None] | None = None
@@ -84,6 +97,40 @@ class SessionServices:
         return None if found is None else found.client
 
     # -- what every engine's sessions do alike --------------------------------------------------
+    def admit(self, endpoint: str) -> LoginSlot | None:
+        """A place in login for a new client of ``endpoint``; None: turn it away (counted, and said
+        in the log once per run of refusals).  Without a gate every client is admitted."""
+        gate = self.login_gate
+        if gate is None:
+            return LoginSlot(LoginGate(1))
+        slot = gate.enter()
+        if slot is None:
+            self.metrics.inc("ClientConnectionsRefused", endpoint=endpoint, reason="unauthenticated_limit")
+            if gate.refusing_since == gate.refused - 1:
+                log.warning("[proxyEndpoint=%s] %d clients are setting up their connections "
+                            "(proxy.max_unauthenticated_clients): refusing new clients until one finishes",
+                            endpoint, gate.in_login)
+        return slot
+
+    def classifier(self, endpoint: str, client_id: int) -> Callable[..., Any]:
+        """The pin classifier of one new session: :attr:`classify`, which sees the text of every
+        statement until the session pins, and with :attr:`log_sql` on logs that text first, naming
+        the session as RDS Proxy's log lines do.  The relay gains no work: with debug logging off
+        this is :attr:`classify` itself."""
+        classify = self.classify
+        if not self.log_sql:
+            return classify
+
+        def classify_and_log(sql: str, *args: Any, **kwargs: Any) -> Any:
+            sql_log.info("[proxyEndpoint=%s] [clientConnection=%s] SQL text: %s", endpoint, client_id, sql)
+            return classify(sql, *args, **kwargs)
+
+        return classify_and_log
+
+    def login_clock(self) -> LoginClock:
+        """The deadline of a login starting now: the silence and total limits of ``[proxy]``."""
+        return LoginClock(silence=self.handshake_timeout, total=self.login_timeout)
+
     def borrow_now(self, endpoint: str, key: PoolKey, address: InstanceAddress) -> Any:
         """An idle backend of ``key`` without waiting (the relays' fast path), or None.
 
@@ -105,6 +152,18 @@ class SessionServices:
                         "connection [dbConnection=%s] for the remainder of the session. The proxy can't reuse "
                         'this connection until the session ends. Reason: %s Digest: "%s".', endpoint, client_id,
                         getattr(backend, "backend_id", "?"), reason, self.digest(sql))
+
+
+async def turn_away(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, refusal: bytes) -> None:
+    """Send a client turned away before login its ``refusal``, then close the sending side and give it
+    a moment to read the answer and hang up: closing with its first bytes unread would reset the
+    connection, and the reset can overtake the answer."""
+    with contextlib.suppress(Exception):
+        writer.write(refusal)
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(1):
+            await reader.read(65536)
 
 
 class LatencyByInstance:

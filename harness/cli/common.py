@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from harness.process import ProcessError
+from harness.redaction import redact
 from harness.standins.base import StandinError
 from harness.statedir import StateDir, StateError, resolve
 from harness.targets.base import TargetError
@@ -23,6 +24,16 @@ def emit(data: Any, as_json: bool, human: str) -> None:
         click.echo(json.dumps(data, indent=2))
     else:
         click.echo(human)
+
+
+show_secrets_option = click.option(
+    "--show-secrets", is_flag=True,
+    help="Print passwords, secret keys and tokens in clear (hidden by default; see harness.redaction).")
+
+
+def shown(data: Any, show_secrets: bool) -> Any:
+    """``data`` as it may be printed: with its secrets hidden unless asked for."""
+    return data if show_secrets else redact(data)
 
 
 class CliFailure(click.ClickException):

@@ -10,7 +10,7 @@ import time
 
 import click
 
-from harness.cli.common import CliFailure, emit, fail_on_errors, state_dir
+from harness.cli.common import CliFailure, emit, fail_on_errors, show_secrets_option, shown, state_dir
 from harness.standins.base import Cluster, Role
 from harness.standins.registry import cluster_class, cluster_from_state, engine_names
 
@@ -33,17 +33,19 @@ def _running(cluster: Cluster) -> dict[str, bool]:
     return {i.id: cluster.running(i.id) for i in cluster.instances}
 
 
-def _describe(cluster: Cluster) -> dict:
+def _describe(cluster: Cluster, show_secrets: bool = False) -> dict:
+    """The cluster's description with each instance's state; passwords hidden unless asked for."""
     data = cluster.describe()
     alive = _running(cluster)
     for inst in data["instances"]:
         inst["running"] = alive[inst["id"]]
-    return data
+    return shown(data, show_secrets)
 
 
-def _table(cluster: Cluster) -> str:
+def _table(cluster: Cluster, show_secrets: bool = False) -> str:
     alive = _running(cluster)
-    lines = [(f"engine {cluster.engine}; user {cluster.user}; password {cluster.password}; "
+    password = shown({"password": cluster.password}, show_secrets)["password"]
+    lines = [(f"engine {cluster.engine}; user {cluster.user}; password {password}; "
               f"database {cluster.database}"),
              f"{'id':<12} {'role':<7} {'address':<22} state"]
     for i in cluster.instances:
@@ -62,9 +64,10 @@ def standin() -> None:
 @click.option("--readers", type=click.IntRange(0, 15), default=2, show_default=True,
               help="Number of reader instances (Aurora allows up to 15).")
 @click.option("--json", "as_json", is_flag=True, help="Print the cluster as JSON (public contract).")
+@show_secrets_option
 @click.pass_context
 @fail_on_errors
-def up(ctx: click.Context, engine: str, readers: int, as_json: bool) -> None:
+def up(ctx: click.Context, engine: str, readers: int, as_json: bool, show_secrets: bool) -> None:
     """Start a stand-in cluster and record it; its servers keep running after this command exits."""
     sd = state_dir(ctx)
     previous = sd.read(RECORD)
@@ -85,15 +88,16 @@ def up(ctx: click.Context, engine: str, readers: int, as_json: bool) -> None:
         sd.remove(RECORD)
         raise
     elapsed = time.monotonic() - started
-    emit({**_describe(cluster), "start_seconds": round(elapsed, 3)}, as_json,
-         _table(cluster) + f"\nstarted in {elapsed:.1f}s; stop with 'aurora-harness standin down'")
+    emit({**_describe(cluster, show_secrets), "start_seconds": round(elapsed, 3)}, as_json,
+         _table(cluster, show_secrets) + f"\nstarted in {elapsed:.1f}s; stop with 'aurora-harness standin down'")
 
 
 @standin.command()
 @click.option("--json", "as_json", is_flag=True)
+@show_secrets_option
 @click.pass_context
 @fail_on_errors
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, as_json: bool, show_secrets: bool) -> None:
     """Show the recorded cluster, which instances run, and the live topology."""
     cluster = _load(ctx)
     try:
@@ -106,11 +110,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
             for inst in cluster.instances:  # someone else (e.g. a supervisor) failed over: follow it
                 inst.role = Role.WRITER if inst.id == topo.writer else Role.READER
             _save(ctx, cluster)
-    data = _describe(cluster)
+    data = _describe(cluster, show_secrets)
     data["topology"] = topo.as_dict() if topo else None
     if topo_error:
         data["topology_error"] = topo_error
-    human = _table(cluster)
+    human = _table(cluster, show_secrets)
     if topo:
         human += "\nreplication: " + ", ".join(
             f"{r.id} {'streaming' if r.replicating else 'NOT replicating'}"

@@ -23,7 +23,7 @@ import time
 
 import click
 
-from harness.cli.common import CliFailure, emit, fail_on_errors, state_dir
+from harness.cli.common import CliFailure, emit, fail_on_errors, show_secrets_option, shown, state_dir
 from harness.standins.registry import engine_names
 from harness.targets.hooks import FAILOVER_TO_ENV, NEW_PASSWORD_ENV, ROTATE_USER_ENV
 from harness.targets.reference import CREDENTIAL_MODES, ReferenceTarget
@@ -39,8 +39,8 @@ def _load(ctx: click.Context) -> ReferenceTarget:
     return ReferenceTarget.from_state(record)
 
 
-def _human(t: ReferenceTarget) -> str:
-    d = t.describe()
+def _human(t: ReferenceTarget, d: dict) -> str:
+    """``d``: the target's description, as it may be printed."""
     c = d["credentials"]
     auto = d.get("auto_failover") or {}
     if auto.get("enabled"):
@@ -77,11 +77,12 @@ def _human(t: ReferenceTarget) -> str:
               help="Where the proxy takes its logins from: a local Secrets Manager stand-in (one secret per "
                    "user; needed to rotate them) or its own configuration.")
 @click.option("--json", "as_json", is_flag=True, help="Print endpoints and credentials as JSON (public contract).")
+@show_secrets_option
 @click.pass_context
 @fail_on_errors
 def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_timeout: float | None,
        max_connections_percent: int | None, auto_failover: bool, failover_grace: float, credentials: str,
-       as_json: bool) -> None:
+       as_json: bool, show_secrets: bool) -> None:
     """Start a stand-in cluster with the reference proxy in front; both keep running after exit."""
     sd = state_dir(ctx)
     previous = sd.read(RECORD)
@@ -105,21 +106,23 @@ def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_
         sd.remove(RECORD)
         raise
     elapsed = time.monotonic() - started
-    emit({**target.describe(), "start_seconds": round(elapsed, 3)}, as_json,
-         _human(target) + f"\nstarted in {elapsed:.1f}s; stop with 'aurora-harness down'")
+    described = shown(target.describe(), show_secrets)
+    emit({**described, "start_seconds": round(elapsed, 3)}, as_json,
+         _human(target, described) + f"\nstarted in {elapsed:.1f}s; stop with 'aurora-harness down'")
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
+@show_secrets_option
 @click.pass_context
 @fail_on_errors
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Show the running target's endpoints, credentials and instances."""
+def status(ctx: click.Context, as_json: bool, show_secrets: bool) -> None:
+    """Show the running target's endpoints, credentials (passwords hidden) and instances."""
     target = _load(ctx)
     if target.follow_live_roles():
         state_dir(ctx).write(RECORD, target.to_state())
-    data = {**target.describe(), "proxy_running": target.proxy_running()}
-    emit(data, as_json, _human(target))
+    described = shown(target.describe(), show_secrets)
+    emit({**described, "proxy_running": target.proxy_running()}, as_json, _human(target, described))
 
 
 @click.command()

@@ -261,12 +261,8 @@ class ProcessRuntime(ServerRuntime):
             return process.make_owned_dir(path, self.layout.service_account, mode)
 
     def write_file(self, path: str, text: str, mode: int = 0o600) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(path, mode)
-        if self.layout.service_account and os.geteuid() == 0:
-            with standin_errors():
-                os.chown(path, *process.service_user(self.layout.service_account))
+        with standin_errors():
+            process.write_private(path, text, self.layout.service_account, mode=mode, replace=True)
 
     def remove(self, path: str) -> None:
         process.remove_tree(path)

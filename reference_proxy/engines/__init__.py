@@ -201,7 +201,9 @@ class ProxyEngine:
     the engine's sessions share, such as cancel keys); ``backends(...)`` makes the pool's backend
     factory; ``classify(sql)`` is the pin classifier (a :class:`PinDecision` or None) and
     ``digest(sql)`` the statement shape for pinning log lines; ``probe`` opens the topology
-    monitor's probe of one instance.
+    monitor's probe of one instance.  ``too_many_clients`` is what a client turned away before its
+    login is sent (the engine's own "too many connections" error), when the proxy is out of
+    descriptors or has too many clients setting up.
     """
 
     name: Engine
@@ -210,6 +212,7 @@ class ProxyEngine:
     classify: Callable[[str], PinDecision | None]
     digest: Callable[[str], str]
     probe: ProbeConstructor
+    too_many_clients: bytes
 
 
 def engine_for(config: ProxyConfig) -> ProxyEngine:

@@ -51,6 +51,10 @@ def test_standin_up_status_failover_down_cycle(tmp_path, engine):
 
         status = json.loads(harness(tmp_path, "standin", "status", "--json").stdout)
         assert all(i["running"] for i in status["instances"])
+        assert {i["password"] for i in up["instances"] + status["instances"]} == {"(redacted)"}
+        shown = json.loads(harness(tmp_path, "standin", "status", "--json", "--show-secrets").stdout)
+        assert "(redacted)" not in {i["password"] for i in shown["instances"]}
+        assert "(redacted)" not in harness(tmp_path, "standin", "status", "--show-secrets").stdout
         assert status["topology"]["writer"] == old_writer
 
         fo = json.loads(harness(tmp_path, "standin", "failover", "--json").stdout)
@@ -120,7 +124,8 @@ def _serves_a_reader(engine: str, endpoint: dict, cred: dict) -> bool:
 @pytest.mark.parametrize("engine", [pytest.param("postgres", marks=pytest.mark.postgres),
                                     pytest.param("mysql", marks=pytest.mark.mysql)])
 def test_target_up_status_down_gives_working_endpoints(tmp_path, engine):
-    up = json.loads(harness(tmp_path, "up", "--engine", engine, "--readers", "1", "--json").stdout)
+    up = json.loads(harness(tmp_path, "up", "--engine", engine, "--readers", "1", "--json",
+                            "--show-secrets").stdout)
     record = json.loads((tmp_path / "target.json").read_text())
     try:
         assert set(up) >= {"engine", "endpoints", "credentials", "metrics_url", "status_url", "instances"}
@@ -131,6 +136,8 @@ def test_target_up_status_down_gives_working_endpoints(tmp_path, engine):
         status = json.loads(harness(tmp_path, "status", "--json").stdout)
         assert status["proxy_running"] is True
         assert status["endpoints"] == up["endpoints"]
+        assert status["credentials"]["password"] == "(redacted)"  # unless --show-secrets
+        assert cred["password"] not in json.dumps(status)
         # The logins come from the AWS stand-in, one secret per user, readable with boto3.
         assert up["aws_endpoint_url"].startswith("http://127.0.0.1:")
         assert up["secrets"]["aurora-harness/" + cred["user"]] == cred["user"]
@@ -157,7 +164,7 @@ def _secret_login(endpoint_url: str, secret_id: str) -> dict:
 @pytest.mark.postgres
 def test_target_up_with_static_credentials_has_no_aws_stand_in(tmp_path):
     up = json.loads(harness(tmp_path, "up", "--readers", "0", "--no-auto-failover", "--credentials", "static",
-                            "--json").stdout)
+                            "--json", "--show-secrets").stdout)
     record = json.loads((tmp_path / "target.json").read_text())
     try:
         assert up["aws_endpoint_url"] is None and up["secrets"] == {}
@@ -166,3 +173,75 @@ def test_target_up_with_static_credentials_has_no_aws_stand_in(tmp_path):
     finally:
         harness(tmp_path, "down", check=False)
     assert not processes_under(record["run_dir"])
+
+
+def _secrets_of(record) -> set[str]:
+    """Every secret value held in a state record (found by key name, as the CLI hides them)."""
+    from harness.redaction import is_secret_key
+
+    found: set[str] = set()
+
+    def walk(value, key="") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list):
+            if key in ("logins", "iam_key") or (len(value) == 2 and key not in ("ports",)):
+                found.update(v for v in value[1:] if isinstance(v, str))  # [user, password] / [key id, secret]
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and is_secret_key(key) and value:
+            found.add(value)
+
+    walk(record)
+    return {s for s in found if len(s) >= 6}
+
+
+def _files_holding(roots: list[str], secrets: set[str]) -> list[str]:
+    hits = []
+    for root in roots:
+        for directory, _, files in os.walk(root):
+            for name in files:
+                path = os.path.join(directory, name)
+                try:
+                    with open(path, "rb") as f:
+                        data = f.read(1 << 20)
+                except OSError:
+                    continue
+                if any(secret.encode() in data for secret in secrets):
+                    hits.append(path)
+    return hits
+
+
+@pytest.mark.parametrize("engine", [pytest.param("postgres", marks=pytest.mark.postgres),
+                                    pytest.param("mysql", marks=pytest.mark.mysql)])
+def test_no_file_holding_a_credential_is_readable_by_others(tmp_path, engine):
+    """Every file the harness writes that holds a password or key (state records, the proxy's
+    configuration, the stand-in's password and replication files...) is the owner's only, in a
+    directory only its owner may enter; what status prints hides them."""
+    state = tmp_path / "state"
+    up = harness(state, "up", "--engine", engine, "--readers", "1", "--json").stdout
+    record = json.loads((state / "target.json").read_text())
+    try:
+        secrets = _secrets_of(record)
+        assert record["cluster"]["password"] in secrets and len(secrets) >= 3
+        roots = [str(state), record["run_dir"], record["cluster"]["base_dir"]]
+        holding = _files_holding(roots, secrets)
+        assert any(p.endswith("proxy.toml") for p in holding) and any(p.endswith("target.json") for p in holding)
+        # The harness's own files: 0600 in 0700 directories.  The database's own (binary logs under
+        # a data directory, written with the server's umask): at least not readable by others.
+        ours = [p for p in holding if f"{os.sep}data{os.sep}" not in p]
+        exposed = [f"{oct(os.stat(p).st_mode & 0o777)} {p}" for p in holding
+                   if os.stat(p).st_mode & (0o077 if p in ours else 0o007)]
+        assert not exposed, exposed
+        open_dirs = [f"{oct(os.stat(d).st_mode & 0o777)} {d}" for d in {os.path.dirname(p) for p in ours}
+                     if os.stat(d).st_mode & 0o077]
+        assert not open_dirs, open_dirs
+        printed = {"up --json": up, "status": harness(state, "status").stdout,
+                   "status --json": harness(state, "status", "--json").stdout}
+        for command, text in printed.items():
+            assert "(redacted)" in text and not any(secret in text for secret in secrets), command
+        shown = harness(state, "status", "--json", "--show-secrets").stdout
+        assert json.loads(shown)["credentials"]["password"] == record["cluster"]["password"]
+    finally:
+        harness(state, "down", check=False)

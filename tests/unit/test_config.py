@@ -44,6 +44,8 @@ def test_defaults_are_rds_defaults():
     assert config.admin.host == "127.0.0.1"
     assert config.tls.require_tls is False and config.tls.cert_file is None
     assert config.proxy.client_handshake_timeout == 120.0
+    assert config.proxy.client_login_timeout == 60.0  # PostgreSQL's authentication_timeout
+    assert config.proxy.max_unauthenticated_clients == 10000
     assert config.testing.leak_session_state is False
 
 

@@ -22,7 +22,7 @@ from harness.faults.registry import fault_from_spec
 from harness.faults.rotation import RotateSecret
 from harness.history import OpType, Phase, Recorder
 from harness.plugin.faults import Faults
-from harness.runstore import redact
+from harness.redaction import redact
 from harness.targets import hooks, registry
 from harness.targets.base import (
     Capability,

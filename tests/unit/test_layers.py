@@ -22,7 +22,7 @@ PACKAGES = ("harness", "reference_proxy", "suites", "loadprofiles", "reports")
 
 HARNESS_FLOORS: list[tuple[str, ...]] = [
     ("harness", "harness.errors"),
-    ("harness.process", "harness.statedir", "harness.runstore"),
+    ("harness.process", "harness.statedir", "harness.runstore", "harness.redaction"),
     ("harness.history", "harness.metrics", "harness.guarantees", "harness.net"),
     ("harness.standins",),
     ("harness.targets",),
@@ -44,13 +44,13 @@ PROXY_FLOORS: list[tuple[str, ...]] = [
     ("reference_proxy", "reference_proxy.contracts"),
     ("reference_proxy.protocol", "reference_proxy.config", "reference_proxy.settings_fields",
      "reference_proxy.pool.settings", "reference_proxy.pinning", "reference_proxy.session_services",
-     "reference_proxy.tls", "reference_proxy.credentials"),
-    ("reference_proxy.pool", "reference_proxy.leaking", "reference_proxy.splitting", "reference_proxy.routing",
-     "reference_proxy.topology",
+     "reference_proxy.tls", "reference_proxy.credentials", "reference_proxy.login_limits"),
+    ("reference_proxy.pool", "reference_proxy.leaking", "reference_proxy.splitting", "reference_proxy.routing", "reference_proxy.topology",
      "reference_proxy.metrics",
      "reference_proxy.admin"),
     ("reference_proxy.engines",),
-    ("reference_proxy.failover", "reference_proxy.server"),
+    ("reference_proxy.failover", "reference_proxy.server", "reference_proxy.listener",
+     "reference_proxy.log_settings"),
     ("reference_proxy.__main__",),
 ]
 """The proxy's floors, lowest first: the contracts every part shares; codecs, configuration, the

@@ -51,6 +51,7 @@ def bootstrap_seed(runtime: ServerRuntime, install_db: str, seed_dir: str, sql: 
     if rc != 0:
         reason = "timed out" if rc is None else f"exit {rc}"
         raise StartFailed(f"mariadb-install-db failed ({reason}); output tail:\n{process.log_tail(log)}")
+    os.remove(log)  # it echoes the seed's statements, passwords included (0600 while it exists)
 
 
 def copy_seed(runtime: ServerRuntime, seed_dir: str, inst: Instance) -> None:

@@ -23,7 +23,7 @@ from reference_proxy.engines.mysql.backend import MySQLBackendFactory
 from reference_proxy.engines.mysql.pinning import classify, digest
 from reference_proxy.engines.mysql.probe import MySQLProbe
 from reference_proxy.engines.mysql.screen import screened
-from reference_proxy.engines.mysql.session import MySQLSessions
+from reference_proxy.engines.mysql.session import TOO_MANY_CLIENTS, MySQLSessions
 
 __all__ = ["ENGINE"]
 
@@ -35,4 +35,5 @@ ENGINE = ProxyEngine(
     classify=screened(classify),
     digest=digest,
     probe=MySQLProbe,
+    too_many_clients=TOO_MANY_CLIENTS,
 )

@@ -111,9 +111,11 @@ ER_WRONG_DB_NAME = 1102
 MAX_DATABASE_NAME = 64
 """MySQL and MariaDB refuse longer schema names (1102, SQLSTATE 42000)."""
 
-LOGIN_MAX_PAYLOAD = 1024 * 1024
-"""A login packet over this is refused (1153): the largest legitimate one, a HandshakeResponse41 with
-connection attributes, stays far below it, and an unauthenticated peer should not make us buffer more."""
+LOGIN_MAX_PAYLOAD = 96 * 1024
+"""A login packet over this is refused (1153) from its header, before its body is read: the largest
+legitimate one, a HandshakeResponse41 with connection attributes (MySQL's client library sends at
+most 64 KiB of them), stays below it, and an unauthenticated peer must not make the proxy buffer
+the 64 MB a logged-in client may send."""
 
 OFFERED_CAPABILITIES = (
     Capability.LONG_PASSWORD | Capability.FOUND_ROWS | Capability.LONG_FLAG | Capability.CONNECT_WITH_DB
@@ -182,6 +184,11 @@ class Authenticated:
     tls: bool
     auth_plugin: str
     status_flags: int
+    ok_size: int = 0
+    """Bytes at the end of the SendToClient before this event that are the OK packet (header
+    included): a caller that must check something first (does the database exist?) holds them back
+    and sends an ERR at :attr:`ok_sequence` instead, as a server refusing the database does."""
+    ok_sequence: int = 2
 
 
 @dataclass(frozen=True)
@@ -430,8 +437,8 @@ class ClientLogin:
         if not done:
             self._reader.expected_sequence = sequence_id
             return [SendToClient(bytes(out))]
-        ok = OkPacket(status_flags=self._status_flags).encode(self._capabilities)
-        out += encode_packet(ok, sequence_id)[0]
+        ok = encode_packet(OkPacket(status_flags=self._status_flags).encode(self._capabilities), sequence_id)[0]
+        out += ok
         self._state = "done"
         response, auth = self._response, self._auth
         assert response is not None and auth is not None and auth.plugin is not None
@@ -439,7 +446,7 @@ class ClientLogin:
         return [SendToClient(bytes(out)),
                 Authenticated(response.username, response.database or None, self._capabilities,
                               response.character_set, response.max_packet_size, response.attributes,
-                              self.tls, auth.plugin, self._status_flags)]
+                              self.tls, auth.plugin, self._status_flags, len(ok), sequence_id)]
 
     def _refuse(self, code: int, sqlstate: str, message: str, sequence_id: int, *,
                 auth_failure: bool = False, detail: str = "") -> list[LoginEvent]:

@@ -59,6 +59,7 @@ from reference_proxy.engines.mysql.auth import (
     WrongPassword,
 )
 from reference_proxy.engines.mysql.login import (
+    LOGIN_MAX_PAYLOAD,
     Authenticated,
     ClientLogin,
     LoginEvent,
@@ -87,7 +88,7 @@ from reference_proxy.protocol.mysql import (
     next_sequence_id,
     reply_shape,
 )
-from reference_proxy.session_services import LatencyByInstance, SessionServices
+from reference_proxy.session_services import LatencyByInstance, SessionServices, turn_away
 
 __all__ = ["BORROW_TIMEOUT_CODE", "LOST_BACKEND_CODE", "MySQLClientSession", "MySQLSessions"]
 
@@ -111,6 +112,12 @@ ER_NOT_SUPPORTED = 1235
 LOST_BACKEND_MESSAGE = ("Lost connection: the database connection to instance {instance} was lost (a failover, "
                         "or the database shut down or crashed); reconnect to continue")
 LOCAL_INFILE_MESSAGE = "LOAD DATA LOCAL INFILE is not supported by this proxy"
+TOO_MANY_CLIENTS = encode_packet(ErrPacket(1040, "Too many connections", "08004").encode(), 0)[0]
+"""What a client turned away before login gets (too many clients setting up, or no descriptor left):
+MySQL's own ERROR 1040 in place of the greeting, as a server over max_connections sends it."""
+DATABASE_REFUSALS = frozenset({1049, 1044})
+"""ER_BAD_DB_ERROR ("Unknown database 'x'") and ER_DBACCESS_DENIED_ERROR: a server refuses the login
+with them in place of the OK, so the proxy checks a database a client names before its OK."""
 _QUERIES = (Command.QUERY, Command.STMT_EXECUTE)
 _FAST_COMMANDS = frozenset((Command.QUERY, Command.STMT_EXECUTE, Command.INIT_DB, Command.STMT_PREPARE,
                             Command.STMT_RESET, Command.STMT_FETCH))
@@ -128,6 +135,8 @@ class MySQLSessions:
         self.services = services
         self.sha2_cache = Sha2FastPathCache()
         self.max_payload = max_payload
+        self.databases_seen: set[tuple[str, str]] = set()
+        """(user, database) pairs a backend has opened: a login naming one needs no check."""
 
     def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: str,
                  client_id: int) -> MySQLClientSession:
@@ -154,10 +163,13 @@ class MySQLClientSession:
         self.key: PoolKey | None = None
         self.backend: Any = None
         self.tracker = SessionTracker(
-            self.s.classify, exclude_variable_sets=lambda: self.s.pool.settings.exclude_variable_sets)
+            self.s.classifier(endpoint, client_id), exclude_variable_sets=lambda: self.s.pool.settings.exclude_variable_sets)
         self.capabilities = 0
         self._nonce = b""  # the login's scramble: COM_CHANGE_USER answers it again
         self._client_packets = PacketReader(sessions.max_payload, what="client", expected_sequence=None)
+        self._login_slot: Any = None
+        self._login_clock: Any = None
+        self._held_ok = b""  # the login's OK, held until the database the client named is known to exist
         self._mid_reply = False
         self._set_up = False
         self._drain_requested = False
@@ -175,7 +187,12 @@ class MySQLClientSession:
         m.inc("ClientConnectionsReceived", endpoint=ep)
         m.gauge_add("ClientConnections", 1, endpoint=ep)
         try:
+            self._login_slot = self.s.admit(ep)
+            if self._login_slot is None:
+                await turn_away(self.reader, self.writer, TOO_MANY_CLIENTS)
+                raise _SessionOver()
             authenticated = await self._log_in()
+            self._login_slot.release()  # authenticated: no longer a stranger
             await self._choose_instance(authenticated)
             await self._serve_commands()
         except _SessionOver:
@@ -206,6 +223,8 @@ class MySQLClientSession:
 
     async def _finish(self) -> None:
         m, ep = self.s.metrics, self.endpoint
+        if self._login_slot is not None:
+            self._login_slot.release()
         if self.backend is not None:
             self._release(self.tracker.release_state_if_client_leaves(self._mid_reply))
         if self.address is not None:
@@ -226,13 +245,18 @@ class MySQLClientSession:
     # ---------------------------------------------------------------------------------- login
 
     async def _log_in(self) -> Authenticated:
+        clock = self._login_clock = self.s.login_clock()
         try:
-            async with asyncio.timeout(self.s.handshake_timeout):
+            async with asyncio.timeout(None) as timer:
+                clock.attach(timer)
                 return await self._login_exchange()
         except TimeoutError:
-            log.info("[proxyEndpoint=%s] [clientConnection=%s] the client did not finish its login within "
-                     "%.0fs; closing", self.endpoint, self.client_id, self.s.handshake_timeout)
+            log.info("[proxyEndpoint=%s] [clientConnection=%s] the client %s; closing", self.endpoint,
+                     self.client_id, clock.limit_reached())
             raise _SessionOver() from None
+        finally:
+            clock.detach()
+            self._login_clock = None
 
     async def _login_exchange(self) -> Authenticated:
         peer = self.writer.get_extra_info("peername")
@@ -264,7 +288,12 @@ class MySQLClientSession:
                     newer = await source.client_login_failed(event.user, event.tried)
                     pending[:0] = login.recheck(None if newer is None else newer.client)
                 elif isinstance(event, SendToClient):
-                    await self._write_login(raw, event.data)
+                    if pending and isinstance(pending[0], Authenticated) and pending[0].ok_size:
+                        ok_at = len(event.data) - pending[0].ok_size
+                        self._held_ok = event.data[ok_at:]  # sent by _check_database
+                        await self._write_login(raw, event.data[:ok_at])
+                    else:
+                        await self._write_login(raw, event.data)
                 elif isinstance(event, StartTls):
                     if event.early_data or raw is None:
                         raise ProtocolViolation("client data arrived before TLS could start")
@@ -288,6 +317,7 @@ class MySQLClientSession:
             data = await (self._read_raw_packet(raw) if raw is not None else self.reader.read(READ_SIZE))
             if not data:
                 raise _SessionOver()
+            self._login_clock.heard()
             pending = login.receive_data(data)
 
     def _take_socket(self) -> socket.socket:
@@ -306,7 +336,7 @@ class MySQLClientSession:
         if len(header) < HEADER_SIZE:
             return b""
         size = int.from_bytes(header[:3], "little")
-        if size > self._client_packets.max_payload:
+        if size > LOGIN_MAX_PAYLOAD:
             return header  # the login refuses the oversized packet from its header
         body = await self._recv_exactly(sock, size)
         return header + body if len(body) == size else b""
@@ -347,12 +377,15 @@ class MySQLClientSession:
             else:
                 self.address = self.s.choose_instance(self.endpoint)
         except BorrowTimeout:
+            self.writer.write(self._held_ok)
             await self._say_error(BORROW_TIMEOUT_CODE, "HY000", BORROW_TIMEOUT_MESSAGE, 0)
             raise _SessionOver() from None
         except ProxyError as e:
+            self.writer.write(self._held_ok)
             await self._say_error(BORROW_TIMEOUT_CODE, "HY000", str(e), 0)
             raise _SessionOver() from None
         self.key = PoolKey(self.address.id, authenticated.user, authenticated.database or "")
+        await self._check_database(authenticated)
         self._set_up = True
         self.s.metrics.inc("ClientConnectionsSetupSucceeded", endpoint=self.endpoint)
         self.s.metrics.gauge_add("ClientConnectionsTLS" if self.tls else "ClientConnectionsNoTLS", 1,
@@ -632,21 +665,51 @@ class MySQLClientSession:
 
     # ------------------------------------------------------------------------ borrow / release
 
+    async def _take_backend(self) -> Any:
+        """A backend for this session's key, or the pool's or failover's error."""
+        assert self.key is not None and self.address is not None
+        backend = None
+        if self.s.acquire_now is not None:
+            with contextlib.suppress(ProxyError):
+                backend = self.s.acquire_now(self.endpoint, self.key, self.address)
+        if backend is None:
+            if self.s.acquire is None:
+                backend = await self.s.pool.borrow(self.key, self.address)
+            else:
+                address, backend = await self.s.acquire(self.endpoint, self.key, self.address)
+                if address.id != self.address.id:  # a failover moved this session
+                    self.address, self.key = address, replace(self.key, instance_id=address.id)
+        return backend
+
+    async def _check_database(self, authenticated: Authenticated) -> None:
+        """Send the login's OK once the database the client named is known to exist, or the server's
+        ERROR 1049 (1044) in its place, as a MySQL server refuses such a login.
+
+        A database is known once a backend of this user opened it; the first login naming it
+        borrows one (kept in the pool for its first command).  Any other failure to borrow leaves the
+        answer to the client's first command, as when no database is named."""
+        ok, self._held_ok = self._held_ok, b""
+        database = authenticated.database
+        seen = self.shared.databases_seen
+        if database is not None and (authenticated.user, database) not in seen:
+            try:
+                self.backend = await self._take_backend()
+            except BackendConnectFailed as e:
+                code = getattr(e, "error_code", None)
+                if code in DATABASE_REFUSALS:
+                    await self._say_error(code, e.sqlstate, e.server_message, authenticated.ok_sequence)
+                    raise _SessionOver() from None
+            except ProxyError:
+                pass
+            else:
+                seen.add((authenticated.user, database))
+                self._release(ReleaseState.CLEAN)
+        self.writer.write(ok)
+
     async def _borrow(self) -> bool:
         """Borrow a backend for this session's key; on failure the client gets an ERR (at sequence 1)."""
-        assert self.key is not None and self.address is not None
         try:
-            backend = None
-            if self.s.acquire_now is not None:
-                with contextlib.suppress(ProxyError):
-                    backend = self.s.acquire_now(self.endpoint, self.key, self.address)
-            if backend is None:
-                if self.s.acquire is None:
-                    backend = await self.s.pool.borrow(self.key, self.address)
-                else:
-                    address, backend = await self.s.acquire(self.endpoint, self.key, self.address)
-                    if address.id != self.address.id:  # a failover moved this session
-                        self.address, self.key = address, replace(self.key, instance_id=address.id)
+            backend = await self._take_backend()
         except BorrowTimeout as e:
             log.info("[proxyEndpoint=%s] [clientConnection=%s] %s %s", self.endpoint, self.client_id,
                      BORROW_TIMEOUT_MESSAGE, e.detail)

@@ -22,7 +22,7 @@ from reference_proxy.engines.postgres.backend import PostgresBackendFactory
 from reference_proxy.engines.postgres.pinning import classify, digest
 from reference_proxy.engines.postgres.probe import PostgresProbe
 from reference_proxy.engines.postgres.screen import screened
-from reference_proxy.engines.postgres.session import PostgresSessions
+from reference_proxy.engines.postgres.session import TOO_MANY_CLIENTS, PostgresSessions
 
 __all__ = ["ENGINE"]
 
@@ -33,4 +33,5 @@ ENGINE = ProxyEngine(
     classify=screened(classify),
     digest=digest,
     probe=PostgresProbe,
+    too_many_clients=TOO_MANY_CLIENTS,
 )

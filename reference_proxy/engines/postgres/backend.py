@@ -51,7 +51,7 @@ from reference_proxy.protocol.postgres import (
     Terminate,
 )
 
-__all__ = ["MAX_CONNECTIONS_QUERY", "PasswordRefused", "PostgresBackend", "PostgresBackendFactory", "send_cancel"]
+__all__ = ["MAX_CONNECTIONS_QUERY", "DatabaseRefusedLogin", "PasswordRefused", "PostgresBackend", "PostgresBackendFactory", "send_cancel"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,18 @@ MAX_CONNECTIONS_QUERY = "SHOW max_connections"
 INVALID_PASSWORD = "28P01"
 
 
-class PasswordRefused(BackendConnectFailed):
+class DatabaseRefusedLogin(BackendConnectFailed):
+    """The database answered the proxy's login with an ErrorResponse: ``sqlstate`` and
+    ``server_message`` are its own, so that a session can pass on those about the client's request
+    (a database that does not exist...) as PostgreSQL words them."""
+
+    def __init__(self, error: ErrorResponse) -> None:
+        super().__init__(f"Request returned an error: {error.message}")
+        self.sqlstate = error.sqlstate
+        self.server_message = error.message
+
+
+class PasswordRefused(DatabaseRefusedLogin):
     """The database refused the proxy's login for its password (SQLSTATE 28P01)."""
 
 
@@ -244,8 +255,8 @@ class PostgresBackendFactory(BackendFactoryBase):
             await backend.writer.drain()
             msg = await backend._read_message(decoder)
             if isinstance(msg, ErrorResponse):
-                refused = PasswordRefused if msg.sqlstate == INVALID_PASSWORD else BackendConnectFailed
-                raise refused(f"Request returned an error: {msg.message}")
+                refused = PasswordRefused if msg.sqlstate == INVALID_PASSWORD else DatabaseRefusedLogin
+                raise refused(msg)
             if isinstance(msg, AuthenticationOk):
                 continue
             if isinstance(msg, AuthenticationCleartextPassword):

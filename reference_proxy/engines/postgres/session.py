@@ -82,7 +82,7 @@ from reference_proxy.protocol.postgres import (
     SSLRequest,
     StartupMessage,
 )
-from reference_proxy.session_services import LatencyByInstance, SessionServices
+from reference_proxy.session_services import LatencyByInstance, SessionServices, turn_away
 
 __all__ = ["REQUIRE_TLS_MESSAGE", "PostgresClientSession", "PostgresSessions"]
 
@@ -94,6 +94,24 @@ PROTOCOL_VIOLATION = "08P01"
 CONNECTION_FAILURE = "08006"
 UNABLE_TO_CONNECT = "08001"
 ADMIN_SHUTDOWN = "57P01"
+TOO_MANY_CONNECTIONS = "53300"
+TOO_MANY_CLIENTS = ErrorResponse.build("FATAL", TOO_MANY_CONNECTIONS, "sorry, too many clients already").encode()
+"""What a client turned away before login gets (too many clients setting up, or no descriptor left):
+PostgreSQL's own answer to a client over max_connections.  A session sends it in answer to the
+StartupMessage (see ``_turn_away``); out of descriptors the accept loop can only send it at once,
+which libpq, if it sent an SSLRequest first, reports without the text."""
+TURN_AWAY_TIMEOUT = 5.0
+"""Seconds a client turned away may take to send its StartupMessage before it is closed without
+an answer: it holds no place among the clients in login, so it must not hold a connection long."""
+MAX_LOGIN_MESSAGE_SIZE = 65535
+"""The largest message accepted before authentication completes: PostgreSQL's own limit on an
+authentication message (PG_MAX_AUTH_TOKEN_LENGTH), room for any password, SCRAM message or IAM
+token, where a logged-in client may send up to the 64 MB of the relay.  The untyped startup packet
+keeps its smaller limit of 10,000 bytes."""
+STARTUP_ERRORS_PASSED_ON = frozenset({"3D000", "42501", "55000", "28000"})
+"""SQLSTATEs the database gives a login that are about what the client asked for (database "x"
+does not exist; permission denied for database; database not accepting connections; role not
+permitted to log in): the client gets them as PostgreSQL sends them, not as the proxy's 08001."""
 LOST_BACKEND_MESSAGE = ("terminating connection: the database connection to instance {instance} was lost "
                         "(a failover, or the database shut down or crashed); reconnect to continue")
 
@@ -137,7 +155,7 @@ class PostgresClientSession:
         self.address: InstanceAddress | None = None
         self.key: PoolKey | None = None
         self.backend: Any = None
-        self.tracker = TransactionTracker(self.s.classify)
+        self.tracker = TransactionTracker(self.s.classifier(endpoint, client_id))
         self._cancel_key: tuple[int, int] | None = None
         self._client_splitter = MessageSplitter(FRONTEND_TYPES, sessions.max_message_size, "client")
         self._backend_splitter = MessageSplitter(BACKEND_TYPES, sessions.max_message_size, "server")
@@ -147,7 +165,8 @@ class PostgresClientSession:
         self._drain_requested = asyncio.Event()
         self._set_up = False
         self._closing = False
-        self._handshake_timer: asyncio.Timeout | None = None
+        self._login_clock: Any = None
+        self._login_slot: Any = None
         self._client_transport: asyncio.BaseTransport | None = None
         self._relay_driver: Relay | None = None
         self._m_queries: Any = None
@@ -162,6 +181,10 @@ class PostgresClientSession:
         m.inc("ClientConnectionsReceived", endpoint=ep)
         m.gauge_add("ClientConnections", 1, endpoint=ep)
         try:
+            self._login_slot = self.s.admit(ep)
+            if self._login_slot is None:
+                await self._turn_away()
+                raise _SessionOver()
             leftover = await self._handshake()
             if leftover is not None:
                 await self._relay(leftover)
@@ -199,6 +222,8 @@ class PostgresClientSession:
 
     async def _finish(self) -> None:
         m, ep = self.s.metrics, self.endpoint
+        if self._login_slot is not None:
+            self._login_slot.release()
         if self.backend is not None:
             state = self.tracker.release_state_if_client_leaves()
             self._release(state)
@@ -217,6 +242,17 @@ class PostgresClientSession:
 
     # ------------------------------------------------------------------------------ handshake
 
+    async def _turn_away(self) -> None:
+        """Too many clients in login: answer TLS and GSS requests N and the StartupMessage with
+        PostgreSQL's FATAL 53300, the way libpq expects a refusal (an error in place of the answer
+        to its SSLRequest is not shown to the user)."""
+        decoder = Decoder(Direction.FRONTEND)
+        with contextlib.suppress(TimeoutError, ProtocolViolation):
+            async with asyncio.timeout(TURN_AWAY_TIMEOUT):
+                while isinstance(await self._read_startup_message(decoder), (SSLRequest, GSSENCRequest)):
+                    self.writer.write(b"N")
+        await turn_away(self.reader, self.writer, TOO_MANY_CLIENTS)
+
     async def _read_startup_message(self, decoder: Decoder) -> Any:
         while True:
             msg = decoder.next_event()
@@ -229,26 +265,29 @@ class PostgresClientSession:
             decoder.receive_data(data)
 
     def _heard_from_client(self) -> None:
-        """The handshake timeout counts silence, not total time: restart it on every client byte."""
-        timer = self._handshake_timer
-        if timer is not None:
-            timer.reschedule(asyncio.get_running_loop().time() + self.s.handshake_timeout)
+        """Client bytes during the handshake restart its silence limit (not its total limit)."""
+        if self._login_clock is not None:
+            self._login_clock.heard()
 
     async def _handshake(self) -> bytes | None:
         """Returns client bytes already received after the handshake, or None if the session ended."""
-        decoder = Decoder(Direction.FRONTEND, max_message_size=self.shared.max_message_size)
+        decoder = Decoder(Direction.FRONTEND, max_message_size=MAX_LOGIN_MESSAGE_SIZE)
+        clock = self._login_clock = self.s.login_clock()
         try:
-            async with asyncio.timeout(self.s.handshake_timeout) as self._handshake_timer:
+            async with asyncio.timeout(None) as timer:
+                clock.attach(timer)
                 startup = await self._negotiate_transport(decoder)
                 if startup is None:
                     return None
                 accepted = await self._check_and_authenticate(startup, decoder)
         except TimeoutError:
-            log.info("[proxyEndpoint=%s] [clientConnection=%s] client sent nothing for %.0fs during the "
-                     "handshake; closing", self.endpoint, self.client_id, self.s.handshake_timeout)
+            log.info("[proxyEndpoint=%s] [clientConnection=%s] the client %s; closing", self.endpoint,
+                     self.client_id, clock.limit_reached())
             raise _SessionOver() from None
         finally:
-            self._handshake_timer = None
+            clock.detach()
+            self._login_clock = None
+        self._login_slot.release()  # authenticated: no longer a stranger
         await self._welcome(accepted)
         return decoder.take_buffered()
 
@@ -518,6 +557,8 @@ class PostgresClientSession:
                      message, getattr(e, "detail", ""))
         except BackendConnectFailed as e:
             message, code = str(e), UNABLE_TO_CONNECT
+            if getattr(e, "sqlstate", None) in STARTUP_ERRORS_PASSED_ON:
+                message, code = e.server_message, e.sqlstate
         except ProxyError as e:  # pool closed: the proxy is shutting down
             await self._say_fatal(ADMIN_SHUTDOWN, f"terminating connection: {e}")
             raise _SessionOver() from None
