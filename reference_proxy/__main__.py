@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 
 import click
 
 from reference_proxy.contracts import ProxyError
+from reference_proxy.failpoints import check_allowed
 from reference_proxy.listener import raise_descriptor_limit
 from reference_proxy.log_settings import LOG_FORMAT, LogSettings
 from reference_proxy.server import DEFAULT_GRACE_SECONDS, ProxyServer
@@ -48,6 +50,7 @@ async def _run(config_path: str, grace: float, logs: LogSettings) -> int:
     from reference_proxy.config import ProxyConfig
 
     config = ProxyConfig.load(config_path)
+    check_allowed(config.testing.failpoint, os.environ)
     logs.apply(config.logging)
     raise_descriptor_limit()
     server = ProxyServer(config)

@@ -58,6 +58,7 @@ from reference_proxy.credentials.settings import (
     SecretsManagerSettings,
     check_secrets,
 )
+from reference_proxy.failpoints import FAILPOINTS
 from reference_proxy.pool.settings import PoolSettings
 from reference_proxy.settings_fields import check_ranges, setting
 
@@ -283,16 +284,19 @@ class UnsafeTestingConfig:
     Read at start only (a reload does not change them).
     """
 
-    leak_session_state: bool = setting(
-        False, doc="Makes the proxy unsafe on purpose, to show the harness catches it: no SQL statement "
-                   "pins a session and no backend connection is reset before it is lent to another "
-                   "client, so session state one client leaves on a backend (user variables, SET, "
-                   "temporary tables, PREPARE, session locks) is visible to the next.")
-    split_transactions: bool = setting(
-        False, doc="Makes the proxy unsafe on purpose, to show the harness catches it: an unpinned "
-                   "session's backend connection is closed after every statement of a transaction and "
-                   "the next statement runs on another one, so a transaction neither sees its own "
-                   "uncommitted writes nor ends as one (its ROLLBACK has nothing to undo).")
+    failpoint: str | None = setting(
+        None, doc="Makes the proxy unsafe on purpose, to show the harness catches it: the name of one "
+                "misbehaviour of reference_proxy.failpoints to ship (e.g. leak_session_state, "
+                "split_transactions); unset: none. The proxy program refuses it unless its environment "
+                "sets AURORA_PROXY_ALLOW_FAILPOINTS=1.")
+
+    def __post_init__(self) -> None:
+        if self.failpoint is not None and self.failpoint not in FAILPOINTS:  # allowed? failpoints.check_allowed
+            raise ConfigError("failpoint", f"{self.failpoint!r} is not a failpoint; known: {', '.join(sorted(FAILPOINTS))}")
+
+    def on(self, name: str) -> bool:
+        """Whether failpoint ``name`` is the one turned on."""
+        return self.failpoint == name
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The ``[testing] leak_session_state`` mode: the proxy made unsafe on purpose, to show the harness
+"""The ``leak_session_state`` failpoint: the proxy made unsafe on purpose, to show the harness
 catches a pooler that leaks session state.
 
 A pooler leaks when it lends a backend connection to a second client while the first client's
@@ -17,8 +17,7 @@ What the wire protocol itself needs stays: a protocol-level prepared statement (
 backend (that would be breakage, not a leak).  Settings the MySQL engine tracks (autocommit, character
 sets, time zone...) leak too, since the reset is what brings a backend back to its pool key; a client
 that then finds the server's autocommit flag disagreeing with its own keeps that backend until it
-leaves, as the engine does whenever it cannot follow a change.  The server logs :data:`WARNING` when
-the mode is on.
+leaves, as the engine does whenever it cannot follow a change.
 """
 
 from __future__ import annotations
@@ -28,14 +27,7 @@ from typing import Any
 from reference_proxy.contracts import BackendConnection, ReleaseState
 from reference_proxy.pool import Pool
 
-__all__ = ["WARNING", "LeakingPool", "never_pins"]
-
-WARNING = ("UNSAFE TEST MODE: [testing] leak_session_state is on. This proxy never pins a session and never "
-           "resets a backend connection before lending it to another client, so one client's session state "
-           "(variables, temporary tables, locks, prepared statements) is visible to the next. It exists to show "
-           "that the harness catches such a pooler; never put it in front of real clients.")
-"""Logged at start, at warning level, when the mode is on."""
-
+__all__ = ["LeakingPool", "never_pins"]
 
 def never_pins(sql: str, **lexing: Any) -> None:
     """A pin classifier that pins nothing (it takes the MySQL classifier's lexing keywords too)."""

@@ -50,7 +50,7 @@ from reference_proxy.credentials.source import CredentialSource
 from reference_proxy.credentials.static import StaticCredentialSource
 from reference_proxy.engines import engine_for
 from reference_proxy.failover import FailoverRouting
-from reference_proxy.leaking import WARNING as LEAKING_WARNING
+from reference_proxy.failpoints import warning as failpoint_warning
 from reference_proxy.leaking import LeakingPool, never_pins
 from reference_proxy.listener import AcceptFailures, Listener
 from reference_proxy.login_limits import LoginGate
@@ -58,7 +58,6 @@ from reference_proxy.metrics import ProxyMetrics
 from reference_proxy.pool import Pool
 from reference_proxy.routing import Router
 from reference_proxy.session_services import ClientSession, SessionServices
-from reference_proxy.splitting import WARNING as SPLITTING_WARNING
 from reference_proxy.tls import server_context
 from reference_proxy.topology import monitor_for_config
 
@@ -103,7 +102,7 @@ class ProxyServer:
                                              init_query=lambda: self.pool.settings.init_query,
                                              on_max_connections=self._learn_max_connections,
                                              credential_source=self.credential_source)
-        leaking = config.testing.leak_session_state  # unsafe on purpose: see reference_proxy.leaking
+        leaking = config.testing.on("leak_session_state")  # unsafe on purpose: see reference_proxy.leaking
         self.pool = (LeakingPool if leaking else Pool)(self._factory, config.pool, self.clock, self.metrics)
         self._roles = {e.name: e.role for e in config.endpoints}
         self.monitor = monitor_for_config(config, self.engine.probe, self.router, self.metrics, self.clock,
@@ -121,7 +120,7 @@ class ProxyServer:
             backend_lost=self.failover.backend_lost, write_refused=self.failover.write_refused,
             wait_for_instance=self.failover.wait_for_instance,
             handshake_timeout=config.proxy.client_handshake_timeout,
-            split_transactions=config.testing.split_transactions,  # unsafe on purpose: reference_proxy.splitting
+            failpoint=config.testing.failpoint,  # unsafe on purpose: reference_proxy.failpoints
             login_timeout=config.proxy.client_login_timeout,
             login_gate=LoginGate(config.proxy.max_unauthenticated_clients))
         self._new_session = self.engine.sessions(self.services)
@@ -139,10 +138,8 @@ class ProxyServer:
     # ------------------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        if self.config.testing.leak_session_state:
-            log.warning(LEAKING_WARNING)
-        if self.config.testing.split_transactions:
-            log.warning(SPLITTING_WARNING)
+        if self.config.testing.failpoint:
+            log.warning(failpoint_warning(self.config.testing.failpoint))
         await self._load_secrets()  # before the monitor, which may log in with a secret's login
         await self.monitor.start()  # roles are verified before the first client is served
         self.accept_failures = AcceptFailures(self.metrics)

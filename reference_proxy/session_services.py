@@ -87,9 +87,9 @@ class SessionServices:
     wait_for_instance: Callable[[str], Awaitable[InstanceAddress]] | None = None
     iam: IamAuthenticator | None = None
     token_endpoint: Callable[[str], tuple[str, int]] | None = None
-    split_transactions: bool = False
-    """Unsafe, test only (``[testing] split_transactions``, :mod:`reference_proxy.splitting`): give an
-    unpinned session's backend up, closed, between the statements of a transaction."""
+    failpoint: str | None = None
+    """The failpoint turned on (:mod:`reference_proxy.failpoints`; None: none). Unsafe, test only: code
+    at a failpoint's site misbehaves when this names it."""
 
     def credentials(self, user: str) -> ClientCredential | None:
         """How a client of ``user`` must prove itself, as held now (no I/O); None: unknown user."""

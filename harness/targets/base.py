@@ -226,7 +226,7 @@ class TargetOptions:
     proxy_settings: tuple[str, ...] = _option(
         "--proxy-setting",
         "Reference target: a [pool], [testing], secrets_manager ([auth.secrets_manager]) or iam ([auth.iam]) "
-        "setting of the proxy it starts, as SECTION.KEY=VALUE (repeatable). testing.leak_session_state=true "
+        "setting of the proxy it starts, as SECTION.KEY=VALUE (repeatable). testing.failpoint=leak_session_state "
         "makes the proxy leak session state on purpose, to see the harness catch it.",
         default=())
     """``SECTION.KEY=VALUE`` texts (``--proxy-setting``), for a kind that runs the proxy itself."""

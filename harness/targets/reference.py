@@ -31,9 +31,10 @@ The proxy makes a self-signed certificate; TLS stays optional, so that a plainte
 the proxy's IAM check and is refused there.  ``credentials="static"`` writes the cluster's
 user into the configuration as before, with no AWS stand-in and no rotation.
 
-``testing={"leak_session_state": True}`` writes the proxy's ``[testing]`` section: switches that make
-the proxy unsafe on purpose (it then leaks session state from one client to the next), to show that
-the suites catch such a pooler.  Sibling proxies inherit them: they stand for the same proxy with
+``testing={"failpoint": "leak_session_state"}`` writes the proxy's ``[testing]`` section: a failpoint that makes
+the proxy unsafe on purpose (this one then leaks session state from one client to the next), to show
+that the suites catch such a proxy; the proxy is then started with failpoints allowed in its
+environment, and no other is.  Sibling proxies inherit them: they stand for the same proxy with
 other pool settings.  A certification reaches both sections through ``--proxy-setting``
 (:func:`parse_proxy_settings`).
 
@@ -98,6 +99,8 @@ settings (a short borrow timeout, TLS required) start a sibling proxy on the sam
 
 
 PROXY_SETTING_SECTIONS = ("pool", "testing", "secrets_manager", "iam")
+FAILPOINTS_ALLOW_ENV = "AURORA_PROXY_ALLOW_FAILPOINTS"
+"""The proxy's ``reference_proxy.failpoints.ALLOW_ENV`` (the harness runs the proxy, it does not import it)."""
 """The proxy configuration sections ``--proxy-setting`` may change (``secrets_manager`` is the
 proxy's ``[auth.secrets_manager]``: ``cache_ttl``, ``refresh_min_interval``; ``iam`` its
 ``[auth.iam]``: ``max_concurrent_authentications``, ``max_clock_skew``, ``region``); the target owns the
@@ -137,7 +140,7 @@ def parse_proxy_settings(texts: Collection[str]) -> dict[str, dict[str, Any]]:
         section, dot, key = name.strip().partition(".")
         if not equals or not dot or not key or "." in key:
             raise TargetError(f"--proxy-setting {text!r}: expected SECTION.KEY=VALUE, "
-                              f"e.g. testing.leak_session_state=true")
+                              f"e.g. testing.failpoint=leak_session_state")
         if section not in PROXY_SETTING_SECTIONS:
             raise TargetError(f"--proxy-setting {text!r}: only the {' and '.join(PROXY_SETTING_SECTIONS)} "
                               f"sections may be changed; the target sets the others itself")
@@ -479,6 +482,15 @@ class ReferenceTarget(Target):
         """Automatic failovers done so far, oldest first (empty without auto failover)."""
         return read_promotions(self.promotions_path) if self.run_dir else []
 
+    def _proxy_environment(self) -> dict[str, str]:
+        """The proxy's environment: AWS confined to the stand-in, and failpoints allowed only when this
+        target was asked for one (the proxy refuses a failpoint its environment does not allow)."""
+        env = isolated_environment()
+        env.pop(FAILPOINTS_ALLOW_ENV, None)
+        if self.testing.get("failpoint"):
+            env[FAILPOINTS_ALLOW_ENV] = "1"
+        return env
+
     def start_proxy(self) -> None:
         """Write the configuration and start the proxy process; wait until it serves."""
         config = self.proxy_config()
@@ -491,7 +503,7 @@ class ReferenceTarget(Target):
         process.write_private(self.config_path, render_toml(config))  # it holds passwords and keys
         self.proxy_pid, self.proxy_pid_start = process.spawn(
             [sys.executable, "-m", "reference_proxy", "--config", self.config_path],
-            log_path=self.log_path, env=isolated_environment())
+            log_path=self.log_path, env=self._proxy_environment())
         ready = process.wait_until(self._ready, READY_TIMEOUT, interval=0.1)
         if not ready or not self.proxy_running():
             tail = process.log_tail(self.log_path)

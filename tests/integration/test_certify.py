@@ -152,7 +152,7 @@ def test_mysql_proxy_that_never_resets_is_caught_leaking_session_state(tmp_path)
     catch it."""
     run_dir = tmp_path / "run"
     done = certify("--target", "reference", "--engine", "mysql", "--suite", "conformance", "--suite", "models",
-                   "-k", "isolation or private_sessions", "--proxy-setting", "testing.leak_session_state=true",
+                   "-k", "isolation or private_sessions", "--proxy-setting", "testing.failpoint=leak_session_state",
                    "--run-dir", str(run_dir), "--seed", "7")
     assert done.returncode == 1, f"expected a failed certification:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}"
     results = json.loads((run_dir / "results.json").read_text())
@@ -162,4 +162,4 @@ def test_mysql_proxy_that_never_resets_is_caught_leaking_session_state(tmp_path)
     assert kinds & {"setting", "advisory_lock", "temp_table"}, kinds
     model = next(t for t in results["tests"] if t["id"].endswith("test_sessions_behave_like_private_sessions"))
     assert model["outcome"] == "failed"
-    assert json.loads((run_dir / "target.json").read_text())["proxy_testing"] == {"leak_session_state": True}
+    assert json.loads((run_dir / "target.json").read_text())["proxy_testing"] == {"failpoint": "leak_session_state"}

@@ -1,4 +1,4 @@
-"""The reference proxy's unsafe ``[testing] leak_session_state`` mode, started through the harness.
+"""The reference proxy's unsafe ``leak_session_state`` failpoint, started through the harness.
 
 With a pool of one backend connection, what client A leaves on its session is on the very backend
 client B gets next.  The leaking proxy hands it over as it is; the normal proxy pinned A and resets
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 POOL_OF_ONE = {"max_connections_percent": 1, "max_idle_connections_percent": 1}
 """1 % of the stand-ins' max_connections (151 on MariaDB, 100 on PostgreSQL): one backend connection."""
-LEAKING = {"leak_session_state": True}
+LEAKING = {"failpoint": "leak_session_state"}
 MARK = "from-client-a"
 
 
@@ -109,7 +109,7 @@ def test_the_leaking_proxy_hands_one_clients_session_state_to_the_next(engine):
         with _proxy(cluster, engine, **LEAKING) as leaking:
             assert _what_b_sees(leaking, connect, statements, state) == leaked
             with open(leaking.log_path) as log:
-                assert "UNSAFE TEST MODE: [testing] leak_session_state is on" in log.read()
+                assert "UNSAFE TEST MODE: failpoint leak_session_state is on" in log.read()
             assert leaking.describe()["proxy_testing"] == LEAKING
         with _proxy(cluster, engine) as normal:
             assert _what_b_sees(normal, connect, statements, state) == clean

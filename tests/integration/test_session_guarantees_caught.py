@@ -1,9 +1,9 @@
 """The reference proxy's unsafe test modes, certified: each turns exactly its own guarantee false.
 
-* ``testing.split_transactions`` gives an unpinned session's backend up between the statements of
+* failpoint ``split_transactions`` gives an unpinned session's backend up between the statements of
   a transaction: TRANSACTION-ONE-BACKEND false, while own state, isolation and pinning stay true
   (pinned sessions are never split).
-* ``testing.leak_session_state`` never pins and never resets: a client's later requests meet
+* failpoint ``leak_session_state`` never pins and never resets: a client's later requests meet
   backends without its state, so SESSION-OWN-STATE is false (ISOLATION-NO-SESSION-LEAK too, which
   is left out here: the isolation tests judge it), while transactions still run whole.
 
@@ -31,9 +31,9 @@ ENGINES = [pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("m
 def _certify_with(engine: str, switch: str, selection: str, tmp_path) -> tuple[dict, str]:
     run_dir = tmp_path / "run"
     done = certify("--target", "reference", "--engine", engine, "--suite", "conformance", "-k", selection,
-                   "--proxy-setting", f"testing.{switch}=true", "--run-dir", str(run_dir), "--seed", "7")
+                   "--proxy-setting", f"testing.failpoint={switch}", "--run-dir", str(run_dir), "--seed", "7")
     assert done.returncode == 1, f"expected a failed certification:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}"
-    assert (run_dir / "proxy.log").read_text().count(f"UNSAFE TEST MODE: [testing] {switch} is on") == 1
+    assert (run_dir / "proxy.log").read_text().count(f"UNSAFE TEST MODE: failpoint {switch} is on") == 1
     return json.loads((run_dir / "results.json").read_text())["guarantees"], done.stdout
 
 

@@ -44,10 +44,10 @@ def test_strict_and_allow_unknown_contradict():
 
 
 def test_proxy_settings_travel_to_the_suites_run():
-    options = TargetOptions("mysql", proxy_settings=("testing.leak_session_state=true",))
+    options = TargetOptions("mysql", proxy_settings=("testing.failpoint=leak_session_state",))
     cmd = pytest_command(target="reference", options=options, profile="quick", run_dir=Path("run"),
                          ini=Path("pytest.ini"), seed=1)
-    assert cmd[cmd.index("--proxy-setting") + 1] == "testing.leak_session_state=true"
+    assert cmd[cmd.index("--proxy-setting") + 1] == "testing.failpoint=leak_session_state"
     assert cmd[cmd.index("--engine") + 1] == "mysql"
 
 

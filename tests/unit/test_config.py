@@ -46,23 +46,38 @@ def test_defaults_are_rds_defaults():
     assert config.proxy.client_handshake_timeout == 120.0
     assert config.proxy.client_login_timeout == 60.0  # PostgreSQL's authentication_timeout
     assert config.proxy.max_unauthenticated_clients == 10000
-    assert config.testing.leak_session_state is False
+    assert config.testing.failpoint is None
 
 
-def test_the_unsafe_testing_switch_is_off_unless_asked_for_and_says_why_it_exists(tmp_path):
-    assert ProxyConfig.load(example_path()).testing.leak_session_state is False
+def test_the_unsafe_testing_failpoint_is_off_unless_asked_for_and_says_why_it_exists(tmp_path):
+    assert ProxyConfig.load(example_path()).testing.failpoint is None
     path = tmp_path / "leaky.toml"
     path.write_text('engine = "mysql"\n[[endpoints]]\nname = "default"\nport = 6432\n'
-                    '[[instances]]\nid = "i1"\nport = 3306\n[testing]\nleak_session_state = true\n')
+                    '[[instances]]\nid = "i1"\nport = 3306\n[testing]\nfailpoint = "leak_session_state"\n')
     config = ProxyConfig.load(path)
-    assert config.testing.leak_session_state is True
+    assert config.testing.on("leak_session_state") and not config.testing.on("split_transactions")
     assert ProxyConfig.from_dict(config.to_dict()) == config
     assert ProxyConfig.from_dict(MINIMAL).with_overrides(
-        {"testing.leak_session_state": True}).testing.leak_session_state is True
+        {"testing.failpoint": "split_transactions"}).testing.on("split_transactions")
     described = json_schema()["properties"]["testing"]
-    assert described["properties"]["leak_session_state"]["default"] is False
-    assert "unsafe on purpose" in described["properties"]["leak_session_state"]["description"]
+    assert described["properties"]["failpoint"].get("default") is None
+    assert "unsafe on purpose" in described["properties"]["failpoint"]["description"]
     assert "unsafe on purpose" in described["description"]
+
+
+def test_a_failpoint_is_refused_unless_the_environment_allows_it():
+    from harness.targets.reference import FAILPOINTS_ALLOW_ENV
+    from reference_proxy.contracts import ConfigError
+    from reference_proxy.failpoints import ALLOW_ENV, FAILPOINTS, check_allowed
+
+    assert FAILPOINTS_ALLOW_ENV == ALLOW_ENV  # the harness names the proxy's variable without importing it
+    check_allowed(None, {})
+    for name in FAILPOINTS:
+        check_allowed(name, {ALLOW_ENV: "1"})
+        with pytest.raises(ConfigError, match=f"refused unless the environment sets {ALLOW_ENV}=1"):
+            check_allowed(name, {})
+    with pytest.raises(ConfigError, match="is not a failpoint"):
+        check_allowed("leak_sesion_state", {ALLOW_ENV: "1"})
 
 
 def test_round_trip_and_overrides():
@@ -113,8 +128,9 @@ def test_unknown_keys_are_named(change, key):
     ({"logging": {"level": "chatty"}}, "logging.level"),
     ({"admin": {"port": 6432}}, "endpoints"),
     ({"proxy": {"client_handshake_timeout": 0}}, "proxy.client_handshake_timeout"),
-    ({"testing": {"leak_session_state": "yes"}}, "testing.leak_session_state"),
-    ({"testing": {"leak_session_sate": True}}, "testing.leak_session_sate"),
+    ({"testing": {"failpoint": True}}, "testing.failpoint"),
+    ({"testing": {"failpoint": "leak_sesion_state"}}, "testing.failpoint"),
+    ({"testing": {"leak_session_state": True}}, "testing.leak_session_state"),
 ])
 def test_bad_values_are_named(change, key):
     with pytest.raises(ConfigError) as caught:

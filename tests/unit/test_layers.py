@@ -42,10 +42,11 @@ engine's driver and dialect; the registry names it without importing it."""
 
 PROXY_FLOORS: list[tuple[str, ...]] = [
     ("reference_proxy", "reference_proxy.contracts"),
+    ("reference_proxy.failpoints",),
     ("reference_proxy.protocol", "reference_proxy.config", "reference_proxy.settings_fields",
      "reference_proxy.pool.settings", "reference_proxy.pinning", "reference_proxy.session_services",
      "reference_proxy.tls", "reference_proxy.credentials", "reference_proxy.login_limits"),
-    ("reference_proxy.pool", "reference_proxy.leaking", "reference_proxy.splitting", "reference_proxy.routing", "reference_proxy.topology",
+    ("reference_proxy.pool", "reference_proxy.leaking", "reference_proxy.routing", "reference_proxy.topology",
      "reference_proxy.metrics",
      "reference_proxy.admin"),
     ("reference_proxy.engines",),

@@ -148,7 +148,7 @@ def test_a_traceback_never_shows_the_targets_password(tmp_path):
 
 
 def test_proxy_settings_reach_the_target_which_refuses_what_does_not_apply(tmp_path):
-    done, results = run_suite(tmp_path, "-k", "needs_failover", "--proxy-setting", "testing.leak_session_state=true")
+    done, results = run_suite(tmp_path, "-k", "needs_failover", "--proxy-setting", "testing.failpoint=leak_session_state")
     assert done.returncode == 4 and not results  # refused before any test
     assert "--proxy-setting is for --target reference" in done.stderr
 

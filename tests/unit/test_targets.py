@@ -54,7 +54,7 @@ def test_a_name_is_registered_once():
     ("reference", TargetOptions("postgres", metrics_url="http://127.0.0.1:1/metrics"), "are for --target external"),
     ("reference", TargetOptions("oracle"), "unknown engine 'oracle'"),
     ("reference", TargetOptions("postgres", proxy_settings=("leak_session_state=true",)), "SECTION.KEY=VALUE"),
-    ("reference", TargetOptions("postgres", proxy_settings=("testing.leak_session_state",)), "SECTION.KEY=VALUE"),
+    ("reference", TargetOptions("postgres", proxy_settings=("testing.failpoint",)), "SECTION.KEY=VALUE"),
     ("reference", TargetOptions("postgres", proxy_settings=("admin.port=1",)), "only the pool and testing"),
     ("external", TargetOptions("postgres", writer_dsn=WRITER_DSN, proxy_settings=("pool.x=1",)),
      "--proxy-setting is for --target reference"),
@@ -76,23 +76,23 @@ def test_the_certification_reference_target_has_the_small_pool_and_every_capabil
 
 def test_proxy_settings_reach_the_proxy_configuration_and_siblings_inherit_the_testing_switches():
     t = ReferenceTarget.from_options(TargetOptions("mysql", proxy_settings=(
-        "testing.leak_session_state=true", "pool.connection_borrow_timeout = 5", "pool.init_query=SET @a = 1",
+        "testing.failpoint=leak_session_state", "pool.connection_borrow_timeout = 5", "pool.init_query=SET @a = 1",
         "secrets_manager.cache_ttl=30")))
     assert t.pool_settings == {"max_connections_percent": 20, "connection_borrow_timeout": 5,
                                "init_query": "SET @a = 1"}
-    assert t.testing == {"leak_session_state": True}
+    assert t.testing == {"failpoint": "leak_session_state"}
     t.cluster = SimpleNamespace(instances=[], user="u", password="p")  # type: ignore[assignment]
     t.ports = {"writer": 1, "reader": 2, "admin": 3}
     t.aws = AwsStandin.from_state({"port": 4})
     t.logins = {"aurora-harness/u": ("u", "p")}
     toml = render_toml(t.proxy_config())
-    assert "\n[testing]\nleak_session_state = true\n" in toml
+    assert "\n[testing]\nfailpoint = \"leak_session_state\"\n" in toml
     config = tomllib.loads(toml)
     assert config["auth"]["secrets"] == [{"secret_id": "aurora-harness/u", "method": "mysql_native_password"}]
     assert config["auth"]["secrets_manager"] == {"region": "us-east-1", "endpoint_url": "http://127.0.0.1:4",
                                                  "cache_ttl": 30}
     assert "users" not in config["auth"] and '"p"' not in toml  # passwords stay in the secrets
-    assert t.sibling_proxy(pool={"max_connections_percent": 2}).testing == {"leak_session_state": True}
+    assert t.sibling_proxy(pool={"max_connections_percent": 2}).testing == {"failpoint": "leak_session_state"}
     assert ReferenceTarget.from_options(TargetOptions("mysql")).testing == {}
 
 

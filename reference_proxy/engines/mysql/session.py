@@ -536,8 +536,8 @@ class MySQLClientSession:
                 self.s.pool.mark_in_transaction(backend, tracker.in_transaction)
         if tracker.at_release_point:
             self._release(tracker.release_state())
-        elif self.s.split_transactions and tracker.between_statements_of_a_transaction:
-            self._release(ReleaseState.BROKEN)  # unsafe on purpose: reference_proxy.splitting
+        elif self.s.failpoint == "split_transactions" and tracker.between_statements_of_a_transaction:
+            self._release(ReleaseState.BROKEN)  # unsafe on purpose: failpoint split_transactions
 
     def _follow(self, change: TrackedChange, backend: Any, *, succeeded: bool) -> None:
         """A command changed tracked state (schema, tracked variables): later borrows use the pool

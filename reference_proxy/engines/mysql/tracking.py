@@ -429,7 +429,7 @@ class SessionTracker:
     @property
     def between_statements_of_a_transaction(self) -> bool:
         """A complete reply inside an open transaction of an unpinned session, with no further
-        result to come: where only ``[testing] split_transactions`` gives the backend up."""
+        result to come: where only the ``split_transactions`` failpoint gives the backend up."""
         flags = self.status_flags
         return self.pin is None and bool(flags & _IN_TRANS) and not flags & _MORE_RESULTS
 

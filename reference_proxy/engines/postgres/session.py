@@ -526,8 +526,8 @@ class PostgresClientSession:
             if self._backend_splitter.buffered == 0:
                 if release:
                     self._release(ReleaseState.CLEAN)
-                elif self.s.split_transactions and tracker.between_statements_of_a_transaction:
-                    self._release(ReleaseState.BROKEN)  # unsafe on purpose: reference_proxy.splitting
+                elif self.s.failpoint == "split_transactions" and tracker.between_statements_of_a_transaction:
+                    self._release(ReleaseState.BROKEN)  # unsafe on purpose: failpoint split_transactions
         return None
 
     # ------------------------------------------------------------------------ borrow / release

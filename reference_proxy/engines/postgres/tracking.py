@@ -169,7 +169,7 @@ class TransactionTracker:
     @property
     def between_statements_of_a_transaction(self) -> bool:
         """Every sync point answered and nothing sent since, inside an open transaction of an
-        unpinned session: where only ``[testing] split_transactions`` gives the backend up."""
+        unpinned session: where only the ``split_transactions`` failpoint gives the backend up."""
         return (self.pending_sync_points == 0 and not self.unsynced and self.status == "T"
                 and self.pin is None and not self.named_statements)
 

@@ -14,8 +14,8 @@ AUTOCOMMIT, IN_TRANS = int(ServerStatus.AUTOCOMMIT), int(ServerStatus.IN_TRANS)
 MORE = int(ServerStatus.MORE_RESULTS_EXISTS)
 
 
-def test_the_switch_is_off_unless_asked_for():
-    assert UnsafeTestingConfig().split_transactions is False
+def test_the_failpoint_is_off_unless_asked_for():
+    assert not UnsafeTestingConfig().on("split_transactions")
 
 
 def _client(*messages) -> pg.Frames:

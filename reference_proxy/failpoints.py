@@ -1,0 +1,82 @@
+"""Failpoints: named misbehaviours the reference proxy can be told to ship, one at a time.
+
+A certification is worth the defects it catches, and a correct proxy cannot show that a checker
+would fail a broken one.  So the reference proxy carries, behind one test-only setting, the bugs a
+real proxy author could plausibly ship: each is a small deviation at the one place in the code where
+such a bug would live (a pool that lends a dirty backend, a router that forgets a role), named here
+with the sentence that says what it does.  ``[testing] failpoint = "NAME"`` turns one on; the
+harness certifies the proxy with each in turn and expects exactly the guarantees the catalogue
+lists for it to go false (``harness.guarantees``: ``demonstrated_by``).  This is the idea of etcd's
+gofail and FreeBSD's fail(9), reduced to what a proxy under certification needs: one switch, read
+at start, no probabilities.
+
+Because a failpoint makes the proxy unsafe, the proxy program refuses a configuration that names
+one unless its environment sets :data:`ALLOW_ENV` to ``1`` (the harness does so only for the proxy
+it starts with a failpoint), and it logs :func:`warning` at start.  Code at a failpoint's site asks
+``services.failpoint == NAME`` (or the server's config); nothing else reads this module.
+
+``leak_session_state`` lives in :mod:`reference_proxy.leaking`.  ``split_transactions``:
+RDS Proxy hands a backend connection back only when a transaction has ended, detected from the wire
+protocol (PostgreSQL's ReadyForQuery status, MySQL's SERVER_STATUS_IN_TRANS flag).  In this mode an
+unpinned session gives its backend up after every complete statement reply *inside* a transaction
+too: the backend is closed (released as broken, so the server rolls back what it held and nobody
+else inherits an open transaction) and the next statement borrows another one, where it runs in
+autocommit.  The transaction's write is then rolled back with the closed connection, its read of
+that write runs elsewhere and sees nothing, and its ROLLBACK has nothing to undo: what
+TRANSACTION-ONE-BACKEND exists to catch.  Pinned sessions are left alone, so the mode breaks that
+one promise and not the pinning or isolation ones.
+
+The decision is engine-neutral (:attr:`SessionServices.failpoint
+<reference_proxy.session_services.SessionServices.failpoint>`); each engine's tracker says
+only whether its session is between two statements of an open transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from reference_proxy.contracts import ConfigError
+
+__all__ = ["ALLOW_ENV", "FAILPOINTS", "Failpoint", "check_allowed", "warning"]
+
+ALLOW_ENV = "AURORA_PROXY_ALLOW_FAILPOINTS"
+"""Set to ``1`` in the proxy's environment to let ``[testing] failpoint`` be anything but empty."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Failpoint:
+    """One misbehaviour: its name (the setting's value) and what the proxy then does wrong."""
+
+    name: str
+    misbehaviour: str
+
+
+FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
+    Failpoint("leak_session_state",
+              "no SQL statement pins a session and no backend connection is reset before it is lent to "
+              "another client, so session state one client leaves on a backend (user variables, SET, "
+              "temporary tables, PREPARE, session locks) is visible to the next (reference_proxy.leaking)"),
+    Failpoint("split_transactions",
+              "an unpinned session's backend connection is given up after every statement of a "
+              "transaction and the next statement runs on another one, so a transaction neither sees its "
+              "own uncommitted writes nor ends as one (reference_proxy.splitting)"),
+)}
+"""Every failpoint, by name."""
+
+
+def check_allowed(name: str | None, environ: Mapping[str, str]) -> None:
+    """Refuse (:class:`ConfigError`) a failpoint the environment does not allow, or one that does not exist."""
+    if not name:
+        return
+    if name not in FAILPOINTS:
+        raise ConfigError("testing.failpoint", f"{name!r} is not a failpoint; known: {', '.join(sorted(FAILPOINTS))}")
+    if environ.get(ALLOW_ENV) != "1":
+        raise ConfigError("testing.failpoint", f"{name!r} makes this proxy unsafe on purpose; it is refused unless "
+                                               f"the environment sets {ALLOW_ENV}=1 (never in front of real clients)")
+
+
+def warning(name: str) -> str:
+    """The line the proxy logs at start when failpoint ``name`` is on."""
+    return (f"UNSAFE TEST MODE: failpoint {name} is on: {FAILPOINTS[name].misbehaviour}. It exists to show that "
+            f"the harness catches such a proxy; never put it in front of real clients.")
