@@ -21,9 +21,11 @@ def test_sessions_behave_like_private_sessions(target, clients, profile, harness
         run_state_machine_as_test(machine, settings=settings(settings.get_profile(hypothesis_profile)))
     except Flaky as e:
         # Replaying the same steps gave another answer: the proxy's behaviour depended on what earlier
-        # examples left behind, which for a transparent pool is itself a leak of session state.
-        raise AssertionError(f"the proxy did not answer the same steps the same way twice (state carried "
-                             f"over between clients?): {e}\n\nHypothesis profile {hypothesis_profile!r}, "
+        # examples left behind (a leak of session state) or on where it happened to send each statement
+        # (a session that does not always see its own state: a balancer such as pgpool-II's).
+        raise AssertionError(f"the proxy did not answer the same steps the same way twice: either session "
+                             f"state carried over between clients (ISOLATION-NO-SESSION-LEAK) or a session "
+                             f"did not always see its own state (SESSION-OWN-STATE judges that): {e}\n\nHypothesis profile {hypothesis_profile!r}, "
                              f"seed {seed!r} (replay: aurora-harness certify ... --seed {seed}); run directory: "
                              f"{harness_run.store.path}\n\n{shortest_failure(machine)}") from e
     except AssertionError as e:
