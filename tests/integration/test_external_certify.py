@@ -7,7 +7,7 @@
   what the verdicts must say:
 
   - PgBouncer, transaction mode (writer DSN only): it leaks session state, so
-    ISOLATION-NO-SESSION-LEAK is false, and routing is judged from the role each serving instance
+    ISOLATION-NO-SESSION-LEAK is false, and a session loses its own (SESSION-OWN-STATE false); routing is judged from the role each serving instance
     reported (no view behind it).
   - PgBouncer, session mode: nothing leaks and what pins stays pinned, but every session keeps one
     server connection for good, so a statement that should leave it free to move (PIN-NON-TRIGGERS)
@@ -19,7 +19,8 @@
     pipe, so isolation holds, and every routing guarantee is judged true from the reported roles.
   - pgpool-II with load balancing: one port for the whole cluster, given as the writer DSN (the
     preflight refuses the same address as a reader DSN); it sends reads to replicas, so
-    ROUTE-WRITER-ENDPOINT is false.
+    ROUTE-WRITER-ENDPOINT is false, and with them a session's own state and a transaction's first
+    reads (SESSION-OWN-STATE and TRANSACTION-ONE-BACKEND false).
   - No proxy at all: the writer and a reader instance themselves; isolation and routing hold.
 
 Each certify run is limited to the suites that judge the point (``-k``), to stay well under a minute:
@@ -43,7 +44,7 @@ from harness.targets.external import ExternalTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow, pytest.mark.shares_cluster]
 
-QUICK_SUITES = ["--suite", "conformance", "-k", "routing or isolation"]
+QUICK_SUITES = ["--suite", "conformance", "-k", "routing or isolation or own_state or transactions"]
 MODEL = "suites/models/test_sessions_model.py::test_sessions_behave_like_private_sessions"
 
 
@@ -118,7 +119,7 @@ def test_pgbouncer_transaction_mode_as_an_external_target(cluster, tmp_path):
         done = certify("--target", "external", "--writer-dsn", dsn(bouncer.params), *QUICK_SUITES,
                        "--run-dir", str(run_dir), "--seed", "7")
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "NOT CERTIFIED: 1 false (ISOLATION-NO-SESSION-LEAK)" in done.stdout
+    assert "NOT CERTIFIED: 2 false (ISOLATION-NO-SESSION-LEAK, SESSION-OWN-STATE)" in done.stdout
     g = verdicts(run_dir)
     assert g["ISOLATION-NO-SESSION-LEAK"]["valid"] == "false"
     assert g["ROUTE-WRITER-ENDPOINT"]["valid"] == "true", g["ROUTE-WRITER-ENDPOINT"]
@@ -136,7 +137,8 @@ def test_haproxy_tcp_mode_as_an_external_target(cluster, tmp_path):
                        "--seed", "7")
     g = verdicts(run_dir)
     assert g["ISOLATION-NO-SESSION-LEAK"]["valid"] == "true", g["ISOLATION-NO-SESSION-LEAK"]
-    for gid in ("ROUTE-WRITER-ENDPOINT", "ROUTE-READER-ONLY", "ROUTE-READER-BALANCE"):
+    for gid in ("ROUTE-WRITER-ENDPOINT", "ROUTE-READER-ONLY", "ROUTE-READER-BALANCE", "SESSION-OWN-STATE",
+                "TRANSACTION-ONE-BACKEND"):
         assert g[gid]["valid"] == "true", (gid, g[gid])
     assert "reported" in g["ROUTE-READER-ONLY"]["reason"]
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
@@ -155,9 +157,11 @@ def certify_peer(run_dir, writer, readers=(), *, select: str, suites=("conforman
 
 def test_pgbouncer_session_mode_keeps_each_session_on_one_server_connection(cluster, tmp_path):
     with PgBouncer(cluster.connection_params(cluster.writer.id), pool_mode="session", pool_size=20) as bouncer:
-        done = certify_peer(tmp_path / "run", bouncer.params, select="routing or isolation or pinning")
+        done = certify_peer(tmp_path / "run", bouncer.params,
+                            select="routing or isolation or pinning or own_state or transactions")
     g = verdicts(tmp_path / "run")
-    for gid in ("ISOLATION-NO-SESSION-LEAK", "PIN-TRIGGERS", "ROUTE-WRITER-ENDPOINT"):
+    for gid in ("ISOLATION-NO-SESSION-LEAK", "PIN-TRIGGERS", "ROUTE-WRITER-ENDPOINT", "SESSION-OWN-STATE",
+                "TRANSACTION-ONE-BACKEND"):
         assert g[gid]["valid"] == "true", (gid, g[gid])
     assert g["PIN-NON-TRIGGERS"]["valid"] == "false", g["PIN-NON-TRIGGERS"]
     assert "stayed on one backend" in g["PIN-NON-TRIGGERS"]["reason"]
@@ -175,8 +179,8 @@ def test_pgbouncer_statement_mode_pins_nothing_and_refuses_transactions(cluster,
     assert "moved" in g["PIN-TRIGGERS"]["reason"]
     # (PIN-NON-TRIGGERS is not asserted: whether an unpinned session moves depends on the load, as
     # PgBouncer lends the most recently freed server connection first.)
-    # No guarantee of the catalogue says a transaction runs whole on one backend yet: the refusal
-    # shows as the session model's failed check, with PgBouncer's own words.
+    # The refusal also shows as the session model's failed check, in PgBouncer's own words
+    # (TRANSACTION-ONE-BACKEND false for it: test_session_guarantees_caught.py).
     model = next(t for t in json.loads((tmp_path / "run" / "results.json").read_text())["tests"] if t["id"] == MODEL)
     assert model["outcome"] == "failed"
     assert "transaction blocks not allowed in statement pooling mode" in model["message"]
@@ -187,8 +191,13 @@ def test_pgbouncer_statement_mode_pins_nothing_and_refuses_transactions(cluster,
 
 def test_pgpool_load_balancing_sends_writer_endpoint_reads_to_replicas(cluster, tmp_path):
     with PgPool([cluster.connection_params(i.id) for i in cluster.instances]) as pool:
-        done = certify_peer(tmp_path / "run", pool.params, select="routing or isolation")
+        done = certify_peer(tmp_path / "run", pool.params, select="routing or isolation or own_state or transactions")
     g = verdicts(tmp_path / "run")
+    # Load balancing sends a session's reads wherever it likes: a session's own temporary table or
+    # prepared statement is missing where its next read lands, and a transaction's reads before its
+    # first write run on a replica, its write on the primary.
+    assert g["SESSION-OWN-STATE"]["valid"] == "false", g["SESSION-OWN-STATE"]
+    assert g["TRANSACTION-ONE-BACKEND"]["valid"] == "false", g["TRANSACTION-ONE-BACKEND"]
     route = g["ROUTE-WRITER-ENDPOINT"]
     assert route["valid"] == "false", route
     assert "reported" in route["reason"]
@@ -197,7 +206,7 @@ def test_pgpool_load_balancing_sends_writer_endpoint_reads_to_replicas(cluster, 
     # Each client gets its own pgpool child and its backends are reset before the next one: no leak.
     assert g["ISOLATION-NO-SESSION-LEAK"]["valid"] == "true", g["ISOLATION-NO-SESSION-LEAK"]
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "ROUTE-WRITER-ENDPOINT is false" in done.stdout
+    assert "ROUTE-WRITER-ENDPOINT" in done.stdout and "SESSION-OWN-STATE" in done.stdout
     assert pool.params.password not in done.stdout + done.stderr
 
 
