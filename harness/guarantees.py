@@ -246,14 +246,18 @@ _ALL = [
        "instance all succeeded with short transactions)."),
     _g("LATENCY-ADDED-P50",
        "The proxy adds at most {threshold} {unit} to median request latency compared with the "
-       "direct connection.", 5000, "µs", Family.LATENCY, _AT_MOST,
+       "direct connection, beyond the baseline's own spread (interleaved samples, distribution-free "
+       "95 % bands).", 5000, "µs", Family.LATENCY, _AT_MOST,
        "§1.8: added latency is 'low single-digit milliseconds' per round trip; 5 ms is its upper end.",
        demonstrated_by=("slow_borrow",)),
     _g("LATENCY-ADDED-P99",
        "The proxy adds at most {threshold} {unit} to 99th-percentile request latency compared with "
-       "the direct connection.", 20000, "µs", Family.LATENCY, _AT_MOST,
-       "§1.8: low single-digit milliseconds per round trip; the tail is allowed four times the median "
-       "bound."),
+       "the direct connection, beyond the baseline's own spread (interleaved samples, distribution-free "
+       "95 % bands).", 5000, "µs", Family.LATENCY, _AT_MOST,
+       "§1.8: low single-digit milliseconds per round trip; a proxy's fixed cost shifts the tail as much "
+       "as the median, and the noise of a shared machine is allowed for by the bands, not by a looser "
+       "bound (which passed a proxy adding 10 ms to every request).",
+       demonstrated_by=("slow_borrow",)),
     _g("NETFAULT-SILENT-DETECTED",
        "When an instance goes silent (no packets, no reset) clients get an error or are moved "
        "within {threshold} {unit}.", 30.0, "s", Family.NETFAULT, _AT_MOST,

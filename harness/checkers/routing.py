@@ -16,6 +16,14 @@ ran at some instant between its invocation and completion, so it is a violation 
 in force during that interval matches (writer endpoint), or the serving node was writer for the
 whole interval (reader endpoint): a request that straddles a promotion gets the benefit of the doubt.
 
+A reader promoted to writer keeps serving reads that were routed to it before the proxy could know
+of the promotion.  The proxy is shown to know once the writer endpoint has served a request on the
+new writer, and must know by the time FAILOVER-WRITE-GAP allows writes to resume; so a reader-endpoint
+request the new writer served is excused when it was invoked after the promotion but before the
+earlier of those two instants (:func:`promotion_graces`), and counts as a violation after it.  The
+reason says how many were excused.  That way the failover tests judge reader routing through and
+after the fault, the promoted reader included, without blaming a proxy for what it cannot see.
+
 When the timeline cannot say (a proxy known only by its endpoints: nobody outside it can see the
 instances), a request is judged by the role its serving instance reported in the same request
 (``extra["role"]``, ``writer`` or ``reader``, from the dialect's writable test): the instance's own
@@ -78,6 +86,11 @@ class WriterTimeline:
             i += 1
         return result
 
+    def promotions(self) -> list[tuple[int, str]]:
+        """(instant, new writer) for each change of writer after the first one known."""
+        return [(t, w) for k, (t, w) in enumerate(zip(self._times, self._writers, strict=True))
+                if k > 0 and w != self._writers[k - 1]]
+
     def readers_seen(self, history: History) -> set[str]:
         """Readers named by role observations in ``history``."""
         found: set[str] = set()
@@ -95,6 +108,23 @@ def _writer_named_by(o: Op) -> str | None:
     if o.type is OpType.FAULT and o.phase is Phase.END and o.params.get("new_writer"):
         return str(o.params["new_writer"])
     return None
+
+
+FOLLOW_BOUND_GUARANTEE = "FAILOVER-WRITE-GAP"
+"""The guarantee whose threshold says how soon after a promotion the proxy must route to the new writer."""
+
+
+def promotion_graces(history: History, timeline: WriterTimeline, context: CheckContext) -> list[tuple[str, int, int]]:
+    """(new writer, from, until) for each promotion: the time in which the proxy could not yet know
+    of it, from the promotion to the first completion of a writer-endpoint request the new writer
+    served, and never beyond the promotion plus FAILOVER-WRITE-GAP's bound."""
+    bound_ns = round(context.guarantee(FOLLOW_BOUND_GUARANTEE).threshold * 1e9)
+    served = _served(history, WRITER_ENDPOINT)
+    graces = []
+    for t, writer in timeline.promotions():
+        known = min((c.time for _, c in served if c.node == writer and c.time >= t), default=t + bound_ns)
+        graces.append((writer, t, min(known, t + bound_ns)))
+    return graces
 
 
 def reported_role(completion: Op) -> str | None:
@@ -164,17 +194,30 @@ class ReaderOnlyChecker:
 
     def check(self, history: History, context: CheckContext) -> Verdict:
         g = context.guarantee(self.guarantee_id)
+        graces = promotion_graces(history, WriterTimeline.from_history(history, context.initial_writer), context)
+        excused: list[Op] = []
 
         def misrouted(inv: Op, comp: Op, writers: set[str] | None) -> bool:
-            return writers == {comp.node} if writers is not None else reported_role(comp) == "writer"
+            if writers is None:
+                return reported_role(comp) == "writer"
+            if writers != {comp.node}:
+                return False
+            if any(comp.node == w and lo <= inv.time < hi for w, lo, hi in graces):
+                excused.append(comp)
+                return False
+            return True
 
         judged, bad, basis = _judged_requests(history, READER_ENDPOINT, context, misrouted)
         if judged == 0:
             verdict = unknown(g, "no ok reader-endpoint request with a known serving instance and a known "
                                  "writer or reported role")
         else:
-            verdict = judge(g, float(len(bad)), f"{judged} reader-endpoint requests judged ({basis}), "
-                                                f"{len(bad)} served by the writer", bad)
+            said = f"{judged} reader-endpoint requests judged ({basis}), {len(bad)} served by the writer"
+            if graces:
+                said += (f"; {len(graces)} promotions, {len(excused)} reads served by a just-promoted reader "
+                         f"before the proxy could know (before the writer endpoint first reached it, at most "
+                         f"{context.guarantee(FOLLOW_BOUND_GUARANTEE).threshold:g} s) excused")
+            verdict = judge(g, float(len(bad)), said, bad)
         return answer_for_unserved(g, verdict, unserved(history, endpoint=READER_ENDPOINT),
                                    "reader-endpoint requests")
 
