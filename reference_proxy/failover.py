@@ -60,9 +60,10 @@ LOST_READER_MESSAGE = ("terminating connection because of a failover: reader ins
 # Failpoints whose site is here (reference_proxy.failpoints).  Unsafe on purpose, test only.
 WRITER_SPILLS_TO_READERS = "writer_spills_to_readers"
 READER_FALLS_BACK_TO_WRITER = "reader_falls_back_to_writer"
+READER_STAYS_ON_PROMOTED = "reader_stays_on_promoted"
 REFUSE_READER_SESSIONS = "refuse_reader_sessions"
 SLOW_BORROW = "slow_borrow"
-ROUTED_FAILPOINTS = (WRITER_SPILLS_TO_READERS, READER_FALLS_BACK_TO_WRITER, SLOW_BORROW)
+ROUTED_FAILPOINTS = (WRITER_SPILLS_TO_READERS, READER_FALLS_BACK_TO_WRITER, READER_STAYS_ON_PROMOTED, SLOW_BORROW)
 """Failpoints that misroute or delay a borrow: with one on, every borrow takes :meth:`FailoverRouting.acquire`."""
 SPILL_EVERY = 3
 """writer_spills_to_readers: one writer-endpoint borrow in this many goes to a reader."""
@@ -243,6 +244,9 @@ class FailoverRouting:
                 reader = self.router.address(readers[(turn // SPILL_EVERY) % len(readers)])
                 return current, await self.pool.borrow(replace(key, instance_id=reader.id), reader,
                                                        timeout=self._remaining(deadline))
+        elif (self.failpoint == READER_STAYS_ON_PROMOTED and read_only
+              and self.router.role(current.id) is Role.WRITER):
+            return current, await self.pool.borrow(key, current, timeout=self._remaining(deadline))
         elif (self.failpoint == READER_FALLS_BACK_TO_WRITER and read_only
               and self.router.role(current.id) is Role.READER):
             backend = self.pool.try_borrow_now(key)

@@ -27,7 +27,8 @@ TRANSACTION-ONE-BACKEND exists to catch.  Pinned sessions are left alone, so the
 one promise and not the pinning or isolation ones.
 
 The routing, availability and latency failpoints (``writer_spills_to_readers``,
-``reader_falls_back_to_writer``, ``refuse_reader_sessions``, ``slow_borrow``) live where every
+``reader_falls_back_to_writer``, ``reader_stays_on_promoted``, ``refuse_reader_sessions``,
+``slow_borrow``) live where every
 borrow and every new session is routed, :class:`reference_proxy.failover.FailoverRouting`; with one
 of the borrow ones on, the synchronous fast path is off so that every borrow is routed.
 ``backend_cap_off_by_one`` lives in the pool's one comparison of open connections with the cap.
@@ -72,6 +73,9 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "a reader-endpoint transaction whose reader has no idle backend connection borrows one on the "
               "writer instead of opening one or waiting, a shortcut to spare clients the queue that forgets an "
               "empty pool has no idle connection either, so reads go to the writer (reference_proxy.failover)"),
+    Failpoint("reader_stays_on_promoted",
+              "a reader-endpoint session stays on its instance when a failover promotes that instance to "
+              "writer, since only a lost reader was thought to need a move (reference_proxy.failover)"),
     Failpoint("refuse_reader_sessions",
               "one new reader-endpoint session in ten is refused as if the endpoint had no reader, an "
               "off-by-one in picking a reader (reference_proxy.failover, wait_for_instance)"),
