@@ -29,6 +29,13 @@ instances), a request is judged by the role its serving instance reported in the
 (``extra["role"]``, ``writer`` or ``reader``, from the dialect's writable test): the instance's own
 word at the moment it served, which needs no access behind the proxy.
 
+A writer-endpoint request the server refused as read-only (PostgreSQL SQLSTATE 25006, MySQL errno
+1290 or 1792) was served by an instance that was not the writer, so it counts against
+ROUTE-WRITER-ENDPOINT like a read a reader served, failed or not: a proxy that sends writes to a
+reader is not passed on the strength of the reads it routed right.  Only refusals during a fault
+window, or after a promotion before the proxy could know of it (:func:`promotion_graces`), are
+excused: a writer demoted under the proxy refuses writes until the proxy follows.
+
 Requests and connects the workload needed served (:mod:`harness.checkers.served`) that failed count
 against each guarantee of the endpoint they went to, so a proxy that served a few requests right and
 refused the rest does not pass.
@@ -46,6 +53,9 @@ from harness.history import History, Op, OpType, Phase
 
 WRITER_ENDPOINT = "writer"
 READER_ENDPOINT = "reader"
+READ_ONLY_REFUSALS = frozenset({"25006", "1290", "1792"})
+"""Error codes of a server refusing a write because it is read-only (PostgreSQL's read_only_sql_transaction;
+MySQL's --read-only option and read-only transaction errors)."""
 
 
 class WriterTimeline:
@@ -127,6 +137,21 @@ def promotion_graces(history: History, timeline: WriterTimeline, context: CheckC
     return graces
 
 
+def refused_as_read_only(history: History, context: CheckContext) -> list[Op]:
+    """Writer-endpoint requests a server refused as read-only, invoked outside every fault window and
+    every promotion's grace: each reached an instance that was not the writer."""
+    faults = history.fault_windows()
+    graces = promotion_graces(history, WriterTimeline.from_history(history, context.initial_writer), context)
+    found = []
+    for inv, comp in completed_pairs(history, endpoint=WRITER_ENDPOINT):
+        if comp is None or comp.type is OpType.OK or comp.error is None or comp.error.code not in READ_ONLY_REFUSALS:
+            continue
+        if any(w.overlaps(inv.time, comp.time) for w in faults) or any(lo <= inv.time < hi for _, lo, hi in graces):
+            continue
+        found.append(comp)
+    return found
+
+
 def reported_role(completion: Op) -> str | None:
     """``writer`` / ``reader`` as the serving instance reported it, if the request asked."""
     role = completion.extra.get("role") if isinstance(completion.extra, dict) else None
@@ -177,12 +202,15 @@ class WriterEndpointChecker:
             return comp.node not in writers if writers is not None else reported_role(comp) == "reader"
 
         judged, bad, basis = _judged_requests(history, WRITER_ENDPOINT, context, misrouted)
-        if judged == 0:
+        refused = refused_as_read_only(history, context)
+        if judged == 0 and not refused:
             verdict = unknown(g, "no ok writer-endpoint request with a known serving instance and a known "
                                  "writer or reported role")
         else:
-            verdict = judge(g, float(len(bad)), f"{judged} writer-endpoint requests judged ({basis}), "
-                                                f"{len(bad)} served by a non-writer", bad)
+            said = f"{judged} writer-endpoint requests judged ({basis}), {len(bad)} served by a non-writer"
+            if refused:
+                said += f", {len(refused)} refused as read-only outside any fault (a non-writer got them)"
+            verdict = judge(g, float(len(bad) + len(refused)), said, bad + refused)
         return answer_for_unserved(g, verdict, unserved(history, endpoint=WRITER_ENDPOINT),
                                    "writer-endpoint requests")
 

@@ -21,7 +21,7 @@ from harness.checkers.latency import (
     quantile_band_us,
 )
 from harness.checkers.netfault import SilentFaultDetectedChecker
-from harness.checkers.routing import ReaderOnlyChecker
+from harness.checkers.routing import ReaderOnlyChecker, WriterEndpointChecker
 from harness.checkers.storm import StormServedChecker
 from harness.checkers.synthetic import HistoryBuilder
 from harness.history import OpError
@@ -394,4 +394,28 @@ def test_the_grace_never_outlasts_the_write_gap_bound():
     v = ReaderOnlyChecker().check(promoted_reader_history(12.9, writer_endpoint_reached_at=None).history(), CTX)
     assert v.valid is T
     v = ReaderOnlyChecker().check(promoted_reader_history(13.1, writer_endpoint_reached_at=None).history(), CTX)
+    assert v.valid is F and v.figure == 1.0
+
+
+READ_ONLY = OpError("25006", "cannot execute INSERT in a read-only transaction", definite=True)
+MY_READ_ONLY = OpError("1290", "The MariaDB server is running with the --read-only option", definite=True)
+
+
+def test_a_write_refused_as_read_only_outside_faults_is_misrouting_evidence():
+    b = HistoryBuilder().event("roles", {"writer": "i1", "readers": ["i2"]}, at=0.0)
+    b.op("w1", "write", 1, at=1.0, endpoint="writer", node="i1")
+    b.op("w2", "write", 2, at=2.0, endpoint="writer", type="fail", error=READ_ONLY)
+    b.op("w3", "write", 3, at=3.0, endpoint="writer", type="fail", error=MY_READ_ONLY)
+    v = WriterEndpointChecker().check(b.history(), CTX)
+    assert v.valid is F and v.figure == 2.0 and "2 refused as read-only outside any fault" in v.reason
+    assert [e["f"] for e in v.evidence] == ["write", "write"]
+
+
+def test_read_only_refusals_in_a_fault_or_before_the_proxy_could_follow_are_excused():
+    b = promoted_reader_history(10.5, writer_endpoint_reached_at=11.0)
+    b.op("w9", "write", 9, at=9.7, endpoint="writer", type="fail", error=READ_ONLY)    # in the failover
+    b.op("w10", "write", 10, at=10.2, endpoint="writer", type="fail", error=READ_ONLY)  # before it followed
+    assert WriterEndpointChecker().check(b.history(), CTX).valid is T
+    b.op("w11", "write", 11, at=11.5, endpoint="writer", type="fail", error=READ_ONLY)  # after: misrouted
+    v = WriterEndpointChecker().check(b.history(), CTX)
     assert v.valid is F and v.figure == 1.0
