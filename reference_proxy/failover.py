@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -47,7 +48,7 @@ from reference_proxy.pool import Pool
 from reference_proxy.routing import Router, RoutingError
 from reference_proxy.topology import RoundOutcome, TopologyMonitor
 
-__all__ = ["DEMOTED_WRITER_MESSAGE", "LOST_READER_MESSAGE", "FailoverRouting"]
+__all__ = ["DEMOTED_WRITER_MESSAGE", "LOST_READER_MESSAGE", "ROUTED_FAILPOINTS", "FailoverRouting"]
 
 log = logging.getLogger("reference_proxy.failover")
 
@@ -55,6 +56,21 @@ DEMOTED_WRITER_MESSAGE = ("terminating connection because of a failover: instanc
                           "the writer; reconnect to reach the new writer")
 LOST_READER_MESSAGE = ("terminating connection because of a failover: reader instance {instance} is no longer "
                        "available to this pinned session; reconnect to reach another reader")
+
+# Failpoints whose site is here (reference_proxy.failpoints).  Unsafe on purpose, test only.
+WRITER_SPILLS_TO_READERS = "writer_spills_to_readers"
+READER_FALLS_BACK_TO_WRITER = "reader_falls_back_to_writer"
+READER_STAYS_ON_PROMOTED = "reader_stays_on_promoted"
+REFUSE_READER_SESSIONS = "refuse_reader_sessions"
+SLOW_BORROW = "slow_borrow"
+ROUTED_FAILPOINTS = (WRITER_SPILLS_TO_READERS, READER_FALLS_BACK_TO_WRITER, READER_STAYS_ON_PROMOTED, SLOW_BORROW)
+"""Failpoints that misroute or delay a borrow: with one on, every borrow takes :meth:`FailoverRouting.acquire`."""
+SPILL_EVERY = 3
+"""writer_spills_to_readers: one writer-endpoint borrow in this many goes to a reader."""
+REFUSE_EVERY = 10
+"""refuse_reader_sessions: one new reader-endpoint session in this many is refused."""
+SLOW_BORROW_S = 0.010
+"""slow_borrow: what every borrow waits before it looks at the pool."""
 
 
 class FailoverRouting:
@@ -66,8 +82,11 @@ class FailoverRouting:
     """
 
     def __init__(self, router: Router, pool: Pool, monitor: TopologyMonitor,
-                 endpoint_roles: Mapping[str, EndpointRole]) -> None:
+                 endpoint_roles: Mapping[str, EndpointRole], *, failpoint: str | None = None) -> None:
         self.router = router
+        self.failpoint = failpoint  # unsafe on purpose: reference_proxy.failpoints
+        self._every_borrow_routed = failpoint in ROUTED_FAILPOINTS
+        self._misbehaviours = itertools.count(1)
         self._write_doubts: set[str] = set()
         self.pool = pool
         self.monitor = monitor
@@ -90,6 +109,8 @@ class FailoverRouting:
         """The instance for a new session; during a failover wait for one up to the borrow timeout."""
         deadline = self._deadline()
         if self._roles[endpoint] is EndpointRole.READ_ONLY:
+            if self.failpoint == REFUSE_READER_SESSIONS and next(self._misbehaviours) % REFUSE_EVERY == 0:
+                raise NoReader(f"endpoint {endpoint!r} has no reader instance available")  # failpoint, unsafe
             return await self._reader_for(endpoint, None, deadline)
         while True:
             try:
@@ -163,6 +184,8 @@ class FailoverRouting:
         connection of its key is pooled with nobody waiting in line.  Anything else (a failover,
         a move between readers, an empty pool, a queue) is :meth:`acquire`'s business.
         """
+        if self._every_borrow_routed:
+            return None
         if key.instance_id != current.id or self.router.role(current.id) is not self._expected_role(endpoint):
             return None
         backend = self.pool.try_borrow_now(key)
@@ -176,6 +199,10 @@ class FailoverRouting:
         One ConnectionBorrowTimeout covers the whole wait: for a writer, a reader and the pool.
         """
         deadline = self._deadline()
+        if self.failpoint is not None:
+            misrouted = await self._misbehave(endpoint, key, current, deadline)
+            if misrouted is not None:
+                return misrouted
         original = current
         try:
             while True:
@@ -201,6 +228,35 @@ class FailoverRouting:
                 with contextlib.suppress(ProxyError):
                     self.router.move_session(current.id, original.id)
             raise
+
+    async def _misbehave(self, endpoint: str, key: PoolKey, current: InstanceAddress,
+                         deadline: float) -> tuple[InstanceAddress, Any] | None:
+        """Unsafe on purpose (reference_proxy.failpoints): a borrow as the failpoint turned on makes it,
+        or None to borrow as a correct proxy does.  A misrouted borrow leaves the session counted
+        where it was: only this transaction runs elsewhere."""
+        read_only = self._roles[endpoint] is EndpointRole.READ_ONLY
+        if self.failpoint == SLOW_BORROW:
+            await asyncio.sleep(SLOW_BORROW_S)
+        elif self.failpoint == WRITER_SPILLS_TO_READERS and not read_only:
+            readers = self.router.readers_of(endpoint)
+            turn = next(self._misbehaviours)
+            if readers and turn % SPILL_EVERY == 0:
+                reader = self.router.address(readers[(turn // SPILL_EVERY) % len(readers)])
+                return current, await self.pool.borrow(replace(key, instance_id=reader.id), reader,
+                                                       timeout=self._remaining(deadline))
+        elif (self.failpoint == READER_STAYS_ON_PROMOTED and read_only
+              and self.router.role(current.id) is Role.WRITER):
+            return current, await self.pool.borrow(key, current, timeout=self._remaining(deadline))
+        elif (self.failpoint == READER_FALLS_BACK_TO_WRITER and read_only
+              and self.router.role(current.id) is Role.READER):
+            backend = self.pool.try_borrow_now(key)
+            if backend is not None:
+                return current, backend
+            with contextlib.suppress(NoWriter):  # the reader's pool is busy: take a writer connection
+                writer = self.router.writer()
+                return current, await self.pool.borrow(replace(key, instance_id=writer.id), writer,
+                                                       timeout=self._remaining(deadline))
+        return None
 
     async def _role_changed(self, instance_id: str, endpoint: str, why: str, deadline: float) -> bool:
         """After a failed connect: poll now; True when the instance no longer has the role we needed.

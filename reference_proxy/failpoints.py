@@ -26,6 +26,13 @@ that write runs elsewhere and sees nothing, and its ROLLBACK has nothing to undo
 TRANSACTION-ONE-BACKEND exists to catch.  Pinned sessions are left alone, so the mode breaks that
 one promise and not the pinning or isolation ones.
 
+The routing, availability and latency failpoints (``writer_spills_to_readers``,
+``reader_falls_back_to_writer``, ``reader_stays_on_promoted``, ``refuse_reader_sessions``,
+``slow_borrow``) live where every
+borrow and every new session is routed, :class:`reference_proxy.failover.FailoverRouting`; with one
+of the borrow ones on, the synchronous fast path is off so that every borrow is routed.
+``backend_cap_off_by_one`` lives in the pool's one comparison of open connections with the cap.
+
 The decision is engine-neutral (:attr:`SessionServices.failpoint
 <reference_proxy.session_services.SessionServices.failpoint>`); each engine's tracker says
 only whether its session is between two statements of an open transaction.
@@ -57,6 +64,27 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "no SQL statement pins a session and no backend connection is reset before it is lent to "
               "another client, so session state one client leaves on a backend (user variables, SET, "
               "temporary tables, PREPARE, session locks) is visible to the next (reference_proxy.leaking)"),
+    # Routing, availability, the backend cap and added latency.
+    Failpoint("backend_cap_off_by_one",
+              "the pool opens one backend connection beyond each instance's cap (max_connections x "
+              "MaxConnectionsPercent / 100) before it makes clients wait, a < written as <= "
+              "(reference_proxy.pool.pool, Pool._open_limit)"),
+    Failpoint("reader_falls_back_to_writer",
+              "a reader-endpoint transaction whose reader has no idle backend connection borrows one on the "
+              "writer instead of opening one or waiting, a shortcut to spare clients the queue that forgets an "
+              "empty pool has no idle connection either, so reads go to the writer (reference_proxy.failover)"),
+    Failpoint("reader_stays_on_promoted",
+              "a reader-endpoint session stays on its instance when a failover promotes that instance to "
+              "writer, since only a lost reader was thought to need a move (reference_proxy.failover)"),
+    Failpoint("refuse_reader_sessions",
+              "one new reader-endpoint session in ten is refused as if the endpoint had no reader, an "
+              "off-by-one in picking a reader (reference_proxy.failover, wait_for_instance)"),
+    Failpoint("slow_borrow",
+              "every borrow of a backend connection waits 10 ms before it looks at the pool, a throttle "
+              "meant for connection storms left on (reference_proxy.failover, acquire)"),
+    Failpoint("writer_spills_to_readers",
+              "one writer-endpoint transaction in three runs on a reader, a load spreader that counts "
+              "readers as spare capacity for the writer endpoint (reference_proxy.failover, acquire)"),
     Failpoint("split_transactions",
               "an unpinned session's backend connection is given up after every statement of a "
               "transaction and the next statement runs on another one, so a transaction neither sees its "

@@ -103,11 +103,13 @@ class ProxyServer:
                                              on_max_connections=self._learn_max_connections,
                                              credential_source=self.credential_source)
         leaking = config.testing.on("leak_session_state")  # unsafe on purpose: see reference_proxy.leaking
-        self.pool = (LeakingPool if leaking else Pool)(self._factory, config.pool, self.clock, self.metrics)
+        self.pool = (LeakingPool if leaking else Pool)(self._factory, config.pool, self.clock, self.metrics,
+                                                       failpoint=config.testing.failpoint)
         self._roles = {e.name: e.role for e in config.endpoints}
         self.monitor = monitor_for_config(config, self.engine.probe, self.router, self.metrics, self.clock,
                                           login=self._monitor_login)
-        self.failover = FailoverRouting(self.router, self.pool, self.monitor, self._roles)
+        self.failover = FailoverRouting(self.router, self.pool, self.monitor, self._roles,
+                                        failpoint=config.testing.failpoint)  # unsafe on purpose: failpoints
         self.monitor.add_listener(self.failover.on_topology)
         tls_context = server_context(config.tls.cert_file, config.tls.key_file)
         self.services = SessionServices(

@@ -11,6 +11,7 @@ from harness.checkers.availability import (
     FailoverReadErrorsChecker,
     FailoverWriteGapChecker,
     IdleSurvivalChecker,
+    ServedShareChecker,
 )
 from harness.checkers.base import (
     CheckContext,
@@ -47,7 +48,7 @@ CHECKER_TYPES: dict[str, type] = {c.guarantee_id: c for c in (
     BackendCapChecker, MultiplexingChecker, WriterEndpointChecker, ReaderOnlyChecker, ReaderBalanceChecker,
     PinTriggersChecker, PinNonTriggersChecker, SessionLeakChecker, OwnStateChecker, OneBackendChecker,
     BorrowTimeoutChecker,
-    FailoverWriteGapChecker, FailoverReadErrorsChecker, IdleSurvivalChecker, NoLostAckChecker,
+    FailoverWriteGapChecker, FailoverReadErrorsChecker, IdleSurvivalChecker, ServedShareChecker, NoLostAckChecker,
     NoFailedVisibleChecker, StormServedChecker, AddedLatencyP50Checker, AddedLatencyP99Checker,
     SilentFaultDetectedChecker, RotationSessionsKeptChecker, RotationNewLoginsChecker,
     RotationOldPasswordChecker, RotationBackendAuthChecker, RotationAlternatingSessionsChecker,
@@ -74,6 +75,6 @@ __all__ = [  # noqa: RUF022 - grouped by role, not alphabetically
     "PinNonTriggersChecker", "PinTriggersChecker",
     "ReaderBalanceChecker", "ReaderOnlyChecker", "RotationAlternatingSessionsChecker",
     "RotationBackendAuthChecker", "RotationNewLoginsChecker", "RotationOldPasswordChecker",
-    "RotationSessionsKeptChecker", "SessionLeakChecker", "SilentFaultDetectedChecker",
+    "RotationSessionsKeptChecker", "ServedShareChecker", "SessionLeakChecker", "SilentFaultDetectedChecker",
     "StormServedChecker", "WriterEndpointChecker",
 ]

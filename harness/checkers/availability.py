@@ -19,6 +19,14 @@ window's end - the fault ends when the new writer has been promoted.
 * FAILOVER-IDLE-SURVIVAL: idle clients connect before the failover, send nothing during it, and
   afterwards send one ``f="idle_probe"`` request on the same connection; the figure is the fraction
   of those probes that ended ok.
+* AVAILABILITY-SERVED: outside fault windows an endpoint serves its clients.  Suites mark the
+  connects and requests a healthy proxy must answer (:mod:`harness.checkers.served`); the figure is
+  the lowest share served, in percent, of all of them together, of each endpoint's, and of each
+  client's (one client refused every time is hidden in a large overall share, so each is judged).
+  A request that waited out the proxy's borrow timeout met a limit the proxy states (every backend
+  busy) and is not judged here, as for every other guarantee that counts unserved requests; the
+  reason says how many.  Failures during a fault are the FAILOVER-* guarantees' business: suites do
+  not mark them.
 """
 
 from __future__ import annotations
@@ -27,7 +35,9 @@ from collections import Counter
 from collections.abc import Iterable
 
 from harness.checkers.base import CheckContext, Verdict, completed_pairs, judge, seconds, unknown
+from harness.checkers.borrow import looks_like_borrow_timeout
 from harness.checkers.routing import READER_ENDPOINT, WRITER_ENDPOINT, WriterTimeline
+from harness.checkers.served import expected_served
 from harness.history import FaultWindow, History, Op, OpType
 
 FAILOVER_FAULTS = ("failover",)
@@ -203,3 +213,38 @@ class IdleSurvivalChecker:
         fraction = (len(probes) - len(dropped)) / len(probes)
         reason = f"{len(probes)} idle clients probed after failover, {len(dropped)} had lost their connection"
         return judge(g, fraction, reason, dropped)
+
+
+class ServedShareChecker:
+    """AVAILABILITY-SERVED: the lowest share of must-serve requests served, overall, per endpoint and per client."""
+
+    guarantee_id = "AVAILABILITY-SERVED"
+
+    def check(self, history: History, context: CheckContext) -> Verdict:
+        g = context.guarantee(self.guarantee_id)
+        pairs = expected_served(history)
+        limited = [(i, c) for i, c in pairs if c is not None and c.type is not OpType.OK
+                   and looks_like_borrow_timeout(c.error)]
+        skipped = {id(i) for i, _ in limited}
+        judged = [(i, c) for i, c in pairs if id(i) not in skipped]
+        waited = (f"; {len(limited)} more waited out the proxy's borrow timeout (every backend of its pool "
+                  f"was busy) and were not judged") if limited else ""
+        if not judged:
+            return unknown(g, "no connect or request was marked as one a healthy proxy must serve" + waited)
+        failed = [(i, c) for i, c in judged if c is None or c.type is not OpType.OK]
+        groups: dict[str, list[bool]] = {"overall": []}
+        for i, c in judged:
+            ok = c is not None and c.type is OpType.OK
+            groups["overall"].append(ok)
+            groups.setdefault(f"endpoint {i.endpoint}", []).append(ok)
+            groups.setdefault(f"client {client_of(i)!r} ({i.endpoint})", []).append(ok)
+        shares = {name: 100.0 * sum(oks) / len(oks) for name, oks in groups.items()}
+        worst = min(shares, key=lambda name: (shares[name], name != "overall"))
+        endpoints = ", ".join(f"{name.removeprefix('endpoint ')} {shares[name]:.2f} %"
+                              for name in sorted(shares) if name.startswith("endpoint "))
+        clients_short = sum(1 for name, share in shares.items() if name.startswith("client ") and share < 100.0)
+        reason = (f"{len(judged)} connects and requests a healthy proxy must serve, {len(failed)} not served; "
+                  f"served per endpoint: {endpoints}; {clients_short} of "
+                  f"{sum(1 for name in shares if name.startswith('client '))} clients not fully served; "
+                  f"lowest share {shares[worst]:.2f} % ({worst}){waited}")
+        return judge(g, shares[worst], reason, [c if c is not None else i for i, c in failed])

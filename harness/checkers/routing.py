@@ -16,10 +16,25 @@ ran at some instant between its invocation and completion, so it is a violation 
 in force during that interval matches (writer endpoint), or the serving node was writer for the
 whole interval (reader endpoint): a request that straddles a promotion gets the benefit of the doubt.
 
+A reader promoted to writer keeps serving reads that were routed to it before the proxy could know
+of the promotion.  The proxy is shown to know once the writer endpoint has served a request on the
+new writer, and must know by the time FAILOVER-WRITE-GAP allows writes to resume; so a reader-endpoint
+request the new writer served is excused when it was invoked after the promotion but before the
+earlier of those two instants (:func:`promotion_graces`), and counts as a violation after it.  The
+reason says how many were excused.  That way the failover tests judge reader routing through and
+after the fault, the promoted reader included, without blaming a proxy for what it cannot see.
+
 When the timeline cannot say (a proxy known only by its endpoints: nobody outside it can see the
 instances), a request is judged by the role its serving instance reported in the same request
 (``extra["role"]``, ``writer`` or ``reader``, from the dialect's writable test): the instance's own
 word at the moment it served, which needs no access behind the proxy.
+
+A writer-endpoint request the server refused as read-only (PostgreSQL SQLSTATE 25006, MySQL errno
+1290 or 1792) was served by an instance that was not the writer, so it counts against
+ROUTE-WRITER-ENDPOINT like a read a reader served, failed or not: a proxy that sends writes to a
+reader is not passed on the strength of the reads it routed right.  Only refusals during a fault
+window, or after a promotion before the proxy could know of it (:func:`promotion_graces`), are
+excused: a writer demoted under the proxy refuses writes until the proxy follows.
 
 Requests and connects the workload needed served (:mod:`harness.checkers.served`) that failed count
 against each guarantee of the endpoint they went to, so a proxy that served a few requests right and
@@ -38,6 +53,9 @@ from harness.history import History, Op, OpType, Phase
 
 WRITER_ENDPOINT = "writer"
 READER_ENDPOINT = "reader"
+READ_ONLY_REFUSALS = frozenset({"25006", "1290", "1792"})
+"""Error codes of a server refusing a write because it is read-only (PostgreSQL's read_only_sql_transaction;
+MySQL's --read-only option and read-only transaction errors)."""
 
 
 class WriterTimeline:
@@ -78,6 +96,11 @@ class WriterTimeline:
             i += 1
         return result
 
+    def promotions(self) -> list[tuple[int, str]]:
+        """(instant, new writer) for each change of writer after the first one known."""
+        return [(t, w) for k, (t, w) in enumerate(zip(self._times, self._writers, strict=True))
+                if k > 0 and w != self._writers[k - 1]]
+
     def readers_seen(self, history: History) -> set[str]:
         """Readers named by role observations in ``history``."""
         found: set[str] = set()
@@ -95,6 +118,38 @@ def _writer_named_by(o: Op) -> str | None:
     if o.type is OpType.FAULT and o.phase is Phase.END and o.params.get("new_writer"):
         return str(o.params["new_writer"])
     return None
+
+
+FOLLOW_BOUND_GUARANTEE = "FAILOVER-WRITE-GAP"
+"""The guarantee whose threshold says how soon after a promotion the proxy must route to the new writer."""
+
+
+def promotion_graces(history: History, timeline: WriterTimeline, context: CheckContext) -> list[tuple[str, int, int]]:
+    """(new writer, from, until) for each promotion: the time in which the proxy could not yet know
+    of it, from the promotion to the first completion of a writer-endpoint request the new writer
+    served, and never beyond the promotion plus FAILOVER-WRITE-GAP's bound."""
+    bound_ns = round(context.guarantee(FOLLOW_BOUND_GUARANTEE).threshold * 1e9)
+    served = _served(history, WRITER_ENDPOINT)
+    graces = []
+    for t, writer in timeline.promotions():
+        known = min((c.time for _, c in served if c.node == writer and c.time >= t), default=t + bound_ns)
+        graces.append((writer, t, min(known, t + bound_ns)))
+    return graces
+
+
+def refused_as_read_only(history: History, context: CheckContext) -> list[Op]:
+    """Writer-endpoint requests a server refused as read-only, invoked outside every fault window and
+    every promotion's grace: each reached an instance that was not the writer."""
+    faults = history.fault_windows()
+    graces = promotion_graces(history, WriterTimeline.from_history(history, context.initial_writer), context)
+    found = []
+    for inv, comp in completed_pairs(history, endpoint=WRITER_ENDPOINT):
+        if comp is None or comp.type is OpType.OK or comp.error is None or comp.error.code not in READ_ONLY_REFUSALS:
+            continue
+        if any(w.overlaps(inv.time, comp.time) for w in faults) or any(lo <= inv.time < hi for _, lo, hi in graces):
+            continue
+        found.append(comp)
+    return found
 
 
 def reported_role(completion: Op) -> str | None:
@@ -147,12 +202,15 @@ class WriterEndpointChecker:
             return comp.node not in writers if writers is not None else reported_role(comp) == "reader"
 
         judged, bad, basis = _judged_requests(history, WRITER_ENDPOINT, context, misrouted)
-        if judged == 0:
+        refused = refused_as_read_only(history, context)
+        if judged == 0 and not refused:
             verdict = unknown(g, "no ok writer-endpoint request with a known serving instance and a known "
                                  "writer or reported role")
         else:
-            verdict = judge(g, float(len(bad)), f"{judged} writer-endpoint requests judged ({basis}), "
-                                                f"{len(bad)} served by a non-writer", bad)
+            said = f"{judged} writer-endpoint requests judged ({basis}), {len(bad)} served by a non-writer"
+            if refused:
+                said += f", {len(refused)} refused as read-only outside any fault (a non-writer got them)"
+            verdict = judge(g, float(len(bad) + len(refused)), said, bad + refused)
         return answer_for_unserved(g, verdict, unserved(history, endpoint=WRITER_ENDPOINT),
                                    "writer-endpoint requests")
 
@@ -164,17 +222,30 @@ class ReaderOnlyChecker:
 
     def check(self, history: History, context: CheckContext) -> Verdict:
         g = context.guarantee(self.guarantee_id)
+        graces = promotion_graces(history, WriterTimeline.from_history(history, context.initial_writer), context)
+        excused: list[Op] = []
 
         def misrouted(inv: Op, comp: Op, writers: set[str] | None) -> bool:
-            return writers == {comp.node} if writers is not None else reported_role(comp) == "writer"
+            if writers is None:
+                return reported_role(comp) == "writer"
+            if writers != {comp.node}:
+                return False
+            if any(comp.node == w and lo <= inv.time < hi for w, lo, hi in graces):
+                excused.append(comp)
+                return False
+            return True
 
         judged, bad, basis = _judged_requests(history, READER_ENDPOINT, context, misrouted)
         if judged == 0:
             verdict = unknown(g, "no ok reader-endpoint request with a known serving instance and a known "
                                  "writer or reported role")
         else:
-            verdict = judge(g, float(len(bad)), f"{judged} reader-endpoint requests judged ({basis}), "
-                                                f"{len(bad)} served by the writer", bad)
+            said = f"{judged} reader-endpoint requests judged ({basis}), {len(bad)} served by the writer"
+            if graces:
+                said += (f"; {len(graces)} promotions, {len(excused)} reads served by a just-promoted reader "
+                         f"before the proxy could know (before the writer endpoint first reached it, at most "
+                         f"{context.guarantee(FOLLOW_BOUND_GUARANTEE).threshold:g} s) excused")
+            verdict = judge(g, float(len(bad)), said, bad)
         return answer_for_unserved(g, verdict, unserved(history, endpoint=READER_ENDPOINT),
                                    "reader-endpoint requests")
 

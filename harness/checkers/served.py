@@ -30,11 +30,16 @@ EXPECT_SERVED = "served"
 """``extra["expect"]`` of an invocation a healthy proxy must answer ok."""
 
 
+def expected_served(history: History, *,
+                    endpoint: str | Iterable[str] | None = None) -> list[tuple[Op, Op | None]]:
+    """Every request invoked with ``expect = served`` (through ``endpoint``), with its completion."""
+    return [(i, c) for i, c in completed_pairs(history, endpoint=endpoint) if i.extra.get("expect") == EXPECT_SERVED]
+
+
 def unserved(history: History, *, endpoint: str | Iterable[str] | None = None) -> list[tuple[Op, Op | None]]:
     """Requests invoked with ``expect = served`` (through ``endpoint``) that did not complete ok:
     failed, indeterminate, or never completed."""
-    return [(i, c) for i, c in completed_pairs(history, endpoint=endpoint)
-            if i.extra.get("expect") == EXPECT_SERVED and (c is None or c.type is not OpType.OK)]
+    return [(i, c) for i, c in expected_served(history, endpoint=endpoint) if c is None or c.type is not OpType.OK]
 
 
 def _error_summary(pairs: list[tuple[Op, Op | None]]) -> str:

@@ -121,8 +121,11 @@ class Pool:
     """
 
     def __init__(self, factory: BackendFactory, settings: PoolSettings, clock: Clock,
-                 metrics: ProxyMetrics | None = None) -> None:
+                 metrics: ProxyMetrics | None = None, *, failpoint: str | None = None) -> None:
         self._factory = factory
+        # Unsafe on purpose (reference_proxy.failpoints): backend_cap_off_by_one opens one connection
+        # beyond the cap, the comparison a hurried author writes as <= instead of <.
+        self._beyond_cap = 1 if failpoint == "backend_cap_off_by_one" else 0
         self.settings = settings
         self._clock = clock
         self.metrics = metrics if metrics is not None else ProxyMetrics()
@@ -159,7 +162,7 @@ class Pool:
         if grant is None:
             if timeout == 0:
                 raise BorrowTimeout("ConnectionBorrowTimeout is 0 and no idle connection is pooled")
-            if not self._waiting(inst) and inst.open < self._cap(inst):
+            if not self._waiting(inst) and inst.open < self._open_limit(inst):
                 inst.open += 1
                 grant = _OPEN_SLOT
             else:
@@ -309,7 +312,7 @@ class Pool:
         """Hand idle connections and free slots to waiters, oldest first; make room if needed."""
         if not inst.waiters:
             return  # the usual case on every release: nobody to serve, no room to make
-        cap = self._cap(inst)
+        cap = self._open_limit(inst)
         while inst.waiters:
             head = inst.waiters[0]
             if head.future.done():
@@ -545,6 +548,10 @@ class Pool:
 
     def _cap(self, inst: _Instance) -> int:
         return self.settings.connection_cap(inst.max_connections)
+
+    def _open_limit(self, inst: _Instance) -> int:
+        """How many connections the pool lets itself open to ``inst``: its cap (unless a failpoint is on)."""
+        return self._cap(inst) + self._beyond_cap
 
     def _idle_cap(self, inst: _Instance) -> int:
         return self.settings.idle_cap(inst.max_connections)

@@ -1,7 +1,8 @@
 """Instance crashes: the writer dies and comes back; a reader dies and comes back.
 
 Full profile only.  Acknowledged writes must survive a writer crash and restart; reads through the
-reader endpoint must never reach the writer while a reader is down.
+reader endpoint must never reach the writer while a reader is down, and the writer endpoint only the
+writer, through the crash and after the restart.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from suites.workloads import note_roles
 
 
 @pytest.mark.profile("full")
-@pytest.mark.guarantee("DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE")
+@pytest.mark.guarantee("DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE", "ROUTE-WRITER-ENDPOINT")
 def test_writer_crash_and_restart(target, clients, faults, recorder):
     target.require(Capability.CRASH)
     with run_table(clients, "harness_crash_writes") as table:
@@ -38,7 +39,7 @@ def test_writer_crash_and_restart(target, clients, faults, recorder):
 
 
 @pytest.mark.profile("full")
-@pytest.mark.guarantee("ROUTE-READER-ONLY")
+@pytest.mark.guarantee("ROUTE-READER-ONLY", "ROUTE-WRITER-ENDPOINT")
 def test_reader_crash_and_restart(target, clients, faults, recorder):
     target.require(Capability.CRASH)
     with run_table(clients, "harness_reader_crash_writes") as table:

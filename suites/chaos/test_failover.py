@@ -2,7 +2,10 @@
 
 Part of both profiles (it is the promise RDS Proxy is bought for). It changes the cluster (a reader
 becomes the writer), so the chaos suite runs after the conformance suites.  Every acknowledged write must be in the final read, writes must resume soon
-after the promotion, readers and idle clients must barely notice.
+after the promotion, readers and idle clients must barely notice.  Routing is judged through and after
+the fault: writer-endpoint requests on the writer of their time, reader-endpoint reads never on the
+writer, the reader just promoted included once the proxy could know of it
+(:func:`~harness.checkers.routing.promotion_graces`).
 
 The failover is whatever the target does for one: the reference target promotes a stand-in reader;
 an external proxy runs the user's ``--failover-command``.  A failover that could not be carried out
@@ -80,7 +83,8 @@ def final_read(clients, table: str, deadline_s: float = 60.0) -> None:
 
 
 @pytest.mark.guarantee("FAILOVER-WRITE-GAP", "FAILOVER-READ-ERRORS", "FAILOVER-IDLE-SURVIVAL",
-                       "DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE", "ROUTE-WRITER-ENDPOINT")
+                       "DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE", "ROUTE-WRITER-ENDPOINT",
+                       "ROUTE-READER-ONLY")
 def test_failover_under_mixed_load(target, clients, faults, recorder):
     target.require(Capability.FAILOVER)
     with run_table(clients, "harness_failover_writes") as table:

@@ -18,7 +18,7 @@ from suites.workloads import MUST_SERVE, held_at_once, note_roles, run_clients, 
 READER_SESSIONS = 40
 
 
-@pytest.mark.guarantee("ROUTE-WRITER-ENDPOINT")
+@pytest.mark.guarantee("ROUTE-WRITER-ENDPOINT", "AVAILABILITY-SERVED")
 def test_writer_endpoint_reaches_the_writer(target, clients, recorder):
     note_roles(target, recorder)
     wait = serve_wait_s(target)
@@ -33,7 +33,7 @@ def test_writer_endpoint_reaches_the_writer(target, clients, recorder):
     run_clients(10, client, timeout=7 * wait + 30)
 
 
-@pytest.mark.guarantee("ROUTE-READER-ONLY", "ROUTE-READER-BALANCE")
+@pytest.mark.guarantee("ROUTE-READER-ONLY", "ROUTE-READER-BALANCE", "AVAILABILITY-SERVED")
 def test_reader_endpoint_reaches_readers_in_balance(target, clients, recorder):
     roles = note_roles(target, recorder)
     wait = serve_wait_s(target)

@@ -3,6 +3,7 @@ timeout (the pool's stated limit) makes the verdict unknown, and one success nev
 
 from __future__ import annotations
 
+from harness.checkers.availability import ServedShareChecker
 from harness.checkers.base import CheckContext, Validity
 from harness.checkers.pooling import MultiplexingChecker
 from harness.checkers.routing import ReaderBalanceChecker, ReaderOnlyChecker, WriterEndpointChecker
@@ -85,3 +86,53 @@ def test_multiplexing_is_false_when_clients_were_not_served_even_if_one_moved():
              invoke_extra=MUST)
     v = MultiplexingChecker().check(b.history(), CheckContext())
     assert v.valid is F and v.figure == 2.0 and "48 client connects and requests" in v.reason
+
+
+# -- AVAILABILITY-SERVED --------------------------------------------------------------------------
+def test_availability_holds_when_every_marked_request_was_served():
+    b = HistoryBuilder()
+    served_reads(b, "writer", "i1", "writer", [f"w{k}" for k in range(5)])
+    served_reads(b, "reader", "i2", "reader", [f"r{k}" for k in range(5)], start=1)
+    v = ServedShareChecker().check(b.history(), CheckContext())
+    assert v.valid is T and v.figure == 100.0
+    assert "writer 100.00 %" in v.reason and "reader 100.00 %" in v.reason
+
+
+def test_one_client_refused_every_time_fails_though_the_overall_share_is_high():
+    b = HistoryBuilder()
+    for k in range(300):  # 300 served requests keep the overall share above 99 %
+        b.op(f"c{k % 30}", "read", at=k * 0.001, endpoint="reader", node="i2", invoke_extra=MUST)
+    b.op("lonely", "connect", at=1, endpoint="reader", type=OpType.FAIL, error=REFUSED, invoke_extra=MUST)
+    v = ServedShareChecker().check(b.history(), CheckContext())
+    assert v.valid is F and v.figure == 0.0 and "client 'lonely' (reader)" in v.reason
+    assert len(v.evidence) == 1 and v.evidence[0]["f"] == "connect"
+
+
+def test_a_share_below_the_threshold_is_false_per_endpoint():
+    b = HistoryBuilder()
+    served_reads(b, "writer", "i1", "writer", [f"w{k}" for k in range(10)])
+    for k in range(10):  # one reader request in ten refused, each client's last one
+        served_reads(b, "reader", "i2", "reader", [f"r{k}"] * 9, start=1 + k)
+        b.op(f"r{k}", "read", at=1.5 + k, endpoint="reader", type=OpType.FAIL, error=REFUSED, invoke_extra=MUST)
+    v = ServedShareChecker().check(b.history(), CheckContext())
+    assert v.valid is F and v.figure == 90.0 and "reader 90.00 %" in v.reason and "writer 100.00 %" in v.reason
+    assert "10 of 20 clients not fully served" in v.reason
+
+
+def test_unmarked_and_borrow_timed_out_requests_are_not_judged_for_availability():
+    b = HistoryBuilder()
+    served_reads(b, "writer", "i1", "writer", ["c1", "c2"])
+    b.op("c3", "read", at=1, endpoint="writer", type=OpType.FAIL, error=REFUSED)  # during a fault: not marked
+    b.op("c4", "connect", at=1, endpoint="writer", type=OpType.FAIL, error=BORROW, invoke_extra=MUST)
+    v = ServedShareChecker().check(b.history(), CheckContext())
+    assert v.valid is T and v.figure == 100.0 and "1 more waited out the proxy's borrow timeout" in v.reason
+
+
+def test_availability_is_unknown_without_marked_requests_and_false_when_none_was_answered():
+    plain = HistoryBuilder()
+    plain.op("c1", "read", at=0, endpoint="writer", node="i1")
+    assert ServedShareChecker().check(plain.history(), CheckContext()).valid is U
+    silent = HistoryBuilder()
+    silent.op("c1", "read", at=0, endpoint="reader", took=None, invoke_extra=MUST)
+    v = ServedShareChecker().check(silent.history(), CheckContext())
+    assert v.valid is F and v.figure == 0.0
