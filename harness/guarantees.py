@@ -90,6 +90,7 @@ class Guarantee:
     basis: str
     not_applicable: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
     targets: frozenset[str] = TARGETS
+    demonstrated_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.not_applicable) - ENGINES)
@@ -163,7 +164,7 @@ _ALL = [
        "of that share.", 0.25,
        "relative deviation", Family.ROUTING, _AT_MOST,
        "§3.3: least outstanding connections weighted by each reader's max_connections "
-       "(500/500/1000 gives about 1:1:2)."),
+       "(500/500/1000 gives about 1:1:2).", demonstrated_by=("readers_round_robin",)),
     _g("PIN-TRIGGERS",
        "After a documented pinning statement a client keeps one backend connection until it "
        "disconnects; clients that moved allowed: {threshold} {unit}.", 0, "sessions",

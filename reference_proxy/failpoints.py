@@ -61,6 +61,11 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "an unpinned session's backend connection is given up after every statement of a "
               "transaction and the next statement runs on another one, so a transaction neither sees its "
               "own uncommitted writes nor ends as one (reference_proxy.splitting)"),
+    # -- sessions: reader balance, protocol-prepared statements, cancel, TLS --
+    Failpoint("readers_round_robin",
+              "the reader endpoint hands new sessions to the readers in turn, ignoring their "
+              "max_connections, so a reader twice the size of the others gets the same share "
+              "(reference_proxy.routing)"),
 )}
 """Every failpoint, by name."""
 

@@ -94,7 +94,8 @@ class ProxyServer:
         self.metrics = metrics or ProxyMetrics()
         self.router = Router([(i.address, i.role or Role.UNKNOWN) for i in config.instances],
                              reader_endpoints={e.name: e.readers for e in config.endpoints
-                                               if e.role is EndpointRole.READ_ONLY})
+                                               if e.role is EndpointRole.READ_ONLY},
+                             ignore_weights=config.testing.on("readers_round_robin"))
         self.secrets: Any = None  # the SecretsManagerSource, when secrets are configured
         self.credential_source = self._credential_source()
         self.iam = self._iam_authenticator()
