@@ -58,6 +58,7 @@ class Family(str, enum.Enum):
     NETFAULT = "netfault"
     ROTATION = "rotation"
     IAM = "iam"
+    TLS = "tls"
 
 
 class Comparison(str, enum.Enum):
@@ -289,6 +290,14 @@ _ALL = [
        "the user and the region, valid 900 s, and is sent over TLS only; PostgreSQL clients are refused "
        "with 'IAM authentication is allowed only with SSL connections.' or 'IAM authentication failed "
        "for user ...', MySQL-family clients with ERROR 1045 'Access denied for user ...'."),
+    _g("TLS-REQUIRED",
+       "With RequireTLS on, every endpoint refuses a plaintext client with 'This RDS Proxy requires TLS "
+       "connections.' and lets a TLS client log in and work; attempts judged otherwise allowed: "
+       "{threshold} {unit}.", 0, "attempts",
+       Family.TLS, _AT_MOST,
+       "§5.4 and §6: RequireTLS=true rejects plaintext clients (MySQL ERROR 3159, PostgreSQL the same "
+       "text); the setting belongs to the proxy, so it holds on each of its endpoints.",
+       demonstrated_by=("tls_unenforced_on_reader",)),
 ]
 
 CATALOGUE: Mapping[str, Guarantee] = types.MappingProxyType({g.id: g for g in _ALL})

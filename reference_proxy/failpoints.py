@@ -66,6 +66,9 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "the reader endpoint hands new sessions to the readers in turn, ignoring their "
               "max_connections, so a reader twice the size of the others gets the same share "
               "(reference_proxy.routing)"),
+    Failpoint("tls_unenforced_on_reader",
+              "RequireTLS is enforced on the read/write endpoint only: the reader endpoint lets plaintext "
+              "clients log in (reference_proxy.server)"),
 )}
 """Every failpoint, by name."""
 

@@ -45,6 +45,9 @@ class Dialect:
     iam_tls_refusals: tuple[str, ...] = ()
     """RDS Proxy's documented texts refusing an IAM login made without TLS; a refusal must contain
     one of them.  ``{user}`` stands for the user who tried to log in."""
+    require_tls_refusals: tuple[str, ...] = ("This RDS Proxy requires TLS connections.",)
+    """RDS Proxy's text refusing a plaintext client when RequireTLS is on (both engines; MySQL sends
+    it as ERROR 3159)."""
     iam_token_refusals: tuple[str, ...] = ()
     """RDS Proxy's documented texts refusing an IAM token (expired, forged, for someone or somewhere
     else, or a password instead of a token); ``{user}`` as above."""

@@ -263,7 +263,7 @@ class MySQLClientSession:
         login = ClientLogin(
             client_host=peer[0] if peer else "localhost",
             connection_id=self.client_id, sha2_cache=self.shared.sha2_cache,
-            tls_available=self.s.tls_context is not None, require_tls=self.s.require_tls,
+            tls_available=self.s.tls_context is not None, require_tls=self.s.tls_required(self.endpoint),
             random_bytes=self.s.token_bytes, iam=self.s.iam, token_endpoint=self._token_endpoint())
         try:
             return await self._drive_login(login)

@@ -324,7 +324,7 @@ class PostgresClientSession:
         except StartupRejected as e:
             await self._say_fatal(e.sqlstate, e.message)
             raise _SessionOver() from None
-        if self.s.require_tls and not self.tls:
+        if not self.tls and self.s.tls_required(self.endpoint):
             m.inc("ClientConnectionsSetupFailedAuth", endpoint=ep)
             await self._say_fatal("28000", REQUIRE_TLS_MESSAGE)
             raise _SessionOver()
