@@ -62,6 +62,12 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "transaction and the next statement runs on another one, so a transaction neither sees its "
               "own uncommitted writes nor ends as one (reference_proxy.splitting)"),
     # -- sessions: reader balance, protocol-prepared statements, cancel, TLS --
+    Failpoint("named_statements_unpinned",
+              "a named protocol-level prepared statement (PostgreSQL Parse with a name, as psycopg makes "
+              "after its prepare threshold or with prepare=True) still open when its transaction ends "
+              "does not pin the session, so the backend holding it is lent to others and the client's "
+              "next transaction runs where the statement does not exist "
+              "(reference_proxy.engines.postgres.tracking)"),
     Failpoint("readers_round_robin",
               "the reader endpoint hands new sessions to the readers in turn, ignoring their "
               "max_connections, so a reader twice the size of the others gets the same share "
