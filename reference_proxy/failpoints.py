@@ -63,11 +63,11 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "own uncommitted writes nor ends as one (reference_proxy.splitting)"),
     # -- sessions: reader balance, protocol-prepared statements, cancel, TLS --
     Failpoint("named_statements_unpinned",
-              "a named protocol-level prepared statement (PostgreSQL Parse with a name, as psycopg makes "
-              "after its prepare threshold or with prepare=True) still open when its transaction ends "
-              "does not pin the session, so the backend holding it is lent to others and the client's "
-              "next transaction runs where the statement does not exist "
-              "(reference_proxy.engines.postgres.tracking)"),
+              "a protocol-level prepared statement that outlives its transaction (PostgreSQL: a named "
+              "Parse, as psycopg sends after its prepare threshold or with prepare=True; MySQL: "
+              "COM_STMT_PREPARE) does not pin the session, so the backend holding it is lent to others "
+              "and the client's next use of it runs where it does not exist "
+              "(reference_proxy.engines.postgres.tracking, reference_proxy.engines.mysql.tracking)"),
     Failpoint("readers_round_robin",
               "the reader endpoint hands new sessions to the readers in turn, ignoring their "
               "max_connections, so a reader twice the size of the others gets the same share "

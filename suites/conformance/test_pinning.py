@@ -53,7 +53,9 @@ def test_triggers_pin_and_non_triggers_do_not(clients, profile):
 
     with background_reads(clients, "writer", workers=8):
         run_clients(len(cases), client)
-        # One at a time: each names its statements _pg3_0, _pg3_1... from zero, so a statement one
-        # left on a backend it did not pin would collide with the next one's, not just move it.
-        for i in range(len(protocol_cases)):
+    # One at a time, each with load from clients of its own kind (a MySQL driver's login settings
+    # give it backends of its own): psycopg names statements _pg3_0, _pg3_1... from zero in every
+    # connection, so a statement one left on a backend it did not pin would collide with the next's.
+    for i, (_, case) in enumerate(protocol_cases):
+        with background_reads(clients, "writer", workers=4, options=case.options):
             run_clients(1, lambda _, i=i: protocol_client(i))

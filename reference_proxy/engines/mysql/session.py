@@ -163,7 +163,8 @@ class MySQLClientSession:
         self.key: PoolKey | None = None
         self.backend: Any = None
         self.tracker = SessionTracker(
-            self.s.classifier(endpoint, client_id), exclude_variable_sets=lambda: self.s.pool.settings.exclude_variable_sets)
+            self.s.classifier(endpoint, client_id), exclude_variable_sets=lambda: self.s.pool.settings.exclude_variable_sets,
+            binary_prepare_pins=self.s.failpoint != "named_statements_unpinned")  # failpoints: unsafe on purpose
         self.capabilities = 0
         self._nonce = b""  # the login's scramble: COM_CHANGE_USER answers it again
         self._client_packets = PacketReader(sessions.max_payload, what="client", expected_sequence=None)
