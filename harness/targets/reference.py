@@ -92,14 +92,15 @@ SUPERVISOR_READY_TIMEOUT = 20.0
 
 CERTIFICATION_POOL = {"max_connections_percent": 20}
 CERTIFICATION_READERS = 3
+"""The reference target a certification builds: one writer and three readers, with a per-instance pool
+cap of 20 % of ``max_connections`` (100 on the PostgreSQL writer), i.e. 20 backend connections: small
+enough that 200 clients must share backends, so multiplexing and the cap are observable.  Suites that
+need other pool settings (a short borrow timeout, TLS required) start a sibling proxy on the same
+cluster."""
 CERTIFICATION_READER_MAX_CONNECTIONS = {"postgres": (100, 100, 200), "mysql": (151, 151, 302)}
 """Readers of different sizes, as in RDS's own example (500/500/1000 balances about 1:1:2): the
 proxy weighs readers by max_connections, which identical readers would never show.  The first two
 match the writer (the stand-ins' default), so a hot standby is never smaller than its primary."""
-"""The reference target a certification builds: one writer and two readers, with a per-instance pool
-cap of 20 % of ``max_connections`` (100), i.e. 20 backend connections: small enough that 200 clients
-must share backends, so multiplexing and the cap are observable.  Suites that need other pool
-settings (a short borrow timeout, TLS required) start a sibling proxy on the same cluster."""
 
 
 PROXY_SETTING_SECTIONS = ("pool", "testing", "secrets_manager", "iam")

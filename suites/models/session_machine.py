@@ -3,8 +3,8 @@
 Each client runs a random sequence of BEGIN, COMMIT, ROLLBACK, SET, temporary-table DDL and
 inserts, SQL prepared statements, session advisory locks, plain queries and disconnects, through
 the writer endpoint.  A client may also be of a kind whose driver prepares its parameterised query
-as a protocol-level statement (``Dialect.protocol_pin_cases``: psycopg's default prepare threshold
-or ``prepare=True``, MySQL's binary protocol), which it then runs again across transactions: the
+as a protocol-level statement (``Dialect.protocol_pin_cases`` that are ``in_model``: psycopg's
+default prepare threshold or ``prepare=True``), which it then runs again across transactions: the
 statement must still be there for it, and never be seen by another client.  The model says what every statement must return for a client that owns a
 private database session, which is exactly what a transparent pooling proxy must provide.  Any
 difference - including seeing another client's setting, table, statement or lock - fails the run;
@@ -127,7 +127,7 @@ class ProxySessions(RuleBasedStateMachine):
     def connect(self, c: int, kind: int = 0) -> None:
         if self.sessions[c] is not None:
             return
-        kinds = [None, *self.dialect.protocol_pin_cases(self.who).items()]
+        kinds = [None, *((n, k) for n, k in self.dialect.protocol_pin_cases(self.who).items() if k.in_model)]
         chosen = kinds[kind % len(kinds)]
         options = chosen[1].options if chosen else {}
         session = self.clients("writer", connect=False, **options)

@@ -25,6 +25,8 @@ class ProtocolPinCase:
     sql: str
     params: tuple[Any, ...]
     runs: int
+    in_model: bool = True
+    """Whether the session model (suites/models) draws clients of this kind too."""
 
 
 class Dialect:
