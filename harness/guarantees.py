@@ -171,7 +171,9 @@ _ALL = [
        "disconnects; clients that moved allowed: {threshold} {unit}.", 0, "sessions",
        Family.PINNING, _AT_MOST,
        "§2.1, §2.3, §2.5: once pinned, every later transaction uses the same backend connection "
-       "until the client connection closes."),
+       "until the client connection closes; §2.3 and §2.6: so do protocol-level prepared statements "
+       "that outlive their transaction (MySQL COM_STMT_PREPARE, PostgreSQL named statements).",
+       demonstrated_by=("named_statements_unpinned",)),
     _g("PIN-NON-TRIGGERS",
        "Documented non-pinning statements leave a client multiplexed; clients stuck on one backend "
        "allowed: {threshold} {unit}.", 0, "sessions",
