@@ -58,6 +58,7 @@ class Family(str, enum.Enum):
     NETFAULT = "netfault"
     ROTATION = "rotation"
     IAM = "iam"
+    TLS = "tls"
 
 
 class Comparison(str, enum.Enum):
@@ -168,13 +169,15 @@ _ALL = [
        "relative deviation", Family.ROUTING, _AT_MOST,
        "§3.3: least outstanding connections weighted by each reader's max_connections "
        "(500/500/1000 gives about 1:1:2).",
-       demonstrated_by=("refuse_reader_sessions",)),
+       demonstrated_by=("readers_round_robin", "refuse_reader_sessions")),
     _g("PIN-TRIGGERS",
        "After a documented pinning statement a client keeps one backend connection until it "
        "disconnects; clients that moved allowed: {threshold} {unit}.", 0, "sessions",
        Family.PINNING, _AT_MOST,
        "§2.1, §2.3, §2.5: once pinned, every later transaction uses the same backend connection "
-       "until the client connection closes."),
+       "until the client connection closes; §2.3 and §2.6: so do protocol-level prepared statements "
+       "that outlive their transaction (MySQL COM_STMT_PREPARE, PostgreSQL named statements).",
+       demonstrated_by=("named_statements_unpinned",)),
     _g("PIN-NON-TRIGGERS",
        "Documented non-pinning statements leave a client multiplexed; clients stuck on one backend "
        "allowed: {threshold} {unit}.", 0, "sessions",
@@ -306,6 +309,14 @@ _ALL = [
        "the user and the region, valid 900 s, and is sent over TLS only; PostgreSQL clients are refused "
        "with 'IAM authentication is allowed only with SSL connections.' or 'IAM authentication failed "
        "for user ...', MySQL-family clients with ERROR 1045 'Access denied for user ...'."),
+    _g("TLS-REQUIRED",
+       "With RequireTLS on, every endpoint refuses a plaintext client with 'This RDS Proxy requires TLS "
+       "connections.' and lets a TLS client log in and work; attempts judged otherwise allowed: "
+       "{threshold} {unit}.", 0, "attempts",
+       Family.TLS, _AT_MOST,
+       "§5.4 and §6: RequireTLS=true rejects plaintext clients (MySQL ERROR 3159, PostgreSQL the same "
+       "text); the setting belongs to the proxy, so it holds on each of its endpoints.",
+       demonstrated_by=("tls_unenforced_on_reader",)),
 ]
 
 CATALOGUE: Mapping[str, Guarantee] = types.MappingProxyType({g.id: g for g in _ALL})

@@ -89,6 +89,20 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "an unpinned session's backend connection is given up after every statement of a "
               "transaction and the next statement runs on another one, so a transaction neither sees its "
               "own uncommitted writes nor ends as one (reference_proxy.splitting)"),
+    # -- sessions: reader balance, protocol-prepared statements, cancel, TLS --
+    Failpoint("named_statements_unpinned",
+              "a protocol-level prepared statement that outlives its transaction (PostgreSQL: a named "
+              "Parse, as psycopg sends after its prepare threshold or with prepare=True; MySQL: "
+              "COM_STMT_PREPARE) does not pin the session, so the backend holding it is lent to others "
+              "and the client's next use of it runs where it does not exist "
+              "(reference_proxy.engines.postgres.tracking, reference_proxy.engines.mysql.tracking)"),
+    Failpoint("readers_round_robin",
+              "the reader endpoint hands new sessions to the readers in turn, ignoring their "
+              "max_connections, so a reader twice the size of the others gets the same share "
+              "(reference_proxy.routing)"),
+    Failpoint("tls_unenforced_on_reader",
+              "RequireTLS is enforced on the read/write endpoint only: the reader endpoint lets plaintext "
+              "clients log in (reference_proxy.server)"),
 )}
 """Every failpoint, by name."""
 

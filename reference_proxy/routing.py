@@ -29,10 +29,13 @@ class Router:
 
     def __init__(self, instances: Iterable[InstanceAddress | tuple[InstanceAddress, Role]],
                  roles: Mapping[str, Role] | None = None,
-                 reader_endpoints: Mapping[str, Sequence[str] | None] | None = None) -> None:
+                 reader_endpoints: Mapping[str, Sequence[str] | None] | None = None,
+                 ignore_weights: bool = False) -> None:
         """``instances`` are addresses, optionally paired with their role; ``roles`` may give roles
         by id instead.  ``reader_endpoints`` maps each read-only endpoint name to the reader ids it
-        covers (None: all readers); an endpoint not listed covers all readers."""
+        covers (None: all readers); an endpoint not listed covers all readers.  ``ignore_weights``
+        is failpoint ``readers_round_robin`` (reference_proxy.failpoints): new reader sessions go
+        to the readers in turn, whatever their max_connections."""
         self._addresses: dict[str, InstanceAddress] = {}
         self._roles: dict[str, Role] = {}
         for item in instances:
@@ -46,6 +49,8 @@ class Router:
         self._weights: dict[str, int] = {}
         self._sessions: dict[str, int] = dict.fromkeys(self._addresses, 0)
         self._coverage: dict[str, frozenset[str] | None] = {}
+        self._ignore_weights = ignore_weights
+        self._turn = 0
         for name, readers in (reader_endpoints or {}).items():
             if readers is not None:
                 self._check_known(readers)
@@ -118,9 +123,13 @@ class Router:
             raise NoReader(f"endpoint {endpoint_name!r} has no reader instance available")
         # A reader not weighed yet (its max_connections is read on the first connection to it)
         # counts as an average one; weight 1 next to weights in the hundreds would starve it.
-        known = list(self._weights.values())
-        default = sum(known) / len(known) if known else 1
-        chosen = min(candidates, key=lambda i: (self._sessions[i] + 1) / self._weights.get(i, default))
+        if self._ignore_weights:
+            chosen = candidates[self._turn % len(candidates)]
+            self._turn += 1
+        else:
+            known = list(self._weights.values())
+            default = sum(known) / len(known) if known else 1
+            chosen = min(candidates, key=lambda i: (self._sessions[i] + 1) / self._weights.get(i, default))
         self._sessions[chosen] += 1
         return self._addresses[chosen]
 

@@ -94,7 +94,8 @@ class ProxyServer:
         self.metrics = metrics or ProxyMetrics()
         self.router = Router([(i.address, i.role or Role.UNKNOWN) for i in config.instances],
                              reader_endpoints={e.name: e.readers for e in config.endpoints
-                                               if e.role is EndpointRole.READ_ONLY})
+                                               if e.role is EndpointRole.READ_ONLY},
+                             ignore_weights=config.testing.on("readers_round_robin"))
         self.secrets: Any = None  # the SecretsManagerSource, when secrets are configured
         self.credential_source = self._credential_source()
         self.iam = self._iam_authenticator()
@@ -118,6 +119,9 @@ class ProxyServer:
             classify=never_pins if leaking else self.engine.classify, digest=self.engine.digest,
             log_sql=config.logging.debug_logging,
             metrics=self.metrics, clock=self.clock, tls_context=tls_context, require_tls=config.tls.require_tls,
+            plaintext_endpoints=frozenset(  # unsafe on purpose: reference_proxy.failpoints
+                e.name for e in config.endpoints
+                if config.testing.on("tls_unenforced_on_reader") and e.role is EndpointRole.READ_ONLY),
             token_bytes=token_bytes, acquire=self.failover.acquire, acquire_now=self.failover.acquire_now,
             backend_lost=self.failover.backend_lost, write_refused=self.failover.write_refused,
             wait_for_instance=self.failover.wait_for_instance,

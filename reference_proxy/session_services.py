@@ -75,6 +75,9 @@ class SessionServices:
     clock: Clock
     tls_context: ssl.SSLContext | None = None
     require_tls: bool = False
+    #: Endpoints whose clients may skip TLS although ``require_tls`` is on: empty, except under
+    #: failpoint ``tls_unenforced_on_reader`` (reference_proxy.failpoints).
+    plaintext_endpoints: frozenset[str] = frozenset()
     token_bytes: Callable[[int], bytes] = os.urandom
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     login_timeout: float = LOGIN_TIMEOUT
@@ -90,6 +93,10 @@ class SessionServices:
     failpoint: str | None = None
     """The failpoint turned on (:mod:`reference_proxy.failpoints`; None: none). Unsafe, test only: code
     at a failpoint's site misbehaves when this names it."""
+
+    def tls_required(self, endpoint: str) -> bool:
+        """Whether a client of ``endpoint`` must use TLS (RequireTLS), asked once per login."""
+        return self.require_tls and endpoint not in self.plaintext_endpoints
 
     def credentials(self, user: str) -> ClientCredential | None:
         """How a client of ``user`` must prove itself, as held now (no I/O); None: unknown user."""

@@ -93,15 +93,18 @@ def note_roles(target: Target, recorder: Recorder) -> dict[str, Any] | None:
 
 
 def background_reads(clients: Any, endpoint: str = "writer", *, workers: int,
-                     retry_s: float = 0.05) -> Loop:
+                     retry_s: float = 0.05, options: dict[str, Any] | None = None) -> Loop:
     """Clients that keep the pool busy until stopped, so unpinned sessions really move between backends.
 
     A broken connection is replaced by a new client (a new history process, as the history model
     wants one process per connection), never reopened under the old process id.  After a failed
     read or connect a worker pauses ``retry_s``, so a proxy that keeps refusing is not hammered.
-    Use as a context manager.
+    ``options`` are the workers' driver options: a proxy pools MySQL backends apart by the tracked
+    settings each driver's login leaves (character set, collation...), so load meant to share a
+    session's backends must come from clients of the same kind.  Use as a context manager.
     """
-    return Loop(lambda: clients(endpoint, connect=False, request_timeout=CLIENT_REQUEST_TIMEOUT_S),
+    return Loop(lambda: clients(endpoint, connect=False, request_timeout=CLIENT_REQUEST_TIMEOUT_S,
+                                **(options or {})),
                 lambda c: serving_read(clients, c), workers=workers, pause=retry_s,
                 failure_pause=retry_s, name="background")
 

@@ -42,6 +42,7 @@ from harness.checkers.rotation import (
 )
 from harness.checkers.routing import ReaderBalanceChecker, ReaderOnlyChecker, WriterEndpointChecker
 from harness.checkers.storm import StormServedChecker
+from harness.checkers.tls import RequireTlsChecker
 from harness.checkers.transactions import OneBackendChecker
 
 CHECKER_TYPES: dict[str, type] = {c.guarantee_id: c for c in (
@@ -52,7 +53,7 @@ CHECKER_TYPES: dict[str, type] = {c.guarantee_id: c for c in (
     NoFailedVisibleChecker, StormServedChecker, AddedLatencyP50Checker, AddedLatencyP99Checker,
     SilentFaultDetectedChecker, RotationSessionsKeptChecker, RotationNewLoginsChecker,
     RotationOldPasswordChecker, RotationBackendAuthChecker, RotationAlternatingSessionsChecker,
-    IamTokenChecksChecker)}
+    IamTokenChecksChecker, RequireTlsChecker)}
 """The checker class for each guarantee id."""
 
 
@@ -73,7 +74,7 @@ __all__ = [  # noqa: RUF022 - grouped by role, not alphabetically
     "MultiplexingChecker",
     "NoFailedVisibleChecker", "NoLostAckChecker", "OneBackendChecker", "OwnStateChecker",
     "PinNonTriggersChecker", "PinTriggersChecker",
-    "ReaderBalanceChecker", "ReaderOnlyChecker", "RotationAlternatingSessionsChecker",
+    "ReaderBalanceChecker", "ReaderOnlyChecker", "RequireTlsChecker", "RotationAlternatingSessionsChecker",
     "RotationBackendAuthChecker", "RotationNewLoginsChecker", "RotationOldPasswordChecker",
     "RotationSessionsKeptChecker", "ServedShareChecker", "SessionLeakChecker", "SilentFaultDetectedChecker",
     "StormServedChecker", "WriterEndpointChecker",

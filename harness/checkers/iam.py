@@ -16,13 +16,11 @@ checker needs the run's engine.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 from harness.checkers.base import CheckContext, Verdict, completed_pairs, judge, unknown
+from harness.checkers.logins import Pair, evidence, judge_attempt
 from harness.clients.dialects import dialect_for
 from harness.clients.dialects.base import Dialect
-from harness.history import History, Op, OpType
+from harness.history import History, Op
 
 CASE_KEY = "iam_case"
 USER_KEY = "user"
@@ -54,19 +52,9 @@ EXPECTED: dict[str, str] = {
 """What must happen to each case's attempt (all over TLS but ``plaintext``)."""
 CASES = tuple(EXPECTED)
 
-Pair = tuple[Op, Op | None]
-
-
 def _texts(dialect: Dialect, expected: str, user: str) -> tuple[str, ...]:
     templates = dialect.iam_tls_refusals if expected == REFUSE_TLS else dialect.iam_token_refusals
     return tuple(t.format(user=user) for t in templates)
-
-
-def _evidence(pair: Pair, expected: str, said: str) -> Op:
-    """The attempt as evidence: its completion (or invocation), saying which case it was and what was wrong."""
-    inv, comp = pair
-    op = comp or inv
-    return dataclasses.replace(op, extra={**op.extra, **inv.extra, "expected": expected, "judged": said})
 
 
 class IamTokenChecksChecker:
@@ -91,7 +79,7 @@ class IamTokenChecksChecker:
                 continue
             decided, said = problem
             if decided:
-                wrong.append(_evidence(pair, EXPECTED[case], said))
+                wrong.append(evidence(pair, EXPECTED[case], said))
             else:
                 undecided.append(f"{case}: {said}")
         missing = [c for c in CASES if c not in {p[0].extra[CASE_KEY] for p in attempts}]
@@ -110,28 +98,5 @@ class IamTokenChecksChecker:
     def _judge(history: History, dialect: Dialect, pair: Pair, expected: str,
                user: str) -> tuple[bool, str] | None:
         """None when the attempt went as expected; else (whether that is certain, what happened)."""
-        inv, comp = pair
-        if comp is None or comp.type is OpType.INFO:
-            return False, "its outcome is unknown (the login did not finish)"
-        if expected == ACCEPT:
-            if comp.type is not OpType.OK:
-                return True, f"was refused: {comp.error.text if comp.error else 'no error text'}"
-            after = _session_requests(history, inv.process, comp.time)
-            if not after:
-                return False, "logged in, but its session was not tried"
-            first = after[0]
-            if first[1] is None or first[1].type is not OpType.OK:
-                error = first[1].error.text if first[1] is not None and first[1].error else "no answer"
-                return True, f"logged in, but its session failed: {error}"
-            return None
-        if comp.type is OpType.OK:
-            return True, "was accepted"
-        text = comp.error.text if comp.error else ""
-        wanted = _texts(dialect, expected, user)
-        if not any(w in text for w in wanted):
-            return True, f"was refused with {text!r}, not with {' or '.join(repr(w) for w in wanted)}"
-        return None
-
-
-def _session_requests(history: History, process: Any, after: int) -> list[Pair]:
-    return [p for p in history.pairs() if p[0].process == process and p[0].f != "connect" and p[0].time >= after]
+        accept = expected == ACCEPT
+        return judge_attempt(history, pair, accept, () if accept else _texts(dialect, expected, user))

@@ -24,6 +24,7 @@ from harness.clients.address import Address
 from harness.clients.deadline import SocketDeadline
 from harness.clients.dialects import dialect_for
 from harness.clients.drivers.aiomysql import AsyncAioMySQLConnection
+from harness.clients.drivers.connector import ConnectorConnection
 from harness.clients.drivers.psycopg import AsyncPsycopgConnection, PsycopgConnection
 from harness.clients.drivers.pymysql import PyMySQLConnection
 from harness.clients.outcomes import NOT_CONNECTED, Recording, Result, Stage
@@ -54,6 +55,9 @@ from harness.history import Op, OpError, Recorder
 
 SYNC_DRIVERS: dict[str, Any] = {"postgres": PsycopgConnection, "mysql": PyMySQLConnection}
 ASYNC_DRIVERS: dict[str, Any] = {"postgres": AsyncPsycopgConnection, "mysql": AsyncAioMySQLConnection}
+BINARY_PROTOCOL_DRIVERS: dict[str, Any] = {"mysql": ConnectorConnection}
+"""Drivers for a client made with ``binary_protocol=True`` (PostgreSQL's psycopg prepares named
+protocol statements itself, with ``prepare``/``prepare_threshold``)."""
 
 
 def tls_options(engine: str, *, required: bool) -> dict[str, Any]:
@@ -136,7 +140,12 @@ class _ClientBase:
         self.deadline = SocketDeadline(op_timeout)
         self.identify_connect = identify_connect
         self.connect_extra = dict(connect_extra or {})
-        self.connection = drivers[address.engine](address, **driver_options)
+        driver = drivers[address.engine]
+        if driver_options.pop("binary_protocol", False):  # server-side prepared statements, by id
+            if drivers is not SYNC_DRIVERS or address.engine not in BINARY_PROTOCOL_DRIVERS:
+                raise ClientError(f"no binary-protocol driver for {address.engine} in this client kind")
+            driver = BINARY_PROTOCOL_DRIVERS[address.engine]
+        self.connection = driver(address, **driver_options)
         self.opened = False
         """Whether the connection was ever opened (it may have broken since)."""
 

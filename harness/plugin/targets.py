@@ -70,10 +70,17 @@ def server_max_connections(engine: str, instance: dict[str, Any], timeout: float
 
 
 def reader_weights(target: Target) -> dict[str, float] | None:
-    """Readers' weights for balancing, from the stand-in's own max_connections (equal here)."""
+    """Readers' weights for balancing: each reader's max_connections, read from the server itself
+    (RDS Proxy weighs readers by it), so a proxy that ignores the weights is judged against them.
+    A reader that does not answer is left out; None when the readers cannot be reached directly."""
     if not target.supports(Capability.DIRECT):
         return None
+    weights: dict[str, float] = {}
     try:
-        return {i["id"]: 1.0 for i in target.direct_instances() if i.get("role") == "reader"}
-    except (TargetError, KeyError, TypeError):
+        for i in target.direct_instances():
+            if i.get("role") == "reader":
+                with contextlib.suppress(PluginError):
+                    weights[i["id"]] = float(server_max_connections(target.engine, i))
+    except (TargetError, KeyError, TypeError, ValueError, OSError):
         return None
+    return weights or None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+from collections.abc import Sequence
 from typing import Any, Self
 
 from harness.errors import HarnessError
@@ -117,6 +118,22 @@ class Topology:
             "writer": self.writer,
             "readers": [dataclasses.asdict(r) for r in self.readers],
         }
+
+
+def check_reader_max_connections(values: Sequence[int] | None, readers: int, low: int,
+                                 high: int) -> tuple[int, ...] | None:
+    """Validate per-reader ``max_connections`` (one per initial reader, like Aurora instance classes
+    of different sizes): RDS Proxy weighs readers by it, so a stand-in needs readers that differ."""
+    if values is None:
+        return None
+    values = tuple(values)
+    if len(values) != readers:
+        raise StandinError(f"reader_max_connections must give one value per reader ({readers}), got {len(values)}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise StandinError(f"each reader's max_connections must be a whole number from {low} to {high}, "
+                               f"not {v!r}")
+    return values
 
 
 class Cluster(abc.ABC):

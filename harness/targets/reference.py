@@ -91,11 +91,16 @@ READY_TIMEOUT = 30.0
 SUPERVISOR_READY_TIMEOUT = 20.0
 
 CERTIFICATION_POOL = {"max_connections_percent": 20}
-CERTIFICATION_READERS = 2
-"""The reference target a certification builds: one writer and two readers, with a per-instance pool
-cap of 20 % of ``max_connections`` (100), i.e. 20 backend connections: small enough that 200 clients
-must share backends, so multiplexing and the cap are observable.  Suites that need other pool
-settings (a short borrow timeout, TLS required) start a sibling proxy on the same cluster."""
+CERTIFICATION_READERS = 3
+"""The reference target a certification builds: one writer and three readers, with a per-instance pool
+cap of 20 % of ``max_connections`` (100 on the PostgreSQL writer), i.e. 20 backend connections: small
+enough that 200 clients must share backends, so multiplexing and the cap are observable.  Suites that
+need other pool settings (a short borrow timeout, TLS required) start a sibling proxy on the same
+cluster."""
+CERTIFICATION_READER_MAX_CONNECTIONS = {"postgres": (100, 100, 200), "mysql": (151, 151, 302)}
+"""Readers of different sizes, as in RDS's own example (500/500/1000 balances about 1:1:2): the
+proxy weighs readers by max_connections, which identical readers would never show.  The first two
+match the writer (the stand-ins' default), so a hot standby is never smaller than its primary."""
 
 
 PROXY_SETTING_SECTIONS = ("pool", "testing", "secrets_manager", "iam")
@@ -204,8 +209,10 @@ class ReferenceTarget(Target):
                  testing: dict[str, Any] | None = None, credentials: str = "secrets",
                  secrets_manager: dict[str, Any] | None = None, aws: AwsStandin | None = None,
                  logins: dict[str, tuple[str, str]] | None = None,
-                 iam_key: tuple[str, str] | None = None, iam: dict[str, Any] | None = None) -> None:
-        """``auto_failover`` starts the supervisor (off by default, so tests drive failover by hand);
+                 iam_key: tuple[str, str] | None = None, iam: dict[str, Any] | None = None,
+                 reader_max_connections: tuple[int, ...] | None = None) -> None:
+        """``reader_max_connections`` gives each reader of a cluster this target makes its own size
+        (None: all like the writer); ``auto_failover`` starts the supervisor (off by default, so tests drive failover by hand);
         ``relays`` puts a TCP relay in front of every instance (adds NETWORK_FAULTS); ``testing`` is
         the proxy's ``[testing]`` section (unsafe on purpose; empty by default); ``credentials`` is
         ``secrets`` or ``static`` (see the module docstring), ``secrets_manager`` overrides the
@@ -244,6 +251,7 @@ class ReferenceTarget(Target):
         self.supervisor_pid: int | None = None
         self.supervisor_pid_start: int | None = None
         self.readers = readers
+        self.reader_max_connections = tuple(reader_max_connections) if reader_max_connections else None
         self.pool_settings = dict(pool or {})
         self.testing = dict(testing or {})
         self.require_tls = require_tls
@@ -278,6 +286,7 @@ class ReferenceTarget(Target):
                               "pool.max_connections_percent=N / pool.connection_borrow_timeout=S")
         settings = parse_proxy_settings(options.proxy_settings)
         return cls(options.engine, readers=CERTIFICATION_READERS,
+                   reader_max_connections=CERTIFICATION_READER_MAX_CONNECTIONS.get(options.engine),
                    pool={**CERTIFICATION_POOL, **settings.get("pool", {})}, testing=settings.get("testing"),
                    secrets_manager=settings.get("secrets_manager"), iam=settings.get("iam"))
 
@@ -381,7 +390,8 @@ class ReferenceTarget(Target):
 
     def up(self) -> None:
         if self.cluster is None:
-            self.cluster = cluster_class(self.engine)(readers=self.readers)
+            self.cluster = cluster_class(self.engine)(readers=self.readers,
+                                                      reader_max_connections=self.reader_max_connections)
         if self._owns_cluster and not self.cluster.instances:
             self.cluster.start()
         self.run_dir = tempfile.mkdtemp(prefix="aurora-harness-proxy-")  # 0700: its proxy.toml holds secrets
@@ -675,6 +685,7 @@ class ReferenceTarget(Target):
     def to_state(self) -> dict[str, Any]:
         assert self.cluster is not None
         return {"engine": self.engine, "readers": self.readers, "pool": self.pool_settings,
+                "reader_max_connections": list(self.reader_max_connections or ()),
                 "testing": self.testing, "require_tls": self.require_tls, "run_dir": self.run_dir, "ports": self.ports,
                 "proxy_pid": self.proxy_pid, "proxy_pid_start": self.proxy_pid_start,
                 "auto_failover": self.auto_failover, "failover_grace": self.failover_grace,
@@ -694,7 +705,7 @@ class ReferenceTarget(Target):
                 aws=AwsStandin.from_state(state["aws"]) if state.get("aws") else None,
                 logins={sid: (user, pw) for sid, (user, pw) in (state.get("logins") or {}).items()},
                 iam_key=tuple(state["iam_key"]) if state.get("iam_key") else None,  # type: ignore[arg-type]
-                iam=state.get("iam"))
+                iam=state.get("iam"), reader_max_connections=tuple(state.get("reader_max_connections") or ()))
         t._owns_cluster = True
         t._owns_aws = True
         t.run_dir, t.ports = state["run_dir"], state["ports"]

@@ -2,7 +2,10 @@
 
 Each client runs a random sequence of BEGIN, COMMIT, ROLLBACK, SET, temporary-table DDL and
 inserts, SQL prepared statements, session advisory locks, plain queries and disconnects, through
-the writer endpoint.  The model says what every statement must return for a client that owns a
+the writer endpoint.  A client may also be of a kind whose driver prepares its parameterised query
+as a protocol-level statement (``Dialect.protocol_pin_cases`` that are ``in_model``: psycopg's
+default prepare threshold or ``prepare=True``), which it then runs again across transactions: the
+statement must still be there for it, and never be seen by another client.  The model says what every statement must return for a client that owns a
 private database session, which is exactly what a transparent pooling proxy must provide.  Any
 difference - including seeing another client's setting, table, statement or lock - fails the run;
 Hypothesis shrinks the sequence and the failure prints the SQL steps (``note``) to replay it.
@@ -69,6 +72,7 @@ class ProxySessions(RuleBasedStateMachine):
         super().__init__()
         self.sessions: list[Client | None] = [None] * CLIENTS
         self.models = [ClientModel() for _ in range(CLIENTS)]
+        self.kinds: list[Any] = [None] * CLIENTS  # each client's ProtocolPinCase, or None: plain
         self.steps: list[str] = []
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -119,14 +123,19 @@ class ProxySessions(RuleBasedStateMachine):
         for c in range(CLIENTS):
             self.connect(c)
 
-    @rule(c=st.integers(0, CLIENTS - 1))
-    def connect(self, c: int) -> None:
+    @rule(c=st.integers(0, CLIENTS - 1), kind=st.integers(0, 3))
+    def connect(self, c: int, kind: int = 0) -> None:
         if self.sessions[c] is not None:
             return
-        session = self.clients("writer", connect=False)
+        kinds = [None, *((n, k) for n, k in self.dialect.protocol_pin_cases(self.who).items() if k.in_model)]
+        chosen = kinds[kind % len(kinds)]
+        options = chosen[1].options if chosen else {}
+        session = self.clients("writer", connect=False, **options)
+        named = f" with {chosen[0]}" if chosen else ""
         op = session.connect()
-        note(f"-- client {c}: connect as {session.process} => {op.type.value}")
-        self.steps.append(f"-- client {c}: connect (as {session.process})")
+        note(f"-- client {c}: connect as {session.process}{named} => {op.type.value}")
+        self.steps.append(f"-- client {c}: connect (as {session.process}){named}")
+        self.kinds[c] = chosen[1] if chosen else None
         if not op.ok:
             self._mismatch(f"client {c} could not connect: {op.error}")
         self.sessions[c] = session
@@ -255,6 +264,18 @@ class ProxySessions(RuleBasedStateMachine):
             return
         got = self._run(c, "read", f"SELECT {n} + 1, {self.who}", result=lambda row: row[0])
         self._expect(c, f"SELECT {n} + 1", got, n + 1)
+
+    @rule(c=st.integers(0, CLIENTS - 1), times=st.integers(1, 7))
+    def protocol_query(self, c: int, times: int) -> None:
+        """The client's parameterised query, run ``times`` times: enough for psycopg's threshold to
+        prepare it, and once prepared it is run by name or id, wherever the client's transaction is."""
+        case = self.kinds[c]
+        if not self.connected(c) or case is None:
+            return
+        for _ in range(times):
+            plan = request_plan("read", case.sql, case.params, result=lambda row: row[0], idempotent=False)
+            got = self._send(c, plan)
+            self._expect(c, f"{case.sql} with {case.params}", got, case.params[0])
 
     @invariant()
     def nothing_outstanding(self) -> None:

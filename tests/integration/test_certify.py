@@ -52,6 +52,7 @@ def assert_quick_certification(engine: str, tmp_path) -> dict:
     assert valid["FAILOVER-WRITE-GAP"] == "true"  # one failover is part of quick
     assert valid["ROTATION-NEW-LOGINS"] == valid["ROTATION-SESSIONS-KEPT"] == "true"  # and one rotation
     assert valid["IAM-TOKEN-CHECKS"] == "true"  # boto3 tokens, good and bad, against the IAM user
+    assert valid["TLS-REQUIRED"] == "true"  # a sibling proxy that requires TLS, both endpoints
     assert valid["SESSION-OWN-STATE"] == valid["TRANSACTION-ONE-BACKEND"] == "true"
     assert "ROTATION-ALTERNATING-SESSIONS" in results["not_in_profile"]
     assert results["run"]["versions"]["server"], "the server version is read through the engine's driver"

@@ -227,11 +227,15 @@ def test_with_every_control_given_every_quick_guarantee_is_judged(running_with_p
                            env={"AWS_ACCESS_KEY_ID": access.access_key_id,
                                 "AWS_SECRET_ACCESS_KEY": access.secret_access_key})
     judged = verdicts(report)
-    not_true = {g: v for g, v in judged.items() if v[0] != "true"}
+    # TLS-REQUIRED needs a proxy whose RequireTLS the harness sets (a sibling of a reference target);
+    # an external target cannot give one yet, so it is unknown, saying so.
+    tls_valid, tls_reason = judged["TLS-REQUIRED"]
+    assert tls_valid == "unknown" and "unsupported by target" in tls_reason, tls_reason
+    not_true = {g: v for g, v in judged.items() if v[0] != "true" and g != "TLS-REQUIRED"}
     # The rotate command's duration may leave a rotation figure unknown on a slow machine (see above).
     assert set(not_true) <= {"ROTATION-NEW-LOGINS", "ROTATION-OLD-PASSWORD"}, not_true
     assert all(valid == "unknown" and "did not observe" in reason for valid, reason in not_true.values()), not_true
-    assert done.returncode == (0 if not not_true else 3), done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
     from harness.guarantees import CATALOGUE
 
     full_only = {"NETFAULT-SILENT-DETECTED", "ROTATION-ALTERNATING-SESSIONS"}

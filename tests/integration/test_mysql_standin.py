@@ -124,9 +124,16 @@ class WriteLoop(threading.Thread):
 # -- a shared cluster for checks that leave it as they found it ---------------------------------
 @pytest.fixture(scope="module")
 def shared():
-    with MySQLCluster(readers=2) as cluster:
+    with MySQLCluster(readers=2, reader_max_connections=(151, 302)) as cluster:
         execute(cluster, cluster.writer.id, "CREATE TABLE shared_rows (id INT PRIMARY KEY, note TEXT)")
         yield cluster
+
+
+@pytest.mark.shares_cluster
+def test_each_reader_has_its_own_size(shared):
+    """Readers of different sizes, as Aurora instances of different classes: RDS Proxy weighs them by it."""
+    sizes = {i.id: int(scalar(shared, i.id, "SELECT @@max_connections")) for i in shared.instances}
+    assert sizes == {"instance-1": 151, "instance-2": 151, "instance-3": 302}
 
 
 @pytest.mark.shares_cluster

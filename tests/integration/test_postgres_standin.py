@@ -341,6 +341,23 @@ def test_add_reader(cluster):
 
 
 # -- clusters of their own -----------------------------------------------------------------------
+@pytest.mark.slow
+def test_readers_of_different_sizes_keep_replicating_when_the_largest_is_promoted():
+    """A hot standby pauses replay when its primary allows more connections than it does; promoting
+    the large reader must leave the smaller instances streaming (they run with the writer's size)."""
+    with PostgresCluster(readers=2, reader_max_connections=(100, 200)) as c:
+        sizes = {i.id: int(scalar(c, i.id, "SHOW max_connections")) for i in c.instances}
+        assert sizes == {"instance-1": 100, "instance-2": 100, "instance-3": 200}
+        assert c.failover("instance-3") == "instance-3"
+        with connect(c, "instance-3") as conn:
+            conn.execute("CREATE TABLE after_growth (x int)")
+            conn.execute("INSERT INTO after_growth VALUES (7)")
+        for reader in c.readers:
+            eventually(lambda r=reader: scalar(c, r.id, "SELECT x FROM after_growth") == 7,
+                       what=f"row replicated to {reader.id}")
+            assert int(scalar(c, reader.id, "SHOW max_connections")) == 200
+
+
 def test_two_clusters_side_by_side():
     with PostgresCluster(readers=0) as a, PostgresCluster(readers=0, synchronous=False) as b:
         assert a.base_dir != b.base_dir

@@ -47,6 +47,14 @@ def test_weights_follow_max_connections():
     assert chosen == {"r1": 100, "r2": 100, "r3": 200}
 
 
+def test_failpoint_readers_round_robin_ignores_the_weights():
+    router = cluster(ignore_weights=True)
+    for instance_id, weight in (("r1", 500), ("r2", 500), ("r3", 1000)):
+        router.set_weight(instance_id, weight)
+    chosen = Counter(router.choose_reader("reader").id for _ in range(300))
+    assert chosen == {"r1": 100, "r2": 100, "r3": 100}
+
+
 def test_ended_sessions_make_room_on_their_reader():
     router = cluster()
     first = [router.choose_reader("reader").id for _ in range(3)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.standins.base import StandinError
+from harness.standins.base import StandinError, check_reader_max_connections
 from harness.standins.postgres import conf as pgconf
 from harness.standins.postgres.cluster import PostgresCluster
 
@@ -54,6 +54,17 @@ def test_hba_allows_password_logins_from_loopback_only():
 def test_server_argv_sets_port_and_cluster_name():
     assert pgconf.server_argv("/bin/postgres", "/d", 5433, "instance-2") == [
         "/bin/postgres", "-D", "/d", "-p", "5433", "-c", "cluster_name=instance-2"]
+    # An instance of another size overrides the shared file's max_connections on its command line.
+    assert pgconf.server_argv("/bin/postgres", "/d", 5433, "instance-2", 200)[-2:] == ["-c", "max_connections=200"]
+
+
+@pytest.mark.parametrize("values, readers, message", [
+    ((100,), 2, "one value per reader"), ((100, 5), 2, "from 10 to"), ((100, True), 2, "whole number")])
+def test_reader_max_connections_are_checked(values, readers, message):
+    with pytest.raises(StandinError, match=message):
+        check_reader_max_connections(values, readers, 10, 10000)
+    assert check_reader_max_connections(None, readers, 10, 10000) is None
+    assert check_reader_max_connections([100, 200], 2, 10, 10000) == (100, 200)
 
 
 @pytest.mark.parametrize("text, value", [("0/0", 0), ("16/B374D848", (0x16 << 32) | 0xB374D848),

@@ -66,7 +66,9 @@ def test_each_kind_refuses_options_that_do_not_apply(kind, options, message):
 
 def test_the_certification_reference_target_has_the_small_pool_and_every_capability():
     t = ReferenceTarget.from_options(TargetOptions("postgres"))
-    assert t.pool_settings == {"max_connections_percent": 20} and t.readers == 2
+    assert t.pool_settings == {"max_connections_percent": 20} and t.readers == 3
+    # Readers of different sizes (1:1:2, RDS's own example), so balancing by weight is observable.
+    assert t.reader_max_connections == (100, 100, 200)
     assert set(t.capabilities) >= set(Capability) - {Capability.NETWORK_FAULTS}
     assert Capability.ROTATE_SECRET not in ReferenceTarget("postgres", credentials="static").capabilities
     # A target given another's cluster reads secrets too, but leaves the rotatable logins to their owner.

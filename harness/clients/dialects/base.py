@@ -6,11 +6,27 @@ A dialect holds no connection and does no I/O; it only spells statements, so tha
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 from harness.clients.outcomes import Classifier
 from harness.clients.plans import ClientError, Statement, check_table_name
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolPinCase:
+    """A client whose driver prepares ``sql`` as a named protocol statement that outlives its
+    transaction: ``options`` are the client's driver options (e.g. psycopg's ``prepare=True`` or its
+    default ``prepare_threshold``), and the ``runs``-th execution of ``sql`` (with ``params``) is
+    the one that leaves the statement open, so the session pins there."""
+
+    options: dict[str, Any]
+    sql: str
+    params: tuple[Any, ...]
+    runs: int
+    in_model: bool = True
+    """Whether the session model (suites/models) draws clients of this kind too."""
 
 
 class Dialect:
@@ -45,6 +61,9 @@ class Dialect:
     iam_tls_refusals: tuple[str, ...] = ()
     """RDS Proxy's documented texts refusing an IAM login made without TLS; a refusal must contain
     one of them.  ``{user}`` stands for the user who tried to log in."""
+    require_tls_refusals: tuple[str, ...] = ("This RDS Proxy requires TLS connections.",)
+    """RDS Proxy's text refusing a plaintext client when RequireTLS is on (both engines; MySQL sends
+    it as ERROR 3159)."""
     iam_token_refusals: tuple[str, ...] = ()
     """RDS Proxy's documented texts refusing an IAM token (expired, forged, for someone or somewhere
     else, or a password instead of a token); ``{user}`` as above."""
@@ -145,6 +164,11 @@ class Dialect:
 
         Each is one batch whose last row ends with ``who``'s columns (a trailing-identity request)."""
         raise ClientError(f"no pinning cases are known for {self.engine}")
+
+    def protocol_pin_cases(self, who: str) -> dict[str, ProtocolPinCase]:
+        """Sessions pinned by their driver's protocol-level prepared statements, by name: nothing in
+        the SQL pins, the client's own driver settings do (see :class:`ProtocolPinCase`)."""
+        return {}
 
     def state_value(self, kind: str, raw: Any) -> Any:
         """A read's raw column as the value recorded for the checker."""

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from harness.clients.dialects.base import Dialect
+from harness.clients.dialects.base import Dialect, ProtocolPinCase
 from harness.clients.outcomes import classify_pymysql
 from harness.clients.plans import ClientError, Statement, as_text, check_table_name
 
@@ -114,6 +114,15 @@ class MySQLDialect(Dialect):
                 f"AND p.COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID') "
                 f"AND NOT EXISTS (SELECT 1 FROM performance_schema.session_connect_attrs a "
                 f"WHERE a.PROCESSLIST_ID = p.ID AND a.ATTR_NAME = 'program_name' AND a.ATTR_VALUE IN ({names}))")
+
+    def protocol_pin_cases(self, who: str) -> dict[str, ProtocolPinCase]:
+        """A client that prepares its parameterised statements with COM_STMT_PREPARE and executes them
+        by id (Connector/Python's prepared cursor): RDS Proxy pins on the prepare."""
+        # Not in the session model yet: there one run (seed 1234) left a Connector/Python request
+        # without an outcome, a harness fault still to be found.
+        return {"binary protocol (COM_STMT_PREPARE)": ProtocolPinCase({"binary_protocol": True},
+                                                                       f"SELECT ? AS n, {who}", (1,), 1,
+                                                                       in_model=False)}
 
     def pin_cases(self, who: str) -> tuple[dict[str, str], dict[str, str]]:
         """RDS Proxy's documented pinning triggers for Aurora MySQL, and statements documented not to pin."""

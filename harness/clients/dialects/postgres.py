@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from harness.clients.dialects.base import Dialect
+from harness.clients.dialects.base import Dialect, ProtocolPinCase
 from harness.clients.outcomes import classify_psycopg
 from harness.clients.plans import ClientError, Statement
 
@@ -88,6 +88,17 @@ class PostgresDialect(Dialect):
             "SET LOCAL": f"BEGIN; SET LOCAL statement_timeout = 60000; SELECT {who}; COMMIT",
         }
         return triggers, non_triggers
+
+    def protocol_pin_cases(self, who: str) -> dict[str, ProtocolPinCase]:
+        """psycopg names a statement (``_pg3_N``) at once with ``prepare=True``, and on the sixth
+        execution of the same text with its default ``prepare_threshold`` of 5 (what applications
+        run); the statement stays open on the backend after the transaction ends."""
+        sql = f"SELECT %s::int AS n, {who}"
+        # psycopg ignores prepare=True when prepare_threshold is None (the harness's default): the
+        # explicit case is a client with psycopg's default threshold that also asks at every execute.
+        return {"named statement (prepare_threshold=5)": ProtocolPinCase({"prepare_threshold": 5}, sql, (1,), 6),
+                "named statement (prepare=True)": ProtocolPinCase({"prepare": True, "prepare_threshold": 5},
+                                                                  sql, (1,), 1)}
 
     def set_state(self, kind: str, name: str, value: Any) -> Statement:
         self._check_kind(kind)

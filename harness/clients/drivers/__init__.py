@@ -6,5 +6,6 @@ nothing: :mod:`harness.clients.client` drives the steps of a plan and records th
 
 * :mod:`.psycopg` - psycopg 3, sync and async (PostgreSQL);
 * :mod:`.pymysql` - PyMySQL, sync (MySQL-protocol servers);
+* :mod:`.connector` - MySQL Connector/Python, sync, binary protocol only (prepared statements by id);
 * :mod:`.aiomysql` - aiomysql, async (MySQL-protocol servers; PyMySQL's errors).
 """

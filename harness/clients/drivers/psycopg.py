@@ -2,8 +2,11 @@
 
 The connection is opened in autocommit mode and transactions are spelled out as ``BEGIN`` /
 ``COMMIT`` statements, so the client always knows whether COMMIT had been sent when something broke.
-Automatic server-side prepared statements are off (``prepare_threshold=None``) unless asked for:
-through a transaction-mode pooler they would change what is being tested.  A statement string
+Automatic server-side prepared statements are off (``prepare_threshold=None``) unless a client asks
+for them: through a transaction-mode pooler they would change what is being tested, so they are a
+per-client choice - ``prepare_threshold=5`` (psycopg's own default: what applications run) or
+``prepare=True`` (every statement prepared as a named protocol statement, as ``execute(...,
+prepare=True)`` does), for the suites that test how a proxy treats named statements.  A statement string
 may hold several statements when it has no parameters (one simple-query batch); the rows handed
 back are those of the last result set that has rows.
 """
@@ -49,8 +52,10 @@ class _PsycopgBase:
     plaintext_options: ClassVar[dict[str, Any]] = {"sslmode": "disable"}
     """Options that keep the connection off TLS (libpq's default ``prefer`` would negotiate it)."""
 
-    def __init__(self, address: Address, *, connect_timeout: float = 10, **options: Any) -> None:
+    def __init__(self, address: Address, *, connect_timeout: float = 10, prepare: bool | None = None,
+                 **options: Any) -> None:
         self._kwargs = _connect_kwargs(address, connect_timeout, options)
+        self._prepare = prepare  # psycopg's execute(prepare=...): None lets the threshold decide
         self.conn: Any = None
 
     @property
@@ -109,7 +114,7 @@ class PsycopgConnection(_PsycopgBase):
             raise
 
     def execute(self, sql: str, params: Any = None) -> Rows | None:
-        cur = self.conn.execute(sql, params)
+        cur = self.conn.execute(sql, params, prepare=self._prepare)
         rows: Rows | None = None
         while True:
             if cur.description is not None:
@@ -151,7 +156,7 @@ class AsyncPsycopgConnection(_PsycopgBase):
             raise
 
     async def execute(self, sql: str, params: Any = None) -> Rows | None:
-        cur = await self.conn.execute(sql, params)
+        cur = await self.conn.execute(sql, params, prepare=self._prepare)
         rows: Rows | None = None
         while True:
             if cur.description is not None:

@@ -50,6 +50,7 @@ from harness.standins.base import (
     Role,
     StandinError,
     Topology,
+    check_reader_max_connections,
 )
 from harness.standins.mysql import options as opts
 from harness.standins.mysql import replication as repl
@@ -104,7 +105,8 @@ class MySQLCluster(Cluster):
 
     def __init__(self, readers: int = 2, *, user: str = "harness", password: str | None = None,
                  database: str = "harness", max_connections: int = 151,
-                 semi_sync_timeout: float = 10.0, ports: Sequence[int] | None = None,
+                 reader_max_connections: Sequence[int] | None = None, semi_sync_timeout: float = 10.0,
+                 ports: Sequence[int] | None = None,
                  search_dirs: Sequence[str] = SEARCH_DIRS) -> None:
         if not isinstance(readers, int) or isinstance(readers, bool) or readers < 0:
             raise StandinError(f"readers must be a whole number >= 0, got {readers!r}")
@@ -115,6 +117,7 @@ class MySQLCluster(Cluster):
             raise StandinError(f"user {user!r} is reserved for the stand-in's own use")
         if not 10 <= max_connections <= 100_000:
             raise StandinError(f"max_connections must be between 10 and 100000, got {max_connections}")
+        reader_max = check_reader_max_connections(reader_max_connections, readers, 10, 100_000)
         if not 0.1 <= semi_sync_timeout <= 3600:
             raise StandinError(f"semi_sync_timeout must be 0.1-3600 s, got {semi_sync_timeout}")
         if ports is not None and len(ports) != readers + 1:
@@ -123,6 +126,9 @@ class MySQLCluster(Cluster):
                          password=secrets.token_urlsafe(12) if password is None else password)
         self.initial_readers = readers
         self.max_connections = max_connections
+        #: Instances whose own max_connections differs from the cluster's (by instance number, the
+        #: first reader being 2), like Aurora instances of different classes.
+        self.instance_max_connections: dict[int, int] = {n + 2: v for n, v in enumerate(reader_max or ())}
         self.semi_sync_timeout = semi_sync_timeout
         self.requested_ports = list(ports) if ports is not None else None
         self.search_dirs = tuple(search_dirs)
@@ -137,6 +143,7 @@ class MySQLCluster(Cluster):
         return {"admin_password": self.admin_password,
                 "replication_password": self.replication_password,
                 "max_connections": self.max_connections,
+                "instance_max_connections": {str(k): v for k, v in self.instance_max_connections.items()},
                 "semi_sync_timeout": self.semi_sync_timeout,
                 "search_dirs": list(self.search_dirs)}
 
@@ -144,6 +151,8 @@ class MySQLCluster(Cluster):
         self.admin_password = extra["admin_password"]
         self.replication_password = extra["replication_password"]
         self.max_connections = extra.get("max_connections", 151)
+        self.instance_max_connections = {int(k): int(v) for k, v in
+                                         (extra.get("instance_max_connections") or {}).items()}
         self.semi_sync_timeout = extra.get("semi_sync_timeout", 10.0)
         self.search_dirs = tuple(extra.get("search_dirs", SEARCH_DIRS))
         self.initial_readers = len(self.readers)
@@ -246,7 +255,7 @@ class MySQLCluster(Cluster):
             writer=writer,
             semi_sync_master=writer and any(r is not inst for r in self.readers),
             semi_sync_timeout_ms=int(self.semi_sync_timeout * 1000),
-            max_connections=self.max_connections))
+            max_connections=self.instance_max_connections.get(_number(inst), self.max_connections)))
 
     def _await_ready(self, inst: Instance) -> None:
         server.await_ready(self.runtime, inst, lambda: self._answers(inst), START_TIMEOUT)

@@ -44,6 +44,7 @@ from harness.standins.base import (
     Role,
     StandinError,
     Topology,
+    check_reader_max_connections,
 )
 from harness.standins.postgres import conf
 from harness.standins.postgres.replication import PostgresReplication
@@ -71,12 +72,14 @@ class PostgresCluster(Cluster):
 
     def __init__(self, readers: int = 2, *, user: str = "harness", password: str | None = None,
                  database: str = "harness", synchronous: bool = True, max_connections: int = 100,
+                 reader_max_connections: Sequence[int] | None = None,
                  bin_dirs: Sequence[str] = (PG_BIN_DIR,)) -> None:
         if not isinstance(readers, int) or isinstance(readers, bool) or not 0 <= readers <= 15:
             raise StandinError(f"readers must be an integer from 0 to 15, not {readers!r}")
         if not isinstance(max_connections, int) or not 10 <= max_connections <= 10000:
             raise StandinError(f"max_connections must be an integer from 10 to 10000, "
                                f"not {max_connections!r}")
+        reader_max = check_reader_max_connections(reader_max_connections, readers, 10, 10000)
         conf.validate_identifier("user", user)
         conf.validate_identifier("database", database)
         if user == conf.REPLICATION_USER:
@@ -91,6 +94,7 @@ class PostgresCluster(Cluster):
         self.replication_password = secrets.token_urlsafe(18)
         self.next_number = 1
         self._build_runtime()
+        self._initial_reader_max = reader_max
 
     def _build_runtime(self) -> None:
         self.runtime = ProcessRuntime(layout(self.bin_dirs), home=self.base_dir)
@@ -103,7 +107,8 @@ class PostgresCluster(Cluster):
         return {"initial_readers": self.initial_readers, "synchronous": self.synchronous,
                 "max_connections": self.max_connections, "bin_dirs": self.bin_dirs,
                 "replication_password": self.replication_password,
-                "next_number": self.next_number}
+                "next_number": self.next_number,
+                "instance_max_connections": dict(self.servers.instance_max_connections)}
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.initial_readers = int(extra.get("initial_readers", len(self.readers)))
@@ -116,6 +121,10 @@ class PostgresCluster(Cluster):
         self.replication_password = str(extra["replication_password"])
         self.next_number = int(extra.get("next_number", len(self.instances) + 1))
         self._build_runtime()
+        self.servers.instance_max_connections = {str(k): int(v) for k, v in
+                                                 (extra.get("instance_max_connections") or {}).items()}
+        if self.instances:
+            self.servers.writer_max_connections = self.servers.own_max_connections(self.writer)
 
     def _server_state(self, instance_id: str) -> dict[str, Any]:
         return self.runtime.record_state(instance_id)
@@ -148,6 +157,8 @@ class PostgresCluster(Cluster):
         self.servers.start(writer)
         self.servers.control(writer).bootstrap(self.replication_password)
         readers = [self._new_instance(Role.READER) for _ in range(self.initial_readers)]
+        for r, own in zip(readers, self._initial_reader_max or (), strict=False):
+            self.servers.instance_max_connections[r.id] = own
         for r in readers:
             self.replication.ensure_slot(writer, r.id)
         # Base backups of a fresh cluster are small; taking them side by side halves start time.
@@ -255,13 +266,15 @@ class PostgresCluster(Cluster):
 
         self.replication.promote(chosen)
         old.role, chosen.role = Role.READER, Role.WRITER
+        lifted = self._readers_below(chosen)
+        self.servers.writer_max_connections = self.servers.own_max_connections(chosen)
         self.replication.configure_new_writer(chosen, self.readers, self.synchronous)
         for r in self.readers:
             if r is old:
                 continue
             if r.id not in positions:  # stopped: it follows the new writer when restarted
                 self.replication.write_standby_files(r, chosen)
-            elif positions[r.id] > fork_point:  # has WAL the new writer never saw
+            elif positions[r.id] > fork_point or r.id in lifted:  # WAL the new writer never saw, or too small
                 self.replication.rejoin(r, chosen)
             else:
                 self.replication.repoint(r, chosen)
@@ -318,6 +331,13 @@ class PostgresCluster(Cluster):
         self.runtime.place(inst.id)
         self.instances.append(inst)
         return inst
+
+    def _readers_below(self, writer: Instance) -> set[str]:
+        """Running readers whose max_connections is below ``writer``'s: a hot standby pauses replay
+        when its primary allows more connections than it does, so these restart with the writer's."""
+        need = self.servers.own_max_connections(writer)
+        return {r.id for r in self.readers if r is not writer and self._running(r)
+                and self.servers.effective_max_connections(r) < need}
 
     @staticmethod
     def _number(inst: Instance) -> int:

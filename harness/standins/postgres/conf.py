@@ -148,9 +148,14 @@ def standby_auto_conf(primary_conninfo: str, primary_slot: str) -> str:
             f"primary_slot_name = {quote_conf_value(primary_slot)}\n")
 
 
-def server_argv(postgres_bin: str, data_dir: str, port: int, instance_id: str) -> list[str]:
-    """Command line of one instance's postmaster; per-instance settings override the shared file."""
-    return [postgres_bin, "-D", data_dir, "-p", str(port), "-c", f"cluster_name={instance_id}"]
+def server_argv(postgres_bin: str, data_dir: str, port: int, instance_id: str,
+                max_connections: int | None = None) -> list[str]:
+    """Command line of one instance's postmaster; per-instance settings override the shared file
+    (``max_connections`` when the instance's differs from the cluster's, like an instance class)."""
+    argv = [postgres_bin, "-D", data_dir, "-p", str(port), "-c", f"cluster_name={instance_id}"]
+    if max_connections is not None:
+        argv += ["-c", f"max_connections={max_connections}"]
+    return argv
 
 
 def parse_lsn(text: str | None) -> int | None:

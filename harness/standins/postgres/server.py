@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import psycopg
 
 from harness import process
-from harness.standins.base import PROBE_PROGRAM_NAME, Instance, PortInUse, StandinError, StartFailed
+from harness.standins.base import PROBE_PROGRAM_NAME, Instance, PortInUse, Role, StandinError, StartFailed
 from harness.standins.postgres import conf
 from harness.standins.postgres.control import ServerControl
 from harness.standins.runtime import ServerLayout, ServerRuntime
@@ -63,6 +63,19 @@ class PostgresServers:
         self.runtime = runtime
         self.user, self.password, self.database = user, password, database
         self.max_connections = max_connections
+        #: Instances whose own max_connections differs from the cluster's (their "instance class").
+        self.instance_max_connections: dict[str, int] = {}
+        #: The writer's max_connections: a hot standby refuses to replay WAL from a primary whose
+        #: max_connections exceeds its own, so a reader runs with at least this (see start()).
+        self.writer_max_connections = max_connections
+
+    def own_max_connections(self, inst: Instance) -> int:
+        return self.instance_max_connections.get(inst.id, self.max_connections)
+
+    def effective_max_connections(self, inst: Instance) -> int:
+        """What the instance runs with: its own, lifted to the writer's for a reader."""
+        own = self.own_max_connections(inst)
+        return own if inst.role is Role.WRITER else max(own, self.writer_max_connections)
 
     @property
     def socket_dir(self) -> str:
@@ -116,8 +129,9 @@ class PostgresServers:
         A postmaster killed earlier may have left ``postmaster.pid`` and its socket's lock file
         behind (it stays a zombie until whoever started it reaps it); those are cleared first.
         """
+        wanted = self.effective_max_connections(inst)
         argv = conf.server_argv(self.runtime.binary("postgres"), self.runtime.data_dir(inst.id),
-                                inst.port, inst.id)
+                                inst.port, inst.id, None if wanted == self.max_connections else wanted)
         self.runtime.start(inst.id, argv, port=inst.port, stale_locks=[
             os.path.join(self.runtime.data_dir(inst.id), "postmaster.pid"),
             os.path.join(self.socket_dir, f".s.PGSQL.{inst.port}.lock")])

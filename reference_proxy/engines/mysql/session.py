@@ -163,7 +163,8 @@ class MySQLClientSession:
         self.key: PoolKey | None = None
         self.backend: Any = None
         self.tracker = SessionTracker(
-            self.s.classifier(endpoint, client_id), exclude_variable_sets=lambda: self.s.pool.settings.exclude_variable_sets)
+            self.s.classifier(endpoint, client_id), exclude_variable_sets=lambda: self.s.pool.settings.exclude_variable_sets,
+            binary_prepare_pins=self.s.failpoint != "named_statements_unpinned")  # failpoints: unsafe on purpose
         self.capabilities = 0
         self._nonce = b""  # the login's scramble: COM_CHANGE_USER answers it again
         self._client_packets = PacketReader(sessions.max_payload, what="client", expected_sequence=None)
@@ -263,7 +264,7 @@ class MySQLClientSession:
         login = ClientLogin(
             client_host=peer[0] if peer else "localhost",
             connection_id=self.client_id, sha2_cache=self.shared.sha2_cache,
-            tls_available=self.s.tls_context is not None, require_tls=self.s.require_tls,
+            tls_available=self.s.tls_context is not None, require_tls=self.s.tls_required(self.endpoint),
             random_bytes=self.s.token_bytes, iam=self.s.iam, token_endpoint=self._token_endpoint())
         try:
             return await self._drive_login(login)

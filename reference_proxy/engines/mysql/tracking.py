@@ -346,8 +346,12 @@ class SessionTracker:
     """
 
     def __init__(self, classify: Callable[..., Any], *,
-                 exclude_variable_sets: Callable[[], bool] = lambda: False) -> None:
+                 exclude_variable_sets: Callable[[], bool] = lambda: False,
+                 binary_prepare_pins: bool = True) -> None:
+        """``binary_prepare_pins`` is False only under failpoint ``named_statements_unpinned``
+        (reference_proxy.failpoints): COM_STMT_PREPARE then leaves the session multiplexed."""
         self._classify = classify
+        self._binary_prepare_pins = binary_prepare_pins
         self._exclude_variable_sets = exclude_variable_sets
         self.pin: Pin | None = None
         self.status_flags = _AUTOCOMMIT
@@ -381,7 +385,8 @@ class SessionTracker:
         if command == Command.INIT_DB:
             return None, TrackedChange(schema=text(payload[1:]))
         if command == Command.STMT_PREPARE:
-            return (Pin(BINARY_PREPARE_REASON, text(payload[1:])) if self.pin is None else None), None
+            pins = self.pin is None and self._binary_prepare_pins
+            return (Pin(BINARY_PREPARE_REASON, text(payload[1:])) if pins else None), None
         if command == Command.SET_OPTION:
             return (Pin(SET_OPTION_REASON, "COM_SET_OPTION") if self.pin is None else None), None
         if command != Command.QUERY:

@@ -155,7 +155,8 @@ class PostgresClientSession:
         self.address: InstanceAddress | None = None
         self.key: PoolKey | None = None
         self.backend: Any = None
-        self.tracker = TransactionTracker(self.s.classifier(endpoint, client_id))
+        self.tracker = TransactionTracker(self.s.classifier(endpoint, client_id),  # failpoints: unsafe on purpose
+                                          named_statements_pin=self.s.failpoint != "named_statements_unpinned")
         self._cancel_key: tuple[int, int] | None = None
         self._client_splitter = MessageSplitter(FRONTEND_TYPES, sessions.max_message_size, "client")
         self._backend_splitter = MessageSplitter(BACKEND_TYPES, sessions.max_message_size, "server")
@@ -324,7 +325,7 @@ class PostgresClientSession:
         except StartupRejected as e:
             await self._say_fatal(e.sqlstate, e.message)
             raise _SessionOver() from None
-        if self.s.require_tls and not self.tls:
+        if not self.tls and self.s.tls_required(self.endpoint):
             m.inc("ClientConnectionsSetupFailedAuth", endpoint=ep)
             await self._say_fatal("28000", REQUIRE_TLS_MESSAGE)
             raise _SessionOver()

@@ -87,6 +87,9 @@ class TransactionTracker:
     backend_farewell: tuple[int, ErrorResponse] | None = None
     """Set by :meth:`backend_run` on a shutdown FATAL: (its offset in ``Frames.data``, the error).
     Nothing from there on is meant for the client; the backend is lost."""
+    named_statements_pin: bool = True
+    """False only under failpoint ``named_statements_unpinned`` (reference_proxy.failpoints): a named
+    statement open at a release point no longer pins, and the backend that holds it is lent away."""
 
     @property
     def pinned(self) -> bool:
@@ -180,7 +183,7 @@ class TransactionTracker:
         """
         if not self.at_release_point or self.pin is not None:
             return False, None
-        if self.named_statements:
+        if self.named_statements and self.named_statements_pin:
             sql = next(iter(self.named_statements.values()))
             self.pin = Pin(NAMED_STATEMENT_REASON, sql)
             return False, self.pin

@@ -225,6 +225,13 @@ def test_named_statement_pins_only_if_it_outlives_the_transaction():
     assert not release and pin.reason == NAMED_STATEMENT_REASON and pin.sql == "select $1"
 
 
+def test_failpoint_named_statements_unpinned_releases_a_backend_that_holds_one():
+    t = TransactionTracker(classify, named_statements_pin=False)
+    t.client_run(_frames(pg.Parse("_pg3_0", "select $1"), pg.Sync()))
+    t.backend_run(_backend("I"))
+    assert t.may_release() == (True, None) and not t.pinned
+
+
 def test_terminate_is_located_and_idle_clean_backend_is_clean():
     t = TransactionTracker(classify)
     frames = _frames(pg.Terminate())
