@@ -79,6 +79,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="What to certify: " + "; ".join(f"{k.name} ({k.summary})" for k in kinds) + ".")
     g.addoption("--engine", choices=("postgres", "mysql"), default="postgres", help="Database engine.")
     for f in option_fields():
+        if f.metadata["type"] is bool:
+            g.addoption(f.metadata["flag"], action="store_true", default=False, dest=f.name, help=f.metadata["help"])
+            continue
         env = f.metadata["env"]
         repeatable = isinstance(f.default, tuple)
         if env:

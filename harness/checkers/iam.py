@@ -53,7 +53,10 @@ EXPECTED: dict[str, str] = {
 CASES = tuple(EXPECTED)
 
 def _texts(dialect: Dialect, expected: str, user: str) -> tuple[str, ...]:
-    templates = dialect.iam_tls_refusals if expected == REFUSE_TLS else dialect.iam_token_refusals
+    """The refusal texts that are right for a case.  A plaintext IAM login may also meet RequireTLS
+    first: a proxy that requires TLS refuses it before looking at the token, in RDS Proxy's words."""
+    templates = (dialect.iam_tls_refusals + dialect.require_tls_refusals if expected == REFUSE_TLS
+                 else dialect.iam_token_refusals)
     return tuple(t.format(user=user) for t in templates)
 
 

@@ -72,6 +72,9 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add a click option for every :class:`TargetOptions` field (passed on by field name)."""
     for f in reversed(option_fields()):
         repeatable = isinstance(f.default, tuple)
+        if f.metadata["type"] is bool:
+            command = click.option(f.metadata["flag"], f.name, is_flag=True, help=f.metadata["help"])(command)
+            continue
         command = click.option(f.metadata["flag"], f.name, multiple=repeatable, type=f.metadata["type"],
                                default=None if not repeatable else (), help=f.metadata["help"])(command)
     return command

@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from harness.clients.plans import ClientError
-from harness.targets.base import IDENTITY_QUERIES
+from harness.targets.base import IDENTITY_QUERIES, Capability
 
 if TYPE_CHECKING:
     from harness.standins.base import Cluster
@@ -45,6 +45,8 @@ class Address:
     database: str
     identity_query: str
     program: str | None = None
+    tls: bool = False
+    """Insist on TLS (the proxy requires it): every driver then negotiates TLS unless told otherwise."""
 
     def __post_init__(self) -> None:
         if self.engine not in IDENTITY_QUERIES:
@@ -70,8 +72,10 @@ class Address:
             else:
                 raise ClientError(f"endpoint must be 'writer', 'reader' or an Endpoint, got {endpoint!r}")
         c = target.credentials_for(endpoint)
+        # The proxy requires TLS; the instances behind it (direct endpoints) are another matter.
+        tls = target.supports(Capability.REQUIRES_TLS) and endpoint not in target.direct_endpoints
         return cls(target.engine, label or endpoint.role, endpoint.host, endpoint.port, c.user, c.password,
-                   c.database, target.identity_query)
+                   c.database, target.identity_query, tls=tls)
 
     def with_login(self, user: str, password: str) -> Address:
         """The same place reached as ``user`` with ``password`` (another database user, or a password

@@ -82,6 +82,7 @@ class Capability(str, enum.Enum):
     POOL_SETTINGS = "pool_settings"  # the proxy's pool settings are known without asking the proxy
     SIBLING_PROXY = "sibling_proxy"  # start another proxy on the same cluster with its own settings
     IAM_AUTH = "iam_auth"            # the harness can make IAM tokens for a user that must log in with one
+    REQUIRES_TLS = "requires_tls"    # the proxy requires TLS on every endpoint (so refusing plaintext is judged)
 
 
 IDENTITY_QUERIES = {
@@ -159,8 +160,8 @@ class IamAccess:
 def _option(flag: str, help: str, *, default: Any = None, env: str | None = None, type: type = str) -> Any:
     """A :class:`TargetOptions` field offered as ``flag`` by ``certify`` and by the pytest plugin.
 
-    ``type`` converts the text given (``float`` for seconds, ``int`` for a count); a tuple default
-    makes the option repeatable.  ``env`` names the environment variable that carries
+    ``type`` converts the text given (``float`` for seconds, ``int`` for a count; ``bool`` makes the
+    option a flag that takes no value); a tuple default makes the option repeatable.  ``env`` names the environment variable that carries
     it to the child pytest run instead of its command line: DSNs hold passwords, and ``ps`` shows
     command lines.  The pytest plugin also reads it from there, one value per line."""
     return dataclasses.field(default=default, metadata={"flag": flag, "help": help, "env": env, "type": type})
@@ -207,6 +208,10 @@ class TargetOptions:
                                                      "(default $AWS_REGION or $AWS_DEFAULT_REGION).")
     iam_host: str | None = _option("--iam-host", "External target: the host name IAM tokens must name "
                                                  "(default the writer DSN's host).")
+    requires_tls: bool = _option(
+        "--requires-tls",
+        "External target: the proxy requires TLS (RDS Proxy's RequireTLS); TLS-REQUIRED is then judged on its "
+        "endpoints: plaintext must be refused, TLS served.", default=False, type=bool)
     direct_writer_dsn: str | None = _option(
         "--direct-writer-dsn",
         "External target: DSN of the writer instance itself, bypassing the proxy (Aurora: its instance "
@@ -239,6 +244,9 @@ class TargetOptions:
         env: dict[str, str] = {}
         for f in option_fields():
             value = getattr(self, f.name)
+            if f.metadata["type"] is bool:
+                argv += [f.metadata["flag"]] if value else []
+                continue
             values = list(value) if isinstance(value, tuple) else ([] if value is None else [value])
             if not values:
                 continue

@@ -279,6 +279,8 @@ class ExternalTarget(Target):
         target = cls(options.engine, options.writer_dsn, list(options.reader_dsns), options.metrics_url,
                      direct_writer_dsn=options.direct_writer_dsn, direct_reader_dsns=list(options.direct_reader_dsns),
                      max_connections_percent=options.max_connections_percent, borrow_timeout=options.borrow_timeout)
+        if options.requires_tls:  # what the user says of the proxy; TLS-REQUIRED then judges it
+            target.capabilities = target.capabilities | {Capability.REQUIRES_TLS}
         region = options.iam_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if options.iam_user and not region:
             raise TargetError("--iam-user needs --iam-region (or $AWS_REGION) to sign its tokens for")

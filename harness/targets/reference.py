@@ -277,6 +277,9 @@ class ReferenceTarget(Target):
         if hooks:
             raise TargetError(f"{'/'.join(hooks)} {'is' if len(hooks) == 1 else 'are'} for --target external; "
                               "the reference target fails over, rotates and makes IAM tokens itself")
+        if options.requires_tls:
+            raise TargetError("--requires-tls is for --target external; the reference target judges TLS-REQUIRED "
+                              "on a proxy of its own that requires TLS")
         if options.direct_writer_dsn or options.direct_reader_dsns:
             raise TargetError("--direct-writer-dsn/--direct-reader-dsn are for --target external; "
                               "the reference target reaches the instances it starts itself")

@@ -35,7 +35,8 @@ class AsyncAioMySQLConnection:
         self._kwargs = {"host": address.host, "port": address.port, "user": address.user,
                         "password": address.password, "db": address.database, "autocommit": True,
                         "connect_timeout": connect_timeout, "client_flag": CLIENT.MULTI_STATEMENTS,
-                        **({"program_name": address.program} if address.program else {}), **options}
+                        **({"program_name": address.program} if address.program else {}),
+                        **(self.tls_options(True) if address.tls else {}), **options}
         self.conn: Any = None
 
     @property

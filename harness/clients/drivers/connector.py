@@ -40,8 +40,10 @@ class ConnectorConnection:
     tls_options = staticmethod(PyMySQLConnection.tls_options)
 
     def __init__(self, address: Address, *, connect_timeout: float = 10, read_timeout: float | None = 300,
-                 write_timeout: float | None = None, ssl_disabled: bool = True, ssl: Any = None,
+                 write_timeout: float | None = None, ssl_disabled: bool | None = None, ssl: Any = None,
                  **options: Any) -> None:
+        if ssl_disabled is None:
+            ssl_disabled = not address.tls
         self._kwargs = {"host": address.host, "port": address.port, "user": address.user,
                         "password": address.password, "database": address.database, "autocommit": True,
                         "connection_timeout": max(1, round(connect_timeout)), "use_pure": True,

@@ -27,7 +27,7 @@ def _connect_kwargs(address: Address, connect_timeout: float, options: dict[str,
     named = {"application_name": address.program} if address.program else {}
     return {"host": address.host, "port": address.port, "user": address.user, "password": address.password,
             "dbname": address.database, "autocommit": True, "connect_timeout": max(1, round(connect_timeout)),
-            "prepare_threshold": None, **named, **options}
+            "prepare_threshold": None, **named, **({"sslmode": "require"} if address.tls else {}), **options}
 
 
 def _must_close(conn: Any, timed_out: bool) -> bool:

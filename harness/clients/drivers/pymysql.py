@@ -38,7 +38,7 @@ class PyMySQLConnection:
         self._kwargs = {"host": address.host, "port": address.port, "user": address.user,
                         "password": address.password, "database": address.database, "autocommit": True,
                         "connect_timeout": connect_timeout, "read_timeout": read_timeout,
-                        "write_timeout": read_timeout, "ssl_disabled": True,
+                        "write_timeout": read_timeout, **self.tls_options(address.tls),
                         "client_flag": CLIENT.MULTI_STATEMENTS,
                         **({"program_name": address.program} if address.program else {}), **options}
         self.conn: Any = None
