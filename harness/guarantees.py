@@ -90,6 +90,8 @@ class Guarantee:
     basis: str
     not_applicable: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
     targets: frozenset[str] = TARGETS
+    demonstrated_by: tuple[str, ...] = ()
+    """Failpoints of the reference proxy (``reference_proxy.failpoints``) that make this guarantee false."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.not_applicable) - ENGINES)
@@ -226,6 +228,12 @@ _ALL = [
        "allowed: {threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
        "§1.2: a transaction ends on the wire protocol's signal, so a reported failure must mean no "
        "effect (a pooler leaking a failed write is an isolation bug)."),
+    _g("DURABILITY-NO-DUPLICATE",
+       "No write is applied more than once: each id written once appears at most once in the final "
+       "read; writes applied twice allowed: {threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
+       "§4.3: a statement in flight when its backend connection is lost may fail or be cancelled, and "
+       "the client decides whether to retry; a proxy that sends it again by itself may apply a write "
+       "that had already committed a second time."),
     _g("STORM-SERVED",
        "In a connection storm the fraction of connection attempts served within "
        "ConnectionBorrowTimeout is at least {threshold}.", 0.99, "fraction", Family.STORM, _AT_LEAST,

@@ -24,7 +24,7 @@ from harness.checkers.base import (
     merge_validity,
 )
 from harness.checkers.borrow import BorrowTimeoutChecker
-from harness.checkers.durability import NoFailedVisibleChecker, NoLostAckChecker
+from harness.checkers.durability import NoDuplicateChecker, NoFailedVisibleChecker, NoLostAckChecker
 from harness.checkers.iam import IamTokenChecksChecker
 from harness.checkers.isolation import SessionLeakChecker
 from harness.checkers.latency import AddedLatencyP50Checker, AddedLatencyP99Checker
@@ -48,7 +48,7 @@ CHECKER_TYPES: dict[str, type] = {c.guarantee_id: c for c in (
     PinTriggersChecker, PinNonTriggersChecker, SessionLeakChecker, OwnStateChecker, OneBackendChecker,
     BorrowTimeoutChecker,
     FailoverWriteGapChecker, FailoverReadErrorsChecker, IdleSurvivalChecker, NoLostAckChecker,
-    NoFailedVisibleChecker, StormServedChecker, AddedLatencyP50Checker, AddedLatencyP99Checker,
+    NoFailedVisibleChecker, NoDuplicateChecker, StormServedChecker, AddedLatencyP50Checker, AddedLatencyP99Checker,
     SilentFaultDetectedChecker, RotationSessionsKeptChecker, RotationNewLoginsChecker,
     RotationOldPasswordChecker, RotationBackendAuthChecker, RotationAlternatingSessionsChecker,
     IamTokenChecksChecker)}
@@ -70,7 +70,7 @@ __all__ = [  # noqa: RUF022 - grouped by role, not alphabetically
     "AddedLatencyP50Checker", "AddedLatencyP99Checker", "BackendCapChecker", "BorrowTimeoutChecker",
     "FailoverReadErrorsChecker", "FailoverWriteGapChecker", "IamTokenChecksChecker", "IdleSurvivalChecker",
     "MultiplexingChecker",
-    "NoFailedVisibleChecker", "NoLostAckChecker", "OneBackendChecker", "OwnStateChecker",
+    "NoDuplicateChecker", "NoFailedVisibleChecker", "NoLostAckChecker", "OneBackendChecker", "OwnStateChecker",
     "PinNonTriggersChecker", "PinTriggersChecker",
     "ReaderBalanceChecker", "ReaderOnlyChecker", "RotationAlternatingSessionsChecker",
     "RotationBackendAuthChecker", "RotationNewLoginsChecker", "RotationOldPasswordChecker",

@@ -1,7 +1,8 @@
 """Instance crashes: the writer dies and comes back; a reader dies and comes back.
 
-Full profile only.  Acknowledged writes must survive a writer crash and restart; reads through the
-reader endpoint must never reach the writer while a reader is down.
+Full profile only.  Acknowledged writes must survive a writer crash and restart, and the writes the
+crash cut mid-statement (lingering writers keep some in flight, some past their COMMIT) must not be
+applied twice; reads through the reader endpoint must never reach the writer while a reader is down.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from suites.workloads import note_roles
 
 
 @pytest.mark.profile("full")
-@pytest.mark.guarantee("DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE")
+@pytest.mark.guarantee("DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE", "DURABILITY-NO-DUPLICATE")
 def test_writer_crash_and_restart(target, clients, faults, recorder):
     target.require(Capability.CRASH)
     with run_table(clients, "harness_crash_writes") as table:
@@ -45,7 +46,7 @@ def test_reader_crash_and_restart(target, clients, faults, recorder):
         roles = note_roles(target, recorder)
         victim = roles["readers"][0]
         stop = threading.Event()
-        loops = mixed_load(clients, table, stop, writers=1)
+        loops = mixed_load(clients, table, stop, writers=1, lingerers=0)
         try:
             time.sleep(2.0)
             faults.crash(victim)

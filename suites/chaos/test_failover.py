@@ -2,7 +2,9 @@
 
 Part of both profiles (it is the promise RDS Proxy is bought for). It changes the cluster (a reader
 becomes the writer), so the chaos suite runs after the conformance suites.  Every acknowledged write must be in the final read, writes must resume soon
-after the promotion, readers and idle clients must barely notice.
+after the promotion, readers and idle clients must barely notice.  Lingering writes are in flight
+when the writer is fenced, some already committed: their outcome is unknown to the client, and no
+write may be applied twice (a proxy that re-sends a statement after losing its backend).
 
 The failover is whatever the target does for one: the reference target promotes a stand-in reader;
 an external proxy runs the user's ``--failover-command``.  A failover that could not be carried out
@@ -25,6 +27,7 @@ from suites.workloads import (
     run_table,
     serving_read,
     write_identified,
+    write_lingering,
     write_refused,
 )
 
@@ -37,10 +40,14 @@ definitely failed writes, for DURABILITY-NO-FAILED-VISIBLE to judge."""
 
 
 def mixed_load(clients, table: str, stop: threading.Event, *, writers: int = 4, readers: int = 4,
-               **client_kwargs) -> list[Loop]:
-    """Writer and reader loops, started, until ``stop``; ``client_kwargs`` go to every client they open.
+               lingerers: int = 2, **client_kwargs) -> list[Loop]:
+    """Writer, lingering writer and reader loops, started, until ``stop``; ``client_kwargs`` go to
+    every client they open.
 
-    Writes carry unique ids from 1; every :data:`REFUSED_EVERY`-th is refused by the server on purpose.
+    Writes carry unique ids from 1, each written once, so a copy too many in the final read is a
+    write applied twice; every :data:`REFUSED_EVERY`-th plain write is refused by the server on
+    purpose.  Lingering writers (:func:`~suites.workloads.write_lingering`) keep a write in flight
+    nearly all the time, alternately after and before its COMMIT, so a fault lands mid-statement.
 
     Each loop is one logical client: it opens a new client (a new history process) after a broken
     connection, and names itself in every request's ``extra["worker"]`` so that per-client
@@ -56,11 +63,17 @@ def mixed_load(clients, table: str, stop: threading.Event, *, writers: int = 4, 
             return write_refused(clients, client, table, n)
         return write_identified(clients, client, table, n)
 
+    def linger(client):
+        with lock:
+            n = next(ids)
+        return write_lingering(clients, client, table, n, commit_first=n % 2 == 0)
+
     def loop(endpoint: str, worker: str, request) -> Loop:
         return Loop(lambda: clients(endpoint, connect=False, worker=worker, **client_kwargs), request,
                     interval=0.02, pause=0.1, stop_event=stop, name=worker)
 
     loops = [loop("writer", f"writer-{n}", write) for n in range(writers)]
+    loops += [loop("writer", f"lingerer-{n}", linger) for n in range(lingerers)]
     loops += [loop("reader", f"reader-{n}", lambda c: serving_read(clients, c)) for n in range(readers)]
     for one in loops:
         one.start()
@@ -80,7 +93,8 @@ def final_read(clients, table: str, deadline_s: float = 60.0) -> None:
 
 
 @pytest.mark.guarantee("FAILOVER-WRITE-GAP", "FAILOVER-READ-ERRORS", "FAILOVER-IDLE-SURVIVAL",
-                       "DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE", "ROUTE-WRITER-ENDPOINT")
+                       "DURABILITY-NO-LOST-ACK", "DURABILITY-NO-FAILED-VISIBLE", "DURABILITY-NO-DUPLICATE",
+                       "ROUTE-WRITER-ENDPOINT")
 def test_failover_under_mixed_load(target, clients, faults, recorder):
     target.require(Capability.FAILOVER)
     with run_table(clients, "harness_failover_writes") as table:
