@@ -208,6 +208,8 @@ class FailoverRouting:
         The round is not cancelled when the borrow deadline comes first (cutting a round short
         would cost the monitor its connections); it just finishes without us.
         """
+        if not self.monitor.takes_hints:  # the slow_topology_monitor failpoint: wait for its own rounds
+            return self.router.role(instance_id) is not self._expected_role(endpoint)
         self.monitor.report_backend_error(instance_id, why)
         round_ = asyncio.ensure_future(self.monitor.poll_now())
         round_.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"

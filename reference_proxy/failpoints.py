@@ -57,6 +57,18 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "no SQL statement pins a session and no backend connection is reset before it is lent to "
               "another client, so session state one client leaves on a backend (user variables, SET, "
               "temporary tables, PREPARE, session locks) is visible to the next (reference_proxy.leaking)"),
+    # Failover and durability: what a proxy does when an instance fails or a backend is lost mid-request.
+    Failpoint("lost_write_reported_retryable",
+              "a request whose backend connection is lost before its reply is answered with a serialization "
+              "failure (PostgreSQL 40001, MySQL 1213: 'retry the transaction') instead of a lost connection, "
+              "though it may have committed, so a client told it definitely failed can find its write applied"),
+    Failpoint("resend_after_backend_loss",
+              "a request whose backend connection is lost before its reply is sent again on another backend "
+              "(the new writer after a failover) and its answer relayed, so a write that had committed before "
+              "the loss is applied twice (PostgreSQL sessions)"),
+    Failpoint("slow_topology_monitor",
+              "the topology monitor polls every 10 s, ignores backend errors as hints to look again, and acts "
+              "on each round's answers one round late, so a new writer is taken 10 to 20 s after its promotion"),
     Failpoint("split_transactions",
               "an unpinned session's backend connection is given up after every statement of a "
               "transaction and the next statement runs on another one, so a transaction neither sees its "

@@ -120,7 +120,8 @@ class TopologyMonitor:
                  clock: Clock | None = None, *, interval: float = DEFAULT_INTERVAL,
                  fast_interval: float = DEFAULT_FAST_INTERVAL, poll_timeout: float = DEFAULT_POLL_TIMEOUT,
                  stable_rounds: int = DEFAULT_STABLE_ROUNDS,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, takes_hints: bool = True,
+                 one_round_late: bool = False) -> None:
         self.instances = list(instances)
         if not (isinstance(poll_timeout, (int, float)) and poll_timeout > 0):
             raise TopologyError(f"poll_timeout must be a positive number of seconds, got {poll_timeout!r}")
@@ -131,6 +132,11 @@ class TopologyMonitor:
         self.clock = clock or SystemClock()
         self.wall_clock = wall_clock
         self.poll_timeout = float(poll_timeout)
+        self.takes_hints = takes_hints
+        """Whether a backend error reported from outside makes the monitor look at once (always, but
+        for the ``slow_topology_monitor`` failpoint)."""
+        self._one_round_late = one_round_late
+        self._held: list[Observation] | None = None
         self.writer_available = asyncio.Event()
         self._probe_factory = probe_factory
         self._probes: dict[str, Probe] = {}
@@ -174,6 +180,8 @@ class TopologyMonitor:
 
     def report_backend_error(self, instance_id: str | None, reason: str) -> None:
         """A backend error or lost connection seen by the pool or a session: re-check now, then fast."""
+        if not self.takes_hints:
+            return
         now = self.clock.monotonic()
         try:
             events = self.core.report_doubt(instance_id, reason, now, self.wall_clock())
@@ -220,6 +228,8 @@ class TopologyMonitor:
         """Run one round right away (rounds never overlap) and apply it."""
         async with self._round_lock:
             observations = await asyncio.gather(*(self._poll_one(i) for i in self.instances))
+            if self._one_round_late:  # unsafe on purpose: failpoint slow_topology_monitor
+                observations, self._held = (self._held or observations), observations
             outcome = self.core.observe(observations, self.clock.monotonic(), self.wall_clock())
             await self._apply(outcome)
             return outcome

@@ -47,7 +47,8 @@ def mixed_load(clients, table: str, stop: threading.Event, *, writers: int = 4, 
     Writes carry unique ids from 1, each written once, so a copy too many in the final read is a
     write applied twice; every :data:`REFUSED_EVERY`-th plain write is refused by the server on
     purpose.  Lingering writers (:func:`~suites.workloads.write_lingering`) keep a write in flight
-    nearly all the time, alternately after and before its COMMIT, so a fault lands mid-statement.
+    nearly all the time, so a fault lands mid-statement: the even ones linger after their COMMIT
+    (the fault cuts a write that took effect), the odd ones before it.
 
     Each loop is one logical client: it opens a new client (a new history process) after a broken
     connection, and names itself in every request's ``extra["worker"]`` so that per-client
@@ -63,17 +64,19 @@ def mixed_load(clients, table: str, stop: threading.Event, *, writers: int = 4, 
             return write_refused(clients, client, table, n)
         return write_identified(clients, client, table, n)
 
-    def linger(client):
-        with lock:
-            n = next(ids)
-        return write_lingering(clients, client, table, n, commit_first=n % 2 == 0)
+    def linger(commit_first: bool):
+        def request(client):
+            with lock:
+                n = next(ids)
+            return write_lingering(clients, client, table, n, commit_first=commit_first)
+        return request
 
     def loop(endpoint: str, worker: str, request) -> Loop:
         return Loop(lambda: clients(endpoint, connect=False, worker=worker, **client_kwargs), request,
                     interval=0.02, pause=0.1, stop_event=stop, name=worker)
 
     loops = [loop("writer", f"writer-{n}", write) for n in range(writers)]
-    loops += [loop("writer", f"lingerer-{n}", linger) for n in range(lingerers)]
+    loops += [loop("writer", f"lingerer-{n}", linger(commit_first=n % 2 == 0)) for n in range(lingerers)]
     loops += [loop("reader", f"reader-{n}", lambda c: serving_read(clients, c)) for n in range(readers)]
     for one in loops:
         one.start()

@@ -105,6 +105,10 @@ READ_ONLY_REFUSALS = frozenset({1290, 1836})
 """ER_OPTION_PREVENTS_STATEMENT (``--read-only``) and ER_READ_ONLY_MODE: what a demoted writer
 answers a write with while it keeps running; the proxy takes it as a hint of a failover."""
 LOST_BACKEND_CODE = 2013
+DEADLOCK_CODE = 1213
+DEADLOCK_MESSAGE = "Deadlock found when trying to get lock; try restarting transaction"
+"""What the ``lost_write_reported_retryable`` failpoint tells a client whose backend was lost (MySQL's own
+words for a transaction it rolled back)."""
 """MySQL's "Lost connection to server during query": drivers treat it as a dead connection."""
 SHUTDOWN_CODE = 1053
 ER_UNKNOWN_ERROR = 1105
@@ -763,6 +767,9 @@ class MySQLClientSession:
             if self.s.backend_lost is not None and reason is None:
                 with contextlib.suppress(Exception):
                     self.s.backend_lost(backend.key.instance_id, why)
+        if self.s.failpoint == "lost_write_reported_retryable":  # unsafe on purpose: reference_proxy.failpoints
+            await self._say_error(DEADLOCK_CODE, "40001", DEADLOCK_MESSAGE, sequence)
+            raise _SessionOver()
         await self._say_error(LOST_BACKEND_CODE, "HY000", message or "The database connection was lost.", sequence)
         raise _SessionOver()
 
