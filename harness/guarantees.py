@@ -152,7 +152,8 @@ _ALL = [
        "that time; violations allowed: {threshold} {unit}.", 0, "requests",
        Family.ROUTING, _AT_MOST,
        "§3.1: all default-endpoint connections go to the writer; §4.1: the proxy tracks the writer "
-       "through failover."),
+       "through failover.",
+       demonstrated_by=("slow_topology_monitor",)),
     _g("ROUTE-READER-ONLY",
        "Requests through the reader endpoint are served only by readers; requests served by the "
        "writer allowed: {threshold} {unit}.", 0, "requests",
@@ -208,7 +209,8 @@ _ALL = [
        "Writes through the writer endpoint succeed again within {threshold} {unit} of the new "
        "writer's promotion.", 3.0, "s", Family.AVAILABILITY, _AT_MOST,
        "§4.1: the proxy tracks topology itself rather than DNS and sends queued requests to the new "
-       "primary; a role poll of about 1 s plus a retry bounds the gap at about 3 s."),
+       "primary; a role poll of about 1 s plus a retry bounds the gap at about 3 s.",
+       demonstrated_by=("slow_topology_monitor",)),
     _g("FAILOVER-READ-ERRORS",
        "During a failover each reader-endpoint client sees at most {threshold} failed requests.", 1,
        "errors per client", Family.AVAILABILITY, _AT_MOST,
@@ -218,7 +220,8 @@ _ALL = [
        "Idle client connections survive a failover: the fraction still working afterwards is at "
        "least {threshold}.", 1.0, "fraction", Family.AVAILABILITY, _AT_LEAST,
        "§4.1 and §4.3: idle client connections are not dropped; their next transaction runs on the "
-       "new writer."),
+       "new writer.",
+       demonstrated_by=("drop_clients_on_failover",)),
     _g("DURABILITY-NO-LOST-ACK",
        "Every write acknowledged to a client is present in the final read; lost writes allowed: "
        "{threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
@@ -227,13 +230,15 @@ _ALL = [
        "No write that failed with a definite error is present in the final read; such writes "
        "allowed: {threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
        "§1.2: a transaction ends on the wire protocol's signal, so a reported failure must mean no "
-       "effect (a pooler leaking a failed write is an isolation bug)."),
+       "effect (a pooler leaking a failed write is an isolation bug).",
+       demonstrated_by=("lost_write_reported_retryable",)),
     _g("DURABILITY-NO-DUPLICATE",
        "No write is applied more than once: each id written once appears at most once in the final "
        "read; writes applied twice allowed: {threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
        "§4.3: a statement in flight when its backend connection is lost may fail or be cancelled, and "
        "the client decides whether to retry; a proxy that sends it again by itself may apply a write "
-       "that had already committed a second time."),
+       "that had already committed a second time.",
+       demonstrated_by=("resend_after_backend_loss",)),
     _g("STORM-SERVED",
        "In a connection storm the fraction of connection attempts served within "
        "ConnectionBorrowTimeout is at least {threshold}.", 0.99, "fraction", Family.STORM, _AT_LEAST,

@@ -58,6 +58,9 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "another client, so session state one client leaves on a backend (user variables, SET, "
               "temporary tables, PREPARE, session locks) is visible to the next (reference_proxy.leaking)"),
     # Failover and durability: what a proxy does when an instance fails or a backend is lost mid-request.
+    Failpoint("drop_clients_on_failover",
+              "when the writer changes, every client connection of the writer endpoint is closed (idle ones at "
+              "once, the others when their transaction ends) so that clients reconnect to the new writer"),
     Failpoint("lost_write_reported_retryable",
               "a request whose backend connection is lost before its reply is answered with a serialization "
               "failure (PostgreSQL 40001, MySQL 1213: 'retry the transaction') instead of a lost connection, "
