@@ -255,9 +255,12 @@ _ALL = [
        "bound."),
     _g("NETFAULT-SILENT-DETECTED",
        "When an instance goes silent (no packets, no reset) clients get an error or are moved "
-       "within {threshold} {unit}.", 30.0, "s", Family.NETFAULT, _AT_MOST,
+       "within {threshold} {unit}.", 10.0, "s", Family.NETFAULT, _AT_MOST,
        "§4.1: clients are not left waiting on a dead former writer; §4.2: failover itself takes "
-       "typically under 35 s, so detection must come sooner."),
+       "typically under 35 s, so detection must come sooner.  A proxy that polls its instances about "
+       "once a second with a poll timeout of a few seconds notices a silent instance within about 5 s; "
+       "10 s leaves room for a loaded machine and still fails a proxy that polls every 10 s.",
+       demonstrated_by=("slow_topology_monitor",)),
     _g("ROTATION-SESSIONS-KEPT",
        "Client sessions established before a single-user password rotation keep working through it; "
        "sessions dropped allowed: {threshold} {unit}.", 0, "sessions", Family.ROTATION, _AT_MOST,

@@ -66,8 +66,9 @@ class FailoverRouting:
     """
 
     def __init__(self, router: Router, pool: Pool, monitor: TopologyMonitor,
-                 endpoint_roles: Mapping[str, EndpointRole]) -> None:
+                 endpoint_roles: Mapping[str, EndpointRole], *, reads_fail_in_doubt: bool = False) -> None:
         self.router = router
+        self._reads_fail_in_doubt = reads_fail_in_doubt  # unsafe on purpose: failpoint reads_fail_in_doubt
         self._write_doubts: set[str] = set()
         self.pool = pool
         self.monitor = monitor
@@ -125,6 +126,8 @@ class FailoverRouting:
         monitor has seen replayed at least as far as the lost one are eligible; readers that exist
         but are not available are waited for, a cluster without readers fails at once.
         """
+        if self._reads_fail_in_doubt and self.monitor.core.fast:  # unsafe on purpose: reference_proxy.failpoints
+            raise NoReader(f"endpoint {endpoint!r}: the topology is in doubt (a failover may be under way)")
         if current is not None and self.router.role(current.id) is Role.READER:
             self._note_position(current.id)
             return current
@@ -164,6 +167,8 @@ class FailoverRouting:
         a move between readers, an empty pool, a queue) is :meth:`acquire`'s business.
         """
         if key.instance_id != current.id or self.router.role(current.id) is not self._expected_role(endpoint):
+            return None
+        if self._reads_fail_in_doubt and self.monitor.core.fast:  # the failpoint's reads go through acquire
             return None
         backend = self.pool.try_borrow_now(key)
         if backend is not None and self._roles[endpoint] is EndpointRole.READ_ONLY:

@@ -107,7 +107,8 @@ class ProxyServer:
         self._roles = {e.name: e.role for e in config.endpoints}
         self.monitor = monitor_for_config(config, self.engine.probe, self.router, self.metrics, self.clock,
                                           login=self._monitor_login)
-        self.failover = FailoverRouting(self.router, self.pool, self.monitor, self._roles)
+        self.failover = FailoverRouting(self.router, self.pool, self.monitor, self._roles,
+                                        reads_fail_in_doubt=config.testing.on("reads_fail_in_doubt"))
         self.monitor.add_listener(self.failover.on_topology)
         if config.testing.on("drop_clients_on_failover"):  # unsafe on purpose: reference_proxy.failpoints
             self.monitor.add_listener(self._drop_writer_clients)

@@ -56,7 +56,7 @@ from reference_proxy.topology.events import (
 log = logging.getLogger("reference_proxy.topology")
 
 DEFAULT_POLL_TIMEOUT = 2.0
-UNREACHABLE_POLL_TIMEOUT = 1.0
+UNREACHABLE_POLL_TIMEOUT = 0.5
 """The budget of a poll of an instance the last round found unreachable.  A round waits for its
 slowest poll, so an instance gone silent (no packets, no reset) would otherwise hold every round for
 the whole poll timeout and delay seeing a new writer by as much; an instance that answers again
