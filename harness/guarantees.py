@@ -215,7 +215,8 @@ _ALL = [
        "During a failover each reader-endpoint client sees at most {threshold} failed requests.", 1,
        "errors per client", Family.AVAILABILITY, _AT_MOST,
        "§3.4: a multiplexed reader session moves to another reader without error; §4.3: only a "
-       "statement in flight may be cancelled."),
+       "statement in flight may be cancelled.",
+       demonstrated_by=("reads_fail_in_doubt",)),
     _g("FAILOVER-IDLE-SURVIVAL",
        "Idle client connections survive a failover: the fraction still working afterwards is at "
        "least {threshold}.", 1.0, "fraction", Family.AVAILABILITY, _AT_LEAST,
