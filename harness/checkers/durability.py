@@ -138,8 +138,8 @@ class NoDuplicateChecker(_DurabilityChecker):
                 seen.add(key)
                 duplicated.append(comp if comp is not None else inv)
         end = history.end_time or 0
-        at_risk = sum(1 for inv, comp in out.pairs
-                      if any(_in_flight(inv, comp, w, end) for w in history.fault_windows()))
+        windows = history.fault_windows()
+        at_risk = sum(1 for inv, comp in out.pairs if any(_in_flight(inv, comp, w, end) for w in windows))
         if not duplicated and not at_risk:
             return unknown(g, f"{len(out.pairs)} writes, none in flight while a fault was active, so none "
                               "was at risk of being sent twice")
