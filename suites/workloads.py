@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -195,6 +196,14 @@ def read_all_ids(clients: Any, client: Any, table: str) -> Any:
                           result=lambda row: sorted(int(i) for i in dialect.decode_array(row[0])))
 
 
+SETUP_DEADLINE_S = 60.0
+"""How long :func:`run_table` keeps trying to create its table through the writer endpoint."""
+
+
+class RunTableError(RuntimeError):
+    """The writer endpoint never took a run's table: the test cannot run its workload."""
+
+
 @contextlib.contextmanager
 def run_table(clients, prefix: str) -> Iterator[str]:
     """A table of write ids private to this run, dropped afterwards (best effort).
@@ -202,13 +211,22 @@ def run_table(clients, prefix: str) -> Iterator[str]:
     The name carries a random suffix, so a second run against the same persistent cluster (or a
     run that died before its cleanup) never collides with earlier rows, and ids can start at 1.
     The table keeps every copy of an id (:meth:`~harness.clients.dialects.base.Dialect.create_ledger_sql`),
-    so a write applied twice is seen.
+    so a write applied twice is seen.  The table is created through the writer endpoint, again every
+    half second while it refuses (a proxy still sending writes to a demoted writer after an earlier
+    failover), for up to :data:`SETUP_DEADLINE_S`; then :class:`RunTableError`.
     """
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    s = clients("writer")
-    s.request("setup", f"{clients.dialect.create_ledger_sql(clients.dialect.quote(name))}; SELECT {clients.who}",
-              idempotent=False)
-    s.close()
+    sql = f"{clients.dialect.create_ledger_sql(clients.dialect.quote(name))}; SELECT {clients.who}"
+    deadline = time.monotonic() + SETUP_DEADLINE_S
+    while True:  # an earlier failover may still be settling: the writer endpoint must take the table
+        s = clients("writer")
+        created = s.request("setup", sql, idempotent=False).ok
+        s.close()
+        if created:
+            break
+        if time.monotonic() >= deadline:
+            raise RunTableError(f"the writer endpoint did not create table {name} within {SETUP_DEADLINE_S:g} s")
+        time.sleep(0.5)
     try:
         yield name
     finally:
