@@ -92,6 +92,7 @@ class Guarantee:
     not_applicable: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
     targets: frozenset[str] = TARGETS
     demonstrated_by: tuple[str, ...] = ()
+    """Failpoints of the reference proxy (``reference_proxy.failpoints``) that make this guarantee false."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.not_applicable) - ENGINES)
@@ -154,7 +155,7 @@ _ALL = [
        Family.ROUTING, _AT_MOST,
        "§3.1: all default-endpoint connections go to the writer; §4.1: the proxy tracks the writer "
        "through failover.",
-       demonstrated_by=("writer_spills_to_readers",)),
+       demonstrated_by=("slow_topology_monitor", "writer_spills_to_readers")),
     _g("ROUTE-READER-ONLY",
        "Requests through the reader endpoint are served only by readers; requests served by the "
        "writer allowed: {threshold} {unit}.", 0, "requests",
@@ -222,17 +223,20 @@ _ALL = [
        "Writes through the writer endpoint succeed again within {threshold} {unit} of the new "
        "writer's promotion.", 3.0, "s", Family.AVAILABILITY, _AT_MOST,
        "§4.1: the proxy tracks topology itself rather than DNS and sends queued requests to the new "
-       "primary; a role poll of about 1 s plus a retry bounds the gap at about 3 s."),
+       "primary; a role poll of about 1 s plus a retry bounds the gap at about 3 s.",
+       demonstrated_by=("slow_topology_monitor",)),
     _g("FAILOVER-READ-ERRORS",
        "During a failover each reader-endpoint client sees at most {threshold} failed requests.", 1,
        "errors per client", Family.AVAILABILITY, _AT_MOST,
        "§3.4: a multiplexed reader session moves to another reader without error; §4.3: only a "
-       "statement in flight may be cancelled."),
+       "statement in flight may be cancelled.",
+       demonstrated_by=("reads_fail_in_doubt",)),
     _g("FAILOVER-IDLE-SURVIVAL",
        "Idle client connections survive a failover: the fraction still working afterwards is at "
        "least {threshold}.", 1.0, "fraction", Family.AVAILABILITY, _AT_LEAST,
        "§4.1 and §4.3: idle client connections are not dropped; their next transaction runs on the "
-       "new writer."),
+       "new writer.",
+       demonstrated_by=("drop_clients_on_failover",)),
     _g("DURABILITY-NO-LOST-ACK",
        "Every write acknowledged to a client is present in the final read; lost writes allowed: "
        "{threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
@@ -241,7 +245,15 @@ _ALL = [
        "No write that failed with a definite error is present in the final read; such writes "
        "allowed: {threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
        "§1.2: a transaction ends on the wire protocol's signal, so a reported failure must mean no "
-       "effect (a pooler leaking a failed write is an isolation bug)."),
+       "effect (a pooler leaking a failed write is an isolation bug).",
+       demonstrated_by=("lost_write_reported_retryable",)),
+    _g("DURABILITY-NO-DUPLICATE",
+       "No write is applied more than once: each id written once appears at most once in the final "
+       "read; writes applied twice allowed: {threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
+       "§4.3: a statement in flight when its backend connection is lost may fail or be cancelled, and "
+       "the client decides whether to retry; a proxy that sends it again by itself may apply a write "
+       "that had already committed a second time.",
+       demonstrated_by=("resend_after_backend_loss",)),
     _g("STORM-SERVED",
        "In a connection storm the fraction of connection attempts served within "
        "ConnectionBorrowTimeout is at least {threshold}.", 0.99, "fraction", Family.STORM, _AT_LEAST,
@@ -263,9 +275,12 @@ _ALL = [
        demonstrated_by=("slow_borrow",)),
     _g("NETFAULT-SILENT-DETECTED",
        "When an instance goes silent (no packets, no reset) clients get an error or are moved "
-       "within {threshold} {unit}.", 30.0, "s", Family.NETFAULT, _AT_MOST,
+       "within {threshold} {unit}.", 10.0, "s", Family.NETFAULT, _AT_MOST,
        "§4.1: clients are not left waiting on a dead former writer; §4.2: failover itself takes "
-       "typically under 35 s, so detection must come sooner."),
+       "typically under 35 s, so detection must come sooner.  A proxy that polls its instances about "
+       "once a second with a poll timeout of a few seconds notices a silent instance within about 5 s; "
+       "10 s leaves room for a loaded machine and still fails a proxy that polls every 10 s.",
+       demonstrated_by=("slow_topology_monitor",)),
     _g("ROTATION-SESSIONS-KEPT",
        "Client sessions established before a single-user password rotation keep working through it; "
        "sessions dropped allowed: {threshold} {unit}.", 0, "sessions", Family.ROTATION, _AT_MOST,

@@ -146,6 +146,8 @@ class FailoverRouting:
         monitor has seen replayed at least as far as the lost one are eligible; readers that exist
         but are not available are waited for, a cluster without readers fails at once.
         """
+        if self.failpoint == "reads_fail_in_doubt" and self.monitor.core.fast:  # unsafe on purpose: reference_proxy.failpoints
+            raise NoReader(f"endpoint {endpoint!r}: the topology is in doubt (a failover may be under way)")
         if current is not None and self.router.role(current.id) is Role.READER:
             self._note_position(current.id)
             return current
@@ -187,6 +189,8 @@ class FailoverRouting:
         if self._every_borrow_routed:
             return None
         if key.instance_id != current.id or self.router.role(current.id) is not self._expected_role(endpoint):
+            return None
+        if self.failpoint == "reads_fail_in_doubt" and self.monitor.core.fast:  # the failpoint's reads go through acquire
             return None
         backend = self.pool.try_borrow_now(key)
         if backend is not None and self._roles[endpoint] is EndpointRole.READ_ONLY:
@@ -264,6 +268,8 @@ class FailoverRouting:
         The round is not cancelled when the borrow deadline comes first (cutting a round short
         would cost the monitor its connections); it just finishes without us.
         """
+        if not self.monitor.takes_hints:  # the slow_topology_monitor failpoint: wait for its own rounds
+            return self.router.role(instance_id) is not self._expected_role(endpoint)
         self.monitor.report_backend_error(instance_id, why)
         round_ = asyncio.ensure_future(self.monitor.poll_now())
         round_.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"

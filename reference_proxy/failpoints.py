@@ -85,6 +85,25 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
     Failpoint("writer_spills_to_readers",
               "one writer-endpoint transaction in three runs on a reader, a load spreader that counts "
               "readers as spare capacity for the writer endpoint (reference_proxy.failover, acquire)"),
+    # Failover and durability: what a proxy does when an instance fails or a backend is lost mid-request.
+    Failpoint("drop_clients_on_failover",
+              "when the writer changes, every client connection of the writer endpoint is closed (idle ones at "
+              "once, the others when their transaction ends) so that clients reconnect to the new writer"),
+    Failpoint("lost_write_reported_retryable",
+              "a request whose backend connection is lost before its reply is answered with a serialization "
+              "failure (PostgreSQL 40001, MySQL 1213: 'retry the transaction') instead of a lost connection, "
+              "though it may have committed, so a client told it definitely failed can find its write applied"),
+    Failpoint("reads_fail_in_doubt",
+              "while the topology monitor is in doubt (from a backend error or a role change until its rounds "
+              "agree again) every read through a reader endpoint is refused, instead of staying on a reader "
+              "that still answers, so reader clients see several errors in each failover"),
+    Failpoint("resend_after_backend_loss",
+              "a request whose backend connection is lost before its reply is sent again on another backend "
+              "(the new writer after a failover) and its answer relayed, so a write that had committed before "
+              "the loss is applied twice"),
+    Failpoint("slow_topology_monitor",
+              "the topology monitor polls every 10 s, ignores backend errors as hints to look again, and acts "
+              "on each round's answers one round late, so a new writer is taken 10 to 20 s after its promotion"),
     Failpoint("split_transactions",
               "an unpinned session's backend connection is given up after every statement of a "
               "transaction and the next statement runs on another one, so a transaction neither sees its "

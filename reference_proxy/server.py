@@ -59,7 +59,7 @@ from reference_proxy.pool import Pool
 from reference_proxy.routing import Router
 from reference_proxy.session_services import ClientSession, SessionServices
 from reference_proxy.tls import server_context
-from reference_proxy.topology import monitor_for_config
+from reference_proxy.topology import RoundOutcome, monitor_for_config
 
 __all__ = ["DEFAULT_GRACE_SECONDS", "ProxyServer", "ServerError"]
 
@@ -112,6 +112,8 @@ class ProxyServer:
         self.failover = FailoverRouting(self.router, self.pool, self.monitor, self._roles,
                                         failpoint=config.testing.failpoint)  # unsafe on purpose: failpoints
         self.monitor.add_listener(self.failover.on_topology)
+        if config.testing.on("drop_clients_on_failover"):  # unsafe on purpose: reference_proxy.failpoints
+            self.monitor.add_listener(self._drop_writer_clients)
         tls_context = server_context(config.tls.cert_file, config.tls.key_file)
         self.services = SessionServices(
             pool=self.pool, choose_instance=self._choose_instance, session_ended=self.router.session_ended,
@@ -236,6 +238,16 @@ class ProxyServer:
             await session.run()
         finally:
             self._sessions.pop(session, None)
+
+    def _drop_writer_clients(self, outcome: RoundOutcome) -> None:
+        """The ``drop_clients_on_failover`` failpoint: when the writer changes, every client of a
+        read/write endpoint is closed once its transaction ends, idle ones at once, so that they
+        reconnect to the new writer (RDS Proxy keeps them)."""
+        if not outcome.demoted:
+            return
+        for session in list(self._sessions):
+            if self._roles[session.endpoint] is not EndpointRole.READ_ONLY:
+                session.request_drain()
 
     def _choose_instance(self, endpoint: str) -> InstanceAddress:
         if self._roles[endpoint] is EndpointRole.READ_ONLY:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -159,31 +160,51 @@ def write_identified(clients: Any, client: Any, table: str, write_id: int) -> An
                           value=write_id, idempotent=False)
 
 
-REFUSED_ID = 0
-"""An id every run table holds from the start (:func:`seed_refusal`), so that a write carrying it
-beside a new id is refused by the server as a duplicate, the new id with it."""
-
-
-def seed_refusal(clients: Any, client: Any, table: str) -> Any:
-    """Insert :data:`REFUSED_ID` into a fresh ``table`` (op ``setup``): what refused writes collide with."""
-    return client.request("setup", clients.dialect.insert_identified_sql(table, clients.who), (REFUSED_ID,),
-                          value=REFUSED_ID, idempotent=False)
+REFUSED_ID = -1
+"""An id the run tables refuse (their CHECK wants ids >= 0, :meth:`~harness.clients.dialects.base.Dialect.create_ledger_sql`),
+so that a write carrying it beside a new id is refused by the server, the new id with it."""
 
 
 def write_refused(clients: Any, client: Any, table: str, write_id: int) -> Any:
     """A write (op ``write``) of ``write_id`` that fails definitely: one statement inserting it beside
-    :data:`REFUSED_ID`, which is already there, so the server refuses the whole statement with a
-    duplicate-key error (a definite failure, :mod:`harness.clients.outcomes`).  ``write_id`` must
-    then never be visible: DURABILITY-NO-FAILED-VISIBLE judges these writes."""
+    :data:`REFUSED_ID`, which breaks the table's CHECK, so the server refuses the whole statement (a
+    definite failure, :mod:`harness.clients.outcomes`).  ``write_id`` must then never be visible:
+    DURABILITY-NO-FAILED-VISIBLE judges these writes."""
     return client.request("write", clients.dialect.insert_identified_sql(table, clients.who, rows=2),
                           (write_id, REFUSED_ID), value=write_id, idempotent=False, extra={"expect": "refused"})
 
 
+LINGER_S = 0.4
+"""How long a lingering write keeps its server session busy: long enough that a fault striking a
+writer loop at a random moment most likely finds such a write in flight."""
+
+
+def write_lingering(clients: Any, client: Any, table: str, write_id: int, *, commit_first: bool,
+                    seconds: float = LINGER_S) -> Any:
+    """A write (op ``write``) of ``write_id`` that keeps the server busy for ``seconds``, after its
+    COMMIT (``commit_first``: a fault then cuts a write that took effect, whose reply is lost) or
+    before it (a fault cuts a write that must not take effect).  Either way a fault landing in it
+    leaves the client unsure (an indeterminate write), and a proxy that sends it again on another
+    backend applies a committed one twice: what DURABILITY-NO-DUPLICATE catches."""
+    sql = clients.dialect.lingering_write_sql(table, clients.who, write_id, seconds, commit_first=commit_first)
+    return client.request("write", sql, value=write_id, idempotent=False,
+                          extra={"linger": "after_commit" if commit_first else "before_commit"})
+
+
 def read_all_ids(clients: Any, client: Any, table: str) -> Any:
-    """Every id in ``table`` as one sorted list (op ``final_read``), with who served it."""
+    """Every id in ``table`` as one sorted list (op ``final_read``), with who served it; an id
+    written twice is there twice."""
     dialect = clients.dialect
     return client.request("final_read", f"SELECT {dialect.array_agg('id')}, {clients.who} FROM {dialect.quote(table)}",
                           result=lambda row: sorted(int(i) for i in dialect.decode_array(row[0])))
+
+
+SETUP_DEADLINE_S = 60.0
+"""How long :func:`run_table` keeps trying to create its table through the writer endpoint."""
+
+
+class RunTableError(RuntimeError):
+    """The writer endpoint never took a run's table: the test cannot run its workload."""
 
 
 @contextlib.contextmanager
@@ -192,13 +213,23 @@ def run_table(clients, prefix: str) -> Iterator[str]:
 
     The name carries a random suffix, so a second run against the same persistent cluster (or a
     run that died before its cleanup) never collides with earlier rows, and ids can start at 1.
+    The table keeps every copy of an id (:meth:`~harness.clients.dialects.base.Dialect.create_ledger_sql`),
+    so a write applied twice is seen.  The table is created through the writer endpoint, again every
+    half second while it refuses (a proxy still sending writes to a demoted writer after an earlier
+    failover), for up to :data:`SETUP_DEADLINE_S`; then :class:`RunTableError`.
     """
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    s = clients("writer")
-    s.request("setup", f"{clients.dialect.create_table_sql(clients.dialect.quote(name))}; SELECT {clients.who}",
-              idempotent=False)
-    seed_refusal(clients, s, name)
-    s.close()
+    sql = f"{clients.dialect.create_ledger_sql(clients.dialect.quote(name))}; SELECT {clients.who}"
+    deadline = time.monotonic() + SETUP_DEADLINE_S
+    while True:  # an earlier failover may still be settling: the writer endpoint must take the table
+        s = clients("writer")
+        created = s.request("setup", sql, idempotent=False).ok
+        s.close()
+        if created:
+            break
+        if time.monotonic() >= deadline:
+            raise RunTableError(f"the writer endpoint did not create table {name} within {SETUP_DEADLINE_S:g} s")
+        time.sleep(0.5)
     try:
         yield name
     finally:

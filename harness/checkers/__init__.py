@@ -25,7 +25,7 @@ from harness.checkers.base import (
     merge_validity,
 )
 from harness.checkers.borrow import BorrowTimeoutChecker
-from harness.checkers.durability import NoFailedVisibleChecker, NoLostAckChecker
+from harness.checkers.durability import NoDuplicateChecker, NoFailedVisibleChecker, NoLostAckChecker
 from harness.checkers.iam import IamTokenChecksChecker
 from harness.checkers.isolation import SessionLeakChecker
 from harness.checkers.latency import AddedLatencyP50Checker, AddedLatencyP99Checker
@@ -50,7 +50,7 @@ CHECKER_TYPES: dict[str, type] = {c.guarantee_id: c for c in (
     PinTriggersChecker, PinNonTriggersChecker, SessionLeakChecker, OwnStateChecker, OneBackendChecker,
     BorrowTimeoutChecker,
     FailoverWriteGapChecker, FailoverReadErrorsChecker, IdleSurvivalChecker, ServedShareChecker, NoLostAckChecker,
-    NoFailedVisibleChecker, StormServedChecker, AddedLatencyP50Checker, AddedLatencyP99Checker,
+    NoFailedVisibleChecker, NoDuplicateChecker, StormServedChecker, AddedLatencyP50Checker, AddedLatencyP99Checker,
     SilentFaultDetectedChecker, RotationSessionsKeptChecker, RotationNewLoginsChecker,
     RotationOldPasswordChecker, RotationBackendAuthChecker, RotationAlternatingSessionsChecker,
     IamTokenChecksChecker, RequireTlsChecker)}
@@ -72,7 +72,7 @@ __all__ = [  # noqa: RUF022 - grouped by role, not alphabetically
     "AddedLatencyP50Checker", "AddedLatencyP99Checker", "BackendCapChecker", "BorrowTimeoutChecker",
     "FailoverReadErrorsChecker", "FailoverWriteGapChecker", "IamTokenChecksChecker", "IdleSurvivalChecker",
     "MultiplexingChecker",
-    "NoFailedVisibleChecker", "NoLostAckChecker", "OneBackendChecker", "OwnStateChecker",
+    "NoDuplicateChecker", "NoFailedVisibleChecker", "NoLostAckChecker", "OneBackendChecker", "OwnStateChecker",
     "PinNonTriggersChecker", "PinTriggersChecker",
     "ReaderBalanceChecker", "ReaderOnlyChecker", "RequireTlsChecker", "RotationAlternatingSessionsChecker",
     "RotationBackendAuthChecker", "RotationNewLoginsChecker", "RotationOldPasswordChecker",

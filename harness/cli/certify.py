@@ -162,7 +162,7 @@ def _run_child(cmd: list[str], *, env: dict[str, str], to_stderr: bool) -> int:
               help="; ".join(f"{k.name}: {k.summary}" for k in target_kinds.registered().values()) + ".")
 @click.option("--engine", type=click.Choice(["postgres", "mysql"]), default="postgres", show_default=True)
 @click.option("--profile", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
-              help="quick (conformance, storm, model, one failover; budget 5 min on 2 cores) or full "
+              help="quick (conformance, storm, model, a loud and a silent failover; budget 5 min on 2 cores) or full "
                    "(adds crashes, network faults, bigger storm; budget 20 min).")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Where to write the run (default runs/<UTC time>-<target>-<engine>).")

@@ -83,6 +83,15 @@ def monitor_for_config(config: ProxyConfig, open_probe: ProbeConstructor, router
             return open_with(address, *fixed)
         return LoginFollowingProbe(address, lambda: login() if login is not None else None, open_with)
 
+    if config.testing.on("slow_topology_monitor"):  # unsafe on purpose: reference_proxy.failpoints
+        return TopologyMonitor([i.address for i in config.instances], probe, router, metrics, clock,
+                               interval=SLOW_MONITOR_INTERVAL, fast_interval=SLOW_MONITOR_INTERVAL,
+                               poll_timeout=settings.connect_timeout + settings.query_timeout,
+                               takes_hints=False, one_round_late=True)
     return TopologyMonitor([i.address for i in config.instances], probe, router, metrics, clock,
                            interval=settings.interval, fast_interval=settings.fast_interval,
                            poll_timeout=settings.connect_timeout + settings.query_timeout)
+
+
+SLOW_MONITOR_INTERVAL = 10.0
+"""Seconds between the rounds of the ``slow_topology_monitor`` failpoint's monitor."""

@@ -56,6 +56,11 @@ from reference_proxy.topology.events import (
 log = logging.getLogger("reference_proxy.topology")
 
 DEFAULT_POLL_TIMEOUT = 2.0
+UNREACHABLE_POLL_TIMEOUT = 0.5
+"""The budget of a poll of an instance the last round found unreachable.  A round waits for its
+slowest poll, so an instance gone silent (no packets, no reset) would otherwise hold every round for
+the whole poll timeout and delay seeing a new writer by as much; an instance that answers again
+answers a loopback or in-region poll well within this."""
 
 _EVENT_LEVELS = {
     EventKind.SPLIT_BRAIN_STARTED: logging.ERROR,
@@ -120,7 +125,8 @@ class TopologyMonitor:
                  clock: Clock | None = None, *, interval: float = DEFAULT_INTERVAL,
                  fast_interval: float = DEFAULT_FAST_INTERVAL, poll_timeout: float = DEFAULT_POLL_TIMEOUT,
                  stable_rounds: int = DEFAULT_STABLE_ROUNDS,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, takes_hints: bool = True,
+                 one_round_late: bool = False) -> None:
         self.instances = list(instances)
         if not (isinstance(poll_timeout, (int, float)) and poll_timeout > 0):
             raise TopologyError(f"poll_timeout must be a positive number of seconds, got {poll_timeout!r}")
@@ -131,6 +137,12 @@ class TopologyMonitor:
         self.clock = clock or SystemClock()
         self.wall_clock = wall_clock
         self.poll_timeout = float(poll_timeout)
+        self.takes_hints = takes_hints
+        """Whether a backend error reported from outside makes the monitor look at once (always, but
+        for the ``slow_topology_monitor`` failpoint)."""
+        self._one_round_late = one_round_late
+        self._held: list[Observation] | None = None
+        self._abandoned: set[asyncio.Task] = set()  # probes that ran out of time, closing in the background
         self.writer_available = asyncio.Event()
         self._probe_factory = probe_factory
         self._probes: dict[str, Probe] = {}
@@ -158,6 +170,10 @@ class TopologyMonitor:
             await asyncio.gather(task, return_exceptions=True)
         probes, self._probes = self._probes, {}
         await asyncio.gather(*(p.close() for p in probes.values()), return_exceptions=True)
+        abandoned, self._abandoned = set(self._abandoned), set()
+        for task in abandoned:
+            task.cancel()
+        await asyncio.gather(*abandoned, return_exceptions=True)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -174,6 +190,8 @@ class TopologyMonitor:
 
     def report_backend_error(self, instance_id: str | None, reason: str) -> None:
         """A backend error or lost connection seen by the pool or a session: re-check now, then fast."""
+        if not self.takes_hints:
+            return
         now = self.clock.monotonic()
         try:
             events = self.core.report_doubt(instance_id, reason, now, self.wall_clock())
@@ -220,6 +238,8 @@ class TopologyMonitor:
         """Run one round right away (rounds never overlap) and apply it."""
         async with self._round_lock:
             observations = await asyncio.gather(*(self._poll_one(i) for i in self.instances))
+            if self._one_round_late:  # unsafe on purpose: failpoint slow_topology_monitor
+                observations, self._held = (self._held or observations), observations
             outcome = self.core.observe(observations, self.clock.monotonic(), self.wall_clock())
             await self._apply(outcome)
             return outcome
@@ -240,17 +260,42 @@ class TopologyMonitor:
         probe = self._probes.get(instance.id)
         if probe is None:
             return Observation.failed(instance.id, "monitor stopped")
+        budget = self.poll_timeout
+        if self.core.views[instance.id].reachable is False:
+            budget = min(budget, UNREACHABLE_POLL_TIMEOUT)
+        poll = asyncio.ensure_future(probe.poll())
         try:
-            result = await asyncio.wait_for(probe.poll(), self.poll_timeout)
-        except TimeoutError:
-            await probe.close()
-            return Observation.failed(instance.id, f"no answer within {self.poll_timeout:g}s")
+            done, _ = await asyncio.wait({poll}, timeout=budget)
+        except asyncio.CancelledError:  # the monitor stops: the poll goes with it
+            poll.cancel()
+            raise
+        if not done:
+            # Not asyncio.wait_for: it waits for the cancelled poll to end, and a driver cancels a
+            # query by asking the server first (psycopg waits seconds for a silent one), which held
+            # the round, and the news of a silent writer, for ten seconds more than the budget.
+            self._probes[instance.id] = self._probe_factory(instance)
+            self._abandon(poll, probe)
+            return Observation.failed(instance.id, f"no answer within {budget:g}s")
+        try:
+            result = poll.result()
         except ProbeFailed as e:
             return Observation.failed(instance.id, str(e))
         except (ProxyError, OSError) as e:
             await probe.close()
             return Observation.failed(instance.id, f"{type(e).__name__}: {e}")
         return Observation.ok(instance.id, result)
+
+    def _abandon(self, poll: asyncio.Future, probe: Probe) -> None:
+        """Cancel a poll that ran out of time and close its probe in the background."""
+        poll.cancel()
+
+        async def close() -> None:
+            with contextlib.suppress(BaseException):
+                await poll
+            await probe.close()
+        task = asyncio.ensure_future(close())
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
 
     async def _apply(self, outcome: RoundOutcome) -> None:
         for event in outcome.events:

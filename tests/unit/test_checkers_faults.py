@@ -13,7 +13,7 @@ from harness.checkers.availability import (
 )
 from harness.checkers.base import CheckContext, Validity
 from harness.checkers.borrow import MYSQL_TEXT, PG_TEXT, BorrowTimeoutChecker
-from harness.checkers.durability import NoFailedVisibleChecker, NoLostAckChecker
+from harness.checkers.durability import NoDuplicateChecker, NoFailedVisibleChecker, NoLostAckChecker
 from harness.checkers.latency import (
     AddedLatencyP50Checker,
     AddedLatencyP99Checker,
@@ -204,6 +204,48 @@ def test_durability_unknown_without_final_read_or_relevant_writes():
     assert NoLostAckChecker().check(b.history(), CTX).valid is T
     v = NoFailedVisibleChecker().check(b.history(), CTX)
     assert v.valid is U and "no write failed definitely" in v.reason
+
+
+def duplicate_run(final: list[int]) -> HistoryBuilder:
+    """Writes around a failover: one acknowledged before it, one cut mid-statement by it (unknown
+    outcome), one acknowledged after it, one refused."""
+    b = HistoryBuilder().fault("failover", start=1.0, end=2.0)
+    b.op(1, "write", 1, at=0.0)
+    b.op(2, "write", 2, at=0.8, took=0.5, type="info", error=LOST)  # in flight across the fault's start
+    b.op(3, "write", {"id": 3}, at=3.0)
+    b.op(4, "write", 4, at=3.1, type="fail", error=OpError("23514", "check violation", True))
+    b.op(9, "final_read", at=5.0, result=final)
+    return b
+
+
+def test_no_duplicate_true_when_every_id_appears_at_most_once():
+    for final in ([1, 3], [1, 2, 3]):  # the cut write may have committed once, or not at all
+        v = NoDuplicateChecker().check(duplicate_run(final).history(), CTX)
+        assert v.valid is T and v.figure == 0
+        assert "1 in flight during a fault" in v.reason and "1 indeterminate" in v.reason
+
+
+def test_no_duplicate_false_when_a_write_is_applied_twice():
+    v = NoDuplicateChecker().check(duplicate_run([1, 2, 2, 3]).history(), CTX)  # re-sent after its commit
+    assert v.valid is F and v.figure == 1 and v.evidence[0]["value"] == 2
+    assert "1 extra copies" in v.reason
+    v = NoDuplicateChecker().check(duplicate_run([1, 1, 3, 3, 3]).history(), CTX)  # acked ones too
+    assert v.valid is F and v.figure == 2 and "3 extra copies" in v.reason
+
+
+def test_no_duplicate_false_without_a_fault_when_a_copy_is_there_anyway():
+    b = HistoryBuilder().op(1, "write", 1, at=0.0).op(9, "final_read", at=1.0, result=[1, 1])
+    assert NoDuplicateChecker().check(b.history(), CTX).valid is F
+
+
+def test_no_duplicate_unknown_without_final_read_writes_or_risk():
+    assert NoDuplicateChecker().check(HistoryBuilder().op(1, "write", 1, at=0).history(), CTX).valid is U
+    v = NoDuplicateChecker().check(HistoryBuilder().op(9, "final_read", at=1, result=[]).history(), CTX)
+    assert v.valid is U and "no write was made" in v.reason
+    b = HistoryBuilder().fault("failover", start=5.0, end=6.0)
+    b.op(1, "write", 1, at=0.0).op(9, "final_read", at=1.0, result=[1])
+    v = NoDuplicateChecker().check(b.history(), CTX)  # no write overlapped the fault: never at risk
+    assert v.valid is U and "none in flight while a fault was active" in v.reason
 
 
 # -- storm ----------------------------------------------------------------------------------------

@@ -217,6 +217,19 @@ def test_each_engine_spells_the_suites_own_sql():
         MYSQL.insert_identified_sql("t; DROP", "w()")
 
 
+def test_ledger_tables_keep_copies_and_lingering_writes_commit_where_asked():
+    # No key, so an id applied twice is there twice; a negative id breaks the CHECK (a definite refusal).
+    assert POSTGRES.create_ledger_sql('"t_1"') == 'CREATE TABLE IF NOT EXISTS "t_1" (id BIGINT NOT NULL CHECK (id >= 0))'
+    assert MYSQL.create_ledger_sql("`t_1`").endswith("(id BIGINT NOT NULL CHECK (id >= 0)) ENGINE=InnoDB")
+    after = POSTGRES.lingering_write_sql("t_1", "w()", 7, 0.4, commit_first=True)
+    assert after == 'BEGIN; INSERT INTO "t_1" VALUES (7); COMMIT; SELECT pg_sleep(0.4); SELECT w()'
+    before = MYSQL.lingering_write_sql("t_1", "w()", 8, 0.4, commit_first=False)
+    assert before == "START TRANSACTION; INSERT INTO `t_1` VALUES (8); DO SLEEP(0.4); COMMIT; SELECT w()"
+    for bad in ("7; DROP TABLE t_1", True, 1.5):  # the id is written into the text: integers only
+        with pytest.raises(ClientError):
+            POSTGRES.lingering_write_sql("t_1", "w()", bad, 0.4, commit_first=True)
+
+
 def test_backend_counts_leave_out_programs_by_name_and_never_guess():
     pg = POSTGRES.backend_count_sql("w()", ("monitor", "it's"))
     assert pg.startswith("SELECT count(*), w() FROM pg_stat_activity")

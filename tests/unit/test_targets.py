@@ -69,7 +69,10 @@ def test_the_certification_reference_target_has_the_small_pool_and_every_capabil
     assert t.pool_settings == {"max_connections_percent": 20} and t.readers == 3
     # Readers of different sizes (1:1:2, RDS's own example), so balancing by weight is observable.
     assert t.reader_max_connections == (100, 100, 200)
-    assert set(t.capabilities) >= set(Capability) - {Capability.NETWORK_FAULTS}
+    # Its own proxy does not require TLS (IAM's plaintext case must reach the IAM check); TLS is judged
+    # on a sibling that does.
+    assert set(t.capabilities) >= set(Capability) - {Capability.NETWORK_FAULTS, Capability.REQUIRES_TLS}
+    assert Capability.REQUIRES_TLS not in t.capabilities
     assert Capability.ROTATE_SECRET not in ReferenceTarget("postgres", credentials="static").capabilities
     # A target given another's cluster reads secrets too, but leaves the rotatable logins to their owner.
     borrowed = ReferenceTarget("postgres", cluster=object())  # type: ignore[arg-type]

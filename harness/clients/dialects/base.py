@@ -44,6 +44,8 @@ class Dialect:
     """True when the instance asked takes writes (it is, or just became, the writer): how a request
     learns the role of whoever served it, with no access to the instances behind a proxy."""
     table_options: str = ""
+    begin_sql: str = "BEGIN"
+    """The statement that opens a transaction in a multi-statement request."""
     state_kinds: tuple[str, ...] = ()
     valued_kinds: tuple[str, ...] = ("setting", "session_variable")
     """The state kinds that hold a value (set and read back) rather than an object that exists or
@@ -97,10 +99,35 @@ class Dialect:
     def create_table_sql(self, quoted: str) -> str:
         return f"CREATE TABLE IF NOT EXISTS {quoted} (id BIGINT PRIMARY KEY){self.table_options}"
 
+    def create_ledger_sql(self, quoted: str) -> str:
+        """A table of write ids that keeps every copy of an id (no key), so that a write applied twice
+        shows in the final read; a negative id breaks its CHECK, which is how a write is made to fail
+        definitely (the whole statement is refused, the other ids in it too)."""
+        return f"CREATE TABLE IF NOT EXISTS {quoted} (id BIGINT NOT NULL CHECK (id >= 0)){self.table_options}"
+
     def insert_identified_sql(self, table: str, who: str, rows: int = 1) -> str:
         """Insert ``rows`` ids (one ``%s`` each) into ``table`` in one statement, and answer with
         ``who``'s columns, in one request."""
         raise NotImplementedError
+
+    def sleep_sql(self, seconds: float) -> str:
+        """One statement that keeps the session busy on the server for ``seconds``."""
+        raise NotImplementedError
+
+    def lingering_write_sql(self, table: str, who: str, write_id: int, seconds: float, *,
+                            commit_first: bool) -> str:
+        """One request that inserts ``write_id`` into ``table`` in its own transaction and keeps the
+        server busy for ``seconds``: after the COMMIT (``commit_first``: a fault then cuts a write that
+        already took effect, whose reply is lost) or before it (a fault cuts a write still in flight,
+        which must not take effect).  Then ``who``'s columns.  The id is written into the text (an
+        integer, checked), because PostgreSQL takes several statements in one request only without
+        parameters."""
+        if isinstance(write_id, bool) or not isinstance(write_id, int):
+            raise ClientError(f"a write id is an integer, got {write_id!r}")
+        insert = f"INSERT INTO {self.quote(table)} VALUES ({write_id})"
+        middle = (f"{insert}; COMMIT; {self.sleep_sql(seconds)}" if commit_first
+                  else f"{insert}; {self.sleep_sql(seconds)}; COMMIT")
+        return f"{self.begin_sql}; {middle}; SELECT {who}"
 
     @staticmethod
     def values_rows(rows: int) -> str:

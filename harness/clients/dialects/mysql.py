@@ -66,6 +66,7 @@ class MySQLDialect(Dialect):
     server_version_sql = "SELECT VERSION()"
     writable_expression = "(@@global.read_only = 0 AND @@global.innodb_read_only = 0)"
     table_options = " ENGINE=InnoDB"
+    begin_sql = "START TRANSACTION"
     state_kinds = ("setting", "session_variable", "temp_table", "prepared_statement", "advisory_lock")
     listable_kinds = ("advisory_lock",)
     pinning_reads = ("prepared_statement",)
@@ -96,6 +97,9 @@ class MySQLDialect(Dialect):
 
     def array_agg(self, expression: str) -> str:
         return f"COALESCE(JSON_ARRAYAGG({expression}), '[]')"
+
+    def sleep_sql(self, seconds: float) -> str:
+        return f"DO SLEEP({float(seconds)!r})"
 
     def decode_array(self, raw: Any) -> list[Any]:
         raw = as_text(raw)

@@ -59,6 +59,9 @@ class PostgresDialect(Dialect):
     def array_agg(self, expression: str) -> str:
         return f"coalesce(array_agg({expression}), '{{}}')"
 
+    def sleep_sql(self, seconds: float) -> str:
+        return f"SELECT pg_sleep({float(seconds)!r})"
+
     def backend_count_sql(self, who: str, excluded_programs: Sequence[str],
                           users: Sequence[str] | None = None) -> str:
         """Client backends in ``pg_stat_activity``, told apart by ``application_name`` (always known)."""

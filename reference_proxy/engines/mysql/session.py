@@ -105,6 +105,10 @@ READ_ONLY_REFUSALS = frozenset({1290, 1836})
 """ER_OPTION_PREVENTS_STATEMENT (``--read-only``) and ER_READ_ONLY_MODE: what a demoted writer
 answers a write with while it keeps running; the proxy takes it as a hint of a failover."""
 LOST_BACKEND_CODE = 2013
+DEADLOCK_CODE = 1213
+DEADLOCK_MESSAGE = "Deadlock found when trying to get lock; try restarting transaction"
+"""What the ``lost_write_reported_retryable`` failpoint tells a client whose backend was lost (MySQL's own
+words for a transaction it rolled back)."""
 """MySQL's "Lost connection to server during query": drivers treat it as a dead connection."""
 SHUTDOWN_CODE = 1053
 ER_UNKNOWN_ERROR = 1105
@@ -147,6 +151,16 @@ class _SessionOver(Exception):
     """Internal: the session has said its last word and must close."""
 
 
+RESEND_ATTEMPTS = 30
+RESEND_PAUSE_S = 0.2
+"""How often, and how far apart, the ``resend_after_backend_loss`` failpoint sends a command again."""
+
+
+class _Resent(Exception):
+    """Internal, only with the ``resend_after_backend_loss`` failpoint: a command whose backend was
+    lost was sent again on another one and its whole reply relayed; the session goes on."""
+
+
 class MySQLClientSession:
     """Serves one client connection; see the module docstring. ``run()`` never raises."""
 
@@ -172,6 +186,7 @@ class MySQLClientSession:
         self._login_clock: Any = None
         self._held_ok = b""  # the login's OK, held until the database the client named is known to exist
         self._mid_reply = False
+        self._resend: bytes | None = None  # only for the resend_after_backend_loss failpoint
         self._set_up = False
         self._drain_requested = False
         self._raw_socket: socket.socket | None = None  # the client's socket while the login reads it raw
@@ -419,12 +434,15 @@ class MySQLClientSession:
                 item = await relay.next_work()
                 if item is None:
                     return
-                if isinstance(item, Handover):
-                    await self._finish_handed_over(item)
-                elif not item.payload or item.payload[0] == Command.QUIT:
-                    return
-                else:
-                    await self._command(item.payload)
+                try:
+                    if isinstance(item, Handover):
+                        await self._finish_handed_over(item)
+                    elif not item.payload or item.payload[0] == Command.QUIT:
+                        return
+                    else:
+                        await self._command(item.payload)
+                except _Resent:  # unsafe on purpose: failpoint resend_after_backend_loss
+                    pass
                 if self.writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
                     await self.writer.drain()
                 if self._drain_requested and not self.tracker.in_transaction:
@@ -476,6 +494,8 @@ class MySQLClientSession:
             self._pinned(pin)
         now = self.s.clock.monotonic()
         self._mid_reply = True
+        if self.s.failpoint == "resend_after_backend_loss":  # unsafe on purpose: reference_proxy.failpoints
+            self._resend = payload
         self._relay.send(FastCommand(backend, command, ReplyRelay(command, backend.capabilities,
                                                                   self.shared.max_payload), change, now, now),
                          encode_packet(payload, 0)[0] if wire is None else wire)
@@ -508,6 +528,8 @@ class MySQLClientSession:
             self._pinned(pin)
         if backend.transport.is_closing():
             await self._backend_lost("the database connection closed before the command could be sent", 1)
+        if self.s.failpoint == "resend_after_backend_loss":  # unsafe on purpose: reference_proxy.failpoints
+            self._resend = payload
         backend.writer.write(encode_packet(payload, 0)[0])
         if reply_shape(command) is ReplyShape.NONE:
             return
@@ -754,6 +776,8 @@ class MySQLClientSession:
         backend = self.backend
         log.warning("[proxyEndpoint=%s] [clientConnection=%s] [dbConnection=%s] %s", self.endpoint,
                     self.client_id, getattr(backend, "backend_id", "?"), why)
+        if self.s.failpoint == "resend_after_backend_loss" and backend is not None and self._resend is not None:
+            await self._send_again(backend, why, sequence)  # unsafe on purpose: reference_proxy.failpoints
         reason = getattr(backend, "abort_reason", None)  # set when the proxy cut it (failover)
         message = reason
         if backend is not None:
@@ -764,8 +788,53 @@ class MySQLClientSession:
             if self.s.backend_lost is not None and reason is None:
                 with contextlib.suppress(Exception):
                     self.s.backend_lost(backend.key.instance_id, why)
+        if self.s.failpoint == "lost_write_reported_retryable":  # unsafe on purpose: reference_proxy.failpoints
+            await self._say_error(DEADLOCK_CODE, "40001", DEADLOCK_MESSAGE, sequence)
+            raise _SessionOver()
         await self._say_error(LOST_BACKEND_CODE, "HY000", message or "The database connection was lost.", sequence)
         raise _SessionOver()
+
+    async def _send_again(self, lost: Any, why: str, sequence: int) -> None:
+        """The ``resend_after_backend_loss`` failpoint: send the command in flight again on another
+        backend (routed afresh, and again a little later while the instance it reaches refuses it as
+        read-only: the new writer after a failover) and relay its whole reply, its packets numbered
+        on from where the lost reply stopped, as if nothing had happened; whatever the lost backend
+        had already done stays done.  Raises :class:`_Resent` when it worked."""
+        payload, self._resend = self._resend, None
+        self._mid_reply = False
+        self._release(ReleaseState.BROKEN)
+        if self.s.backend_lost is not None:
+            with contextlib.suppress(Exception):
+                self.s.backend_lost(lost.key.instance_id, why)
+        command = payload[0]
+        for attempt in range(RESEND_ATTEMPTS):
+            if not await self._borrow():
+                raise _SessionOver()
+            backend = self.backend
+            backend.writer.write(encode_packet(payload, 0)[0])
+            reply = ReplyRelay(command, backend.capabilities, self.shared.max_payload)
+            self._mid_reply = True
+            out = bytearray()
+            while not reply.done:
+                data = await backend.reader.read(READ_SIZE)
+                if not data:
+                    await self._say_error(LOST_BACKEND_CODE, "HY000", "The database connection was lost.", sequence)
+                    raise _SessionOver()
+                out += reply.feed(data)
+            refused = reply.error is not None and reply.error.error_code in READ_ONLY_REFUSALS
+            if refused and attempt + 1 < RESEND_ATTEMPTS:
+                self._mid_reply = False
+                self._release(ReleaseState.BROKEN)
+                await asyncio.sleep(RESEND_PAUSE_S)
+                continue
+            at, shift = 0, sequence - 1
+            while at < len(out):  # whole packets: number them on from the lost reply
+                out[at + 3] = (out[at + 3] + shift) & 0xFF
+                at += 4 + int.from_bytes(out[at:at + 3], "little")
+            self.writer.write(bytes(out))
+            now = self.s.clock.monotonic()
+            self._command_done(FastCommand(backend, command, reply, None, now, now))
+            raise _Resent()
 
     def _pinned(self, pin: Pin) -> None:
         self.s.session_pinned(self.endpoint, self.client_id, self.backend, pin.reason, pin.sql)

@@ -92,6 +92,9 @@ READ_SIZE = 65536
 REQUIRE_TLS_MESSAGE = "This RDS Proxy requires TLS connections."
 PROTOCOL_VIOLATION = "08P01"
 CONNECTION_FAILURE = "08006"
+SERIALIZATION_FAILURE = "40001"
+RETRY_MESSAGE = "could not serialize access: the database connection was lost; retry the transaction"
+"""What the ``lost_write_reported_retryable`` failpoint tells a client whose backend was lost."""
 UNABLE_TO_CONNECT = "08001"
 ADMIN_SHUTDOWN = "57P01"
 TOO_MANY_CONNECTIONS = "53300"
@@ -161,6 +164,7 @@ class PostgresClientSession:
         self._client_splitter = MessageSplitter(FRONTEND_TYPES, sessions.max_message_size, "client")
         self._backend_splitter = MessageSplitter(BACKEND_TYPES, sessions.max_message_size, "server")
         self._inflight: deque[tuple[float, float]] = deque()  # (arrived, sent) per pending sync point
+        self._resend: tuple[Frames, float] | None = None  # only for the resend_after_backend_loss failpoint
         self._discarding_until_sync = False
         self._unserved_error = ErrorResponse.build("ERROR", UNABLE_TO_CONNECT, BorrowTimeout.TEXT)
         self._drain_requested = asyncio.Event()
@@ -455,6 +459,8 @@ class PostgresClientSession:
         session as a lost backend.  Raises ProtocolViolation.
         """
         run = self.tracker.client_run(frames)
+        if self.s.failpoint == "resend_after_backend_loss":  # unsafe on purpose: reference_proxy.failpoints
+            self._resend = (frames, arrived)
         if run.new_pin is not None:
             self._pinned(run.new_pin)
         if run.queries:
@@ -593,6 +599,9 @@ class PostgresClientSession:
         backend = self.backend
         log.warning("[proxyEndpoint=%s] [clientConnection=%s] [dbConnection=%s] %s", self.endpoint,
                     self.client_id, getattr(backend, "backend_id", "?"), why)
+        if self.s.failpoint == "resend_after_backend_loss" and backend is not None and self._inflight:
+            await self._send_again(backend, why)  # unsafe on purpose: reference_proxy.failpoints
+            return
         reason = getattr(backend, "abort_reason", None)  # set when the proxy cut it (failover)
         farewell = self.tracker.backend_farewell
         if farewell is not None:
@@ -607,8 +616,27 @@ class PostgresClientSession:
             if self.s.backend_lost is not None and reason is None:
                 with contextlib.suppress(Exception):
                     self.s.backend_lost(backend.key.instance_id, why)
+        if self.s.failpoint == "lost_write_reported_retryable":  # unsafe on purpose: reference_proxy.failpoints
+            await self._say_fatal(SERIALIZATION_FAILURE, RETRY_MESSAGE)
+            raise _SessionOver()
         await self._say_fatal(CONNECTION_FAILURE, message or "The database connection was lost.", **extra)
         raise _SessionOver()
+
+    async def _send_again(self, lost: Any, why: str) -> None:
+        """The ``resend_after_backend_loss`` failpoint: send the request in flight again on another
+        backend (routed afresh, so the new writer after a failover) and relay its answer, as if
+        nothing had happened; whatever the lost backend had already done stays done."""
+        frames, arrived = self._resend
+        self._resend = None
+        self._release(ReleaseState.BROKEN)
+        if self.s.backend_lost is not None:
+            with contextlib.suppress(Exception):
+                self.s.backend_lost(lost.key.instance_id, why)
+        if not await self._borrow(fatal=True):
+            raise _SessionOver()
+        if not self._forward_client_frames(frames, arrived):
+            await self._say_fatal(CONNECTION_FAILURE, "The database connection was lost.")
+            raise _SessionOver()
 
     def _pinned(self, pin: Pin) -> None:
         self.s.session_pinned(self.endpoint, self.client_id, self.backend, pin.reason, pin.sql)
