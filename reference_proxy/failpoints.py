@@ -53,10 +53,49 @@ class Failpoint:
 
 
 FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
+    Failpoint("backend_password_from_start",
+              "new backend connections log in with the password the proxy first used for that user, "
+              "while client logins follow the secret, so after a rotation every new backend login is "
+              "refused (the server's backend credentials)"),
+    Failpoint("borrow_timeout_as_too_many_connections",
+              "a client whose borrow times out gets the engine's own 'too many connections' error "
+              "(PostgreSQL 53300, MySQL 1040) instead of RDS Proxy's 'Timed-out waiting to acquire "
+              "database connection' (the engines' sessions, where a borrow fails)"),
+    Failpoint("every_set_pins",
+              "every SET statement pins its session, also the ones whose state ends with the transaction "
+              "(PostgreSQL's SET LOCAL) or that the proxy tracks (MySQL's SET NAMES, time_zone), so "
+              "sessions documented to stay multiplexed are stuck on one backend (the engines' pinning "
+              "classifiers)"),
+    Failpoint("hold_backend_per_session",
+              "a session keeps the backend connection it first borrowed until the client disconnects, "
+              "as if every session were pinned, so nothing is multiplexed (the engines' sessions, at a "
+              "transaction's end)"),
+    Failpoint("iam_expiry_unchecked",
+              "an IAM token's signature, user, endpoint and region are checked but not its expiry, so a "
+              "token signed hours ago still logs in (the IAM token verifier)"),
     Failpoint("leak_session_state",
               "no SQL statement pins a session and no backend connection is reset before it is lent to "
               "another client, so session state one client leaves on a backend (user variables, SET, "
               "temporary tables, PREPARE, session locks) is visible to the next (reference_proxy.leaking)"),
+    Failpoint("logins_capped",
+              "at most 50 clients may be logging in at once and the next is refused with 'too many "
+              "connections' instead of queued, so a connection storm is mostly turned away (the server's "
+              "login gate)"),
+    Failpoint("rotation_drops_sessions",
+              "when a secret's version changes, the proxy closes every client connection (after its "
+              "transaction) to start afresh with the new credentials (the server's secret refresher)"),
+    Failpoint("secrets_read_once",
+              "each secret is read once and never again, neither when its cache entry is due nor after "
+              "a refused login, so a rotated password is never learnt (the Secrets Manager source)"),
+    Failpoint("settings_do_not_pin",
+              "a session-level SET of a server setting (PostgreSQL's SET statement_timeout, MySQL's "
+              "SET SESSION of a variable the proxy does not track) does not pin, as if the reset on "
+              "release undid it, so the session moves to other backends after changing one (the "
+              "engines' pinning classifiers)"),
+    Failpoint("skip_reset_on_release",
+              "a backend connection a pinned session leaves behind goes back to the pool without being "
+              "reset (no DISCARD ALL, no COM_RESET_CONNECTION), so the next client to borrow it finds the "
+              "first one's session state (reference_proxy.leaking's pool without its classifier)"),
     Failpoint("split_transactions",
               "an unpinned session's backend connection is given up after every statement of a "
               "transaction and the next statement runs on another one, so a transaction neither sees its "

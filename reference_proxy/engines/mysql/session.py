@@ -101,6 +101,9 @@ BORROW_TIMEOUT_CODE = 9501
 BORROW_TIMEOUT_MESSAGE = "Timed-out waiting to acquire database connection"
 """RDS Proxy's ``ERROR 9501 (HY000): Timed-out waiting to acquire database connection``: the MySQL
 text has no full stop, where the PostgreSQL one (:attr:`BorrowTimeout.TEXT`) has one."""
+ER_CON_COUNT_ERROR = 1040
+"""MySQL's own ``Too many connections``: what the failpoint ``borrow_timeout_as_too_many_connections``
+answers in place of RDS Proxy's error 9501."""
 READ_ONLY_REFUSALS = frozenset({1290, 1836})
 """ER_OPTION_PREVENTS_STATEMENT (``--read-only``) and ER_READ_ONLY_MODE: what a demoted writer
 answers a write with while it keeps running; the proxy takes it as a hint of a failover."""
@@ -534,7 +537,7 @@ class MySQLClientSession:
         if was_in_transaction != tracker.in_transaction:
             with contextlib.suppress(ProxyError):
                 self.s.pool.mark_in_transaction(backend, tracker.in_transaction)
-        if tracker.at_release_point:
+        if tracker.at_release_point and self.s.failpoint != "hold_backend_per_session":  # else: unsafe on purpose
             self._release(tracker.release_state())
         elif self.s.failpoint == "split_transactions" and tracker.between_statements_of_a_transaction:
             self._release(ReleaseState.BROKEN)  # unsafe on purpose: failpoint split_transactions
@@ -713,6 +716,9 @@ class MySQLClientSession:
         except BorrowTimeout as e:
             log.info("[proxyEndpoint=%s] [clientConnection=%s] %s %s", self.endpoint, self.client_id,
                      BORROW_TIMEOUT_MESSAGE, e.detail)
+            if self.s.failpoint == "borrow_timeout_as_too_many_connections":  # unsafe on purpose
+                await self._say_error(ER_CON_COUNT_ERROR, "08004", "Too many connections", 1)
+                return False
             await self._say_error(BORROW_TIMEOUT_CODE, "HY000", BORROW_TIMEOUT_MESSAGE, 1)
             return False
         except BackendConnectFailed as e:

@@ -524,7 +524,7 @@ class PostgresClientSession:
             if new_pin is not None:
                 self._pinned(new_pin)
             if self._backend_splitter.buffered == 0:
-                if release:
+                if release and self.s.failpoint != "hold_backend_per_session":  # else: unsafe on purpose
                     self._release(ReleaseState.CLEAN)
                 elif self.s.failpoint == "split_transactions" and tracker.between_statements_of_a_transaction:
                     self._release(ReleaseState.BROKEN)  # unsafe on purpose: failpoint split_transactions
@@ -553,6 +553,8 @@ class PostgresClientSession:
                     self.address, self.key = address, replace(self.key, instance_id=address.id)
         except BorrowTimeout as e:
             message, code = BorrowTimeout.TEXT, UNABLE_TO_CONNECT
+            if self.s.failpoint == "borrow_timeout_as_too_many_connections":  # unsafe on purpose
+                message, code = "sorry, too many clients already", TOO_MANY_CONNECTIONS
             log.info("[proxyEndpoint=%s] [clientConnection=%s] %s %s", self.endpoint, self.client_id,
                      message, getattr(e, "detail", ""))
         except BackendConnectFailed as e:
