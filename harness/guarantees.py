@@ -204,7 +204,7 @@ _ALL = [
        Family.SESSION, _AT_LEAST,
        "§2.3-§2.5: a statement that changes untracked session state pins the session, so every later "
        "request runs where that state is; §1.3: a multiplexed session carries none to lose.",
-       demonstrated_by=("leak_session_state",)),
+       demonstrated_by=("leak_session_state", "reset_pinned_backends")),
     _g("TRANSACTION-ONE-BACKEND",
        "Every statement of a multi-statement transaction (BEGIN ... COMMIT or ROLLBACK) runs on one "
        "backend connection, sees the transaction's own uncommitted writes and ends as one; transactions "
@@ -291,8 +291,7 @@ _ALL = [
        Family.ROTATION, _AT_MOST,
        "§5.3: between setSecret and finishSecret new backend logins fail with the old password; a "
        "proxy that re-reads the secret on a refused login (at most once a second per secret) must "
-       "not turn that window into a storm of failed logins against the database.",
-       demonstrated_by=("backend_password_from_start",)),
+       "not turn that window into a storm of failed logins against the database."),
     _g("ROTATION-ALTERNATING-SESSIONS",
        "Sessions established as the previous user keep working after an alternating-users rotation "
        "switches the secret to the other user; sessions dropped allowed: {threshold} {unit}.", 0,

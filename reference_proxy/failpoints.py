@@ -53,10 +53,6 @@ class Failpoint:
 
 
 FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
-    Failpoint("backend_password_from_start",
-              "new backend connections log in with the password the proxy first used for that user, "
-              "while client logins follow the secret, so after a rotation every new backend login is "
-              "refused (the server's backend credentials)"),
     Failpoint("borrow_timeout_as_too_many_connections",
               "a client whose borrow times out gets the engine's own 'too many connections' error "
               "(PostgreSQL 53300, MySQL 1040) instead of RDS Proxy's 'Timed-out waiting to acquire "
@@ -81,6 +77,10 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "at most 50 clients may be logging in at once and the next is refused with 'too many "
               "connections' instead of queued, so a connection storm is mostly turned away (the server's "
               "login gate)"),
+    Failpoint("reset_pinned_backends",
+              "a pinned session's backend connection is reset (DISCARD ALL, COM_RESET_CONNECTION) after "
+              "every transaction, as if it were going back to the pool, though the session keeps it: the "
+              "session stays on its backend and loses the state that pinned it (the engines' sessions)"),
     Failpoint("rotation_drops_sessions",
               "when a secret's version changes, the proxy closes every client connection (after its "
               "transaction) to start afresh with the new credentials (the server's secret refresher)"),

@@ -102,14 +102,10 @@ class ProxyServer:
         self.secrets: Any = None  # the SecretsManagerSource, when secrets are configured
         self.credential_source = self._credential_source()
         self.iam = self._iam_authenticator()
-        stale_backend_logins = config.testing.on("backend_password_from_start")  # unsafe on purpose
-        self._first_backend_logins: dict[str, BackendCredentials] | None = {} if stale_backend_logins else None
-        """Under that failpoint, each user's first backend login, used for ever after (and the backend
-        factory is not given the source, so it neither reads a due secret nor reads again on a refusal)."""
         self._factory = self.engine.backends(self._backend_credentials,
                                              init_query=lambda: self.pool.settings.init_query,
                                              on_max_connections=self._learn_max_connections,
-                                             credential_source=None if stale_backend_logins else self.credential_source)
+                                             credential_source=self.credential_source)
         leaking = config.testing.on("leak_session_state")  # unsafe on purpose: see reference_proxy.leaking
         unreset = leaking or config.testing.on("skip_reset_on_release")  # the pool half of it alone
         self.pool = (LeakingPool if unreset else Pool)(self._factory, config.pool, self.clock, self.metrics)
@@ -307,11 +303,7 @@ class ProxyServer:
 
     def _backend_credentials(self, user: str) -> BackendCredentials | None:
         found = self.credential_source.cached(user)
-        if found is None:
-            return None
-        if self._first_backend_logins is not None:  # unsafe on purpose: failpoint backend_password_from_start
-            return self._first_backend_logins.setdefault(user, found.backend)
-        return found.backend
+        return None if found is None else found.backend
 
     def _monitor_login(self) -> tuple[str, str] | None:
         """The monitor's login when the configuration names none: the first secret's, as read now."""
