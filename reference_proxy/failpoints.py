@@ -15,6 +15,7 @@ one unless its environment sets :data:`ALLOW_ENV` to ``1`` (the harness does so 
 it starts with a failpoint), and it logs :func:`warning` at start.  Code at a failpoint's site asks
 ``services.failpoint == NAME`` (or the server's config); nothing else reads this module.
 
+Each entry's sentence ends by naming the place in the proxy where its misbehaviour lives.
 ``leak_session_state`` lives in :mod:`reference_proxy.leaking`.  ``split_transactions``:
 RDS Proxy hands a backend connection back only when a transaction has ended, detected from the wire
 protocol (PostgreSQL's ReadyForQuery status, MySQL's SERVER_STATUS_IN_TRANS flag).  In this mode an
