@@ -19,6 +19,7 @@ under pytest's base temporary directory).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -60,11 +61,13 @@ def matrix(request, tmp_path_factory):
     out = tmp_path_factory.getbasetemp() / "failpoint-matrix.json"
     out.write_text(json.dumps({"rows": rows, "total_s": round(sum(r["seconds"] for r in rows), 1)}, indent=2))
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        for line in render(rows):
-            reporter.write_line(line)
-        reporter.write_line(f"(written to {out})")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None:  # shown whether or not output is captured (this runs in a test's teardown)
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line("")
+            for line in render(rows):
+                reporter.write_line(line)
+            reporter.write_line(f"(written to {out})")
 
 
 def render(rows: list[dict]) -> list[str]:
