@@ -13,6 +13,11 @@ catalogue itself: it returns a new mapping.
 A guarantee applies to both engines unless its ``not_applicable`` gives, for an engine, the one
 sentence saying why it cannot hold there; ``aurora-harness guarantees`` prints that reason in the
 guarantee × engine table instead of a suite.
+
+``demonstrated_by`` names the reference proxy's failpoints that make a guarantee false: a promise no
+plausible proxy bug can break checks nothing, so each one names at least one misbehaviour that the
+suites judging it must catch.  The names are the proxy's (``[testing] failpoint``); the harness never
+imports the proxy, so only the failpoint matrix test, which sees both, checks that they exist.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class Guarantee:
 
     ``not_applicable`` maps an engine the promise cannot hold on to one sentence saying why; the
     guarantee's :attr:`engines` are the others, so an engine is never left out without a reason.
+    ``demonstrated_by`` names the reference proxy's failpoints that make it false (see the module).
     """
 
     id: str
@@ -95,6 +101,10 @@ class Guarantee:
     """Failpoints of the reference proxy (``reference_proxy.failpoints``) that make this guarantee false."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.demonstrated_by, str) or not all(
+                isinstance(name, str) and name.isidentifier() for name in self.demonstrated_by):
+            raise GuaranteeError(f"{self.id}: demonstrated_by must list failpoint names, got {self.demonstrated_by!r}")
+        object.__setattr__(self, "demonstrated_by", tuple(self.demonstrated_by))
         unknown = sorted(set(self.not_applicable) - ENGINES)
         if unknown:
             raise GuaranteeError(f"{self.id}: not_applicable names unknown engine(s) {', '.join(unknown)}; "
@@ -148,7 +158,8 @@ _ALL = [
        "some client sees at least {threshold} {unit}.", 2, "distinct backend connections",
        Family.POOLING, _AT_LEAST,
        "§0 and §1.2: multiplexing is transaction-level reuse; the next transaction of a client may "
-       "run on a different backend connection (check 1.9.1)."),
+       "run on a different backend connection (check 1.9.1).",
+       demonstrated_by=("hold_backend_per_session",)),
     _g("ROUTE-WRITER-ENDPOINT",
        "Every request through the writer endpoint is served by the instance that is writer at "
        "that time; violations allowed: {threshold} {unit}.", 0, "requests",
@@ -178,39 +189,44 @@ _ALL = [
        "§2.1, §2.3, §2.5: once pinned, every later transaction uses the same backend connection "
        "until the client connection closes; §2.3 and §2.6: so do protocol-level prepared statements "
        "that outlive their transaction (MySQL COM_STMT_PREPARE, PostgreSQL named statements).",
-       demonstrated_by=("named_statements_unpinned",)),
+       demonstrated_by=("leak_session_state", "named_statements_unpinned", "settings_do_not_pin")),
     _g("PIN-NON-TRIGGERS",
        "Documented non-pinning statements leave a client multiplexed; clients stuck on one backend "
        "allowed: {threshold} {unit}.", 0, "sessions",
        Family.PINNING, _AT_MOST,
        "§2.3-§2.5: tracked MySQL variables, transaction-scoped advisory locks and routine calls do "
-       "not pin (check 2.10)."),
+       "not pin (check 2.10).",
+       demonstrated_by=("every_set_pins",)),
     _g("ISOLATION-NO-SESSION-LEAK",
        "No client observes session state (settings, temporary tables, prepared statements, "
        "advisory locks, LISTEN) created by another client; leaks allowed: {threshold} {unit}.", 0,
        "observations", Family.ISOLATION, _AT_MOST,
        "§1.3: untracked state pins, so a multiplexed backend connection carries no session state "
-       "back to the pool."),
+       "back to the pool.",
+       demonstrated_by=("leak_session_state", "skip_reset_on_release")),
     _g("SESSION-OWN-STATE",
        "A client sees its own session state (its settings and user variables, temporary tables, SQL "
        "prepared statements) on every later request of the same session: each client's share of such "
        "reads that saw it is at least {threshold} {unit}.", 100, "%",
        Family.SESSION, _AT_LEAST,
        "§2.3-§2.5: a statement that changes untracked session state pins the session, so every later "
-       "request runs where that state is; §1.3: a multiplexed session carries none to lose."),
+       "request runs where that state is; §1.3: a multiplexed session carries none to lose.",
+       demonstrated_by=("leak_session_state", "reset_pinned_backends")),
     _g("TRANSACTION-ONE-BACKEND",
        "Every statement of a multi-statement transaction (BEGIN ... COMMIT or ROLLBACK) runs on one "
        "backend connection, sees the transaction's own uncommitted writes and ends as one; transactions "
        "refused, split or half-applied allowed: {threshold} {unit}.", 0, "transactions",
        Family.TRANSACTION, _AT_MOST,
        "§0 and §1.2: all statements of one transaction use the same backend connection, which goes back "
-       "to the pool only when the transaction ends (detected from the wire protocol)."),
+       "to the pool only when the transaction ends (detected from the wire protocol).",
+       demonstrated_by=("split_transactions",)),
     _g("BORROW-TIMEOUT",
        "A client that cannot get a backend connection receives 'Timed-out waiting to acquire "
        "database connection' after ConnectionBorrowTimeout, within {threshold} {unit}.", 2.0,
        "s of the configured timeout", Family.BORROW, _AT_MOST,
        "§1.6: the borrow waits up to ConnectionBorrowTimeout (default 120 s) then fails with the "
-       "documented text (MySQL ERROR 9501)."),
+       "documented text (MySQL ERROR 9501).",
+       demonstrated_by=("borrow_timeout_as_too_many_connections",)),
     _g("AVAILABILITY-SERVED",
        "Outside fault windows every endpoint serves what its clients ask: of the connects and requests a "
        "healthy proxy must answer, the share served, overall and for each client, is at least {threshold} "
@@ -258,7 +274,8 @@ _ALL = [
        "In a connection storm the fraction of connection attempts served within "
        "ConnectionBorrowTimeout is at least {threshold}.", 0.99, "fraction", Family.STORM, _AT_LEAST,
        "§1.6 and §1.8: excess clients are queued, not refused (1,000 clients on a 45-connection "
-       "instance all succeeded with short transactions)."),
+       "instance all succeeded with short transactions).",
+       demonstrated_by=("logins_capped",)),
     _g("LATENCY-ADDED-P50",
        "The proxy adds at most {threshold} {unit} to median request latency compared with the "
        "direct connection, beyond the baseline's own spread (interleaved samples, distribution-free "
@@ -285,20 +302,23 @@ _ALL = [
        "Client sessions established before a single-user password rotation keep working through it; "
        "sessions dropped allowed: {threshold} {unit}.", 0, "sessions", Family.ROTATION, _AT_MOST,
        "§5.3: single-user rotation does not drop open connections, and the proxy never drops "
-       "established client or backend connections when it reads a secret again."),
+       "established client or backend connections when it reads a secret again.",
+       demonstrated_by=("rotation_drops_sessions",)),
     _g("ROTATION-NEW-LOGINS",
        "New connections with the new password succeed within {threshold} {unit} of finishSecret (the "
        "moment the secret's AWSCURRENT moves); the figure is how long they kept failing.", 5.0, "s",
        Family.ROTATION, _AT_MOST,
        "§5.3: how fast RDS Proxy picks up a new secret version is not documented (managed rotation "
        "completes within a minute); the reference proxy reads a secret again after its cache TTL "
-       "(2 s on the reference target) or after a refused login, so a few seconds bound it."),
+       "(2 s on the reference target) or after a refused login, so a few seconds bound it.",
+       demonstrated_by=("secrets_read_once",)),
     _g("ROTATION-OLD-PASSWORD",
        "After finishSecret the old password is refused for new connections within {threshold} {unit} "
        "(the grace period); the figure is how long it was still accepted.", 5.0, "s",
        Family.ROTATION, _AT_MOST,
        "§5.3: the proxy reads only AWSCURRENT and checks client passwords against it, so the old "
-       "password stops working once the proxy has read the new version."),
+       "password stops working once the proxy has read the new version.",
+       demonstrated_by=("secrets_read_once",)),
     _g("ROTATION-BACKEND-AUTH",
        "Backend connection setups that fail during a rotation (from its start to the end of the "
        "test) stay bounded: at most {threshold} {unit}.", 20, "failed setups",
@@ -323,7 +343,8 @@ _ALL = [
        "§5.2 and §6: a token is a SigV4-presigned connect request for the proxy endpoint's host and port, "
        "the user and the region, valid 900 s, and is sent over TLS only; PostgreSQL clients are refused "
        "with 'IAM authentication is allowed only with SSL connections.' or 'IAM authentication failed "
-       "for user ...', MySQL-family clients with ERROR 1045 'Access denied for user ...'."),
+       "for user ...', MySQL-family clients with ERROR 1045 'Access denied for user ...'.",
+       demonstrated_by=("iam_expiry_unchecked",)),
     _g("TLS-REQUIRED",
        "With RequireTLS on, every endpoint refuses a plaintext client with 'This RDS Proxy requires TLS "
        "connections.' and lets a TLS client log in and work; attempts judged otherwise allowed: "

@@ -15,6 +15,7 @@ one unless its environment sets :data:`ALLOW_ENV` to ``1`` (the harness does so 
 it starts with a failpoint), and it logs :func:`warning` at start.  Code at a failpoint's site asks
 ``services.failpoint == NAME`` (or the server's config); nothing else reads this module.
 
+Each entry's sentence ends by naming the place in the proxy where its misbehaviour lives.
 ``leak_session_state`` lives in :mod:`reference_proxy.leaking`.  ``split_transactions``:
 RDS Proxy hands a backend connection back only when a transaction has ended, detected from the wire
 protocol (PostgreSQL's ReadyForQuery status, MySQL's SERVER_STATUS_IN_TRANS flag).  In this mode an
@@ -60,6 +61,22 @@ class Failpoint:
 
 
 FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
+    Failpoint("borrow_timeout_as_too_many_connections",
+              "a client whose borrow times out gets the engine's own 'too many connections' error "
+              "(PostgreSQL 53300, MySQL 1040) instead of RDS Proxy's 'Timed-out waiting to acquire "
+              "database connection' (the engines' sessions, where a borrow fails)"),
+    Failpoint("every_set_pins",
+              "every SET statement pins its session, also the ones whose state ends with the transaction "
+              "(PostgreSQL's SET LOCAL) or that the proxy tracks (MySQL's SET NAMES, time_zone), so "
+              "sessions documented to stay multiplexed are stuck on one backend (the engines' pinning "
+              "classifiers)"),
+    Failpoint("hold_backend_per_session",
+              "a session keeps the backend connection it first borrowed until the client disconnects, "
+              "as if every session were pinned, so nothing is multiplexed (the engines' sessions, at a "
+              "transaction's end)"),
+    Failpoint("iam_expiry_unchecked",
+              "an IAM token's signature, user, endpoint and region are checked but not its expiry, so a "
+              "token signed hours ago still logs in (the IAM token verifier)"),
     Failpoint("leak_session_state",
               "no SQL statement pins a session and no backend connection is reset before it is lent to "
               "another client, so session state one client leaves on a backend (user variables, SET, "
@@ -104,10 +121,33 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
     Failpoint("slow_topology_monitor",
               "the topology monitor polls every 10 s, ignores backend errors as hints to look again, and acts "
               "on each round's answers one round late, so a new writer is taken 10 to 20 s after its promotion"),
+    Failpoint("logins_capped",
+              "at most 50 clients may be logging in at once and the next is refused with 'too many "
+              "connections' instead of queued, so a connection storm is mostly turned away (the server's "
+              "login gate)"),
+    Failpoint("reset_pinned_backends",
+              "a pinned session's backend connection is reset (DISCARD ALL, COM_RESET_CONNECTION) after "
+              "every transaction, as if it were going back to the pool, though the session keeps it: the "
+              "session stays on its backend and loses the state that pinned it (the engines' sessions)"),
+    Failpoint("rotation_drops_sessions",
+              "when a secret's version changes, the proxy closes every client connection (after its "
+              "transaction) to start afresh with the new credentials (the server's secret refresher)"),
+    Failpoint("secrets_read_once",
+              "each secret is read once and never again, neither when its cache entry is due nor after "
+              "a refused login, so a rotated password is never learnt (the Secrets Manager source)"),
+    Failpoint("settings_do_not_pin",
+              "a session-level SET of a server setting (PostgreSQL's SET statement_timeout, MySQL's "
+              "SET SESSION of a variable the proxy does not track) does not pin, as if the reset on "
+              "release undid it, so the session moves to other backends after changing one (the "
+              "engines' pinning classifiers)"),
+    Failpoint("skip_reset_on_release",
+              "a backend connection a pinned session leaves behind goes back to the pool without being "
+              "reset (no DISCARD ALL, no COM_RESET_CONNECTION), so the next client to borrow it finds the "
+              "first one's session state (reference_proxy.leaking's pool without its classifier)"),
     Failpoint("split_transactions",
               "an unpinned session's backend connection is given up after every statement of a "
               "transaction and the next statement runs on another one, so a transaction neither sees its "
-              "own uncommitted writes nor ends as one (reference_proxy.splitting)"),
+              "own uncommitted writes nor ends as one (this module's docstring)"),
     # -- sessions: reader balance, protocol-prepared statements, cancel, TLS --
     Failpoint("named_statements_unpinned",
               "a protocol-level prepared statement that outlives its transaction (PostgreSQL: a named "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -69,6 +70,9 @@ DEFAULT_GRACE_SECONDS = 30.0
 REAP_INTERVAL = 30.0
 CREDENTIAL_REFRESH_INTERVAL = 1.0
 """Seconds between two looks for secrets whose cache entry fell due (each is read only when due)."""
+CAPPED_LOGINS = 50
+"""Clients in login at once under the failpoint ``logins_capped``: what a server sized for its usual
+traffic would allow, far below a connection storm."""
 LISTEN_BACKLOG = 4096
 """Pending connections the kernel may queue per endpoint (asyncio's default is 100): a storm of
 thousands of clients connecting at once must queue, not be refused.  The kernel caps it at
@@ -104,8 +108,9 @@ class ProxyServer:
                                              on_max_connections=self._learn_max_connections,
                                              credential_source=self.credential_source)
         leaking = config.testing.on("leak_session_state")  # unsafe on purpose: see reference_proxy.leaking
-        self.pool = (LeakingPool if leaking else Pool)(self._factory, config.pool, self.clock, self.metrics,
-                                                       failpoint=config.testing.failpoint)
+        unreset = leaking or config.testing.on("skip_reset_on_release")  # the pool half of it alone
+        self.pool = (LeakingPool if unreset else Pool)(self._factory, config.pool, self.clock, self.metrics,
+                                                         failpoint=config.testing.failpoint)
         self._roles = {e.name: e.role for e in config.endpoints}
         self.monitor = monitor_for_config(config, self.engine.probe, self.router, self.metrics, self.clock,
                                           login=self._monitor_login)
@@ -118,7 +123,7 @@ class ProxyServer:
         self.services = SessionServices(
             pool=self.pool, choose_instance=self._choose_instance, session_ended=self.router.session_ended,
             credential_source=self.credential_source, iam=self.iam, token_endpoint=self._token_endpoint,
-            classify=never_pins if leaking else self.engine.classify, digest=self.engine.digest,
+            classify=never_pins if leaking else self._classifier(config.testing.failpoint), digest=self.engine.digest,
             log_sql=config.logging.debug_logging,
             metrics=self.metrics, clock=self.clock, tls_context=tls_context, require_tls=config.tls.require_tls,
             plaintext_endpoints=frozenset(  # unsafe on purpose: reference_proxy.failpoints
@@ -130,7 +135,7 @@ class ProxyServer:
             handshake_timeout=config.proxy.client_handshake_timeout,
             failpoint=config.testing.failpoint,  # unsafe on purpose: reference_proxy.failpoints
             login_timeout=config.proxy.client_login_timeout,
-            login_gate=LoginGate(config.proxy.max_unauthenticated_clients))
+            login_gate=LoginGate(self._login_limit(config)))
         self._new_session = self.engine.sessions(self.services)
         self._listeners: dict[str, Listener] = {}
         self.accept_failures: AcceptFailures | None = None  # opened at start: it holds a spare descriptor
@@ -142,6 +147,21 @@ class ProxyServer:
         self._refresher: asyncio.Task | None = None
         self.ports: dict[str, int] = {}
         self.admin_port: int | None = None
+
+    @staticmethod
+    def _login_limit(config: ProxyConfig) -> int:
+        """How many clients may be setting up at once: the setting, or under the failpoint
+        ``logins_capped`` a small fixed number (unsafe on purpose) that turns a storm away."""
+        if config.testing.on("logins_capped"):
+            return min(CAPPED_LOGINS, config.proxy.max_unauthenticated_clients)
+        return config.proxy.max_unauthenticated_clients
+
+    def _classifier(self, failpoint: str | None) -> Callable[..., Any]:
+        """The engine's pin classifier; with a failpoint on, told which (the classifiers' own failpoints
+        are ``settings_do_not_pin`` and ``every_set_pins``), so that without one nothing is added per call."""
+        if not failpoint:
+            return self.engine.classify
+        return functools.partial(self.engine.classify, failpoint=failpoint)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -274,7 +294,8 @@ class ProxyServer:
             raise ConfigError("auth.secrets_manager", f"cannot make a Secrets Manager client: {e}") from None
         self.secrets = SecretsManagerSource(client, auth.secrets,
                                             default_method=DEFAULT_AUTH_METHOD[self.config.engine].value,
-                                            clock=self.clock, settings=auth.secrets_manager)
+                                            clock=self.clock, settings=auth.secrets_manager,
+                                            read_once=self.config.testing.on("secrets_read_once"))
         return CombinedCredentialSource([static, self.secrets])
 
     def _iam_authenticator(self) -> Any:
@@ -290,7 +311,8 @@ class ProxyServer:
             raise ConfigError("auth.iam", f"checking IAM tokens needs botocore (the 'aws' extra): {e}") from None
 
         verifier = IamTokenVerifier(settings.secret_keys(), region=settings.region,
-                                    max_clock_skew=settings.max_clock_skew)
+                                    max_clock_skew=settings.max_clock_skew,
+                                    check_expiry=not self.config.testing.on("iam_expiry_unchecked"))
         return IamAuthenticator(verifier, IamAuthLimiter(settings.max_concurrent_authentications))
 
     def _token_endpoint(self, endpoint: str) -> tuple[str, int]:
@@ -319,12 +341,23 @@ class ProxyServer:
             log.warning("no secret gave a usable login: users known only from secrets cannot log in")
 
     async def _refresh_credentials_periodically(self) -> None:
+        drop_on_change = self.config.testing.on("rotation_drops_sessions")
+        versions = self._secret_versions()
         while True:
             await asyncio.sleep(CREDENTIAL_REFRESH_INTERVAL)
             try:
                 await self.credential_source.refresh_due()
             except Exception:  # the refresher must outlive one bad round
                 log.exception("refreshing credentials failed")
+            if drop_on_change:  # unsafe on purpose: failpoint rotation_drops_sessions
+                seen, versions = versions, self._secret_versions()
+                if seen != versions:
+                    for session in list(self._sessions):
+                        session.request_drain()
+
+    def _secret_versions(self) -> dict[str, Any]:
+        """Each secret's version in use (none without Secrets Manager)."""
+        return {} if self.secrets is None else {sid: s["version_id"] for sid, s in self.secrets.snapshot().items()}
 
     def _learn_max_connections(self, instance_id: str, max_connections: int) -> None:
         """First connection to an instance: its max_connections sets its pool cap and routing weight."""

@@ -10,7 +10,11 @@ Three things are checked on the history's invocation/completion pairs:
    the guarantee's threshold (seconds).  Earlier means the proxy gave up too soon; later means it
    kept the client waiting past its promise.
 3. *Expectation*: requests the workload marked ``extra={"expect": "borrow_timeout"}`` at
-   invocation (sent while the pool was known to be exhausted) must end with that error.
+   invocation (sent while the pool was known to be exhausted) must end with that error.  A
+   request marked ``"borrow_timeout_if_refused"`` must end with it if it fails at all: a client's
+   connect, which a proxy may or may not serve without a backend connection (PostgreSQL sessions
+   borrow one at login, MySQL ones may not), yet which must not be refused with any other error
+   (a proxy answering an exhausted pool with its "too many connections" would otherwise go unseen).
 
 The figure is the largest deviation from the configured timeout, in seconds.
 """
@@ -29,6 +33,9 @@ DOCUMENTED_ERRORS: dict[str, tuple[str | None, str]] = {
 }
 """Each engine's borrow-timeout error as RDS Proxy documents it: (error code that must match, or
 None when only the text is documented; exact text)."""
+EXPECT_TIMEOUT = "borrow_timeout"
+EXPECT_TIMEOUT_IF_REFUSED = "borrow_timeout_if_refused"
+"""The ``expect`` marks a workload puts in a request's invocation extra (see the module)."""
 DEFAULT_BORROW_TIMEOUT_S = 120.0
 """RDS Proxy's default ConnectionBorrowTimeout, used when the context does not say."""
 
@@ -72,7 +79,9 @@ class BorrowTimeoutChecker:
                           and looks_like_borrow_timeout(comp.error))
             if is_timeout:
                 timeouts.append((inv, comp))
-            if inv.extra.get("expect") == "borrow_timeout":
+            expect = inv.extra.get("expect")
+            if expect == EXPECT_TIMEOUT or (expect == EXPECT_TIMEOUT_IF_REFUSED and comp is not None
+                                            and comp.type is not OpType.OK):
                 expected += 1
                 if not is_timeout:
                     expected_missing.append(comp if comp is not None else inv)
@@ -89,5 +98,5 @@ class BorrowTimeoutChecker:
                                     f"{documented_description(context.engine)}", wrong_text)
         if expected_missing:
             return broken(g, worst, f"{reason}; {len(expected_missing)} of {expected} requests sent to an "
-                                    "exhausted pool did not time out", expected_missing)
+                                    "exhausted pool did not end in a borrow timeout", expected_missing)
         return judge(g, worst, reason, off_time)

@@ -4,7 +4,9 @@ Each cell says how one guarantee is checked on one engine: the suite tests that 
 ``@pytest.mark.guarantee`` (read from the suites by collecting them, see
 :mod:`harness.plugin.coverage`), or the catalogue's one-sentence reason it does not apply there, or
 NOT CHECKED when it applies and no suite test names it.  Nothing is typed by hand, so the table is as
-true as the marks and the catalogue.
+true as the marks and the catalogue.  The "demonstrated by" column names the reference proxy's
+failpoints that make each guarantee false (the catalogue's ``demonstrated_by``), or NONE: a
+guarantee no failpoint breaks has not been shown to check anything.
 
 ``--json`` prints the same as JSON; ``--markdown`` prints the README's section, and
 ``--write-readme FILE`` rewrites that section in place, between :data:`START` and :data:`END`.  A
@@ -34,6 +36,8 @@ from harness.plugin.coverage import (
 START = "<!-- guarantees:start -->"
 END = "<!-- guarantees:end -->"
 PROFILE_NOTE = "a test marked (full) runs only in the full certification profile."
+DEMONSTRATED_BY = "demonstrated by"
+"""The column naming the failpoints that make a guarantee false."""
 GENERATED_NOTE = ("Generated from the catalogue and the suites' marks by "
                   "`aurora-harness guarantees --write-readme README.md`; do not edit by hand.")
 
@@ -57,8 +61,9 @@ def _cell_lines(cell: EngineCoverage) -> list[str]:
 
 def render_text(rows: list[Coverage]) -> str:
     """A plain-text table; a cell with several tests takes a line per test."""
-    header = ["guarantee", "family", *ENGINE_ORDER]
-    table = [[[r.guarantee.id], [r.guarantee.family.value], *(_cell_lines(r.engines[e]) for e in ENGINE_ORDER)]
+    header = ["guarantee", "family", DEMONSTRATED_BY, *ENGINE_ORDER]
+    table = [[[r.guarantee.id], [r.guarantee.family.value], list(r.guarantee.demonstrated_by) or ["NONE"],
+              *(_cell_lines(r.engines[e]) for e in ENGINE_ORDER)]
              for r in rows]
     widths = [max(len(header[i]), *(len(line) for row in table for line in row[i])) for i in range(len(header))]
 
@@ -75,8 +80,10 @@ def render_text(rows: list[Coverage]) -> str:
 
 def _summary(rows: list[Coverage]) -> str:
     counts = {s: sum(1 for r in rows for c in r.engines.values() if c.status is s) for s in Status}
+    undemonstrated = sum(1 for r in rows if not r.guarantee.demonstrated_by)
     return (f"{len(rows)} guarantees x {len(ENGINE_ORDER)} engines: {counts[Status.CHECKED]} checked, "
-            f"{counts[Status.NOT_CHECKED]} not checked, {counts[Status.NOT_APPLICABLE]} do not apply.")
+            f"{counts[Status.NOT_CHECKED]} not checked, {counts[Status.NOT_APPLICABLE]} do not apply; "
+            f"{len(rows) - undemonstrated} demonstrated by a failpoint, {undemonstrated} by none.")
 
 
 def render_markdown(rows: list[Coverage]) -> str:
@@ -89,10 +96,11 @@ def render_markdown(rows: list[Coverage]) -> str:
         return "**not checked**"
 
     lines = [GENERATED_NOTE, "",
-             "| guarantee | family | " + " | ".join(ENGINE_ORDER) + " |",
-             "|---|---|" + "---|" * len(ENGINE_ORDER)]
+             f"| guarantee | family | {DEMONSTRATED_BY} | " + " | ".join(ENGINE_ORDER) + " |",
+             "|---|---|---|" + "---|" * len(ENGINE_ORDER)]
     for r in rows:
-        cells = [f"`{r.guarantee.id}`", r.guarantee.family.value, *(cell(r.engines[e]) for e in ENGINE_ORDER)]
+        shown_by = "<br>".join(f"`{name}`" for name in r.guarantee.demonstrated_by) or "**none**"
+        cells = [f"`{r.guarantee.id}`", r.guarantee.family.value, shown_by, *(cell(r.engines[e]) for e in ENGINE_ORDER)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", f"{_summary(rows)} Test paths are relative to `suites/`; {PROFILE_NOTE}"]
     return "\n".join(lines)

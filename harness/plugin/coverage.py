@@ -89,6 +89,7 @@ class Coverage:
     def to_dict(self) -> dict[str, Any]:
         g = self.guarantee
         return {"id": g.id, "family": g.family.value, "sentence": g.render(),
+                "demonstrated_by": list(g.demonstrated_by),
                 "engines": {engine: cell.to_dict() for engine, cell in self.engines.items()}}
 
 
@@ -124,9 +125,10 @@ class _MarkReader:
             self.items.append((item.nodeid, function, tuple(guarantees_of(item)), profiles))
 
 
-def collect_checking_tests(suites: Path, paths: Sequence[str] = ()) -> list[CheckingTest]:
+def collect_checking_tests(suites: Path, paths: Sequence[str] = (), *, select: str | None = None) -> list[CheckingTest]:
     """The tests under ``suites`` (or its sub-paths ``paths``) that name at least one guarantee.
 
+    ``select`` is a pytest ``-k`` expression that narrows them, as a certification's ``-k`` would.
     Collection only: nothing runs and no target is needed.  A suite that cannot be imported, or a
     mark naming an unknown guarantee, raises :class:`~harness.plugin.PluginError` with pytest's
     words.
@@ -137,10 +139,12 @@ def collect_checking_tests(suites: Path, paths: Sequence[str] = ()) -> list[Chec
     # The plugin is loaded by module name, its entry point blocked, as certify does (never twice).
     args = [*targets, "--collect-only", "-q", "-c", os.devnull, "--rootdir", os.fspath(suites),
             "-p", "no:cacheprovider", "-p", "no:locust", "-p", "no:aurora_harness", "-p", "harness.pytest_plugin"]
+    if select is not None:
+        args += ["-k", select]
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         status = pytest.main(args, plugins=[reader])
-    if status != pytest.ExitCode.OK:
+    if status != pytest.ExitCode.OK and not (select is not None and status == pytest.ExitCode.NO_TESTS_COLLECTED):
         tail = "\n".join(out.getvalue().strip().splitlines()[-15:])
         raise PluginError(f"cannot collect the suites in {os.fspath(suites)} (pytest exit status "
                           f"{int(status)}):\n{tail}")

@@ -109,7 +109,7 @@ class SecretsManagerSource:
 
     def __init__(self, client: Any, secrets: Sequence[SecretConfig], *, default_method: str, clock: Clock,
                  settings: SecretsManagerSettings | None = None,
-                 run_blocking: Callable[..., Awaitable[Any]] = asyncio.to_thread) -> None:
+                 run_blocking: Callable[..., Awaitable[Any]] = asyncio.to_thread, read_once: bool = False) -> None:
         check_secrets(secrets)
         self._client = client
         self._default_method = default_method
@@ -119,6 +119,9 @@ class SecretsManagerSource:
         self._entries = {s.secret_id: _Entry(s) for s in secrets}
         self._by_user: dict[str, str] = {}
         self._reads: SingleFlight[str, None] = SingleFlight()
+        self._read_once = read_once
+        """True only under the failpoint ``secrets_read_once`` (unsafe on purpose, test only): a secret
+        read once is never read again, neither when its cache entry is due nor after a refused login."""
 
     # ------------------------------------------------------------------ CredentialSource
 
@@ -149,6 +152,8 @@ class SecretsManagerSource:
         if secret_id is None:
             return None
         entry = self._entries[secret_id]
+        if self._read_once and entry.read_at is not None:
+            return entry.credentials
         if entry.credentials is not None and not unchanged(entry.credentials):
             return entry.credentials
         if self._reads.in_flight(secret_id) or not self._recently_tried(entry):
@@ -207,7 +212,8 @@ class SecretsManagerSource:
         """Whether the next login should read this secret first."""
         if self._recently_tried(entry):
             return False
-        return entry.read_at is None or self._clock.monotonic() - entry.read_at >= self._settings.cache_ttl
+        return entry.read_at is None or (not self._read_once
+                                         and self._clock.monotonic() - entry.read_at >= self._settings.cache_ttl)
 
     def _recently_tried(self, entry: _Entry) -> bool:
         return (entry.tried_at is not None

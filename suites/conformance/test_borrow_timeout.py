@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from harness.checkers.borrow import EXPECT_TIMEOUT, EXPECT_TIMEOUT_IF_REFUSED
 from harness.plugin.targets import extra_proxy, pool_caps
 from harness.targets.base import Capability, Target
 from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, note_roles, run_clients
@@ -76,10 +77,12 @@ def exhaust_then_wait(clients: Any, waited_on: Target, cap: int, timeout_s: floa
     request_timeout = max(CLIENT_REQUEST_TIMEOUT_S, 3 * timeout_s)
 
     def waiter(i: int) -> None:
-        s = clients("writer", target=waited_on, connect=False, request_timeout=request_timeout)
+        # A proxy may borrow at login (then the connect is what times out) or at the first query.
+        s = clients("writer", target=waited_on, connect=False, request_timeout=request_timeout,
+                    connect_extra={"expect": EXPECT_TIMEOUT_IF_REFUSED})
         s.connect()
         if s.connected:
-            s.request("read", f"SELECT {clients.who}", extra={"expect": "borrow_timeout"})
+            s.request("read", f"SELECT {clients.who}", extra={"expect": EXPECT_TIMEOUT})
         s.close()
 
     run_clients(WAITERS, waiter, timeout=request_timeout * 2 + 30)

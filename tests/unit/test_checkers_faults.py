@@ -67,7 +67,23 @@ def test_borrow_timeout_false_on_wrong_text():
 def test_borrow_timeout_false_when_an_expected_timeout_succeeded():
     b = HistoryBuilder().op(1, "txn", at=0, took=0.2, invoke_extra={"expect": "borrow_timeout"})
     v = BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5))
-    assert v.valid is F and "did not time out" in v.reason
+    assert v.valid is F and "did not end in a borrow timeout" in v.reason
+
+
+def test_borrow_timeout_false_when_a_connect_to_an_exhausted_pool_is_refused_with_another_error():
+    too_many = OpError("53300", "sorry, too many clients already", definite=True)
+    b = HistoryBuilder().op(1, "connect", at=0, took=0.1, type="fail", error=too_many,
+                            invoke_extra={"expect": "borrow_timeout_if_refused"})
+    v = BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5))
+    assert v.valid is F and "1 of 1 requests sent to an exhausted pool did not end in a borrow timeout" in v.reason
+    # Served at once (the proxy borrows only at the first query): nothing expected of that connect.
+    b = HistoryBuilder().op(1, "connect", at=0, took=0.1, invoke_extra={"expect": "borrow_timeout_if_refused"})
+    b.op(1, "read", at=1, took=5.1, type="fail", error=PG_TIMEOUT, invoke_extra={"expect": "borrow_timeout"})
+    assert BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5)).valid is T
+    # Refused with the documented error, on time: that is the borrow timeout itself.
+    b = HistoryBuilder().op(1, "connect", at=0, took=5.2, type="fail", error=PG_TIMEOUT,
+                            invoke_extra={"expect": "borrow_timeout_if_refused"})
+    assert BorrowTimeoutChecker().check(b.history(), CheckContext(borrow_timeout_s=5)).valid is T
 
 
 def test_borrow_timeout_unknown_when_nothing_timed_out_and_defaults_to_120s():

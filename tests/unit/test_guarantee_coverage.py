@@ -32,7 +32,8 @@ def _guarantee(gid: str, **kw) -> Guarantee:
 
 
 NO_MYSQL = "MySQL has no such thing to promise."
-SYNTHETIC = {g.id: g for g in (_guarantee("A-BOTH"), _guarantee("B-PG-ONLY", not_applicable={"mysql": NO_MYSQL}),
+SYNTHETIC = {g.id: g for g in (_guarantee("A-BOTH", demonstrated_by=("drop_it", "lose_it")),
+                               _guarantee("B-PG-ONLY", not_applicable={"mysql": NO_MYSQL}),
                                _guarantee("C-UNCHECKED"))}
 
 
@@ -68,10 +69,28 @@ def test_each_cell_is_checked_by_tests_or_does_not_apply_with_its_reason_or_is_n
     text = render_text(list(rows.values()))
     assert "chaos/test_b.py::test_b (full)" in text and f"does not apply: {NO_MYSQL}" in text
     assert "NOT CHECKED" in text
-    assert "3 guarantees x 2 engines: 3 checked, 2 not checked, 1 do not apply." in text
+    assert ("3 guarantees x 2 engines: 3 checked, 2 not checked, 1 do not apply; "
+            "1 demonstrated by a failpoint, 2 by none.") in text
+    header, _, first, second = text.splitlines()[:4]
+    assert header.split()[:4] == ["guarantee", "family", "demonstrated", "by"]
+    assert first.split()[:3] == ["A-BOTH", "pooling", "drop_it"] and second.split() == ["lose_it", "chaos/test_b.py::test_b",
+                                                                                        "(full)", "chaos/test_b.py::test_b",
+                                                                                        "(full)"]
+    assert "B-PG-ONLY    pooling  NONE " in text
     markdown = render_markdown(list(rows.values()))
-    assert "| `C-UNCHECKED` | pooling | **not checked** | **not checked** |" in markdown
-    assert f"| `B-PG-ONLY` | pooling | `conformance/test_a.py::test_a` | does not apply: {NO_MYSQL} |" in markdown
+    assert "| guarantee | family | demonstrated by | postgres | mysql |" in markdown
+    assert "| `C-UNCHECKED` | pooling | **none** | **not checked** | **not checked** |" in markdown
+    assert "| `A-BOTH` | pooling | `drop_it`<br>`lose_it` | " in markdown
+    assert f"| `B-PG-ONLY` | pooling | **none** | `conformance/test_a.py::test_a` | does not apply: {NO_MYSQL} |" in markdown
+    assert rows["A-BOTH"].to_dict()["demonstrated_by"] == ["drop_it", "lose_it"]
+
+
+def test_a_guarantee_names_the_failpoints_that_make_it_false_as_a_tuple_of_names():
+    assert _guarantee("X").demonstrated_by == ()
+    assert _guarantee("X", demonstrated_by=["a_b"]).demonstrated_by == ("a_b",)
+    for bad in ("a_b", ("a b",), (3,), ("",)):
+        with pytest.raises(GuaranteeError, match="demonstrated_by must list failpoint names"):
+            _guarantee("X", demonstrated_by=bad)
 
 
 PROBE_SUITE = textwrap.dedent('''

@@ -97,11 +97,13 @@ _SET_PINS = {
 
 
 def classify(sql: str, *, exclude_variable_sets: bool = False, ansi_quotes: bool = False,
-             backslash_escapes: bool = True) -> PinDecision | None:
+             backslash_escapes: bool = True, failpoint: str | None = None) -> PinDecision | None:
     """The reason ``sql`` pins the session, or None if RDS Proxy would keep multiplexing.
 
     ``exclude_variable_sets``: the proxy's ``EXCLUDE_VARIABLE_SETS`` pinning filter.  The lexing
     flags follow the session's ``sql_mode`` (``ANSI_QUOTES``, ``NO_BACKSLASH_ESCAPES``).
+    ``failpoint`` (test only, :mod:`reference_proxy.failpoints`): ``settings_do_not_pin`` lets a
+    ``SET`` of an untracked system variable through unpinned; ``every_set_pins`` pins on tracked ones too.
     """
     if len(sql.encode("utf-8", errors="surrogatepass")) > MAX_INSPECTED_BYTES:
         return PinDecision(REASON_TOO_LARGE, "statement_too_large")
@@ -110,14 +112,14 @@ def classify(sql: str, *, exclude_variable_sets: bool = False, ansi_quotes: bool
         if token.kind is TokenKind.EXECUTABLE_COMMENT:
             return PinDecision(REASON_EXECUTABLE_COMMENT, "executable_comment")
     for statement in split_statements(tokens):
-        decision = _classify_statement(statement, exclude_variable_sets, backslash_escapes)
+        decision = _classify_statement(statement, exclude_variable_sets, backslash_escapes, failpoint)
         if decision is not None:
             return decision
     return None
 
 
 def _classify_statement(tokens: list[Token], exclude_variable_sets: bool,
-                        backslash_escapes: bool) -> PinDecision | None:
+                        backslash_escapes: bool, failpoint: str | None = None) -> PinDecision | None:
     start = 0
     while start < len(tokens) and tokens[start].text == "(":
         start += 1
@@ -127,9 +129,11 @@ def _classify_statement(tokens: list[Token], exclude_variable_sets: bool,
     first, second = _word_at(tokens, 0), _word_at(tokens, 1)
     if first == "set":
         if second == "statement":
-            return _classify_statement(_after_for(tokens), exclude_variable_sets, backslash_escapes)
+            return _classify_statement(_after_for(tokens), exclude_variable_sets, backslash_escapes, failpoint)
+        if failpoint == "every_set_pins":  # unsafe on purpose: tracked variables (SET NAMES...) pin too
+            return PinDecision(REASON_SETTINGS, "set_variable")
         if not exclude_variable_sets:
-            decision = _set_decision(tokens, backslash_escapes)
+            decision = _set_decision(tokens, backslash_escapes, failpoint)
             if decision is not None:
                 return decision
         return _session_function_call(tokens)
@@ -149,12 +153,13 @@ def _classify_statement(tokens: list[Token], exclude_variable_sets: bool,
     return _session_function_call(tokens)
 
 
-def _set_decision(tokens: list[Token], backslash_escapes: bool) -> PinDecision | None:
+def _set_decision(tokens: list[Token], backslash_escapes: bool, failpoint: str | None = None) -> PinDecision | None:
     for item in set_assignments(tokens, backslash_escapes=backslash_escapes):
         if item.target in _SET_PINS:
             trigger, reason = _SET_PINS[item.target]
             return PinDecision(reason, trigger)
-        if item.target == "system" and item.scope == "session" and not item.tracked:
+        if (item.target == "system" and item.scope == "session" and not item.tracked
+                and failpoint != "settings_do_not_pin"):  # unsafe on purpose when it is that failpoint
             return PinDecision(REASON_SETTINGS, "set_variable")
     return None
 

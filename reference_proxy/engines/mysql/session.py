@@ -101,6 +101,9 @@ BORROW_TIMEOUT_CODE = 9501
 BORROW_TIMEOUT_MESSAGE = "Timed-out waiting to acquire database connection"
 """RDS Proxy's ``ERROR 9501 (HY000): Timed-out waiting to acquire database connection``: the MySQL
 text has no full stop, where the PostgreSQL one (:attr:`BorrowTimeout.TEXT`) has one."""
+ER_CON_COUNT_ERROR = 1040
+"""MySQL's own ``Too many connections``: what the failpoint ``borrow_timeout_as_too_many_connections``
+answers in place of RDS Proxy's error 9501."""
 READ_ONLY_REFUSALS = frozenset({1290, 1836})
 """ER_OPTION_PREVENTS_STATEMENT (``--read-only``) and ER_READ_ONLY_MODE: what a demoted writer
 answers a write with while it keeps running; the proxy takes it as a hint of a failover."""
@@ -176,6 +179,9 @@ class MySQLClientSession:
         self.address: InstanceAddress | None = None
         self.key: PoolKey | None = None
         self.backend: Any = None
+        self._set_aside: Any = None
+        """The held backend while it is being reset under a pin: only with the failpoint
+        ``reset_pinned_backends`` (unsafe on purpose), else always None."""
         self.tracker = SessionTracker(
             self.s.classifier(endpoint, client_id), exclude_variable_sets=lambda: self.s.pool.settings.exclude_variable_sets,
             binary_prepare_pins=self.s.failpoint != "named_statements_unpinned")  # failpoints: unsafe on purpose
@@ -243,6 +249,9 @@ class MySQLClientSession:
             self._login_slot.release()
         if self.backend is not None:
             self._release(self.tracker.release_state_if_client_leaves(self._mid_reply))
+        elif self._set_aside is not None:  # failpoint reset_pinned_backends: the reset never ran
+            backend, self._set_aside = self._set_aside, None
+            self.s.pool.release(backend, ReleaseState.DIRTY)
         if self.address is not None:
             with contextlib.suppress(Exception):
                 self.s.session_ended(self.address.id)
@@ -557,10 +566,12 @@ class MySQLClientSession:
         if was_in_transaction != tracker.in_transaction:
             with contextlib.suppress(ProxyError):
                 self.s.pool.mark_in_transaction(backend, tracker.in_transaction)
-        if tracker.at_release_point:
+        if tracker.at_release_point and self.s.failpoint != "hold_backend_per_session":  # else: unsafe on purpose
             self._release(tracker.release_state())
         elif self.s.failpoint == "split_transactions" and tracker.between_statements_of_a_transaction:
             self._release(ReleaseState.BROKEN)  # unsafe on purpose: failpoint split_transactions
+        elif self.s.failpoint == "reset_pinned_backends" and tracker.pinned and not tracker.in_transaction:
+            self._set_aside_for_reset()  # unsafe on purpose: failpoint reset_pinned_backends
 
     def _follow(self, change: TrackedChange, backend: Any, *, succeeded: bool) -> None:
         """A command changed tracked state (schema, tracked variables): later borrows use the pool
@@ -731,11 +742,16 @@ class MySQLClientSession:
 
     async def _borrow(self) -> bool:
         """Borrow a backend for this session's key; on failure the client gets an ERR (at sequence 1)."""
+        if self._set_aside is not None and await self._take_back_after_reset():
+            return True
         try:
             backend = await self._take_backend()
         except BorrowTimeout as e:
             log.info("[proxyEndpoint=%s] [clientConnection=%s] %s %s", self.endpoint, self.client_id,
                      BORROW_TIMEOUT_MESSAGE, e.detail)
+            if self.s.failpoint == "borrow_timeout_as_too_many_connections":  # unsafe on purpose
+                await self._say_error(ER_CON_COUNT_ERROR, "08004", "Too many connections", 1)
+                return False
             await self._say_error(BORROW_TIMEOUT_CODE, "HY000", BORROW_TIMEOUT_MESSAGE, 1)
             return False
         except BackendConnectFailed as e:
@@ -748,9 +764,33 @@ class MySQLClientSession:
         self.backend = backend
         return True
 
+    def _set_aside_for_reset(self) -> None:
+        """Failpoint ``reset_pinned_backends``: take the pinned session's backend off the relay, so that
+        the next command resets it (COM_RESET_CONNECTION) before running on it: the session keeps its
+        backend connection, and loses the session state on it."""
+        backend, self.backend = self.backend, None
+        if self._relay is not None:
+            self._relay.release_backend(backend)
+        self._set_aside = backend
+
+    async def _take_back_after_reset(self) -> bool:
+        """The set-aside backend, reset and held again (False: the reset failed and it was dropped)."""
+        backend, self._set_aside = self._set_aside, None
+        try:
+            reset = await backend.reset()
+        except Exception:  # noqa: BLE001 - a reset that blows up is a reset that failed
+            reset = False
+        if not reset:
+            self.s.pool.release(backend, ReleaseState.BROKEN)
+            return False
+        self.backend = backend
+        return True
+
     def _borrow_now(self) -> bool:
         """Take an idle backend of this session's key without waiting, if there is one (the
         relay's fast path); False leaves the borrow to :meth:`_borrow`."""
+        if self._set_aside is not None:
+            return False
         backend = self.s.borrow_now(self.endpoint, self.key, self.address)
         if backend is None:
             return False

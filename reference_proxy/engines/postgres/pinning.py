@@ -91,12 +91,15 @@ _NOT_A_TABLE_NAME = {"select", "values", "default", "from", "where", "as", "on",
                      "group", "order", "limit", "offset", "returning", "table"}
 
 
-def classify(sql: str) -> PinDecision | None:
-    """The reason ``sql`` pins the session, or None if RDS Proxy would keep multiplexing."""
+def classify(sql: str, *, failpoint: str | None = None) -> PinDecision | None:
+    """The reason ``sql`` pins the session, or None if RDS Proxy would keep multiplexing.
+
+    ``failpoint`` (test only, :mod:`reference_proxy.failpoints`): ``settings_do_not_pin`` lets a
+    session-level ``SET`` through unpinned; ``every_set_pins`` pins on transaction-scoped ones too."""
     if len(sql.encode("utf-8", errors="surrogatepass")) > MAX_INSPECTED_BYTES:
         return PinDecision(REASON_TOO_LARGE, "statement_too_large")
     for statement in split_statements(tokenize(sql)):
-        decision = _classify_statement(statement)
+        decision = _classify_statement(statement, failpoint)
         if decision is not None:
             return decision
     return None
@@ -125,7 +128,7 @@ def _without_explain(tokens: list[Token]) -> list[Token]:
     return tokens[i:]
 
 
-def _classify_statement(tokens: list[Token]) -> PinDecision | None:
+def _classify_statement(tokens: list[Token], failpoint: str | None = None) -> PinDecision | None:
     tokens = _without_explain(tokens)
     if not tokens:
         return None
@@ -133,7 +136,9 @@ def _classify_statement(tokens: list[Token]) -> PinDecision | None:
     first = words[0]
     second = words[1] if len(words) > 1 else None
     if first == "set":
-        if second not in _TRANSACTION_SCOPED_SET:
+        if failpoint == "every_set_pins":  # unsafe on purpose: SET LOCAL pins too
+            return PinDecision(REASON_SETTINGS, "set")
+        if second not in _TRANSACTION_SCOPED_SET and failpoint != "settings_do_not_pin":
             return PinDecision(REASON_SETTINGS, "set")
     elif first in _LEADING_KEYWORDS:
         return PinDecision(_LEADING_KEYWORDS[first][1], _LEADING_KEYWORDS[first][0])

@@ -37,11 +37,12 @@ def could_pin(sql: str) -> bool:
     return False
 
 
-def screened(classify: Callable[[str], Any]) -> Callable[[str], Any]:
-    """``classify`` behind the screen: the same answers, without tokenizing most statements."""
+def screened(classify: Callable[..., Any]) -> Callable[..., Any]:
+    """``classify`` behind the screen: the same answers, without tokenizing most statements (keyword
+    options, such as a test-only failpoint, are passed on)."""
 
-    def classify_screened(sql: str) -> Any:
-        return classify(sql) if could_pin(sql) else None
+    def classify_screened(sql: str, **options: Any) -> Any:
+        return classify(sql, **options) if could_pin(sql) else None
 
     classify_screened.__doc__ = classify.__doc__
     return classify_screened

@@ -158,6 +158,9 @@ class PostgresClientSession:
         self.address: InstanceAddress | None = None
         self.key: PoolKey | None = None
         self.backend: Any = None
+        self._set_aside: Any = None
+        """The held backend while it is being reset under a pin: only with the failpoint
+        ``reset_pinned_backends`` (unsafe on purpose), else always None."""
         self.tracker = TransactionTracker(self.s.classifier(endpoint, client_id),  # failpoints: unsafe on purpose
                                           named_statements_pin=self.s.failpoint != "named_statements_unpinned")
         self._cancel_key: tuple[int, int] | None = None
@@ -232,6 +235,9 @@ class PostgresClientSession:
         if self.backend is not None:
             state = self.tracker.release_state_if_client_leaves()
             self._release(state)
+        elif self._set_aside is not None:  # failpoint reset_pinned_backends: the reset never ran
+            backend, self._set_aside = self._set_aside, None
+            self.s.pool.release(backend, ReleaseState.DIRTY)
         self.shared.cancel_registry.unregister(self._cancel_key)
         if self.address is not None:
             with contextlib.suppress(Exception):
@@ -531,17 +537,45 @@ class PostgresClientSession:
             if new_pin is not None:
                 self._pinned(new_pin)
             if self._backend_splitter.buffered == 0:
-                if release:
+                if release and self.s.failpoint != "hold_backend_per_session":  # else: unsafe on purpose
                     self._release(ReleaseState.CLEAN)
                 elif self.s.failpoint == "split_transactions" and tracker.between_statements_of_a_transaction:
                     self._release(ReleaseState.BROKEN)  # unsafe on purpose: failpoint split_transactions
+                elif (self.s.failpoint == "reset_pinned_backends" and tracker.pinned and tracker.status == "I"
+                      and not self._inflight):
+                    self._set_aside_for_reset()  # unsafe on purpose: failpoint reset_pinned_backends
         return None
 
     # ------------------------------------------------------------------------ borrow / release
 
+    def _set_aside_for_reset(self) -> None:
+        """Failpoint ``reset_pinned_backends``: take the pinned session's backend off the relay, so that
+        the next request resets it (DISCARD ALL) before running on it: the session keeps its backend
+        connection, and loses the session state on it."""
+        backend, self.backend = self.backend, None
+        if self._relay_driver is not None:
+            self._relay_driver.backend_released(backend)
+        self._set_aside = backend
+
+    async def _take_back_after_reset(self) -> bool:
+        """The set-aside backend, reset and held again (False: the reset failed and it was dropped)."""
+        backend, self._set_aside = self._set_aside, None
+        try:
+            reset = await backend.reset()
+        except Exception:  # noqa: BLE001 - a reset that blows up is a reset that failed
+            reset = False
+        if not reset:
+            self.s.pool.release(backend, ReleaseState.BROKEN)
+            return False
+        self.backend = backend
+        self._backend_splitter = MessageSplitter(BACKEND_TYPES, self.shared.max_message_size, "server")
+        return True
+
     def _borrow_now(self) -> bool:
         """Take an idle backend of this session's key without waiting, if there is one (the
         relay's fast path); False leaves the borrow to :meth:`_borrow`."""
+        if self._set_aside is not None:
+            return False
         backend = self.s.borrow_now(self.endpoint, self.key, self.address)
         if backend is None:
             return False
@@ -551,6 +585,8 @@ class PostgresClientSession:
 
     async def _borrow(self, *, fatal: bool) -> bool:
         """Borrow a backend for this session's key; on failure tell the client (FATAL at startup)."""
+        if self._set_aside is not None and await self._take_back_after_reset():
+            return True
         try:
             if self.s.acquire is None:
                 self.backend = await self.s.pool.borrow(self.key, self.address)
@@ -560,6 +596,8 @@ class PostgresClientSession:
                     self.address, self.key = address, replace(self.key, instance_id=address.id)
         except BorrowTimeout as e:
             message, code = BorrowTimeout.TEXT, UNABLE_TO_CONNECT
+            if self.s.failpoint == "borrow_timeout_as_too_many_connections":  # unsafe on purpose
+                message, code = "sorry, too many clients already", TOO_MANY_CONNECTIONS
             log.info("[proxyEndpoint=%s] [clientConnection=%s] %s %s", self.endpoint, self.client_id,
                      message, getattr(e, "detail", ""))
         except BackendConnectFailed as e:

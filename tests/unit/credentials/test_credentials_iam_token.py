@@ -146,3 +146,12 @@ def test_tokens_of_temporary_credentials_carry_their_session_token_under_the_sig
     assert "X-Amz-Security-Token=" in token
     assert check(token).accepted
     assert check(edit(token, "X-Amz-Security-Token", "OTHER")).refusal is TokenRefusal.BAD_SIGNATURE
+
+
+def test_under_the_failpoint_iam_expiry_unchecked_an_expired_token_is_accepted_and_nothing_else_changes() -> None:
+    careless = IamTokenVerifier({AKID: SECRET}, region=REGION, wall_clock=lambda: SIGNED_EPOCH + 3600,
+                                check_expiry=False)
+    assert careless.verify(make_token(), user="app", host=HOST, port=PORT).accepted
+    token = make_token()
+    tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
+    assert careless.verify(tampered, user="app", host=HOST, port=PORT).refusal is TokenRefusal.BAD_SIGNATURE
