@@ -168,11 +168,13 @@ def writes_reach_a_writer(target: Target, endpoint: Endpoint, timeout: float, tr
 def check_endpoints(target: Target, *, timeout: float = DEFAULT_TIMEOUT_S, tries: int = TRIES) -> list[str]:
     """Check every endpoint of ``target``; returns warnings, raises :class:`PreflightFailed`."""
     writer = target.writer_endpoint
-    for reader in target.reader_endpoints:
-        if (reader.host, reader.port) == (writer.host, writer.port):
-            raise PreflightFailed(f"{where(reader)} is the writer endpoint's address: give a reader "
-                                  f"endpoint's DSN, or leave --reader-dsn out")
     warnings: list[str] = []
+    for reader in target.reader_endpoints:
+        # A mistake, or one port for the whole cluster (pgpool-II): either way the routing guarantees
+        # judge what it does with reads, so it is said, not refused.
+        if (reader.host, reader.port) == (writer.host, writer.port):
+            warnings.append(f"{where(reader)} is the writer endpoint's address too: ROUTE-READER-ONLY will "
+                            f"judge whether its reads stay off the writer")
     answers = []
     for endpoint in [writer, *target.reader_endpoints]:
         answer = EndpointAnswer(endpoint, tuple(ask(target, endpoint, timeout) for _ in range(tries)))

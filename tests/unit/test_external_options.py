@@ -166,3 +166,11 @@ def test_direct_dsns_that_balance_miss_the_writer_or_leave_an_instance_out(monke
     check = scripted_preflight(monkeypatch, {6432: [W], 5432: [W]})
     with pytest.raises(PreflightFailed, match=r"--direct-reader-dsn 127.0.0.1:5432 is given twice"):
         check(external(direct_writer_dsn=direct(5432), direct_reader_dsns=(direct(5432),)))
+
+
+def test_a_reader_dsn_at_the_writer_endpoints_address_is_a_warning_left_to_routing(monkeypatch):
+    # One port for the whole cluster (pgpool-II), or a mistake: ROUTE-READER-ONLY judges what it does.
+    check = scripted_preflight(monkeypatch, {6432: [("i1", "writer"), ("i2", "reader")]})
+    warnings = check(ExternalTarget("postgres", WRITER, [WRITER]))
+    assert warnings[0] == ("reader endpoint 127.0.0.1:6432 is the writer endpoint's address too: ROUTE-READER-ONLY "
+                           "will judge whether its reads stay off the writer")
