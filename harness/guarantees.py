@@ -173,7 +173,8 @@ _ALL = [
        Family.ROUTING, _AT_MOST,
        "§3.2 and §3.4: a READ_ONLY endpoint goes to readers; reads are not redirected to the writer "
        "when readers fail.",
-       demonstrated_by=("reader_falls_back_to_writer", "reader_stays_on_promoted", "refuse_reader_sessions")),
+       demonstrated_by=("reader_falls_back_to_writer", "reader_stays_on_promoted", "refuse_reader_sessions",
+                        "slow_topology_monitor")),
     _g("ROUTE-READER-BALANCE",
        "New reader-endpoint connections are spread over readers in proportion to their "
        "max_connections: each reader's share is off its expected share by at most {threshold} "

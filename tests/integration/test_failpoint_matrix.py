@@ -32,7 +32,7 @@ from harness.plugin.coverage import collect_checking_tests
 from harness.plugin.selection import Selection, judging, pytest_name
 from reference_proxy.failpoints import FAILPOINTS
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.matrix]
 
 SEED = "42"
 
