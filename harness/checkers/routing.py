@@ -137,6 +137,20 @@ def promotion_graces(history: History, timeline: WriterTimeline, context: CheckC
     return graces
 
 
+def unobserved_promotion_graces(history: History, context: CheckContext) -> list[tuple[str, int, int]]:
+    """(new writer, from, until) for each failover whose promotion instant nobody saw (a user's command
+    on a target without direct access: only the fault's end names the new writer).  The promotion
+    may have come at any instant of the fault's window, so the grace runs from the window's start to
+    its end plus FAILOVER-WRITE-GAP's bound."""
+    bound_ns = round(context.guarantee(FOLLOW_BOUND_GUARANTEE).threshold * 1e9)
+    graces = []
+    for w in history.fault_windows():
+        end = w.end_op.params if w.end_op is not None else {}
+        if end.get("new_writer") and end.get("promotion_observed") is False and w.end is not None:
+            graces.append((str(end["new_writer"]), w.start, w.end + bound_ns))
+    return graces
+
+
 def refused_as_read_only(history: History, context: CheckContext) -> list[Op]:
     """Writer-endpoint requests a server refused as read-only, invoked outside every fault window and
     every promotion's grace: each reached an instance that was not the writer."""
@@ -222,13 +236,14 @@ class ReaderOnlyChecker:
 
     def check(self, history: History, context: CheckContext) -> Verdict:
         g = context.guarantee(self.guarantee_id)
-        graces = promotion_graces(history, WriterTimeline.from_history(history, context.initial_writer), context)
+        graces = (promotion_graces(history, WriterTimeline.from_history(history, context.initial_writer), context)
+                  + unobserved_promotion_graces(history, context))
         excused: list[Op] = []
 
         def misrouted(inv: Op, comp: Op, writers: set[str] | None) -> bool:
-            if writers is None:
-                return reported_role(comp) == "writer"
-            if writers != {comp.node}:
+            if writers is None and reported_role(comp) != "writer":
+                return False
+            if writers is not None and writers != {comp.node}:
                 return False
             if any(comp.node == w and lo <= inv.time < hi for w, lo, hi in graces):
                 excused.append(comp)

@@ -45,9 +45,13 @@ def harness(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module", params=[pytest.param("postgres", marks=pytest.mark.postgres),
                                         pytest.param("mysql", marks=pytest.mark.mysql)])
 def running(request, tmp_path_factory):
-    """A reference target left running by ``aurora-harness up``, stopped with ``down`` afterwards."""
+    """A reference target left running by ``aurora-harness up``, stopped with ``down`` afterwards.
+
+    Two readers, so that the reader endpoint still has a reader after a failover promotes one (with a
+    single reader it would have none until the old writer rejoined, and ROUTE-READER-ONLY, judged
+    through the failover, is about proxies, not about an empty reader endpoint)."""
     state_dir = tmp_path_factory.mktemp("state")
-    harness(state_dir, "up", "--engine", request.param, "--readers", "1", "--no-auto-failover", "--json")
+    harness(state_dir, "up", "--engine", request.param, "--readers", "2", "--no-auto-failover", "--json")
     try:
         yield state_dir
     finally:

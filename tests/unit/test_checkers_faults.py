@@ -455,6 +455,23 @@ def test_the_grace_never_outlasts_the_write_gap_bound():
     assert v.valid is F and v.figure == 1.0
 
 
+def unobserved_promotion_history(read_at: float) -> HistoryBuilder:
+    """A failover run by a user's command, no direct access: only the fault's end names the new writer
+    (i2, at 20 s), and each request says the role its instance reported."""
+    b = HistoryBuilder()
+    b.fault("failover", start=5.0, end=20.0, new_writer="i2", promotion_observed=False)
+    b.op("r1", "read", at=read_at, endpoint="reader", node="i2", extra={"role": "writer"})
+    return b
+
+
+def test_a_promotion_nobody_saw_excuses_reads_on_the_new_writer_from_the_faults_start_to_its_bound():
+    for read_at in (6.0, 19.0, 22.9):  # promoted at some instant of the window; known by its end + 3 s
+        v = ReaderOnlyChecker().check(unobserved_promotion_history(read_at).history(), CTX)
+        assert v.valid is T, (read_at, v.reason)
+    v = ReaderOnlyChecker().check(unobserved_promotion_history(23.5).history(), CTX)
+    assert v.valid is F and v.figure == 1.0
+
+
 READ_ONLY = OpError("25006", "cannot execute INSERT in a read-only transaction", definite=True)
 MY_READ_ONLY = OpError("1290", "The MariaDB server is running with the --read-only option", definite=True)
 
