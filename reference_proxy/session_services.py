@@ -19,7 +19,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reference_proxy.contracts import ClientCredential, Clock, InstanceAddress, PoolKey, ProxyError
+from reference_proxy.contracts import (
+    ClientCredential,
+    Clock,
+    InstanceAddress,
+    PoolKey,
+    ProxyError,
+    ReleaseState,
+)
 from reference_proxy.credentials.source import CredentialSource
 from reference_proxy.login_limits import LoginClock, LoginGate, LoginSlot
 
@@ -104,6 +111,17 @@ class SessionServices:
         return None if found is None else found.client
 
     # -- what every engine's sessions do alike --------------------------------------------------
+    async def reset_in_place(self, backend: Any) -> bool:
+        """Reset ``backend`` for the session that holds it (failpoint ``reset_pinned_backends``); a reset
+        that fails or raises drops it as broken (False)."""
+        try:
+            reset = await backend.reset()
+        except Exception:  # noqa: BLE001 - a reset that blows up is a reset that failed
+            reset = False
+        if not reset:
+            self.pool.release(backend, ReleaseState.BROKEN)
+        return bool(reset)
+
     def admit(self, endpoint: str) -> LoginSlot | None:
         """A place in login for a new client of ``endpoint``; None: turn it away (counted, and said
         in the log once per run of refusals).  Without a gate every client is admitted."""

@@ -560,12 +560,7 @@ class PostgresClientSession:
     async def _take_back_after_reset(self) -> bool:
         """The set-aside backend, reset and held again (False: the reset failed and it was dropped)."""
         backend, self._set_aside = self._set_aside, None
-        try:
-            reset = await backend.reset()
-        except Exception:  # noqa: BLE001 - a reset that blows up is a reset that failed
-            reset = False
-        if not reset:
-            self.s.pool.release(backend, ReleaseState.BROKEN)
+        if not await self.s.reset_in_place(backend):
             return False
         self.backend = backend
         self._backend_splitter = MessageSplitter(BACKEND_TYPES, self.shared.max_message_size, "server")
