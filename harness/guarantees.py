@@ -64,6 +64,7 @@ class Family(str, enum.Enum):
     ROTATION = "rotation"
     IAM = "iam"
     TLS = "tls"
+    CANCEL = "cancel"
 
 
 class Comparison(str, enum.Enum):
@@ -99,6 +100,12 @@ class Guarantee:
     targets: frozenset[str] = TARGETS
     demonstrated_by: tuple[str, ...] = ()
     """Failpoints of the reference proxy (``reference_proxy.failpoints``) that make this guarantee false."""
+    not_promised: Mapping[tuple[str, str], str] = dataclasses.field(default_factory=dict, hash=False)
+    """(target kind, engine) pairs whose proxy documents that it does not keep this promise, each with
+    the one sentence saying where.  The suites still measure it there, and a verdict that would be
+    false is reported unknown with that sentence and the measurement: the report tells the truth, and
+    a documented limitation does not fail every certification of that target
+    (:func:`harness.checkers.base.check_safe`)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.demonstrated_by, str) or not all(
@@ -114,6 +121,12 @@ class Guarantee:
                 raise GuaranteeError(f"{self.id}: the reason it does not apply to {engine} must be a "
                                      f"sentence, got {reason!r}")
         object.__setattr__(self, "not_applicable", types.MappingProxyType(dict(self.not_applicable)))
+        for pair, reason in self.not_promised.items():
+            if (not isinstance(pair, tuple) or len(pair) != 2 or pair[0] not in TARGETS or pair[1] not in ENGINES
+                    or not isinstance(reason, str) or not reason.strip().endswith(".")):
+                raise GuaranteeError(f"{self.id}: not_promised maps (target, engine) to a sentence, got "
+                                     f"{pair!r}: {reason!r}")
+        object.__setattr__(self, "not_promised", types.MappingProxyType(dict(self.not_promised)))
 
     @property
     def engines(self) -> frozenset[str]:
@@ -354,6 +367,31 @@ _ALL = [
        "§5.4 and §6: RequireTLS=true rejects plaintext clients (MySQL ERROR 3159, PostgreSQL the same "
        "text); the setting belongs to the proxy, so it holds on each of its endpoints.",
        demonstrated_by=("tls_unenforced_on_reader",)),
+    _g("CANCEL-OWN-QUERY",
+       "A client that cancels its own running statement (PostgreSQL CancelRequest, MySQL KILL QUERY with its "
+       "connection id) sees it stopped with the engine's cancel error within {threshold} {unit} of the "
+       "cancel.", 5.0, "s", Family.CANCEL, _AT_MOST,
+       "A pooling proxy gives each client its own cancel key (PostgreSQL) or connection id (MySQL) and must "
+       "find the backend connection the session holds when the cancel comes.  A correct proxy stops the "
+       "statement in well under a second; 5 s leaves room for a loaded machine and is a sixth of the 30 s "
+       "sleep cancelled, so an ignored cancel fails.  §6.4: RDS Proxy documents PostgreSQL CancelRequest as "
+       "unsupported (Ctrl+C in psql does nothing), so on RDS PostgreSQL the guarantee is measured and "
+       "reported, and a failure there is unknown, not false; RDS documents nothing about MySQL KILL, which "
+       "is judged.",
+       not_promised={("rds", "postgres"): "RDS Proxy documents PostgreSQL CancelRequest as unsupported "
+                                          "(Ctrl+C in psql does nothing), §6.4."},
+       demonstrated_by=("cancels_dropped",)),
+    _g("CANCEL-NEVER-OTHERS",
+       "A cancel never stops another client's statement: while clients cancel their own statements, "
+       "including cancels that arrive after their statement ended, every other client's concurrent "
+       "statement completes normally; statements of others stopped allowed: {threshold} {unit}.", 0,
+       "statements", Family.CANCEL, _AT_MOST,
+       "§1.2: backend connections are shared by many clients over time, so a cancel delivered by backend "
+       "rather than by session (to the backend a session held last, or a MySQL KILL passed through with "
+       "the proxy's connection id) stops a stranger's work; PostgreSQL ignores a cancel for a session "
+       "running nothing, and so must a proxy.  §6.4: RDS Proxy does not forward PostgreSQL cancels at "
+       "all, which keeps this promise trivially.",
+       demonstrated_by=("cancel_to_last_backend",)),
 ]
 
 CATALOGUE: Mapping[str, Guarantee] = types.MappingProxyType({g.id: g for g in _ALL})

@@ -155,6 +155,15 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "COM_STMT_PREPARE) does not pin the session, so the backend holding it is lent to others "
               "and the client's next use of it runs where it does not exist "
               "(reference_proxy.engines.postgres.tracking, reference_proxy.engines.mysql.tracking)"),
+    Failpoint("cancel_to_last_backend",
+              "a cancel (PostgreSQL CancelRequest, MySQL KILL QUERY) for a session that holds no backend "
+              "connection goes to the one it held last, as if that were still its own, though it went back to "
+              "the pool and may be running another client's statement, which is cancelled instead "
+              "(the engines' sessions: cancel_current, stop_statement)"),
+    Failpoint("cancels_dropped",
+              "cancel requests are accepted and then dropped (PostgreSQL's CancelRequest quietly ignored, "
+              "MySQL's KILL QUERY answered OK with nothing done), so a client's own long statement runs on "
+              "to its end (the engines' sessions)"),
     Failpoint("readers_round_robin",
               "the reader endpoint hands new sessions to the readers in turn, ignoring their "
               "max_connections, so a reader twice the size of the others gets the same share "

@@ -25,6 +25,7 @@ from harness.checkers.base import (
     merge_validity,
 )
 from harness.checkers.borrow import BorrowTimeoutChecker
+from harness.checkers.cancel import CancelNeverOthersChecker, CancelOwnQueryChecker
 from harness.checkers.durability import NoDuplicateChecker, NoFailedVisibleChecker, NoLostAckChecker
 from harness.checkers.iam import IamTokenChecksChecker
 from harness.checkers.isolation import SessionLeakChecker
@@ -53,7 +54,7 @@ CHECKER_TYPES: dict[str, type] = {c.guarantee_id: c for c in (
     NoFailedVisibleChecker, NoDuplicateChecker, StormServedChecker, AddedLatencyP50Checker, AddedLatencyP99Checker,
     SilentFaultDetectedChecker, RotationSessionsKeptChecker, RotationNewLoginsChecker,
     RotationOldPasswordChecker, RotationBackendAuthChecker, RotationAlternatingSessionsChecker,
-    IamTokenChecksChecker, RequireTlsChecker)}
+    IamTokenChecksChecker, RequireTlsChecker, CancelOwnQueryChecker, CancelNeverOthersChecker)}
 """The checker class for each guarantee id."""
 
 
@@ -70,6 +71,7 @@ __all__ = [  # noqa: RUF022 - grouped by role, not alphabetically
     "CHECKER_TYPES", "CheckContext", "Checker", "CheckerError", "ComposedVerdict", "Validity",
     "Verdict", "check_safe", "compose", "default_checkers", "merge_validity",
     "AddedLatencyP50Checker", "AddedLatencyP99Checker", "BackendCapChecker", "BorrowTimeoutChecker",
+    "CancelNeverOthersChecker", "CancelOwnQueryChecker",
     "FailoverReadErrorsChecker", "FailoverWriteGapChecker", "IamTokenChecksChecker", "IdleSurvivalChecker",
     "MultiplexingChecker",
     "NoDuplicateChecker", "NoFailedVisibleChecker", "NoLostAckChecker", "OneBackendChecker", "OwnStateChecker",

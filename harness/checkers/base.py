@@ -139,13 +139,24 @@ def check_safe(checker: Checker, history: History, context: CheckContext) -> Ver
         verdict = checker.check(history, context)
         if not isinstance(verdict, Verdict):
             raise CheckerError(f"checker returned {type(verdict).__name__}, not a Verdict")
-        return verdict
+        return as_promised(verdict, context)
     except Exception as e:  # noqa: BLE001 - the point is to survive any checker bug
         last = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
         where = f" at {last.filename.rsplit('/', 1)[-1]}:{last.lineno}" if last else ""
         g = context.catalogue.get(gid)
         return Verdict(gid, Validity.UNKNOWN, None, g.threshold if g else None, g.unit if g else "",
                        f"checker raised {type(e).__name__}: {e}{where}")
+
+
+def as_promised(verdict: Verdict, context: CheckContext) -> Verdict:
+    """A FALSE verdict on a target whose proxy documents that it does not keep this promise
+    (:attr:`Guarantee.not_promised`) is reported UNKNOWN, with the documentation and what was measured."""
+    g = context.catalogue.get(verdict.guarantee_id)
+    why = g.not_promised.get((context.target, context.engine)) if g is not None else None
+    if why is None or verdict.valid is not Validity.FALSE:
+        return verdict
+    return dataclasses.replace(verdict, valid=Validity.UNKNOWN,
+                               reason=f"not promised on this target: {why} Measured: {verdict.reason}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from harness.clients.address import Address, ProcessIds
+from harness.clients.cancel import Canceller
 from harness.clients.client import Client
 from harness.clients.dialects import dialect_for
 from harness.clients.dialects.base import Dialect
@@ -33,7 +34,7 @@ class Clients:
         self.recorder = recorder
         self.process_ids = process_ids
         self.dialect: Dialect = dialect_for(target.engine)
-        self._made: list[Client] = []
+        self._made: list[Client | Canceller] = []
         self._lock = threading.Lock()
 
     @property
@@ -75,6 +76,14 @@ class Clients:
         if connect:
             client.connect()
         return client
+
+    def canceller(self, client: Client) -> Canceller:
+        """Something that cancels ``client``'s running statement the engine's way, recorded as its
+        own process (:mod:`harness.clients.cancel`); closed with the clients."""
+        canceller = Canceller(client, self.recorder, self.process_ids.next())
+        with self._lock:
+            self._made.append(canceller)
+        return canceller
 
     def close_all(self) -> None:
         with self._lock:

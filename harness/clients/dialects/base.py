@@ -69,6 +69,12 @@ class Dialect:
     iam_token_refusals: tuple[str, ...] = ()
     """RDS Proxy's documented texts refusing an IAM token (expired, forged, for someone or somewhere
     else, or a password instead of a token); ``{user}`` as above."""
+    cancelled_codes: tuple[str, ...] = ()
+    """Error codes (as recorded) of a statement its session's cancel stopped: PostgreSQL's
+    ``query_canceled``, MySQL's ``Query execution was interrupted``."""
+    interrupted_sleep_value: Any = None
+    """What the sleep of :meth:`cancellable_sleep_sql` answers when a cancel interrupts it without an
+    error (MySQL 8 documents 1 for a statement that calls nothing but SLEEP), None when it never does."""
     classify: Classifier
 
     def quote(self, name: str) -> str:
@@ -113,6 +119,17 @@ class Dialect:
     def sleep_sql(self, seconds: float) -> str:
         """One statement that keeps the session busy on the server for ``seconds``."""
         raise NotImplementedError
+
+    def sleep_expression(self, seconds: float) -> str:
+        """An expression that keeps the server busy for ``seconds``."""
+        raise NotImplementedError
+
+    def cancellable_sleep_sql(self, seconds: float, who: str) -> str:
+        """One statement that sleeps ``seconds`` on the server and then answers the sleep's value
+        and ``who``'s columns, and that a cancel stops with an error (:attr:`cancelled_codes`).  The
+        sleep is one column among others on purpose: MySQL 8 answers a cancelled statement that is
+        nothing but ``SLEEP()`` with 1 and no error, and MariaDB a cancelled ``DO SLEEP()`` with OK."""
+        return f"SELECT {self.sleep_expression(seconds)}, {who}"
 
     def lingering_write_sql(self, table: str, who: str, write_id: int, seconds: float, *,
                             commit_first: bool) -> str:

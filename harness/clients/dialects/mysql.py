@@ -75,6 +75,10 @@ class MySQLDialect(Dialect):
     # "Access denied for user 'DB_USER'@'%' (using password: YES)"; the host part is the client's.
     iam_tls_refusals = ("Access denied for user '{user}'@",)
     iam_token_refusals = ("Access denied for user '{user}'@",)
+    # MariaDB 10.11 stops SELECT SLEEP(n), ... under KILL QUERY with ERROR 1317 (70100) "Query
+    # execution was interrupted", and a lone SELECT SLEEP(n) too; MySQL 8 answers a lone one with 1.
+    cancelled_codes = ("1317",)
+    interrupted_sleep_value = 1
     classify = staticmethod(classify_pymysql)
 
     def unsupported(self, kind: str) -> ClientError:
@@ -99,7 +103,10 @@ class MySQLDialect(Dialect):
         return f"COALESCE(JSON_ARRAYAGG({expression}), '[]')"
 
     def sleep_sql(self, seconds: float) -> str:
-        return f"DO SLEEP({float(seconds)!r})"
+        return f"DO {self.sleep_expression(seconds)}"
+
+    def sleep_expression(self, seconds: float) -> str:
+        return f"SLEEP({float(seconds)!r})"
 
     def decode_array(self, raw: Any) -> list[Any]:
         raw = as_text(raw)

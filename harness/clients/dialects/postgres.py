@@ -51,6 +51,7 @@ class PostgresDialect(Dialect):
     iam_token_refusals = (
         "IAM authentication failed for user {user}. Check the IAM token for this user and try again.",
         "The IAM authentication failed for the role {user}. Check the IAM token for this role and try again.")
+    cancelled_codes = ("57014",)
     classify = staticmethod(classify_psycopg)
 
     def insert_identified_sql(self, table: str, who: str, rows: int = 1) -> str:
@@ -60,7 +61,10 @@ class PostgresDialect(Dialect):
         return f"coalesce(array_agg({expression}), '{{}}')"
 
     def sleep_sql(self, seconds: float) -> str:
-        return f"SELECT pg_sleep({float(seconds)!r})"
+        return f"SELECT {self.sleep_expression(seconds)}"
+
+    def sleep_expression(self, seconds: float) -> str:
+        return f"pg_sleep({float(seconds)!r})"
 
     def backend_count_sql(self, who: str, excluded_programs: Sequence[str],
                           users: Sequence[str] | None = None) -> str:

@@ -79,6 +79,18 @@ class _PsycopgBase:
     def tls_in_use(self) -> bool:
         return self.connected and bool(self.conn.pgconn.ssl_in_use)
 
+    cancel_needs_connection = False
+    """A cancel travels on a connection libpq opens for it (a CancelRequest), not on one of ours."""
+
+    def cancel_from_elsewhere(self, via: Any = None, *, timeout: float = 5.0) -> dict[str, Any]:
+        """Ask the server, from another thread, to cancel what this connection runs: psycopg's
+        ``cancel_safe``, a CancelRequest with the BackendKeyData the server (or proxy) gave this
+        connection.  Returns what to record about it."""
+        if self.conn is None:
+            raise psycopg.OperationalError("the connection was never opened")
+        self.conn.cancel_safe(timeout=timeout)
+        return {"backend_key": self.conn.info.backend_pid}
+
 
 def multi_host_options(hosts: list[tuple[str, int]], writer: bool) -> dict[str, Any]:
     """libpq options that try each instance in turn and keep the one of the wanted role.

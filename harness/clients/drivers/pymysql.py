@@ -70,6 +70,20 @@ class PyMySQLConnection:
         context.verify_mode = ssl.CERT_NONE
         return {"ssl_disabled": False, "ssl": context}
 
+    cancel_needs_connection = True
+    """MySQL has no out-of-band cancel: a KILL QUERY is sent on a second connection (``via``)."""
+
+    def cancel_from_elsewhere(self, via: PyMySQLConnection, *, timeout: float = 5.0) -> dict[str, Any]:
+        """Stop what this connection runs as a MySQL client does: ``KILL QUERY <id>`` on ``via``,
+        another connection to the same address, where the id is the connection id this one's
+        handshake gave (behind a proxy, the proxy's id, not a backend thread's).  Returns what to
+        record about it."""
+        if self.conn is None:
+            raise pymysql.err.InterfaceError(0, "the connection was never opened")
+        thread = int(self.conn.thread_id())
+        via.execute(f"KILL QUERY {thread}")
+        return {"thread_id": thread}
+
     @property
     def tls_in_use(self) -> bool:
         return self.connected and isinstance(getattr(self.conn, "_sock", None), ssl.SSLSocket)

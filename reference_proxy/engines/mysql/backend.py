@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -297,6 +299,8 @@ class MySQLBackend(StreamBackendBase):
         self._init_query = init_query
         self._io_timeout = io_timeout
         self._usable = True
+        self.cancel_login: Callable[[], Awaitable[BackendCredentials | None]] | None = None
+        """The login :meth:`cancel` connects with (the factory's, current when it is called)."""
 
     def __repr__(self) -> str:
         return (f"<MySQLBackend {self.address.id} thread={self.backend_id} "
@@ -530,6 +534,34 @@ class MySQLBackend(StreamBackendBase):
                 await self.writer.wait_closed()
 
 
+    async def cancel(self, timeout: float = 5.0) -> None:
+        """Stop the statement this connection runs, if any.  MySQL has no out-of-band cancel: the
+        proxy sends ``KILL QUERY <this thread>`` on a short connection of its own to the same
+        instance, as the same user (a user may kill its own threads).  Best effort, as a
+        PostgreSQL CancelRequest is: failures are logged, not raised."""
+        if self.cancel_login is None or not self.backend_id.isdigit():
+            return
+        try:
+            credentials = await self.cancel_login()
+            if credentials is None:
+                return
+            killer = await connect_and_log_in(PoolKey(self.address.id, self.key.user, ""), self.address, credentials,
+                                              connect_timeout=timeout, io_timeout=timeout)
+            try:
+                result = await killer.query(f"KILL QUERY {int(self.backend_id)}")
+            finally:
+                await killer.close()
+            if result.error is not None and result.error.error_code != ER_NO_SUCH_THREAD:
+                log.warning("could not stop the statement of thread %s on %s: ERROR %s: %s", self.backend_id,
+                            self.address.id, result.error.error_code, result.error.message)
+        except (BackendConnectFailed, OSError, TimeoutError, ProtocolViolation) as e:
+            log.warning("could not stop the statement of thread %s on %s: %s", self.backend_id, self.address.id, e)
+
+
+ER_NO_SUCH_THREAD = 1094
+"""``Unknown thread id``: the thread a KILL named had ended already."""
+
+
 async def connect_and_log_in(key: PoolKey, address: InstanceAddress, credentials: BackendCredentials, *,
                           init_query: str | None = None, connect_timeout: float = 10.0,
                           io_timeout: float = 30.0, program_name: str = PROGRAM_NAME) -> MySQLBackend:
@@ -595,6 +627,7 @@ class MySQLBackendFactory(BackendFactoryBase):
 
     async def _set_up(self, backend: MySQLBackend, address: InstanceAddress) -> MySQLBackend:
         """InitQuery and the key's tracked variables, then (once per instance) max_connections."""
+        backend.cancel_login = functools.partial(self._login_for, backend.key.user)
         try:
             await backend.run_session_setup()
             await self._learn_max_connections(address.id, backend)

@@ -58,6 +58,8 @@ from reference_proxy.engines.mysql.auth import (
     Sha2FastPathCache,
     WrongPassword,
 )
+from reference_proxy.engines.mysql.kill import Kill, KillRefused, could_kill, process_kill, read_kill
+from reference_proxy.engines.mysql.lexer import lexing_options
 from reference_proxy.engines.mysql.login import (
     LOGIN_MAX_PAYLOAD,
     Authenticated,
@@ -78,6 +80,7 @@ from reference_proxy.protocol.mysql import (
     Capability,
     ComChangeUser,
     Command,
+    ComQuery,
     ErrPacket,
     OkPacket,
     Packet,
@@ -116,6 +119,10 @@ words for a transaction it rolled back)."""
 SHUTDOWN_CODE = 1053
 ER_UNKNOWN_ERROR = 1105
 ER_NOT_SUPPORTED = 1235
+ER_NO_SUCH_THREAD = 1094
+ER_KILL_DENIED = 1095
+ER_QUERY_INTERRUPTED = 1317
+ER_CONNECTION_KILLED = 1927
 LOST_BACKEND_MESSAGE = ("Lost connection: the database connection to instance {instance} was lost (a failover, "
                         "or the database shut down or crashed); reconnect to continue")
 LOCAL_INFILE_MESSAGE = "LOAD DATA LOCAL INFILE is not supported by this proxy"
@@ -144,6 +151,9 @@ class MySQLSessions:
         self.max_payload = max_payload
         self.databases_seen: set[tuple[str, str]] = set()
         """(user, database) pairs a backend has opened: a login naming one needs no check."""
+        self.by_connection_id: dict[int, MySQLClientSession] = {}
+        """Sessions set up and not yet over, by the connection id their greeting gave: what a
+        client's KILL names (:mod:`.kill`)."""
 
     def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: str,
                  client_id: int) -> MySQLClientSession:
@@ -179,6 +189,9 @@ class MySQLClientSession:
         self.address: InstanceAddress | None = None
         self.key: PoolKey | None = None
         self.backend: Any = None
+        self._given_back: Any = None
+        """The backend this session last gave back to the pool (read only by the failpoint
+        ``cancel_to_last_backend``: unsafe on purpose)."""
         self._set_aside: Any = None
         """The held backend while it is being reset under a pin: only with the failpoint
         ``reset_pinned_backends`` (unsafe on purpose), else always None."""
@@ -247,6 +260,8 @@ class MySQLClientSession:
         m, ep = self.s.metrics, self.endpoint
         if self._login_slot is not None:
             self._login_slot.release()
+        if self.shared.by_connection_id.get(self.client_id) is self:
+            del self.shared.by_connection_id[self.client_id]
         if self.backend is not None:
             self._release(self.tracker.release_state_if_client_leaves(self._mid_reply))
         elif self._set_aside is not None:  # failpoint reset_pinned_backends: the reset never ran
@@ -412,6 +427,7 @@ class MySQLClientSession:
         self.key = PoolKey(self.address.id, authenticated.user, authenticated.database or "")
         await self._check_database(authenticated)
         self._set_up = True
+        self.shared.by_connection_id[self.client_id] = self
         self.s.metrics.inc("ClientConnectionsSetupSucceeded", endpoint=self.endpoint)
         self.s.metrics.gauge_add("ClientConnectionsTLS" if self.tls else "ClientConnectionsNoTLS", 1,
                                  endpoint=self.endpoint)
@@ -471,8 +487,64 @@ class MySQLClientSession:
             await self._change_user(payload)
         elif command in (Command.STMT_CLOSE, Command.STMT_SEND_LONG_DATA) and self.backend is None:
             pass  # no statement can exist without the pinned backend that prepared it
+        elif command == Command.PROCESS_KILL:
+            try:
+                kill: Kill | KillRefused | None = process_kill(payload)
+            except ValueError as e:
+                raise ProtocolViolation(str(e)) from None
+            await self._kill(kill)
+        elif command == Command.QUERY and could_kill(payload) and (kill := read_kill(
+                ComQuery.decode(payload).sql, **lexing_options(status_flags=self.tracker.status_flags))) is not None:
+            await self._kill(kill)
         else:
             await self._relay_command(command, payload)
+
+    async def _kill(self, kill: Kill | KillRefused) -> None:
+        """KILL and COM_PROCESS_KILL, answered by the proxy (see :mod:`.kill`): the id names the
+        session whose greeting gave it; its statement is stopped on the backend it holds now, and
+        ``KILL CONNECTION`` closes that client too.  The answers are MySQL's own: an id no live
+        session has is 1094 ``Unknown thread id``, another user's session 1095, one's own
+        statement 1317 and one's own connection 1927 (MariaDB 10.11 answers so)."""
+        assert self.key is not None
+        if isinstance(kill, KillRefused):
+            await self._say_error(ER_NOT_SUPPORTED, "42000", kill.reason, 1)
+            return
+        n = kill.connection_id
+        target = self.shared.by_connection_id.get(n)
+        if target is None or target.key is None:
+            await self._say_error(ER_NO_SUCH_THREAD, "HY000", f"Unknown thread id: {n}", 1)
+            return
+        if target.key.user != self.key.user:
+            await self._say_error(ER_KILL_DENIED, "HY000", f"You are not owner of thread {n}", 1)
+            return
+        if target is self:
+            if kill.query_only:
+                await self._say_error(ER_QUERY_INTERRUPTED, "70100", "Query execution was interrupted", 1)
+                return
+            await self._say_error(ER_CONNECTION_KILLED, "70100", "Connection was killed", 1)
+            raise _SessionOver()
+        await target.stop_statement()
+        if not kill.query_only:
+            target.close_client()
+        self._say_ok(1)
+
+    async def stop_statement(self) -> None:
+        """Stop the statement this session runs now, if any: ``KILL QUERY`` on the backend it holds
+        (a session that holds none runs nothing, and the backend it held last may serve someone
+        else by now)."""
+        if self.s.failpoint == "cancels_dropped":  # unsafe on purpose: reference_proxy.failpoints
+            return
+        backend = self.backend
+        if backend is None and self.s.failpoint == "cancel_to_last_backend":  # unsafe on purpose
+            backend = self._given_back
+        if backend is not None:
+            await backend.cancel()
+
+    def close_client(self) -> None:
+        """KILL CONNECTION from another session: drop this client's connection; the session ends
+        as when a client leaves (its backend, stopped mid-statement, is not lent again as it is)."""
+        with contextlib.suppress(Exception):
+            self.writer.transport.abort()
 
     def _start_fast(self, packet: Packet, wire: bytes | None = None) -> bool:
         """The fast path (see :mod:`.relay`): answer or send a plain command on the spot.  False
@@ -485,7 +557,7 @@ class MySQLClientSession:
         if command == Command.PING:
             self._say_ok(1)
             return True
-        if command not in _FAST_COMMANDS or self._drain_requested:
+        if command not in _FAST_COMMANDS or self._drain_requested or (command == Command.QUERY and could_kill(payload)):
             return False
         assert self.key is not None and self._relay is not None
         pin, change = self.tracker.inspect(command, payload, self.key.database)
@@ -794,6 +866,7 @@ class MySQLClientSession:
 
     def _release(self, state: ReleaseState) -> None:
         backend, self.backend = self.backend, None
+        self._given_back = backend
         if self._relay is not None:
             self._relay.release_backend(backend)  # its own protocol back before anyone else may borrow it
         if state is ReleaseState.BROKEN:

@@ -164,6 +164,9 @@ class PostgresClientSession:
         self.tracker = TransactionTracker(self.s.classifier(endpoint, client_id),  # failpoints: unsafe on purpose
                                           named_statements_pin=self.s.failpoint != "named_statements_unpinned")
         self._cancel_key: tuple[int, int] | None = None
+        self._given_back: Any = None
+        """The backend this session last gave back to the pool (read only by the failpoint
+        ``cancel_to_last_backend``: unsafe on purpose)."""
         self._client_splitter = MessageSplitter(FRONTEND_TYPES, sessions.max_message_size, "client")
         self._backend_splitter = MessageSplitter(BACKEND_TYPES, sessions.max_message_size, "server")
         self._inflight: deque[tuple[float, float]] = deque()  # (arrived, sent) per pending sync point
@@ -223,8 +226,11 @@ class PostgresClientSession:
             self._relay_driver.wakeup()
 
     async def cancel_current(self) -> None:
-        """Forward a cancel to the backend this session holds right now, if any."""
+        """Forward a cancel to the backend this session holds right now, if any: a session that holds
+        none runs nothing, and the backend it held last may serve someone else by now."""
         backend = self.backend
+        if backend is None and self.s.failpoint == "cancel_to_last_backend":  # unsafe on purpose
+            backend = self._given_back
         if backend is not None:
             await backend.cancel()
 
@@ -322,7 +328,7 @@ class PostgresClientSession:
                 self.writer.write(b"N")
             elif isinstance(msg, CancelRequest):
                 session = self.shared.cancel_registry.find(msg.process_id, msg.secret_key)
-                if session is not None:
+                if session is not None and self.s.failpoint != "cancels_dropped":  # failpoint: unsafe on purpose
                     await session.cancel_current()
                 return None
             else:
@@ -613,6 +619,7 @@ class PostgresClientSession:
 
     def _release(self, state: ReleaseState) -> None:
         backend, self.backend = self.backend, None
+        self._given_back = backend
         if state is ReleaseState.BROKEN:
             with contextlib.suppress(Exception):
                 backend.mark_broken()
