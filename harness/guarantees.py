@@ -373,7 +373,7 @@ _ALL = [
        "cancel.", 5.0, "s", Family.CANCEL, _AT_MOST,
        "A pooling proxy gives each client its own cancel key (PostgreSQL) or connection id (MySQL) and must "
        "find the backend connection the session holds when the cancel comes.  A correct proxy stops the "
-       "statement in well under a second; 5 s leaves room for a loaded machine and is a sixth of the 30 s "
+       "statement in well under a second; 5 s leaves room for a loaded machine and is a quarter of the 20 s "
        "sleep cancelled, so an ignored cancel fails.  §6.4: RDS Proxy documents PostgreSQL CancelRequest as "
        "unsupported (Ctrl+C in psql does nothing), so on RDS PostgreSQL the guarantee is measured and "
        "reported, and a failure there is unknown, not false; RDS documents nothing about MySQL KILL, which "

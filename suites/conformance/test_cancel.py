@@ -6,7 +6,7 @@ Two phases, each a few seconds:
 1. *Own*: clients start a long sleep and cancel it the engine's way (PostgreSQL CancelRequest, MySQL
    ``KILL QUERY`` with the connection id the client's handshake gave, on a second connection), again
    every :data:`CANCEL_AGAIN_S` while it runs, in case the first cancel came before the statement
-   reached the server.  A cancel that is ignored leaves a 30 s sleep running: the client gives up at
+   reached the server.  A cancel that is ignored leaves a 20 s sleep running: the client gives up at
    :data:`OWN_TIMEOUT_S` and the checker sees a statement no cancel stopped.
 2. *Others*: clients each run one short request, so that the backend connection each used goes back
    to the pool, which lends the most recently returned one first; then more clients than that start
@@ -28,9 +28,9 @@ import pytest
 from harness.checkers.cancel import SLEEP_KEY
 from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, run_clients, serving_read
 
-OWN_SLEEP_S = 30.0
+OWN_SLEEP_S = 20.0
 """The sleep a client cancels: far longer than CANCEL-OWN-QUERY's bound, so an ignored cancel fails."""
-OWN_TIMEOUT_S = 15.0
+OWN_TIMEOUT_S = 10.0
 """How long a client waits for its cancelled sleep before it gives up (above the bound, below the sleep)."""
 CANCEL_AFTER_S = 0.3
 CANCEL_AGAIN_S = 1.0

@@ -53,6 +53,7 @@ def assert_quick_certification(engine: str, tmp_path) -> dict:
     assert valid["ROTATION-NEW-LOGINS"] == valid["ROTATION-SESSIONS-KEPT"] == "true"  # and one rotation
     assert valid["IAM-TOKEN-CHECKS"] == "true"  # boto3 tokens, good and bad, against the IAM user
     assert valid["TLS-REQUIRED"] == "true"  # a sibling proxy that requires TLS, both endpoints
+    assert valid["CANCEL-OWN-QUERY"] == valid["CANCEL-NEVER-OTHERS"] == "true"  # cancels mapped by session
     assert valid["SESSION-OWN-STATE"] == valid["TRANSACTION-ONE-BACKEND"] == "true"
     assert "ROTATION-ALTERNATING-SESSIONS" in results["not_in_profile"]
     assert results["run"]["versions"]["server"], "the server version is read through the engine's driver"

@@ -449,3 +449,49 @@ def test_new_work_waits_for_a_writer_during_a_failover(cluster):
             assert results == {"idle": (new, 0)}
         finally:
             idle.close()
+
+
+def sleeping_threads(cluster: MySQLCluster) -> int:
+    with observer(cluster) as direct:
+        return scalar(direct, "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(%'")
+
+
+def test_kill_names_the_proxy_session_and_stops_only_its_statement(proxy):
+    """KILL QUERY with the id a client's greeting gave stops that client's statement on the backend it
+    holds, nobody else's; unknown ids and KILL CONNECTION answer as MySQL does."""
+    with proxy.connect() as victim, proxy.connect() as bystander, proxy.connect() as killer:
+        outcomes: dict[str, object] = {}
+
+        def run(name: str, conn, seconds: int) -> None:
+            try:
+                outcomes[name] = scalar(conn, f"SELECT SLEEP({seconds}), 1")
+            except pymysql.err.OperationalError as e:
+                outcomes[name] = e.args[0]
+
+        threads = [threading.Thread(target=run, args=("victim", victim, 30)),
+                   threading.Thread(target=run, args=("bystander", bystander, 2))]
+        for t in threads:
+            t.start()
+        assert eventually(lambda: sleeping_threads(proxy.cluster) == 2, timeout=10)
+        with killer.cursor() as cur:
+            cur.execute(f"KILL QUERY {victim.thread_id()}")
+        for t in threads:
+            t.join(timeout=20)
+        assert outcomes == {"victim": 1317, "bystander": 0}
+        assert scalar(victim, "SELECT 7") == 7  # KILL QUERY leaves the connection usable
+
+        with pytest.raises(pymysql.err.OperationalError) as unknown:
+            scalar(killer, "kill /* nobody */ query 999999")
+        assert unknown.value.args == (1094, "Unknown thread id: 999999")
+        with pytest.raises(pymysql.err.OperationalError) as own:
+            scalar(killer, f"KILL QUERY {killer.thread_id()}")
+        assert own.value.args[0] == 1317
+
+        with killer.cursor() as cur:
+            cur.execute(f"KILL CONNECTION {victim.thread_id()}")
+        with pytest.raises(pymysql.err.OperationalError):
+            scalar(victim, "SELECT 1")
+        killer.kill(bystander.thread_id())  # COM_PROCESS_KILL
+        with pytest.raises(pymysql.err.OperationalError):
+            scalar(bystander, "SELECT 1")
+        assert scalar(killer, "SELECT 5") == 5

@@ -91,3 +91,22 @@ def test_missing_threshold_file(tmp_path):
 def test_with_thresholds_in_code():
     cat = with_thresholds({"BORROW-TIMEOUT": 0.5})
     assert cat["BORROW-TIMEOUT"].threshold == 0.5 and cat["PIN-TRIGGERS"] is CATALOGUE["PIN-TRIGGERS"]
+
+
+def test_not_promised_names_a_target_and_engine_with_a_sentence():
+    from harness.guarantees import Family, Guarantee
+
+    def make(not_promised):
+        return Guarantee("X", "Holds within {threshold} {unit}.", 1.0, "s", Family.CANCEL, Comparison.AT_MOST,
+                         "§1.", not_promised=not_promised)
+
+    g = make({("rds", "postgres"): "Documented as unsupported."})
+    assert g.not_promised[("rds", "postgres")] == "Documented as unsupported."
+    with pytest.raises(TypeError):
+        g.not_promised[("rds", "mysql")] = "changed."  # type: ignore[index]
+    for bad in ({("aws", "postgres"): "A sentence."}, {("rds", "oracle"): "A sentence."},
+                {("rds", "postgres"): "no full stop"}, {"rds": "A sentence."}):
+        with pytest.raises(GuaranteeError, match="not_promised"):
+            make(bad)
+    assert CATALOGUE["CANCEL-OWN-QUERY"].not_promised.keys() == {("rds", "postgres")}
+

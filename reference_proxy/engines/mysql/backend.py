@@ -619,6 +619,7 @@ class MySQLBackendFactory(BackendFactoryBase):
             log.info("the database refused the held login for %s on %s; the credentials changed since, "
                      "logging in once more", key.user, address.id)
             backend = await self._connect(key, address, newer)
+        backend.cancel_login = functools.partial(self._login_for, key.user)
         return await self._set_up(backend, address)
 
     async def _connect(self, key: PoolKey, address: InstanceAddress, creds: BackendCredentials) -> MySQLBackend:
@@ -627,7 +628,6 @@ class MySQLBackendFactory(BackendFactoryBase):
 
     async def _set_up(self, backend: MySQLBackend, address: InstanceAddress) -> MySQLBackend:
         """InitQuery and the key's tracked variables, then (once per instance) max_connections."""
-        backend.cancel_login = functools.partial(self._login_for, backend.key.user)
         try:
             await backend.run_session_setup()
             await self._learn_max_connections(address.id, backend)
