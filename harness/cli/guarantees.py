@@ -74,8 +74,15 @@ def render_text(rows: list[Coverage]) -> str:
     for row in table:
         for n in range(max(len(cell) for cell in row)):
             out.append(line([cell[n] if n < len(cell) else "" for cell in row]))
-    out += ["", _summary(rows), PROFILE_NOTE.capitalize()]
+    out += ["", _summary(rows), PROFILE_NOTE.capitalize(), *_not_promised(rows)]
     return "\n".join(out)
+
+
+def _not_promised(rows: list[Coverage], code: str = "") -> list[str]:
+    """One line per guarantee a target's proxy documents it does not keep (``not_promised``)."""
+    return [f"Not promised by {target} on {engine}, where a failure is reported unknown: "
+            f"{code}{r.guarantee.id}{code}: {why}"
+            for r in rows for (target, engine), why in r.guarantee.not_promised.items()]
 
 
 def _summary(rows: list[Coverage]) -> str:
@@ -103,6 +110,7 @@ def render_markdown(rows: list[Coverage]) -> str:
         cells = [f"`{r.guarantee.id}`", r.guarantee.family.value, shown_by, *(cell(r.engines[e]) for e in ENGINE_ORDER)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", f"{_summary(rows)} Test paths are relative to `suites/`; {PROFILE_NOTE}"]
+    lines += [f"\n{note}" for note in _not_promised(rows, "`")]
     return "\n".join(lines)
 
 
