@@ -486,6 +486,14 @@ def test_kill_names_the_proxy_session_and_stops_only_its_statement(proxy):
         with pytest.raises(pymysql.err.OperationalError) as own:
             scalar(killer, f"KILL QUERY {killer.thread_id()}")
         assert own.value.args[0] == 1317
+        with pytest.raises(pymysql.err.MySQLError) as prepared:  # prepared, it would reach a backend unmapped
+            killer._execute_command(COM_STMT_PREPARE, f"KILL QUERY {victim.thread_id()}")
+            killer._read_packet()
+        assert prepared.value.args[0] == 1235
+        with pytest.raises(pymysql.err.MySQLError) as by_user:
+            scalar(killer, "KILL USER harness")
+        assert by_user.value.args[0] == 1235
+        assert scalar(killer, "SELECT 'kill' AS skill") == "kill"  # the word alone is no KILL
 
         with killer.cursor() as cur:
             cur.execute(f"KILL CONNECTION {victim.thread_id()}")

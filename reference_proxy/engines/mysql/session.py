@@ -81,6 +81,7 @@ from reference_proxy.protocol.mysql import (
     ComChangeUser,
     Command,
     ComQuery,
+    ComStmtPrepare,
     ErrPacket,
     OkPacket,
     Packet,
@@ -136,6 +137,8 @@ _QUERIES = (Command.QUERY, Command.STMT_EXECUTE)
 _FAST_COMMANDS = frozenset((Command.QUERY, Command.STMT_EXECUTE, Command.INIT_DB, Command.STMT_PREPARE,
                             Command.STMT_RESET, Command.STMT_FETCH))
 """Commands the fast path sends on the spot: each has a reply and needs nothing but a backend."""
+_KILL_CARRIERS = {Command.QUERY: ComQuery, Command.STMT_PREPARE: ComStmtPrepare}
+"""Commands whose SQL text may be a KILL, which the proxy answers itself (:mod:`.kill`)."""
 
 
 class MySQLSessions:
@@ -493,8 +496,11 @@ class MySQLClientSession:
             except ValueError as e:
                 raise ProtocolViolation(str(e)) from None
             await self._kill(kill)
-        elif command == Command.QUERY and could_kill(payload) and (kill := read_kill(
-                ComQuery.decode(payload).sql, **lexing_options(status_flags=self.tracker.status_flags))) is not None:
+        elif command in _KILL_CARRIERS and could_kill(payload) and (kill := read_kill(
+                _KILL_CARRIERS[command].decode(payload).sql,
+                **lexing_options(status_flags=self.tracker.status_flags))) is not None:
+            if command == Command.STMT_PREPARE:  # prepared, it would run on a backend with the id unmapped
+                kill = KillRefused("KILL cannot be prepared through this proxy; send it as a statement")
             await self._kill(kill)
         else:
             await self._relay_command(command, payload)
@@ -557,7 +563,7 @@ class MySQLClientSession:
         if command == Command.PING:
             self._say_ok(1)
             return True
-        if command not in _FAST_COMMANDS or self._drain_requested or (command == Command.QUERY and could_kill(payload)):
+        if command not in _FAST_COMMANDS or self._drain_requested or (command in _KILL_CARRIERS and could_kill(payload)):
             return False
         assert self.key is not None and self._relay is not None
         pin, change = self.tracker.inspect(command, payload, self.key.database)
