@@ -230,3 +230,16 @@ def test_no_proxy_at_all_the_instances_themselves(cluster, tmp_path):
     assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-2000:]
     assert "INCOMPLETE: 1 guarantee unknown" in done.stdout
     assert writer.password not in done.stdout + done.stderr
+
+
+def test_pgbouncer_transaction_mode_maps_cancels_by_client(cluster, tmp_path):
+    """PgBouncer forwards a client's CancelRequest to the server connection that client is linked to
+    at that moment and drops one from a client linked to none: both cancel guarantees hold through a
+    proxy that is not ours, and a pool smaller than the sleepers keeps its backends shared."""
+    with PgBouncer(cluster.connection_params(cluster.writer.id), pool_mode="transaction", pool_size=4) as bouncer:
+        run_dir = tmp_path / "run"
+        done = certify_peer(run_dir, bouncer.params, select="test_cancel")
+    g = verdicts(run_dir)
+    for gid in ("CANCEL-OWN-QUERY", "CANCEL-NEVER-OTHERS"):
+        assert g[gid]["valid"] == "true", (gid, g[gid])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
