@@ -8,10 +8,11 @@ Two phases, each a few seconds:
    every :data:`CANCEL_AGAIN_S` while it runs, in case the first cancel came before the statement
    reached the server.  A cancel that is ignored leaves a 20 s sleep running: the client gives up at
    :data:`OWN_TIMEOUT_S` and the checker sees a statement no cancel stopped.
-2. *Others*: clients each run one short request, so that the backend connection each used goes back
-   to the pool, which lends the most recently returned one first; then more clients than that start
-   long sleeps (taking those backends), and meanwhile the first clients cancel *themselves*, though
-   they run nothing: the cancel that arrives after its statement has ended, which every real
+2. *Others*: clients each run one short request at the same time, so that each holds a backend
+   connection of its own, which then goes back to the pool; then twice as many clients start long
+   sleeps (taking those backends: the reference proxy's pool lends the most recently returned first,
+   and the sleepers outnumber them), and meanwhile the first clients cancel *themselves*, though they
+   run nothing: the cancel that arrives after its statement has ended, which every real
    application sends now and then.  A proxy that delivers a cancel by backend rather than by session
    stops a stranger's sleep; a correct one does nothing.
 
@@ -26,7 +27,7 @@ import threading
 import pytest
 
 from harness.checkers.cancel import SLEEP_KEY
-from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, run_clients, serving_read
+from suites.workloads import CLIENT_REQUEST_TIMEOUT_S, run_clients
 
 OWN_SLEEP_S = 20.0
 """The sleep a client cancels: far longer than CANCEL-OWN-QUERY's bound, so an ignored cancel fails."""
@@ -37,6 +38,7 @@ CANCEL_AGAIN_S = 1.0
 OTHERS_SLEEP_S = 2.0
 """The sleep of the clients nobody cancels: long enough for the stale cancels to land during it."""
 STALE_EVERY_S = 0.4
+SHORT_S = 0.2
 
 
 def long_statement(clients, client, seconds: float):
@@ -45,12 +47,12 @@ def long_statement(clients, client, seconds: float):
                           result=lambda row: row[0], extra={SLEEP_KEY: seconds})
 
 
-def cancel_own_statements(clients, count: int) -> None:
-    """Phase 1: each client cancels its own running sleep until it ends."""
-    def client(_worker: int) -> None:
+def cancel_own_statements(clients, count: int) -> int:
+    """Phase 1: each client cancels its own running sleep until it ends; how many could connect."""
+    def client(_worker: int) -> int:
         session = clients("writer", request_timeout=OWN_TIMEOUT_S)
         if not session.connected:
-            return
+            return 0
         canceller = clients.canceller(session)
         done = threading.Event()
 
@@ -68,20 +70,28 @@ def cancel_own_statements(clients, count: int) -> None:
                 canceller.cancel()
         runner.join()
         session.close()
+        return 1
 
-    run_clients(count, client)
+    return sum(run_clients(count, client))
 
 
-def cancel_after_the_end(clients, stale: int, others: int, rounds: int) -> None:
+def cancel_after_the_end(clients, stale: int, others: int, rounds: int) -> int:
     """Phase 2: ``stale`` clients cancel themselves, running nothing, while ``others`` clients sleep
-    on the backends the stale ones gave back."""
+    on the backends the stale ones gave back; how many of them could connect."""
     stale_sessions = [clients("writer", request_timeout=CLIENT_REQUEST_TIMEOUT_S) for _ in range(stale)]
     cancellers = [clients.canceller(s) for s in stale_sessions if s.connected]
     sleepers = [clients("writer", request_timeout=CLIENT_REQUEST_TIMEOUT_S) for _ in range(others)]
+    connected = sum(1 for s in stale_sessions + sleepers if s.connected)
     for _ in range(rounds):
-        for s in stale_sessions:
-            serving_read(clients, s)  # its backend goes back to the pool, first in line to be lent
+        # At once, so that each holds a backend of its own, which then goes back to the pool.
+        run_clients(len(stale_sessions), lambda worker: short_statement(clients, stale_sessions[worker]))
         cancel_while_others_sleep(clients, cancellers, sleepers)
+    return connected
+
+
+def short_statement(clients, client):
+    """A read that holds its backend for :data:`SHORT_S` (op ``read``, no cancel is aimed at it)."""
+    return client.request("read", clients.dialect.cancellable_sleep_sql(SHORT_S, clients.who))
 
 
 def cancel_while_others_sleep(clients, cancellers, sleepers) -> None:
@@ -105,5 +115,5 @@ def cancel_while_others_sleep(clients, cancellers, sleepers) -> None:
 @pytest.mark.guarantee("CANCEL-OWN-QUERY", "CANCEL-NEVER-OTHERS")
 def test_a_cancel_stops_its_own_statement_and_no_other(clients, profile):
     own, stale, others, rounds = (2, 3, 6, 2) if profile == "quick" else (4, 4, 10, 4)
-    cancel_own_statements(clients, own)
-    cancel_after_the_end(clients, stale, others, rounds)
+    connected = cancel_own_statements(clients, own) + cancel_after_the_end(clients, stale, others, rounds)
+    assert connected == own + stale + others, f"only {connected} of {own + stale + others} clients could connect"
