@@ -87,6 +87,8 @@ log = logging.getLogger(__name__)
 
 ER_ACCESS_DENIED = 1045
 """The server refused the login's user or password: a rotated secret may hold a newer one."""
+ER_NO_SUCH_THREAD = 1094
+"""``Unknown thread id``: the thread a KILL named had ended already."""
 
 READ_SIZE = 65536
 MAX_CONNECTIONS_QUERY = "SELECT @@max_connections"
@@ -533,7 +535,6 @@ class MySQLBackend(StreamBackendBase):
             async with asyncio.timeout(2):
                 await self.writer.wait_closed()
 
-
     async def cancel(self, timeout: float = 5.0) -> None:
         """Stop the statement this connection runs, if any.  MySQL has no out-of-band cancel: the
         proxy sends ``KILL QUERY <this thread>`` on a short connection of its own to the same
@@ -556,10 +557,6 @@ class MySQLBackend(StreamBackendBase):
                             self.address.id, result.error.error_code, result.error.message)
         except (BackendConnectFailed, OSError, TimeoutError, ProtocolViolation) as e:
             log.warning("could not stop the statement of thread %s on %s: %s", self.backend_id, self.address.id, e)
-
-
-ER_NO_SUCH_THREAD = 1094
-"""``Unknown thread id``: the thread a KILL named had ended already."""
 
 
 async def connect_and_log_in(key: PoolKey, address: InstanceAddress, credentials: BackendCredentials, *,
