@@ -210,6 +210,7 @@ def running_with_pool(request, tmp_path_factory):
                        timeout=180)
 
 
+@pytest.mark.timeout(660)  # a whole quick certification; its subprocess has 600 s
 def test_with_every_control_given_every_quick_guarantee_is_judged(running_with_pool, tmp_path):
     """The issue's acceptance: the reference proxy's endpoints as an external target, with direct DSNs,
     the stated pool settings, failover and rotate commands and an IAM user, judge the whole quick
