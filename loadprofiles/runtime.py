@@ -269,9 +269,25 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
                 "wait_s": FINAL_WAIT_S, "fault_errors": load.fault_errors, "initial_writer": load.initial_writer,
                 "requests": environment.stats.total.num_requests, "failures": environment.stats.total.num_failures}
     write_json_atomically(run_dir / histories.MANIFEST, manifest)
+    _final_stats_csv(environment)
     if getattr(ns, "skip_verdicts", False):
         return
     from loadprofiles.verdicts import judge_and_print
 
     profile_name = Path(ns.locustfile).stem if isinstance(getattr(ns, "locustfile", None), str) else "custom"
     environment.process_exit_code = judge_and_print(run_dir, load.target, profile_name)
+
+
+def _final_stats_csv(environment: Any) -> None:
+    """Write ``<csv prefix>_stats.csv`` once more with the final statistics: Locust's writer refreshes it
+    every second and does not write it again at the end, so its last second (with the workers' last
+    reports) would be missing."""
+    import csv
+
+    from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+
+    prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if not prefix:
+        return
+    with open(f"{prefix}_stats.csv", "w", newline="", encoding="utf-8") as fh:
+        StatsCSV(environment, PERCENTILES_TO_REPORT).requests_csv(csv.writer(fh))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import gevent
 from locust import LoadTestShape
 
 from loadprofiles.profiles import Profile, profile
@@ -28,6 +29,8 @@ class ProfileShape(LoadTestShape):
     def __init__(self) -> None:
         super().__init__()
         self.driver: ShapeDriver | None = None
+        self._ending = False
+        self._last_load: tuple[int, float] | None = None
 
     def _common(self) -> tuple[int, float, float]:
         ns: Any = self.runner.environment.parsed_options if self.runner is not None else None
@@ -44,7 +47,25 @@ class ProfileShape(LoadTestShape):
             load = load_process(self.runner.environment)
             for action in answer.actions:
                 load.carry_out(action)
+        if answer.load is None:
+            return self._end()
+        self._last_load = answer.load
         return answer.load
+
+    def _end(self) -> tuple[int, float] | None:
+        """End the run from outside the runner's greenlets.
+
+        Answering None makes Locust quit from inside the shape's greenlet, which the quit itself kills
+        part-way while users are still finishing their requests; a request completed after that is
+        counted by Locust but missing from the history.  So the shape asks for the same quit (or, with
+        the web UI, the same stop) from a greenlet of its own and keeps the last load meanwhile."""
+        if self.runner is None:
+            return None
+        if not self._ending:
+            self._ending = True
+            ns = self.runner.environment.parsed_options
+            gevent.spawn(self.runner.quit if getattr(ns, "headless", False) else self.runner.stop)
+        return self._last_load
 
 
 def shape_for(name: str) -> type[ProfileShape]:

@@ -1,0 +1,161 @@
+"""The request-event/history bridge, the per-process histories and their merge, the target options.
+
+No Locust here: the bridge is handed a recording stand-in for Locust's ``events.request.fire``
+(``tests/integration/test_load.py`` checks, in a child process, that these modules never pull in gevent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from harness.clients.outcomes import Result
+from harness.history import History, HistoryError, ManualClock, OpError, OpType, Recorder
+from harness.targets.base import TargetError
+from loadprofiles import histories
+from loadprofiles.bridge import RequestNotOk, RequestReporter, response_length
+from loadprofiles.options import build_target, target_options
+
+
+class Events:
+    def __init__(self) -> None:
+        self.fired: list[dict] = []
+
+    def fire(self, **kwargs) -> None:
+        self.fired.append(kwargs)
+
+
+class Ticks:
+    """perf_counter stand-in: each call returns the next value."""
+
+    def __init__(self, *values: float) -> None:
+        self.values = list(values)
+
+    def __call__(self) -> float:
+        return self.values.pop(0)
+
+
+def test_an_ok_request_is_reported_with_its_time_and_rows() -> None:
+    events = Events()
+    reporter = RequestReporter(events.fire, "postgres", clock=Ticks(1.0, 1.0125))
+    result = Result(OpType.OK, [1, 2], node="instance-1", rows=[[(1,), (2,)], [("instance-1", 7, True)]])
+    assert reporter.measure("writer", "point_read", lambda: result) is result
+    (fired,) = events.fired
+    assert fired["request_type"] == "postgres" and fired["name"] == "writer point_read"
+    assert fired["response_time"] == pytest.approx(12.5)
+    assert fired["response_length"] == 3  # Locust drops a report without it
+    assert fired["exception"] is None and fired["context"]["node"] == "instance-1"
+
+
+@pytest.mark.parametrize("op_type, code", [(OpType.FAIL, "08006"), (OpType.INFO, None)])
+def test_a_request_that_did_not_end_ok_is_a_locust_failure_named_by_outcome_and_code(op_type, code) -> None:
+    events = Events()
+    result = Result(op_type, 5, error=OpError(code, "server closed the connection with id 5", code is not None))
+    RequestReporter(events.fire, "mysql", clock=Ticks(0.0, 0.5)).measure("reader", "write", lambda: result)
+    exc = events.fired[0]["exception"]
+    assert isinstance(exc, RequestNotOk) and exc.result is result
+    assert str(exc) == f"{op_type.value}: {code or 'no code'}"  # no ids: one failure row per kind, not per request
+    assert events.fired[0]["response_length"] == 0 and events.fired[0]["response_time"] == 500.0
+
+
+def test_an_exception_from_the_call_is_reported_and_raised_on() -> None:
+    events = Events()
+
+    def broken() -> Result:
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        RequestReporter(events.fire, "postgres", clock=Ticks(0.0, 0.001)).measure("writer", "write", broken)
+    assert isinstance(events.fired[0]["exception"], KeyError) and events.fired[0]["response_length"] == 0
+
+
+def test_response_length_counts_rows_of_every_statement() -> None:
+    assert response_length(Result(OpType.OK, rows=None)) == 0
+    assert response_length(Result(OpType.OK, rows=[None, [(1,)], [], [(2,), (3,)]])) == 3
+
+
+# -- per-process histories --------------------------------------------------------------------------------
+def _record(path, tag: str, clock: ManualClock, steps: list[tuple[float, str]]) -> int:
+    """Write a small history: each (time, kind) is a write by one client of ``tag``, or a fault."""
+    with Recorder(path, clock=clock) as rec:
+        for t, kind in steps:
+            clock.at(t)
+            if kind == "fault":
+                rec.fault("failover", "start")
+                continue
+            inv = rec.invoke(f"{tag}-c1", "write", int(t * 10), endpoint="writer")
+            rec.ok(inv, int(t * 10), node="instance-1")
+        return len(rec.history())
+
+
+def test_process_files_merge_by_time_with_fresh_indexes(tmp_path) -> None:
+    clock = ManualClock()
+    a = histories.process_history_path(tmp_path, histories.process_tag("worker", host="h.example", pid=1))
+    b = histories.process_history_path(tmp_path, histories.process_tag("master", host="h", pid=2))
+    a.parent.mkdir(parents=True)
+    assert a.name == "worker-h-1.jsonl" and b.name == "master-h-2.jsonl"
+    _record(a, "w1", clock, [(1.0, "write"), (3.0, "write")])
+    clock2 = ManualClock()
+    _record(b, "m", clock2, [(2.0, "fault")])
+    merged = histories.merge(histories.history_files(tmp_path))
+    assert [(op.time, op.type.value) for op in merged] == [
+        (1_000_000_000, "invoke"), (1_000_000_000, "ok"), (2_000_000_000, "fault"), (3_000_000_000, "invoke"),
+        (3_000_000_000, "ok")]
+    assert [op.index for op in merged] == [0, 1, 2, 3, 4]
+    assert len(merged.pairs()) == 2
+    out = tmp_path / histories.MERGED
+    histories.write_history(merged, out)
+    assert [op.to_dict() for op in History.load(out)] == [op.to_dict() for op in merged]
+
+
+def test_one_client_process_in_two_files_is_refused(tmp_path) -> None:
+    clock = ManualClock()
+    (tmp_path / "x").mkdir()
+    _record(tmp_path / "x" / "a.jsonl", "same", clock, [(1.0, "write")])
+    _record(tmp_path / "x" / "b.jsonl", "same", ManualClock(), [(2.0, "write")])
+    with pytest.raises(HistoryError, match="appears in"):
+        histories.merge([tmp_path / "x" / "a.jsonl", tmp_path / "x" / "b.jsonl"])
+
+
+def _manifest(run_dir, **fields) -> None:
+    (run_dir / histories.MANIFEST).write_text(json.dumps({"wait_s": 60, "workers": {}, "missing_workers": [],
+                                                          **fields}))
+
+
+def test_the_manifest_tells_whole_histories_from_short_or_missing_ones(tmp_path) -> None:
+    assert "no load.json" in histories.check_manifest(tmp_path)[0]
+    path = histories.process_history_path(tmp_path, "worker-h-7")
+    path.parent.mkdir(parents=True)
+    records = _record(path, "w7", ManualClock(), [(1.0, "write"), (2.0, "write")])
+    _manifest(tmp_path, workers={"w7": {"tag": "worker-h-7", "records": records}})
+    assert histories.check_manifest(tmp_path) == []
+    _manifest(tmp_path, workers={"w7": {"tag": "worker-h-7", "records": records + 3}})
+    assert "holds 4 records, it announced 7" in histories.check_manifest(tmp_path)[0]
+    _manifest(tmp_path, workers={"w8": {"tag": "worker-h-8", "records": 1}}, missing_workers=["w9"])
+    problems = histories.check_manifest(tmp_path)
+    assert "w9 sent no last report" in problems[0] and "worker-h-8.jsonl is not in the run directory" in problems[1]
+
+
+# -- target options ------------------------------------------------------------------------------------
+def test_dsns_come_from_the_environment_when_not_on_the_command_line() -> None:
+    ns = argparse.Namespace(engine="mysql", writer_dsn=None, reader_dsns=None, requires_tls=False)
+    opts = target_options(ns, {"AURORA_HARNESS_WRITER_DSN": "mysql://u:p@127.0.0.1:1/db",
+                               "AURORA_HARNESS_READER_DSNS": "mysql://u:p@127.0.0.1:2/db\nmysql://u:p@127.0.0.1:3/db\n"})
+    assert opts.engine == "mysql" and opts.writer_dsn == "mysql://u:p@127.0.0.1:1/db"
+    assert opts.reader_dsns == ("mysql://u:p@127.0.0.1:2/db", "mysql://u:p@127.0.0.1:3/db")
+    given = target_options(argparse.Namespace(engine="mysql", writer_dsn="mysql://a:b@127.0.0.1:9/x"),
+                           {"AURORA_HARNESS_WRITER_DSN": "mysql://u:p@127.0.0.1:1/db"})
+    assert given.writer_dsn == "mysql://a:b@127.0.0.1:9/x"
+
+
+def test_missing_targets_are_refused_with_a_sentence(tmp_path) -> None:
+    with pytest.raises(TargetError, match="no target"):
+        build_target(argparse.Namespace(target=None, target_record=None), {})
+    with pytest.raises(TargetError, match="aurora-harness up"):
+        build_target(argparse.Namespace(target="reference", target_record=None, state_dir=str(tmp_path)), {})
+    with pytest.raises(TargetError, match="--writer-dsn"):
+        build_target(argparse.Namespace(target="external", target_record=None, engine="postgres"), {})
+    with pytest.raises(TargetError, match="cannot read the target record"):
+        build_target(argparse.Namespace(target_record=str(tmp_path / "none.json")), {})
