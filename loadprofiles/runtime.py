@@ -57,6 +57,8 @@ FINAL = "aurora_harness_final"
 """Worker to master: my users are stopped; here are my history file and its record count."""
 FINAL_WAIT_S = 60.0
 """How long the master waits for the workers' last reports."""
+DEFAULT_STOP_TIMEOUT_S = 10.0
+"""Locust's --stop-timeout when none is given: how long a stopping user may take to finish its request."""
 WRITE_ID_PROCESS_BITS = 22
 """Write ids are ``(random process nonce << 40) | counter``: unique across processes and machines."""
 
@@ -188,6 +190,10 @@ def _on_init(environment: Any, **_kw: Any) -> None:
         sys.exit(2)
     if not ns.run_dir:
         ns.run_dir = default_run_dir(target.engine)
+    if not environment.stop_timeout:
+        # Locust's default kills users mid-request when the run ends; let each finish the request it is
+        # in, so the history ends with completions (the master hands this to its workers).
+        environment.stop_timeout = DEFAULT_STOP_TIMEOUT_S
 
 
 @events.test_start.add_listener
