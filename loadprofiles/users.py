@@ -31,7 +31,7 @@ from locust import User, between, constant, task
 
 from harness.clients.client import Client
 from harness.clients.outcomes import Result
-from harness.clients.plans import DEFAULT_TABLE, Plan, Statement, ids_from_rows
+from loadprofiles import requests
 from loadprofiles import runtime as _runtime  # registers the harness's listeners
 from loadprofiles.runtime import LoadProcess, load_process
 
@@ -39,21 +39,8 @@ PROBE_SETTING = "harness.load_tag"
 """The setting the session-state probes give their own value (a MySQL user variable)."""
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
-LONG_TRANSACTION_S = 0.5
 RECENT_IDS = 64
 """How many of its own recent write ids a user draws its point reads from."""
-
-
-def point_read_plan(dialect: Any, write_id: int, table: str = DEFAULT_TABLE) -> Plan:
-    """Read one row by primary key, in a transaction that also reads who served it."""
-    return Plan("point_read", write_id,
-                (Statement(f"SELECT id FROM {dialect.quote(table)} WHERE id = %s", (write_id,)),),
-                idempotent=True, result=lambda rows: ids_from_rows(rows[0]))
-
-
-def held_transaction_plan(dialect: Any, seconds: float) -> Plan:
-    """A transaction that keeps its backend busy for ``seconds`` in SQL (the engine's sleep)."""
-    return Plan("long_transaction", seconds, (Statement(dialect.sleep_sql(seconds)),), idempotent=True)
 
 
 class DatabaseUser(User):
@@ -108,7 +95,7 @@ class DatabaseUser(User):
 
     def point_read(self) -> None:
         write_id = random.choice(self.recent) if self.recent else 0
-        self.request("point_read", lambda c: c.run(point_read_plan(c.dialect, write_id)))
+        self.request("point_read", lambda c: requests.point_read(c, write_id))
 
 
 class ReadWriteUser(DatabaseUser):
@@ -178,20 +165,20 @@ class ChurnUser(DatabaseUser):
     @task
     def connect_query_disconnect(self) -> None:
         try:
-            self.request("churn_query", lambda c: c.request("churn_query", f"SELECT 1 AS one, {c.who()}"))
+            self.request("churn_query", requests.churn_query)
         finally:
             self.disconnect()
 
 
 class LongTransactionUser(DatabaseUser):
-    """Transactions that hold a backend for :data:`LONG_TRANSACTION_S` seconds."""
+    """Transactions that hold a backend for :data:`loadprofiles.requests.LONG_TRANSACTION_S` seconds."""
 
     weight = 1
     wait_time = constant(0.5)
 
     @task
     def hold(self) -> None:
-        self.request("long_transaction", lambda c: c.run(held_transaction_plan(c.dialect, LONG_TRANSACTION_S)))
+        self.request("long_transaction", requests.long_transaction)
 
 
 ALL_USERS = (ReadWriteUser, ReaderUser, UniqueWriteUser, SessionStateUser, ChurnUser, LongTransactionUser)

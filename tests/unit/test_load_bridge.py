@@ -159,3 +159,14 @@ def test_missing_targets_are_refused_with_a_sentence(tmp_path) -> None:
         build_target(argparse.Namespace(target="external", target_record=None, engine="postgres"), {})
     with pytest.raises(TargetError, match="cannot read the target record"):
         build_target(argparse.Namespace(target_record=str(tmp_path / "none.json")), {})
+
+
+def test_the_benchmark_table_puts_locust_and_threads_side_by_side() -> None:
+    from loadprofiles.benchmark import TASKS, render
+
+    assert {t.user_class for t in TASKS} == {"PointReadBench", "ReaderReadBench", "WriteBench", "ChurnBench",
+                                            "SleepBench"}
+    table = render([{"task": "sleep", "users": 10,
+                     "locust": {"rps": 97.5, "p50_ms": 100.0, "p99_ms": 110.0, "failures": 0},
+                     "threads": {"rps": 98.0, "failures": 1}}])
+    assert "sleep" in table.splitlines()[2] and "97.5" in table and "98.0" in table
