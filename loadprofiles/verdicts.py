@@ -19,6 +19,7 @@ Locust is not imported here; the Locust master of a plain ``locust -f`` run call
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -31,11 +32,15 @@ from harness.clients.client import Client
 from harness.history import Recorder
 from harness.plugin.run import HarnessRun
 from harness.plugin.targets import pool_caps, reader_weights
-from harness.runstore import RunStore
+from harness.runstore import RunStore, write_json_atomically
 from harness.targets.base import Capability, Target
 from loadprofiles import histories
+from loadprofiles.phases import PhaseStats, phases
+from loadprofiles.phases import render as render_phases
 from loadprofiles.profiles import BASE, DURABILITY, PROFILES
 
+PHASES = "load-phases.json"
+"""Requests, failures, req/s and latency before, during and after each fault (:mod:`loadprofiles.phases`)."""
 FINAL_READ_DEADLINE_S = 30.0
 """How long the final read may keep trying (the writer may still be coming back from a fault)."""
 
@@ -94,6 +99,7 @@ def judge(run_dir: str | os.PathLike[str], target: Target, profile_name: str, *,
     incomplete = histories.check_manifest(base)
     merged = histories.merge(histories.history_files(base))
     histories.write_history(merged, base / histories.MERGED)
+    write_json_atomically(base / PHASES, [dataclasses.asdict(p) for p in phases(merged)])
     run = HarnessRun(RunStore.open(base), target=target.kind, engine=target.engine, profile=f"load:{profile_name}")
     run.selected = guarantees
     record = run.record_for(f"load::{profile_name}", guarantees)
@@ -132,7 +138,17 @@ def judge_and_print(run_dir: str | os.PathLike[str], target: Target, profile_nam
     judge(run_dir, target, profile_name)
     report = write_reports(run_dir, strict=True)
     outcome = report.certification
+    print("\n" + phases_text(run_dir), flush=True)
     print("\n" + render_table(report) + "\n", flush=True)
     print(f"run directory: {run_dir}  (results.json, report.html, locust CSV/HTML, history/)")
     print("\n".join([outcome.summary(), *(f"  {line}" for line in outcome.problems())]), flush=True)
     return outcome.exit_status()
+
+
+def phases_text(run_dir: str | os.PathLike[str]) -> str:
+    """The phases table of a judged run (empty when there is none)."""
+    try:
+        rows = json.loads((Path(run_dir) / PHASES).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return ""
+    return render_phases([PhaseStats(**r) for r in rows])

@@ -11,8 +11,9 @@ Headless by default, printing Locust's own statistics line while the load runs; 
 Locust's web UI on 127.0.0.1 instead, starts the profile at once and quits when it ends.  The run
 directory keeps Locust's ``locust_stats.csv``, ``locust_stats_history.csv``, ``locust_failures.csv``
 and ``locust.html`` beside every process's history, the merged history, ``load.json`` (the master's
-manifest of its workers' last reports) and ``results.json``; the verdict table and headline are
-printed as ``certify`` prints them, and the exit status is the same: 0 certified, 1 a guarantee
+manifest of its workers' last reports), ``load-phases.json`` (requests, failures, req/s and p50/p99
+before, during and after each fault, from the history's nanoseconds) and ``results.json``; the phases
+table, then the verdict table and headline are printed as ``certify`` prints them, and the exit status is the same: 0 certified, 1 a guarantee
 false, 2 not carried out, 3 incomplete (unknown verdicts; ``--allow-unknown`` makes that 0).
 """
 
@@ -149,7 +150,7 @@ def load(profile_name: str, target_kind: str, engine: str, users: int | None, sp
     """Run a Locust load profile against a target, then judge its histories.
 
     Exit status: 0 CERTIFIED, 1 NOT CERTIFIED, 2 not carried out, 3 INCOMPLETE."""
-    from loadprofiles.verdicts import judge, writer_now
+    from loadprofiles.verdicts import judge, phases_text, writer_now
 
     profile = PROFILES[profile_name]
     try:
@@ -200,6 +201,7 @@ def load(profile_name: str, target_kind: str, engine: str, users: int | None, sp
                            err=True)
                 sys.exit(2)
             judge(path, target, profile_name, initial_writer=initial_writer)
+            click.echo("\n" + phases_text(path))
         finally:
             if target.proxy_log:
                 store.copy_log(target.proxy_log, "proxy.log")

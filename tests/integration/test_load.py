@@ -100,6 +100,11 @@ def test_failover_under_load(tmp_path) -> None:
                 "--run-time", "8s")
     assert_load_run(done, run_dir, STEADY_GUARANTEES | {"FAILOVER-WRITE-GAP", "FAILOVER-READ-ERRORS"})
     merged = History.load(run_dir / histories.MERGED)
+    phases = json.loads((run_dir / "load-phases.json").read_text())
+    assert [p["name"] for p in phases] == ["before", "during failover", "after"]
+    assert sum(p["requests"] for p in phases) == len([op for op in merged.completed()
+                                                      if not str(op.process).startswith("final-read")])
+    assert "during failover" in done.stdout  # the phases table
     (window,) = merged.fault_windows("failover")
     assert window.end is not None and window.end_op.params["new_writer"] != window.params["old_writer"]
     writes_after = [op for op in merged.ops(f="write", type="ok") if op.time > window.end]

@@ -170,3 +170,38 @@ def test_the_benchmark_table_puts_locust_and_threads_side_by_side() -> None:
                      "locust": {"rps": 97.5, "p50_ms": 100.0, "p99_ms": 110.0, "failures": 0},
                      "threads": {"rps": 98.0, "failures": 1}}])
     assert "sleep" in table.splitlines()[2] and "97.5" in table and "98.0" in table
+
+
+def test_phases_cut_the_run_at_the_fault_window() -> None:
+    from loadprofiles.phases import phases, render
+
+    clock = ManualClock()
+    rec = Recorder(clock=clock)
+
+    def request(process: str, at: float, took: float, ok: bool = True) -> None:
+        clock.at(at)
+        inv = rec.invoke(process, "write", 1, endpoint="writer")
+        clock.at(at + took)
+        if ok:
+            rec.ok(inv, 1)
+        else:
+            rec.info(inv, OpError("08006", "lost", False))
+
+    request("c1", 0.0, 0.010)
+    request("c1", 1.0, 0.020)
+    clock.at(2.0)
+    rec.fault("failover", "start")
+    request("c1", 2.1, 0.5, ok=False)
+    clock.at(3.0)
+    rec.fault("failover", "end", {"new_writer": "instance-2"})
+    request("c1", 3.5, 0.030)
+    request("c1", 4.0, 0.040)
+    request("final-read-1", 4.5, 0.001)  # the harness's own read: not part of the load
+    rows = phases(rec.history())
+    assert [(r.name, r.requests, r.failures) for r in rows] == [
+        ("before", 2, 0), ("during failover", 1, 1), ("after", 2, 0)]
+    assert rows[0].seconds == pytest.approx(2.0) and rows[0].p50_ms == pytest.approx(10.0)
+    assert rows[1].p99_ms == pytest.approx(500.0) and rows[2].p99_ms == pytest.approx(40.0)
+    assert "during failover" in render(rows)
+    assert [r.name for r in phases(History([op for op in rec.history() if op.type is not OpType.FAULT]))] == [
+        "whole run"]
