@@ -29,8 +29,6 @@ class ProfileShape(LoadTestShape):
     def __init__(self) -> None:
         super().__init__()
         self.driver: ShapeDriver | None = None
-        self._ending = False
-        self._last_load: tuple[int, float] | None = None
 
     def _common(self) -> tuple[int, float, float]:
         ns: Any = self.runner.environment.parsed_options if self.runner is not None else None
@@ -49,23 +47,21 @@ class ProfileShape(LoadTestShape):
                 load.carry_out(action)
         if answer.load is None:
             return self._end()
-        self._last_load = answer.load
         return answer.load
 
     def _end(self) -> tuple[int, float] | None:
-        """End the run from outside the runner's greenlets.
+        """End the run with one quit only.
 
-        Answering None makes Locust quit from inside the shape's greenlet, which the quit itself kills
-        part-way while users are still finishing their requests; a request completed after that is
-        counted by Locust but missing from the history.  So the shape asks for the same quit (or, with
-        the web UI, the same stop) from a greenlet of its own and keeps the last load meanwhile."""
-        if self.runner is None:
-            return None
-        if not self._ending:
-            self._ending = True
-            ns = self.runner.environment.parsed_options
-            gevent.spawn(self.runner.quit if getattr(ns, "headless", False) else self.runner.stop)
-        return self._last_load
+        Answering None in a headless run makes Locust quit from inside the shape's greenlet, and then
+        quit again from its main greenlet once the shape's has ended: the two stops race, users are
+        stopped twice, and a request a user completes after the history was closed is counted by
+        Locust but missing from the history.  Ending the shape's greenlet instead (GreenletExit is a
+        normal end for gevent) leaves the one quit to the main greenlet.  With the web UI, None only
+        stops the users, from the shape's greenlet, which is safe."""
+        ns = self.runner.environment.parsed_options if self.runner is not None else None
+        if getattr(ns, "headless", False):
+            raise gevent.GreenletExit
+        return None
 
 
 def shape_for(name: str) -> type[ProfileShape]:

@@ -60,6 +60,8 @@ def assert_load_run(done: subprocess.CompletedProcess, run_dir: Path, expected: 
     merged = History.load(run_dir / histories.MERGED)
     requests = [op for op in merged.completed() if not str(op.process).startswith("final-read")]
     assert int(aggregated["Request Count"]) == manifest["requests"] == len(requests) > 50
+    invoked = [op for op in merged.ops(type="invoke") if not str(op.process).startswith("final-read")]
+    assert len(invoked) == len(requests), "every request the users started was completed in the history"
     assert int(aggregated["Failure Count"]) == sum(1 for op in requests if op.type.value != "ok")
     assert merged.ops(f="final_read", type="ok"), "the durability checkers' final read"
     return valid
