@@ -205,3 +205,54 @@ def test_phases_cut_the_run_at_the_fault_window() -> None:
     assert "during failover" in render(rows)
     assert [r.name for r in phases(History([op for op in rec.history() if op.type is not OpType.FAULT]))] == [
         "whole run"]
+
+
+LOCUST_SIDE = {"runtime", "users", "shapes", "bench_users"}
+"""The modules of loadprofiles that import Locust (and so gevent), besides the profile files."""
+
+
+def _loadprofiles_imports() -> dict[str, set[str]]:
+    """Each loadprofiles module's imports: ``locust``/``gevent`` and the sibling modules it names."""
+    import ast
+    import pathlib
+
+    import loadprofiles
+
+    here = pathlib.Path(loadprofiles.__file__).parent
+    found: dict[str, set[str]] = {}
+    for path in here.glob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+        found[path.stem] = {n.split(".")[0] if n.split(".")[0] in ("locust", "gevent") else n.split(".")[1]
+                            for n in names if n.split(".")[0] in ("locust", "gevent")
+                            or (n.startswith("loadprofiles.") and len(n.split(".")) > 1)}
+    return found
+
+
+def test_only_the_locust_side_of_loadprofiles_imports_locust() -> None:
+    """What the harness's commands import from loadprofiles must never bring Locust (and gevent) in."""
+    from loadprofiles.profiles import PROFILES
+
+    imports = _loadprofiles_imports()
+    locust_side = LOCUST_SIDE | set(PROFILES)
+    free = set(imports) - locust_side - {"__init__"}
+    assert {"stages", "bridge", "histories", "options", "verdicts", "phases", "requests", "benchmark"} <= free
+    for module in free:
+        assert not imports[module] & ({"locust", "gevent"} | locust_side), (module, imports[module])
+    for module in LOCUST_SIDE - {"shapes"}:
+        assert {"locust"} & imports[module] or "users" in imports[module], module
+    import ast
+    import pathlib
+
+    import harness
+
+    for path in pathlib.Path(harness.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("loadprofiles"):
+                named = {node.module.split(".")[1]} if "." in node.module else {a.name for a in node.names}
+                assert not named & locust_side, f"{path.name} imports {named & locust_side} (Locust's side)"
