@@ -8,7 +8,8 @@ reference proxy may be.  The Locust processes learn the target from a record fil
 user only (:mod:`loadprofiles.options`: it holds the passwords), never from their command lines.
 
 Headless by default, printing Locust's own statistics line while the load runs; ``--web`` serves
-Locust's web UI on 127.0.0.1 instead, starts the profile at once and quits when it ends.  The run
+Locust's web UI on a free port of 127.0.0.1 (the URL is printed) instead, starts the profile at once
+and quits when it ends.  The run
 directory keeps Locust's ``locust_stats.csv``, ``locust_stats_history.csv``, ``locust_failures.csv``
 and ``locust.html`` beside every process's history, the merged history, ``load.json`` (the master's
 manifest of its workers' last reports), ``load-phases.json`` (requests, failures, req/s and p50/p99
@@ -60,15 +61,17 @@ def free_port() -> int:
 
 
 def locust_commands(*, profile: str, record: Path, run_dir: Path, users: int, spawn_rate: float, run_time_s: float,
-                    workers: int, web: bool, port: int | None = None) -> list[list[str]]:
-    """The Locust command lines: the local runner or master first, then the workers."""
+                    workers: int, web_port: int | None, port: int | None = None) -> list[list[str]]:
+    """The Locust command lines: the local runner or master first, then the workers (``web_port``: serve
+    the web UI there instead of running headless)."""
     locustfile = os.fspath(profile_path(profile))
     common = [sys.executable, "-m", "locust", "-f", locustfile]
     main = [*common, "--target-record", os.fspath(record), "--run-dir", os.fspath(run_dir), "--skip-verdicts",
             "-u", str(users), "-r", f"{spawn_rate:g}", "-t", f"{math.ceil(run_time_s)}s",
             "--stop-timeout", str(STOP_TIMEOUT_S), "--exit-code-on-error", "0",
             "--csv", os.fspath(run_dir / "locust"), "--html", os.fspath(run_dir / "locust.html")]
-    main += ["--web-host", "127.0.0.1", "--autostart", "--autoquit", "1"] if web else ["--headless"]
+    main += (["--web-host", "127.0.0.1", "--web-port", str(web_port), "--autostart", "--autoquit", "1"]
+             if web_port is not None else ["--headless"])
     if not workers:
         return [main]
     assert port is not None
@@ -190,11 +193,12 @@ def load(profile_name: str, target_kind: str, engine: str, users: int | None, sp
             load_options.write_record(record, load_options.external_record(options) if target_kind == "external"
                                       else load_options.target_record(target))
             initial_writer = writer_now(target)
+            web_port = free_port() if web else None
             commands = locust_commands(profile=profile_name, record=record, run_dir=path, users=users,
-                                       spawn_rate=spawn_rate, run_time_s=run_time_s, workers=workers, web=web,
-                                       port=free_port() if workers else None)
-            if web:
-                click.echo("load: Locust's web UI is at http://127.0.0.1:8089 while the profile runs")
+                                       spawn_rate=spawn_rate, run_time_s=run_time_s, workers=workers,
+                                       web_port=web_port, port=free_port() if workers else None)
+            if web_port is not None:
+                click.echo(f"load: Locust's web UI is at http://127.0.0.1:{web_port} while the profile runs")
             status = run_locust(commands, timeout_s=run_time_s + LOCUST_GRACE_S)
             if not (path / histories.MANIFEST).exists():
                 click.echo(f"load: NOT CARRIED OUT: Locust ended (exit status {status}) without finishing the run",
