@@ -6,7 +6,8 @@ its process with gevent, and this one must stay unpatched.  A run must leave the
 run directory (Locust's CSV and HTML, every process's history, the merged history, the manifest,
 ``results.json``), and histories that account for every request Locust counted: the master's total
 equals the client requests in the merged history, which shows the last reports of every worker
-were waited for.  The two-worker run must reach the same verdict set as the single-process run.
+were waited for.  The two-worker run must reach the same verdict set as the single-process run, and
+a proxy made to leak session state (a failpoint) must be caught by the same load.
 """
 
 from __future__ import annotations
@@ -111,6 +112,19 @@ def test_failover_under_load(tmp_path) -> None:
     assert window.end is not None and window.end_op.params["new_writer"] != window.params["old_writer"]
     writes_after = [op for op in merged.ops(f="write", type="ok") if op.time > window.end]
     assert writes_after and {op.node for op in writes_after} == {window.end_op.params["new_writer"]}
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_proxy_that_leaks_session_state_is_caught_under_load(tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    done = load(run_dir, "--profile", "steady", "--engine", "postgres", "--run-time", "4s",
+                "--proxy-setting", "testing.failpoint=leak_session_state")
+    assert done.returncode == 1, f"load ended {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert "NOT CERTIFIED: 1 false (ISOLATION-NO-SESSION-LEAK)" in done.stdout
+    verdicts = json.loads((run_dir / "results.json").read_text())["guarantees"]
+    assert verdicts["ISOLATION-NO-SESSION-LEAK"]["valid"] == "false"
+    assert verdicts["ISOLATION-NO-SESSION-LEAK"]["evidence"], "the leaking reads are the evidence"
 
 
 def test_plain_locust_takes_the_target_options_and_refuses_a_missing_target(tmp_path) -> None:
