@@ -102,6 +102,8 @@ def check_manifest(run_dir: str | os.PathLike[str]) -> list[str]:
     problems = [f"worker {w} sent no last report within {manifest.get('wait_s', '?')} s"
                 for w in manifest.get("missing_workers", [])]
     for worker, report in sorted(manifest.get("workers", {}).items()):
+        if report.get("tag") is None:  # it never started a user, so it recorded nothing
+            continue
         file = process_history_path(run_dir, report["tag"])
         if not file.exists():
             problems.append(f"worker {worker}: its history {file.name} is not in the run directory")

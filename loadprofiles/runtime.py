@@ -257,7 +257,7 @@ def _on_finish(environment: Any, msg: Any, **_kw: Any) -> None:
 
 def _on_final(environment: Any, msg: Any, **_kw: Any) -> None:
     load = getattr(environment, "harness_load", None)
-    if load is not None and msg.data.get("tag"):
+    if load is not None:  # a worker that never started (more workers than users) answers with no history
         load.finals[msg.node_id] = dict(msg.data)
 
 

@@ -133,6 +133,9 @@ def test_the_manifest_tells_whole_histories_from_short_or_missing_ones(tmp_path)
     assert histories.check_manifest(tmp_path) == []
     _manifest(tmp_path, workers={"w7": {"tag": "worker-h-7", "records": records + 3}})
     assert "holds 4 records, it announced 7" in histories.check_manifest(tmp_path)[0]
+    _manifest(tmp_path, workers={"w7": {"tag": "worker-h-7", "records": records},
+                                 "w6": {"tag": None, "records": 0}})  # a worker that never had a user
+    assert histories.check_manifest(tmp_path) == []
     _manifest(tmp_path, workers={"w8": {"tag": "worker-h-8", "records": 1}}, missing_workers=["w9"])
     problems = histories.check_manifest(tmp_path)
     assert "w9 sent no last report" in problems[0] and "worker-h-8.jsonl is not in the run directory" in problems[1]
