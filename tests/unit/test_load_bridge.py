@@ -259,3 +259,22 @@ def test_only_the_locust_side_of_loadprofiles_imports_locust() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("loadprofiles"):
                 named = {node.module.split(".")[1]} if "." in node.module else {a.name for a in node.names}
                 assert not named & locust_side, f"{path.name} imports {named & locust_side} (Locust's side)"
+
+
+def test_the_locust_command_lines_of_a_distributed_run(tmp_path) -> None:
+    from harness.cli.load import locust_commands
+
+    master, *workers = locust_commands(profile="failover_under_load", record=tmp_path / "t.json",
+                                       run_dir=tmp_path / "run", users=8, spawn_rate=4.0, run_time_s=7.5,
+                                       workers=2, web_port=None, port=5599)
+    assert master[master.index("-f") + 1].endswith("loadprofiles/failover_under_load.py")
+    assert master[master.index("-t") + 1] == "8s" and master[master.index("-u") + 1] == "8"
+    assert "--headless" in master and "--skip-verdicts" in master
+    assert master[master.index("--expect-workers") + 1] == "2"
+    assert master[master.index("--csv") + 1] == str(tmp_path / "run" / "locust")
+    assert master[master.index("--stop-timeout") + 1] != "0"  # users finish their request: whole histories
+    assert len(workers) == 2 and all(w[w.index("--master-port") + 1] == "5599" for w in workers)
+    assert not any("--target-record" in w for w in workers)  # workers get the target from the master
+    (local,) = locust_commands(profile="steady", record=tmp_path / "t.json", run_dir=tmp_path / "run", users=1,
+                               spawn_rate=1.0, run_time_s=3, workers=0, web_port=8123)
+    assert "--headless" not in local and local[local.index("--web-port") + 1] == "8123" and "--master" not in local
