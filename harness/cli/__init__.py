@@ -42,7 +42,8 @@ def _register_optional() -> None:
                          ("harness.cli.target", "status"), ("harness.cli.target", "failover"),
                          ("harness.cli.target", "crash"), ("harness.cli.target", "rotate"),
                          ("harness.cli.bench", "bench"),
-                         ("harness.cli.certify", "certify"), ("harness.cli.guarantees", "guarantees")):
+                         ("harness.cli.certify", "certify"), ("harness.cli.guarantees", "guarantees"),
+                         ("harness.cli.load", "load")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -135,3 +135,42 @@ def rotation(engine: str, rate: float, rounds: int, strategy: str, window_second
         raise CliFailure(str(e)) from None
     write(results, out)
     click.echo(json.dumps(results, indent=2) if as_json else rb.table(results) + f"\nJSON written to {out}")
+
+
+@bench.command("load")
+@click.option("--engine", type=click.Choice(["postgres", "mysql"]), default="postgres", show_default=True)
+@click.option("--users", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Locust users, and threads of the thread pool.")
+@click.option("--seconds", type=click.IntRange(1, 3600), default=10, show_default=True, help="Per task and column.")
+@click.option("--task", "task_names", multiple=True,
+              type=click.Choice(["point_read", "reader_point_read", "write", "churn_query", "sleep"]),
+              help="Only these tasks (repeatable; default all).")
+@click.option("--out", default="bench-results/load.json", show_default=True, help="JSON result file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of the table.")
+@fail_on_errors
+def load(engine: str, users: int, seconds: int, task_names: tuple[str, ...], out: str, as_json: bool) -> None:
+    """Requests per second of one Locust process per user class through the reference proxy, beside the
+    same requests from the harness's thread pool; 100 ms sleeps in SQL show whether concurrency is real."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from harness.bench.document import write
+    from harness.targets.base import TargetOptions
+    from harness.targets.reference import ReferenceTarget
+    from loadprofiles import benchmark
+    from loadprofiles import options as load_options
+
+    tasks = tuple(t for t in benchmark.TASKS if not task_names or t.name in task_names)
+    workdir = Path(tempfile.mkdtemp(prefix="aurora-bench-load-"))
+    say = lambda m: click.echo(m, err=True)
+    try:
+        with ReferenceTarget.from_options(TargetOptions(engine)) as target:
+            record = workdir / "target.json"
+            load_options.write_record(record, load_options.target_record(target))
+            rows = benchmark.run(target, record, workdir, users=users, seconds=seconds, tasks=tasks, progress=say)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    results = {"benchmark": "load", "engine": engine, "users": users, "seconds": seconds, "rows": rows}
+    write(results, out)
+    click.echo(json.dumps(results, indent=2) if as_json else benchmark.render(rows) + f"\nJSON written to {out}")
