@@ -14,7 +14,9 @@ prints the rotation window (failed logins and their seconds) at a given login ra
    backend connections than the pool holds idle, so the proxy must open some while the database
    refuses the password it holds: the failed setups ROTATION-BACKEND-AUTH bounds (without them a
    proxy opens nothing in the window and the bound is never put to the test).  Those sessions then
-   close, so that their refused statement is not taken for a dropped session.
+   close, so that their refused statement is not taken for a dropped session.  The held sessions
+   skip their requests while those statements run, so that the borrowed backends leave none of them
+   refused (a MySQL client rolls back after a refused request, and closes when that is refused too).
 
 Every client is a recording client of the target, so the drill runs on either engine.  ``during``
 (a context manager factory) runs extra load over the whole rotation: the full profile puts a
@@ -91,9 +93,12 @@ def rotation_drill(target: Target, clients: Clients, recorder: Recorder, *, stra
         setups = SETUPS if strategy in SINGLE_USER_STRATEGIES else 0
     in_window = [clients("writer", login=old.pair) for _ in range(setups)]
 
+    quiet = threading.Event()
+
     def keep_busy(client: Client) -> None:
         while not stop.wait(PING_INTERVAL_S):
-            client.execute("ping", "SELECT 1")
+            if not quiet.is_set():
+                client.execute("ping", "SELECT 1")
 
     def log_in(login: Callable[[], Login], label: str) -> Callable[[], None]:
         def attempt() -> None:
@@ -119,7 +124,11 @@ def rotation_drill(target: Target, clients: Clients, recorder: Recorder, *, stra
         rotation.start(target, recorder)
         try:
             if in_window and rotation.wait_database_changed(rotation.step_timeout):
-                _all_at_once(in_window, clients.dialect.sleep_sql(SETUP_HOLD_S))
+                quiet.set()
+                try:
+                    _all_at_once(in_window, clients.dialect.sleep_sql(SETUP_HOLD_S))
+                finally:
+                    quiet.clear()
             rotation.wait(4 * rotation.step_timeout + window_seconds)
         finally:
             rotation.stop()
