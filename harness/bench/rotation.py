@@ -89,8 +89,8 @@ def rotation_drill(target: Target, clients: Clients, recorder: Recorder, *, stra
     old = rotation.prepare(target)
     stop = threading.Event()
     sessions = [clients("writer", login=old.pair) for _ in range(held)]
-    if setups is None:
-        setups = SETUPS if strategy in SINGLE_USER_STRATEGIES else 0
+    if setups is None:  # a rotation done by a user's command shows no setSecret to start them at
+        setups = SETUPS if strategy in SINGLE_USER_STRATEGIES and rotation.steps_observed else 0
     in_window = [clients("writer", login=old.pair) for _ in range(setups)]
 
     quiet = threading.Event()

@@ -116,6 +116,11 @@ class RotateSecret(Fault):
         """Wait until the rotation is over (finished or failed); True if it is."""
         return self._finished.wait(timeout)
 
+    @property
+    def steps_observed(self) -> bool:
+        """Whether the harness sees each step as it happens (False: a user's command does them all)."""
+        return not self._by_target
+
     def wait_database_changed(self, timeout: float | None = None) -> bool:
         """Wait until the database has the new password (the setSecret step, seen by the harness);
         False if the rotation ended without it being seen (a user's command did the steps, or it failed)."""

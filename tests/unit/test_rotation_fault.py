@@ -149,6 +149,7 @@ def test_the_database_change_is_seen_as_soon_as_set_secret_ran(aws):
     target, recorder = RotatingTarget(), Recorder()
     fault = fault_from_spec({"name": "rotate_secret", "window_seconds": 0.5})
     fault.prepare(target)
+    assert fault.steps_observed
     fault.start(target, recorder)
     assert fault.wait_database_changed(30)
     assert target.database["solo"] != "solo-1" and "setSecret" in steps(recorder)
