@@ -270,7 +270,8 @@ _ALL = [
     _g("DURABILITY-NO-LOST-ACK",
        "Every write acknowledged to a client is present in the final read; lost writes allowed: "
        "{threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
-       "§4.3: acknowledged work must not vanish across failover; only in-flight work may fail."),
+       "§4.3: acknowledged work must not vanish across failover; only in-flight work may fail.",
+       demonstrated_by=("lost_commit_acknowledged",)),
     _g("DURABILITY-NO-FAILED-VISIBLE",
        "No write that failed with a definite error is present in the final read; such writes "
        "allowed: {threshold} {unit}.", 0, "writes", Family.DURABILITY, _AT_MOST,
@@ -339,7 +340,8 @@ _ALL = [
        Family.ROTATION, _AT_MOST,
        "§5.3: between setSecret and finishSecret new backend logins fail with the old password; a "
        "proxy that re-reads the secret on a refused login (at most once a second per secret) must "
-       "not turn that window into a storm of failed logins against the database."),
+       "not turn that window into a storm of failed logins against the database.",
+       demonstrated_by=("backend_setup_retried_at_once",)),
     _g("ROTATION-ALTERNATING-SESSIONS",
        "Sessions established as the previous user keep working after an alternating-users rotation "
        "switches the secret to the other user; sessions dropped allowed: {threshold} {unit}.", 0,
@@ -347,7 +349,8 @@ _ALL = [
        "§5.3 and §9.7: RDS Proxy reads only AWSCURRENT and is reported to terminate existing "
        "connections when a multi-user rotation changes the user name (expect this to be false on "
        "RDS Proxy); the reference proxy keeps them: an authenticated session is not tied to the "
-       "secret it was checked against."),
+       "secret it was checked against.",
+       demonstrated_by=("rotation_drops_previous_user",)),
     _g("IAM-TOKEN-CHECKS",
        "A fresh IAM token from generate_db_auth_token logs in over TLS and its session works, while the same "
        "token without TLS, an expired token, a tampered signature, a token made for another user, host, port "

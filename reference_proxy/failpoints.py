@@ -148,6 +148,21 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "an unpinned session's backend connection is given up after every statement of a "
               "transaction and the next statement runs on another one, so a transaction neither sees its "
               "own uncommitted writes nor ends as one (this module's docstring)"),
+    # -- durability and rotation guarantees no other failpoint makes false --
+    Failpoint("lost_commit_acknowledged",
+              "a request that commits (its text has a COMMIT) whose backend connection is lost before the "
+              "reply is answered as committed (PostgreSQL CommandComplete and ReadyForQuery, MySQL OK), on "
+              "the theory that the server had most likely finished it, so a write rolled back with the lost "
+              "connection is acknowledged (the engines' sessions, where a backend is lost)"),
+    Failpoint("backend_setup_retried_at_once",
+              "a backend connection setup that fails is tried again at once, again and again until the "
+              "client's borrow timeout, as for a passing network error, so while the database refuses the "
+              "held password (a rotation between setSecret and finishSecret) every waiting client hammers "
+              "it with failed logins (reference_proxy.pool.pool, Pool._open)"),
+    Failpoint("rotation_drops_previous_user",
+              "when a secret changes to name another user (an alternating-users rotation), the client "
+              "connections logged in as the user it no longer names are closed after their transaction, "
+              "as RDS Proxy is reported to do (the server's secret refresher)"),
     # -- sessions: reader balance, protocol-prepared statements, cancel, TLS --
     Failpoint("named_statements_unpinned",
               "a protocol-level prepared statement that outlives its transaction (PostgreSQL: a named "

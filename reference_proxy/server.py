@@ -342,22 +342,30 @@ class ProxyServer:
 
     async def _refresh_credentials_periodically(self) -> None:
         drop_on_change = self.config.testing.on("rotation_drops_sessions")
-        versions = self._secret_versions()
+        drop_previous_user = self.config.testing.on("rotation_drops_previous_user")
+        held = self._secrets_in_use()
         while True:
             await asyncio.sleep(CREDENTIAL_REFRESH_INTERVAL)
             try:
                 await self.credential_source.refresh_due()
             except Exception:  # the refresher must outlive one bad round
                 log.exception("refreshing credentials failed")
-            if drop_on_change:  # unsafe on purpose: failpoint rotation_drops_sessions
-                seen, versions = versions, self._secret_versions()
-                if seen != versions:
+            if drop_on_change or drop_previous_user:  # unsafe on purpose: reference_proxy.failpoints
+                seen, held = held, self._secrets_in_use()
+                if drop_on_change and seen != held:  # failpoint rotation_drops_sessions
                     for session in list(self._sessions):
                         session.request_drain()
+                dropped = _users_no_longer_named(seen, held) if drop_previous_user else set()
+                if dropped:  # failpoint rotation_drops_previous_user
+                    for session in list(self._sessions):
+                        if session.key is not None and session.key.user in dropped:
+                            session.request_drain()
 
-    def _secret_versions(self) -> dict[str, Any]:
-        """Each secret's version in use (none without Secrets Manager)."""
-        return {} if self.secrets is None else {sid: s["version_id"] for sid, s in self.secrets.snapshot().items()}
+    def _secrets_in_use(self) -> dict[str, tuple[Any, Any]]:
+        """Each secret's (version, user) in use (none without Secrets Manager)."""
+        if self.secrets is None:
+            return {}
+        return {sid: (s["version_id"], s["user"]) for sid, s in self.secrets.snapshot().items()}
 
     def _learn_max_connections(self, instance_id: str, max_connections: int) -> None:
         """First connection to an instance: its max_connections sets its pool cap and routing weight."""
@@ -408,3 +416,10 @@ class ProxyServer:
             status["iam"] = {"in_progress": limiter.in_progress, "refused": limiter.refused,
                              "max_concurrent": limiter.max_concurrent}
         return status
+
+
+def _users_no_longer_named(before: dict[str, tuple[Any, Any]], after: dict[str, tuple[Any, Any]]) -> set[str]:
+    """Users some secret named in ``before`` and none names in ``after`` (an alternating-users
+    rotation moved their secret to the other user)."""
+    named = {user for _, user in after.values()}
+    return {user for _, user in before.values() if user is not None and user not in named}

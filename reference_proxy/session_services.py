@@ -227,6 +227,9 @@ class ClientSession(Protocol):
         """Whether the session holds its backend connection for good (for ``/status``)."""
         ...
 
+    key: PoolKey | None
+    """The pool key it borrows with (its user and database), from its login on; None before."""
+
 
 SessionFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str, int], ClientSession]
 """Opens the session for one accepted client: (reader, writer, endpoint name, client id)."""

@@ -8,7 +8,15 @@ prints the rotation window (failed logins and their seconds) at a given login ra
 2. ``held`` sessions log in with it and keep sending a trivial request every ``PING_INTERVAL_S``;
 3. new logins start at ``rate`` a second with whatever the secret holds at that moment (label
    ``new``), and at ``old_rate`` with the old login (label ``old``);
-4. after ``lead_seconds`` the rotation runs, then the drill observes for ``observe_seconds`` more.
+4. after ``lead_seconds`` the rotation runs, then the drill observes for ``observe_seconds`` more;
+5. the moment the database has the new password (setSecret), ``setups`` more sessions, opened with
+   the old login before the rotation, each run one short statement at once.  Together they need more
+   backend connections than the pool holds idle, so the proxy must open some while the database
+   refuses the password it holds: the failed setups ROTATION-BACKEND-AUTH bounds (without them a
+   proxy opens nothing in the window and the bound is never put to the test).  Those sessions then
+   close, so that their refused statement is not taken for a dropped session.  The held sessions
+   skip their requests while those statements run, so that the borrowed backends leave none of them
+   refused (a MySQL client rolls back after a refused request, and closes when that is refused too).
 
 Every client is a recording client of the target, so the drill runs on either engine.  ``during``
 (a context manager factory) runs extra load over the whole rotation: the full profile puts a
@@ -26,7 +34,14 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from harness.checkers import CheckContext, default_checkers
-from harness.checkers.rotation import LOGIN_KEY, NEW_LOGIN, OLD_LOGIN, failed_login_window, rotation_windows
+from harness.checkers.rotation import (
+    LOGIN_KEY,
+    NEW_LOGIN,
+    OLD_LOGIN,
+    SINGLE_USER_STRATEGIES,
+    failed_login_window,
+    rotation_windows,
+)
 from harness.clients.client import Client
 from harness.clients.fleet import Clients
 from harness.clients.pacing import Paced
@@ -38,6 +53,11 @@ from harness.targets.reference import ReferenceTarget
 
 PING_INTERVAL_S = 0.1
 LOGIN_TIMEOUT_S = 5.0
+SETUPS = 6
+"""Sessions that each start a statement the moment the database's password changes (single-user
+strategies): more than the backend connections a pool keeps idle for the drill's few held sessions."""
+SETUP_HOLD_S = 0.05
+"""How long each of those statements keeps its backend busy, so that they overlap."""
 
 
 @dataclasses.dataclass
@@ -62,17 +82,23 @@ def rotation_drill(target: Target, clients: Clients, recorder: Recorder, *, stra
                    rate: float = 10.0, old_rate: float | None = None, held: int = 4, lead_seconds: float = 1.0,
                    observe_seconds: float = 8.0, window_seconds: float = 1.0,
                    during: Callable[[], AbstractContextManager[Any]] | None = None,
-                   workers: int = 4) -> DrillSummary:
+                   workers: int = 4, setups: int | None = None) -> DrillSummary:
     """Run the drill (see the module docstring) and summarise it; the rotation is stopped (its end
     event written) whatever happens."""
     rotation = RotateSecret(strategy=strategy, window_seconds=window_seconds)
     old = rotation.prepare(target)
     stop = threading.Event()
     sessions = [clients("writer", login=old.pair) for _ in range(held)]
+    if setups is None:  # a rotation done by a user's command shows no setSecret to start them at
+        setups = SETUPS if strategy in SINGLE_USER_STRATEGIES and rotation.steps_observed else 0
+    in_window = [clients("writer", login=old.pair) for _ in range(setups)]
+
+    quiet = threading.Event()
 
     def keep_busy(client: Client) -> None:
         while not stop.wait(PING_INTERVAL_S):
-            client.execute("ping", "SELECT 1")
+            if not quiet.is_set():
+                client.execute("ping", "SELECT 1")
 
     def log_in(login: Callable[[], Login], label: str) -> Callable[[], None]:
         def attempt() -> None:
@@ -97,11 +123,31 @@ def rotation_drill(target: Target, clients: Clients, recorder: Recorder, *, stra
             stack.enter_context(during())
         rotation.start(target, recorder)
         try:
+            if in_window and rotation.wait_database_changed(rotation.step_timeout):
+                quiet.set()
+                try:
+                    _all_at_once(in_window, clients.dialect.sleep_sql(SETUP_HOLD_S))
+                finally:
+                    quiet.clear()
             rotation.wait(4 * rotation.step_timeout + window_seconds)
         finally:
             rotation.stop()
         stop.wait(observe_seconds)
     return summarise(recorder, strategy, rate, streams)
+
+
+def _all_at_once(sessions: list[Client], sql: str) -> None:
+    """Each session runs ``sql`` (op ``in_window``) on its own thread, all started together; then closes."""
+    def run(client: Client) -> None:
+        client.execute("in_window", sql)
+        client.close()
+
+    threads = [threading.Thread(target=run, args=(c,), name=f"in-window-{i}", daemon=True)
+               for i, c in enumerate(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
 
 
 def _join(loops: list[threading.Thread], stop: threading.Event) -> None:

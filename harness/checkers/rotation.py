@@ -38,6 +38,7 @@ NEW_LOGIN, OLD_LOGIN = "new", "old"
 SINGLE_USER_STRATEGIES = ("single_user", "database_first")
 ALTERNATING_STRATEGIES = ("alternating_users",)
 BACKEND_FAILURES_METRIC = "DatabaseConnectionsSetupFailed"
+BACKEND_REQUESTS_METRIC = "DatabaseConnectionRequests"
 
 Pair = tuple[Op, Op | None]
 
@@ -264,6 +265,12 @@ def _counter_total(samples: Sequence[MetricSample], at: int | None) -> float | N
     return sum(s.value for s in latest.values()) if latest else None
 
 
+def _counter_since(metrics: Sequence[MetricSample], name: str, start: int) -> float:
+    """How much counter ``name`` grew from ``start`` to its last sample (a counter never reported is 0)."""
+    samples = [s for s in metrics if s.name == name]
+    return (_counter_total(samples, None) or 0.0) - (_counter_total(samples, start) or 0.0)
+
+
 class RotationBackendAuthChecker:
     """ROTATION-BACKEND-AUTH: backend connection setups that failed from the rotation's start on."""
 
@@ -286,8 +293,10 @@ class RotationBackendAuthChecker:
             return unknown(g, "the metrics were not read both before and after the rotation")
         # A counter that never moved may not be reported at all (Prometheus shows a labelled counter
         # from its first increment on): read while other metrics were, it is zero.
-        samples = [s for s in context.metrics if s.name == self.metric]
-        failed = (_counter_total(samples, None) or 0.0) - (_counter_total(samples, start) or 0.0)
+        failed = _counter_since(context.metrics, self.metric, start)
         span = seconds(max(read_times) - start)
-        return judge(g, failed, f"{failed:g} backend connection setups failed in the {span:.1f} s from the "
+        tried = ""
+        if any(s.name == BACKEND_REQUESTS_METRIC for s in context.metrics):  # how much the bound was put to the test
+            tried = f" of {_counter_since(context.metrics, BACKEND_REQUESTS_METRIC, start):g} requested"
+        return judge(g, failed, f"{failed:g}{tried} backend connection setups failed in the {span:.1f} s from the "
                                 f"rotation's start to the last sample")

@@ -97,6 +97,7 @@ class RotateSecret(Fault):
         self.new: Login | None = None
         self._current: Login | None = None
         self._finished = threading.Event()
+        self._database_changed = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._client: Any = None
@@ -114,6 +115,24 @@ class RotateSecret(Fault):
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the rotation is over (finished or failed); True if it is."""
         return self._finished.wait(timeout)
+
+    @property
+    def steps_observed(self) -> bool:
+        """Whether the harness sees each step as it happens (False: a user's command does them all)."""
+        return not self._by_target
+
+    def wait_database_changed(self, timeout: float | None = None) -> bool:
+        """Wait until the database has the new password (the setSecret step, seen by the harness);
+        False if the rotation ended without it being seen (a user's command did the steps, or it failed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._database_changed.is_set():
+            if self._finished.is_set():
+                return self._database_changed.is_set()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._database_changed.wait(0.05 if left is None else min(0.05, left))
+        return True
 
     # -- the fault ---------------------------------------------------------------------------
     def choose(self, target: Target) -> dict[str, Any]:
@@ -236,6 +255,8 @@ class RotateSecret(Fault):
         recorder.event(STEP_EVENT, step, extra={"fault": self.name, "strategy": self.strategy,
                                                 "secret_id": self._secret_id, **details})
         self._steps[step] = time.monotonic()
+        if step == SET:
+            self._database_changed.set()
 
     def _read_current(self) -> dict[str, Any]:
         """The ``AWSCURRENT`` version: its id, user and password (as a rotation function reads it)."""

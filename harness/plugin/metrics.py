@@ -2,9 +2,10 @@
 
 The target reads its metrics from wherever its proxy reports them and returns
 :class:`~harness.metrics.MetricSample` values (``Target.metrics``); this module only decides which
-to keep and how often to ask.  Only the per-instance gauges the checkers use are kept
-(``DatabaseConnections`` and friends).  A background sampler polls during a test so that a peak in
-backend connections is seen even if it lasts a fraction of a second.
+to keep and how often to ask.  Only the per-instance gauges and counters the checkers use are kept
+(``DatabaseConnections`` and friends; the backend connection setups requested and failed).  A
+background sampler polls during a test so that a peak in backend connections is seen even if it
+lasts a fraction of a second.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from harness.metrics import MetricSample
 
 SAMPLED = frozenset({"DatabaseConnections", "DatabaseConnectionsCurrentlyBorrowed",
                      "DatabaseConnectionsCurrentlySessionPinned", "MaxDatabaseConnectionsAllowed",
-                     "DatabaseConnectionsSetupFailed"})
+                     "DatabaseConnectionsSetupFailed", "DatabaseConnectionRequests"})
 
 
 class MetricsSampler:

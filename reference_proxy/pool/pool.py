@@ -126,6 +126,9 @@ class Pool:
         # Unsafe on purpose (reference_proxy.failpoints): backend_cap_off_by_one opens one connection
         # beyond the cap, the comparison a hurried author writes as <= instead of <.
         self._beyond_cap = 1 if failpoint == "backend_cap_off_by_one" else 0
+        # Unsafe on purpose: backend_setup_retried_at_once tries a failed setup again at once, until the
+        # borrow's deadline, where a failed setup must reach its client (see _open).
+        self._retry_setups = failpoint == "backend_setup_retried_at_once"
         self.settings = settings
         self._clock = clock
         self.metrics = metrics if metrics is not None else ProxyMetrics()
@@ -212,12 +215,9 @@ class Pool:
                     deadline: float) -> _Tracked:
         """Open a connection in a slot already reserved; on any failure free the slot."""
         generation = inst.generation
-        self.metrics.inc("DatabaseConnectionRequests", instance=inst.id)
         try:
-            async with asyncio.timeout_at(deadline):
-                conn = await self._factory(key, address)
+            conn = await self._set_up(inst, key, address, deadline)
         except BaseException as exc:
-            self.metrics.inc("DatabaseConnectionsSetupFailed", instance=inst.id)
             inst.open -= 1
             self._dispatch(inst)
             self._update_quiet()
@@ -237,6 +237,24 @@ class Pool:
             self._discard(inst, rec)
             raise PoolClosed("the pool is shutting down")
         return rec
+
+    async def _set_up(self, inst: _Instance, key: PoolKey, address: InstanceAddress,
+                      deadline: float) -> BackendConnection:
+        """One connection from the factory, each attempt counted as a setup requested and, when it
+        fails, as a setup failed.  A failure reaches the borrower, whose client hears of it: trying
+        again here would turn a database that refuses logins (a rotation's window) into a storm."""
+        while True:
+            self.metrics.inc("DatabaseConnectionRequests", instance=inst.id)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await self._factory(key, address)
+            except BaseException as exc:
+                self.metrics.inc("DatabaseConnectionsSetupFailed", instance=inst.id)
+                if not self._retry_setups or self._closed or not isinstance(exc, Exception) \
+                        or isinstance(exc, (TimeoutError, PoolClosed)):
+                    raise
+            # Unsafe on purpose: failpoint backend_setup_retried_at_once (reference_proxy.failpoints).
+            await asyncio.sleep(0)
 
     def _lend(self, inst: _Instance, rec: _Tracked, started: float) -> BackendConnection:
         rec.borrowed = True

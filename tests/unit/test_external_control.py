@@ -261,8 +261,10 @@ def test_a_rotate_command_gets_the_new_password_and_the_target_then_logs_in_with
     rotation = RotateSecret(strategy="single_user", window_seconds=0.0)
     old = rotation.prepare(t)
     assert old.pair == ("app", "Writer-Secret-123")
+    assert not rotation.steps_observed
     with Recorder() as recorder:
         rotation.start(t, recorder)
+        assert not rotation.wait_database_changed(30)  # the command's setSecret is out of sight
         assert rotation.wait(30)
         rotation.stop()
         history = recorder.history()

@@ -168,6 +168,15 @@ def test_a_few_failed_backend_logins_in_the_window_hold():
     assert v.valid is Validity.TRUE and v.figure == 4  # counted from the rotation's start, not before
 
 
+def test_the_reason_says_how_many_setups_were_requested_when_the_target_reports_it():
+    requested = samples([(0.5, 10), (11.0, 19)], "DatabaseConnectionRequests")
+    context = backend_context([(0.5, 2), (11.0, 5)])
+    v = RotationBackendAuthChecker().check(rotation().history(), CheckContext(metrics=context.metrics + tuple(requested)))
+    assert v.valid is Validity.TRUE and v.figure == 3 and v.reason.startswith("3 of 9 requested backend")
+    alone = RotationBackendAuthChecker().check(rotation().history(), context)
+    assert alone.reason.startswith("3 backend connection setups failed")
+
+
 def test_a_storm_of_failed_backend_logins_breaks_it():
     v = RotationBackendAuthChecker().check(rotation().history(), backend_context([(0.5, 0), (2.5, 400)]))
     assert v.valid is Validity.FALSE and v.figure == 400

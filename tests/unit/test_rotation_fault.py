@@ -143,3 +143,26 @@ def test_a_target_that_cannot_rotate_is_unsupported_and_nothing_is_recorded():
 def test_bad_rotation_specs_are_refused(spec, message):
     with pytest.raises(FaultError, match=message):
         fault_from_spec({"name": "rotate_secret", **spec})
+
+
+def test_the_database_change_is_seen_as_soon_as_set_secret_ran(aws):
+    target, recorder = RotatingTarget(), Recorder()
+    fault = fault_from_spec({"name": "rotate_secret", "window_seconds": 0.5})
+    fault.prepare(target)
+    assert fault.steps_observed
+    fault.start(target, recorder)
+    assert fault.wait_database_changed(30)
+    assert target.database["solo"] != "solo-1" and "setSecret" in steps(recorder)
+    assert fault.wait(30)
+    fault.stop()
+
+
+def test_a_rotation_that_failed_before_set_secret_is_not_waited_for(aws):
+    target, recorder = RotatingTarget(), Recorder()
+    fault = fault_from_spec({"name": "rotate_secret", "window_seconds": 0})
+    fault.prepare(target)
+    aws.delete_secret(SecretId="db/solo", ForceDeleteWithoutRecovery=True)  # the first step cannot read it
+    fault.start(target, recorder)
+    assert not fault.wait_database_changed(30)
+    with pytest.raises(FaultError):
+        fault.stop()

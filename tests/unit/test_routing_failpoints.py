@@ -1,4 +1,4 @@
-"""The routing, availability, latency and backend-cap failpoints do exactly their one wrong thing,
+"""The routing, availability, latency, backend-cap and backend-setup failpoints do exactly their one wrong thing,
 and with none on the same calls behave: each misbehaviour is shown at its site, without I/O."""
 
 from __future__ import annotations
@@ -10,7 +10,14 @@ from test_failover_routing import R1, R2, FakeMonitor, W, ZeroClock, open_backen
 from test_pool import FakeBackend, settle
 
 from reference_proxy.config import EndpointRole
-from reference_proxy.contracts import NoReader, PoolKey, ReleaseState, Role
+from reference_proxy.contracts import (
+    BackendConnectFailed,
+    BorrowTimeout,
+    NoReader,
+    PoolKey,
+    ReleaseState,
+    Role,
+)
 from reference_proxy.failover import REFUSE_EVERY, SPILL_EVERY, FailoverRouting
 from reference_proxy.failpoints import FAILPOINTS
 from reference_proxy.metrics import ProxyMetrics
@@ -48,7 +55,7 @@ def served_by(failpoint: str | None, endpoint: str, borrows: int) -> list[str]:
 
 def test_every_failpoint_here_is_in_the_catalogue_of_failpoints():
     for name in ("writer_spills_to_readers", "reader_falls_back_to_writer", "reader_stays_on_promoted",
-                 "refuse_reader_sessions", "slow_borrow", "backend_cap_off_by_one"):
+                 "refuse_reader_sessions", "slow_borrow", "backend_cap_off_by_one", "backend_setup_retried_at_once"):
         assert name in FAILPOINTS and FAILPOINTS[name].misbehaviour
 
 
@@ -127,3 +134,36 @@ def test_backend_cap_off_by_one_opens_one_connection_beyond_the_cap(failpoint, m
     assert asyncio.run(scenario()) == most
 
 
+
+
+def test_backend_setup_retried_at_once_tries_a_refused_setup_again_until_it_works():
+    async def scenario(failpoint: str | None) -> tuple[str, float, float]:
+        backend = FakeBackend()
+        backend.fail_next = 7  # the database refuses seven logins in a row (a rotation's window)
+        pool = Pool(backend, PoolSettings(connection_borrow_timeout=10), ZeroClock(), ProxyMetrics(),
+                    failpoint=failpoint)
+        try:
+            conn = await pool.borrow(PoolKey("w", "app", "db"), W)
+            pool.release(conn, ReleaseState.CLEAN)
+            outcome = "lent"
+        except BackendConnectFailed:
+            outcome = "refused"
+        await pool.close()
+        return (outcome, pool.metrics.value("DatabaseConnectionsSetupFailed", instance="w"),
+                pool.metrics.value("DatabaseConnectionRequests", instance="w"))
+    assert asyncio.run(scenario(None)) == ("refused", 1, 1)  # the client hears of it; one failed setup
+    assert asyncio.run(scenario("backend_setup_retried_at_once")) == ("lent", 7, 8)
+
+
+def test_backend_setup_retried_at_once_still_ends_at_the_borrow_timeout():
+    async def scenario() -> float:
+        backend = FakeBackend()
+        backend.fail_next = 10**9
+        pool = Pool(backend, PoolSettings(connection_borrow_timeout=0.05), ZeroClock(), ProxyMetrics(),
+                    failpoint="backend_setup_retried_at_once")
+        with pytest.raises(BorrowTimeout):
+            await pool.borrow(PoolKey("w", "app", "db"), W)
+        assert pool.snapshot()["instances"]["w"]["open"] == 0
+        await pool.close()
+        return pool.metrics.value("DatabaseConnectionsSetupFailed", instance="w")
+    assert asyncio.run(scenario()) > 1

@@ -68,3 +68,11 @@ def test_secrets_are_loaded_at_start_and_problems_logged_without_values(caplog):
     assert json.loads(status)["iam"] == {"in_progress": 0, "refused": 0, "max_concurrent": 200}
     # The AWS SDK prints whole response bodies at DEBUG: its loggers stay quieter whatever the proxy's level.
     assert all(logging.getLogger(name).getEffectiveLevel() >= logging.WARNING for name in ("boto3", "botocore"))
+
+
+def test_the_users_a_secret_stops_naming_are_those_an_alternating_rotation_left_behind():
+    from reference_proxy.server import _users_no_longer_named
+    before = {"db/alt": ("v1", "alt_a"), "db/solo": ("v1", "solo")}
+    assert _users_no_longer_named(before, {"db/alt": ("v2", "alt_b"), "db/solo": ("v1", "solo")}) == {"alt_a"}
+    assert _users_no_longer_named(before, {"db/alt": ("v2", "alt_a"), "db/solo": ("v2", "solo")}) == set()
+    assert _users_no_longer_named({"db/x": (None, None)}, {"db/x": ("v1", "x")}) == set()  # first read

@@ -59,7 +59,7 @@ from reference_proxy.engines.mysql.auth import (
     WrongPassword,
 )
 from reference_proxy.engines.mysql.kill import Kill, KillRefused, could_kill, process_kill, read_kill
-from reference_proxy.engines.mysql.lexer import lexing_options
+from reference_proxy.engines.mysql.lexer import TokenKind, lexing_options, split_statements, tokenize
 from reference_proxy.engines.mysql.login import (
     LOGIN_MAX_PAYLOAD,
     Authenticated,
@@ -209,6 +209,7 @@ class MySQLClientSession:
         self._held_ok = b""  # the login's OK, held until the database the client named is known to exist
         self._mid_reply = False
         self._resend: bytes | None = None  # only for the resend_after_backend_loss failpoint
+        self._commit_in_flight = False  # only for the lost_commit_acknowledged failpoint
         self._set_up = False
         self._drain_requested = False
         self._raw_socket: socket.socket | None = None  # the client's socket while the login reads it raw
@@ -583,6 +584,8 @@ class MySQLClientSession:
         self._mid_reply = True
         if self.s.failpoint == "resend_after_backend_loss":  # unsafe on purpose: reference_proxy.failpoints
             self._resend = payload
+        elif self.s.failpoint == "lost_commit_acknowledged":  # unsafe on purpose: reference_proxy.failpoints
+            self._commit_in_flight = _command_commits(payload)
         self._relay.send(FastCommand(backend, command, ReplyRelay(command, backend.capabilities,
                                                                   self.shared.max_payload), change, now, now),
                          encode_packet(payload, 0)[0] if wire is None else wire)
@@ -613,6 +616,8 @@ class MySQLClientSession:
         if pin is not None:
             tracker.pinned_by(pin)
             self._pinned(pin)
+        if self.s.failpoint == "lost_commit_acknowledged":  # unsafe on purpose: reference_proxy.failpoints
+            self._commit_in_flight = _command_commits(payload)
         if backend.transport.is_closing():
             await self._backend_lost("the database connection closed before the command could be sent", 1)
         if self.s.failpoint == "resend_after_backend_loss":  # unsafe on purpose: reference_proxy.failpoints
@@ -629,6 +634,7 @@ class MySQLClientSession:
         """A command's reply is complete: account for it, follow what it changed, and give the
         backend back if the release rule allows."""
         self._mid_reply = False
+        self._commit_in_flight = False
         tracker, relay, backend = self.tracker, fast.reply, fast.backend
         if fast.command in _QUERIES:
             now = self.s.clock.monotonic()
@@ -892,6 +898,7 @@ class MySQLClientSession:
                     self.client_id, getattr(backend, "backend_id", "?"), why)
         if self.s.failpoint == "resend_after_backend_loss" and backend is not None and self._resend is not None:
             await self._send_again(backend, why, sequence)  # unsafe on purpose: reference_proxy.failpoints
+        acknowledge = backend is not None and self._commit_in_flight  # failpoint lost_commit_acknowledged
         reason = getattr(backend, "abort_reason", None)  # set when the proxy cut it (failover)
         message = reason
         if backend is not None:
@@ -904,6 +911,12 @@ class MySQLClientSession:
                     self.s.backend_lost(backend.key.instance_id, why)
         if self.s.failpoint == "lost_write_reported_retryable":  # unsafe on purpose: reference_proxy.failpoints
             await self._say_error(DEADLOCK_CODE, "40001", DEADLOCK_MESSAGE, sequence)
+            raise _SessionOver()
+        if acknowledge:  # unsafe on purpose: failpoint lost_commit_acknowledged tells the client it committed
+            with contextlib.suppress(Exception):
+                self.writer.write(encode_packet(OkPacket().encode(self.capabilities), sequence)[0])
+                async with asyncio.timeout(2):
+                    await self.writer.drain()
             raise _SessionOver()
         await self._say_error(LOST_BACKEND_CODE, "HY000", message or "The database connection was lost.", sequence)
         raise _SessionOver()
@@ -968,3 +981,12 @@ class MySQLClientSession:
             if flush:
                 async with asyncio.timeout(2):
                     await self.writer.drain()
+
+
+def _command_commits(payload: bytes) -> bool:
+    """Whether a COM_QUERY has a statement that commits: the commands the failpoint
+    ``lost_commit_acknowledged`` answers as committed when their backend is lost."""
+    if not payload or payload[0] != Command.QUERY:
+        return False
+    text = payload[1:].decode("utf-8", "replace")
+    return any(st[0].kind is TokenKind.WORD and st[0].value == "commit" for st in split_statements(tokenize(text)))

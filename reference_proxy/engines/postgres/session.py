@@ -57,6 +57,7 @@ from reference_proxy.engines.postgres.auth import (
     WrongPassword,
 )
 from reference_proxy.engines.postgres.cancel import CancelRegistry
+from reference_proxy.engines.postgres.lexer import TokenKind, split_statements, tokenize
 from reference_proxy.engines.postgres.relay import Relay
 from reference_proxy.engines.postgres.startup import StartupRejected, check_startup
 from reference_proxy.engines.postgres.tracking import Pin, TransactionTracker
@@ -68,6 +69,7 @@ from reference_proxy.protocol.postgres import (
     NEED_DATA,
     BackendKeyData,
     CancelRequest,
+    CommandComplete,
     Decoder,
     Direction,
     ErrorResponse,
@@ -78,10 +80,12 @@ from reference_proxy.protocol.postgres import (
     ParameterStatus,
     PasswordMessage,
     ProtocolViolation,
+    Query,
     ReadyForQuery,
     SSLRequest,
     StartupMessage,
 )
+from reference_proxy.protocol.postgres.framing import peek_query
 from reference_proxy.session_services import LatencyByInstance, SessionServices, turn_away
 
 __all__ = ["REQUIRE_TLS_MESSAGE", "PostgresClientSession", "PostgresSessions"]
@@ -171,6 +175,7 @@ class PostgresClientSession:
         self._backend_splitter = MessageSplitter(BACKEND_TYPES, sessions.max_message_size, "server")
         self._inflight: deque[tuple[float, float]] = deque()  # (arrived, sent) per pending sync point
         self._resend: tuple[Frames, float] | None = None  # only for the resend_after_backend_loss failpoint
+        self._commit_in_flight = False  # only for the lost_commit_acknowledged failpoint
         self._discarding_until_sync = False
         self._unserved_error = ErrorResponse.build("ERROR", UNABLE_TO_CONNECT, BorrowTimeout.TEXT)
         self._drain_requested = asyncio.Event()
@@ -473,6 +478,8 @@ class PostgresClientSession:
         run = self.tracker.client_run(frames)
         if self.s.failpoint == "resend_after_backend_loss":  # unsafe on purpose: reference_proxy.failpoints
             self._resend = (frames, arrived)
+        elif self.s.failpoint == "lost_commit_acknowledged":  # unsafe on purpose: reference_proxy.failpoints
+            self._commit_in_flight = _request_commits(frames)
         if run.new_pin is not None:
             self._pinned(run.new_pin)
         if run.queries:
@@ -642,6 +649,8 @@ class PostgresClientSession:
         if self.s.failpoint == "resend_after_backend_loss" and backend is not None and self._inflight:
             await self._send_again(backend, why)  # unsafe on purpose: reference_proxy.failpoints
             return
+        acknowledge = (self.s.failpoint == "lost_commit_acknowledged" and backend is not None  # unsafe on purpose:
+                       and bool(self._inflight) and self._commit_in_flight)  # reference_proxy.failpoints
         reason = getattr(backend, "abort_reason", None)  # set when the proxy cut it (failover)
         farewell = self.tracker.backend_farewell
         if farewell is not None:
@@ -658,6 +667,13 @@ class PostgresClientSession:
                     self.s.backend_lost(backend.key.instance_id, why)
         if self.s.failpoint == "lost_write_reported_retryable":  # unsafe on purpose: reference_proxy.failpoints
             await self._say_fatal(SERIALIZATION_FAILURE, RETRY_MESSAGE)
+            raise _SessionOver()
+        if acknowledge:  # failpoint lost_commit_acknowledged: the client is told its COMMIT went through
+            self._closing = True
+            with contextlib.suppress(Exception):
+                self._send(CommandComplete("COMMIT"), ReadyForQuery("I"))
+                async with asyncio.timeout(2):
+                    await self.writer.drain()
             raise _SessionOver()
         await self._say_fatal(CONNECTION_FAILURE, message or "The database connection was lost.", **extra)
         raise _SessionOver()
@@ -697,3 +713,16 @@ class PostgresClientSession:
             self.writer.write(ErrorResponse.build("FATAL", sqlstate, message, **extra).encode())
             async with asyncio.timeout(2):
                 await self.writer.drain()
+
+
+def _request_commits(frames: Frames) -> bool:
+    """Whether a simple Query among ``frames`` has a statement that commits (COMMIT or END): the
+    requests the failpoint ``lost_commit_acknowledged`` answers as committed when their backend is lost."""
+    for t, start, end in frames.spans:
+        if t == 0x51:  # Q
+            sql = peek_query(frames.data, start, end)
+            text = Query.decode(frames.data[start + 5:end]).sql if sql is None else sql
+            if any(st[0].kind is TokenKind.WORD and st[0].value in ("commit", "end")
+                   for st in split_statements(tokenize(text))):
+                return True
+    return False
