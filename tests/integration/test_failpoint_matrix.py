@@ -12,6 +12,11 @@ Everything is derived: a failpoint added to the proxy and named by a guarantee i
 test marked with a guarantee joins its selection.  The catalogue's side is checked without servers in
 ``tests/unit/test_failpoint_catalogue.py`` (every name exists, every failpoint is named).
 
+The cases of one engine share one stand-in cluster, started once and borrowed by each certification
+(``--standin``): starting a cluster of four servers would otherwise be most of a short case's time.
+A case that fails the cluster over leaves it in another valid shape (a new writer, the old one a
+reader), which the next certification takes as it finds it.
+
 Each case prints its row (failpoint, engine, false guarantees, seconds); the module prints the whole
 matrix with the total when it ends and writes it as JSON beside the runs (``failpoint-matrix.json``
 under pytest's base temporary directory).
@@ -30,9 +35,12 @@ from harness.cli.certify import suites_dir
 from harness.guarantees import CATALOGUE, ENGINE_ORDER
 from harness.plugin.coverage import collect_checking_tests
 from harness.plugin.selection import Selection, judging, pytest_name
+from harness.standins.registry import cluster_class, cluster_from_state
+from harness.statedir import STANDIN_RECORD, StateDir
+from harness.targets.reference import CERTIFICATION_READER_MAX_CONNECTIONS, CERTIFICATION_READERS
 from reference_proxy.failpoints import FAILPOINTS
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.matrix]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.matrix, pytest.mark.shares_cluster]
 
 SEED = "42"
 
@@ -49,6 +57,32 @@ CASES = [pytest.param(name, engine, id=f"{name}-{engine}", marks=getattr(pytest.
 @pytest.fixture(scope="module")
 def suite_tests():
     return collect_checking_tests(suites_dir())
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory):
+    """One running stand-in per engine, started when a case first needs it: engine -> its state directory."""
+    started: dict[str, StateDir] = {}
+
+    def standin(engine: str) -> StateDir:
+        if engine not in started:
+            cluster = cluster_class(engine)(readers=CERTIFICATION_READERS,
+                                            reader_max_connections=CERTIFICATION_READER_MAX_CONNECTIONS[engine])
+            state = StateDir(tmp_path_factory.mktemp(f"standin-{engine}"))
+            try:
+                cluster.start()
+                state.write(STANDIN_RECORD, cluster.to_state())
+            except BaseException:
+                cluster.stop()
+                raise
+            started[engine] = state
+        return started[engine]
+
+    yield standin
+    for state in started.values():
+        record = state.read(STANDIN_RECORD)
+        if record is not None:  # as the last certification left it (a failover changes the roles)
+            cluster_from_state(record).stop()
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +117,13 @@ def render(rows: list[dict]) -> list[str]:
 
 @pytest.mark.parametrize(("failpoint", "engine"), CASES)
 @pytest.mark.timeout(900)
-def test_a_failpoint_makes_exactly_its_guarantees_false(failpoint, engine, suite_tests, matrix, tmp_path):
+def test_a_failpoint_makes_exactly_its_guarantees_false(failpoint, engine, suite_tests, standins, matrix, tmp_path):
     expected = broken_by(failpoint, engine)
     selection: Selection = judging(expected, suite_tests)
     run_dir = tmp_path / "run"
     started = time.monotonic()
-    done = certify("--target", "reference", "--engine", engine, *selection.certify_arguments(),
+    done = certify("--target", "reference", "--engine", engine, "--standin", str(standins(engine).path),
+                   *selection.certify_arguments(),
                    "--proxy-setting", f"testing.failpoint={failpoint}", "--run-dir", str(run_dir), "--seed", SEED,
                    timeout=840)
     seconds = time.monotonic() - started
