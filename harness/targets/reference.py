@@ -410,9 +410,12 @@ class ReferenceTarget(Target):
         if self.cluster is None:
             self.cluster = cluster_class(self.engine)(readers=self.readers,
                                                       reader_max_connections=self.reader_max_connections)
+        self.run_dir = tempfile.mkdtemp(prefix="aurora-harness-proxy-")  # 0700: its proxy.toml holds secrets
+        if self.credential_mode == "secrets" and self._owns_aws:
+            self.aws = AwsStandin()
+            self.aws.launch(self.run_dir)  # it takes seconds to listen: the cluster starts meanwhile
         if self._owns_cluster and not self.cluster.instances:
             self.cluster.start()
-        self.run_dir = tempfile.mkdtemp(prefix="aurora-harness-proxy-")  # 0700: its proxy.toml holds secrets
         self.ports = {"writer": process.free_port(), "reader": process.free_port(), "admin": process.free_port()}
         if self.credential_mode == "secrets" and self._owns_aws:
             self.start_aws()
@@ -443,7 +446,8 @@ class ReferenceTarget(Target):
             raise TargetError(f"the reference proxy could not read its secrets: {said}")
 
     def start_aws(self) -> None:
-        """Create the rotatable logins, start the AWS stand-in and put one secret per login in it."""
+        """Create the rotatable logins, start the AWS stand-in (or wait for the one launched) and put one
+        secret per login in it."""
         assert self.cluster is not None and self.run_dir
         logins = {SECRET_PREFIX + self.cluster.user: (self.cluster.user, self.cluster.password)}
         if self.rotatable:
@@ -457,8 +461,10 @@ class ReferenceTarget(Target):
             logins[SECRET_PREFIX + ROTATING_USER] = (ROTATING_USER, made[ROTATING_USER])
             logins[ALTERNATING_SECRET] = (first, made[first])
             logins[IAM_SECRET] = (IAM_USER, made[IAM_USER])
-        self.aws = AwsStandin()
-        self.aws.start(self.run_dir)
+        if self.aws is None:
+            self.aws = AwsStandin()
+            self.aws.launch(self.run_dir)
+        self.aws.wait_ready()
         self.aws.create_secrets(logins)
         self.logins = logins
 
