@@ -248,7 +248,7 @@ _ALL = [
        "§1.6: with no fault active a client that cannot get a backend connection waits in line up to "
        "ConnectionBorrowTimeout, it is not refused; §3.2: a reader endpoint with readers available serves "
        "every session.",
-       demonstrated_by=("refuse_reader_sessions",)),
+       demonstrated_by=("refuse_reader_sessions", "hold_backend_per_session")),
     _g("FAILOVER-WRITE-GAP",
        "Writes through the writer endpoint succeed again within {threshold} {unit} of the new "
        "writer's promotion.", 3.0, "s", Family.AVAILABILITY, _AT_MOST,

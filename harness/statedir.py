@@ -16,6 +16,8 @@ from typing import Any
 
 ENV_VAR = "AURORA_HARNESS_STATE_DIR"
 DEFAULT_DIR = ".aurora-harness"
+STANDIN_RECORD = "standin"
+"""The record of a stand-in cluster running in the background (``aurora-harness standin up``)."""
 
 
 class StateError(Exception):

@@ -13,8 +13,9 @@ import click
 from harness.cli.common import CliFailure, emit, fail_on_errors, show_secrets_option, shown, state_dir
 from harness.standins.base import Cluster, Role
 from harness.standins.registry import cluster_class, cluster_from_state, engine_names
+from harness.statedir import STANDIN_RECORD
 
-RECORD = "standin"
+RECORD = STANDIN_RECORD
 
 
 def _load(ctx: click.Context) -> Cluster:

@@ -114,6 +114,12 @@ class AwsStandin:
 
     def start(self, run_dir: str) -> None:
         """Start the server on a free loopback port and wait until it answers; TargetError if not."""
+        self.launch(run_dir)
+        self.wait_ready()
+
+    def launch(self, run_dir: str) -> None:
+        """Start the server process on a free loopback port, without waiting for it (see :meth:`wait_ready`):
+        it takes a few seconds to import moto and listen, which the caller may spend on other work."""
         try:
             import moto.server  # noqa: F401 - only to fail early with a clear message
         except ImportError:
@@ -124,6 +130,11 @@ class AwsStandin:
         self.pid, self.pid_start = process.spawn(
             [sys.executable, "-m", "harness.targets.aws_standin", "--port", str(self.port), "--run-dir", run_dir],
             log_path=self.log_path, env=isolated_environment())
+
+    def wait_ready(self) -> None:
+        """Wait until the launched server answers; TargetError (and the server stopped) if it does not."""
+        if self.port is None or self.log_path is None:
+            raise TargetError("the AWS stand-in was not launched")
         process.wait_until(lambda: not self.running() or process.port_open(self.port or 0), READY_TIMEOUT)
         if not self.running() or not process.port_open(self.port):
             alive = self.running()

@@ -235,6 +235,12 @@ class TargetOptions:
         "makes the proxy leak session state on purpose, to see the harness catch it.",
         default=())
     """``SECTION.KEY=VALUE`` texts (``--proxy-setting``), for a kind that runs the proxy itself."""
+    standin: str | None = _option(
+        "--standin",
+        "Reference target: the state directory of a stand-in cluster already running ('aurora-harness "
+        "--state-dir DIR standin up'); the proxy is put in front of it, with the roles its servers have now, "
+        "instead of in front of a new cluster, and the cluster is left running. Certifying many times (one "
+        "proxy setting after another) then starts the cluster once.")
 
     def child_arguments(self) -> tuple[list[str], dict[str, str]]:
         """How a child pytest run receives these options: (command-line arguments, environment).

@@ -270,6 +270,9 @@ class ExternalTarget(Target):
         if options.proxy_settings:
             raise TargetError("--proxy-setting is for --target reference; an external proxy is configured "
                               "by whoever runs it")
+        if options.standin:
+            raise TargetError("--standin is for --target reference; an external proxy is in front of a cluster "
+                              "of its own")
         if options.rotate_dsn and not options.rotate_command:
             raise TargetError("--rotate-dsn names the login --rotate-command rotates; give --rotate-command too")
         if (options.iam_region or options.iam_host) and not options.iam_user:

@@ -38,6 +38,13 @@ environment, and no other is.  Sibling proxies inherit them: they stand for the 
 other pool settings.  A certification reaches both sections through ``--proxy-setting``
 (:func:`parse_proxy_settings`).
 
+A certification may borrow a stand-in cluster that runs apart (``--standin DIR``: the state
+directory of ``aurora-harness standin up``) instead of starting one: the target follows the roles its
+servers have now (an earlier run may have failed it over), makes its logins on it as on a cluster of
+its own (the borrowed cluster is the target's alone while it runs), records the roles back when it
+stops, and leaves the servers running.  Certifying the same proxy with one setting after another
+(the failpoint matrix) then starts the cluster once.
+
 With ``relays=True`` a user-space TCP relay (:class:`~harness.net.relay.RelayServer`) sits
 between the proxy and each instance, and the proxy is configured with the relays' ports under the
 instances' own ids, so network faults (latency, blackhole, resets...) can be put on the path to one
@@ -74,6 +81,7 @@ from harness.standins.supervisor import (
     read_promotions,
     write_json_atomically,
 )
+from harness.statedir import STANDIN_RECORD, StateDir, StateError, resolve
 from harness.targets.aws_standin import REGION, AwsStandin, generate_access_key, isolated_environment
 from harness.targets.base import (
     Capability,
@@ -210,7 +218,7 @@ class ReferenceTarget(Target):
                  secrets_manager: dict[str, Any] | None = None, aws: AwsStandin | None = None,
                  logins: dict[str, tuple[str, str]] | None = None,
                  iam_key: tuple[str, str] | None = None, iam: dict[str, Any] | None = None,
-                 reader_max_connections: tuple[int, ...] | None = None) -> None:
+                 reader_max_connections: tuple[int, ...] | None = None, standin: StateDir | None = None) -> None:
         """``reader_max_connections`` gives each reader of a cluster this target makes its own size
         (None: all like the writer); ``auto_failover`` starts the supervisor (off by default, so tests drive failover by hand);
         ``relays`` puts a TCP relay in front of every instance (adds NETWORK_FAULTS); ``testing`` is
@@ -219,7 +227,8 @@ class ReferenceTarget(Target):
         proxy's ``[auth.secrets_manager]`` settings.  ``aws`` and ``logins`` are a running AWS stand-in
         and its secrets' first logins, shared by a sibling proxy with the target that owns them, as is
         ``iam_key``, the access key (id, secret) whose IAM tokens the proxy accepts; ``iam`` overrides
-        the proxy's other ``[auth.iam]`` settings."""
+        the proxy's other ``[auth.iam]`` settings.  ``standin`` is the state directory of a running
+        stand-in to borrow (see :func:`borrowed_standin`; ``cluster`` is then its recorded handle)."""
         super().__init__(engine)
         if credentials not in CREDENTIAL_MODES:
             raise TargetError(f"credentials must be one of {', '.join(CREDENTIAL_MODES)}, got {credentials!r}")
@@ -233,14 +242,16 @@ class ReferenceTarget(Target):
         self._relays: dict[str, RelayServer] = {}
         if self.relays:
             self.capabilities = type(self).capabilities | {Capability.NETWORK_FAULTS}
-        # Rotatable logins are made by the target that makes the cluster and shared with its siblings;
-        # another target given the same cluster must not reset their passwords behind the first one.
-        self.rotatable = credentials == "secrets" and (cluster is None or aws is not None)
+        # Rotatable logins are made by the target that makes (or borrows) the cluster and shared with
+        # its siblings; another target given the same cluster must not reset their passwords behind
+        # the first one.
+        self.standin = standin
+        makes_logins = credentials == "secrets" and (cluster is None or standin is not None)
+        self.rotatable = makes_logins or (credentials == "secrets" and aws is not None)
         if self.rotatable:
             self.capabilities = self.capabilities | {Capability.ROTATE_SECRET}
         # The IAM user is made with the rotatable logins; its access key goes wherever its secret goes.
-        self.iam_key = iam_key if iam_key is not None or cluster is not None or not self.rotatable \
-            else generate_access_key()
+        self.iam_key = iam_key if iam_key is not None or not makes_logins else generate_access_key()
         if self.rotatable and self.iam_key is not None:
             self.capabilities = self.capabilities | {Capability.IAM_AUTH}
         if isinstance(failover_grace, bool) or not isinstance(failover_grace, (int, float)) \
@@ -288,10 +299,12 @@ class ReferenceTarget(Target):
                               "reference proxy's pool is set with --proxy-setting "
                               "pool.max_connections_percent=N / pool.connection_borrow_timeout=S")
         settings = parse_proxy_settings(options.proxy_settings)
+        standin = StateDir(resolve(options.standin)) if options.standin else None
         return cls(options.engine, readers=CERTIFICATION_READERS,
                    reader_max_connections=CERTIFICATION_READER_MAX_CONNECTIONS.get(options.engine),
                    pool={**CERTIFICATION_POOL, **settings.get("pool", {})}, testing=settings.get("testing"),
-                   secrets_manager=settings.get("secrets_manager"), iam=settings.get("iam"))
+                   secrets_manager=settings.get("secrets_manager"), iam=settings.get("iam"),
+                   standin=standin, cluster=borrowed_standin(standin, options.engine) if standin else None)
 
     def sibling_proxy(self, *, pool: dict[str, Any] | None = None, require_tls: bool = False,
                       relays: bool = False) -> ReferenceTarget:
@@ -392,12 +405,17 @@ class ReferenceTarget(Target):
         return auth
 
     def up(self) -> None:
+        if self.standin is not None:
+            self._follow_standin()
         if self.cluster is None:
             self.cluster = cluster_class(self.engine)(readers=self.readers,
                                                       reader_max_connections=self.reader_max_connections)
+        self.run_dir = tempfile.mkdtemp(prefix="aurora-harness-proxy-")  # 0700: its proxy.toml holds secrets
+        if self.credential_mode == "secrets" and self._owns_aws:
+            self.aws = AwsStandin()
+            self.aws.launch(self.run_dir)  # it takes seconds to listen: the cluster starts meanwhile
         if self._owns_cluster and not self.cluster.instances:
             self.cluster.start()
-        self.run_dir = tempfile.mkdtemp(prefix="aurora-harness-proxy-")  # 0700: its proxy.toml holds secrets
         self.ports = {"writer": process.free_port(), "reader": process.free_port(), "admin": process.free_port()}
         if self.credential_mode == "secrets" and self._owns_aws:
             self.start_aws()
@@ -409,6 +427,15 @@ class ReferenceTarget(Target):
         if self.credential_mode == "secrets":
             self._check_secrets_read()
 
+    def _follow_standin(self) -> None:
+        """Check that every instance of the borrowed stand-in runs, and take its roles from its servers."""
+        assert self.cluster is not None
+        stopped = [i.id for i in self.cluster.instances if not self.cluster.running(i.id)]
+        if stopped:
+            raise TargetError(f"the stand-in recorded in {self.standin.path if self.standin else '?'} is not "
+                              f"running ({', '.join(stopped)} stopped); start one with 'aurora-harness standin up'")
+        self.follow_live_roles()
+
     def _check_secrets_read(self) -> None:
         """A proxy that could not read its secrets starts anyway (as RDS Proxy reports "no registered
         credentials" rather than failing); a target that cannot log in is useless, so say why now."""
@@ -419,7 +446,8 @@ class ReferenceTarget(Target):
             raise TargetError(f"the reference proxy could not read its secrets: {said}")
 
     def start_aws(self) -> None:
-        """Create the rotatable logins, start the AWS stand-in and put one secret per login in it."""
+        """Create the rotatable logins, start the AWS stand-in (or wait for the one launched) and put one
+        secret per login in it."""
         assert self.cluster is not None and self.run_dir
         logins = {SECRET_PREFIX + self.cluster.user: (self.cluster.user, self.cluster.password)}
         if self.rotatable:
@@ -433,8 +461,10 @@ class ReferenceTarget(Target):
             logins[SECRET_PREFIX + ROTATING_USER] = (ROTATING_USER, made[ROTATING_USER])
             logins[ALTERNATING_SECRET] = (first, made[first])
             logins[IAM_SECRET] = (IAM_USER, made[IAM_USER])
-        self.aws = AwsStandin()
-        self.aws.start(self.run_dir)
+        if self.aws is None:
+            self.aws = AwsStandin()
+            self.aws.launch(self.run_dir)
+        self.aws.wait_ready()
         self.aws.create_secrets(logins)
         self.logins = logins
 
@@ -545,6 +575,10 @@ class ReferenceTarget(Target):
             self._reload_cluster()
         if self.cluster is not None and self._owns_cluster:
             self.cluster.stop()
+        if self.standin is not None and self.cluster is not None:
+            with contextlib.suppress(StateError):  # its servers know their roles; the record only follows
+                self.follow_live_roles()
+                self.standin.write(STANDIN_RECORD, self.cluster.to_state())
         process.remove_tree(self.run_dir)
         self.run_dir = None
 
@@ -730,3 +764,22 @@ class ReferenceTarget(Target):
         for inst in self.cluster.instances:
             inst.role = Role.WRITER if inst.id == writer else Role.READER
         return True
+
+
+def borrowed_standin(standin: StateDir, engine: str) -> Cluster:
+    """The stand-in cluster recorded in ``standin`` (``aurora-harness standin up``), checked to be of
+    ``engine``; TargetError says what is wrong (nothing recorded, another engine, a bad record)."""
+    try:
+        record = standin.read(STANDIN_RECORD)
+    except StateError as e:
+        raise TargetError(f"--standin: {e}") from None
+    if record is None:
+        raise TargetError(f"--standin: no stand-in is recorded in {standin.path}; start one with "
+                          f"'aurora-harness --state-dir {standin.path} standin up --engine {engine}'")
+    try:
+        cluster = cluster_from_state(record)
+    except (StandinError, KeyError, TypeError, ValueError) as e:
+        raise TargetError(f"--standin: the record in {standin.path} cannot be read: {e}") from None
+    if cluster.engine != engine:
+        raise TargetError(f"--standin: the stand-in in {standin.path} is {cluster.engine}, not {engine}")
+    return cluster

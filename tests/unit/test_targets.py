@@ -12,6 +12,8 @@ import pytest
 from harness.metrics import MetricSample
 from harness.plugin.metrics import SAMPLED, MetricsSampler
 from harness.plugin.targets import extra_proxy, pool_caps
+from harness.standins.registry import cluster_class
+from harness.statedir import STANDIN_RECORD, StateDir
 from harness.targets import registry
 from harness.targets.aws_standin import AwsStandin
 from harness.targets.base import Capability, Target, TargetError, TargetOptions, Unsupported
@@ -58,6 +60,8 @@ def test_a_name_is_registered_once():
     ("reference", TargetOptions("postgres", proxy_settings=("admin.port=1",)), "only the pool and testing"),
     ("external", TargetOptions("postgres", writer_dsn=WRITER_DSN, proxy_settings=("pool.x=1",)),
      "--proxy-setting is for --target reference"),
+    ("external", TargetOptions("postgres", writer_dsn=WRITER_DSN, standin="somewhere"),
+     "--standin is for --target reference"),
 ])
 def test_each_kind_refuses_options_that_do_not_apply(kind, options, message):
     with pytest.raises(TargetError, match=message):
@@ -77,6 +81,22 @@ def test_the_certification_reference_target_has_the_small_pool_and_every_capabil
     # A target given another's cluster reads secrets too, but leaves the rotatable logins to their owner.
     borrowed = ReferenceTarget("postgres", cluster=object())  # type: ignore[arg-type]
     assert Capability.ROTATE_SECRET not in borrowed.capabilities and borrowed.credential_mode == "secrets"
+
+
+def test_a_certification_may_borrow_a_recorded_standin_and_makes_its_logins_on_it(tmp_path):
+    """``--standin DIR``: the cluster recorded there, not a new one; the target is the cluster's only
+    user while it runs, so it makes the rotatable and IAM logins as on a cluster of its own."""
+    with pytest.raises(TargetError, match=r"--standin: no stand-in is recorded in .*standin up --engine postgres"):
+        ReferenceTarget.from_options(TargetOptions("postgres", standin=str(tmp_path)))
+    StateDir(tmp_path).write(STANDIN_RECORD, cluster_class("mysql")(readers=1).to_state())
+    with pytest.raises(TargetError, match=r"--standin: the stand-in in .* is mysql, not postgres"):
+        ReferenceTarget.from_options(TargetOptions("postgres", standin=str(tmp_path)))
+    t = ReferenceTarget.from_options(TargetOptions("mysql", standin=str(tmp_path)))
+    assert t.cluster is not None and t.cluster.engine == "mysql" and t.standin is not None
+    assert t.supports(Capability.ROTATE_SECRET) and t.supports(Capability.IAM_AUTH) and t.iam_key is not None
+    (tmp_path / f"{STANDIN_RECORD}.json").write_text("{}")
+    with pytest.raises(TargetError, match="--standin: the record in .* cannot be read"):
+        ReferenceTarget.from_options(TargetOptions("mysql", standin=str(tmp_path)))
 
 
 def test_proxy_settings_reach_the_proxy_configuration_and_siblings_inherit_the_testing_switches():

@@ -1,8 +1,9 @@
 """PyMySQL adapter (MySQL-protocol servers), synchronous.
 
 PyMySQL's own ``connect_timeout`` covers only the TCP connect, and a server that accepts but never
-answers hangs a client with no ``read_timeout`` for ever; ``read_timeout`` therefore defaults to a
-generous backstop, and the client's request deadline bounds each request.  TLS is off unless
+answers hangs a client with no ``read_timeout`` for ever; the adapter bounds the login handshake by
+the connect timeout too, ``read_timeout`` defaults to a generous backstop, and the client's request
+deadline bounds each request.  TLS is off unless
 driver options ask for it: PyMySQL 1.2 otherwise negotiates it whenever the server offers it.
 
 A statement string may hold several statements (the connection asks for MULTI_STATEMENTS), sent
@@ -89,7 +90,17 @@ class PyMySQLConnection:
         return self.connected and isinstance(getattr(self.conn, "_sock", None), ssl.SSLSocket)
 
     def open(self) -> None:
-        self.conn = pymysql.connect(**self._kwargs)
+        """Connect, with the handshake's reads and writes bounded by the connect timeout.
+
+        A proxy may keep a login waiting (for a backend connection); libpq's ``connect_timeout``
+        bounds psycopg's whole set-up, and PyMySQL's only the TCP connect, so without this a login
+        could wait as long as ``read_timeout`` and count as served.  The connection then gets its own
+        read and write timeouts back (PyMySQL applies them at its next read or write)."""
+        limit = self._kwargs["connect_timeout"]
+        own = {k: self._kwargs.get(k) for k in ("read_timeout", "write_timeout")}
+        during = {k: limit if v is None else min(limit, v) for k, v in own.items()}
+        self.conn = pymysql.connect(**{**self._kwargs, **during})
+        self.conn._read_timeout, self.conn._write_timeout = own["read_timeout"], own["write_timeout"]
 
     def execute(self, sql: str, params: Any = None) -> Rows | None:
         with self.conn.cursor() as cur:
