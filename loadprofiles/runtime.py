@@ -183,6 +183,10 @@ def _on_init(environment: Any, **_kw: Any) -> None:
     ns = environment.parsed_options
     if ns is None:
         return
+    refusal = _profile_refusal(ns)
+    if refusal is not None:
+        sys.stderr.write(f"aurora-harness: {refusal}\n")
+        sys.exit(2)
     try:  # fail before any user starts, with one line
         target = load_options.build_target(ns)
     except TargetError as e:
@@ -194,6 +198,15 @@ def _on_init(environment: Any, **_kw: Any) -> None:
         # Locust's default kills users mid-request when the run ends; let each finish the request it is
         # in, so the history ends with completions (the master hands this to its workers).
         environment.stop_timeout = DEFAULT_STOP_TIMEOUT_S
+
+
+def _profile_refusal(ns: Any) -> str | None:
+    """Why the profile named by the locustfile cannot run (:meth:`Profile.refusal`), None for any other file."""
+    from loadprofiles.profiles import PROFILES
+
+    locustfile = getattr(ns, "locustfile", None)
+    profile = PROFILES.get(Path(locustfile).stem) if isinstance(locustfile, str) else None
+    return profile.refusal() if profile is not None else None
 
 
 @events.test_start.add_listener
