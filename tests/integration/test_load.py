@@ -110,6 +110,7 @@ def test_failover_under_load(tmp_path, engine: str) -> None:
                                                       if not str(op.process).startswith("final-read")])
     assert "during failover" in done.stdout  # the phases table
     (window,) = merged.fault_windows("failover")
+    assert len(merged.events("new_writer")) == 1, "one promotion instant: the watcher's, or the fault's after it"
     assert window.end is not None and window.end_op.params["new_writer"] != window.params["old_writer"]
     writes_after = [op for op in merged.ops(f="write", type="ok") if op.time > window.end]
     assert writes_after and {op.node for op in writes_after} == {window.end_op.params["new_writer"]}
