@@ -17,7 +17,7 @@ class BenchUser(DatabaseUser):
 
 
 class PointReadBench(BenchUser):
-    """Point reads by primary key through the writer endpoint (a transaction that names who served it)."""
+    """Point reads by primary key through the writer endpoint (one autocommit statement naming who served it)."""
 
     @task
     def go(self) -> None:

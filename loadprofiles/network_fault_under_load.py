@@ -1,5 +1,9 @@
-"""Load profile ``network_fault_under_load``: Every task set; the writer"s path blackholed from 30 % to 50 % of the run
-(needs a target with relays, NETWORK_FAULTS; otherwise its verdict is unknown).
+"""Load profile ``network_fault_under_load``: Every task set; the writer's path blackholed from 30 % to 50 % of the run.
+
+Refused for now, by ``aurora-harness load`` and by Locust itself (exit 2, see
+:meth:`loadprofiles.profiles.Profile.refusal`): the blackhole needs the TCP relays between the proxy and
+the instances, which live in the process that starts the target, not in the Locust process that
+carries out the run's faults.
 
 Run it with the harness (brings the target up, judges the histories)::
 

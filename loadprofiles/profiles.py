@@ -48,6 +48,26 @@ class Profile:
     fault_guarantees: tuple[str, ...] = ()
     """The guarantees that judge the fault: unknown when the fault could not be carried out."""
 
+    def refusal(self) -> str | None:
+        """Why this profile cannot be run by Locust processes at all (None when it can).
+
+        A fault needing the TCP relays between the proxy and the instances (NETWORK_FAULTS) cannot be
+        carried out from a load run: the relays are threads of the process that starts the target,
+        and the process that carries out the faults is Locust's master (or local runner), which only
+        rebuilds the target from its record - endpoints and credentials, not the relays' live state.
+        Rather than end with the fault's guarantees unknown, such a profile is refused up front."""
+        if self.fault is None:
+            return None
+        from harness.faults.registry import fault_from_spec
+        from harness.targets.base import Capability
+
+        if fault_from_spec(dict(self.fault)).requires is Capability.NETWORK_FAULTS:
+            return (f"profile {self.name!r} cannot run yet: its fault {self.fault['name']!r} needs the TCP relays "
+                    "between the proxy and the instances, which live in the process that starts the target, "
+                    "not in the Locust processes that carry out the load run's faults; run the network "
+                    "faults with the chaos suite (aurora-harness certify) instead")
+        return None
+
     def plan(self, users: int, spawn_rate: float, run_time_s: float) -> tuple[Schedule, tuple[FaultPlan, ...]]:
         """The schedule and fault plan for the run's common options."""
         if self.shape not in SHAPES:
@@ -72,7 +92,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("crash_under_load", "every task set; the writer killed at 30 % and restarted at 60 % of the run",
             guarantees=BASE + DURABILITY[1:], fault={"name": "writer_crash"}, fault_at=0.3, fault_hold=0.3),
     Profile("network_fault_under_load", "every task set; the writer's path blackholed from 30 % to 50 % of the "
-            "run (needs a target with relays: NETWORK_FAULTS)",
+            "run (refused for now: the relays it needs are out of the Locust processes' reach)",
             guarantees=BASE + ("NETFAULT-SILENT-DETECTED",), fault={"name": "blackhole"}, fault_at=0.3,
             fault_hold=0.2, fault_guarantees=("NETFAULT-SILENT-DETECTED",)),
 )}

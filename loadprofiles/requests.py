@@ -13,19 +13,12 @@ from typing import Any
 
 from harness.clients.client import Client
 from harness.clients.outcomes import Result
-from harness.clients.plans import DEFAULT_TABLE, Plan, Statement, ids_from_rows
+from harness.clients.plans import Plan, Statement
 
 LONG_TRANSACTION_S = 0.5
 SLEEP_S = 0.1
 """The benchmark's sleeping request: N users sleeping this long in SQL reach about N / SLEEP_S req/s
 when their concurrency is real."""
-
-
-def point_read_plan(dialect: Any, write_id: int, table: str = DEFAULT_TABLE) -> Plan:
-    """Read one row by primary key, in a transaction that also reads who served it."""
-    return Plan("point_read", write_id,
-                (Statement(f"SELECT id FROM {dialect.quote(table)} WHERE id = %s", (write_id,)),),
-                idempotent=True, result=lambda rows: ids_from_rows(rows[0]))
 
 
 def held_transaction_plan(dialect: Any, seconds: float, f: str = "long_transaction") -> Plan:
@@ -34,7 +27,9 @@ def held_transaction_plan(dialect: Any, seconds: float, f: str = "long_transacti
 
 
 def point_read(client: Client, write_id: int = 0) -> Result:
-    return client.run(point_read_plan(client.dialect, write_id))
+    """One row by primary key and who served it, in one autocommit round trip (what a read-heavy
+    application sends; :func:`~harness.clients.plans.point_read_plan`)."""
+    return client.point_read(write_id)
 
 
 def churn_query(client: Client) -> Result:
@@ -47,7 +42,10 @@ def long_transaction(client: Client) -> Result:
 
 
 def sleep(client: Client) -> Result:
-    return client.run(held_transaction_plan(client.dialect, SLEEP_S, "sleep"))
+    """One autocommit statement that sleeps :data:`SLEEP_S` on the server and names who served it: a
+    single round trip, so the rate measures concurrency, not the client's own work."""
+    return client.request("sleep", f"SELECT {client.dialect.sleep_expression(SLEEP_S)}, {client.who()}",
+                          value=SLEEP_S)
 
 
 Request = Callable[[Client], Result]

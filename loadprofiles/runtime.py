@@ -41,7 +41,6 @@ from locust.runners import MasterRunner, WorkerRunner
 from harness.clients.address import Address, ProcessIds
 from harness.clients.client import Client
 from harness.history import Recorder
-from harness.plugin.faults import PromotionWatcher
 from harness.runstore import write_json_atomically
 from harness.targets.base import Target, TargetError
 from loadprofiles import histories
@@ -96,6 +95,8 @@ class LoadProcess:
         self.finals: dict[str, dict[str, Any]] = {}
         self.missing: list[str] = []
         self.initial_writer: str | None = None
+        self.cpu_at_start = time.process_time()
+        """This process's CPU time when the load began: the manifest's ``cpu_s`` is what the run cost it."""
 
     def address(self, endpoint: str) -> Address:
         """The writer's or the reader endpoint's address (the writer's when the target has no reader)."""
@@ -121,13 +122,7 @@ class LoadProcess:
                 fault = fault_from_spec(dict(action.plan.spec))
                 self._faults[action.index] = fault
                 log.info("starting fault %s", name)
-                # A promotion inside the fault's start (a failover promotes before its call returns, and the
-                # proxy may follow at once) is recorded the moment it happens, as the suites record it.
-                watcher = PromotionWatcher(self.target, self.recorder).start()
-                try:
-                    fault.start(self.target, self.recorder)
-                finally:
-                    watcher.stop()
+                fault.start(self.target, self.recorder)  # a failover records its promotion instant itself
             else:
                 fault = self._faults.pop(action.index, None)
                 if fault is not None:
@@ -183,6 +178,10 @@ def _on_init(environment: Any, **_kw: Any) -> None:
     ns = environment.parsed_options
     if ns is None:
         return
+    refusal = _profile_refusal(ns)
+    if refusal is not None:
+        sys.stderr.write(f"aurora-harness: {refusal}\n")
+        sys.exit(2)
     try:  # fail before any user starts, with one line
         target = load_options.build_target(ns)
     except TargetError as e:
@@ -194,6 +193,15 @@ def _on_init(environment: Any, **_kw: Any) -> None:
         # Locust's default kills users mid-request when the run ends; let each finish the request it is
         # in, so the history ends with completions (the master hands this to its workers).
         environment.stop_timeout = DEFAULT_STOP_TIMEOUT_S
+
+
+def _profile_refusal(ns: Any) -> str | None:
+    """Why the profile named by the locustfile cannot run (:meth:`Profile.refusal`), None for any other file."""
+    from loadprofiles.profiles import PROFILES
+
+    locustfile = getattr(ns, "locustfile", None)
+    profile = PROFILES.get(Path(locustfile).stem) if isinstance(locustfile, str) else None
+    return profile.refusal() if profile is not None else None
 
 
 @events.test_start.add_listener
@@ -273,7 +281,8 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
     run_dir = Path(ns.run_dir)
     manifest = {"role": load.role, "tag": load.tag, "workers": load.finals, "missing_workers": load.missing,
                 "wait_s": FINAL_WAIT_S, "fault_errors": load.fault_errors, "initial_writer": load.initial_writer,
-                "requests": environment.stats.total.num_requests, "failures": environment.stats.total.num_failures}
+                "requests": environment.stats.total.num_requests, "failures": environment.stats.total.num_failures,
+                "cpu_s": round(time.process_time() - load.cpu_at_start, 3)}
     write_json_atomically(run_dir / histories.MANIFEST, manifest)
     _final_stats_csv(environment)
     if getattr(ns, "skip_verdicts", False):

@@ -11,9 +11,10 @@ own request loop does.
 The task sets, one user class each (a profile imports the ones it mixes; their ``weight`` sets the
 mix):
 
-* :class:`ReadWriteUser` - short transactions through the writer endpoint: a unique-id insert or a
-  point read by primary key, both reading who served them in the same transaction;
-* :class:`ReaderUser` - read-only point reads through the reader endpoint;
+* :class:`ReadWriteUser` - through the writer endpoint: a unique-id insert (a short transaction that
+  reads who served it before COMMIT) or a point read by primary key (one autocommit statement whose
+  row also names who served it: one round trip, as a read-heavy application sends);
+* :class:`ReaderUser` - the same one-statement point reads through the reader endpoint;
 * :class:`UniqueWriteUser` - nothing but unique-id writes (durability: every acknowledged id must be
   in the final read);
 * :class:`SessionStateUser` - on a fresh connection, look for the probe setting (another client's

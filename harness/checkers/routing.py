@@ -75,6 +75,7 @@ class WriterTimeline:
             w = _writer_named_by(o)
             if w is not None:
                 changes.append((o.time, w))
+        changes.extend(_promotions_seen_by_requests(history))
         return cls(changes)
 
     def __bool__(self) -> bool:
@@ -118,6 +119,26 @@ def _writer_named_by(o: Op) -> str | None:
     if o.type is OpType.FAULT and o.phase is Phase.END and o.params.get("new_writer"):
         return str(o.params["new_writer"])
     return None
+
+
+def _promotions_seen_by_requests(history: History) -> list[tuple[int, str]]:
+    """(instant, new writer) for each failover whose new writer served a writer-endpoint request,
+    inside the fault's window, while reporting itself writable: it was promoted, and the proxy had
+    followed, by that request's completion at the latest.  A watcher that polls the instances
+    records the promotion only at its next poll (later still on a busy machine), and a proxy that
+    follows at once can route a request there first; without this, that request would seem served
+    by a non-writer."""
+    found = []
+    for w in history.fault_windows():
+        new_writer = w.end_op.params.get("new_writer") if w.end_op is not None else None
+        if not new_writer:
+            continue
+        served = [o.time for o in history.between(w.start, w.end)
+                  if o.type is OpType.OK and o.endpoint == WRITER_ENDPOINT and o.node == new_writer
+                  and reported_role(o) == "writer"]
+        if served:
+            found.append((min(served), str(new_writer)))
+    return found
 
 
 FOLLOW_BOUND_GUARANTEE = "FAILOVER-WRITE-GAP"

@@ -156,6 +156,9 @@ def load(profile_name: str, target_kind: str, engine: str, users: int | None, sp
     from loadprofiles.verdicts import judge, phases_text, writer_now
 
     profile = PROFILES[profile_name]
+    refusal = profile.refusal()
+    if refusal is not None:
+        raise NotCarriedOut(refusal)
     try:
         run_time_s = parse_duration(run_time, profile.default_run_time_s)
         options = TargetOptions(engine, **target_values)

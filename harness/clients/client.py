@@ -42,6 +42,7 @@ from harness.clients.plans import (
     create_table_statement,
     find_state_plan,
     idle_probe_plan,
+    point_read_plan,
     read_plan,
     read_state_plan,
     request_plan,
@@ -177,6 +178,9 @@ class _ClientBase:
     def read_plan(self, f: str = "read") -> Plan:
         return read_plan(self.dialect, self.table, f)
 
+    def point_read_plan(self, write_id: int) -> Plan:
+        return point_read_plan(self.dialect, self.who(), write_id, self.table)
+
     def _absent(self, step: Step, exc: BaseException, stage: Stage) -> Rows:
         """The answer "absent" for an error the step expects (:attr:`Statement.absent_on_error`);
         any other error goes on to be recorded."""
@@ -279,6 +283,10 @@ class Client(_ClientBase):
     def read(self) -> Result:
         return self.run(self.read_plan())
 
+    def point_read(self, write_id: int) -> Result:
+        """One row by primary key, and who served it, in one autocommit round trip."""
+        return self.run(self.point_read_plan(write_id))
+
     def final_read(self) -> Result:
         return self.run(self.read_plan("final_read"))
 
@@ -374,6 +382,9 @@ class AsyncClient(_ClientBase):
 
     async def read(self) -> Result:
         return await self.run(self.read_plan())
+
+    async def point_read(self, write_id: int) -> Result:
+        return await self.run(self.point_read_plan(write_id))
 
     async def final_read(self) -> Result:
         return await self.run(self.read_plan("final_read"))

@@ -198,6 +198,19 @@ def write_plan(dialect: Dialect, write_id: int, table: str = DEFAULT_TABLE) -> P
                 result=lambda rows: write_id)
 
 
+def point_read_plan(dialect: Dialect, who: str, write_id: int, table: str = DEFAULT_TABLE) -> Plan:
+    """One row by primary key and who served it (``who``: :meth:`Dialect.who`'s columns), in a single
+    autocommit statement: one round trip, what a read-heavy application sends.
+
+    The row is read by a scalar subquery, so the answer is always one row that carries the identity
+    columns (the id, or NULL when no such row): a miss still says which instance served it, and
+    routing stays judgeable.  Recorded value: ``[id]`` or ``[]``."""
+    write_id = check_write_id(write_id)
+    sql = f"SELECT (SELECT id FROM {dialect.quote(table)} WHERE id = %s), {who}"
+    return request_plan("point_read", sql, (write_id,), value=write_id,
+                        result=lambda row: [] if row[0] is None else [int(row[0])])
+
+
 def read_plan(dialect: Dialect, table: str = DEFAULT_TABLE, f: str = "read") -> Plan:
     return Plan(f, None, (Statement(f"SELECT id FROM {dialect.quote(table)} ORDER BY id"),), idempotent=True,
                 result=lambda rows: ids_from_rows(rows[0]))

@@ -1,82 +1,19 @@
 """Faults for the suites: the plain control operations, and any registered fault by name.
 
-A planned failover promotes the new writer somewhere *inside* the call that asks for it (the
-target's own, or a user's failover command), and the proxy may route to it before the call returns.  So that the history says when the promotion really
-happened, a :class:`PromotionWatcher` polls the readers directly while the failover runs and
-records ``new_writer`` the moment one of them stops being a replica; checkers take the first such
-event in the failover window as the promotion instant.
+A planned failover promotes the new writer somewhere *inside* the call that asks for it, so
+:meth:`Faults.failover` runs a :class:`~harness.faults.failover.PromotionWatcher` around it, as the
+registered ``failover`` fault does, and the history says when the promotion really happened.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+from harness.faults.failover import PromotionWatcher
 from harness.history import Phase, Recorder
 from harness.targets.base import Capability, Target
 
-POLL_INTERVAL_S = 0.02
-
-
-class PromotionWatcher:
-    """Polls each reader on its own direct connection, in its engine's words
-    (``Dialect.writer_check_sql``), until stopped."""
-
-    def __init__(self, target: Target, recorder: Recorder, *, interval: float = POLL_INTERVAL_S) -> None:
-        self.target = target
-        self.recorder = recorder
-        self.interval = interval
-        self.seen: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> PromotionWatcher:
-        if self.target.supports(Capability.DIRECT):
-            self._thread = threading.Thread(target=self._watch, name="promotion-watcher", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> bool:
-        """Stop watching; True if the promotion was seen (and recorded)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        return self.seen is not None
-
-    def _watch(self) -> None:
-        # Imported here: the plugin loads in every pytest run, the drivers only when a failover runs.
-        from harness.clients.address import Address
-        from harness.clients.client import SYNC_DRIVERS
-        from harness.clients.dialects import dialect_for
-
-        engine = self.target.engine
-        driver, sql = SYNC_DRIVERS[engine], dialect_for(engine).writer_check_sql
-        readers = [i for i in self.target.direct_instances() if i.get("role") == "reader"]
-        conns: dict[str, Any] = {}
-        try:
-            while not self._stop.is_set() and self.seen is None:
-                for inst in readers:
-                    try:
-                        conn = conns.get(inst["id"])
-                        if conn is None or not conn.connected:
-                            conn = conns[inst["id"]] = driver(Address.of_instance(engine, inst), connect_timeout=2)
-                            conn.open()
-                        rows = conn.execute(sql)
-                        if rows and rows[0][0]:
-                            self.seen = inst["id"]
-                            self.recorder.event("new_writer", inst["id"], extra={"seen_by": "direct poll"})
-                            return
-                    except Exception:  # noqa: BLE001 - an instance restarting for promotion is expected
-                        dropped = conns.pop(inst["id"], None)
-                        if dropped is not None:
-                            dropped.close()
-                self._stop.wait(self.interval)
-        finally:
-            for conn in conns.values():
-                try:
-                    conn.close()
-                except Exception:  # noqa: BLE001, S110 - closing after an error may raise
-                    pass
+__all__ = ["Faults", "PromotionWatcher"]
 
 
 class Faults:

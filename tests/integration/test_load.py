@@ -96,10 +96,11 @@ def test_steady_load_on_mysql(tmp_path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_failover_under_load(tmp_path) -> None:
+@pytest.mark.parametrize("engine", [pytest.param("postgres", marks=pytest.mark.postgres),
+                                    pytest.param("mysql", marks=pytest.mark.mysql)])
+def test_failover_under_load(tmp_path, engine: str) -> None:
     run_dir = tmp_path / "run"
-    done = load(run_dir, "--profile", "failover_under_load", "--engine", "postgres", "--users", "8",
+    done = load(run_dir, "--profile", "failover_under_load", "--engine", engine, "--users", "8",
                 "--run-time", "8s")
     assert_load_run(done, run_dir, STEADY_GUARANTEES | {"FAILOVER-WRITE-GAP", "FAILOVER-READ-ERRORS"})
     merged = History.load(run_dir / histories.MERGED)
@@ -109,6 +110,7 @@ def test_failover_under_load(tmp_path) -> None:
                                                       if not str(op.process).startswith("final-read")])
     assert "during failover" in done.stdout  # the phases table
     (window,) = merged.fault_windows("failover")
+    assert len(merged.events("new_writer")) == 1, "one promotion instant: the watcher's, or the fault's after it"
     assert window.end is not None and window.end_op.params["new_writer"] != window.params["old_writer"]
     writes_after = [op for op in merged.ops(f="write", type="ok") if op.time > window.end]
     assert writes_after and {op.node for op in writes_after} == {window.end_op.params["new_writer"]}
@@ -141,6 +143,11 @@ def test_plain_locust_takes_the_target_options_and_refuses_a_missing_target(tmp_
     assert missing.returncode == 2 and "aurora-harness up" in missing.stderr, missing.stderr[-2000:]
     no_dsn = locust(AURORA_HARNESS_TARGET="external", AURORA_HARNESS_ENGINE="mysql")
     assert no_dsn.returncode == 2 and "needs --writer-dsn" in no_dsn.stderr, no_dsn.stderr[-2000:]
+    netfault = subprocess.run([*LOCUST, "-f", str(Path(histories.__file__).parent / "network_fault_under_load.py"),
+                               "--headless", "-u", "1", "-t", "1s", "--target", "reference", "--state-dir",
+                               str(tmp_path)], capture_output=True, text=True, timeout=120, check=False,
+                              stdin=subprocess.DEVNULL)
+    assert netfault.returncode == 2 and "needs the TCP relays" in netfault.stderr, netfault.stderr[-2000:]
     bogus = locust("--target", "bogus")
     assert bogus.returncode != 0 and "invalid choice" in bogus.stderr
 
@@ -154,6 +161,11 @@ def test_load_refuses_bad_options_before_starting_anything(tmp_path) -> None:
                                "--run-dir", str(tmp_path / "e")], capture_output=True, text=True, timeout=120,
                               check=False)
     assert external.returncode == 2 and "--writer-dsn" in external.stderr
+    netfault = subprocess.run([*CLI, "load", "--profile", "network_fault_under_load", "--target", "reference",
+                               "--run-dir", str(tmp_path / "n")], capture_output=True, text=True, timeout=120,
+                              check=False)
+    assert netfault.returncode == 2 and "needs the TCP relays" in netfault.stderr, netfault.stderr[-2000:]
+    assert not (tmp_path / "n").exists(), "refused before anything was started or written"
 
 
 def test_the_harness_side_of_the_load_work_never_imports_gevent() -> None:

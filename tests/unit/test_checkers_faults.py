@@ -494,3 +494,19 @@ def test_read_only_refusals_in_a_fault_or_before_the_proxy_could_follow_are_excu
     b.op("w11", "write", 11, at=11.5, endpoint="writer", type="fail", error=READ_ONLY)  # after: misrouted
     v = WriterEndpointChecker().check(b.history(), CTX)
     assert v.valid is F and v.figure == 1.0
+
+
+def test_a_writer_endpoint_request_the_new_writer_served_before_the_promotion_was_polled_is_not_misrouted():
+    """The watcher's new_writer event comes at its next poll; a request the proxy already routed to
+    the new writer (which reported itself writable) shows the promotion had happened by then."""
+    def run(role: str) -> HistoryBuilder:
+        b = HistoryBuilder().fault("failover", start=1.0, end=3.0, old_writer="i1", new_writer="i2")
+        b.event("roles", {"writer": "i1", "readers": ["i2"]}, at=0.0)
+        b.op("w1", "point_read", at=0.5, endpoint="writer", node="i1", extra={"role": "writer"})
+        b.op("w1", "point_read", at=1.2, took=0.3, endpoint="writer", node="i2", extra={"role": role})
+        b.event("new_writer", "i2", at=1.52)
+        return b
+    v = WriterEndpointChecker().check(run("writer").history(), CTX)
+    assert v.valid is T, v.reason
+    v = WriterEndpointChecker().check(run("reader").history(), CTX)  # not yet writable: served by a non-writer
+    assert v.valid is F and v.figure == 1.0

@@ -163,6 +163,22 @@ def test_trailing_identity_requests_send_the_sql_as_written_in_autocommit():
     assert bare.value == "v" and bare.note == "no identity columns in the result"
 
 
+@pytest.mark.parametrize("dialect, identity", [(POSTGRES, "SELECT aurora_db_instance_identifier()"),
+                                               (MYSQL, "SELECT @@report_host")])
+def test_a_point_read_is_one_autocommit_statement_that_names_its_server_even_on_a_miss(dialect, identity):
+    who = dialect.who(identity)
+    plan = plans.point_read_plan(dialect, who, 7)
+    assert plan.identify is Identify.TRAILING and not plan.transaction and plan.idempotent
+    sql = f"SELECT (SELECT id FROM {dialect.quote('harness_writes')} WHERE id = %s), {who}"
+    sent, hit = drive(plan, dialect, {sql: [(7, "instance-1", 11, 1)]})
+    assert [(s.sql, s.params, s.stage) for s in sent] == [(sql, (7,), Stage.COMMIT)]
+    assert (hit.value, hit.node, hit.backend, hit.role) == ([7], "instance-1", 11, "writer")
+    _, miss = drive(plan, dialect, {sql: [(None, "instance-2", 12, 0)]})
+    assert (miss.value, miss.node, miss.role) == ([], "instance-2", "reader")
+    with pytest.raises(ClientError, match="write id"):
+        plans.point_read_plan(dialect, who, -1)
+
+
 def test_a_plan_inside_an_open_transaction_neither_begins_nor_commits():
     plan = plans.in_open_transaction(plans.read_state_plan(POSTGRES, "setting", "harness.tag"))
     sent, done = drive(plan, POSTGRES, {"SELECT current_setting(%s, true)": [("x",)]})

@@ -170,9 +170,21 @@ def test_the_benchmark_table_puts_locust_and_threads_side_by_side() -> None:
     assert {t.user_class for t in TASKS} == {"PointReadBench", "ReaderReadBench", "WriteBench", "ChurnBench",
                                             "SleepBench"}
     table = render([{"task": "sleep", "users": 10,
-                     "locust": {"rps": 97.5, "p50_ms": 100.0, "p99_ms": 110.0, "failures": 0},
+                     "locust": {"rps": 97.5, "p50_ms": 100.0, "p99_ms": 110.0, "failures": 0,
+                                "cpu_ms_per_request": {"proxy": 0.412, "database": 0.2, "client": None}},
                      "threads": {"rps": 98.0, "failures": 1}}])
-    assert "sleep" in table.splitlines()[2] and "97.5" in table and "98.0" in table
+    row = table.splitlines()[2]
+    assert "sleep" in row and "97.5" in row and "98.0" in row
+    assert "0.41/0.20/-" in row and "-/-/-" in row, "CPU per request: proxy/database/client, '-' when unknown"
+
+
+def test_the_cpu_per_request_is_what_each_process_spent_over_the_requests() -> None:
+    from loadprofiles.benchmark import CpuMeter, _per_request_ms
+
+    spent = CpuMeter.spent({"proxy": 1.0, "database": None}, {"proxy": 1.5, "database": 2.0})
+    assert spent == {"proxy": 0.5, "database": None}
+    assert _per_request_ms({**spent, "client": 0.25}, 1000) == {"proxy": 0.5, "database": None, "client": 0.25}
+    assert _per_request_ms({"proxy": 0.5}, 0) == {"proxy": None}
 
 
 def test_phases_cut_the_run_at_the_fault_window() -> None:

@@ -158,3 +158,9 @@ def test_every_profile_has_its_locustfile() -> None:
     for name in PROFILES:
         text = (here / f"{name}.py").read_text()
         assert f'shape_for("{name}")' in text, name
+
+
+def test_only_the_profiles_whose_fault_needs_the_relays_are_refused() -> None:
+    refused = {name for name, p in PROFILES.items() if p.refusal() is not None}
+    assert refused == {"network_fault_under_load"}
+    assert "needs the TCP relays" in (profile("network_fault_under_load").refusal() or "")
