@@ -230,17 +230,18 @@ class Client(_ClientBase):
     def connect(self) -> Result:
         inv = self.recording.invoke("connect", extra=self.connect_extra or None)
         try:
-            self.connection.open()
-            ident = None
-            if self.identify_connect:
-                self.deadline.arm(self.connection.fileno)  # a proxy may keep the first query waiting for a backend
-                ident = self.connection.execute(self.dialect.identity_sql(self.address.identity_query))
-                self.deadline.disarm()
-        except self.connection.errors as e:
-            error = self._classify(e, Stage.CONNECT)
-            self.connection.close()
-            return self.recording.error(inv, error, idempotent=True)
-        except BaseException as e:
+            try:
+                self.connection.open()
+                ident = None
+                if self.identify_connect:
+                    self.deadline.arm(self.connection.fileno)  # a proxy may keep the first query waiting
+                    ident = self.connection.execute(self.dialect.identity_sql(self.address.identity_query))
+                    self.deadline.disarm()
+            except self.connection.errors as e:
+                error = self._classify(e, Stage.CONNECT)
+                self.connection.close()
+                return self.recording.error(inv, error, idempotent=True)
+        except BaseException as e:  # also from the error path above
             self._stopped(inv, e)
             raise
         return self._connected_ok(inv, ident)
@@ -258,21 +259,22 @@ class Client(_ClientBase):
             return refused
         gen, stage = steps(plan, self.dialect, self.address.identity_query), Stage.COMMIT
         try:
-            step = next(gen)
-            while True:
-                stage = step.stage
-                try:
-                    rows = self.connection.execute(step.sql, step.params)
-                except self.connection.errors as e:
-                    rows = self._absent(step, e, stage)
-                step = gen.send(rows)
-        except StopIteration as finished:
-            return self._done(inv, finished.value)
-        except self.connection.errors as e:
-            error = self._classify(e, stage)
-            self.connection.settle(self.deadline.fired)
-            return self._ended(inv, plan, error)
-        except BaseException as e:
+            try:
+                step = next(gen)
+                while True:
+                    stage = step.stage
+                    try:
+                        rows = self.connection.execute(step.sql, step.params)
+                    except self.connection.errors as e:
+                        rows = self._absent(step, e, stage)
+                    step = gen.send(rows)
+            except StopIteration as finished:
+                return self._done(inv, finished.value)
+            except self.connection.errors as e:
+                error = self._classify(e, stage)
+                self.connection.settle(self.deadline.fired)
+                return self._ended(inv, plan, error)
+        except BaseException as e:  # also from the error path above: no request is left without an outcome
             self._stopped(inv, e)
             raise
 
@@ -333,17 +335,18 @@ class AsyncClient(_ClientBase):
     async def connect(self) -> Result:
         inv = self.recording.invoke("connect", extra=self.connect_extra or None)
         try:
-            await self.connection.open()
-            ident = None
-            if self.identify_connect:
-                self.deadline.arm(self.connection.fileno)
-                ident = await self.connection.execute(self.dialect.identity_sql(self.address.identity_query))
-                self.deadline.disarm()
-        except self.connection.errors as e:
-            error = self._classify(e, Stage.CONNECT)
-            await self.connection.close()
-            return self.recording.error(inv, error, idempotent=True)
-        except BaseException as e:  # includes task cancellation: the outcome is unknown
+            try:
+                await self.connection.open()
+                ident = None
+                if self.identify_connect:
+                    self.deadline.arm(self.connection.fileno)
+                    ident = await self.connection.execute(self.dialect.identity_sql(self.address.identity_query))
+                    self.deadline.disarm()
+            except self.connection.errors as e:
+                error = self._classify(e, Stage.CONNECT)
+                await self.connection.close()
+                return self.recording.error(inv, error, idempotent=True)
+        except BaseException as e:  # includes task cancellation (the outcome is unknown) and the error path
             self._stopped(inv, e)
             raise
         return self._connected_ok(inv, ident)
@@ -359,21 +362,22 @@ class AsyncClient(_ClientBase):
             return refused
         gen, stage = steps(plan, self.dialect, self.address.identity_query), Stage.COMMIT
         try:
-            step = next(gen)
-            while True:
-                stage = step.stage
-                try:
-                    rows = await self.connection.execute(step.sql, step.params)
-                except self.connection.errors as e:
-                    rows = self._absent(step, e, stage)
-                step = gen.send(rows)
-        except StopIteration as finished:
-            return self._done(inv, finished.value)
-        except self.connection.errors as e:
-            error = self._classify(e, stage)
-            await self.connection.settle(self.deadline.fired)
-            return self._ended(inv, plan, error)
-        except BaseException as e:  # includes task cancellation: the outcome is unknown
+            try:
+                step = next(gen)
+                while True:
+                    stage = step.stage
+                    try:
+                        rows = await self.connection.execute(step.sql, step.params)
+                    except self.connection.errors as e:
+                        rows = self._absent(step, e, stage)
+                    step = gen.send(rows)
+            except StopIteration as finished:
+                return self._done(inv, finished.value)
+            except self.connection.errors as e:
+                error = self._classify(e, stage)
+                await self.connection.settle(self.deadline.fired)
+                return self._ended(inv, plan, error)
+        except BaseException as e:  # includes task cancellation (the outcome is unknown) and the error path
             self._stopped(inv, e)
             raise
 

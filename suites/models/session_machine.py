@@ -4,9 +4,10 @@ Each client runs a random sequence of BEGIN, COMMIT, ROLLBACK, SET, temporary-ta
 inserts, SQL prepared statements, session advisory locks, plain queries and disconnects, through
 the writer endpoint.  A client may also be of a kind whose driver prepares its parameterised query
 as a protocol-level statement (``Dialect.protocol_pin_cases`` that are ``in_model``: psycopg's
-default prepare threshold or ``prepare=True``), which it then runs again across transactions: the
-statement must still be there for it, and never be seen by another client.  The model says what every statement must return for a client that owns a
-private database session, which is exactly what a transparent pooling proxy must provide.  Any
+default prepare threshold or ``prepare=True``; Connector/Python's prepared cursor, COM_STMT_PREPARE
+then execution by id), which it then runs again across transactions: the statement must still be
+there for it, and never be seen by another client.  The model says what every statement must return
+for a client that owns a private database session, which is exactly what a transparent pooling proxy must provide.  Any
 difference - including seeing another client's setting, table, statement or lock - fails the run;
 Hypothesis shrinks the sequence and the failure prints the SQL steps (``note``) to replay it.
 

@@ -10,7 +10,7 @@ import pytest
 from harness import process
 from harness.clients.address import Address
 from harness.clients.client import AsyncClient, Client
-from harness.clients.plans import statement_plan
+from harness.clients.plans import in_open_transaction, read_state_plan, statement_plan
 from harness.faults.storm import run_storm
 from harness.history import OpType, Recorder
 from harness.standins.mysql.cluster import SEARCH_DIRS, MySQLCluster
@@ -167,3 +167,21 @@ def test_the_supervisors_probes_name_themselves_so_backend_counts_leave_them_out
     named = cluster.query_value(cluster.writer.id, "SELECT ATTR_VALUE FROM performance_schema.session_connect_attrs "
                                 "WHERE PROCESSLIST_ID = CONNECTION_ID() AND ATTR_NAME = 'program_name'", 5)
     assert named == PROBE_PROGRAM_NAME
+
+
+def test_binary_protocol_client_reads_every_result_set_of_a_text_request(cluster, recorder):
+    """A binary-protocol (Connector/Python) client's ``BEGIN; SELECT ...`` answers with the SELECT's
+    row, and leaves no result set behind to be taken for the next request's answer (which once broke
+    the next request and left it without an outcome)."""
+    writer = cluster.writer.id
+    with Client(recorder, "binary", Address.direct(cluster, writer), binary_protocol=True) as client:
+        assert client.connect().ok
+        opened = client.request("txn", f"BEGIN; SELECT {client.who()}", idempotent=False)
+        assert opened.ok and opened.node == writer and opened.backend
+        own = client.run(in_open_transaction(read_state_plan(client.dialect, "prepared_statement", "absent_ps")))
+        assert own.ok and own.value["value"] is False and own.backend == opened.backend
+        bound = client.request("read", f"SELECT ? AS n, {client.who()}", (7,), result=lambda row: row[0])
+        assert bound.ok and bound.value == 7 and bound.backend == opened.backend
+        assert client.request("txn", f"ROLLBACK; SELECT {client.who()}", idempotent=False).node == writer
+    assert not recorder.outstanding()
+    assert not recorder.history().ops(type="info")

@@ -129,11 +129,8 @@ class MySQLDialect(Dialect):
     def protocol_pin_cases(self, who: str) -> dict[str, ProtocolPinCase]:
         """A client that prepares its parameterised statements with COM_STMT_PREPARE and executes them
         by id (Connector/Python's prepared cursor): RDS Proxy pins on the prepare."""
-        # Not in the session model yet: there one run (seed 1234) left a Connector/Python request
-        # without an outcome, a harness fault still to be found.
         return {"binary protocol (COM_STMT_PREPARE)": ProtocolPinCase({"binary_protocol": True},
-                                                                       f"SELECT ? AS n, {who}", (1,), 1,
-                                                                       in_model=False)}
+                                                                       f"SELECT ? AS n, {who}", (1,), 1)}
 
     def pin_cases(self, who: str) -> tuple[dict[str, str], dict[str, str]]:
         """RDS Proxy's documented pinning triggers for Aurora MySQL, and statements documented not to pin."""

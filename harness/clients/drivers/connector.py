@@ -5,9 +5,12 @@ prepares server-side statements (COM_STMT_PREPARE, then COM_STMT_EXECUTE by stat
 Connector/Python's ``cursor(prepared=True)`` and most Java and Go drivers do) needs another driver.
 Like a driver's statement cache, each distinct text is prepared once per connection and executed by
 its id afterwards, so the statement outlives the transaction it was prepared in: the case a proxy
-must pin for (RDS Proxy pins on COM_STMT_PREPARE).  One statement per request (the binary protocol
-has no batches).  The pure-Python implementation is used; its errors are re-raised as PyMySQL's,
-carrying the same error number and text, so the engine's one error classifier reads both drivers.
+must pin for (RDS Proxy pins on COM_STMT_PREPARE).  One statement per prepared request (the binary
+protocol has no batches); a request without parameters goes as text and may hold several statements
+(``BEGIN; SELECT ...``), whose result sets are all read, as PyMySQL's adapter does, so that none is
+left on the connection to be taken for the next command's answer.  The pure-Python implementation
+is used; its errors are re-raised as PyMySQL's, carrying the same error number and text, so the
+engine's one error classifier reads both drivers.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, ClassVar
 import pymysql
 
 from harness.clients.address import Address
-from harness.clients.drivers.pymysql import PyMySQLConnection
+from harness.clients.drivers.pymysql import PyMySQLConnection, read_result_sets
 
 Rows = list[tuple[Any, ...]]
 
@@ -88,7 +91,7 @@ class ConnectorConnection:
                 cur = self.conn.cursor()
                 try:
                     cur.execute(sql)
-                    return [tuple(r) for r in cur.fetchall()] if cur.description else None
+                    return read_result_sets(cur)
                 finally:
                     cur.close()
             cur = self._statements.get(sql)
@@ -100,9 +103,11 @@ class ConnectorConnection:
             raise _as_pymysql(e) from None
 
     def settle(self, timed_out: bool) -> None:
-        """Roll back what the failed request left open, or close a connection cut off by its deadline."""
-        import mysql.connector
+        """Roll back what the failed request left open, or close a connection cut off by its deadline.
 
+        A rollback that fails in any way closes the connection: besides its own errors, the
+        pure-Python protocol code raises plain ``IndexError``/``struct.error`` on a reply it cannot
+        parse, and a connection whose replies cannot be read is no use to the next request."""
         if not self.connected:
             return
         if timed_out:
@@ -110,7 +115,7 @@ class ConnectorConnection:
             return
         try:
             self.conn.rollback()
-        except (mysql.connector.Error, OSError):
+        except Exception:  # noqa: BLE001 - whatever the failure, the connection is finished
             self.close()
 
     def close(self) -> None:

@@ -25,6 +25,22 @@ from harness.clients.address import Address
 Rows = list[tuple[Any, ...]]
 
 
+def read_result_sets(cur: Any) -> Rows | None:
+    """Every result set of the statement string ``cur`` just sent, read off the connection; the rows
+    of the last one that has rows (else of the first with columns, else None).
+
+    Reading them all is what keeps the connection usable: a result set left unread is taken for the
+    answer to the next command sent on it.  Works with any DB-API cursor that has ``nextset``."""
+    rows: Rows | None = None
+    while True:
+        if cur.description:
+            got = [tuple(r) for r in cur.fetchall()]
+            if got or rows is None:
+                rows = got
+        if not cur.nextset():
+            return rows
+
+
 class PyMySQLConnection:
     """A blocking PyMySQL connection; ``options`` go to ``pymysql.connect``."""
 
@@ -105,14 +121,7 @@ class PyMySQLConnection:
     def execute(self, sql: str, params: Any = None) -> Rows | None:
         with self.conn.cursor() as cur:
             cur.execute(sql, params)
-            rows: Rows | None = None
-            while True:
-                if cur.description:
-                    got = list(cur.fetchall())
-                    if got or rows is None:
-                        rows = got
-                if not cur.nextset():
-                    return rows
+            return read_result_sets(cur)
 
     def settle(self, timed_out: bool) -> None:
         """Roll back what the failed request left open, or close a connection cut off by its deadline."""
