@@ -24,7 +24,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from typing import Any
 import click
 
 from harness.cli.certify import NotCarriedOut, finish, target_options
+from harness.process import free_port
 from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError, default_run_dir, utc_now
 from harness.targets import registry as target_kinds
 from harness.targets.base import TargetError, TargetOptions
@@ -52,12 +52,6 @@ def profile_path(name: str) -> Path:
     import loadprofiles
 
     return Path(loadprofiles.__file__).resolve().parent / f"{name}.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def locust_commands(*, profile: str, record: Path, run_dir: Path, users: int, spawn_rate: float, run_time_s: float,
