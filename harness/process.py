@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -69,8 +70,42 @@ def find_binary(name: str, search_dirs: Sequence[str], package: str) -> str:
                             f"install it with 'apt-get install {package}'")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's choice)."""
+LISTENING_PORTS_LOW = 10000
+"""The lowest port :func:`free_port` hands out (above the well-known and most registered services)."""
+
+_port_draws = random.Random()
+
+
+def ephemeral_port_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    """The ports the kernel gives outgoing connections (Linux's default when it cannot be read)."""
+    try:
+        with open(path) as f:
+            low, high = (int(part) for part in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(draw: Callable[[int, int], int] | None = None) -> int:
+    """A TCP port on 127.0.0.1 that nothing uses right now, below the kernel's ephemeral range.
+
+    A server is told its port seconds before it binds it (a MariaDB data directory is copied first).
+    A port from the ephemeral range - what binding port 0 hands out - can meanwhile become the local
+    end of any outgoing connection on the machine, and under a load of client connections it does:
+    the server then fails with "address already in use".  Ports below that range are never handed
+    out that way, so they are drawn there, at random (``draw``, injected for tests), and checked.
+    Falls back to the kernel's choice when the range below is too small or crowded."""
+    draw = draw or _port_draws.randint
+    below = ephemeral_port_range()[0]
+    if below - 1 > LISTENING_PORTS_LOW:
+        for _ in range(64):
+            port = draw(LISTENING_PORTS_LOW, below - 1)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
