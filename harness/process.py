@@ -16,6 +16,7 @@ stand-in that "could not start") translate them.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import pwd
@@ -74,6 +75,9 @@ LISTENING_PORTS_LOW = 10000
 """The lowest port :func:`free_port` hands out (above the well-known and most registered services)."""
 
 _port_draws = random.Random()
+_recent_ports: collections.deque[int] = collections.deque(maxlen=1024)
+"""Ports handed out lately: a caller may bind its port seconds after asking, so a port is not handed
+out twice in a row of calls (one proxy asks for its endpoints' and admin ports together)."""
 
 
 def ephemeral_port_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
@@ -94,21 +98,27 @@ def free_port(draw: Callable[[int, int], int] | None = None) -> int:
     end of any outgoing connection on the machine, and under a load of client connections it does:
     the server then fails with "address already in use".  Ports below that range are never handed
     out that way, so they are drawn there, at random (``draw``, injected for tests), and checked.
+    A port handed out by one of the last calls is not handed out again, since it may not be bound yet.
     Falls back to the kernel's choice when the range below is too small or crowded."""
     draw = draw or _port_draws.randint
     below = ephemeral_port_range()[0]
     if below - 1 > LISTENING_PORTS_LOW:
         for _ in range(64):
             port = draw(LISTENING_PORTS_LOW, below - 1)
+            if port in _recent_ports:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 try:
                     s.bind((LOOPBACK, port))
                 except OSError:
                     continue
-                return port
+            _recent_ports.append(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+        port = s.getsockname()[1]
+    _recent_ports.append(port)
+    return port
 
 
 def check_port_free(port: int) -> None:

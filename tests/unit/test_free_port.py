@@ -30,3 +30,9 @@ def test_the_ephemeral_range_is_read_from_the_kernel_file_with_a_default(tmp_pat
     f.write_text("40000\t50000\n")
     assert process.ephemeral_port_range(str(f)) == (40000, 50000)
     assert process.ephemeral_port_range(str(tmp_path / "missing")) == (32768, 60999)
+
+
+def test_a_port_just_handed_out_is_not_handed_out_again():
+    first = process.free_port()
+    draws = iter([first, first, process.LISTENING_PORTS_LOW + 29])
+    assert process.free_port(draw=lambda low, high: next(draws)) == process.LISTENING_PORTS_LOW + 29
