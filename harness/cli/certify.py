@@ -92,6 +92,20 @@ console_output_style = classic
 """
 
 
+def preflight(built: Any, command: str) -> None:
+    """Try a target that is reachable before it is brought up (an external one) with the clients'
+    preflight: NotCarriedOut on a problem, each warning printed to stderr prefixed by ``command``."""
+    if not built.reachable_before_up:
+        return
+    from harness.clients.preflight import preflight_lines
+
+    problem, warnings = preflight_lines(built)
+    if problem:
+        raise NotCarriedOut(f"preflight: {problem}")
+    for line in warnings:
+        click.echo(f"{command}: warning: {line}", err=True)
+
+
 def suites_dir() -> Path:
     import suites
 
@@ -203,14 +217,7 @@ def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, th
     path = Path(run_dir) if run_dir else default_run_dir(DEFAULT_ROOT, target_kind, engine, utc_now())
     if path.exists() and any(path.iterdir()):
         raise NotCarriedOut(f"run directory {os.fspath(path)!r} exists and is not empty")
-    if built.reachable_before_up:
-        from harness.clients.preflight import preflight_lines
-
-        problem, warnings = preflight_lines(built)
-        if problem:
-            raise NotCarriedOut(f"preflight: {problem}")
-        for line in warnings:
-            click.echo(f"certify: warning: {line}", err=True)
+    preflight(built, "certify")
     seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
     info = click.echo if not as_json else (lambda m: click.echo(m, err=True))
     info(f"certify: target={target_kind} engine={engine} profile={profile} seed={seed} run-dir={path}"

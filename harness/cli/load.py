@@ -32,7 +32,7 @@ from typing import Any
 
 import click
 
-from harness.cli.certify import NotCarriedOut, finish, target_options
+from harness.cli.certify import NotCarriedOut, finish, preflight, target_options
 from harness.process import free_port
 from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError, default_run_dir, utc_now
 from harness.targets import registry as target_kinds
@@ -167,14 +167,7 @@ def load(profile_name: str, target_kind: str, engine: str, users: int | None, sp
         store = RunStore.create(path, target=target_kind, engine=engine)
     except RunStoreError as e:
         raise NotCarriedOut(str(e)) from None
-    if built.reachable_before_up:
-        from harness.clients.preflight import preflight_lines
-
-        problem, warnings = preflight_lines(built)
-        if problem:
-            raise NotCarriedOut(f"preflight: {problem}")
-        for line in warnings:
-            click.echo(f"load: warning: {line}", err=True)
+    preflight(built, "load")
     click.echo(f"load: profile={profile_name} target={target_kind} engine={engine} users={users} "
                f"spawn-rate={spawn_rate:g} run-time={run_time_s:g}s workers={workers} run-dir={path}")
     private = Path(tempfile.mkdtemp(prefix="aurora-load-"))
