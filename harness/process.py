@@ -74,6 +74,15 @@ def find_binary(name: str, search_dirs: Sequence[str], package: str) -> str:
 LISTENING_PORTS_LOW = 10000
 """The lowest port :func:`free_port` hands out (above the well-known and most registered services)."""
 
+PORT_SLICE_ENV = "AURORA_HARNESS_PORT_SLICE"
+"""``K/N`` (0 <= K < N): :func:`free_port` draws only from the K-th of N equal slices of its range.
+
+Checking a drawn port by binding it proves it free only at that moment; its server binds it seconds
+later.  Two processes drawing independently can meet in between, and the deque of recent ports only
+protects one process from itself.  Processes that run side by side (the workers of a parallel test
+run) each get their own K, and the servers, proxies and commands they start inherit it through the
+environment: their draws can never meet."""
+
 _port_draws = random.Random()
 _recent_ports: collections.deque[int] = collections.deque(maxlen=1024)
 """Ports handed out lately: a caller may bind its port seconds after asking, so a port is not handed
@@ -90,6 +99,23 @@ def ephemeral_port_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -
         return 32768, 60999
 
 
+def port_slice(low: int, high: int, spec: str | None = None) -> tuple[int, int]:
+    """The part of the ports ``low..high`` (inclusive) that ``spec`` (``K/N``, default
+    ``$AURORA_HARNESS_PORT_SLICE``) gives this process: the K-th of N equal, disjoint slices; the
+    whole range when no slice is set.  ProcessError when the setting is malformed."""
+    spec = os.environ.get(PORT_SLICE_ENV, "") if spec is None else spec
+    if not spec.strip():
+        return low, high
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError:
+        index = count = -1
+    if not 0 <= index < count:
+        raise ProcessError(f"{PORT_SLICE_ENV} must be K/N with 0 <= K < N (e.g. 0/4), not {spec!r}")
+    size = (high - low + 1) // count
+    return low + index * size, low + (index + 1) * size - 1
+
+
 def free_port(draw: Callable[[int, int], int] | None = None) -> int:
     """A TCP port on 127.0.0.1 that nothing uses right now, below the kernel's ephemeral range.
 
@@ -98,13 +124,14 @@ def free_port(draw: Callable[[int, int], int] | None = None) -> int:
     end of any outgoing connection on the machine, and under a load of client connections it does:
     the server then fails with "address already in use".  Ports below that range are never handed
     out that way, so they are drawn there, at random (``draw``, injected for tests), and checked.
-    A port handed out by one of the last calls is not handed out again, since it may not be bound yet.
+    A port handed out by one of the last calls is not handed out again, since it may not be bound yet,
+    and processes running side by side draw from disjoint slices (:data:`PORT_SLICE_ENV`).
     Falls back to the kernel's choice when the range below is too small or crowded."""
     draw = draw or _port_draws.randint
-    below = ephemeral_port_range()[0]
-    if below - 1 > LISTENING_PORTS_LOW:
+    low, high = port_slice(LISTENING_PORTS_LOW, ephemeral_port_range()[0] - 1)
+    if high > low:
         for _ in range(64):
-            port = draw(LISTENING_PORTS_LOW, below - 1)
+            port = draw(low, high)
             if port in _recent_ports:
                 continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

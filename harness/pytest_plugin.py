@@ -106,6 +106,9 @@ def pytest_configure(config: pytest.Config) -> None:
     kind = config.getoption("--target", default=None)
     if kind is None or hasattr(config, "workerinput"):
         return
+    if config.getoption("numprocesses", default=None):
+        raise pytest.UsageError("--target runs the suites in one process (one target, one run directory): "
+                                "leave out -n, or give -n 0")
     engine = config.getoption("--engine")
     try:
         catalogue = _guarantees.CATALOGUE
@@ -121,6 +124,13 @@ def pytest_configure(config: pytest.Config) -> None:
                                              profile=config.getoption("--profile"), catalogue=catalogue,
                                              seed=config.getoption("hypothesis_seed", default=None))
     _check_target(config, run)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own, which always answers
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """With --target, ``-n auto`` (a project's default options may say it) starts no workers: a
+    certification brings one target up once per session and judges its tests in one process."""
+    return 0 if config.getoption("--target", default=None) else None
 
 
 def _target_options(config: pytest.Config, engine: str) -> TargetOptions:

@@ -20,15 +20,15 @@ that fails its cluster over leaves it in another valid shape (a new writer, the 
 which the lane's next certification takes as it finds it.  Each test waits for its own case's
 certification and judges it.
 
-Each case prints its row (failpoint, engine, false guarantees, seconds); the module prints the whole
-matrix with the sum of the cases' seconds and the time it took when it ends and writes it as JSON beside the runs (``failpoint-matrix.json``
-under pytest's base temporary directory).
+Each case prints its row (failpoint, engine, false guarantees, seconds); the last case to finish
+hands the whole matrix, with the sum of the cases' seconds and the time it took, to the run's closing
+summary (``conftest.py``: a parallel run's workers have no terminal of their own), and the module writes
+it as JSON beside the runs (``failpoint-matrix.json`` under its worker's base temporary directory).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import json
 import subprocess
@@ -83,12 +83,17 @@ class Lanes:
     def __init__(self, cases: list[tuple[str, str]], suite_tests: list[CheckingTest], tmp) -> None:
         self._suite_tests, self._tmp = suite_tests, tmp
         self._futures = {case: concurrent.futures.Future() for case in cases}
+        self.started = time.monotonic()
         self._stopping = threading.Event()
         self._threads = [threading.Thread(target=self._lane, args=(engine, [c for c in cases if c[1] == engine]),
                                           name=f"matrix-{engine}", daemon=True)
                          for engine in ENGINE_ORDER if any(c[1] == engine for c in cases)]
         for thread in self._threads:
             thread.start()
+
+    @property
+    def count(self) -> int:
+        return len(self._futures)
 
     def result(self, failpoint: str, engine: str) -> Certified:
         return self._futures[(failpoint, engine)].result(timeout=len(self._futures) * CERTIFY_TIMEOUT_S)
@@ -146,25 +151,14 @@ def certifications(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def matrix(request, tmp_path_factory):
-    """The rows of the matrix as the cases finish; printed and written when the module ends."""
+def matrix(certifications, tmp_path_factory):
+    """The rows of the matrix as the cases finish; written as JSON when the module ends."""
     rows: list[dict] = []
-    started = time.monotonic()
     yield rows
-    if not rows:
-        return
-    wall = time.monotonic() - started
-    out = tmp_path_factory.getbasetemp() / "failpoint-matrix.json"
-    out.write_text(json.dumps({"rows": rows, "total_s": round(sum(r["seconds"] for r in rows), 1),
-                               "wall_s": round(wall, 1)}, indent=2))
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None:  # shown whether or not output is captured (this runs in a test's teardown)
-        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-            reporter.write_line("")
-            for line in render(rows, wall):
-                reporter.write_line(line)
-            reporter.write_line(f"(written to {out})")
+    if rows:
+        out = tmp_path_factory.getbasetemp() / "failpoint-matrix.json"
+        out.write_text(json.dumps({"rows": rows, "total_s": round(sum(r["seconds"] for r in rows), 1),
+                                   "wall_s": round(time.monotonic() - certifications.started, 1)}, indent=2))
 
 
 def render(rows: list[dict], wall: float) -> list[str]:
@@ -181,7 +175,7 @@ def render(rows: list[dict], wall: float) -> list[str]:
 
 @pytest.mark.parametrize(("failpoint", "engine"), CASES)
 @pytest.mark.timeout(3600)  # a case waits for its lane to reach it, behind the lane's earlier cases
-def test_a_failpoint_makes_exactly_its_guarantees_false(failpoint, engine, certifications, matrix):
+def test_a_failpoint_makes_exactly_its_guarantees_false(failpoint, engine, certifications, matrix, request):
     expected = broken_by(failpoint, engine)
     case = certifications.result(failpoint, engine)
     selection, done, run_dir, seconds = case.selection, case.done, case.run_dir, case.seconds
@@ -193,6 +187,9 @@ def test_a_failpoint_makes_exactly_its_guarantees_false(failpoint, engine, certi
            "false": false, "judged": sorted(valid), "selected": [t.test for t in selection.tests]}
     matrix.append(row)
     print(json.dumps(row))
+    if len(matrix) == certifications.count:  # the last case hands the whole matrix on
+        request.node.user_properties.append(
+            ("summary", "\n".join(render(matrix, time.monotonic() - certifications.started))))
 
     assert done.returncode == 1, f"expected NOT CERTIFIED (exit 1), got {done.returncode}:\n{output}"
     assert (run_dir / "proxy.log").read_text().count(f"UNSAFE TEST MODE: failpoint {failpoint} is on") == 1
