@@ -81,13 +81,19 @@ class Lanes:
     stand-in of its own; :meth:`result` waits for one case."""
 
     def __init__(self, cases: list[tuple[str, str]], suite_tests: list[CheckingTest], tmp) -> None:
-        self._suite_tests, self._tmp = suite_tests, tmp
+        self._suite_tests = suite_tests
         self._futures = {case: concurrent.futures.Future() for case in cases}
         self.started = time.monotonic()
         self._stopping = threading.Event()
-        self._threads = [threading.Thread(target=self._lane, args=(engine, [c for c in cases if c[1] == engine]),
+        engines = [engine for engine in ENGINE_ORDER if any(c[1] == engine for c in cases)]
+        # Every directory is made here, before any thread runs: pytest makes its base directory lazily,
+        # and two lanes asking for their first directory at once both try to create it.
+        self._run_dirs = {case: tmp.mktemp(f"{case[0]}-{case[1]}") / "run" for case in cases}
+        states = {engine: StateDir(tmp.mktemp(f"standin-{engine}")) for engine in engines}
+        self._threads = [threading.Thread(target=self._lane,
+                                          args=(engine, [c for c in cases if c[1] == engine], states[engine]),
                                           name=f"matrix-{engine}", daemon=True)
-                         for engine in ENGINE_ORDER if any(c[1] == engine for c in cases)]
+                         for engine in engines]
         for thread in self._threads:
             thread.start()
 
@@ -104,11 +110,20 @@ class Lanes:
         for thread in self._threads:
             thread.join(timeout=CERTIFY_TIMEOUT_S + 120)
 
-    def _lane(self, engine: str, cases: list[tuple[str, str]]) -> None:
+    def _lane(self, engine: str, cases: list[tuple[str, str]], state: StateDir) -> None:
+        """Certify the engine's cases in turn. Whatever ends the lane early reaches every case still
+        waiting, so no test waits on a future nobody will complete."""
         futures = [self._futures[c] for c in cases]
+        try:
+            self._run_lane(engine, cases, futures, state)
+        except BaseException as e:  # noqa: BLE001 - re-raised by each waiting case's test
+            for future in futures:
+                if not future.done():
+                    future.set_exception(e)
+
+    def _run_lane(self, engine: str, cases: list[tuple[str, str]], futures: list, state: StateDir) -> None:
         cluster = cluster_class(engine)(readers=CERTIFICATION_READERS,
                                         reader_max_connections=CERTIFICATION_READER_MAX_CONNECTIONS[engine])
-        state = StateDir(self._tmp.mktemp(f"standin-{engine}"))
         try:
             cluster.start()
             state.write(STANDIN_RECORD, cluster.to_state())
@@ -130,7 +145,7 @@ class Lanes:
 
     def _certify(self, failpoint: str, engine: str, state: StateDir) -> Certified:
         selection = judging(broken_by(failpoint, engine), self._suite_tests)
-        run_dir = self._tmp.mktemp(f"{failpoint}-{engine}") / "run"
+        run_dir = self._run_dirs[(failpoint, engine)]
         started = time.monotonic()
         done = certify("--target", "reference", "--engine", engine, "--standin", str(state.path),
                        *selection.certify_arguments(), "--proxy-setting", f"testing.failpoint={failpoint}",
