@@ -1,17 +1,16 @@
 """Load profile ``network_fault_under_load``: Every task set; the writer's path blackholed from 30 % to 50 % of the run.
 
-Refused for now, by ``aurora-harness load`` and by Locust itself (exit 2, see
-:meth:`loadprofiles.profiles.Profile.refusal`): the blackhole needs the TCP relays between the proxy and
-the instances, which live in the process that starts the target, not in the Locust process that
-carries out the run's faults.
+The blackhole is put on the TCP relay between the proxy and the writer.  ``aurora-harness load``
+starts a reference target with relays for this profile and serves them to the Locust master over a
+loopback relay desk (:mod:`harness.net.relay_desk`); a target without relays (one left by
+``aurora-harness up``, an external proxy) is refused with exit 2 rather than run with its fault's
+guarantee unknown.
 
 Run it with the harness (brings the target up, judges the histories)::
 
     aurora-harness load --profile network_fault_under_load --target reference --engine postgres --users 12 --run-time 60s
 
-or with Locust itself, against a running target::
-
-    locust -f loadprofiles/network_fault_under_load.py --headless -u 12 -t 60s --target reference   # after "aurora-harness up"
+Locust itself can run it only with a record written by ``aurora-harness load`` (``--target-record``).
 """
 
 from loadprofiles.shapes import shape_for

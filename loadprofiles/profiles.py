@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from harness.targets.base import Capability, Target
 from loadprofiles.stages import SHAPES, FaultPlan, Schedule, ShapeError, chaos
 
 ROUTING = ("ROUTE-WRITER-ENDPOINT", "ROUTE-READER-ONLY")
@@ -48,25 +49,30 @@ class Profile:
     fault_guarantees: tuple[str, ...] = ()
     """The guarantees that judge the fault: unknown when the fault could not be carried out."""
 
-    def refusal(self) -> str | None:
-        """Why this profile cannot be run by Locust processes at all (None when it can).
-
-        A fault needing the TCP relays between the proxy and the instances (NETWORK_FAULTS) cannot be
-        carried out from a load run: the relays are threads of the process that starts the target,
-        and the process that carries out the faults is Locust's master (or local runner), which only
-        rebuilds the target from its record - endpoints and credentials, not the relays' live state.
-        Rather than end with the fault's guarantees unknown, such a profile is refused up front."""
+    def needs(self) -> Capability | None:
+        """The target capability the profile's fault needs (None: no fault, or one every target can do)."""
         if self.fault is None:
             return None
         from harness.faults.registry import fault_from_spec
-        from harness.targets.base import Capability
 
-        if fault_from_spec(dict(self.fault)).requires is Capability.NETWORK_FAULTS:
-            return (f"profile {self.name!r} cannot run yet: its fault {self.fault['name']!r} needs the TCP relays "
-                    "between the proxy and the instances, which live in the process that starts the target, "
-                    "not in the Locust processes that carry out the load run's faults; run the network "
-                    "faults with the chaos suite (aurora-harness certify) instead")
-        return None
+        return fault_from_spec(dict(self.fault)).requires
+
+    def refusal(self, target: Target) -> str | None:
+        """Why this profile cannot run against ``target`` (None when it can).
+
+        Rather than carry out a run whose fault cannot happen, leaving the fault's guarantees unknown,
+        the run is refused up front.  The network faults are the case in point: they need the TCP
+        relays between the proxy and the instances, which only ``aurora-harness load`` starting a
+        reference target puts there (and serves to the Locust master through the relay desk)."""
+        needs = self.needs()
+        if needs is None or target.supports(needs):
+            return None
+        if needs is Capability.NETWORK_FAULTS:
+            return (f"profile {self.name!r} needs network faults between the proxy and the instances, which "
+                    f"this {target.kind} target does not offer: run it with 'aurora-harness load --target "
+                    "reference', which puts TCP relays on that path")
+        return (f"profile {self.name!r}: its fault {self.fault['name']!r} needs the {needs.value} capability, "
+                f"which this {target.kind} target does not offer")
 
     def plan(self, users: int, spawn_rate: float, run_time_s: float) -> tuple[Schedule, tuple[FaultPlan, ...]]:
         """The schedule and fault plan for the run's common options."""
@@ -91,8 +97,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             guarantees=BASE + _FAILOVER, fault={"name": "failover"}, fault_guarantees=_FAILOVER),
     Profile("crash_under_load", "every task set; the writer killed at 30 % and restarted at 60 % of the run",
             guarantees=BASE + DURABILITY[1:], fault={"name": "writer_crash"}, fault_at=0.3, fault_hold=0.3),
-    Profile("network_fault_under_load", "every task set; the writer's path blackholed from 30 % to 50 % of the "
-            "run (refused for now: the relays it needs are out of the Locust processes' reach)",
+    Profile("network_fault_under_load", "every task set; the writer's path blackholed from 30 % to 50 % of the run",
             guarantees=BASE + ("NETFAULT-SILENT-DETECTED",), fault={"name": "blackhole"}, fault_at=0.3,
             fault_hold=0.2, fault_guarantees=("NETFAULT-SILENT-DETECTED",)),
 )}

@@ -178,14 +178,14 @@ def _on_init(environment: Any, **_kw: Any) -> None:
     ns = environment.parsed_options
     if ns is None:
         return
-    refusal = _profile_refusal(ns)
-    if refusal is not None:
-        sys.stderr.write(f"aurora-harness: {refusal}\n")
-        sys.exit(2)
     try:  # fail before any user starts, with one line
         target = load_options.build_target(ns)
     except TargetError as e:
         sys.stderr.write(f"aurora-harness: {e}\n")
+        sys.exit(2)
+    refusal = _profile_refusal(ns, target)
+    if refusal is not None:
+        sys.stderr.write(f"aurora-harness: {refusal}\n")
         sys.exit(2)
     if not ns.run_dir:
         ns.run_dir = default_run_dir(target.engine)
@@ -195,13 +195,14 @@ def _on_init(environment: Any, **_kw: Any) -> None:
         environment.stop_timeout = DEFAULT_STOP_TIMEOUT_S
 
 
-def _profile_refusal(ns: Any) -> str | None:
-    """Why the profile named by the locustfile cannot run (:meth:`Profile.refusal`), None for any other file."""
+def _profile_refusal(ns: Any, target: Target) -> str | None:
+    """Why the profile named by the locustfile cannot run against ``target`` (:meth:`Profile.refusal`),
+    None for any other file."""
     from loadprofiles.profiles import PROFILES
 
     locustfile = getattr(ns, "locustfile", None)
     profile = PROFILES.get(Path(locustfile).stem) if isinstance(locustfile, str) else None
-    return profile.refusal() if profile is not None else None
+    return profile.refusal(target) if profile is not None else None
 
 
 @events.test_start.add_listener

@@ -36,7 +36,7 @@ from harness.cli.certify import NotCarriedOut, finish, preflight, target_options
 from harness.process import free_port
 from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError, default_run_dir, utc_now
 from harness.targets import registry as target_kinds
-from harness.targets.base import TargetError, TargetOptions
+from harness.targets.base import Capability, TargetError, TargetOptions
 from loadprofiles import histories
 from loadprofiles import options as load_options
 from loadprofiles.profiles import PROFILES
@@ -150,15 +150,18 @@ def load(profile_name: str, target_kind: str, engine: str, users: int | None, sp
     from loadprofiles.verdicts import judge, phases_text, writer_now
 
     profile = PROFILES[profile_name]
-    refusal = profile.refusal()
-    if refusal is not None:
-        raise NotCarriedOut(refusal)
     try:
         run_time_s = parse_duration(run_time, profile.default_run_time_s)
         options = TargetOptions(engine, **target_values)
         built = target_kinds.build_target(target_kind, options)
     except (ShapeError, TargetError) as e:
         raise NotCarriedOut(str(e)) from None
+    needs = profile.needs()
+    if needs is not None:
+        built.offer(needs)
+    refusal = profile.refusal(built)
+    if refusal is not None:
+        raise NotCarriedOut(refusal)
     users = users or profile.default_users
     spawn_rate = spawn_rate or float(users)
     default_location = run_dir is None
@@ -179,6 +182,8 @@ def load(profile_name: str, target_kind: str, engine: str, users: int | None, sp
         try:
             target = built
             store.write_target(target.describe())
+            if needs is Capability.NETWORK_FAULTS:
+                target.serve_relays()  # the Locust master carries out the fault, from another process
             record = private / "target.json"
             load_options.write_record(record, load_options.external_record(options) if target_kind == "external"
                                       else load_options.target_record(target))

@@ -28,6 +28,7 @@ from harness.errors import HarnessError
 if TYPE_CHECKING:
     from harness.metrics import MetricSample
     from harness.net.relay import RelayServer
+    from harness.net.relay_desk import DeskAddress
 
 
 class TargetError(HarnessError):
@@ -362,6 +363,12 @@ class Target(abc.ABC):
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
 
+    def offer(self, capability: Capability) -> bool:
+        """Ask a target that is not up yet to offer an optional capability (a reference target puts
+        TCP relays in front of its instances for NETWORK_FAULTS); True if it will.  By default a
+        target offers what it has and nothing more."""
+        return self.supports(capability)
+
     def require(self, capability: Capability) -> None:
         if capability not in self.capabilities:
             raise Unsupported(self.kind, capability)
@@ -393,6 +400,12 @@ class Target(abc.ABC):
 
     def relay(self, instance_id: str) -> RelayServer:
         """The TCP relay between the proxy and ``instance_id``, for network faults."""
+        self.require(Capability.NETWORK_FAULTS)
+        raise NotImplementedError
+
+    def serve_relays(self) -> DeskAddress:
+        """Serve the relays to other processes (:mod:`harness.net.relay_desk`); the address travels
+        in the target's record."""
         self.require(Capability.NETWORK_FAULTS)
         raise NotImplementedError
 

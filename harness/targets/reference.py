@@ -49,7 +49,9 @@ With ``relays=True`` a user-space TCP relay (:class:`~harness.net.relay.RelaySer
 between the proxy and each instance, and the proxy is configured with the relays' ports under the
 instances' own ids, so network faults (latency, blackhole, resets...) can be put on the path to one
 instance.  The relays run in threads of this process, so a target left running in the background
-by ``aurora-harness up`` has none.
+by ``aurora-harness up`` has none; another process (a load run's Locust master) drives them through
+the relay desk this process serves (:meth:`ReferenceTarget.serve_relays`), whose address and token
+travel in :meth:`ReferenceTarget.to_state`.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ from typing import Any
 from harness import process
 from harness.metrics import MetricSample
 from harness.net.relay import RelayServer
+from harness.net.relay_desk import DeskAddress, RelayDesk, RemoteRelay
 from harness.standins.base import Cluster, Instance, Role, StandinError
 from harness.standins.registry import cluster_class, cluster_from_state
 from harness.standins.supervisor import (
@@ -240,6 +243,9 @@ class ReferenceTarget(Target):
         self.logins: dict[str, tuple[str, str]] = dict(logins or {})
         self.relays = bool(relays)
         self._relays: dict[str, RelayServer] = {}
+        self._desk: RelayDesk | None = None
+        self._remote_desk: DeskAddress | None = None
+        """The desk of the process that runs the relays, when this target was rebuilt from its record."""
         if self.relays:
             self.capabilities = type(self).capabilities | {Capability.NETWORK_FAULTS}
         # Rotatable logins are made by the target that makes (or borrows) the cluster and shared with
@@ -477,8 +483,30 @@ class ReferenceTarget(Target):
                 relay.start()
                 self._relays[inst.id] = relay
 
+    def offer(self, capability: Capability) -> bool:
+        """NETWORK_FAULTS is offered by starting with relays (only before the target is up)."""
+        if capability is Capability.NETWORK_FAULTS and not self.relays and self.proxy_pid is None:
+            self.relays = True
+            self.capabilities = self.capabilities | {Capability.NETWORK_FAULTS}
+        return self.supports(capability)
+
+    def serve_relays(self) -> DeskAddress:
+        """Serve this process's relays to other processes (a load run's Locust master carries out its
+        network faults) on a loopback desk; its address and token go into :meth:`to_state`."""
+        self.require(Capability.NETWORK_FAULTS)
+        if not self._relays:
+            raise TargetError("the relays are not running: the target is down")
+        if self._desk is None:
+            desk = RelayDesk(lambda: dict(self._relays))
+            desk.start()
+            self._desk = desk
+        return self._desk.address
+
     def stop_relays(self) -> None:
-        """Close every relay and its connections. Idempotent."""
+        """Close the desk, every relay and its connections. Idempotent."""
+        desk, self._desk = self._desk, None
+        if desk is not None:
+            desk.stop()
         relays, self._relays = self._relays, {}
         for relay in relays.values():
             relay.stop()
@@ -683,8 +711,12 @@ class ReferenceTarget(Target):
             self._reload_cluster()
         return {"writer": self.cluster.writer.id, "readers": [i.id for i in self.cluster.readers]}
 
-    def relay(self, instance_id: str) -> RelayServer:
+    def relay(self, instance_id: str) -> RelayServer | RemoteRelay:
+        """The relay in front of an instance: this process's own, or, for a target rebuilt from the
+        record of a process that serves its relays, that relay reached through the desk."""
         self.require(Capability.NETWORK_FAULTS)
+        if not self._relays and self._remote_desk is not None:
+            return RemoteRelay(self._remote_desk, instance_id)
         try:
             return self._relays[instance_id]
         except KeyError:
@@ -731,6 +763,7 @@ class ReferenceTarget(Target):
                 "aws": self.aws.to_state() if self.aws is not None else None,
                 "logins": {sid: list(login) for sid, login in self.logins.items()},
                 "iam_key": list(self.iam_key) if self.iam_key is not None else None, "iam": self.iam_settings,
+                "relay_desk": self._desk.address.to_state() if self._desk is not None else None,
                 "cluster": self.cluster.to_state()}
 
     @classmethod
@@ -748,6 +781,9 @@ class ReferenceTarget(Target):
         t.run_dir, t.ports = state["run_dir"], state["ports"]
         t.proxy_pid, t.proxy_pid_start = state["proxy_pid"], state["proxy_pid_start"]
         t.supervisor_pid, t.supervisor_pid_start = state.get("supervisor_pid"), state.get("supervisor_pid_start")
+        if state.get("relay_desk"):
+            t._remote_desk = DeskAddress.from_state(state["relay_desk"])
+            t.capabilities = t.capabilities | {Capability.NETWORK_FAULTS}
         if t.supervised:
             t._reload_cluster()
         return t

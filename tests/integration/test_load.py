@@ -118,6 +118,28 @@ def test_failover_under_load(tmp_path, engine: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.postgres
+def test_network_fault_under_load_blackholes_the_writer_from_the_locust_master(tmp_path) -> None:
+    """The relays run in the ``load`` process and the fault in the Locust process: the blackhole goes
+    through the relay desk, holds the writer's traffic until the proxy gives up on it (connection
+    errors during the window, none after the heal), and the detection delay is judged."""
+    run_dir = tmp_path / "run"
+    done = load(run_dir, "--profile", "network_fault_under_load", "--engine", "postgres", "--users", "8",
+                "--run-time", "20s")
+    assert_load_run(done, run_dir, STEADY_GUARANTEES | {"NETFAULT-SILENT-DETECTED"})
+    merged = History.load(run_dir / histories.MERGED)
+    (window,) = merged.fault_windows("blackhole")
+    writer = next(i["id"] for i in json.loads((run_dir / "target.json").read_text())["instances"]
+                  if i["role"] == "writer")
+    assert window.end is not None and window.params["instance"] == writer
+    phases = {p["name"]: p for p in json.loads((run_dir / "load-phases.json").read_text())}
+    assert phases["during blackhole"]["failures"] > 0, "the proxy ended requests on the silent writer"
+    assert phases["after"]["failures"] == 0 and phases["after"]["requests"] > 0, "healed: the load goes on"
+    verdict = json.loads((run_dir / "results.json").read_text())["guarantees"]["NETFAULT-SILENT-DETECTED"]
+    assert "1 silent faults measured" in verdict["reason"], verdict["reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_a_proxy_that_leaks_session_state_is_caught_under_load(tmp_path) -> None:
     run_dir = tmp_path / "run"
     done = load(run_dir, "--profile", "steady", "--engine", "postgres", "--run-time", "4s",
@@ -144,10 +166,10 @@ def test_plain_locust_takes_the_target_options_and_refuses_a_missing_target(tmp_
     no_dsn = locust(AURORA_HARNESS_TARGET="external", AURORA_HARNESS_ENGINE="mysql")
     assert no_dsn.returncode == 2 and "needs --writer-dsn" in no_dsn.stderr, no_dsn.stderr[-2000:]
     netfault = subprocess.run([*LOCUST, "-f", str(Path(histories.__file__).parent / "network_fault_under_load.py"),
-                               "--headless", "-u", "1", "-t", "1s", "--target", "reference", "--state-dir",
-                               str(tmp_path)], capture_output=True, text=True, timeout=120, check=False,
-                              stdin=subprocess.DEVNULL)
-    assert netfault.returncode == 2 and "needs the TCP relays" in netfault.stderr, netfault.stderr[-2000:]
+                               "--headless", "-u", "1", "-t", "1s", "--target", "external", "--writer-dsn",
+                               "postgresql://app@127.0.0.1:1/app"], capture_output=True, text=True, timeout=120,
+                              check=False, stdin=subprocess.DEVNULL)
+    assert netfault.returncode == 2 and "needs network faults" in netfault.stderr, netfault.stderr[-2000:]
     bogus = locust("--target", "bogus")
     assert bogus.returncode != 0 and "invalid choice" in bogus.stderr
 
@@ -161,10 +183,10 @@ def test_load_refuses_bad_options_before_starting_anything(tmp_path) -> None:
                                "--run-dir", str(tmp_path / "e")], capture_output=True, text=True, timeout=120,
                               check=False)
     assert external.returncode == 2 and "--writer-dsn" in external.stderr
-    netfault = subprocess.run([*CLI, "load", "--profile", "network_fault_under_load", "--target", "reference",
-                               "--run-dir", str(tmp_path / "n")], capture_output=True, text=True, timeout=120,
-                              check=False)
-    assert netfault.returncode == 2 and "needs the TCP relays" in netfault.stderr, netfault.stderr[-2000:]
+    netfault = subprocess.run([*CLI, "load", "--profile", "network_fault_under_load", "--target", "external",
+                               "--writer-dsn", "postgresql://app@127.0.0.1:1/app", "--run-dir", str(tmp_path / "n")],
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert netfault.returncode == 2 and "needs network faults" in netfault.stderr, netfault.stderr[-2000:]
     assert not (tmp_path / "n").exists(), "refused before anything was started or written"
 
 

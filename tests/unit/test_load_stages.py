@@ -160,7 +160,24 @@ def test_every_profile_has_its_locustfile() -> None:
         assert f'shape_for("{name}")' in text, name
 
 
-def test_only_the_profiles_whose_fault_needs_the_relays_are_refused() -> None:
-    refused = {name for name, p in PROFILES.items() if p.refusal() is not None}
-    assert refused == {"network_fault_under_load"}
-    assert "needs the TCP relays" in (profile("network_fault_under_load").refusal() or "")
+def test_a_profile_is_refused_by_a_target_without_what_its_fault_needs() -> None:
+    from harness.targets.base import Capability
+
+    class Offering:
+        kind = "fake"
+
+        def __init__(self, *capabilities: Capability) -> None:
+            self.capabilities = set(capabilities)
+
+        def supports(self, capability: Capability) -> bool:
+            return capability in self.capabilities
+
+    bare = Offering()
+    assert {name for name, p in PROFILES.items() if p.refusal(bare) is not None} == {
+        "failover_under_load", "crash_under_load", "network_fault_under_load"}
+    assert "needs network faults" in (profile("network_fault_under_load").refusal(bare) or "")
+    assert "needs the failover capability" in (profile("failover_under_load").refusal(bare) or "")
+    every = Offering(*Capability)
+    assert [name for name, p in PROFILES.items() if p.refusal(every) is not None] == []
+    assert profile("network_fault_under_load").needs() is Capability.NETWORK_FAULTS
+    assert profile("steady").needs() is None
