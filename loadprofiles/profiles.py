@@ -48,6 +48,8 @@ class Profile:
     default_run_time_s: float = 60.0
     fault_guarantees: tuple[str, ...] = ()
     """The guarantees that judge the fault: unknown when the fault could not be carried out."""
+    follows_secret: bool = False
+    """Whether some of its users log in with what the target's secret holds (a rotation profile)."""
 
     def needs(self) -> Capability | None:
         """The target capability the profile's fault needs (None: no fault, or one every target can do)."""
@@ -85,6 +87,9 @@ class Profile:
 
 
 _FAILOVER = ("FAILOVER-WRITE-GAP", "FAILOVER-READ-ERRORS")
+_ROTATION = ("ROTATION-SESSIONS-KEPT", "ROTATION-NEW-LOGINS", "ROTATION-OLD-PASSWORD")
+"""ROTATION-BACKEND-AUTH is left to the suite: it needs statements started the instant the database's
+password changes, which only the process carrying out the rotation sees."""
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("steady", "every task set at a constant user count"),
@@ -97,6 +102,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             guarantees=BASE + _FAILOVER, fault={"name": "failover"}, fault_guarantees=_FAILOVER),
     Profile("crash_under_load", "every task set; the writer killed at 30 % and restarted at 60 % of the run",
             guarantees=BASE + DURABILITY[1:], fault={"name": "writer_crash"}, fault_at=0.3, fault_hold=0.3),
+    Profile("rotation_under_load", "every task set, plus sessions held open and logins that follow the "
+            "secret; a single-user rotation of the secret at 40 % of the run", guarantees=BASE + _ROTATION,
+            fault={"name": "rotate_secret", "strategy": "single_user", "window_seconds": 1.0}, fault_hold=0.3,
+            fault_guarantees=_ROTATION, follows_secret=True),
     Profile("network_fault_under_load", "every task set; the writer's path blackholed from 30 % to 50 % of the run",
             guarantees=BASE + ("NETFAULT-SILENT-DETECTED",), fault={"name": "blackhole"}, fault_at=0.3,
             fault_hold=0.2, fault_guarantees=("NETFAULT-SILENT-DETECTED",)),

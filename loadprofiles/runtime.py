@@ -95,6 +95,8 @@ class LoadProcess:
         self.finals: dict[str, dict[str, Any]] = {}
         self.missing: list[str] = []
         self.initial_writer: str | None = None
+        self.secret_logins: Any = None
+        """:class:`loadprofiles.secret_logins.SecretLogins` when the profile's users follow the secret."""
         self.cpu_at_start = time.process_time()
         """This process's CPU time when the load began: the manifest's ``cpu_s`` is what the run cost it."""
 
@@ -195,13 +197,18 @@ def _on_init(environment: Any, **_kw: Any) -> None:
         environment.stop_timeout = DEFAULT_STOP_TIMEOUT_S
 
 
-def _profile_refusal(ns: Any, target: Target) -> str | None:
-    """Why the profile named by the locustfile cannot run against ``target`` (:meth:`Profile.refusal`),
-    None for any other file."""
+def _profile(ns: Any) -> Any:
+    """The profile the locustfile is (None for a locustfile of the user's own)."""
     from loadprofiles.profiles import PROFILES
 
     locustfile = getattr(ns, "locustfile", None)
-    profile = PROFILES.get(Path(locustfile).stem) if isinstance(locustfile, str) else None
+    return PROFILES.get(Path(locustfile).stem) if isinstance(locustfile, str) else None
+
+
+def _profile_refusal(ns: Any, target: Target) -> str | None:
+    """Why the profile named by the locustfile cannot run against ``target`` (:meth:`Profile.refusal`),
+    None for any other file."""
+    profile = _profile(ns)
     return profile.refusal(target) if profile is not None else None
 
 
@@ -213,6 +220,12 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
     target = load_options.build_target(ns)
     load = LoadProcess(environment, target, ns.run_dir or default_run_dir(target.engine))
     environment.harness_load = load
+    profile = _profile(ns)
+    if load.role != "master" and profile is not None and profile.follows_secret:
+        # Before any user starts, so "old" is the login from before the run's rotation.
+        from loadprofiles.secret_logins import SecretLogins
+
+        load.secret_logins = SecretLogins.of(target)
     if load.role != "worker":
         from loadprofiles.verdicts import writer_now
 

@@ -20,7 +20,10 @@ mix):
 * :class:`SessionStateUser` - on a fresh connection, look for the probe setting (another client's
   value there is a leak), set its own value and read it back, then disconnect;
 * :class:`ChurnUser` - connect, one query, disconnect (Lambda-style);
-* :class:`LongTransactionUser` - a transaction that keeps its backend busy in SQL for half a second.
+* :class:`LongTransactionUser` - a transaction that keeps its backend busy in SQL for half a second;
+* :class:`HeldSessionUser` and :class:`SecretLoginUser` - for a rotation: sessions opened with the
+  secret's login that stay open, and logins that read the secret each time
+  (:mod:`loadprofiles.secret_logins`).
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ from typing import Any
 
 from locust import User, between, constant, task
 
+from harness.checkers.rotation import LOGIN_KEY, NEW_LOGIN, OLD_LOGIN
+from harness.clients.address import Address
 from harness.clients.client import Client
 from harness.clients.outcomes import Result
+from harness.faults.rotation import Login
 from loadprofiles import requests
 from loadprofiles import runtime as _runtime  # registers the harness's listeners
 from loadprofiles.runtime import LoadProcess, load_process
@@ -39,6 +45,8 @@ from loadprofiles.runtime import LoadProcess, load_process
 PROBE_SETTING = "harness.load_tag"
 """The setting the session-state probes give their own value (a MySQL user variable)."""
 CONNECT_TIMEOUT_S = 10.0
+LOGIN_TIMEOUT_S = 5.0
+"""A secret-following login gives up sooner: the rotation checkers count failed logins, not slow ones."""
 REQUEST_TIMEOUT_S = 30.0
 RECENT_IDS = 64
 """How many of its own recent write ids a user draws its point reads from."""
@@ -65,7 +73,7 @@ class DatabaseUser(User):
         if self.db is not None and self.db.connected:
             return self.db
         self.disconnect()
-        client = Client(self.load.recorder, self.load.process_ids.next(), self.load.address(self.endpoint),
+        client = Client(self.load.recorder, self.load.process_ids.next(), self.address(),
                         op_timeout=REQUEST_TIMEOUT_S, identify_connect=True, connect_timeout=CONNECT_TIMEOUT_S,
                         worker=f"{self.load.tag}-u{id(self):x}")
         self.load.reporter.measure(self.endpoint, "connect", client.connect)
@@ -74,6 +82,10 @@ class DatabaseUser(User):
             return None
         self.db = client
         return client
+
+    def address(self) -> Address:
+        """Where, and as whom, the next connection logs in (the target's own login by default)."""
+        return self.load.address(self.endpoint)
 
     def disconnect(self) -> None:
         if self.db is not None:
@@ -182,6 +194,59 @@ class LongTransactionUser(DatabaseUser):
         self.request("long_transaction", requests.long_transaction)
 
 
+class HeldSessionUser(DatabaseUser):
+    """A session opened with the secret's login from before the rotation, sending a trivial request
+    every 0.1 s for the whole run: what a rotation must not drop (ROTATION-SESSIONS-KEPT).  Should
+    the session break anyway, the next one logs in with what the secret holds by then, as an
+    application would."""
+
+    fixed_count = 2
+    wait_time = constant(0.1)
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.login = self.load.secret_logins.first
+
+    def address(self) -> Address:
+        return self.load.address(self.endpoint).with_login(*self.login.pair)
+
+    def disconnect(self) -> None:
+        if self.db is not None:
+            self.login = self.load.secret_logins.current()
+        super().disconnect()
+
+    @task
+    def ping(self) -> None:
+        self.request("ping", lambda c: c.execute("ping", "SELECT 1"))
+
+
+class SecretLoginUser(DatabaseUser):
+    """New logins that follow the secret: read ``AWSCURRENT``, log in with it, disconnect (recorded as
+    ``login: new``); one login in four uses the login from before the rotation (``login: old``), which
+    the proxy must stop accepting soon after the rotation (ROTATION-NEW-LOGINS, -OLD-PASSWORD)."""
+
+    weight = 2
+    wait_time = constant(0.1)
+
+    @task(3)
+    def new_login(self) -> None:
+        self.log_in(self.load.secret_logins.current(), NEW_LOGIN)
+
+    @task(1)
+    def old_login(self) -> None:
+        self.log_in(self.load.secret_logins.first, OLD_LOGIN)
+
+    def log_in(self, login: Login, label: str) -> None:
+        client = Client(self.load.recorder, self.load.process_ids.next(),
+                        self.load.address(self.endpoint).with_login(*login.pair), connect_timeout=LOGIN_TIMEOUT_S,
+                        op_timeout=REQUEST_TIMEOUT_S, connect_extra={LOGIN_KEY: label},
+                        worker=f"{self.load.tag}-u{id(self):x}")
+        try:
+            self.load.reporter.measure(self.endpoint, f"login_{label}", client.connect)
+        finally:
+            client.close()
+
+
 ALL_USERS = (ReadWriteUser, ReaderUser, UniqueWriteUser, SessionStateUser, ChurnUser, LongTransactionUser)
-__all__ = ["ALL_USERS", "ChurnUser", "DatabaseUser", "LongTransactionUser", "ReadWriteUser", "ReaderUser",
-           "SessionStateUser", "UniqueWriteUser", "_runtime"]
+__all__ = ["ALL_USERS", "ChurnUser", "DatabaseUser", "HeldSessionUser", "LongTransactionUser", "ReadWriteUser",
+           "ReaderUser", "SecretLoginUser", "SessionStateUser", "UniqueWriteUser", "_runtime"]

@@ -157,7 +157,7 @@ class RotateSecret(Fault):
             self._current = self.old
             return self.old
         access = target.secrets_access()
-        self._client = _client(access)
+        self._client = secrets_client(access)
         if self.strategy == "alternating_users":
             if access.alternating is None:
                 raise TargetError("the target names no secret that alternates between two users")
@@ -260,23 +260,29 @@ class RotateSecret(Fault):
 
     def _read_current(self) -> dict[str, Any]:
         """The ``AWSCURRENT`` version: its id, user and password (as a rotation function reads it)."""
-        try:
-            response = self._client.get_secret_value(SecretId=self._secret_id, VersionStage=CURRENT)
-        except Exception as e:  # boto3's ClientError / BotoCoreError; their texts never quote a value
-            raise FaultError(f"cannot read secret {self._secret_id}: {type(e).__name__}: {e}") from e
-        try:
-            value = json.loads(response["SecretString"])
-            return {"version": response["VersionId"], "username": str(value["username"]),
-                    "password": str(value["password"])}
-        except (KeyError, TypeError, ValueError):
-            raise FaultError(f"secret {self._secret_id} does not hold a JSON login (username, password)") from None
+        return read_secret_login(self._client, self._secret_id)
 
 
 def _secret_string(login: Login) -> str:
     return json.dumps({"username": login.user, "password": login.password})
 
 
-def _client(access: SecretsAccess) -> Any:
+def read_secret_login(client: Any, secret_id: str, stage: str = CURRENT) -> dict[str, Any]:
+    """A secret's version at ``stage``: ``{"version", "username", "password"}``, as a rotation function
+    or an application reading the secret sees it; FaultError (never quoting a value) when it cannot."""
+    try:
+        response = client.get_secret_value(SecretId=secret_id, VersionStage=stage)
+    except Exception as e:  # boto3's ClientError / BotoCoreError; their texts never quote a value
+        raise FaultError(f"cannot read secret {secret_id}: {type(e).__name__}: {e}") from e
+    try:
+        value = json.loads(response["SecretString"])
+        return {"version": response["VersionId"], "username": str(value["username"]),
+                "password": str(value["password"])}
+    except (KeyError, TypeError, ValueError):
+        raise FaultError(f"secret {secret_id} does not hold a JSON login (username, password)") from None
+
+
+def secrets_client(access: SecretsAccess) -> Any:
     # The targets' boto3 client factory: it keeps a stand-in's client away from the machine's AWS files.
     from harness.targets.aws_standin import secretsmanager_client
 

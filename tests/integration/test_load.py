@@ -138,6 +138,44 @@ def test_network_fault_under_load_blackholes_the_writer_from_the_locust_master(t
     assert "1 silent faults measured" in verdict["reason"], verdict["reason"]
 
 
+ROTATION_GUARANTEES = {"ROTATION-SESSIONS-KEPT", "ROTATION-NEW-LOGINS", "ROTATION-OLD-PASSWORD"}
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_rotation_under_load_rotates_the_secret_its_users_follow(tmp_path) -> None:
+    """The master rotates the secret; the users of the Locust process read it themselves: held
+    sessions from before the rotation, logins with what AWSCURRENT holds, logins with the old login."""
+    run_dir = tmp_path / "run"
+    done = load(run_dir, "--profile", "rotation_under_load", "--engine", "postgres", "--users", "10",
+                "--run-time", "15s")
+    assert_load_run(done, run_dir, STEADY_GUARANTEES | ROTATION_GUARANTEES)
+    merged = History.load(run_dir / histories.MERGED)
+    (window,) = merged.fault_windows("rotate_secret")
+    steps = [op.value for op in merged.events("rotation_step")]
+    assert steps == ["createSecret", "setSecret", "testSecret", "finishSecret"], steps
+    finish = merged.events("rotation_step")[-1].time
+    logins = {label: [(inv, done) for inv, done in merged.pairs() if inv.f == "connect"
+                      and (inv.extra or {}).get("login") == label and inv.time > finish + 1_000_000_000]
+              for label in ("new", "old")}
+    assert logins["new"] and all(d is not None and d.type.value == "ok" for _, d in logins["new"])
+    assert logins["old"] and all(d is not None and d.type.value == "fail" for _, d in logins["old"]), \
+        "a second after finishSecret the old password is refused"
+
+
+@pytest.mark.slow
+@pytest.mark.mysql
+def test_a_proxy_that_reads_its_secrets_once_is_caught_under_load(tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    done = load(run_dir, "--profile", "rotation_under_load", "--engine", "mysql", "--users", "10",
+                "--run-time", "15s", "--proxy-setting", "testing.failpoint=secrets_read_once")
+    assert done.returncode == 1, f"load ended {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    verdicts = json.loads((run_dir / "results.json").read_text())["guarantees"]
+    assert verdicts["ROTATION-NEW-LOGINS"]["valid"] == "false", verdicts["ROTATION-NEW-LOGINS"]
+    assert verdicts["ROTATION-OLD-PASSWORD"]["valid"] == "false", verdicts["ROTATION-OLD-PASSWORD"]
+    assert verdicts["ROTATION-SESSIONS-KEPT"]["valid"] == "true"
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_a_proxy_that_leaks_session_state_is_caught_under_load(tmp_path) -> None:

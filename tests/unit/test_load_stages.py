@@ -174,10 +174,39 @@ def test_a_profile_is_refused_by_a_target_without_what_its_fault_needs() -> None
 
     bare = Offering()
     assert {name for name, p in PROFILES.items() if p.refusal(bare) is not None} == {
-        "failover_under_load", "crash_under_load", "network_fault_under_load"}
+        "failover_under_load", "crash_under_load", "network_fault_under_load", "rotation_under_load"}
     assert "needs network faults" in (profile("network_fault_under_load").refusal(bare) or "")
     assert "needs the failover capability" in (profile("failover_under_load").refusal(bare) or "")
     every = Offering(*Capability)
     assert [name for name, p in PROFILES.items() if p.refusal(every) is not None] == []
     assert profile("network_fault_under_load").needs() is Capability.NETWORK_FAULTS
     assert profile("steady").needs() is None
+
+
+def test_secret_logins_follow_awscurrent_and_keep_the_first_as_old() -> None:
+    import json
+
+    import pytest
+
+    from harness.faults.base import FaultError
+    from loadprofiles.secret_logins import SecretLogins
+
+    class Secrets:
+        def __init__(self) -> None:
+            self.value = {"username": "app", "password": "first"}
+
+        def get_secret_value(self, SecretId: str, VersionStage: str) -> dict:  # noqa: N803 - boto3's names
+            assert (SecretId, VersionStage) == ("db-secret", "AWSCURRENT")
+            if self.value is None:
+                raise RuntimeError("AccessDeniedException")
+            return {"VersionId": "v", "SecretString": json.dumps(self.value)}
+
+    client = Secrets()
+    logins = SecretLogins(client, "db-secret")
+    client.value = {"username": "app", "password": "second"}
+    assert (logins.first.pair, logins.first.generation) == (("app", "first"), "old")
+    assert (logins.current().pair, logins.current().generation) == (("app", "second"), "new")
+    assert "second" not in repr(logins.current()), "a login's repr never shows its password"
+    client.value = None
+    with pytest.raises(FaultError, match="cannot read secret db-secret"):
+        logins.current()
