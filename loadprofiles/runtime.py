@@ -54,6 +54,9 @@ FINISH = "aurora_harness_finish"
 """Master to workers: stop your users and send your last report."""
 FINAL = "aurora_harness_final"
 """Worker to master: my users are stopped; here are my history file and its record count."""
+HISTORY_PIECE = "aurora_harness_history_piece"
+"""Worker to master, before FINAL, from a worker that does not share the master's file system: one
+piece of its history (:func:`loadprofiles.histories.history_pieces`)."""
 FINAL_WAIT_S = 60.0
 """How long the master waits for the workers' last reports."""
 DEFAULT_STOP_TIMEOUT_S = 10.0
@@ -81,7 +84,11 @@ class LoadProcess:
         self.tag = histories.process_tag(self.role)
         path = histories.process_history_path(run_dir, self.tag)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.run_dir = run_dir
+        self.recorder_path = path
         self.recorder = Recorder(path)
+        self.shipments = histories.Shipments(run_dir)
+        """Histories of workers that do not share this file system (the master's)."""
         self.process_ids = ProcessIds(prefix=f"{self.tag}-c")
         self.reporter = RequestReporter(environment.events.request.fire, target.engine)
         self.addresses = {"writer": Address.of(target, "writer")}
@@ -174,6 +181,7 @@ def _on_init(environment: Any, **_kw: Any) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(FINAL, _on_final)
+        runner.register_message(HISTORY_PIECE, _on_history_piece)
     elif isinstance(runner, WorkerRunner):
         runner.register_message(FINISH, _on_finish)
         return
@@ -257,7 +265,8 @@ def _on_test_stopping(environment: Any, **_kw: Any) -> None:
     if not isinstance(runner, MasterRunner):
         return
     expected = {c.id for c in runner.clients.all}
-    runner.send_message(FINISH, {})
+    marker = histories.leave_marker(load.run_dir)
+    runner.send_message(FINISH, {"marker": marker, "boot_id": histories.boot_id()})
     deadline = time.monotonic() + FINAL_WAIT_S + (environment.stop_timeout or 0)
     while not expected <= set(load.finals) and time.monotonic() < deadline:
         gevent.sleep(0.1)
@@ -273,14 +282,44 @@ def _on_finish(environment: Any, msg: Any, **_kw: Any) -> None:
     load = getattr(environment, "harness_load", None)
     if hasattr(runner, "_send_stats"):
         runner._send_stats()  # the statistics of the last requests, before the master writes its reports
-    report = {"tag": load.tag, "records": load.records()} if load is not None else {"tag": None, "records": 0}
+    if load is None:
+        runner.send_message(FINAL, {"tag": None, "records": 0})
+        return
+    report: dict[str, Any] = {"tag": load.tag, "records": load.records(), "boot_id": histories.boot_id()}
+    data = msg.data or {}
+    if not histories.sees_marker(load.run_dir, data.get("marker", "")):
+        # Another machine (or another file system): the history travels with the messages.
+        def send(seq: int, piece: str) -> None:
+            runner.send_message(HISTORY_PIECE, {"tag": load.tag, "seq": seq, "text": piece})
+            gevent.sleep(0)  # let the messages go out between pieces
+
+        pieces, sha256 = histories.ship(load.recorder_path, send)
+        report.update(shipped=pieces, sha256=sha256)
+    report["mono_ns"] = time.monotonic_ns()
     runner.send_message(FINAL, report)
 
 
-def _on_final(environment: Any, msg: Any, **_kw: Any) -> None:
+def _on_history_piece(environment: Any, msg: Any, **_kw: Any) -> None:
     load = getattr(environment, "harness_load", None)
-    if load is not None:  # a worker that never started (more workers than users) answers with no history
-        load.finals[msg.node_id] = dict(msg.data)
+    if load is not None:
+        data = msg.data or {}
+        load.shipments.add(str(data.get("tag")), int(data.get("seq", -1)), str(data.get("text", "")))
+
+
+def _on_final(environment: Any, msg: Any, **_kw: Any) -> None:
+    received = time.monotonic_ns()
+    load = getattr(environment, "harness_load", None)
+    if load is None:  # a worker that never started (more workers than users) answers with no history
+        return
+    report = dict(msg.data or {})
+    if report.get("shipped") is not None and report.get("tag"):
+        problem = load.shipments.finish(report["tag"], int(report["shipped"]), str(report.get("sha256")))
+        if problem:
+            report["shipment_problem"] = problem
+    if report.get("boot_id") not in (None, histories.boot_id()) and report.get("mono_ns") is not None:
+        report["clock_offset_ns"] = received - int(report["mono_ns"])
+    report.pop("mono_ns", None)
+    load.finals[msg.node_id] = report
 
 
 @events.quitting.add_listener
@@ -297,6 +336,7 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
                 "wait_s": FINAL_WAIT_S, "fault_errors": load.fault_errors, "initial_writer": load.initial_writer,
                 "requests": environment.stats.total.num_requests, "failures": environment.stats.total.num_failures,
                 "cpu_s": round(time.process_time() - load.cpu_at_start, 3)}
+    histories.remove_markers(run_dir)
     write_json_atomically(run_dir / histories.MANIFEST, manifest)
     _final_stats_csv(environment)
     if getattr(ns, "skip_verdicts", False):

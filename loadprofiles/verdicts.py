@@ -97,7 +97,7 @@ def judge(run_dir: str | os.PathLike[str], target: Target, profile_name: str, *,
     if any(g in DURABILITY for g in guarantees):
         final_read(target, base)
     incomplete = histories.check_manifest(base)
-    merged = histories.merge(histories.history_files(base))
+    merged = histories.merge(histories.history_files(base), histories.clock_offsets(base))
     histories.write_history(merged, base / histories.MERGED)
     write_json_atomically(base / PHASES, [dataclasses.asdict(p) for p in phases(merged)])
     run = HarnessRun(RunStore.open(base), target=target.kind, engine=target.engine, profile=f"load:{profile_name}")

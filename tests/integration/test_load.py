@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness.history import History
+from harness.process import free_port
 from loadprofiles import histories
 
 pytestmark = [pytest.mark.integration]
@@ -187,6 +188,53 @@ def test_a_proxy_that_leaks_session_state_is_caught_under_load(tmp_path) -> None
     verdicts = json.loads((run_dir / "results.json").read_text())["guarantees"]
     assert verdicts["ISOLATION-NO-SESSION-LEAK"]["valid"] == "false"
     assert verdicts["ISOLATION-NO-SESSION-LEAK"]["evidence"], "the leaking reads are the evidence"
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_workers_that_do_not_share_the_masters_directory_send_their_histories(tmp_path) -> None:
+    """Plain Locust, as over several machines: the master and its workers run in different directories
+    and the run directory is relative, so the workers write theirs elsewhere and must send it."""
+    state, master_dir, worker_dir = tmp_path / "state", tmp_path / "master", tmp_path / "workers"
+    master_dir.mkdir()
+    worker_dir.mkdir()
+    harness = [*CLI, "--state-dir", str(state)]
+    up = subprocess.run([*harness, "up", "--engine", "postgres", "--readers", "1"], capture_output=True, text=True,
+                        timeout=300, check=False, stdin=subprocess.DEVNULL)
+    assert up.returncode == 0, up.stderr[-2000:]
+    locustfile = str(Path(histories.__file__).parent / "steady.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(histories.__file__).parent.parent)}
+    port = str(free_port())
+    try:
+        master = subprocess.Popen([*LOCUST, "-f", locustfile, "--headless", "-u", "6", "-r", "6", "-t", "6s",
+                                   "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+                                   "--expect-workers", "2", "--target", "reference", "--state-dir", str(state),
+                                   "--run-dir", "run"], cwd=master_dir, env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        workers = [subprocess.Popen([*LOCUST, "-f", locustfile, "--worker", "--master-host", "127.0.0.1",
+                                     "--master-port", port], cwd=worker_dir, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+        try:
+            out, _ = master.communicate(timeout=240)
+        finally:
+            for p in [master, *workers]:
+                if p.poll() is None:
+                    p.kill()
+                p.wait(timeout=60)
+    finally:
+        subprocess.run([*harness, "down"], capture_output=True, timeout=120, check=False)
+    assert master.returncode == 0, out[-4000:]
+    run_dir = master_dir / "run"
+    manifest = json.loads((run_dir / histories.MANIFEST).read_text())
+    assert [w["shipped"] >= 1 for w in manifest["workers"].values()] == [True, True], manifest
+    assert histories.check_manifest(run_dir) == []
+    for report in manifest["workers"].values():
+        arrived = histories.process_history_path(run_dir, report["tag"])
+        assert arrived.read_text() == histories.process_history_path(worker_dir / "run", report["tag"]).read_text()
+    merged = History.load(run_dir / histories.MERGED)
+    requests = [op for op in merged.completed() if not str(op.process).startswith("final-read")]
+    assert manifest["requests"] == len(requests) > 20
+    assert not list((run_dir / "history").glob(".master-*")), "the marker is removed"
 
 
 def test_plain_locust_takes_the_target_options_and_refuses_a_missing_target(tmp_path) -> None:
