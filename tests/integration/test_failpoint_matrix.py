@@ -6,7 +6,9 @@ catalogue's entries that name it in ``demonstrated_by``.  The reference target i
 failpoint on, running only the suite tests whose ``@pytest.mark.guarantee`` names one of them
 (:func:`harness.plugin.selection.judging`, in the quick profile unless some of them are judged only in
 the full one).  Among the guarantees those tests judge, the false ones must be exactly the failpoint's
-own (each false, not unknown); the others may be true or unknown, never false.
+own (each false, not unknown); the others may be true or unknown, never false - except those the
+failpoint names as possible consequences (``Failpoint.may_also_break``, each with its reason), which
+timing decides.
 
 Everything is derived: a failpoint added to the proxy and named by a guarantee is a new row, a suite
 test marked with a guarantee joins its selection.  The catalogue's side is checked without servers in
@@ -215,6 +217,8 @@ def test_a_failpoint_makes_exactly_its_guarantees_false(failpoint, engine, certi
     not_false = {gid: (valid[gid], results["guarantees"][gid].get("reason")) for gid in expected
                  if valid[gid] != "false"}
     assert not not_false, f"{failpoint} should make these false on {engine}: {not_false}\n{output}"
-    unexpected = {gid: results["guarantees"][gid].get("reason") for gid in false if gid not in expected}
+    consequences = FAILPOINTS[failpoint].may_also_break  # false or not, as timing has it
+    unexpected = {gid: results["guarantees"][gid].get("reason") for gid in false
+                  if gid not in expected and gid not in consequences}
     assert not unexpected, (f"{failpoint} made guarantees false that do not name it in demonstrated_by: "
                             f"{unexpected}")

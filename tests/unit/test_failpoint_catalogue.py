@@ -89,3 +89,11 @@ def test_pytest_given_the_derived_expression_collects_exactly_the_chosen_suite_t
     functions = {pytest_name(t).split("[")[0] for t in chosen.tests}
     assert {pytest_name(t).split("[")[0] for t in collected} == functions
     assert {g for t in collected for g in t.guarantees} == chosen.judged
+
+
+def test_a_failpoints_possible_consequences_are_guarantees_it_is_not_required_to_break():
+    for failpoint in FAILPOINTS.values():
+        for gid, why in failpoint.may_also_break.items():
+            assert gid in CATALOGUE, (failpoint.name, gid)
+            assert failpoint.name not in CATALOGUE[gid].demonstrated_by, (failpoint.name, gid)
+            assert len(why) > 40, "each consequence says why it happens"
