@@ -177,6 +177,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 raise pytest.UsageError(f"{item.nodeid}: unknown guarantee {gid!r} in @pytest.mark.guarantee")
     run = config.stash.get(RUN_KEY, None)
     if run is None:
+        needing = [item.nodeid for item in items if "harness_run" in getattr(item, "fixturenames", ())]
+        if needing:  # one usage error, not the same traceback for every test
+            raise pytest.UsageError(
+                f"{len(needing)} collected test(s) use the harness's fixtures (the first: {needing[0]}) and need "
+                f"a target: give --target {{{','.join(_target_kinds.kind_names())}}} and --engine "
+                "(see pytest --help, 'aurora-harness' options), or run them with 'aurora-harness certify'")
         return
     keep, drop = [], []
     for item in items:
