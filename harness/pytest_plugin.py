@@ -35,6 +35,7 @@ from harness.history import History, Recorder
 from harness.plugin import PluginError
 from harness.plugin.coverage import guarantees_of as _guarantees_of
 from harness.plugin.faults import Faults
+from harness.plugin.progress import Progress, suite_of
 from harness.plugin.targets import pool_caps, reader_weights
 from harness.runstore import DEFAULT_ROOT, RunStore, RunStoreError
 from harness.targets import registry as _target_kinds
@@ -64,6 +65,8 @@ RUN_KEY = pytest.StashKey["HarnessRun"]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 CONTEXT_KEY = pytest.StashKey[dict]()
 TARGET_KEY = pytest.StashKey[Target]()
+PROGRESS_KEY = pytest.StashKey[Progress]()
+SUITE_SIZES_KEY = pytest.StashKey[dict]()
 PROFILES = ("quick", "full")
 
 
@@ -202,6 +205,31 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     run.selected = list(dict.fromkeys(g for item in session.items for g in _guarantees_of(item)))
     run.save()
+    session.config.stash[PROGRESS_KEY] = Progress(len(session.items))
+    sizes: dict[str, int] = {}
+    for item in session.items:
+        sizes[suite_of(item.nodeid)] = sizes.get(suite_of(item.nodeid), 0) + 1
+    session.config.stash[SUITE_SIZES_KEY] = sizes
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The suite's heading before its first test (see :mod:`harness.plugin.progress`)."""
+    progress = item.config.stash.get(PROGRESS_KEY, None)
+    if progress is not None:
+        heading = progress.starting(item.nodeid, item.config.stash[SUITE_SIZES_KEY].get(suite_of(item.nodeid), 0))
+        if heading:
+            _progress(item, heading)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Iterator[Any]:
+    """No dots while the suites run against a target: each test has its progress line instead."""
+    result = yield
+    if config.stash.get(PROGRESS_KEY, None) is None or config.get_verbosity() > 0 or not result:
+        return result
+    category, _letter, word = result
+    return category, "", word
 
 
 # -- fixtures --------------------------------------------------------------------------------------
@@ -453,6 +481,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     elif report.skipped and record.outcome == "passed":
         record.outcome = "skipped"
         record.message = _message(report)
+    progress = item.config.stash.get(PROGRESS_KEY, None)
+    if progress is not None and (report.when == "call" or (report.when == "setup" and not report.passed)):
+        _progress(item, progress.finished(item.nodeid, report.outcome, record.duration_s))
     if report.when == "teardown":
         run.save()
     return report

@@ -67,6 +67,11 @@ def test_false_fails_the_test_with_evidence_and_unsupported_is_unknown(tmp_path)
     assert "ISOLATION-NO-SESSION-LEAK is FALSE" in done.stdout
     assert '"process": "c2"' in done.stdout  # the leaking read is printed as evidence
     assert "[verdict] ISOLATION-NO-SESSION-LEAK" in done.stdout  # live progress
+    lines = done.stdout.splitlines()
+    assert "-- test_suite.py (4 tests)" in lines, "the suite's heading"
+    progress = [l for l in lines if l.startswith("[") and " elapsed, " in l]
+    assert progress and progress[-1].split()[0].startswith("[") and "last test]" in progress[-1], progress
+    assert not any(set(l.strip()) <= set(".FsEx") and l.strip() for l in lines), "no dots mix into the lines"
     g = results["guarantees"]
     assert g["ISOLATION-NO-SESSION-LEAK"]["valid"] == "false"
     assert g["ISOLATION-NO-SESSION-LEAK"]["evidence"][0]["value"]["value"] == "client-c1"

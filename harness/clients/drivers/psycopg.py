@@ -8,7 +8,9 @@ per-client choice - ``prepare_threshold=5`` (psycopg's own default: what applica
 ``prepare=True`` (every statement prepared as a named protocol statement, as ``execute(...,
 prepare=True)`` does), for the suites that test how a proxy treats named statements.  A statement string
 may hold several statements when it has no parameters (one simple-query batch); the rows handed
-back are those of the last result set that has rows.
+back are those of the last result set that has rows.  So ``prepare=True`` applies to statements
+with parameters, as an application passes it for the query it runs again and again: a batch
+without parameters cannot be one prepared statement (42601), and is sent as it is.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ class PsycopgConnection(_PsycopgBase):
             raise
 
     def execute(self, sql: str, params: Any = None) -> Rows | None:
-        cur = self.conn.execute(sql, params, prepare=self._prepare)
+        cur = self.conn.execute(sql, params, prepare=self._prepare if params is not None else None)
         rows: Rows | None = None
         while True:
             if cur.description is not None:
@@ -168,7 +170,7 @@ class AsyncPsycopgConnection(_PsycopgBase):
             raise
 
     async def execute(self, sql: str, params: Any = None) -> Rows | None:
-        cur = await self.conn.execute(sql, params, prepare=self._prepare)
+        cur = await self.conn.execute(sql, params, prepare=self._prepare if params is not None else None)
         rows: Rows | None = None
         while True:
             if cur.description is not None:
