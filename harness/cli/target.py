@@ -31,7 +31,7 @@ from harness.targets.reference import CREDENTIAL_MODES, ReferenceTarget
 RECORD = "target"
 
 
-def _load(ctx: click.Context) -> ReferenceTarget:
+def load_running(ctx: click.Context) -> ReferenceTarget:
     record = state_dir(ctx).read(RECORD)
     if record is None:
         raise CliFailure(f"no target is running (nothing recorded in {state_dir(ctx).path}); "
@@ -76,13 +76,15 @@ def _human(t: ReferenceTarget, d: dict) -> str:
 @click.option("--credentials", type=click.Choice(CREDENTIAL_MODES), default="secrets", show_default=True,
               help="Where the proxy takes its logins from: a local Secrets Manager stand-in (one secret per "
                    "user; needed to rotate them) or its own configuration.")
+@click.option("--relays", is_flag=True, help="Put a TCP relay between the proxy and each instance, kept by a "
+                                              "background process, for 'aurora-harness fault' (network faults).")
 @click.option("--json", "as_json", is_flag=True, help="Print endpoints and credentials as JSON (public contract).")
 @show_secrets_option
 @click.pass_context
 @fail_on_errors
 def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_timeout: float | None,
        max_connections_percent: int | None, auto_failover: bool, failover_grace: float, credentials: str,
-       as_json: bool, show_secrets: bool) -> None:
+       relays: bool, as_json: bool, show_secrets: bool) -> None:
     """Start a stand-in cluster with the reference proxy in front; both keep running after exit."""
     sd = state_dir(ctx)
     previous = sd.read(RECORD)
@@ -96,7 +98,7 @@ def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_
     pool = {"connection_borrow_timeout": borrow_timeout, "max_connections_percent": max_connections_percent}
     target = ReferenceTarget(engine, readers, pool={k: v for k, v in pool.items() if v is not None},
                              require_tls=require_tls, auto_failover=auto_failover, failover_grace=failover_grace,
-                             credentials=credentials)
+                             credentials=credentials, relays=relays, relay_process=relays)
     started = time.monotonic()
     try:
         target.up()
@@ -118,7 +120,7 @@ def up(ctx: click.Context, engine: str, readers: int, require_tls: bool, borrow_
 @fail_on_errors
 def status(ctx: click.Context, as_json: bool, show_secrets: bool) -> None:
     """Show the running target's endpoints, credentials (passwords hidden) and instances."""
-    target = _load(ctx)
+    target = load_running(ctx)
     if target.follow_live_roles():
         state_dir(ctx).write(RECORD, target.to_state())
     described = shown(target.describe(), show_secrets)
@@ -149,7 +151,7 @@ def down(ctx: click.Context, as_json: bool) -> None:
 @fail_on_errors
 def failover(ctx: click.Context, to: str | None, as_json: bool) -> None:
     """Planned failover of the target's cluster (the proxy is not told; the supervisor waits for it)."""
-    target = _load(ctx)
+    target = load_running(ctx)
     assert target.cluster is not None
     previous = target.cluster.writer.id
     started = time.monotonic()
@@ -173,7 +175,7 @@ def crash(ctx: click.Context, instance_id: str, as_json: bool) -> None:
     With automatic failover on, killing the writer makes the supervisor promote a reader after
     the grace period; the proxy is not told either way.
     """
-    target = _load(ctx)
+    target = load_running(ctx)
     target.crash(instance_id)
     state_dir(ctx).write(RECORD, target.to_state())
     emit({"crashed": instance_id}, as_json, f"{instance_id} killed")
@@ -202,7 +204,7 @@ def rotate(ctx: click.Context, user: str, as_json: bool) -> None:
     password = os.environ.get(NEW_PASSWORD_ENV, "")
     if not password:
         raise CliFailure(f"${NEW_PASSWORD_ENV} is not set: it carries the new password (never the command line)")
-    target = _load(ctx)
+    target = load_running(ctx)
     secret = next((sid for sid, (login_user, _) in target.logins.items() if login_user == user), None)
     if secret is None:
         raise CliFailure(f"no secret of the target holds user {user!r} (have: "

@@ -143,7 +143,7 @@ class RelayDesk:
                 return 204, None
             if len(rest) == 2 and rest[0] == "toxics" and method == "DELETE":
                 if not any(t.name == rest[1] for t in relay.toxics()):
-                    raise _DeskError(404, "toxic", f"relay {parts[1]!r} has no toxic {rest[1]!r}")
+                    raise _DeskError(404, "toxic", f"no toxic {rest[1]!r} is installed")
                 relay.remove_toxic(rest[1])
                 return 204, None
             if rest == ["stats"] and method == "GET":

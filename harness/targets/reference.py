@@ -100,6 +100,8 @@ from harness.targets.prometheus import samples_from_text
 
 READY_TIMEOUT = 30.0
 SUPERVISOR_READY_TIMEOUT = 20.0
+RELAY_KEEPER_READY_TIMEOUT = 20.0
+"""How long the relay keeper may take to listen on every relay and write where they are."""
 
 CERTIFICATION_POOL = {"max_connections_percent": 20}
 CERTIFICATION_READERS = 3
@@ -221,7 +223,8 @@ class ReferenceTarget(Target):
                  secrets_manager: dict[str, Any] | None = None, aws: AwsStandin | None = None,
                  logins: dict[str, tuple[str, str]] | None = None,
                  iam_key: tuple[str, str] | None = None, iam: dict[str, Any] | None = None,
-                 reader_max_connections: tuple[int, ...] | None = None, standin: StateDir | None = None) -> None:
+                 reader_max_connections: tuple[int, ...] | None = None, standin: StateDir | None = None,
+                 relay_process: bool = False) -> None:
         """``reader_max_connections`` gives each reader of a cluster this target makes its own size
         (None: all like the writer); ``auto_failover`` starts the supervisor (off by default, so tests drive failover by hand);
         ``relays`` puts a TCP relay in front of every instance (adds NETWORK_FAULTS); ``testing`` is
@@ -231,7 +234,9 @@ class ReferenceTarget(Target):
         and its secrets' first logins, shared by a sibling proxy with the target that owns them, as is
         ``iam_key``, the access key (id, secret) whose IAM tokens the proxy accepts; ``iam`` overrides
         the proxy's other ``[auth.iam]`` settings.  ``standin`` is the state directory of a running
-        stand-in to borrow (see :func:`borrowed_standin`; ``cluster`` is then its recorded handle)."""
+        stand-in to borrow (see :func:`borrowed_standin`; ``cluster`` is then its recorded handle).
+        ``relay_process`` runs the relays in a background process of their own (a target that
+        ``aurora-harness up`` leaves running), driven through its relay desk."""
         super().__init__(engine)
         if credentials not in CREDENTIAL_MODES:
             raise TargetError(f"credentials must be one of {', '.join(CREDENTIAL_MODES)}, got {credentials!r}")
@@ -246,6 +251,9 @@ class ReferenceTarget(Target):
         self._desk: RelayDesk | None = None
         self._remote_desk: DeskAddress | None = None
         """The desk of the process that runs the relays, when this target was rebuilt from its record."""
+        self.relay_process = bool(relay_process)
+        self.relay_keeper: dict[str, Any] | None = None
+        """The relay keeper process's pid, start time and ports (``relay_process``)."""
         if self.relays:
             self.capabilities = type(self).capabilities | {Capability.NETWORK_FAULTS}
         # Rotatable logins are made by the target that makes (or borrows) the cluster and shared with
@@ -477,6 +485,9 @@ class ReferenceTarget(Target):
     def start_relays(self) -> None:
         """One relay per instance, listening on a free loopback port, forwarding to the instance."""
         assert self.cluster is not None
+        if self.relay_process:
+            self._start_relay_keeper()
+            return
         for inst in self.cluster.instances:
             if inst.id not in self._relays:
                 relay = RelayServer(inst.host, inst.port)
@@ -502,8 +513,32 @@ class ReferenceTarget(Target):
             self._desk = desk
         return self._desk.address
 
+    def _start_relay_keeper(self) -> None:
+        """The relays in a background process (:mod:`harness.net.relay_keeper`), reached through its desk."""
+        assert self.cluster is not None and self.run_dir
+        spec, ready = os.path.join(self.run_dir, "relays.spec.json"), os.path.join(self.run_dir, "relays.json")
+        process.write_private(spec, json.dumps({"instances": [
+            {"id": i.id, "host": i.host, "port": i.port} for i in self.cluster.instances]}), replace=True)
+        log_path = os.path.join(self.run_dir, "relays.log")
+        pid, pid_start = process.spawn([sys.executable, "-m", "harness.net.relay_keeper", "--spec", spec,
+                                        "--ready", ready], log_path=log_path)
+        self.relay_keeper = {"pid": pid, "pid_start": pid_start, "ports": {}}
+        process.wait_until(lambda: os.path.exists(ready) or not process.pid_alive(pid, pid_start),
+                           RELAY_KEEPER_READY_TIMEOUT)
+        if not os.path.exists(ready):
+            self.stop_relays()
+            raise TargetError("the relay keeper did not start; its log ends:\n" + process.log_tail(log_path))
+        with open(ready, encoding="utf-8") as fh:
+            started = json.load(fh)
+        self._remote_desk = DeskAddress.from_state(started["desk"])
+        self.relay_keeper["ports"] = {iid: int(port) for iid, port in started["ports"].items()}
+
     def stop_relays(self) -> None:
-        """Close the desk, every relay and its connections. Idempotent."""
+        """Close the desk, every relay and its connections (or stop the relay keeper). Idempotent."""
+        keeper, self.relay_keeper = self.relay_keeper, None
+        if keeper is not None:
+            process.terminate(keeper["pid"], keeper["pid_start"], timeout=15)
+            self._remote_desk = None
         desk, self._desk = self._desk, None
         if desk is not None:
             desk.stop()
@@ -514,7 +549,9 @@ class ReferenceTarget(Target):
     def _instance_entry(self, inst: Instance) -> dict[str, Any]:
         """The proxy's view of an instance: its own id and role, at its relay's address if it has one."""
         relay = self._relays.get(inst.id)
-        host, port = relay.address if relay is not None else (inst.host, inst.port)
+        kept = (self.relay_keeper or {}).get("ports", {}).get(inst.id)
+        host, port = (relay.address if relay is not None else ("127.0.0.1", kept) if kept is not None
+                      else (inst.host, inst.port))
         return {"id": inst.id, "host": host, "port": port, "role": inst.role.value}
 
     def start_supervisor(self) -> None:
@@ -734,7 +771,7 @@ class ReferenceTarget(Target):
         d["instances"] = self.direct_instances()
         d["proxy_log"] = self.log_path if self.run_dir else None
         d["proxy_testing"] = self.testing  # non-empty: the proxy was made unsafe on purpose
-        d["relays"] = {iid: r.port for iid, r in self._relays.items()}
+        d["relays"] = {iid: r.port for iid, r in self._relays.items()} or dict((self.relay_keeper or {}).get("ports", {}))
         d["aws_endpoint_url"] = self.aws.endpoint_url if self.aws is not None and self.aws.port else None
         d["secrets"] = {sid: user for sid, (user, _) in self.logins.items()}
         # The other logins behind the proxy (rotatable, IAM), e.g. for an external certification over
@@ -764,6 +801,8 @@ class ReferenceTarget(Target):
                 "logins": {sid: list(login) for sid, login in self.logins.items()},
                 "iam_key": list(self.iam_key) if self.iam_key is not None else None, "iam": self.iam_settings,
                 "relay_desk": self._desk.address.to_state() if self._desk is not None else None,
+                "relay_keeper": ({**self.relay_keeper, "desk": self._remote_desk.to_state()}
+                                 if self.relay_keeper is not None and self._remote_desk is not None else None),
                 "cluster": self.cluster.to_state()}
 
     @classmethod
@@ -783,6 +822,12 @@ class ReferenceTarget(Target):
         t.supervisor_pid, t.supervisor_pid_start = state.get("supervisor_pid"), state.get("supervisor_pid_start")
         if state.get("relay_desk"):
             t._remote_desk = DeskAddress.from_state(state["relay_desk"])
+            t.capabilities = t.capabilities | {Capability.NETWORK_FAULTS}
+        keeper = state.get("relay_keeper")
+        if keeper:
+            t.relays = t.relay_process = True
+            t.relay_keeper = {"pid": keeper["pid"], "pid_start": keeper["pid_start"], "ports": dict(keeper["ports"])}
+            t._remote_desk = DeskAddress.from_state(keeper["desk"])
             t.capabilities = t.capabilities | {Capability.NETWORK_FAULTS}
         if t.supervised:
             t._reload_cluster()
