@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.history import History, HistoryError, Op, OpType
+from harness.history import CLOCK_RECORD, History, HistoryError, Op, OpType
 
 PROCESSES_DIR = "history/processes"
 MERGED = "history/merged.jsonl"
@@ -57,9 +57,11 @@ def merge(paths: Iterable[str | os.PathLike[str]]) -> History:
     owner: dict[Any, str] = {}
     tagged: list[tuple[int, int, int, Op]] = []
     torn = 0
+    anchor = None
     for file_number, path in enumerate(paths):
         history = History.load(path)
         torn += history.torn_lines
+        anchor = anchor or history.anchor  # one machine, one monotonic clock: any file's anchor fits all
         for op in history:
             if op.type in (OpType.INVOKE, OpType.OK, OpType.FAIL, OpType.INFO) \
                     and op.process not in SHARED_PROCESSES:
@@ -70,7 +72,7 @@ def merge(paths: Iterable[str | os.PathLike[str]]) -> History:
             tagged.append((op.time, file_number, op.index, op))
     tagged.sort(key=lambda t: t[:3])
     ops = [_renumbered(op, n) for n, (_, _, _, op) in enumerate(tagged)]
-    return History(ops, torn_lines=torn)
+    return History(ops, torn_lines=torn, anchor=anchor)
 
 
 def _renumbered(op: Op, index: int) -> Op:
@@ -79,14 +81,18 @@ def _renumbered(op: Op, index: int) -> Op:
 
 
 def write_history(history: History, path: str | os.PathLike[str]) -> None:
-    """Write ``history`` as JSON lines (the recorder's format)."""
+    """Write ``history`` as JSON lines (the recorder's format, its clock anchor first when it has one)."""
     with open(path, "w", encoding="utf-8") as fh:
+        if history.anchor is not None:
+            fh.write(json.dumps(history.anchor.to_record(), separators=(",", ":")) + "\n")
         fh.writelines(json.dumps(op.to_dict(), separators=(",", ":"), allow_nan=False) + "\n" for op in history)
 
 
 def count_records(path: str | os.PathLike[str]) -> int:
+    """Ops in a history file (its clock anchor line is not one)."""
+    anchor_start = '{"type":"%s"' % CLOCK_RECORD
     with open(path, encoding="utf-8") as fh:
-        return sum(1 for line in fh if line.strip())
+        return sum(1 for line in fh if line.strip() and not line.startswith(anchor_start))
 
 
 def check_manifest(run_dir: str | os.PathLike[str]) -> list[str]:
