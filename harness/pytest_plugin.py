@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,9 @@ if TYPE_CHECKING:
 
 PREFLIGHT_DONE_ENV = "AURORA_HARNESS_PREFLIGHT_DONE"
 """Set by ``aurora-harness certify`` when it has tried the endpoints itself already."""
+COMMAND_ENV = "AURORA_HARNESS_COMMAND"
+"""The command line that started the run, passwords masked, set by ``aurora-harness certify`` for the
+report (the child's own argv is a pytest command nobody typed)."""
 TARGET_DID_NOT_COME_UP = 2
 """pytest's exit status when the target could not be brought up (pytest's own "interrupted")."""
 RUN_KEY = pytest.StashKey["HarnessRun"]()
@@ -123,6 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run = config.stash[RUN_KEY] = HarnessRun(store, target=kind, engine=engine,
                                              profile=config.getoption("--profile"), catalogue=catalogue,
                                              seed=config.getoption("hypothesis_seed", default=None))
+    run.command = os.environ.get(COMMAND_ENV) or shlex.join(["pytest", *config.invocation_params.args])
     _check_target(config, run)
 
 

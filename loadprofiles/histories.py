@@ -90,7 +90,7 @@ def write_history(history: History, path: str | os.PathLike[str]) -> None:
 
 def count_records(path: str | os.PathLike[str]) -> int:
     """Ops in a history file (its clock anchor line is not one)."""
-    anchor_start = '{"type":"%s"' % CLOCK_RECORD
+    anchor_start = f'{{"type":"{CLOCK_RECORD}"'
     with open(path, encoding="utf-8") as fh:
         return sum(1 for line in fh if line.strip() and not line.startswith(anchor_start))
 
