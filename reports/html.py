@@ -24,17 +24,22 @@ DRIVERS = ("psycopg", "PyMySQL", "mysql-connector-python", "aiomysql")
 
 def render_html(report: Report, *, plots: bool = True) -> str:
     """The page of ``report``; ``plots=False`` leaves the plots out (faster, no matplotlib needed)."""
-    import jinja2  # imported here: only rendering a page needs it
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True)
     figures = []
     if plots:
         from reports.plots import plots_of_run  # imported here: matplotlib is heavy and optional at import
 
         figures = plots_of_run(report)
-    return env.get_template("report.html.j2").render(page_context(report, figures, plots_requested=plots))
+    return template("report.html.j2").render(page_context(report, figures, plots_requested=plots))
+
+
+def template(name: str) -> Any:
+    """A page template of ``reports/templates`` (package data), every value HTML-escaped unless
+    marked safe (only the plots' SVG is)."""
+    import jinja2  # imported here: only rendering a page needs it
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template(name)
 
 
 def versions(report: Report) -> list[tuple[str, str]]:

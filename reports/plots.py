@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import math
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 from harness.history import FaultWindow, History, Op, OpType
 from reports.evidence import wall_text
+from reports.latency import client_pairs, percentile
 from reports.model import Report
 
 BINS = 120
 """Time bins per plot: a line of at most this many points per series keeps the SVG small."""
 MIN_REQUESTS = 20
 """A history with fewer client requests than this gets no latency or throughput plot."""
-HARNESS_PROCESSES = frozenset({"nemesis", "harness"})
 WRITE_OPS = frozenset({"write", "txn", "insert", "update"})
 READ_OPS = frozenset({"read", "select"})
 FAILOVER_FAULTS = ("failover", "crash", "reboot")
@@ -77,12 +76,6 @@ class Timebase:
         return (t - self.origin) / 1e9
 
 
-def client_pairs(history: History) -> list[tuple[Op, Op]]:
-    """Completed client requests (invocation, completion)."""
-    return [(inv, comp) for inv, comp in history.pairs()
-            if comp is not None and inv.process not in HARNESS_PROCESSES]
-
-
 def error_kind(op: Op) -> str:
     """``fail 57P01`` / ``info timeout``: how a request went wrong, for the colours of the error bars."""
     code = op.error.code if op.error is not None and op.error.code else "no code"
@@ -97,11 +90,6 @@ def binned(points: list[tuple[float, float]], lo: float, hi: float) -> Iterator[
         bins[min(int((t - lo) / width), BINS - 1)].append(v)
     for b in sorted(bins):
         yield lo + (b + 0.5) * width, bins[b]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 # -- drawing ----------------------------------------------------------------------------------------------
