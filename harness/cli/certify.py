@@ -267,7 +267,7 @@ def finish(path: Path, *, allow_unknown: bool = False, as_json: bool, pytest_sta
     """Render the reports of a finished run, print the verdicts and the headline, return the exit status."""
     from reports.model import ReportError
     from reports.render import write_reports
-    from reports.table import render_table
+    from reports.table import for_terminal
 
     strict = not allow_unknown
     try:
@@ -289,7 +289,7 @@ def finish(path: Path, *, allow_unknown: bool = False, as_json: bool, pytest_sta
         click.echo(json.dumps(report_dict(report, strict=strict), indent=2))
     else:
         click.echo("")
-        click.echo(render_table(report))
+        click.echo(for_terminal(report))
         click.echo("")
         click.echo(f"run directory: {path}  (results.json, junit.xml, report.html, history/)")
         click.echo(headline_text(outcome, allow_unknown=allow_unknown))

@@ -30,7 +30,7 @@ def report(run_dir: Path, as_json: bool, no_plots: bool) -> None:
     from reports.json_report import report_dict
     from reports.model import ReportError
     from reports.render import write_reports
-    from reports.table import render_table
+    from reports.table import for_terminal
 
     try:
         rendered = write_reports(run_dir, plots=not no_plots)
@@ -41,7 +41,7 @@ def report(run_dir: Path, as_json: bool, no_plots: bool) -> None:
     if as_json:
         click.echo(json.dumps(report_dict(rendered, strict=True), indent=2))
         return
-    click.echo(render_table(rendered))
+    click.echo(for_terminal(rendered))
     click.echo("")
     click.echo(f"written: {run_dir / 'report.html'}, {run_dir / 'report.json'}, {run_dir / 'junit.xml'}")
     click.echo(headline_text(rendered.certification))
