@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.history import History, HistoryError
+from harness.metrics import MetricSample, load_samples
 from harness.runstore import Certification, RunStore, RunStoreError, certification, overall
 
 
@@ -137,13 +138,24 @@ class Report:
         self._histories[test_id] = history
         return history
 
+    def metrics(self, test_id: str | None) -> list[MetricSample]:
+        """The proxy metrics sampled during a test (empty when none were kept or the file is damaged)."""
+        test = self.test(test_id)
+        if not test or not test.get("metrics"):
+            return []
+        try:
+            return load_samples(Path(self.run_dir) / test["metrics"])[0]
+        except (OSError, ValueError, KeyError, HistoryError):
+            return []
+
     def files(self) -> list[str]:
         """The run directory's files a reader may want to open, relative to it, in a stable order."""
         base = Path(self.run_dir)
         top = [n for n in ("results.json", "report.json", "junit.xml", "target.json") if (base / n).is_file()]
         logs = sorted(p.name for p in base.glob("*.log") if p.is_file())
         histories = sorted(os.fspath(p.relative_to(base)) for p in base.glob("history/**/*.jsonl"))
-        return top + logs + histories
+        metrics = sorted(os.fspath(p.relative_to(base)) for p in base.glob("metrics/*.jsonl"))
+        return top + logs + histories + metrics
 
 
 def load_report(run_dir: str | os.PathLike[str]) -> Report:

@@ -2,8 +2,9 @@
 
 What a reader of a chaos run looks for first: latency over time through each endpoint with the
 fault windows shaded, throughput and errors (coloured by kind) over time, what happened when in each
-failover, and the backend connections against the pool cap.  Each plot is made only when its
-history holds what it needs, so a short conformance test does not get an empty chart.
+failover, the backend connections against the pool cap (counted on the instance by the test, or as
+the proxy reports them) and the proxy's pinned sessions.  Each plot is made only when its history or
+metrics hold what it needs, so a short conformance test does not get an empty chart.
 
 matplotlib is imported inside the functions that draw: it takes a second to import, and nothing but
 a report page needs it (the harness and its command line never import it).  Figures are made with
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from harness.history import FaultWindow, History, Op, OpType
+from harness.metrics import MetricSample
 from reports.evidence import wall_text
 from reports.latency import client_pairs, percentile
 from reports.model import Report
@@ -50,10 +52,12 @@ def plots_of_run(report: Report) -> list[Plot]:
     out: list[Plot] = []
     for test in report.tests:
         history = report.history(test["id"])
-        if history is None or not len(history):
-            continue
-        for draw in (latency_plot, throughput_plot, failover_plots, backends_plot):
-            out.extend(draw(test["id"], history))
+        if history is not None and len(history):
+            for draw in (latency_plot, throughput_plot, failover_plots, backends_plot):
+                out.extend(draw(test["id"], history))
+        samples = report.metrics(test["id"])
+        if samples:
+            out.extend(proxy_metric_plots(test["id"], samples, history, test.get("guarantees") or []))
     return out
 
 
@@ -66,8 +70,9 @@ class Timebase:
     label: str
 
     @classmethod
-    def of(cls, history: History) -> Timebase:
-        origin = history[0].time
+    def of(cls, history: History, origin: int | None = None) -> Timebase:
+        """The history's first record is zero (``origin`` when the history is empty)."""
+        origin = history[0].time if len(history) else origin or 0
         if history.anchor is not None:
             return cls(origin, f"seconds since {wall_text(history.anchor, origin)} UTC")
         return cls(origin, "seconds since the history's first record")
@@ -266,3 +271,62 @@ def backends_plot(test: str, history: History) -> list[Plot]:
     return [Plot("backends", test, "Backend connections over time against the pool cap", _svg(fig, f"{test}-backends"))]
 
 
+
+
+CONNECTIONS = "DatabaseConnections"
+CAP = "MaxDatabaseConnectionsAllowed"
+PINNED = "DatabaseConnectionsCurrentlySessionPinned"
+CONNECTION_FAMILIES = ("POOL-", "FAILOVER-", "STORM-", "BORROW-")
+"""Guarantees whose tests get the proxy's connections plot (for others it is a flat line)."""
+
+
+def _series(samples: list[MetricSample], name: str, tb: Timebase) -> dict[str, list[tuple[float, float]]]:
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for s in samples:
+        if s.name == name:
+            out[s.dimensions.get("Target", "-")].append((tb.s(s.time), s.value))
+    return dict(out)
+
+
+def proxy_metric_plots(test: str, samples: list[MetricSample], history: History | None,
+                       guarantees: list[str]) -> list[Plot]:
+    """From the proxy's own metrics: backend connections per instance against the cap it reports (for
+    tests of pooling, failover, storms and borrow timeouts), and pinned sessions whenever any were."""
+    history = history if history is not None else History()
+    tb = Timebase.of(history, origin=min(s.time for s in samples))
+    end_s = max(tb.s(s.time) for s in samples)
+    windows = history.fault_windows()
+    out = []
+    connections = _series(samples, CONNECTIONS, tb)
+    if connections and any(g.startswith(CONNECTION_FAMILIES) for g in guarantees):
+        caps = _series(samples, CAP, tb)
+        fig = _figure()
+        ax = fig.add_subplot()
+        _shade(ax, windows, tb, end_s)
+        for target, points in sorted(connections.items()):
+            (line,) = ax.step([t for t, _ in points], [v for _, v in points], where="post",
+                              label=f"{target} connections")
+            if caps.get(target):
+                ax.step([t for t, _ in caps[target]], [v for _, v in caps[target]], where="post", ls="--", lw=1,
+                        color=line.get_color(), label=f"{target} cap")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel(tb.label)
+        ax.set_ylabel("backend connections")
+        ax.set_title("Backend connections as the proxy reports them, against its cap")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        out.append(Plot("proxy-connections", test, "Backend connections over time (proxy metrics) against the cap",
+                        _svg(fig, f"{test}-proxy-connections")))
+    pinned = _series(samples, PINNED, tb)
+    if any(v > 0 for points in pinned.values() for _, v in points):
+        fig = _figure()
+        ax = fig.add_subplot()
+        _shade(ax, windows, tb, end_s)
+        for target, points in sorted(pinned.items()):
+            ax.step([t for t, _ in points], [v for _, v in points], where="post", label=f"{target} pinned")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel(tb.label)
+        ax.set_ylabel("pinned sessions")
+        ax.set_title("Sessions pinned to a backend over time (proxy metrics)")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        out.append(Plot("pinned", test, "Pinned sessions over time (proxy metrics)", _svg(fig, f"{test}-pinned")))
+    return out

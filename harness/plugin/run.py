@@ -35,6 +35,8 @@ class TestRecord:
     id: str
     guarantees: list[str]
     history: str | None = None
+    metrics: str | None = None
+    """The proxy metrics sampled during the test (``metrics/<test>.jsonl``), when there were any."""
     verdicts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     outcome: str = "passed"
     duration_s: float = 0.0

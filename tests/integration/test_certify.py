@@ -174,7 +174,7 @@ def assert_page_shows_the_run(run: Run, profile_dir: Path, *, headline: str, plo
     assert rows == {gid: g["valid"] for gid, g in results["guarantees"].items()}
     failed = [t["id"] for t in results["tests"] if t["outcome"] in ("failed", "error")]
     assert re.findall(r'class="failed-test" data-test="([^"]+)"', dom) == failed
-    drawn = re.findall(r'<figure class="plot" data-plot="([a-z]+)" data-test="([^"]+)">\s*<svg', dom)
+    drawn = re.findall(r'<figure class="plot" data-plot="([a-z-]+)" data-test="([^"]+)">\s*<svg', dom)
     assert len(drawn) == (run.run_dir / "report.html").read_text().count('<figure class="plot"')  # all parsed
     assert plots <= {(kind, test.rsplit("::", 1)[-1]) for kind, test in drawn}, drawn
     assert "<script" not in dom

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.checkers import Validity, Verdict
-from harness.history import ManualClock, OpError, Recorder
+from harness.history import ClockAnchor, ManualClock, OpError, Recorder
+from harness.metrics import MetricSample, write_samples
 from harness.plugin.run import HarnessRun
 from harness.runstore import RunStore
 
@@ -56,6 +57,18 @@ def record_failover(path) -> list[dict]:
     return [leak.to_dict()]
 
 
+def record_metrics(path):
+    """What the proxy reported every 0.5 s of the failover history: connections, its cap, pinned sessions."""
+    samples = []
+    for step in range(12):
+        t = step * 500_000_000
+        samples += [MetricSample(t, "DatabaseConnections", 3 + step % 4, {"Target": "instance-1"}),
+                    MetricSample(t, "MaxDatabaseConnectionsAllowed", 20, {"Target": "instance-1"}),
+                    MetricSample(t, "DatabaseConnectionsCurrentlySessionPinned", step % 3, {"Target": "instance-1"})]
+    write_samples(path, samples, ClockAnchor(wall_ns=WALL_AT_ZERO, monotonic_ns=0))
+    return path
+
+
 @pytest.fixture
 def built_run(tmp_path):
     """A run directory by hand: four tests, one failed guarantee judged twice, a failover history."""
@@ -81,6 +94,7 @@ def built_run(tmp_path):
     model.message = "Falsifying example: -- client 1\nSET x = 1; replay with --seed 7"
     fo = run.record_for(FAILOVER, ["FAILOVER-WRITE-GAP"])
     fo.history = store.relative(history)
+    fo.metrics = store.relative(record_metrics(store.metrics_path(FAILOVER)))
     fo.verdicts = [Verdict("FAILOVER-WRITE-GAP", Validity.TRUE, 0.9, 3.0, "s", "1 failover; worst gap 0.9 s").to_dict()]
     pool = run.record_for(POOL, ["POOL-BACKEND-CAP"])
     pool.verdicts = [v.to_dict() for v in run.unknown_verdicts(["POOL-BACKEND-CAP"], "the pool cap is not known")]

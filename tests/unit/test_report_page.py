@@ -43,6 +43,7 @@ def test_failed_tests_and_links_to_the_files(built_run, built_ids):
     assert failed == [built_ids["iso"], built_ids["model"]]
     assert "Falsifying example: -- client 1" in page
     for name in ("results.json", "target.json", "proxy.log",
+                 "metrics/suites_chaos_test_failover.py__test_failover_under_load.jsonl",
                  "history/suites_chaos_test_failover.py__test_failover_under_load.jsonl"):
         assert f'<a href="{name}">' in page, name
     assert "Plots were left out" in page
@@ -62,6 +63,8 @@ def test_plots_are_inline_svg_one_per_kind(built_run, built_ids):
     assert ("throughput", built_ids["failover"]) in kinds
     assert ("failover", built_ids["failover"]) in kinds
     assert ("backends", built_ids["failover"]) in kinds
+    assert ("proxy-connections", built_ids["failover"]) in kinds  # from the metrics the test kept
+    assert ("pinned", built_ids["failover"]) in kinds
     assert "<?xml" not in page and "<!DOCTYPE svg" not in page  # inlined, not embedded documents
     latency = page[page.index('data-plot="latency"'):page.index('data-plot="throughput"')]
     for endpoint in ("writer", "reader", "direct:instance-1"):
