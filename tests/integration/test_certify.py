@@ -187,7 +187,9 @@ def test_the_report_of_a_quick_run_in_a_browser(reference_run, tmp_path):
     dom = assert_page_shows_the_run(reference_run, tmp_path, headline="CERTIFIED", plots={
         ("latency", "test_failover_under_mixed_load"), ("throughput", "test_failover_under_mixed_load"),
         ("failover", "test_failover_under_mixed_load"), ("failover", "test_silent_failover"),
-        ("backends", "test_backend_cap_under_200_clients"), ("latency", "test_added_latency")})
+        ("backends", "test_backend_cap_under_200_clients"), ("latency", "test_added_latency"),
+        ("proxy-connections", "test_backend_cap_under_200_clients"),
+        ("pinned", "test_triggers_pin_and_non_triggers_do_not")})
     assert "reference-proxy" in dom and "aurora-harness certify --target reference" in dom
     assert '<a href="junit.xml">' in dom and '<a href="proxy.log">' in dom
     # Evidence and plots are on the wall clock: the histories carry their anchor.
