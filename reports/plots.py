@@ -193,28 +193,34 @@ def throughput_plot(test: str, history: History) -> list[Plot]:
 
 def failover_moments(history: History, window: FaultWindow) -> list[tuple[str, int]]:
     """(label, time) of what happened in one failover, in time order: the trigger, the promotion
-    seen, the fault's end, the first successful write and read per endpoint invoked after the trigger,
-    and each idle-client probe."""
+    seen, the fault's end, per endpoint the first successful write and read once service was back (the
+    first ok invoked after the first error that followed the trigger, errors of kinds the workload
+    had before it with no fault on left out; without errors, the first ok after the trigger), and each
+    idle-client probe."""
     moments: list[tuple[str, int]] = [(f"trigger ({window.name})", window.start)]
-    later = [o for o in history if o.time >= window.start]
-    promoted = next((o for o in later if o.type is OpType.EVENT and o.f == "new_writer"), None)
+    promoted = next((o for o in history.events("new_writer") if o.time >= window.start), None)
     if promoted is not None:
         moments.append((f"promotion seen ({promoted.value})", promoted.time))
     if window.end is not None:
         moments.append((f"{window.name} ended", window.end))
-    firsts: dict[str, int] = {}
-    for inv, comp in client_pairs(history):
-        if inv.time < window.start or comp.type is not OpType.OK:
+    requests: dict[tuple[str, str], list[tuple[Op, Op]]] = defaultdict(list)
+    usual: set[str] = set()  # errors the workload had with no fault on (deliberate ones): not the outage
+    windows = history.fault_windows()
+    for inv, comp in client_pairs(history):  # in invocation order
+        if inv.time < window.start:
+            if comp.type is not OpType.OK and not any(w.overlaps(inv.time, comp.time) for w in windows):
+                usual.add(error_kind(comp))
             continue
-        kind = "write" if inv.f in WRITE_OPS else "read" if inv.f in READ_OPS else None
-        if kind is not None:
-            firsts.setdefault(f"first {kind} ok via {inv.endpoint or '-'}", comp.time)
         if inv.f == "idle_probe":
-            moments.append((f"idle probe ok ({inv.process})", comp.time))
-    for inv, comp in client_pairs(history):
-        if inv.f == "idle_probe" and inv.time >= window.start and comp.type is not OpType.OK:
             moments.append((f"idle probe {comp.type.value} ({inv.process})", comp.time))
-    moments += sorted(firsts.items(), key=lambda kv: kv[1])
+        elif inv.f in WRITE_OPS or inv.f in READ_OPS:
+            requests[("write" if inv.f in WRITE_OPS else "read", inv.endpoint or "-")].append((inv, comp))
+    for (kind, endpoint), pairs in sorted(requests.items()):
+        errors = [comp.time for _, comp in pairs if comp.type is not OpType.OK and error_kind(comp) not in usual]
+        since = min(errors) if errors else window.start
+        back = next((comp.time for inv, comp in pairs if comp.type is OpType.OK and inv.time >= since), None)
+        if back is not None:
+            moments.append((f"first {kind} ok via {endpoint} ({'after errors' if errors else 'no errors'})", back))
     return sorted(moments, key=lambda m: m[1])
 
 

@@ -28,7 +28,7 @@ def record_failover(path) -> list[dict]:
             clock.at(step / 10)
             w = rec.invoke(1, "write", step, endpoint="writer")
             clock.advance(0.004 + (0.05 if 20 <= step <= 30 else 0))
-            if 20 <= step <= 25:
+            if 21 <= step <= 25:
                 rec.fail(w, OpError("57P01", "terminating connection", definite=True))
             elif step == 26:
                 rec.info(w, OpError("timeout", "no answer", definite=False))

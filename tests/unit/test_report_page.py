@@ -80,3 +80,20 @@ def test_matplotlib_is_not_imported_with_the_harness():
             "print('matplotlib' in sys.modules, 'jinja2' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_the_failover_timeline_names_each_moment(built_run, built_ids):
+    from reports.plots import failover_moments
+
+    history = load_report(built_run).history(built_ids["failover"])
+    (window,) = history.fault_windows()
+    moments = {label: round((t - window.start) / 1e6) for label, t in failover_moments(history, window)}
+    assert moments == {
+        "trigger (failover)": 0,
+        "first read ok via reader (no errors)": 97,  # the next step's read
+        "first read ok via direct:instance-1 (no errors)": 99,
+        "first write ok via writer (after errors)": 694,  # step 27: after five failures and a timeout
+        "promotion seen (instance-2)": 500,
+        "failover ended": 1000,
+        "idle probe ok (5)": 1454,
+    }
