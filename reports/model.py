@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness.history import History, HistoryError
+from harness.history import ClockAnchor, History, HistoryError
 from harness.metrics import MetricSample, load_samples
 from harness.runstore import Certification, RunStore, RunStoreError, certification, overall
 
@@ -138,15 +138,16 @@ class Report:
         self._histories[test_id] = history
         return history
 
-    def metrics(self, test_id: str | None) -> list[MetricSample]:
-        """The proxy metrics sampled during a test (empty when none were kept or the file is damaged)."""
+    def metrics(self, test_id: str | None) -> tuple[list[MetricSample], ClockAnchor | None]:
+        """The proxy metrics sampled during a test and the anchor of their clock (no samples when none
+        were kept or the file is damaged)."""
         test = self.test(test_id)
         if not test or not test.get("metrics"):
-            return []
+            return [], None
         try:
-            return load_samples(Path(self.run_dir) / test["metrics"])[0]
+            return load_samples(Path(self.run_dir) / test["metrics"])
         except (OSError, ValueError, KeyError, HistoryError):
-            return []
+            return [], None
 
     def files(self) -> list[str]:
         """The run directory's files a reader may want to open, relative to it, in a stable order."""

@@ -55,8 +55,10 @@ def plots_of_run(report: Report) -> list[Plot]:
         if history is not None and len(history):
             for draw in (latency_plot, throughput_plot, failover_plots, backends_plot):
                 out.extend(draw(test["id"], history))
-        samples = report.metrics(test["id"])
+        samples, anchor = report.metrics(test["id"])
         if samples:
+            if history is None or not len(history):  # metrics without a history: their own anchor
+                history = History((), anchor=anchor)
             out.extend(proxy_metric_plots(test["id"], samples, history, test.get("guarantees") or []))
     return out
 
@@ -64,7 +66,7 @@ def plots_of_run(report: Report) -> list[Plot]:
 # -- the data behind each plot -----------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Timebase:
-    """Seconds since the history's first record, and how the axis is labelled."""
+    """Seconds since the history's first record (or ``origin`` for an empty one), and the axis label."""
 
     origin: int
     label: str
@@ -298,11 +300,11 @@ def _series(samples: list[MetricSample], name: str, tb: Timebase) -> dict[str, l
     return dict(out)
 
 
-def proxy_metric_plots(test: str, samples: list[MetricSample], history: History | None,
+def proxy_metric_plots(test: str, samples: list[MetricSample], history: History,
                        guarantees: list[str]) -> list[Plot]:
     """From the proxy's own metrics: backend connections per instance against the cap it reports (for
-    tests of pooling, failover, storms and borrow timeouts), and pinned sessions whenever any were."""
-    history = history if history is not None else History()
+    tests of pooling, failover, storms and borrow timeouts), and pinned sessions whenever any were.
+    The history (possibly empty, with the metrics' anchor) gives the time axis and the fault windows."""
     tb = Timebase.of(history, origin=min(s.time for s in samples))
     end_s = max(tb.s(s.time) for s in samples)
     windows = history.fault_windows()

@@ -97,3 +97,18 @@ def test_the_failover_timeline_names_each_moment(built_run, built_ids):
         "failover ended": 1000,
         "idle probe ok (5)": 1454,
     }
+
+
+def test_metrics_without_a_history_are_plotted_on_their_own_clock(built_run, built_ids):
+    import json
+
+    from reports.plots import plots_of_run
+
+    results = json.loads((built_run / "results.json").read_text())
+    for test in results["tests"]:
+        if test["id"] == built_ids["failover"]:
+            test["history"] = None  # only the metrics are left
+    (built_run / "results.json").write_text(json.dumps(results))
+    plots = {p.kind: p for p in plots_of_run(load_report(built_run)) if p.test == built_ids["failover"]}
+    assert set(plots) == {"proxy-connections", "pinned"}
+    assert "seconds since 2026-12-02 00:00:00.000 UTC" in plots["pinned"].svg
