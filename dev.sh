@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(postgresql-15 mariadb-server pgbouncer pgpool2 haproxy sysbench python3-venv procps)
+APT_PACKAGES=(postgresql-15 mariadb-server pgbouncer pgpool2 haproxy sysbench python3-venv procps chromium)
 VENV=.venv
 
 as_root() {

@@ -19,7 +19,12 @@ run that dies still leaves everything it recorded on disk.  A line cut short by 
 skipped by :meth:`History.load`, which counts it in ``torn_lines`` instead of failing.
 
 Times are monotonic nanoseconds from an injected clock, so tests can build exact histories and a
-recorded run never sees the wall clock jump.
+recorded run never sees the wall clock jump.  Durations are differences of these times.  To line a
+history up with the proxy's and the database's logs, which print wall-clock times, a recorder that
+writes a file starts it with one ``clock`` record (not an op: it has no index and checkers never see
+it) pairing the wall clock with the monotonic clock at the same instant; :class:`ClockAnchor` turns
+any monotonic time of the file into wall-clock time.  Histories written before the anchor existed
+load with ``anchor = None``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 """Returns monotonic time in nanoseconds (``time.monotonic_ns`` in real runs)."""
+
+WallClock = Callable[[], int]
+"""Returns wall-clock time in nanoseconds since the Unix epoch (``time.time_ns`` in real runs)."""
+
+CLOCK_RECORD = "clock"
+"""The ``type`` of the anchor line that opens a history file."""
 
 
 class HistoryError(HarnessError):
@@ -190,6 +201,34 @@ class Op:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClockAnchor:
+    """One instant read on both clocks: the wall clock (epoch ns) and the history's monotonic clock.
+
+    Wall-clock time of a record = ``wall_ns + (record.time - monotonic_ns)``.  The monotonic clock
+    keeps measuring durations (the wall clock may be stepped by NTP during a run); the anchor only
+    places the whole history on the calendar, to within the drift of the two clocks over the run.
+    """
+
+    wall_ns: int
+    monotonic_ns: int
+
+    def wall_ns_of(self, monotonic_ns: int) -> int:
+        """The wall-clock time (epoch ns) of a monotonic time of the same history."""
+        return self.wall_ns + (monotonic_ns - self.monotonic_ns)
+
+    def to_record(self) -> dict[str, Any]:
+        """The anchor line of a history file."""
+        return {"type": CLOCK_RECORD, "wall_ns": self.wall_ns, "time": self.monotonic_ns}
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> ClockAnchor:
+        wall, mono = d.get("wall_ns"), d.get("time")
+        if not isinstance(wall, int) or not isinstance(mono, int):
+            raise HistoryError(f"a clock record needs integer wall_ns and time: {d!r}")
+        return cls(wall_ns=wall, monotonic_ns=mono)
+
+
+@dataclasses.dataclass(frozen=True)
 class FaultWindow:
     """The time a fault was active: from its start event to its end event (``None`` = never healed)."""
 
@@ -215,10 +254,12 @@ class History(Sequence[Op]):
     ops (tests build small literal histories this way).
     """
 
-    def __init__(self, ops: Iterable[Op] = (), *, torn_lines: int = 0) -> None:
+    def __init__(self, ops: Iterable[Op] = (), *, torn_lines: int = 0, anchor: ClockAnchor | None = None) -> None:
         self._ops: tuple[Op, ...] = tuple(sorted(ops, key=lambda o: o.index))
         self.torn_lines = torn_lines
         """Lines that could not be parsed at the end of the file (a run that died mid-write)."""
+        self.anchor = anchor
+        """Where the monotonic times sit on the wall clock; ``None`` for a history written without one."""
         self._pairs: tuple[tuple[Op, Op | None], ...] | None = None
 
     # -- Sequence ---------------------------------------------------------------------------
@@ -246,7 +287,7 @@ class History(Sequence[Op]):
 
         A last line that is not valid JSON (the writer died mid-line) is skipped and counted in
         ``torn_lines``; a bad line anywhere else means the file is damaged and raises
-        :class:`HistoryError` naming the line.
+        :class:`HistoryError` naming the line.  The first ``clock`` record becomes :attr:`anchor`.
         """
         try:
             with open(path, encoding="utf-8") as fh:
@@ -257,6 +298,7 @@ class History(Sequence[Op]):
             lines.pop()
         ops: list[Op] = []
         torn = 0
+        anchor: ClockAnchor | None = None
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -268,13 +310,16 @@ class History(Sequence[Op]):
                     continue
                 raise HistoryError(f"{os.fspath(path)}:{number}: not a JSON record") from None
             try:
-                ops.append(Op.from_dict(raw))
+                if isinstance(raw, dict) and raw.get("type") == CLOCK_RECORD:
+                    anchor = anchor or ClockAnchor.from_record(raw)
+                else:
+                    ops.append(Op.from_dict(raw))
             except HistoryError as e:
                 raise HistoryError(f"{os.fspath(path)}:{number}: {e}") from None
         if torn:
             log.warning("%s: skipped a torn last line (the recording process died mid-write)",
                         os.fspath(path))
-        return cls(ops, torn_lines=torn)
+        return cls(ops, torn_lines=torn, anchor=anchor)
 
     # -- queries -----------------------------------------------------------------------------
     def ops(self, *, f: str | Iterable[str] | None = None,
@@ -364,12 +409,14 @@ class Recorder:
     Each record is written and flushed while a lock is held (never across an ``await``), so the
     file order equals index order and a crash loses nothing already recorded.  Pass ``path=None``
     to keep the history in memory only.  The file must not exist yet: appending to an old run's
-    history would mix two runs.
+    history would mix two runs.  The file's first line is the :class:`ClockAnchor` read when the
+    recorder is made (``wall_clock`` is injected like ``clock``).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, clock: Clock = time.monotonic_ns,
-                 fsync: bool = False) -> None:
+                 fsync: bool = False, wall_clock: WallClock = time.time_ns) -> None:
         self._clock = clock
+        self.anchor = ClockAnchor(wall_ns=wall_clock(), monotonic_ns=clock())
         self._lock = threading.Lock()
         self._ops: list[Op] = []
         self._open: dict[Any, Op] = {}
@@ -383,6 +430,8 @@ class Recorder:
                 raise HistoryError(f"history file {os.fspath(path)!r} already exists") from None
             except OSError as e:
                 raise HistoryError(f"cannot create history {os.fspath(path)!r}: {e.strerror}") from e
+            self._fh.write(json.dumps(self.anchor.to_record(), separators=(",", ":")) + "\n")
+            self._fh.flush()
 
     # -- client side -------------------------------------------------------------------------
     def invoke(self, process: int | str, f: str, value: Any = None, *, endpoint: str | None = None,
@@ -450,7 +499,7 @@ class Recorder:
     def history(self) -> History:
         """A snapshot of everything recorded so far."""
         with self._lock:
-            return History(list(self._ops))
+            return History(list(self._ops), anchor=self.anchor)
 
     def outstanding(self) -> list[Op]:
         """Invocations still waiting for their completion."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
 
 PREFLIGHT_DONE_ENV = "AURORA_HARNESS_PREFLIGHT_DONE"
 """Set by ``aurora-harness certify`` when it has tried the endpoints itself already."""
+COMMAND_ENV = "AURORA_HARNESS_COMMAND"
+"""The command line that started the run, passwords masked, set by ``aurora-harness certify`` for the
+report (the child's own argv is a pytest command nobody typed)."""
 TARGET_DID_NOT_COME_UP = 2
 """pytest's exit status when the target could not be brought up (pytest's own "interrupted")."""
 RUN_KEY = pytest.StashKey["HarnessRun"]()
@@ -126,6 +130,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run = config.stash[RUN_KEY] = HarnessRun(store, target=kind, engine=engine,
                                              profile=config.getoption("--profile"), catalogue=catalogue,
                                              seed=config.getoption("hypothesis_seed", default=None))
+    run.command = os.environ.get(COMMAND_ENV) or shlex.join(["pytest", *config.invocation_params.args])
     _check_target(config, run)
 
 
@@ -428,6 +433,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     metrics = sampler.stop() if sampler else []
     recorder = item.stash.get(RECORDER_KEY, None)
     history = recorder.history() if recorder is not None else History()
+    if metrics:
+        _keep_metrics(run, record, item.nodeid, metrics, history)
     verdicts = run.judge(ids, history, _context(item, run, metrics, initial_writer))
     if error is not None:
         verdicts = [v if v.valid is not Validity.TRUE else
@@ -450,6 +457,23 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
                      + (f"; seed {seed} (replay with --seed {seed})" if seed is not None else ""))
         pytest.fail("\n".join(lines), pytrace=False)
     return None
+
+
+def _keep_metrics(run: HarnessRun, record: Any, test_id: str, samples: list[Any], history: History) -> None:
+    """Write the test's metric samples into the run directory for the report's plots.  They share the
+    history's monotonic clock, so they share its anchor (a fresh one when the test recorded none)."""
+    import time
+
+    from harness.history import ClockAnchor
+    from harness.metrics import write_samples
+
+    anchor = history.anchor or ClockAnchor(wall_ns=time.time_ns(), monotonic_ns=time.monotonic_ns())
+    path = run.store.metrics_path(test_id)
+    try:
+        write_samples(path, samples, anchor)
+    except OSError:
+        return  # a report without one plot is no reason to fail the test
+    record.metrics = run.store.relative(path)
 
 
 def _finish(item: pytest.Item, run: HarnessRun, record: Any, verdicts: list[Any]) -> None:

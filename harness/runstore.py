@@ -4,6 +4,7 @@ Layout of a run directory::
 
     target.json          the target's description (endpoints, capabilities, instances)
     history/<test>.jsonl one history per test, written while the test runs
+    metrics/<test>.jsonl the proxy metrics sampled during a test, when the target reports any
     results.json         every test with its verdicts, the per-guarantee summary, thresholds, versions
     junit.xml            one test case per guarantee (rendered from results.json by ``reports``)
     proxy.log            the reference proxy's log, copied before the target is torn down
@@ -158,6 +159,9 @@ class RunStore:
 
     def history_path(self, test_id: str) -> Path:
         return self.path / "history" / history_file_name(test_id)
+
+    def metrics_path(self, test_id: str) -> Path:
+        return self.path / "metrics" / history_file_name(test_id)
 
     def relative(self, path: Path) -> str:
         return os.fspath(path.relative_to(self.path))

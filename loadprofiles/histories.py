@@ -38,7 +38,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from harness.history import History, HistoryError, Op, OpType
+from harness.history import CLOCK_RECORD, History, HistoryError, Op, OpType
 
 PROCESSES_DIR = "history/processes"
 MERGED = "history/merged.jsonl"
@@ -72,10 +72,13 @@ def merge(paths: Iterable[str | os.PathLike[str]], offsets: Mapping[str, int] | 
     owner: dict[Any, str] = {}
     tagged: list[tuple[int, int, int, Op]] = []
     torn = 0
+    anchor = None
     for file_number, path in enumerate(paths):
         history = History.load(path)
         torn += history.torn_lines
         shift = offsets.get(Path(path).stem, 0)
+        if not shift:  # on the master's monotonic clock: any such file's anchor fits the merged history
+            anchor = anchor or history.anchor
         for op in history:
             if shift:
                 op = dataclasses.replace(op, time=op.time + shift)
@@ -88,7 +91,7 @@ def merge(paths: Iterable[str | os.PathLike[str]], offsets: Mapping[str, int] | 
             tagged.append((op.time, file_number, op.index, op))
     tagged.sort(key=lambda t: t[:3])
     ops = [_renumbered(op, n) for n, (_, _, _, op) in enumerate(tagged)]
-    return History(ops, torn_lines=torn)
+    return History(ops, torn_lines=torn, anchor=anchor)
 
 
 def _renumbered(op: Op, index: int) -> Op:
@@ -97,14 +100,18 @@ def _renumbered(op: Op, index: int) -> Op:
 
 
 def write_history(history: History, path: str | os.PathLike[str]) -> None:
-    """Write ``history`` as JSON lines (the recorder's format)."""
+    """Write ``history`` as JSON lines (the recorder's format, its clock anchor first when it has one)."""
     with open(path, "w", encoding="utf-8") as fh:
+        if history.anchor is not None:
+            fh.write(json.dumps(history.anchor.to_record(), separators=(",", ":")) + "\n")
         fh.writelines(json.dumps(op.to_dict(), separators=(",", ":"), allow_nan=False) + "\n" for op in history)
 
 
 def count_records(path: str | os.PathLike[str]) -> int:
+    """Ops in a history file (its clock anchor line is not one)."""
+    anchor_start = f'{{"type":"{CLOCK_RECORD}"'
     with open(path, encoding="utf-8") as fh:
-        return sum(1 for line in fh if line.strip())
+        return sum(1 for line in fh if line.strip() and not line.startswith(anchor_start))
 
 
 TAG_PATTERN = re.compile(r"(local|master|worker)-[A-Za-z0-9_]{1,40}-[0-9]{1,10}")

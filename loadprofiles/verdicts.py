@@ -133,13 +133,13 @@ def _doubted(run: HarnessRun, verdict: Verdict, problems: list[str]) -> Verdict:
 def judge_and_print(run_dir: str | os.PathLike[str], target: Target, profile_name: str) -> int:
     """Judge, render the reports, print the verdict table and headline; returns the exit status."""
     from reports.render import write_reports
-    from reports.table import render_table
+    from reports.table import for_terminal
 
     judge(run_dir, target, profile_name)
     report = write_reports(run_dir, strict=True)
     outcome = report.certification
     print("\n" + phases_text(run_dir), flush=True)
-    print("\n" + render_table(report) + "\n", flush=True)
+    print("\n" + for_terminal(report) + "\n", flush=True)
     print(f"run directory: {run_dir}  (results.json, report.html, locust CSV/HTML, history/)")
     print("\n".join([outcome.summary(), *(f"  {line}" for line in outcome.problems())]), flush=True)
     return outcome.exit_status()

@@ -43,7 +43,8 @@ def _register_optional() -> None:
                          ("harness.cli.target", "crash"), ("harness.cli.target", "rotate"),
                          ("harness.cli.bench", "bench"),
                          ("harness.cli.certify", "certify"), ("harness.cli.guarantees", "guarantees"),
-                         ("harness.cli.load", "load"), ("harness.cli.fault", "fault")):
+                         ("harness.cli.load", "load"), ("harness.cli.fault", "fault"),
+                         ("harness.cli.report", "report"), ("harness.cli.report", "compare")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

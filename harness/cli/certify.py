@@ -112,14 +112,27 @@ def suites_dir() -> Path:
     return Path(suites.__file__).resolve().parent
 
 
-def child_env(options: TargetOptions, *, preflight_done: bool = False) -> dict[str, str]:
-    """The child's environment: ours plus the options that carry passwords (DSNs), kept out of argv."""
-    from harness.pytest_plugin import PREFLIGHT_DONE_ENV
+def masked_command_line(argv: list[str], secrets: list[str]) -> str:
+    """``aurora-harness certify ...`` as typed, with every password of the target masked: it goes
+    into results.json and the report, which get shared."""
+    import shlex
 
-    ours = {PREFLIGHT_DONE_ENV, *option_environment_names()}
+    from harness.targets.masking import scrub
+
+    return scrub(shlex.join(["aurora-harness", *argv]), secrets)
+
+
+def child_env(options: TargetOptions, *, preflight_done: bool = False,
+              command: str | None = None) -> dict[str, str]:
+    """The child's environment: ours plus the options that carry passwords (DSNs), kept out of argv."""
+    from harness.pytest_plugin import COMMAND_ENV, PREFLIGHT_DONE_ENV
+
+    ours = {PREFLIGHT_DONE_ENV, COMMAND_ENV, *option_environment_names()}
     env = {k: v for k, v in os.environ.items() if k not in ours}
     if preflight_done:
         env[PREFLIGHT_DONE_ENV] = "1"
+    if command:
+        env[COMMAND_ENV] = command
     env.update(options.child_arguments()[1])
     return env
 
@@ -229,8 +242,11 @@ def certify(target_kind: str, engine: str, profile: str, run_dir: str | None, th
         cmd = pytest_command(target=target_kind, options=options, profile=profile, run_dir=path, ini=ini, seed=seed,
                              thresholds=thresholds, select=select, suites=suites)
         try:
-            pytest_status = _run_child(cmd, env=child_env(options, preflight_done=built.reachable_before_up),
-                                       to_stderr=as_json)
+            # A target the harness starts has no password on the command line (it makes its own).
+            secrets = built.secret_texts() if built.reachable_before_up else []
+            env = child_env(options, preflight_done=built.reachable_before_up,
+                            command=masked_command_line(sys.argv[1:], secrets))
+            pytest_status = _run_child(cmd, env=env, to_stderr=as_json)
         except KeyboardInterrupt:
             interrupted = True
             pytest_status = 2
@@ -251,7 +267,7 @@ def finish(path: Path, *, allow_unknown: bool = False, as_json: bool, pytest_sta
     """Render the reports of a finished run, print the verdicts and the headline, return the exit status."""
     from reports.model import ReportError
     from reports.render import write_reports
-    from reports.table import render_table
+    from reports.table import for_terminal
 
     strict = not allow_unknown
     try:
@@ -273,7 +289,7 @@ def finish(path: Path, *, allow_unknown: bool = False, as_json: bool, pytest_sta
         click.echo(json.dumps(report_dict(report, strict=strict), indent=2))
     else:
         click.echo("")
-        click.echo(render_table(report))
+        click.echo(for_terminal(report))
         click.echo("")
         click.echo(f"run directory: {path}  (results.json, junit.xml, report.html, history/)")
         click.echo(headline_text(outcome, allow_unknown=allow_unknown))

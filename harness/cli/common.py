@@ -40,6 +40,13 @@ class CliFailure(click.ClickException):
     """A failure the user can act on; click prints 'Error: <message>' and exits 1."""
 
 
+class UnreadableInput(CliFailure):
+    """A file or directory given to a command cannot be read: one line, exit status 2 (as for a usage
+    error), never a traceback."""
+
+    exit_code = 2
+
+
 def fail_on_errors(fn):
     """Turn the harness's own errors into clean CLI failures instead of tracebacks."""
     import functools

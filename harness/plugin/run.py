@@ -22,8 +22,10 @@ from harness.checkers.base import CheckerError
 from harness.guarantees import Guarantee
 from harness.history import History
 from harness.runstore import SCHEMA_VERSION, RunStore, summarise, utc_now
+from harness.targets.masking import scrub
 
-_VERSIONED = ("aurora-proxy-harness", "pytest", "psycopg", "PyMySQL", "hypothesis")
+_VERSIONED = ("aurora-proxy-harness", "pytest", "psycopg", "PyMySQL", "mysql-connector-python", "aiomysql",
+              "hypothesis")
 
 
 @dataclasses.dataclass
@@ -33,6 +35,8 @@ class TestRecord:
     id: str
     guarantees: list[str]
     history: str | None = None
+    metrics: str | None = None
+    """The proxy metrics sampled during the test (``metrics/<test>.jsonl``), when there were any."""
     verdicts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     outcome: str = "passed"
     duration_s: float = 0.0
@@ -77,6 +81,8 @@ class HarnessRun:
         self.warnings: list[str] = []
         """Preflight warnings (a misrouted endpoint), shown in the session header."""
         self.status = "running"
+        self.command: str | None = None
+        """The command line of the run; masked again with :attr:`secrets` whenever it is written."""
 
     def record_for(self, test_id: str, guarantees: list[str]) -> TestRecord:
         if test_id not in self.records:
@@ -120,7 +126,8 @@ class HarnessRun:
                     "started_at": self.started_at,
                     "finished_at": utc_now().isoformat(timespec="seconds") if self.status != "running" else None,
                     "duration_s": round(self._clock() - self._started, 3),
-                    "versions": {**_versions(), "server": self.server_version}},
+                    "versions": {**_versions(), "server": self.server_version},
+                    "command": scrub(self.command, self.secrets) if self.command else None},
             "thresholds": catalogue,
             "selected": list(self.selected),
             "not_in_profile": list(self.not_in_profile),

@@ -19,6 +19,7 @@ import threading
 
 import pytest
 
+from harness.plugin.targets import pool_caps
 from harness.targets.base import Capability
 from suites.workloads import (
     MUST_SERVE,
@@ -61,6 +62,9 @@ def test_backend_cap_under_200_clients(target, recorder, clients, profile):
         sampler = None
         if target.supports(Capability.DIRECT):
             roles = note_roles(target, recorder)
+            caps = pool_caps(target)
+            if caps:  # the report draws the backend counts against it
+                recorder.event("pool_cap", caps)
             sampler = stack.enter_context(backend_count_sampler(clients, roles["writer"], interval_s=CAP_SAMPLE_S))
         run_clients(count, client, timeout=(3 + reads) * wait + 30)
     if sampler is not None:

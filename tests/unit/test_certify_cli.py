@@ -67,3 +67,22 @@ def test_dsns_travel_in_the_environment_and_never_on_the_command_line():
 def test_a_parents_dsns_do_not_leak_into_a_child_run(monkeypatch):
     monkeypatch.setenv("AURORA_HARNESS_READER_DSNS", "host=stale user=u")
     assert "AURORA_HARNESS_READER_DSNS" not in child_env(TargetOptions("postgres"))
+
+
+def test_the_command_line_reaches_the_run_with_its_passwords_masked(tmp_path, monkeypatch):
+    from harness.cli.certify import masked_command_line
+    from harness.plugin.run import HarnessRun
+    from harness.pytest_plugin import COMMAND_ENV
+    from harness.runstore import RunStore
+
+    argv = ["certify", "--target", "external", "--writer-dsn", "host=w user=u password=hunter22 dbname=app"]
+    line = masked_command_line(argv, ["hunter22"])
+    assert line == "aurora-harness certify --target external --writer-dsn 'host=w user=u password=*** dbname=app'"
+    monkeypatch.setenv(COMMAND_ENV, "stale from a parent run")
+    assert child_env(TargetOptions("postgres"), command=line)[COMMAND_ENV] == line
+    assert COMMAND_ENV not in child_env(TargetOptions("postgres"))
+    # The run masks it again with the passwords it learns later (a rotation's new one).
+    run = HarnessRun(RunStore.create(tmp_path / "run", target="external", engine="postgres"),
+                     target="external", engine="postgres", profile="quick")
+    run.command, run.secrets = "aurora-harness certify --writer-dsn 'password=rotated-pw-9'", ["rotated-pw-9"]
+    assert run.results()["run"]["command"] == "aurora-harness certify --writer-dsn 'password=***'"

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from harness.history import (
+    ClockAnchor,
     History,
     HistoryError,
     ManualClock,
@@ -97,8 +98,8 @@ def test_round_trip_through_a_file(tmp_path):
     loaded = History.load(path)
     assert list(loaded) == list(in_memory)
     assert loaded.torn_lines == 0
-    # One JSON object per line, and keys with nothing in them are left out.
-    first = json.loads(path.read_text().splitlines()[0])
+    # One JSON object per line after the clock anchor, and keys with nothing in them are left out.
+    first = json.loads(path.read_text().splitlines()[1])
     assert first == {"index": 0, "time": 0, "type": "invoke", "process": 1, "f": "write", "value": 7,
                      "endpoint": "writer"}
 
@@ -112,7 +113,7 @@ def test_torn_last_line_is_skipped_and_counted(tmp_path):
     path.write_text(whole + '{"index": 99, "time": 17, "ty')
     h = History.load(path)
     assert h.torn_lines == 1
-    assert len(h) == len(whole.splitlines())
+    assert len(h) == len(whole.splitlines()) - 1  # the anchor line is not an op
 
 
 def test_a_damaged_middle_line_is_an_error_naming_the_line(tmp_path):
@@ -238,3 +239,42 @@ def test_torn_line_is_logged(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert History.load(path).torn_lines == 1
     assert "torn last line" in caplog.text
+
+
+def test_a_history_file_opens_with_its_clock_anchor(tmp_path):
+    path = tmp_path / "history.jsonl"
+    clock = ManualClock(5_000_000_000)
+    with Recorder(path, clock=clock, wall_clock=lambda: 1_700_000_000_000_000_000) as rec:
+        small_run_from(rec, clock)
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first == {"type": "clock", "wall_ns": 1_700_000_000_000_000_000, "time": 5_000_000_000}
+    loaded = History.load(path)
+    assert loaded.anchor == ClockAnchor(wall_ns=1_700_000_000_000_000_000, monotonic_ns=5_000_000_000)
+    assert rec.history().anchor == loaded.anchor
+    # Monotonic times stay as they were (durations), and each maps onto the wall clock.
+    assert [o.time for o in loaded][:2] == [6_000_000_000, 6_100_000_000]
+    assert loaded.anchor.wall_ns_of(loaded[1].time) == 1_700_000_001_100_000_000
+    assert all(o.type is not None for o in loaded) and loaded[0].index == 0
+
+
+def small_run_from(rec: Recorder, clock: ManualClock) -> None:
+    clock.at(6.0)
+    w = rec.invoke(1, "write", 7, endpoint="writer")
+    clock.at(6.1)
+    rec.ok(w)
+
+
+def test_a_history_without_an_anchor_still_loads(tmp_path):
+    path = tmp_path / "old.jsonl"
+    path.write_text('{"index":0,"time":10,"type":"invoke","process":1,"f":"write"}\n'
+                    '{"index":1,"time":20,"type":"ok","process":1,"f":"write"}\n')
+    loaded = History.load(path)
+    assert len(loaded) == 2 and loaded.anchor is None
+
+
+def test_a_malformed_anchor_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"type":"clock","wall_ns":"yesterday","time":1}\n'
+                    '{"index":0,"time":10,"type":"invoke","process":1,"f":"write"}\n')
+    with pytest.raises(HistoryError, match=r"bad.jsonl:1: a clock record"):
+        History.load(path)

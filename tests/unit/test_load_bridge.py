@@ -108,6 +108,7 @@ def test_process_files_merge_by_time_with_fresh_indexes(tmp_path) -> None:
     out = tmp_path / histories.MERGED
     histories.write_history(merged, out)
     assert [op.to_dict() for op in History.load(out)] == [op.to_dict() for op in merged]
+    assert merged.anchor is not None and History.load(out).anchor == merged.anchor  # the wall clock goes along
 
 
 def test_one_client_process_in_two_files_is_refused(tmp_path) -> None:

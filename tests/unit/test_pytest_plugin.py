@@ -85,7 +85,7 @@ def test_false_fails_the_test_with_evidence_and_unsupported_is_unknown(tmp_path)
     assert "unknown" in sibling["message"] and "does not support sibling_proxy" in sibling["message"]
     assert results["status"] == "complete"
     history = tmp_path / "run" / next(t["history"] for t in results["tests"] if t["id"].endswith("test_leaks"))
-    assert len(history.read_text().splitlines()) == 6
+    assert len(history.read_text().splitlines()) == 1 + 6  # the clock anchor, then the ops
     assert "ISOLATION-NO-SESSION-LEAK" in (tmp_path / "run" / "junit.xml").read_text()  # rendered at the end
 
 
