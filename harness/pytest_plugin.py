@@ -186,7 +186,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     run = config.stash.get(RUN_KEY, None)
     if run is None:
         needing = [item.nodeid for item in items if "harness_run" in getattr(item, "fixturenames", ())]
-        if needing:  # one usage error, not the same traceback for every test
+        if needing and not config.option.collectonly:  # one usage error, not a traceback per test
             raise pytest.UsageError(
                 f"{len(needing)} collected test(s) use the harness's fixtures (the first: {needing[0]}) and need "
                 f"a target: give --target {{{','.join(_target_kinds.kind_names())}}} and --engine "

@@ -27,6 +27,7 @@ worker's records by it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,7 +35,6 @@ import re
 import secrets
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
-import dataclasses
 from pathlib import Path
 from typing import Any
 

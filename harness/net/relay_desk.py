@@ -34,7 +34,7 @@ import secrets
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Self
 
 from harness.net.relay import LOOPBACK, RelayServer, RelayStats
 from harness.net.toxics import RelayError, Toxic, ToxicError, toxic_from_dict
@@ -115,7 +115,7 @@ class RelayDesk:
         if thread is not None:
             thread.join(timeout=5)
 
-    def __enter__(self) -> RelayDesk:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -208,7 +208,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the desk's callers record what they did."""
 
 

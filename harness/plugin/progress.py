@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 def clock_text(seconds: float) -> str:
     """``m:ss`` (``h:mm:ss`` past an hour)."""
-    whole = max(0, int(round(seconds)))
+    whole = max(0, round(seconds))
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -195,7 +195,7 @@ def test_secret_logins_follow_awscurrent_and_keep_the_first_as_old() -> None:
         def __init__(self) -> None:
             self.value = {"username": "app", "password": "first"}
 
-        def get_secret_value(self, SecretId: str, VersionStage: str) -> dict:  # noqa: N803 - boto3's names
+        def get_secret_value(self, SecretId: str, VersionStage: str) -> dict:
             assert (SecretId, VersionStage) == ("db-secret", "AWSCURRENT")
             if self.value is None:
                 raise RuntimeError("AccessDeniedException")
