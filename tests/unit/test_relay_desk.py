@@ -18,7 +18,7 @@ import pytest
 from harness.net.relay import RelayServer
 from harness.net.relay_desk import DeskAddress, RelayDesk, RemoteRelay
 from harness.net.toxics import Blackhole, Latency, RelayError, ToxicError
-from tests.unit.test_relay import EchoServer, connect, recv_exactly, round_trip
+from test_relay import EchoServer, connect, recv_exactly, round_trip
 
 
 @pytest.fixture
