@@ -146,12 +146,17 @@ def describe(c: Comparison) -> dict[str, Any]:
                      "p99_delta": _delta(x.p99), "requests": f"{x.requests[0]} / {x.requests[1]}"}
                     for x in c.latency],
         "worse": len(c.worse),
+        "differ": [f"{key} ({c.a.run.get(key)} vs {c.b.run.get(key)})" for key in ("target", "engine", "profile")
+                   if c.a.run.get(key) != c.b.run.get(key)],
     }
 
 
 def render_text(c: Comparison) -> str:
     d = describe(c)
-    lines = [f"A: {d['a']}", f"B: {d['b']}", f"headline: {d['headlines'][0]} -> {d['headlines'][1]}", ""]
+    lines = [f"A: {d['a']}", f"B: {d['b']}", f"headline: {d['headlines'][0]} -> {d['headlines'][1]}"]
+    if d["differ"]:
+        lines.append(f"note: the runs differ in {', '.join(d['differ'])}: their figures may not be comparable")
+    lines.append("")
     lines.append("verdicts that flipped:" if d["flips"] else "verdicts that flipped: none")
     lines += [f"  {f['id']}: {f['before']} -> {f['after']} ({f['mark']})" for f in d["flips"]]
     lines.append(f"figures that moved more than {d['tolerance']}%:" if d["moves"]

@@ -61,6 +61,12 @@ def test_compare_lists_flips_moves_and_latency_and_exits_1_when_worse(tmp_path, 
     assert "direct:instance-1: p50 1.00 ms -> 1.00 ms" in done.output  # reads 2 ms, backend counts 1 ms
     page = (tmp_path / "cmp.html").read_text()
     assert 'class="flip worse" data-guarantee="ISOLATION-NO-SESSION-LEAK"' in page and "<script" not in page
+    assert "differ" not in done.output and 'id="differ"' not in page
+    other = _with_verdict(built_run, tmp_path / "other", "ISOLATION-NO-SESSION-LEAK", "false", 1.0)
+    results = json.loads((other / "results.json").read_text())
+    results["run"]["engine"] = "mysql" if results["run"]["engine"] != "mysql" else "postgres"
+    (other / "results.json").write_text(json.dumps(results))
+    assert "note: the runs differ in engine" in run("compare", str(built_run), str(other)).output
     back = run("compare", str(built_run), str(better))
     assert back.exit_code == 0 and "FALSE -> TRUE (better)" in back.output and "no verdict got worse" in back.output
 
