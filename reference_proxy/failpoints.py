@@ -122,7 +122,10 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
     Failpoint("resend_after_backend_loss",
               "a request whose backend connection is lost before its reply is sent again on another backend "
               "(the new writer after a failover) and its answer relayed, so a write that had committed before "
-              "the loss is applied twice"),
+              "the loss is applied twice",
+              may_also_break={"DURABILITY-NO-LOST-ACK": (
+                  "a resend that reaches the old writer before the proxy has learnt of the promotion commits there "
+                  "and is answered, then lost with the old writer's history when it rejoins as a reader")}),
     Failpoint("slow_topology_monitor",
               "the topology monitor polls every 10 s, ignores backend errors as hints to look again, and acts "
               "on each round's answers one round late, so a new writer is taken 10 to 20 s after its promotion"),
