@@ -125,7 +125,10 @@ FAILPOINTS: dict[str, Failpoint] = {f.name: f for f in (
               "the loss is applied twice",
               may_also_break={"DURABILITY-NO-LOST-ACK": (
                   "a resend that reaches the old writer before the proxy has learnt of the promotion commits there "
-                  "and is answered, then lost with the old writer's history when it rejoins as a reader")}),
+                  "and is answered, then lost with the old writer's history when it rejoins as a reader"),
+                  "DURABILITY-NO-FAILED-VISIBLE": (
+                  "when the first copy of a write had committed, its resend fails on the unique id and that "
+                  "definite error is what the client gets, while the first copy stays visible")}),
     Failpoint("slow_topology_monitor",
               "the topology monitor polls every 10 s, ignores backend errors as hints to look again, and acts "
               "on each round's answers one round late, so a new writer is taken 10 to 20 s after its promotion"),

@@ -8,7 +8,9 @@ the socket, the pid file and the log.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 
@@ -21,6 +23,7 @@ SERVICE_USER = "mysql"
 PACKAGE = "mariadb-server"
 BASE_PREFIX = f"{process.SCRATCH_PREFIX}my-"
 INSTALL_TIMEOUT = 120.0
+log = logging.getLogger(__name__)
 BINARIES = ("mariadbd", "mariadb-install-db")
 
 
@@ -36,22 +39,43 @@ def layout(search_dirs: Sequence[str]) -> ServerLayout:
 
 def bootstrap_seed(runtime: ServerRuntime, install_db: str, seed_dir: str, sql: str) -> None:
     """Create the seed data directory with ``mariadb-install-db``, running ``sql`` (accounts and
-    database) in the same bootstrap.  StartFailed with the tool's output if it fails."""
+    database) in the same bootstrap.  StartFailed with the tool's own error lines if it fails.
+
+    A bootstrap that fails is tried once more on an empty directory: on a machine running many
+    stand-ins at once, the bootstrap's server has been seen to exit 1 with nothing but the tool's
+    generic advice in the tail of its output; the first failure's error lines are logged."""
+    for attempt in (1, 2):
+        failure = _bootstrap_once(runtime, install_db, seed_dir, sql)
+        if failure is None:
+            return
+        if attempt == 1:
+            log.warning("mariadb-install-db failed, trying once more: %s", failure)
+            runtime.remove(seed_dir)
+    raise StartFailed(f"mariadb-install-db failed twice; {failure}")
+
+
+def _bootstrap_once(runtime: ServerRuntime, install_db: str, seed_dir: str, sql: str) -> str | None:
+    """One bootstrap; None when it worked, else why not (exit status and the output's error lines)."""
     cnf = os.path.join(runtime.home, "seed.cnf")
     sql_path = os.path.join(runtime.home, "seed.sql")
-    log = os.path.join(runtime.home, "install-db.log")
+    log_path = os.path.join(runtime.home, "install-db.log")
     runtime.write_file(cnf, opts.render_seed(seed_dir), mode=0o644)
     runtime.write_file(sql_path, sql, mode=0o600)
     argv = [install_db, f"--defaults-file={cnf}", "--auth-root-authentication-method=normal",
             "--skip-test-db", f"--extra-file={sql_path}", f"--datadir={seed_dir}"]
     try:
-        rc = runtime.run_logged(argv, log, timeout=INSTALL_TIMEOUT)
+        rc = runtime.run_logged(argv, log_path, timeout=INSTALL_TIMEOUT)
     finally:
         os.remove(sql_path)  # it holds passwords
-    if rc != 0:
-        reason = "timed out" if rc is None else f"exit {rc}"
-        raise StartFailed(f"mariadb-install-db failed ({reason}); output tail:\n{process.log_tail(log)}")
-    os.remove(log)  # it echoes the seed's statements, passwords included (0600 while it exists)
+    output = process.log_tail(log_path, lines=400)
+    os.remove(log_path)  # it echoes the seed's statements, passwords included (0600 while it exists)
+    if rc == 0:
+        return None
+    # Everything from a line's first quote on is hidden: an SQL error quotes its statement, and the
+    # seed's statements hold passwords.
+    errors = [re.sub(r"'.*", "'...", line) for line in output.splitlines() if "ERROR" in line or "rror:" in line]
+    reason = "timed out" if rc is None else f"exit {rc}"
+    return f"{reason}; its error lines: " + (" | ".join(errors[-8:]) if errors else "(none)")
 
 
 def copy_seed(runtime: ServerRuntime, seed_dir: str, inst: Instance) -> None:
