@@ -55,7 +55,8 @@ def bootstrap_seed(runtime: ServerRuntime, install_db: str, seed_dir: str, sql: 
 
 
 def _bootstrap_once(runtime: ServerRuntime, install_db: str, seed_dir: str, sql: str) -> str | None:
-    """One bootstrap; None when it worked, else why not (exit status and the output's error lines)."""
+    """One bootstrap; None when it worked, else why not (exit status and the output's error lines, or
+    its last lines when it has none)."""
     cnf = os.path.join(runtime.home, "seed.cnf")
     sql_path = os.path.join(runtime.home, "seed.sql")
     log_path = os.path.join(runtime.home, "install-db.log")
@@ -73,9 +74,10 @@ def _bootstrap_once(runtime: ServerRuntime, install_db: str, seed_dir: str, sql:
         return None
     # Everything from a line's first quote on is hidden: an SQL error quotes its statement, and the
     # seed's statements hold passwords.
-    errors = [re.sub(r"'.*", "'...", line) for line in output.splitlines() if "ERROR" in line or "rror:" in line]
+    lines = [line for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR" in line or "rror:" in line] or lines
     reason = "timed out" if rc is None else f"exit {rc}"
-    return f"{reason}; its error lines: " + (" | ".join(errors[-8:]) if errors else "(none)")
+    return f"{reason}; its output: " + " | ".join(re.sub(r"'.*", "'...", line) for line in errors[-8:])
 
 
 def copy_seed(runtime: ServerRuntime, seed_dir: str, inst: Instance) -> None:
