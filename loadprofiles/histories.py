@@ -180,6 +180,7 @@ class Shipments:
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
         self.run_dir = Path(run_dir)
         self._next: dict[str, int] = {}
+        self._digests: dict[str, Any] = {}
         self.problems: dict[str, str] = {}
 
     def _part(self, tag: str) -> Path:
@@ -199,6 +200,7 @@ class Shipments:
         part.parent.mkdir(parents=True, exist_ok=True)
         with open(part, "w" if seq == 0 else "a", encoding="utf-8") as fh:
             fh.write(text)
+        self._digests.setdefault(tag, hashlib.sha256()).update(text.encode("utf-8"))
         self._next[tag] = seq + 1
 
     def finish(self, tag: str, pieces: int, sha256: str) -> str | None:
@@ -209,7 +211,7 @@ class Shipments:
         got = self._next.get(tag, 0)
         if got != pieces:
             self.problems[tag] = f"{got} of {pieces} history pieces arrived"
-        elif pieces and hashlib.sha256(part.read_text(encoding="utf-8").encode("utf-8")).hexdigest() != sha256:
+        elif pieces and self._digests[tag].hexdigest() != sha256:
             self.problems[tag] = "the shipped history does not match its digest"
         if tag in self.problems:
             part.unlink(missing_ok=True)

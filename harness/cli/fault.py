@@ -17,12 +17,13 @@ the instance that is writer now, ``--endpoint reader`` every reader; ``--instanc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from harness.cli.common import CliFailure, emit, fail_on_errors
-from harness.cli.target import load_running
+from harness.cli.common import CliFailure, emit, fail_on_errors, state_dir
+from harness.cli.target import RECORD, load_running
 from harness.net.toxics import TOXIC_TYPES, RelayError, toxic_from_dict
 from harness.targets.base import Capability
 from harness.targets.reference import ReferenceTarget
@@ -45,9 +46,6 @@ def relayed_target(ctx: click.Context) -> ReferenceTarget:
         raise CliFailure("the running target has no relays between its proxy and its instances; start it with "
                          "'aurora-harness up --relays'")
     if target.follow_live_roles():  # a failover since 'up': "the writer" is another instance now
-        from harness.cli.common import state_dir
-        from harness.cli.target import RECORD
-
         state_dir(ctx).write(RECORD, target.to_state())
     return target
 
@@ -71,6 +69,18 @@ def instances(target: ReferenceTarget, endpoint: str | None, instance: str | Non
     if not readers:
         raise CliFailure("the target has no readers")
     return readers
+
+
+def on_each(target: ReferenceTarget, ids: list[str], action: Callable[[Any], Any]) -> dict[str, Any]:
+    """``action(relay)`` on each instance's relay, in turn; a relay's refusal stops there, naming the
+    instance and those already done."""
+    done: dict[str, Any] = {}
+    for iid in ids:
+        try:
+            done[iid] = action(target.relay(iid))
+        except RelayError as e:
+            raise CliFailure(f"{iid}: {e}" + (f" (already done on {', '.join(done)})" if done else "")) from None
+    return done
 
 
 def parse_parameters(args: list[str]) -> dict[str, Any]:
@@ -126,13 +136,8 @@ def add(ctx: click.Context, kind: str, endpoint: str | None, instance: str | Non
     except (RelayError, TypeError) as e:
         raise CliFailure(str(e)) from None
     target = relayed_target(ctx)
-    added = []
-    for iid in instances(target, endpoint, instance, default="writer"):
-        try:
-            target.relay(iid).add_toxic(toxic)
-        except RelayError as e:
-            raise CliFailure(f"{iid}: {e}" + (f" (already added on {', '.join(added)})" if added else "")) from None
-        added.append(iid)
+    added = list(on_each(target, instances(target, endpoint, instance, default="writer"),
+                         lambda relay: relay.add_toxic(toxic)))
     emit({"added": toxic.to_dict(), "instances": added}, as_json,
          f"added {toxic.name} ({_parameters(toxic.to_dict())}) on {', '.join(added)}")
 
@@ -146,12 +151,8 @@ def list_(ctx: click.Context, endpoint: str | None, instance: str | None, as_jso
     """The toxics on each instance's relay."""
     target = relayed_target(ctx)
     roles = {i.id: i.role.value for i in target.cluster.instances} if target.cluster else {}
-    found: dict[str, list[dict[str, Any]]] = {}
-    for iid in instances(target, endpoint, instance, default=None):
-        try:
-            found[iid] = [t.to_dict() for t in target.relay(iid).toxics()]
-        except RelayError as e:
-            raise CliFailure(f"{iid}: {e}") from None
+    found: dict[str, list[dict[str, Any]]] = on_each(target, instances(target, endpoint, instance, default=None),
+                                                     lambda relay: [t.to_dict() for t in relay.toxics()])
     lines = []
     for iid, toxics in found.items():
         lines.append(f"{iid} ({roles.get(iid, '?')}): " + ("no toxics" if not toxics else ""))
@@ -168,13 +169,8 @@ def list_(ctx: click.Context, endpoint: str | None, instance: str | None, as_jso
 def remove(ctx: click.Context, name: str, endpoint: str | None, instance: str | None, as_json: bool) -> None:
     """Remove the toxic NAME (from the writer's relay unless --endpoint or --instance says otherwise)."""
     target = relayed_target(ctx)
-    removed = []
-    for iid in instances(target, endpoint, instance, default="writer"):
-        try:
-            target.relay(iid).remove_toxic(name)
-        except RelayError as e:
-            raise CliFailure(str(e)) from None
-        removed.append(iid)
+    removed = list(on_each(target, instances(target, endpoint, instance, default="writer"),
+                           lambda relay: relay.remove_toxic(name)))
     emit({"removed": name, "instances": removed}, as_json, f"removed {name} from {', '.join(removed)}")
 
 
@@ -186,13 +182,8 @@ def remove(ctx: click.Context, name: str, endpoint: str | None, instance: str | 
 def clear(ctx: click.Context, endpoint: str | None, instance: str | None, as_json: bool) -> None:
     """Remove every toxic (from every instance unless --endpoint or --instance says otherwise)."""
     target = relayed_target(ctx)
-    cleared = []
-    for iid in instances(target, endpoint, instance, default=None):
-        try:
-            target.relay(iid).clear_toxics()
-        except RelayError as e:
-            raise CliFailure(f"{iid}: {e}") from None
-        cleared.append(iid)
+    cleared = list(on_each(target, instances(target, endpoint, instance, default=None),
+                           lambda relay: relay.clear_toxics()))
     emit({"cleared": cleared}, as_json, f"cleared every toxic on {', '.join(cleared)}")
 
 
